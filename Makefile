@@ -1,0 +1,36 @@
+# The two set-up commands of the README. Both install what they need, idempotently:
+# apt packages only when a tool is missing, the venv only when pyproject.toml changed.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+APT_TOOLS := tcpdump:tcpdump tshark:tshark nc:netcat-openbsd nft:nftables ip:iproute2 strace:strace cc:gcc tmux:tmux curl:curl
+
+.PHONY: run test lint system clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+system:
+	@missing=""; for pair in $(APT_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+run: system $(STAMP)
+	$(VENV)/bin/wirecorr analyze captures/handshake-echo.pcapng
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check wirecorr tests bench
+
+test: system $(STAMP) lint
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+clean:
+	rm -rf $(VENV)

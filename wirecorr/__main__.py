@@ -1,0 +1,3 @@
+from wirecorr.cli import main
+
+raise SystemExit(main())
