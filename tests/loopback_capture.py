@@ -1,0 +1,62 @@
+"""Real tcpdump on loopback for tests, stopped only once the packets a test needs are on disk.
+
+SIGINT does not drain tcpdump's ring buffer (DESIGN.md), so stopping it a fixed time
+after the traffic loses the last packets on a busy machine; waiting for a packet the test
+knows must come last makes captures complete without long sleeps.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from wirecorr.model import Packet
+from wirecorr.sources.capture_file import CaptureReader, InputError
+from wirecorr.sources.packet_decode import decode_packet
+
+
+def read_all(path: Path) -> list[Packet]:
+    reader = CaptureReader(str(path), follow=True, should_stop=lambda: True)
+    return [decode_packet(i, rec) for i, rec in enumerate(reader.records())]
+
+
+class LoopbackCapture:
+    def __init__(self, path: Path, bpf: str = "", iface: str = "lo", nano: bool = True) -> None:
+        self.path = path
+        cmd = ["tcpdump", "-i", iface, "-U", "--immediate-mode", "-w", str(path)]
+        if nano:
+            cmd += ["--time-stamp-precision", "nano"]
+        if bpf:
+            cmd.append(bpf)
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stderr is not None
+        line = self.proc.stderr.readline()
+        if "listening on" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"tcpdump did not start: {line}")
+
+    def stop(self, until: Callable[[list[Packet]], bool] | None = None, timeout: float = 5.0) -> list[Packet]:
+        """Stop once `until(packets)` holds (or `timeout` passed); return the packets on disk."""
+        deadline = time.monotonic() + timeout
+        while until is not None and time.monotonic() < deadline:
+            try:
+                if until(read_all(self.path)):
+                    break
+            except InputError:
+                pass
+            time.sleep(0.05)
+        time.sleep(0.05)
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=10)
+        return read_all(self.path)
+
+    def __enter__(self) -> LoopbackCapture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)

@@ -1,0 +1,195 @@
+"""A subset of tcpdump's filter language (pcap-filter(7)) compiled to a Packet predicate.
+
+Files are filtered after decoding rather than with libpcap's BPF so the same expression
+works on pcap, pcapng and recordings alike, and on any link type. Supported:
+
+    host A | src host A | dst host A        net 10.0.0.0/8 | src net … | dst net …
+    port N | src port N | dst port N        portrange 4000-4100 (with src/dst too)
+    tcp | udp | icmp | icmp6 | ip | ip6     tcp port 80, udp dst port 53 (protocol qualifier)
+    and/&&, or/||, not/!, parentheses       a bare value repeats the previous qualifier,
+                                            as in tcpdump: `port 80 or 443`, `host a or b`
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from wirecorr.errors import WirecorrError
+from wirecorr.model import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Packet
+
+Predicate = Callable[[Packet], bool]
+
+_TOKEN = re.compile(r"\s*(\(|\)|&&|\|\||!|[^\s()!]+)")
+_PROTOS = {"tcp": PROTO_TCP, "udp": PROTO_UDP, "icmp": PROTO_ICMP, "icmp6": PROTO_ICMPV6}
+
+
+class FilterError(WirecorrError):
+    """The expression is not in the supported subset; says where."""
+
+    exit_code = 2
+
+
+@dataclass(slots=True)
+class _Qualifier:
+    direction: str  # "src", "dst" or "" (either)
+    kind: str  # "host", "net", "port", "portrange"
+    proto: int | None
+
+
+def compile_filter(expr: str) -> Predicate:
+    tokens = _TOKEN.findall(expr)
+    if "".join(tokens) != re.sub(r"\s+", "", expr):
+        raise FilterError(f"filter: cannot read {expr!r}")
+    if not tokens:
+        return lambda pkt: True
+    parser = _Parser(tokens, expr)
+    pred = parser.parse_or()
+    if parser.pos != len(tokens):
+        raise FilterError(f"filter: unexpected {tokens[parser.pos]!r} in {expr!r}")
+    return pred
+
+
+class _Parser:
+    def __init__(self, tokens: list[str], expr: str) -> None:
+        self.tokens = tokens
+        self.expr = expr
+        self.pos = 0
+        self.last: _Qualifier | None = None
+
+    def peek(self) -> str | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self) -> str:
+        tok = self.peek()
+        if tok is None:
+            raise FilterError(f"filter: {self.expr!r} ends too early")
+        self.pos += 1
+        return tok
+
+    def parse_or(self) -> Predicate:
+        left = self.parse_and()
+        while self.peek() in ("or", "||"):
+            self.take()
+            right = self.parse_and()
+            left = _either(left, right)
+        return left
+
+    def parse_and(self) -> Predicate:
+        left = self.parse_not()
+        while self.peek() in ("and", "&&"):
+            self.take()
+            right = self.parse_not()
+            left = _both(left, right)
+        return left
+
+    def parse_not(self) -> Predicate:
+        if self.peek() in ("not", "!"):
+            self.take()
+            inner = self.parse_not()
+            return lambda pkt: not inner(pkt)
+        return self.parse_primary()
+
+    def parse_primary(self) -> Predicate:
+        tok = self.peek()
+        if tok == "(":
+            self.take()
+            inner = self.parse_or()
+            if self.take() != ")":
+                raise FilterError(f"filter: missing ')' in {self.expr!r}")
+            return inner
+        return self.parse_term()
+
+    def parse_term(self) -> Predicate:
+        proto: int | None = None
+        direction = ""
+        tok = self.take()
+        if tok in _PROTOS:
+            proto = _PROTOS[tok]
+            if self.peek() not in ("src", "dst", "host", "net", "port", "portrange"):
+                return _proto(proto)
+            tok = self.take()
+        elif tok in ("ip", "ip6"):
+            version = 4 if tok == "ip" else 6
+            return lambda pkt: pkt.ip_version == version
+        if tok in ("src", "dst"):
+            direction = tok
+            tok = self.take()
+        if tok in ("host", "net", "port", "portrange"):
+            qual = _Qualifier(direction, tok, proto)
+            value = self.take()
+        elif self.last is not None and not direction and proto is None:
+            qual, value = self.last, tok  # tcpdump's "port 80 or 443"
+        elif _looks_like_address(tok):
+            qual, value = _Qualifier(direction, "host", proto), tok
+        else:
+            raise FilterError(f"filter: unknown word {tok!r} in {self.expr!r}")
+        self.last = qual
+        return _primitive(qual, value, self.expr)
+
+
+def _either(a: Predicate, b: Predicate) -> Predicate:
+    return lambda pkt: a(pkt) or b(pkt)
+
+
+def _both(a: Predicate, b: Predicate) -> Predicate:
+    return lambda pkt: a(pkt) and b(pkt)
+
+
+def _proto(proto: int) -> Predicate:
+    return lambda pkt: pkt.proto == proto
+
+
+def _looks_like_address(tok: str) -> bool:
+    try:
+        ipaddress.ip_address(tok)
+    except ValueError:
+        return False
+    return True
+
+
+def _primitive(qual: _Qualifier, value: str, expr: str) -> Predicate:
+    src = qual.direction in ("", "src")
+    dst = qual.direction in ("", "dst")
+    if qual.kind in ("host", "net"):
+        try:
+            net = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise FilterError(f"filter: {value!r} is not an address or network in {expr!r}") from None
+        if qual.kind == "host" and net.num_addresses != 1:
+            raise FilterError(f"filter: host {value!r} is a network; use 'net'")
+        base = net.network_address.packed
+        plen = net.prefixlen
+
+        def match_addr(addr: bytes) -> bool:
+            if len(addr) != len(base):
+                return False
+            if plen == len(base) * 8:
+                return addr == base
+            bits = int.from_bytes(addr, "big") >> (len(base) * 8 - plen)
+            return bits == int.from_bytes(base, "big") >> (len(base) * 8 - plen)
+
+        pred: Predicate = lambda pkt: (src and match_addr(pkt.src)) or (dst and match_addr(pkt.dst))  # noqa: E731
+    else:
+        try:
+            if qual.kind == "port":
+                lo = hi = int(value)
+            else:
+                lo_s, _, hi_s = value.partition("-")
+                lo, hi = int(lo_s), int(hi_s)
+        except ValueError:
+            raise FilterError(f"filter: {value!r} is not a port in {expr!r}") from None
+        if not (0 <= lo <= hi <= 65535):
+            raise FilterError(f"filter: port {value!r} out of range")
+
+        def pred(pkt: Packet) -> bool:
+            if pkt.proto not in (PROTO_TCP, PROTO_UDP):
+                return False
+            return (src and lo <= pkt.sport <= hi) or (dst and lo <= pkt.dport <= hi)
+
+    if qual.proto is None:
+        return pred
+    proto = qual.proto
+    return lambda pkt: pkt.proto == proto and pred(pkt)
