@@ -1,0 +1,57 @@
+"""`wirecorr analyze`: the headless report of a capture or recording (text or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from wirecorr.engine.session import Session, is_truncation, load_capture
+from wirecorr.errors import WirecorrError
+from wirecorr.sources.bpf_filter import compile_filter
+from wirecorr.views import json_report, text_report
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "analyze",
+        help="report connections, TCP analysis and syscalls of a capture or recording",
+        description=(
+            "Read a pcap/pcapng capture or a wirecorr recording and report each connection "
+            "(handshake options, close sequence, final state, TCP analysis counts) and the notable packets."
+        ),
+    )
+    p.add_argument("file", nargs="?", help="pcap, pcapng or wirecorr recording")
+    p.add_argument("--pcap", dest="pcap", help="capture to read beside --strace (same as FILE)")
+    p.add_argument("--json", action="store_true", help="print one JSON document (schema in docs/json-schema.md)")
+    p.add_argument("--packets", action="store_true", help="with --json: include every packet")
+    p.add_argument("-f", "--filter", default="", help="BPF-style filter: host/net/port/portrange/proto, and/or/not")
+    p.add_argument(
+        "--partial",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="report what was read before damage in the file (default: only when the file is cut short)",
+    )
+    p.add_argument("--notable", type=int, default=50, help="notable packets listed in text output (default 50)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = args.file or args.pcap
+    if path is None:
+        raise WirecorrError("analyze: give a capture FILE (or --pcap FILE)")
+    packet_filter = compile_filter(args.filter) if args.filter else None
+    session = Session()
+    load_capture(session, path, packet_filter=packet_filter, show_progress=not args.json or sys.stderr.isatty())
+    session.finish()
+    error = session.error
+    partial = args.partial if args.partial is not None else is_truncation(error)
+    if error is None or partial:
+        if args.json:
+            json_report.write(session, sys.stdout, packets=args.packets)
+        else:
+            text_report.write(session, sys.stdout, notable=args.notable)
+        sys.stdout.flush()
+    if error is not None:
+        print(f"wirecorr: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0

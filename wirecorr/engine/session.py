@@ -1,0 +1,93 @@
+"""A Session: what the engine knows about one capture or recording, built incrementally.
+
+Every front end (headless report, checks, TUI) reads a Session; live capture and replay
+both feed it packet by packet, so nothing here assumes the input has ended until
+`finish()` is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from wirecorr.engine.tcp_analysis import PacketAnalyzer
+from wirecorr.errors import InputError
+from wirecorr.model import Packet, Syscall
+from wirecorr.sources.capture_file import CaptureReader, CustomBlock, TruncatedCapture
+from wirecorr.sources.packet_decode import SUPPORTED_LINKTYPES, decode_packet
+from wirecorr.views.progress import Progress
+
+PacketFilter = Callable[[Packet], bool]
+
+
+@dataclass
+class Session:
+    analyzer: PacketAnalyzer = field(default_factory=PacketAnalyzer)
+    syscalls: list[Syscall] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    packets_read: int = 0
+    packets_kept: int = 0
+    first_ns: int | None = None
+    last_ns: int | None = None
+    # Set when the input ended in damage; everything before `error.offset` was analysed.
+    error: InputError | None = None
+    # link type → offset of its first record, for link types the decoder does not know
+    unknown_linktypes: dict[int, int] = field(default_factory=dict)
+    skipped_blocks: int = 0
+    custom_blocks: list[CustomBlock] = field(default_factory=list)
+
+    def feed_packet(self, pkt: Packet) -> None:
+        if self.first_ns is None:
+            self.first_ns = pkt.ts_ns
+        self.last_ns = pkt.ts_ns
+        self.packets_kept += 1
+        self.analyzer.feed(pkt)
+
+    def finish(self) -> None:
+        self.analyzer.finish()
+
+
+def load_capture(
+    session: Session,
+    path: str,
+    *,
+    packet_filter: PacketFilter | None = None,
+    show_progress: bool = True,
+) -> None:
+    """Read every packet of `path` into `session`.
+
+    Damage does not throw away what was read: the error is kept on the session and the
+    caller decides whether a partial result may be reported (truncation at the end is what
+    a killed tcpdump leaves, so that is reported by default).
+    """
+    reader = CaptureReader(path)
+    session.sources.append(path)
+    progress = Progress(f"reading {path}", reader.size) if show_progress else None
+    index = 0
+    feed = session.feed_packet
+    unknown = session.unknown_linktypes
+    try:
+        for rec in reader.records():
+            pkt = decode_packet(index, rec)
+            index += 1
+            if pkt.ip_version == 0 and rec[3] not in SUPPORTED_LINKTYPES and rec[3] not in unknown:
+                unknown[rec[3]] = rec[1]
+            if packet_filter is None or packet_filter(pkt):
+                feed(pkt)
+            if progress is not None and not index & 0xFFFF:
+                progress.update(reader.good_until, index)
+    except InputError as e:
+        session.error = e
+    finally:
+        if progress is not None:
+            progress.close()
+        session.packets_read += index
+        session.skipped_blocks += reader.skipped_blocks
+        session.custom_blocks.extend(reader.custom_blocks)
+    if unknown and not session.packets_kept and session.error is None:
+        linktype, offset = next(iter(unknown.items()))
+        session.error = InputError(path, f"unknown link type {linktype}: no packet could be decoded", offset=offset)
+
+
+def is_truncation(error: InputError | None) -> bool:
+    return isinstance(error, TruncatedCapture)
