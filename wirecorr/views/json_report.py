@@ -1,0 +1,140 @@
+"""`analyze --json`: one JSON document per run; its schema is docs/json-schema.md.
+
+Dicts are built here, from the engine's objects, and nowhere else: the text report and
+later the checks read the same records, so the two outputs cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict
+from typing import Any, TextIO
+
+from wirecorr import __version__
+from wirecorr.engine.analysis_flags import flag_names
+from wirecorr.engine.connections import Connection, HandshakeOptions
+from wirecorr.engine.session import Session
+from wirecorr.model import Syscall, format_flags
+
+SCHEMA = "wirecorr.analyze/1"
+
+
+def options_record(opts: HandshakeOptions | None) -> dict[str, Any] | None:
+    if opts is None:
+        return None
+    return {
+        "mss": opts.mss,
+        "wscale": opts.wscale,
+        "sack_perm": opts.sack_perm,
+        "timestamps": opts.timestamps,
+        "tfo": opts.tfo,
+    }
+
+
+def connection_record(conn: Connection) -> dict[str, Any]:
+    return {
+        "id": conn.id,
+        "stream": conn.stream,
+        "proto": conn.proto,
+        "client": conn.client,
+        "server": conn.server,
+        "first_ts_ns": conn.first_ts_ns,
+        "last_ts_ns": conn.last_ts_ns,
+        "duration_ns": conn.duration_ns,
+        "packets": {"client_to_server": conn.packets_c2s, "server_to_client": conn.packets_s2c},
+        "bytes": {"client_to_server": conn.bytes_c2s, "server_to_client": conn.bytes_s2c},
+        "handshake": {
+            "client": options_record(conn.client_options),
+            "server": options_record(conn.server_options),
+            "window_scaling": conn.wscale_in_use,
+            "initial_rtt_ns": conn.initial_rtt_ns,
+        },
+        "close": {"active_closer": conn.active_closer, "reset_by": conn.reset_by},
+        "final_state": {"client": conn.final_client_state, "server": conn.final_server_state},
+        "states": {
+            "client": [list(change) for change in conn.client_state],
+            "server": [list(change) for change in conn.server_state],
+        },
+        "analysis": dict(conn.analysis_counts),
+        "icmp_errors": conn.icmp_errors,
+    }
+
+
+def packet_record(session: Session, index: int) -> dict[str, Any]:
+    row = session.analyzer.table.row(index)
+    return {
+        "index": row.index,
+        "ts_ns": row.ts_ns,
+        "offset": row.offset,
+        "conn": row.conn if row.conn >= 0 else None,
+        "dir": ("c2s", "s2c")[row.direction] if row.conn >= 0 else None,
+        "flags": format_flags(row.flags) if row.conn >= 0 else None,
+        "seq": row.rel_seq,
+        "ack": row.rel_ack,
+        "len": row.seglen,
+        "win": row.window,
+        "analysis": flag_names(row.analysis),
+        "dupack_num": row.dupack_num,
+        "ack_rtt_ns": row.ack_rtt_ns,
+        "bytes_in_flight": row.bytes_in_flight or None,
+    }
+
+
+def syscall_record(sc: Syscall) -> dict[str, Any]:
+    record = asdict(sc)
+    if sc.data is not None:
+        record["data"] = sc.data.hex()
+    return record
+
+
+def analysis_totals(session: Session) -> dict[str, int]:
+    totals: Counter[str] = Counter()
+    for conn in session.analyzer.connections:
+        totals.update(conn.analysis_counts)
+    return dict(sorted(totals.items()))
+
+
+def notable_indices(session: Session) -> list[int]:
+    """Packets with a tcp.analysis flag: what a reader of the report should look at."""
+    analysis = session.analyzer.table.analysis
+    return [i for i, mask in enumerate(analysis) if mask]
+
+
+def warnings(session: Session) -> list[str]:
+    out = []
+    if session.skipped_blocks:
+        out.append(f"skipped {session.skipped_blocks} pcapng block(s) of unknown type")
+    for linktype, offset in session.unknown_linktypes.items():
+        out.append(f"link type {linktype} is not decoded (first such record at byte {offset})")
+    return out
+
+
+def document(session: Session, *, packets: bool) -> dict[str, Any]:
+    error = session.error
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "wirecorr": __version__,
+        "sources": session.sources,
+        "packets_read": session.packets_read,
+        "packets_analyzed": session.packets_kept,
+        "first_ts_ns": session.first_ns,
+        "last_ts_ns": session.last_ns,
+        "error": None if error is None else {"message": str(error), "offset": error.offset, "line": error.line},
+        "warnings": warnings(session),
+        "connections": [connection_record(c) for c in session.analyzer.connections],
+        "analysis": analysis_totals(session),
+        "notable": notable_indices(session),
+    }
+    if packets:
+        table = session.analyzer.table
+        # Rows of packets a --filter dropped are padding with offset 0, where no record can start.
+        doc["packets"] = [packet_record(session, i) for i in range(len(table)) if table.offset[i]]
+    if session.syscalls:
+        doc["syscalls"] = [syscall_record(sc) for sc in session.syscalls]
+    return doc
+
+
+def write(session: Session, out: TextIO, *, packets: bool) -> None:
+    json.dump(document(session, packets=packets), out, separators=(",", ":"))
+    out.write("\n")

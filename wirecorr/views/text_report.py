@@ -1,0 +1,125 @@
+"""`analyze` text output: a per-connection summary, then the packets worth a look."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TextIO
+
+from wirecorr.engine.session import Session
+from wirecorr.views import json_report
+
+
+def fmt_duration(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    if ns < 1_000:
+        return f"{ns} ns"
+    if ns < 1_000_000:
+        return f"{ns / 1_000:.1f} µs"
+    if ns < 1_000_000_000:
+        return f"{ns / 1_000_000:.3f} ms"
+    return f"{ns / 1_000_000_000:.3f} s"
+
+
+def fmt_abs(ns: int) -> str:
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(secs)) + f".{frac:09d} UTC"
+
+
+def fmt_options(opts: dict[str, Any] | None) -> str:
+    if opts is None:
+        return "(not captured)"
+    parts = []
+    if opts["mss"] is not None:
+        parts.append(f"mss {opts['mss']}")
+    if opts["wscale"] is not None:
+        parts.append(f"wscale {opts['wscale']}")
+    if opts["sack_perm"]:
+        parts.append("sack_perm")
+    if opts["timestamps"]:
+        parts.append("ts")
+    if opts["tfo"]:
+        parts.append("tfo")
+    return " ".join(parts) or "no options"
+
+
+def fmt_states(changes: list[list[Any]]) -> str:
+    return " → ".join(change[2] for change in changes) or "-"
+
+
+def write(session: Session, out: TextIO, *, notable: int) -> None:
+    doc = json_report.document(session, packets=False)
+    conns = doc["connections"]
+    first = doc["first_ts_ns"]
+    span = (doc["last_ts_ns"] - first) if first is not None else None
+    sources = ", ".join(doc["sources"])
+    out.write(
+        f"{sources}: {doc['packets_read']} packets read, {doc['packets_analyzed']} analysed, "
+        f"{len(conns)} connection(s), {fmt_duration(span)}\n"
+    )
+    if first is not None:
+        out.write(f"  from {fmt_abs(first)} to {fmt_abs(doc['last_ts_ns'])}\n")
+    for warning in doc["warnings"]:
+        out.write(f"  warning: {warning}\n")
+    for conn in conns:
+        out.write("\n")
+        _write_connection(out, conn, first or 0)
+    if doc["analysis"]:
+        totals = ", ".join(f"{name} {count}" for name, count in doc["analysis"].items())
+        out.write(f"\nTCP analysis, all connections: {totals}\n")
+    indices = doc["notable"]
+    if indices and notable > 0:
+        out.write(f"\nNotable packets ({len(indices)}):\n")
+        for index in indices[:notable]:
+            _write_packet(out, json_report.packet_record(session, index), first or 0)
+        if len(indices) > notable:
+            out.write(f"  … {len(indices) - notable} more (--notable N, or --json --packets)\n")
+
+
+def _write_connection(out: TextIO, conn: dict[str, Any], t0: int) -> None:
+    proto = conn["proto"].upper()
+    out.write(
+        f"#{conn['id']} {proto} {conn['client']} → {conn['server']}  "
+        f"start +{fmt_duration(conn['first_ts_ns'] - t0)}, lasted {fmt_duration(conn['duration_ns'])}\n"
+    )
+    pk, by = conn["packets"], conn["bytes"]
+    out.write(
+        f"  packets   client→server {pk['client_to_server']} ({by['client_to_server']} B), "
+        f"server→client {pk['server_to_client']} ({by['server_to_client']} B)\n"
+    )
+    if conn["proto"] == "tcp":
+        hs = conn["handshake"]
+        scaling = "window scaling on" if hs["window_scaling"] else "window scaling off"
+        out.write(
+            f"  handshake client: {fmt_options(hs['client'])}; server: {fmt_options(hs['server'])}; "
+            f"{scaling}; initial RTT {fmt_duration(hs['initial_rtt_ns'])}\n"
+        )
+        close = conn["close"]
+        if close["reset_by"]:
+            how = f"reset by the {close['reset_by']}"
+        elif close["active_closer"]:
+            how = f"the {close['active_closer']} closed first (its side goes to TIME_WAIT)"
+        else:
+            how = "not closed in the capture"
+        final = conn["final_state"]
+        out.write(f"  close     {how}; final client {final['client'] or '-'}, server {final['server'] or '-'}\n")
+        out.write(f"  client    {fmt_states(conn['states']['client'])}\n")
+        out.write(f"  server    {fmt_states(conn['states']['server'])}\n")
+    if conn["analysis"]:
+        out.write("  analysis  " + ", ".join(f"{k} {v}" for k, v in sorted(conn["analysis"].items())) + "\n")
+    if conn["icmp_errors"]:
+        out.write(f"  icmp      {conn['icmp_errors']} error(s) quoting this flow\n")
+
+
+def _write_packet(out: TextIO, pkt: dict[str, Any], t0: int) -> None:
+    extra = []
+    if pkt["dupack_num"]:
+        extra.append(f"dup #{pkt['dupack_num']}")
+    if pkt["ack_rtt_ns"]:
+        extra.append(f"rtt {fmt_duration(pkt['ack_rtt_ns'])}")
+    direction = {"c2s": "c→s", "s2c": "s→c"}.get(pkt["dir"] or "", "   ")
+    out.write(
+        f"  {pkt['index'] + 1:>7} +{(pkt['ts_ns'] - t0) / 1e9:.6f} conn {pkt['conn']} {direction} "
+        f"[{pkt['flags']}] seq {pkt['seq']} ack {pkt['ack']} win {pkt['win']} len {pkt['len']}  "
+        f"{', '.join(pkt['analysis'])}{'  (' + ', '.join(extra) + ')' if extra else ''}\n"
+    )
