@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from wirecorr.engine.session import Session, is_truncation, load_capture
+from wirecorr.engine.session import Session, is_truncation, load_capture, load_strace
 from wirecorr.errors import WirecorrError
 from wirecorr.sources.bpf_filter import compile_filter
 from wirecorr.views import json_report, text_report
@@ -22,6 +22,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", nargs="?", help="pcap, pcapng or wirecorr recording")
     p.add_argument("--pcap", dest="pcap", help="capture to read beside --strace (same as FILE)")
+    p.add_argument(
+        "--strace",
+        metavar="LOG",
+        help="syscalls from `strace -f -ttt -T -yy [-xx] [-s N] -o LOG` (an -ff base name or directory works too)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document (schema in docs/json-schema.md)")
     p.add_argument("--packets", action="store_true", help="with --json: include every packet")
     p.add_argument("-f", "--filter", default="", help="BPF-style filter: host/net/port/portrange/proto, and/or/not")
@@ -37,11 +42,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = args.file or args.pcap
-    if path is None:
-        raise WirecorrError("analyze: give a capture FILE (or --pcap FILE)")
+    if path is None and args.strace is None:
+        raise WirecorrError("analyze: give a capture FILE, or --strace LOG [--pcap FILE]")
     packet_filter = compile_filter(args.filter) if args.filter else None
     session = Session()
-    load_capture(session, path, packet_filter=packet_filter, show_progress=not args.json or sys.stderr.isatty())
+    if args.strace is not None:
+        load_strace(session, args.strace)
+    if path is not None:
+        load_capture(session, path, packet_filter=packet_filter, show_progress=sys.stderr.isatty())
     session.finish()
     error = session.error
     partial = args.partial if args.partial is not None else is_truncation(error)

@@ -15,6 +15,7 @@ from wirecorr.errors import InputError
 from wirecorr.model import Packet, Syscall
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock, TruncatedCapture
 from wirecorr.sources.packet_decode import SUPPORTED_LINKTYPES, decode_packet
+from wirecorr.sources.strace_log import read_strace_log
 from wirecorr.views.progress import Progress
 
 PacketFilter = Callable[[Packet], bool]
@@ -35,6 +36,7 @@ class Session:
     unknown_linktypes: dict[int, int] = field(default_factory=dict)
     skipped_blocks: int = 0
     custom_blocks: list[CustomBlock] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def feed_packet(self, pkt: Packet) -> None:
         if self.first_ns is None:
@@ -87,6 +89,17 @@ def load_capture(
     if unknown and not session.packets_kept and session.error is None:
         linktype, offset = next(iter(unknown.items()))
         session.error = InputError(path, f"unknown link type {linktype}: no packet could be decoded", offset=offset)
+
+
+def load_strace(session: Session, path: str) -> None:
+    """Add the syscalls of an strace log; unparsable lines become a warning, not a failure."""
+    log = read_strace_log(path)
+    session.sources.append(path)
+    session.syscalls.extend(log.syscalls)
+    session.syscalls.sort(key=lambda sc: (sc.enter_ns, sc.id))
+    if log.unparsable and log.first_unparsable is not None:
+        where, line = log.first_unparsable
+        session.warnings.append(f"{log.unparsable} of {log.lines} strace lines not understood, first at {where}:{line}")
 
 
 def is_truncation(error: InputError | None) -> bool:

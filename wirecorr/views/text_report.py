@@ -7,6 +7,7 @@ from typing import Any, TextIO
 
 from wirecorr.engine.session import Session
 from wirecorr.views import json_report
+from wirecorr.views.syscall_format import format_syscall, is_network
 
 
 def fmt_duration(ns: int | None) -> str:
@@ -67,6 +68,8 @@ def write(session: Session, out: TextIO, *, notable: int) -> None:
     if doc["analysis"]:
         totals = ", ".join(f"{name} {count}" for name, count in doc["analysis"].items())
         out.write(f"\nTCP analysis, all connections: {totals}\n")
+    if session.syscalls:
+        _write_syscalls(out, session, first, notable)
     indices = doc["notable"]
     if indices and notable > 0:
         out.write(f"\nNotable packets ({len(indices)}):\n")
@@ -74,6 +77,23 @@ def write(session: Session, out: TextIO, *, notable: int) -> None:
             _write_packet(out, json_report.packet_record(session, index), first or 0)
         if len(indices) > notable:
             out.write(f"  … {len(indices) - notable} more (--notable N, or --json --packets)\n")
+
+
+def _write_syscalls(out: TextIO, session: Session, t0: int | None, limit: int) -> None:
+    calls = session.syscalls
+    network = [sc for sc in calls if is_network(sc)]
+    pids = sorted({sc.pid for sc in calls})
+    failed = sum(1 for sc in network if sc.errno)
+    out.write(
+        f"\nSyscalls: {len(calls)} recorded from pid(s) {', '.join(map(str, pids[:10]))}"
+        f"{' …' if len(pids) > 10 else ''}; {len(network)} on sockets, {failed} of them failed\n"
+    )
+    base = t0 if t0 is not None else calls[0].enter_ns
+    for sc in network[:limit]:
+        took = f" <{fmt_duration(sc.exit_ns - sc.enter_ns)}>" if sc.exit_ns is not None else ""
+        out.write(f"  {(sc.enter_ns - base) / 1e9:+.6f} {sc.pid:>6} {format_syscall(sc)}{took}\n")
+    if len(network) > limit:
+        out.write(f"  … {len(network) - limit} more (--notable N, or --json)\n")
 
 
 def _write_connection(out: TextIO, conn: dict[str, Any], t0: int) -> None:
