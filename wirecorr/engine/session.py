@@ -65,15 +65,17 @@ def load_capture(
     reader = CaptureReader(path)
     session.sources.append(path)
     progress = Progress(f"reading {path}", reader.size) if show_progress else None
-    index = 0
+    index = undecodable = 0
     feed = session.feed_packet
     unknown = session.unknown_linktypes
     try:
         for rec in reader.records():
             pkt = decode_packet(index, rec)
             index += 1
-            if pkt.ip_version == 0 and rec[3] not in SUPPORTED_LINKTYPES and rec[3] not in unknown:
-                unknown[rec[3]] = rec[1]
+            if pkt.ip_version == 0 and rec[3] not in SUPPORTED_LINKTYPES:
+                if rec[3] not in unknown:
+                    unknown[rec[3]] = rec[1]
+                undecodable += 1
             if packet_filter is None or packet_filter(pkt):
                 feed(pkt)
             if progress is not None and not index & 0xFFFF:
@@ -86,7 +88,7 @@ def load_capture(
         session.packets_read += index
         session.skipped_blocks += reader.skipped_blocks
         session.custom_blocks.extend(reader.custom_blocks)
-    if unknown and not session.packets_kept and session.error is None:
+    if unknown and undecodable == index and session.error is None:
         linktype, offset = next(iter(unknown.items()))
         session.error = InputError(path, f"unknown link type {linktype}: no packet could be decoded", offset=offset)
 

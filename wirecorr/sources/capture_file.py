@@ -42,6 +42,10 @@ IF_NAME = 2
 IF_TSRESOL = 9
 IF_TSOFFSET = 14
 
+# Smallest total length of each block type that has fixed fields (header, fields, trailer):
+# a shorter block is damage, and reading its fields would run into the next block.
+MIN_BLOCK_LEN = {PCAPNG_SHB: 28, BT_IDB: 20, BT_PB: 32, BT_SPB: 16, BT_EPB: 32, BT_CUSTOM: 16, BT_CUSTOM_NOCOPY: 16}
+
 # Larger than any real frame (jumbo + TSO aggregates captured on lo are < 256 KiB);
 # a record claiming more is damage, not data.
 MAX_RECORD = 0x4000000
@@ -172,7 +176,8 @@ class CaptureReader:
             if pos < 0:
                 if self.follow:
                     return
-                raise InputError(self.path, "empty file, not a capture", offset=0)
+                what = "empty file" if not self._buf else f"{len(self._buf)}-byte file"
+                raise InputError(self.path, f"{what}, not a capture", offset=0)
             (magic,) = struct.unpack_from("<I", self._buf, pos)
             if magic == PCAPNG_SHB:
                 self.format = "pcapng"
@@ -193,7 +198,7 @@ class CaptureReader:
     def _pcap(self) -> Iterator[RawRecord]:
         pos = self._fill(0, 24)
         if pos < 0:
-            raise TruncatedCapture(self.path, "file ends inside the pcap header", offset=self._base + len(self._buf))
+            raise TruncatedCapture(self.path, "file ends inside the pcap header", offset=0)
         buf = self._buf
         magic = struct.unpack_from("<I", buf, pos)[0]
         if magic in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
@@ -271,7 +276,7 @@ class CaptureReader:
                 # A new section starts a new interface numbering.
                 ifaces.clear()
             blen = struct.unpack_from(endian + "I", buf, pos + 4)[0]
-            if blen < 12 or blen % 4 or blen > MAX_RECORD:
+            if blen < MIN_BLOCK_LEN.get(btype, 12) or blen % 4 or blen > MAX_RECORD:
                 raise CorruptCapture(self.path, f"corrupt pcapng block length {blen}", offset=self._base + pos)
             if len(buf) - pos < blen:
                 pos = self._fill(pos, blen)
@@ -285,8 +290,6 @@ class CaptureReader:
             body = pos + 8
             body_end = pos + blen - 4
             if btype == BT_EPB:
-                if body_end - body < 20:
-                    raise CorruptCapture(self.path, "enhanced packet block too short", offset=offset)
                 iface_id, hi, lo, incl, orig = struct.unpack_from(endian + "IIIII", buf, body)
                 if iface_id >= len(ifaces):
                     raise CorruptCapture(self.path, f"packet names undefined interface {iface_id}", offset=offset)
@@ -313,6 +316,8 @@ class CaptureReader:
                 iface_id, _drops, hi, lo, incl, orig = struct.unpack_from(endian + "HHIIII", buf, body)
                 if iface_id >= len(ifaces):
                     raise CorruptCapture(self.path, f"packet names undefined interface {iface_id}", offset=offset)
+                if body + 20 + incl > body_end:
+                    raise CorruptCapture(self.path, "packet data overruns its block", offset=offset)
                 iface = ifaces[iface_id]
                 ts = ts_to_ns((hi << 32) | lo, iface.units_per_sec) + iface.offset_sec * 1_000_000_000
                 yield (ts, offset, iface_id, iface.linktype, orig, buf[body + 20 : body + 20 + incl], None)
