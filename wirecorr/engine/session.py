@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from wirecorr.engine.correlator import Correlator
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.errors import InputError
 from wirecorr.model import Packet, Syscall
@@ -37,6 +38,10 @@ class Session:
     skipped_blocks: int = 0
     custom_blocks: list[CustomBlock] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    correlator: Correlator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.correlator = Correlator(self.analyzer)
 
     def feed_packet(self, pkt: Packet) -> None:
         if self.first_ns is None:
@@ -44,9 +49,20 @@ class Session:
         self.last_ns = pkt.ts_ns
         self.packets_kept += 1
         self.analyzer.feed(pkt)
+        self.correlator.on_packet(pkt)
+
+    def feed_syscall(self, sc: Syscall) -> None:
+        self.syscalls.append(sc)
+        self.correlator.on_syscall(sc)
+
+    def on_process(self, event: str, pid: int, info: int | None) -> None:
+        """Process events (fork, exec, exit) as the Tracer reports them: forks share fds."""
+        self.correlator.on_process(event, pid, info)
 
     def finish(self) -> None:
+        self.correlator.finish()
         self.analyzer.finish()
+        self.syscalls.sort(key=lambda sc: (sc.enter_ns, sc.id))
 
 
 def load_capture(
@@ -97,8 +113,9 @@ def load_strace(session: Session, path: str) -> None:
     """Add the syscalls of an strace log; unparsable lines become a warning, not a failure."""
     log = read_strace_log(path)
     session.sources.append(path)
-    session.syscalls.extend(log.syscalls)
-    session.syscalls.sort(key=lambda sc: (sc.enter_ns, sc.id))
+    # The correlator wants syscalls in the order they completed, as a tracer delivers them.
+    for sc in sorted(log.syscalls, key=lambda c: (c.exit_ns if c.exit_ns is not None else c.enter_ns, c.id)):
+        session.feed_syscall(sc)
     if log.unparsable and log.first_unparsable is not None:
         where, line = log.first_unparsable
         session.warnings.append(f"{log.unparsable} of {log.lines} strace lines not understood, first at {where}:{line}")

@@ -15,7 +15,7 @@ from wirecorr import __version__
 from wirecorr.engine.analysis_flags import flag_names
 from wirecorr.engine.connections import Connection, HandshakeOptions
 from wirecorr.engine.session import Session
-from wirecorr.model import Syscall, format_flags
+from wirecorr.model import Link, Syscall, format_flags
 
 SCHEMA = "wirecorr.analyze/1"
 
@@ -78,6 +78,18 @@ def packet_record(session: Session, index: int) -> dict[str, Any]:
         "dupack_num": row.dupack_num,
         "ack_rtt_ns": row.ack_rtt_ns,
         "bytes_in_flight": row.bytes_in_flight or None,
+        "label": session.correlator.label(index),
+    }
+
+
+def link_record(link: Link) -> dict[str, Any]:
+    return {
+        "id": link.id,
+        "kind": link.kind,
+        "syscall": link.syscall,
+        "packets": link.packets,
+        "delay_ns": link.delay_ns,
+        "note": link.note,
     }
 
 
@@ -132,6 +144,7 @@ def document(session: Session, *, packets: bool) -> dict[str, Any]:
         doc["packets"] = [packet_record(session, i) for i in range(len(table)) if table.offset[i]]
     if session.syscalls:
         doc["syscalls"] = [syscall_record(sc) for sc in session.syscalls]
+        doc["links"] = [link_record(link) for link in session.correlator.links]
     return doc
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any, TextIO
 
 from wirecorr.engine.session import Session
@@ -70,6 +71,7 @@ def write(session: Session, out: TextIO, *, notable: int) -> None:
         out.write(f"\nTCP analysis, all connections: {totals}\n")
     if session.syscalls:
         _write_syscalls(out, session, first, notable)
+        _write_links(out, session, notable)
     indices = doc["notable"]
     if indices and notable > 0:
         out.write(f"\nNotable packets ({len(indices)}):\n")
@@ -94,6 +96,25 @@ def _write_syscalls(out: TextIO, session: Session, t0: int | None, limit: int) -
         out.write(f"  {(sc.enter_ns - base) / 1e9:+.6f} {sc.pid:>6} {format_syscall(sc)}{took}\n")
     if len(network) > limit:
         out.write(f"  … {len(network) - limit} more (--notable N, or --json)\n")
+
+
+def _write_links(out: TextIO, session: Session, limit: int) -> None:
+    links = session.correlator.links
+    if not links:
+        out.write("\nLinks: none (no syscall matched a captured packet)\n")
+        return
+    kinds = Counter(link.kind for link in links)
+    out.write(f"\nLinks ({len(links)}): " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()) + "\n")
+    by_id = {sc.id: sc for sc in session.syscalls}
+    for link in links[:limit]:
+        sc = by_id.get(link.syscall)
+        call = f"{sc.pid} {sc.name}({sc.fd if sc.fd is not None else ''})" if sc else f"syscall {link.syscall}"
+        frames = ", ".join(str(i + 1) for i in link.packets[:8]) + (" …" if len(link.packets) > 8 else "")
+        delay = f"  {fmt_duration(link.delay_ns)}" if link.delay_ns is not None else ""
+        note = f"  ({link.note})" if link.note else ""
+        out.write(f"  L{link.id:<5} {link.kind:<20} {call:<28} ↔ frames [{frames}]{delay}{note}\n")
+    if len(links) > limit:
+        out.write(f"  … {len(links) - limit} more (--notable N, or --json)\n")
 
 
 def _write_connection(out: TextIO, conn: dict[str, Any], t0: int) -> None:

@@ -1,0 +1,827 @@
+"""The correlator: pairs syscalls with the packets they caused or consumed (Links).
+
+Identity first, time second (DESIGN.md). A syscall's socket is resolved to a Connection
+by its 4-tuple (`socket_map`); data calls are then matched byte-exactly: each direction
+of a TCP stream is numbered from 0 after the handshake, a write of n bytes owns stream
+offsets [k, k+n) of its direction, and every segment whose relative sequence range
+overlaps those offsets belongs to it — MSS slicing (one write, several segments), Nagle
+coalescing (one segment, several writes) and retransmissions all fall out of the overlap
+test with no timing heuristics. Control packets (SYN, FIN, RST) are paired by direction,
+order and time window; UDP datagrams by flow, size and order.
+
+Incremental: packets and syscalls arrive in any interleaving (a live tcpdump lags the
+tracer by milliseconds, a replay may feed a whole capture before the trace). Anything
+that needs input not seen yet waits: a socket's connection is chosen only once the
+capture has passed the syscall's exit time (so a newer connection on a reused 4-tuple
+cannot appear afterwards); claims on byte ranges and waiters for FIN/RST stay open and
+take packets as they arrive. `finish()` decides what is left. Links are created once
+their syscall's connection is known and grow as packets come in.
+
+Stream offsets are kept unwrapped (64-bit): relative sequence numbers wrap at 2**32 and
+are unwrapped against the highest position seen in that direction.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from dataclasses import dataclass, field
+
+from wirecorr.engine.analysis_flags import AnalysisFlag
+from wirecorr.engine.connections import Connection
+from wirecorr.engine.socket_map import ConnectionIndex, Endpoint, Socket, SocketMap, endpoint_key, is_wildcard
+from wirecorr.engine.tcp_analysis import PacketAnalyzer
+from wirecorr.model import ACK, FIN, PROTO_TCP, PROTO_UDP, RST, SYN, Link, Packet, Syscall
+
+M32 = 0xFFFFFFFF
+HALF = 0x80000000
+# strace prints µs and the tracer's stops bracket the kernel work loosely: timestamps of a
+# syscall and of its packet may disagree by this much in the "wrong" direction.
+SLACK_NS = 10_000
+# A pure ACK this long after the data it acknowledges was held back by delayed-ACK.
+DELAYED_ACK_NS = 30_000_000
+_NEVER = 1 << 62
+
+_RETRANS = int(AnalysisFlag.RETRANSMISSION | AnalysisFlag.FAST_RETRANSMISSION | AnalysisFlag.SPURIOUS_RETRANSMISSION)
+_KIND_BY_FLAG = (
+    (int(AnalysisFlag.ZERO_WINDOW_PROBE), "zero-window-probe"),
+    (int(AnalysisFlag.ZERO_WINDOW_PROBE_ACK), "zero-window-probe-ack"),
+    (int(AnalysisFlag.KEEP_ALIVE), "keep-alive"),
+    (int(AnalysisFlag.KEEP_ALIVE_ACK), "keep-alive-ack"),
+    (_RETRANS, "retransmission"),
+)
+
+WRITES = frozenset({"write", "send", "sendto", "sendmsg", "writev", "pwrite64", "pwritev", "pwritev2", "sendfile"})
+READS = frozenset({"read", "recv", "recvfrom", "recvmsg", "readv", "pread64", "preadv", "preadv2"})
+UDP_SENDS = frozenset({"write", "send", "sendto", "sendmsg", "writev", "sendmmsg"})
+UDP_RECVS = frozenset({"read", "recv", "recvfrom", "recvmsg", "readv", "recvmmsg"})
+_RESET_ERRNOS = frozenset({"ECONNRESET", "EPIPE"})
+
+Label = list[int] | str
+
+
+# -- per-connection state ----------------------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class _Claim:
+    """Stream offsets [start, end) of one direction that one data syscall moved."""
+
+    link: Link
+    start: int
+    end: int
+    write: bool
+    enter_ns: int
+    exit_ns: int
+    note: str | None
+    first_ts: int | None = None
+    last_ts: int | None = None
+    retrans: list[int] = field(default_factory=list)
+
+
+class _Claims:
+    """Claims of one direction and one role (writes or reads), disjoint and sorted."""
+
+    __slots__ = ("claims", "starts")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.claims: list[_Claim] = []
+
+    def add(self, claim: _Claim) -> None:
+        at = bisect.bisect_right(self.starts, claim.start)
+        self.starts.insert(at, claim.start)
+        self.claims.insert(at, claim)
+
+    def overlapping(self, start: int, end: int) -> list[_Claim]:
+        claims = self.claims
+        at = max(bisect.bisect_right(self.starts, start) - 1, 0)
+        out = []
+        while at < len(claims) and claims[at].start < end:
+            if claims[at].end > start:
+                out.append(claims[at])
+            at += 1
+        return out
+
+
+class _Dir:
+    """One direction of a tracked TCP connection: its segments by offset, claims, FIN/RSTs."""
+
+    __slots__ = ("ctrl", "fin", "fin_end", "max_len", "reads", "seg_rest", "seg_start", "top", "writes")
+
+    def __init__(self) -> None:
+        self.top = 0
+        self.seg_start: list[int] = []
+        self.seg_rest: list[tuple[int, int]] = []  # (end offset, packet index)
+        self.max_len = 0
+        self.writes = _Claims()
+        self.reads = _Claims()
+        self.ctrl: list[int] = []  # FIN and RST packets, in capture order
+        self.fin: int | None = None
+        self.fin_end = 0  # 32-bit relative sequence just past the first FIN
+
+    def unwrap(self, rel: int) -> int:
+        top = self.top
+        return top + ((rel - top + HALF) & M32) - HALF
+
+    def add_segment(self, start: int, end: int, idx: int) -> None:
+        at = bisect.bisect_right(self.seg_start, start)
+        self.seg_start.insert(at, start)
+        self.seg_rest.insert(at, (end, idx))
+        self.max_len = max(self.max_len, end - start)
+
+    def segments(self, start: int, end: int) -> list[tuple[int, int, int]]:
+        """(start, end, index) of segments overlapping [start, end)."""
+        lo = bisect.bisect_right(self.seg_start, start - self.max_len)
+        hi = bisect.bisect_left(self.seg_start, end)
+        return [
+            (self.seg_start[i], self.seg_rest[i][0], self.seg_rest[i][1])
+            for i in range(lo, hi)
+            if self.seg_rest[i][0] > start
+        ]
+
+
+@dataclass(slots=True, eq=False)
+class _Waiter:
+    """A syscall waiting for a FIN or RST in one direction within a time window."""
+
+    link: Link
+    sc: Syscall
+    d: int
+    mask: int
+    after_ns: int
+    exclusive: bool
+    from_exit: bool  # delay measured packet → syscall exit (else syscall entry → packet)
+    matched: int | None = None
+    note: str | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Handshake:
+    link: Link
+    sc: Syscall
+    kind: str
+
+
+class _Tcp:
+    """What the correlator tracks of one TCP connection that a syscall resolved to."""
+
+    __slots__ = ("conn", "dirs", "final_ack", "handshakes", "last_idx", "synacks", "syns", "taken", "waiters")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.dirs = (_Dir(), _Dir())
+        self.syns: list[int] = []
+        self.synacks: list[int] = []
+        self.final_ack: int | None = None
+        self.handshakes: list[_Handshake] = []
+        self.waiters: list[_Waiter] = []
+        self.taken: set[int] = set()
+        self.last_idx = -1
+
+
+@dataclass(slots=True, eq=False)
+class _SockState:
+    """The correlator's view of one socket: stream counters and work waiting for its connection."""
+
+    sock: Socket
+    sent: int = 0
+    received: int = 0
+    tcp: _Tcp | None = None
+    side: int = 0
+    queue: list[tuple[str, Syscall, int, int]] = field(default_factory=list)
+    connect: Syscall | None = None
+    shut_wr: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class _UdpClaim:
+    """A UDP syscall and the datagram sizes it still needs (None: size not known)."""
+
+    link: Link
+    sc: Syscall
+    sock: Socket
+    send: bool
+    peer: Endpoint | None
+    sizes: list[int | None]
+    truncatable: bool
+    first_ts: int | None = None
+    last_ts: int | None = None
+
+
+# -- the correlator -----------------------------------------------------------------------
+
+
+class Correlator:
+    """Feed `on_packet(pkt)` right after `analyzer.feed(pkt)` and `on_syscall(sc)` as calls
+    complete; read `links`, `packet_links` and `label(i)` at any time; `finish()` at the end.
+    """
+
+    def __init__(self, analyzer: PacketAnalyzer) -> None:
+        self.analyzer = analyzer
+        self.table = analyzer.table
+        self.links: list[Link] = []
+        self.packet_links: dict[int, list[int]] = {}
+        self.sockets = SocketMap()
+        self._index = ConnectionIndex()
+        self._tcp: dict[int, _Tcp] = {}
+        self._states: dict[int, _SockState] = {}
+        self._bound: dict[tuple[int, int], _SockState] = {}
+        self._heap: list[tuple[int, int]] = []
+        self._watermark = -_NEVER
+        self._udp_claims: list[_UdpClaim] = []
+        # Each datagram is taken once by a sending call and once by a receiving one.
+        self._udp_taken: dict[bool, set[int]] = {True: set(), False: set()}
+        self._udp_by_port: dict[int, list[Connection]] = {}
+        self._udp_cursor: dict[tuple[int, bool], int] = {}
+        self._nconns = 0
+        self._finished = False
+
+    # -- input ----------------------------------------------------------------------------
+
+    def on_packet(self, pkt: Packet) -> None:
+        idx = pkt.index
+        cid = self.table.conn[idx]
+        if cid >= self._nconns:
+            self._sync_connections()
+        if pkt.ts_ns > self._watermark:
+            self._watermark = pkt.ts_ns
+        if cid >= 0:
+            if pkt.proto == PROTO_TCP:
+                tcp = self._tcp.get(cid)
+                if tcp is not None and idx > tcp.last_idx:
+                    self._tcp_packet(tcp, idx)
+            elif pkt.proto == PROTO_UDP and self._udp_claims:
+                self._udp_packet(idx)
+        if self._heap and self._heap[0][0] <= self._watermark:
+            self._drain()
+
+    def on_syscall(self, sc: Syscall) -> None:
+        event = self.sockets.apply(sc)
+        name = sc.name
+        if event.created is not None and name != "socket" and event.created.is_tcp:
+            self._queue(self._state(event.created), "accept", sc)
+        sock = event.socket
+        if sock is None or sock.listening:
+            return
+        if sock.is_udp:
+            self._udp_call(sc, sock)
+        elif sock.is_tcp:
+            self._tcp_call(sc, sock, event.released)
+
+    def on_process(self, event: str, pid: int, info: int | None) -> None:
+        """The tracer's process events (its `on_process` callback): forks share sockets."""
+        if event == "fork" and info is not None:
+            self.sockets.fork(info, pid)
+        elif event == "exit":
+            self.sockets.exit(pid)
+
+    def finish(self) -> None:
+        """No more input: resolve what waited, note what never matched."""
+        self._sync_connections()
+        self._watermark = _NEVER
+        self._heap.clear()
+        for state in list(self._states.values()):
+            if state.tcp is None and state.queue:
+                self._resolve(state, final=True)
+        for tcp in self._tcp.values():
+            for d in tcp.dirs:
+                for claims in (d.writes, d.reads):
+                    for claim in claims.claims:
+                        self._claim_note(claim, d)
+            for w in tcp.waiters:
+                if w.matched is None and w.note is None:
+                    w.link.note = "no matching packet captured"
+        for uc in self._udp_claims:
+            if uc.sizes:
+                uc.link.note = _join(uc.link.note, f"{len(uc.sizes)} datagram(s) not captured")
+        self._udp_claims.clear()
+        for link in self.links:
+            link.packets.sort()
+        self._finished = True
+
+    # -- output ---------------------------------------------------------------------------
+
+    def label(self, index: int) -> Label | None:
+        """Link ids of packet `index`, else why no syscall owns it; None for non-TCP/UDP."""
+        links = self.packet_links.get(index)
+        if links:
+            return links
+        cid = self.table.conn[index] if index < len(self.table) else -1
+        if cid < 0:
+            return None
+        conn = self.analyzer.connections[cid]
+        if conn.icmp_errors and index in conn.icmp_indices:
+            return "icmp-error"
+        if conn.proto != "tcp":
+            return "untraced" if self._is_datagram(index, conn) else None
+        return self._kernel_reason(index, self._tcp_state(conn))
+
+    def labels(self) -> dict[int, Label]:
+        """label() of every packet of a connection, keyed by packet index."""
+        out: dict[int, Label] = {}
+        for i in range(len(self.table)):
+            lab = self.label(i)
+            if lab is not None:
+                out[i] = lab
+        return out
+
+    # -- TCP syscalls ------------------------------------------------------------------------
+
+    def _tcp_call(self, sc: Syscall, sock: Socket, released: bool) -> None:
+        state = self._state(sock)
+        name = sc.name
+        ret = sc.ret if isinstance(sc.ret, int) else None
+        errno = sc.errno
+        if name == "connect":
+            if errno in ("EALREADY", "EISCONN") or state.connect is not None:
+                return
+            state.connect = sc
+            self._queue(state, "connect", sc)
+        elif errno in _RESET_ERRNOS:
+            self._queue(state, "reset", sc)
+        elif name == "close":
+            if errno == "EBADF":
+                return
+            if released:
+                self._queue(state, "close", sc)
+            else:
+                self._link("close-noop", sc, note="other descriptors still refer to the socket")
+        elif name == "shutdown":
+            if ret == 0 and str(sc.args.get("how")) in ("SHUT_WR", "SHUT_RDWR", "1", "2") and not state.shut_wr:
+                state.shut_wr = True
+                self._queue(state, "shutdown", sc)
+        elif ret is None or ret < 0:
+            return
+        elif name in WRITES or (name == "splice" and sc.args.get("fd_out") == sc.fd):
+            if ret > 0:
+                start = state.sent
+                state.sent += ret
+                self._queue(state, "write", sc, start, start + ret)
+        elif name in READS or name == "splice":
+            if ret > 0:
+                start = state.received
+                if "MSG_PEEK" not in str(sc.args.get("flags", "")):
+                    state.received += ret
+                self._queue(state, "read", sc, start, start + ret)
+            elif sc.args.get("count") != 0:
+                self._queue(state, "eof", sc)
+        elif name in ("sendmmsg", "recvmmsg") and sc.msg_lens:
+            n = sum(sc.msg_lens)
+            if name == "sendmmsg":
+                start, state.sent = state.sent, state.sent + n
+                self._queue(state, "write", sc, start, start + n)
+            else:
+                start, state.received = state.received, state.received + n
+                self._queue(state, "read", sc, start, start + n)
+
+    def _state(self, sock: Socket) -> _SockState:
+        state = self._states.get(sock.id)
+        if state is None:
+            state = self._states[sock.id] = _SockState(sock)
+        return state
+
+    def _queue(self, state: _SockState, action: str, sc: Syscall, start: int = 0, end: int = 0) -> None:
+        if state.tcp is not None:
+            self._dispatch(state, action, sc, start, end)
+            return
+        state.queue.append((action, sc, start, end))
+        if self._finished:
+            self._resolve(state, final=True)
+            return
+        heapq.heappush(self._heap, (_exit(sc), state.sock.id))
+        if self._heap[0][0] <= self._watermark:
+            self._drain()
+
+    def _drain(self) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= self._watermark:
+            _, sid = heapq.heappop(heap)
+            state = self._states[sid]
+            if state.tcp is None and state.queue:
+                self._resolve(state, final=False)
+
+    def _resolve(self, state: _SockState, final: bool) -> None:
+        """Bind the socket to its connection, then run the work that waited for it.
+
+        Without a full 4-tuple a connect()ing socket is matched by its target and the first
+        SYN after the call began, but only once no later call can show the tuple (the socket
+        is closed, or the input ended): the tuple is exact, the time order is a guess when
+        threads connect to one server at once.
+        """
+        sock = state.sock
+        since = state.queue[0][1].enter_ns - SLACK_NS
+        found = self._index.lookup(sock, since, self._bound.keys())
+        if found is None and state.connect is not None and sock.remote is not None and (final or sock.closed):
+            for conn in self._index.connects_to("tcp", sock.remote, state.connect.enter_ns - SLACK_NS):
+                if (conn.id, 0) not in self._bound and _fits((conn.client_addr, conn.client_port), sock.local):
+                    found = (conn, 0)
+                    break
+        if found is None:
+            return
+        conn, side = found
+        state.tcp = self._tcp_state(conn)
+        state.side = side
+        self._bound[(conn.id, side)] = state
+        queue, state.queue = state.queue, []
+        for action, sc, start, end in queue:
+            self._dispatch(state, action, sc, start, end)
+
+    def _dispatch(self, state: _SockState, action: str, sc: Syscall, start: int, end: int) -> None:
+        tcp = state.tcp
+        assert tcp is not None
+        ours, peer = state.side, 1 - state.side
+        exit_ns = _exit(sc)
+        if action == "write" or action == "read":
+            write = action == "write"
+            count = sc.args.get("count")
+            note = None
+            if write and isinstance(count, int) and 0 < end - start < count:
+                note = f"partial write: {end - start} of {count} bytes"
+            elif not write and "MSG_PEEK" in str(sc.args.get("flags", "")):
+                note = "MSG_PEEK: bytes left in the receive queue"
+            link = self._link("write-data" if write else "read-data", sc, note=note)
+            claim = _Claim(link, start, end, write, sc.enter_ns, exit_ns, note)
+            d = tcp.dirs[ours if write else peer]
+            (d.writes if write else d.reads).add(claim)
+            for seg in d.segments(start, end):
+                self._claim_segment(claim, seg[2])
+        elif action == "connect":
+            self._handshake(tcp, "connect-syn", sc)
+            if sc.errno is None or sc.errno == "EINPROGRESS":
+                self._handshake(tcp, "connect-established", sc)
+            elif sc.errno == "ECONNREFUSED":
+                self._wait(
+                    tcp, "connect-refused", sc, peer, RST, sc.enter_ns - SLACK_NS, exclusive=False, from_exit=True
+                )
+        elif action == "accept":
+            self._handshake(tcp, "accept-ack", sc)
+        elif action == "eof":
+            self._wait(tcp, "eof-fin", sc, peer, FIN, -_NEVER, exclusive=False, from_exit=True)
+        elif action == "reset":
+            self._wait(tcp, "reset", sc, peer, RST, -_NEVER, exclusive=False, from_exit=True)
+        elif action == "shutdown":
+            self._wait(tcp, "shutdown-fin", sc, ours, FIN, sc.enter_ns - SLACK_NS, exclusive=True, from_exit=False)
+        elif action == "close":
+            # After shutdown(SHUT_WR) the FIN is gone already; close can only add an RST.
+            # After an RST either way the kernel sends nothing at all.
+            mask = RST if state.shut_wr else FIN | RST
+            note = "FIN already sent by shutdown()" if state.shut_wr else None
+            ts, flags = self.table.ts_ns, self.table.flags
+            if any(ts[i] < sc.enter_ns and flags[i] & RST for d in tcp.dirs for i in d.ctrl):
+                mask, note = 0, "connection already reset: nothing to send"
+            w = self._wait(
+                tcp, "close-fin", sc, ours, mask, sc.enter_ns - SLACK_NS, exclusive=True, from_exit=False, note=note
+            )
+            if w.matched is None:
+                w.link.note = w.note
+
+    # -- links ------------------------------------------------------------------------------
+
+    def _link(self, kind: str, sc: Syscall, note: str | None = None) -> Link:
+        link = Link(id=len(self.links), kind=kind, syscall=sc.id, packets=[], note=note)
+        self.links.append(link)
+        return link
+
+    def _add_packet(self, link: Link, idx: int) -> None:
+        if idx in link.packets:
+            return
+        link.packets.append(idx)
+        ids = self.packet_links.get(idx)
+        if ids is None:
+            self.packet_links[idx] = [link.id]
+        else:
+            ids.append(link.id)
+
+    def _claim_segment(self, claim: _Claim, idx: int) -> None:
+        table = self.table
+        ts = table.ts_ns[idx]
+        self._add_packet(claim.link, idx)
+        if table.analysis[idx] & _RETRANS:
+            claim.retrans.append(idx)
+        else:
+            claim.first_ts = ts if claim.first_ts is None else min(claim.first_ts, ts)
+            claim.last_ts = ts if claim.last_ts is None else max(claim.last_ts, ts)
+        link = claim.link
+        first = claim.first_ts if claim.first_ts is not None else ts
+        last = claim.last_ts if claim.last_ts is not None else ts
+        link.delay_ns = first - claim.enter_ns if claim.write else claim.exit_ns - last
+        if claim.retrans:
+            link.note = _join(claim.note, "retransmitted in packet(s) " + ", ".join(map(str, claim.retrans)))
+
+    def _claim_note(self, claim: _Claim, d: _Dir) -> None:
+        """At the end: say when some of the claimed bytes never showed on the wire."""
+        covered = 0
+        pos = claim.start
+        for s, e, _ in sorted(d.segments(claim.start, claim.end)):
+            s, e = max(s, pos), min(e, claim.end)
+            if e > s:
+                covered += e - s
+                pos = e
+        missing = claim.end - claim.start - covered
+        if missing > 0:
+            claim.link.note = _join(claim.link.note, f"{missing} of {claim.end - claim.start} bytes not captured")
+
+    def _handshake(self, tcp: _Tcp, kind: str, sc: Syscall) -> None:
+        hs = _Handshake(self._link(kind, sc), sc, kind)
+        tcp.handshakes.append(hs)
+        self._refresh_handshake(tcp, hs)
+
+    def _refresh_handshake(self, tcp: _Tcp, hs: _Handshake) -> None:
+        ts = self.table.ts_ns
+        sc, link = hs.sc, hs.link
+        final = [tcp.final_ack] if tcp.final_ack is not None else []
+        if hs.kind == "connect-syn":
+            packets = tcp.syns
+            if tcp.syns:
+                link.delay_ns = ts[tcp.syns[0]] - sc.enter_ns
+            if len(tcp.syns) > 1:
+                link.note = f"SYN sent {len(tcp.syns)} times"
+        elif hs.kind == "connect-established":
+            packets = tcp.synacks + final
+            if tcp.synacks:
+                if sc.errno == "EINPROGRESS":
+                    link.note = "non-blocking: completed after connect() returned"
+                else:
+                    link.delay_ns = _exit(sc) - ts[tcp.synacks[0]]
+        else:
+            packets = tcp.syns + tcp.synacks + final
+            if final:
+                link.delay_ns = _exit(sc) - ts[final[0]]
+        for idx in packets:
+            self._add_packet(link, idx)
+
+    def _wait(
+        self,
+        tcp: _Tcp,
+        kind: str,
+        sc: Syscall,
+        d: int,
+        mask: int,
+        after_ns: int,
+        *,
+        exclusive: bool,
+        from_exit: bool,
+        note: str | None = None,
+    ) -> _Waiter:
+        """Wait for the first FIN/RST (in mask) of direction d sent at or after after_ns.
+
+        No upper time bound: a direction has one FIN (plus retransmissions), and strace's
+        exit times can be early (see ConnectionIndex.lookup), so order decides, not a window.
+        """
+        w = _Waiter(self._link(kind, sc), sc, d, mask, after_ns, exclusive, from_exit, note=note)
+        tcp.waiters.append(w)
+        for idx in tcp.dirs[d].ctrl:
+            self._offer(tcp, w, idx)
+        return w
+
+    def _offer(self, tcp: _Tcp, w: _Waiter, idx: int) -> None:
+        """Give a FIN/RST of w's direction to w: its first match, or a retransmission of it."""
+        table = self.table
+        flags = table.flags[idx]
+        if w.matched is not None:
+            if flags & FIN and table.flags[w.matched] & FIN and table.rel_seq[idx] == table.rel_seq[w.matched]:
+                self._add_packet(w.link, idx)
+                w.link.note = _join(w.note, "FIN retransmitted")
+            return
+        ts = table.ts_ns[idx]
+        if not flags & w.mask or ts < w.after_ns or table.analysis[idx] & _RETRANS:
+            return
+        if w.exclusive:
+            if idx in tcp.taken:
+                return
+            tcp.taken.add(idx)
+        w.matched = idx
+        self._add_packet(w.link, idx)
+        w.link.delay_ns = _exit(w.sc) - ts if w.from_exit else ts - w.sc.enter_ns
+        if w.link.kind == "close-fin" and flags & RST:
+            w.link.kind = "close-rst"
+            unread = self._unread(tcp, w)
+            w.link.note = _join(w.note, f"{unread} received byte(s) unread" if unread else None)
+        else:
+            w.link.note = w.note
+
+    def _unread(self, tcp: _Tcp, w: _Waiter) -> int:
+        """Bytes the peer had delivered before close() that the socket never read."""
+        state = next((s for (cid, side), s in self._bound.items() if cid == tcp.conn.id and side == w.d), None)
+        if state is None:
+            return 0
+        peer = tcp.dirs[1 - w.d]
+        delivered = max((e for s, e, i in peer.segments(0, _NEVER) if self.table.ts_ns[i] <= w.sc.enter_ns), default=0)
+        return max(delivered - state.received, 0)
+
+    # -- TCP packets ---------------------------------------------------------------------------
+
+    def _tcp_state(self, conn: Connection) -> _Tcp:
+        tcp = self._tcp.get(conn.id)
+        if tcp is None:
+            tcp = self._tcp[conn.id] = _Tcp(conn)
+            for idx in conn.packet_indices:
+                self._tcp_packet(tcp, idx)
+        return tcp
+
+    def _tcp_packet(self, tcp: _Tcp, idx: int) -> None:
+        table = self.table
+        tcp.last_idx = idx
+        d = table.direction[idx]
+        flags = table.flags[idx]
+        seglen = table.seglen[idx]
+        dr = tcp.dirs[d]
+        pos = dr.unwrap(table.rel_seq[idx])
+        if flags & SYN:
+            (tcp.synacks if flags & ACK else tcp.syns).append(idx)
+            self._handshake_changed(tcp)
+        elif tcp.final_ack is None and tcp.synacks and d != table.direction[tcp.synacks[0]] and flags & ACK:
+            tcp.final_ack = idx
+            self._handshake_changed(tcp)
+        if seglen:
+            start = pos - 1 + (1 if flags & SYN else 0)
+            end = start + seglen
+            dr.add_segment(start, end, idx)
+            for claims in (dr.writes, dr.reads):
+                for claim in claims.overlapping(start, end):
+                    self._claim_segment(claim, idx)
+        dr.top = max(dr.top, pos + seglen)
+        if flags & (FIN | RST):
+            if flags & FIN and dr.fin is None:
+                dr.fin = idx
+                dr.fin_end = (table.rel_seq[idx] + seglen + 1) & M32
+            dr.ctrl.append(idx)
+            for w in tcp.waiters:
+                if w.d == d:
+                    self._offer(tcp, w, idx)
+
+    def _handshake_changed(self, tcp: _Tcp) -> None:
+        for hs in tcp.handshakes:
+            self._refresh_handshake(tcp, hs)
+
+    def _kernel_reason(self, idx: int, tcp: _Tcp) -> str:
+        """Why a TCP packet that no syscall owns was sent: the kernel's own traffic."""
+        table = self.table
+        flags = table.flags[idx]
+        analysis = table.analysis[idx]
+        if flags & RST:
+            return "reset"
+        if flags & SYN or idx == tcp.final_ack:
+            return "handshake"
+        for bit, name in _KIND_BY_FLAG:
+            if analysis & bit:
+                return name
+        if flags & FIN:
+            return "fin"
+        if table.seglen[idx]:
+            return "untraced-data"
+        if analysis & AnalysisFlag.WINDOW_UPDATE:
+            return "window-update"
+        if analysis & AnalysisFlag.DUPLICATE_ACK:
+            return "duplicate-ack"
+        d = table.direction[idx]
+        peer = tcp.dirs[1 - d]
+        if peer.fin is not None and peer.fin < idx and (table.rel_ack[idx] - peer.fin_end) & M32 < HALF:
+            own = tcp.dirs[d].fin
+            return "time-wait-ack" if own is not None and own < idx else "fin-ack"
+        if table.ack_rtt_ns.get(idx, 0) >= DELAYED_ACK_NS:
+            return "delayed-ack"
+        return "pure-ack"
+
+    # -- UDP --------------------------------------------------------------------------------
+
+    def _udp_call(self, sc: Syscall, sock: Socket) -> None:
+        name = sc.name
+        ret = sc.ret if isinstance(sc.ret, int) else None
+        if ret is None or ret < 0 or sc.errno is not None:
+            return
+        send = name in UDP_SENDS
+        if not send and name not in UDP_RECVS:
+            return
+        if name in ("sendmmsg", "recvmmsg"):
+            if ret == 0:
+                return
+            sizes: list[int | None] = list(sc.msg_lens) if sc.msg_lens else [None] * ret
+            peer = None
+        else:
+            sizes = [ret]
+            peer = endpoint_key(sc.args.get("addr")) or sock.remote
+        count = sc.args.get("count")
+        truncatable = not send and isinstance(count, int) and count == ret
+        kind = "send-datagram" if send else "recv-datagram"
+        note = f"{len(sizes)} messages" if len(sizes) > 1 else None
+        claim = _UdpClaim(self._link(kind, sc, note=note), sc, sock, send, peer, sizes, truncatable)
+        self._sync_connections()
+        self._udp_fill(claim)
+        if claim.sizes:
+            self._udp_claims.append(claim)
+
+    def _udp_fill(self, claim: _UdpClaim) -> None:
+        """Take the earliest fitting unclaimed datagrams, in order, until none fits."""
+        while claim.sizes:
+            best: int | None = None
+            for conn, d in self._udp_candidates(claim):
+                idx = self._udp_first(conn, d, claim)
+                if idx is not None and (best is None or idx < best):
+                    best = idx
+            if best is None:
+                return
+            self._udp_take(claim, best)
+
+    def _udp_candidates(self, claim: _UdpClaim) -> list[tuple[Connection, int]]:
+        """UDP flows (connection, direction) whose datagrams claim's socket could have moved."""
+        local = claim.sock.local
+        conns = self._udp_by_port.get(local[1], []) if local is not None else []
+        if local is None and claim.peer is not None:
+            conns = self._udp_by_port.get(claim.peer[1], [])
+        out = []
+        for conn in conns:
+            ends = ((conn.client_addr, conn.client_port), (conn.server_addr, conn.server_port))
+            for mine in (0, 1):
+                if _fits(ends[mine], local) and (claim.peer is None or ends[1 - mine] == claim.peer):
+                    out.append((conn, mine if claim.send else 1 - mine))
+        return out
+
+    def _udp_first(self, conn: Connection, d: int, claim: _UdpClaim) -> int | None:
+        table = self.table
+        size = claim.sizes[0]
+        lo = claim.sc.enter_ns - SLACK_NS if claim.send else -_NEVER
+        hi = _NEVER if claim.send else _exit(claim.sc) + SLACK_NS
+        indices = conn.packet_indices
+        taken = self._udp_taken[claim.send]
+        for pos in range(self._udp_cursor.get((conn.id, claim.send), 0), len(indices)):
+            idx = indices[pos]
+            if idx in taken or table.direction[idx] != d:
+                continue
+            ts = table.ts_ns[idx]
+            if ts > hi:
+                return None
+            if ts < lo:
+                continue
+            n = table.seglen[idx]
+            if size is None or n == size or (claim.truncatable and n > size):
+                return idx
+        return None
+
+    def _udp_take(self, claim: _UdpClaim, idx: int) -> None:
+        table = self.table
+        taken = self._udp_taken[claim.send]
+        taken.add(idx)
+        ckey = (table.conn[idx], claim.send)
+        indices = self.analyzer.connections[ckey[0]].packet_indices
+        cursor = self._udp_cursor.get(ckey, 0)
+        while cursor < len(indices) and indices[cursor] in taken:
+            cursor += 1
+        self._udp_cursor[ckey] = cursor
+        claim.sizes.pop(0)
+        ts = table.ts_ns[idx]
+        claim.first_ts = ts if claim.first_ts is None else claim.first_ts
+        claim.last_ts = ts
+        self._add_packet(claim.link, idx)
+        sc = claim.sc
+        claim.link.delay_ns = claim.first_ts - sc.enter_ns if claim.send else _exit(sc) - claim.last_ts
+
+    def _udp_packet(self, idx: int) -> None:
+        """A new datagram goes to the oldest waiting send and the oldest waiting receive it fits."""
+        table = self.table
+        conn = self.analyzer.connections[table.conn[idx]]
+        d = table.direction[idx]
+        ts = table.ts_ns[idx]
+        n = table.seglen[idx]
+        for claim in list(self._udp_claims):
+            if idx in self._udp_taken[claim.send] or (conn, d) not in self._udp_candidates(claim):
+                continue
+            if ts < claim.sc.enter_ns - SLACK_NS if claim.send else ts > _exit(claim.sc) + SLACK_NS:
+                continue
+            size = claim.sizes[0]
+            if size is None or n == size or (claim.truncatable and n > size):
+                self._udp_take(claim, idx)
+                if not claim.sizes:
+                    self._udp_claims.remove(claim)
+
+    def _is_datagram(self, idx: int, conn: Connection) -> bool:
+        return conn.proto == "udp" and self.table.flags[idx] == 0
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _sync_connections(self) -> None:
+        conns = self.analyzer.connections
+        self._index.sync(conns)
+        for conn in conns[self._nconns :]:
+            if conn.proto == "udp":
+                self._udp_by_port.setdefault(conn.client_port, []).append(conn)
+                if conn.server_port != conn.client_port:
+                    self._udp_by_port.setdefault(conn.server_port, []).append(conn)
+        self._nconns = len(conns)
+
+
+def _exit(sc: Syscall) -> int:
+    return sc.exit_ns if sc.exit_ns is not None else sc.enter_ns
+
+
+def _join(*notes: str | None) -> str | None:
+    text = "; ".join(n for n in notes if n)
+    return text or None
+
+
+def _fits(end: Endpoint, local: Endpoint | None) -> bool:
+    """Whether a packet endpoint can be a socket's local one (wildcard binds match any address)."""
+    if local is None:
+        return True
+    return end[1] == local[1] and (is_wildcard(local[0]) or end[0] == local[0])
