@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from wirecorr.engine.correlator import Correlator
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.errors import InputError
 from wirecorr.model import Packet, Syscall
+from wirecorr.recording.reader import Recording, add_block
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock, TruncatedCapture
 from wirecorr.sources.packet_decode import SUPPORTED_LINKTYPES, decode_packet
 from wirecorr.sources.strace_log import read_strace_log
@@ -38,6 +40,8 @@ class Session:
     skipped_blocks: int = 0
     custom_blocks: list[CustomBlock] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # A recording's header (command, pids, interface, …); empty for plain captures.
+    meta: dict[str, Any] = field(default_factory=dict)
     correlator: Correlator = field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,9 +108,36 @@ def load_capture(
         session.packets_read += index
         session.skipped_blocks += reader.skipped_blocks
         session.custom_blocks.extend(reader.custom_blocks)
+    if session.custom_blocks:
+        _load_recorded_half(session, path)
     if unknown and undecodable == index and session.error is None:
         linktype, offset = next(iter(unknown.items()))
         session.error = InputError(path, f"unknown link type {linktype}: no packet could be decoded", offset=offset)
+
+
+def _load_recorded_half(session: Session, path: str) -> None:
+    """Feed a recording's syscalls and process events, in the order the tracer saw them end.
+
+    Process events go first at equal times so a child's inherited fds are known before
+    its first syscall; records that do not decode keep what was read before them.
+    """
+    recording = Recording(path)
+    try:
+        for block in session.custom_blocks:
+            add_block(recording, block)
+    except InputError as e:
+        session.error = session.error or e
+    session.custom_blocks.clear()
+    if recording.meta:
+        session.meta = recording.meta
+    events: list[tuple[int, int, Syscall | dict[str, Any]]] = [(p.get("ts_ns") or 0, 0, p) for p in recording.processes]
+    events += [(sc.exit_ns if sc.exit_ns is not None else sc.enter_ns, 1, sc) for sc in recording.syscalls]
+    events.sort(key=lambda e: (e[0], e[1]))
+    for _, _, event in events:
+        if isinstance(event, Syscall):
+            session.feed_syscall(event)
+        else:
+            session.on_process(event["event"], event["pid"], event["info"])
 
 
 def load_strace(session: Session, path: str) -> None:

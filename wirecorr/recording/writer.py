@@ -1,0 +1,174 @@
+"""Write a Recording as events arrive, so a killed `wirecorr record` still leaves a usable file.
+
+The file is created with mode 0600 from the first byte: it holds payload bytes and command
+lines, which are nobody else's business. Blocks are appended in arrival order (packets in
+tcpdump's order, syscalls as they complete); readers sort. Everything written is handed to
+the kernel at least every `flush_interval` seconds by a small timer thread, because a
+SIGKILLed process loses only what is still in its own buffers, never what the kernel has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import stat
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from wirecorr import __version__
+from wirecorr.errors import WirecorrError
+from wirecorr.model import Link, Syscall
+from wirecorr.recording import format as fmt
+
+
+class RecordingWriter:
+    """Append-only pcapng writer for one Recording; safe to call from several threads.
+
+    Call `write_header()` first, then any mix of `write_packet`, `write_syscall`,
+    `write_process` and `write_links`, then `close()`. Interfaces are declared on first use
+    of a (linktype, name, snaplen) combination, so callers never manage IDB numbering.
+    """
+
+    def __init__(self, path: str, *, flush_interval: float = 1.0) -> None:
+        self.path = path
+        self.packets = 0
+        self.syscalls = 0
+        self._ifaces: dict[tuple[int, str | None, int], int] = {}
+        self._lock = threading.Lock()
+        self._header_written = False
+        self._closed = False
+        self._error: OSError | None = None
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise WirecorrError(f"cannot create {path}: {e.strerror}") from None
+        # O_CREAT honours the mode only for a new file; an existing one keeps its old mode.
+        # Only regular files: `-o /dev/null` must not change a device's permissions.
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, 0o600)
+        self._f = os.fdopen(fd, "wb", buffering=1 << 16)
+        uname = platform.uname()
+        try:
+            # Written through at once so an unwritable target fails here, before anything runs.
+            self._f.write(fmt.section_header(f"wirecorr {__version__}", f"{uname.system} {uname.release}"))
+            self._f.flush()
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                self._f.close()
+            raise WirecorrError(f"cannot write {path}: {e.strerror}") from None
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_loop, args=(flush_interval,), daemon=True)
+        self._flusher.start()
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        # Leaving the block on an exception means the session failed: leave it incomplete.
+        self.close({} if exc_type is None else None)
+
+    def _flush_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.flush()
+            except OSError as e:
+                # Reported by the next write, in the caller's thread, where it can be handled.
+                self._error = e
+                return
+
+    def _append(self, block: bytes) -> None:
+        with self._lock:
+            self._append_locked(block)
+
+    def _append_locked(self, block: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            raise ValueError(f"{self.path}: recording already closed")
+        if not self._header_written:
+            raise ValueError(f"{self.path}: write_header() must come first")
+        self._f.write(block)
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._f.flush()
+
+    def write_header(self, meta: dict[str, Any]) -> None:
+        """The first record: format version plus whatever describes the session.
+
+        `meta` conventionally holds command, pids, interface, filter, snaplen, data_bytes;
+        the format version, wirecorr version and start time are added here.
+        """
+        payload = {"format": fmt.FORMAT_VERSION, "wirecorr": __version__, "start_ns": time.time_ns(), **meta}
+        with self._lock:
+            if self._header_written:
+                raise ValueError(f"{self.path}: header already written")
+            self._header_written = True
+        self._append(fmt.custom_block(fmt.TAG_HEADER, payload))
+        self.flush()
+
+    def write_packet(
+        self,
+        ts_ns: int,
+        frame: bytes,
+        wirelen: int,
+        linktype: int,
+        *,
+        iface_name: str | None = None,
+        snaplen: int = 262144,
+        comment: str | list[str] | None = None,
+    ) -> int:
+        """Append one packet; returns its index in the recording (Wireshark frame number - 1).
+
+        `comment` is the correlator's hook: one `fmt.link_comment()` line per linked
+        syscall, stored as one EPB comment option each.
+        """
+        comments = [comment] if isinstance(comment, str) else (comment or [])
+        key = (linktype, iface_name, snaplen)
+        # One critical section: the IDB must precede any packet naming it, and the returned
+        # index must match the packet's position even with two threads writing.
+        with self._lock:
+            iface = self._ifaces.get(key)
+            if iface is None:
+                iface = self._ifaces[key] = len(self._ifaces)
+                self._append_locked(fmt.interface_description(linktype, snaplen, iface_name))
+            self._append_locked(fmt.enhanced_packet(iface, ts_ns, frame, wirelen, comments))
+            index = self.packets
+            self.packets += 1
+        return index
+
+    def write_syscall(self, sc: Syscall) -> None:
+        block = fmt.custom_block(fmt.TAG_SYSCALL, fmt.syscall_to_dict(sc))
+        with self._lock:
+            self._append_locked(block)
+            self.syscalls += 1
+
+    def write_process(self, event: str, pid: int, info: int | None, ts_ns: int | None = None) -> None:
+        """A tracer process event (on_process): who was traced, from when, and how it ended.
+
+        `info` is what the tracer reports with the event: the parent pid for "fork", the
+        shell-style exit status for "exit", None otherwise.
+        """
+        when = ts_ns if ts_ns is not None else time.time_ns()
+        self._append(fmt.custom_block(fmt.TAG_PROCESS, {"event": event, "pid": pid, "info": info, "ts_ns": when}))
+
+    def write_links(self, links: Iterable[Link]) -> None:
+        self._append(b"".join(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in links))
+
+    def close(self, summary: dict[str, Any] | None = None) -> None:
+        """Finish the file. A `summary` record marks it complete: pass one (it may be empty)
+        unless the session failed, so that readers can tell a whole recording from a cut one."""
+        self._stop.set()
+        self._flusher.join(timeout=5)
+        with self._lock:
+            if self._closed:
+                return
+            if self._header_written and summary is not None:
+                done = {"end_ns": time.time_ns(), "packets": self.packets, "syscalls": self.syscalls}
+                self._f.write(fmt.custom_block(fmt.TAG_SUMMARY, {**done, **summary}))
+            self._closed = True
+            self._f.close()
