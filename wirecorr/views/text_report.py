@@ -54,6 +54,11 @@ def write(session: Session, out: TextIO, *, notable: int) -> None:
     conns = doc["connections"]
     first = doc["first_ts_ns"]
     span = (doc["last_ts_ns"] - first) if first is not None else None
+    # Relative times count from the first event of either kind, so none is negative.
+    starts = [first] if first is not None else []
+    if session.syscalls:
+        starts.append(session.syscalls[0].enter_ns)
+    t0 = min(starts, default=0)
     sources = ", ".join(doc["sources"])
     out.write(
         f"{sources}: {doc['packets_read']} packets read, {doc['packets_analyzed']} analysed, "
@@ -65,23 +70,23 @@ def write(session: Session, out: TextIO, *, notable: int) -> None:
         out.write(f"  warning: {warning}\n")
     for conn in conns:
         out.write("\n")
-        _write_connection(out, conn, first or 0)
+        _write_connection(out, conn, t0)
     if doc["analysis"]:
         totals = ", ".join(f"{name} {count}" for name, count in doc["analysis"].items())
         out.write(f"\nTCP analysis, all connections: {totals}\n")
     if session.syscalls:
-        _write_syscalls(out, session, first, notable)
+        _write_syscalls(out, session, t0, notable)
         _write_links(out, session, notable)
     indices = doc["notable"]
     if indices and notable > 0:
         out.write(f"\nNotable packets ({len(indices)}):\n")
         for index in indices[:notable]:
-            _write_packet(out, json_report.packet_record(session, index), first or 0)
+            _write_packet(out, json_report.packet_record(session, index), t0)
         if len(indices) > notable:
             out.write(f"  … {len(indices) - notable} more (--notable N, or --json --packets)\n")
 
 
-def _write_syscalls(out: TextIO, session: Session, t0: int | None, limit: int) -> None:
+def _write_syscalls(out: TextIO, session: Session, t0: int, limit: int) -> None:
     calls = session.syscalls
     network = [sc for sc in calls if is_network(sc)]
     pids = sorted({sc.pid for sc in calls})
@@ -90,10 +95,9 @@ def _write_syscalls(out: TextIO, session: Session, t0: int | None, limit: int) -
         f"\nSyscalls: {len(calls)} recorded from pid(s) {', '.join(map(str, pids[:10]))}"
         f"{' …' if len(pids) > 10 else ''}; {len(network)} on sockets, {failed} of them failed\n"
     )
-    base = t0 if t0 is not None else calls[0].enter_ns
     for sc in network[:limit]:
         took = f" <{fmt_duration(sc.exit_ns - sc.enter_ns)}>" if sc.exit_ns is not None else ""
-        out.write(f"  {(sc.enter_ns - base) / 1e9:+.6f} {sc.pid:>6} {format_syscall(sc)}{took}\n")
+        out.write(f"  {(sc.enter_ns - t0) / 1e9:+.6f} {sc.pid:>6} {format_syscall(sc)}{took}\n")
     if len(network) > limit:
         out.write(f"  … {len(network) - limit} more (--notable N, or --json)\n")
 
