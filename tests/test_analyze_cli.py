@@ -1,0 +1,117 @@
+"""`wirecorr analyze` as a user runs it: shipped recording, strace + pcap input, filters, errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from loopback_capture import LoopbackCapture
+
+from wirecorr.model import FIN
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "captures" / "handshake-echo.pcapng"
+
+
+def wirecorr(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wirecorr", *args], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+
+
+def tshark_conversations(path: Path) -> dict[tuple[str, str], tuple[int, int]]:
+    """tshark's `-z conv,tcp`: {(endpoint A, endpoint B): (frames A→B, frames B→A)}."""
+    out = subprocess.run(
+        ["tshark", "-r", str(path), "-q", "-z", "conv,tcp"], capture_output=True, text=True, check=True
+    ).stdout
+    convs = {}
+    for line in out.splitlines():
+        m = re.match(r"^(\S+)\s+<->\s+(\S+)\s+(\d+)\s+\S+\s+\S*\s*(\d+)\s+", line)
+        if m:
+            # tshark lists frames B→A first ("←" column), then A→B.
+            convs[(m[1], m[2])] = (int(m[4]), int(m[3]))
+    return convs
+
+
+def test_shipped_recording_report_agrees_with_tshark_and_links_every_packet() -> None:
+    result = wirecorr("analyze", str(SHIPPED), "--json", "--packets")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["schema"] == "wirecorr.analyze/1"
+    (conn,) = doc["connections"]
+    convs = tshark_conversations(SHIPPED)
+    key = (conn["client"], conn["server"]) if (conn["client"], conn["server"]) in convs else None
+    assert key is not None, (conn, convs)
+    assert convs[key] == (conn["packets"]["client_to_server"], conn["packets"]["server_to_client"])
+    # The nc story of the seed documents, as links.
+    kinds = [link["kind"] for link in doc["links"]]
+    for kind in ("connect-syn", "accept-ack", "write-data", "read-data", "eof-fin", "shutdown-fin"):
+        assert kind in kinds, kinds
+    syscalls = {sc["id"]: sc for sc in doc["syscalls"]}
+    for link in doc["links"]:
+        assert syscalls[link["syscall"]]["name"] in {"connect", "accept4", "write", "read", "shutdown", "close"}
+    # Every packet of the connection is either linked or labelled kernel-only.
+    assert all(p["label"] not in (None, []) for p in doc["packets"])
+    # Each 6-byte write is linked to exactly the one segment that carried it.
+    by_index = {p["index"]: p for p in doc["packets"]}
+    for link in doc["links"]:
+        if link["kind"] == "write-data":
+            (segment,) = link["packets"]
+            assert by_index[segment]["len"] == syscalls[link["syscall"]]["nbytes"] == 6
+
+
+def test_text_report_tells_the_story() -> None:
+    result = wirecorr("analyze", str(SHIPPED))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "the server closed first" in out
+    assert "SYN_SENT → ESTABLISHED" in out
+    assert re.search(r"accept4\(3<TCP:\[127\.0\.0\.1:4444\]>.*\) = 4<TCP:\[127\.0\.0\.1:4444->", out)
+    assert re.search(r"L\d+\s+accept-ack\s+\d+ accept4\(3\)\s+↔ frames \[1, 2, 3\]", out)
+
+
+def test_strace_log_and_pcap_are_linked(tmp_path: Path) -> None:
+    """The user's own strace log and tcpdump file of an nc exchange, correlated."""
+    pcap, log = tmp_path / "nc.pcap", tmp_path / "nc.strace"
+    port = 4461
+    script = (
+        f"( sleep 0.3; printf 'world\\n' ) | timeout 5 nc -N -l 127.0.0.1 {port} > /dev/null & sleep 0.2; "
+        f"( printf 'hello\\n'; sleep 0.3 ) | timeout 5 nc -N 127.0.0.1 {port}; wait"
+    )
+    with LoopbackCapture(pcap, f"tcp port {port}") as cap:
+        subprocess.run(
+            ["strace", "-f", "-ttt", "-T", "-yy", "-o", str(log), "sh", "-c", script], check=True, timeout=30
+        )
+        packets = cap.stop(until=lambda pkts: sum(1 for p in pkts if p.flags & FIN) >= 2 and pkts[-1].flags == 0x10)
+    assert len(packets) >= 9
+    result = wirecorr("analyze", "--strace", str(log), "--pcap", str(pcap), "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    links = doc["links"]
+    syscalls = {sc["id"]: sc for sc in doc["syscalls"]}
+    data_links = [lk for lk in links if lk["kind"] in ("write-data", "read-data")]
+    assert sorted(syscalls[lk["syscall"]]["data"] for lk in data_links) == sorted(
+        [b"hello\n".hex(), b"hello\n".hex(), b"world\n".hex(), b"world\n".hex()]
+    )
+    assert {lk["kind"] for lk in links} >= {"connect-syn", "accept-ack", "eof-fin"}
+
+
+def test_filter_keeps_frame_numbers(tmp_path: Path) -> None:
+    result = wirecorr("analyze", str(SHIPPED), "--json", "--packets", "--filter", "tcp[13] or src port 4444")
+    assert result.returncode == 2
+    assert result.stderr.startswith("wirecorr: filter:")
+    result = wirecorr("analyze", str(SHIPPED), "--json", "--packets", "--filter", "src port 4444")
+    doc = json.loads(result.stdout)
+    assert doc["packets_read"] == 11
+    assert [p["dir"] for p in doc["packets"]] == ["s2c"] * doc["packets_analyzed"]
+    # Frame numbers stay those of the file, as in Wireshark with a display filter.
+    assert [p["index"] for p in doc["packets"]] == [1, 4, 5, 7, 10]
+
+
+def test_missing_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    result = wirecorr("analyze", str(tmp_path / "nope.pcap"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"wirecorr: {tmp_path / 'nope.pcap'}: No such file or directory"]
