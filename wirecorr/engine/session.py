@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from wirecorr.bulk import paused_gc
 from wirecorr.engine.correlator import Correlator
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.errors import InputError
@@ -89,17 +90,18 @@ def load_capture(
     feed = session.feed_packet
     unknown = session.unknown_linktypes
     try:
-        for rec in reader.records():
-            pkt = decode_packet(index, rec)
-            index += 1
-            if pkt.ip_version == 0 and rec[3] not in SUPPORTED_LINKTYPES:
-                if rec[3] not in unknown:
-                    unknown[rec[3]] = rec[1]
-                undecodable += 1
-            if packet_filter is None or packet_filter(pkt):
-                feed(pkt)
-            if progress is not None and not index & 0xFFFF:
-                progress.update(reader.good_until, index)
+        with paused_gc():
+            for rec in reader.records():
+                pkt = decode_packet(index, rec)
+                index += 1
+                if pkt.ip_version == 0 and rec[3] not in SUPPORTED_LINKTYPES:
+                    if rec[3] not in unknown:
+                        unknown[rec[3]] = rec[1]
+                    undecodable += 1
+                if packet_filter is None or packet_filter(pkt):
+                    feed(pkt)
+                if progress is not None and not index & 0xFFFF:
+                    progress.update(reader.good_until, index)
     except InputError as e:
         session.error = e
     finally:

@@ -17,6 +17,15 @@ call helpers. Unacknowledged segments are kept oldest-first; while they are in s
 order (no retransmission among them) an ACK trims a prefix and bytes in flight are the
 span of first and last, which is what Wireshark's full list walk computes in that case;
 otherwise the walk is done exactly as Wireshark does it.
+
+Known differences from Wireshark, none of them met by the tests' captures:
+- ICMP errors are attributed to the connection they quote and nothing else. Wireshark
+  dissects the quoted TCP header as TCP: for a flow it has not seen it opens a
+  conversation (a tcp.stream number with no packets, shifting later stream numbers),
+  and a quoted pure SYN resets that flow's nextseq.
+- IP fragments are not reassembled (Wireshark reassembles by default): the first
+  fragment is analysed with the length its IP header states, later ones carry no TCP.
+- Packets must be fed in increasing index order (rows are appended, sparse columns bisect).
 """
 
 from __future__ import annotations

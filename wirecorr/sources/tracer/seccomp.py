@@ -70,7 +70,11 @@ class Filter:
         self._prog_addr = ctypes.addressof(self._prog)
 
     def install(self) -> int:
-        """In the child: 0 on success, else the errno (the child reports it and exits)."""
+        """In the child: 0 on success, else the errno.
+
+        The child goes on to exec either way; the tracer reads the outcome from
+        /proc/PID/status (`Seccomp: 2`) and traces an unfiltered child with PTRACE_SYSCALL.
+        """
         if _prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             return ctypes.get_errno()
         if _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.c_void_p(self._prog_addr), 0, 0) != 0:
