@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wirecorr.errors import EXIT_BAD_INPUT, WirecorrError
 from wirecorr.model import Packet, Syscall
@@ -100,11 +100,34 @@ def run(args: argparse.Namespace) -> int:
     return Recorder(args, output, argv, pids).run()
 
 
+class RecordListener(Protocol):
+    """Who else wants the events as they are recorded (the live TUI).
+
+    Called from the recorder's threads: syscalls and process events from the tracer's
+    thread, packets from the capture's reader thread. Must return quickly and must not
+    raise; hand the event to your own thread (e.g. a queue) if work is needed.
+    """
+
+    def on_syscall(self, sc: Syscall) -> None: ...
+
+    def on_process(self, event: str, pid: int, info: int | None) -> None: ...
+
+    def on_packet(self, pkt: Packet) -> None: ...
+
+
 class Recorder:
     """One `wirecorr record` session: capture, tracer and writer, and their shutdown order."""
 
-    def __init__(self, args: argparse.Namespace, output: str, argv: list[str], pids: list[int]) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        output: str,
+        argv: list[str],
+        pids: list[int],
+        listener: RecordListener | None = None,
+    ) -> None:
         self.args = args
+        self.listener = listener
         self.output = output
         self.argv = argv
         self.pids = pids
@@ -121,13 +144,19 @@ class Recorder:
 
     def on_syscall(self, sc: Syscall) -> None:
         self._emit(lambda: self._writer.write_syscall(sc))
+        if self.listener is not None:
+            self.listener.on_syscall(sc)
 
     def on_process(self, event: str, pid: int, info: int | None) -> None:
         when = time.time_ns()
         self._emit(lambda: self._writer.write_process(event, pid, info, when))
+        if self.listener is not None:
+            self.listener.on_process(event, pid, info)
 
     def on_packet(self, pkt: Packet) -> None:
         assert self.capture is not None and self.capture.linktype is not None
+        if self.listener is not None:
+            self.listener.on_packet(pkt)
         if self.error is not None:
             return
         try:

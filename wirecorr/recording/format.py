@@ -101,7 +101,7 @@ def custom_block(tag: str, payload: Mapping[str, Any]) -> bytes:
 
 def encode_record(tag: str, payload: Mapping[str, Any]) -> bytes:
     # ensure_ascii keeps lone surrogates (undecodable file names) exact through the round trip.
-    return tag.encode() + b"\n" + json.dumps(encode_value(dict(payload)), separators=(",", ":")).encode()
+    return tag.encode() + b"\n" + _dumps(encode_value(dict(payload))).encode()
 
 
 def decode_record(data: bytes) -> tuple[str, dict[str, Any]]:
@@ -118,13 +118,25 @@ def decode_record(data: bytes) -> tuple[str, dict[str, Any]]:
     return tag.decode(errors="replace"), payload
 
 
+# One encoder object: json.dumps with arguments builds a new JSONEncoder on every call.
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_PLAIN_TYPES = frozenset((type(None), bool, int, float, str))
+
+
 def encode_value(value: Any) -> Any:
     """Map a Python value onto JSON so that `decode_value` gives back an equal value of the same type.
 
     Plain JSON types pass through; bytes, tuples and dicts that JSON cannot key (or whose
     keys start with "$", the escape) become one-key objects {"$bytes": base64},
-    {"$tuple": [...]}, {"$dict": [[key, value], ...]}.
+    {"$tuple": [...]}, {"$dict": [[key, value], ...]}. Exact `type()` checks come first:
+    the recorder encodes every syscall on the tracer's thread, so this is a hot path.
     """
+    plain = _PLAIN_TYPES
+    kind = type(value)
+    if kind in plain:
+        return value
+    if kind is dict and all(type(k) is str and k[:1] != "$" for k in value):
+        return {k: v if type(v) in plain else encode_value(v) for k, v in value.items()}
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, bytes | bytearray | memoryview):
@@ -132,7 +144,7 @@ def encode_value(value: Any) -> Any:
     if isinstance(value, tuple):
         return {"$tuple": [encode_value(v) for v in value]}
     if isinstance(value, list):
-        return [encode_value(v) for v in value]
+        return [v if type(v) in plain else encode_value(v) for v in value]
     if isinstance(value, dict):
         if all(isinstance(k, str) and not k.startswith("$") for k in value):
             return {k: encode_value(v) for k, v in value.items()}
