@@ -324,3 +324,23 @@ def test_sigkill_of_wirecorr_record_leaves_a_readable_file(tmp_path: Path) -> No
     # Each 4-byte send (ping or echo) is one segment; all but the last few made it into the file.
     data_packets = [p for p in packets if p.payload_len == 4]
     assert len(sends) - 3 <= len(data_packets) <= len(sends) + 3
+
+
+def test_syscall_block_is_the_generic_encoding() -> None:
+    """The recorder's direct encoder must write exactly what the generic record path writes."""
+    from wirecorr.model import FdInfo, Syscall
+    from wirecorr.recording import format as fmt
+
+    calls = [
+        Syscall(1, 10, 11, "close", 5, {}),
+        Syscall(
+            2, 10, 10, "sendmmsg", 7, {"fd": 3, "vlen": 2, "timeout": (1, 2), "$odd": {1: b"x"}}, 9, 2, None, 3,
+            FdInfo("udp", "127.0.0.1:5", "127.0.0.1:6"), None, 12, b"\x00\xffab", [5, 7],
+        ),
+        Syscall(3, 10, 10, "connect", 8, {"addr": "[::1]:80"}, None, None, "EINPROGRESS"),
+    ]  # fmt: skip
+    for sc in calls:
+        block = fmt.syscall_block(sc)
+        assert block == fmt.custom_block(fmt.TAG_SYSCALL, fmt.syscall_to_dict(sc))
+        tag, payload = fmt.decode_record(block[12:-4])
+        assert tag == fmt.TAG_SYSCALL and fmt.syscall_from_dict(payload) == sc

@@ -191,6 +191,39 @@ def fdinfo_from_dict(d: dict[str, Any] | None) -> FdInfo | None:
     )
 
 
+_SYSCALL_PREFIX = TAG_SYSCALL.encode() + b"\n"
+_PEN_BYTES = struct.pack("<I", PEN)
+
+
+def syscall_block(sc: Syscall) -> bytes:
+    """`custom_block(TAG_SYSCALL, syscall_to_dict(sc))`, the same bytes, built directly.
+
+    The recorder writes every traced syscall: building the tagged JSON value in one step
+    (only `args` can hold values that need tagging) halves the cost of the generic path.
+    """
+    data = sc.data
+    record = {
+        "id": sc.id,
+        "pid": sc.pid,
+        "tid": sc.tid,
+        "name": sc.name,
+        "enter_ns": sc.enter_ns,
+        "exit_ns": sc.exit_ns,
+        "ret": sc.ret,
+        "errno": sc.errno,
+        "fd": sc.fd,
+        "fdinfo": fdinfo_to_dict(sc.fdinfo),
+        "ret_fdinfo": fdinfo_to_dict(sc.ret_fdinfo),
+        "nbytes": sc.nbytes,
+        "data": None if data is None else {"$bytes": base64.b64encode(data).decode("ascii")},
+        "msg_lens": sc.msg_lens,
+        "args": encode_value(sc.args),
+    }
+    body = _PEN_BYTES + _pad(_SYSCALL_PREFIX + _dumps(record).encode())
+    total = 12 + len(body)
+    return struct.pack("<II", BT_CUSTOM, total) + body + struct.pack("<I", total)
+
+
 def syscall_to_dict(sc: Syscall) -> dict[str, Any]:
     return {
         "id": sc.id,

@@ -161,8 +161,7 @@ class RecordingWriter:
         if not queued:
             return
         self._queued = []
-        encode, to_dict, tag = fmt.custom_block, fmt.syscall_to_dict, fmt.TAG_SYSCALL
-        self._append_locked(b"".join(encode(tag, to_dict(sc)) for sc in queued))
+        self._append_locked(b"".join(map(fmt.syscall_block, queued)))
 
     def write_process(self, event: str, pid: int, info: int | None, ts_ns: int | None = None) -> None:
         """A tracer process event (on_process): who was traced, from when, and how it ended.
