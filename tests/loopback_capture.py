@@ -26,7 +26,8 @@ def read_all(path: Path) -> list[Packet]:
 class LoopbackCapture:
     def __init__(self, path: Path, bpf: str = "", iface: str = "lo", nano: bool = True) -> None:
         self.path = path
-        cmd = ["tcpdump", "-i", iface, "-U", "--immediate-mode", "-w", str(path)]
+        # 32 MB ring: with --immediate-mode each packet takes a snaplen-sized slot (see DESIGN.md).
+        cmd = ["tcpdump", "-i", iface, "-U", "--immediate-mode", "-B", "32768", "-w", str(path)]
         if nano:
             cmd += ["--time-stamp-precision", "nano"]
         if bpf:

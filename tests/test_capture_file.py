@@ -305,7 +305,9 @@ CAPTURES = {
 def _start(cmd: list[str], path: Path, bpf: str) -> subprocess.Popen[str]:
     """Start a capture writing `path`; return once it says it is listening."""
     if cmd[0] == "tcpdump":
-        full = [*cmd, "-U", "--immediate-mode", "-w", str(path), bpf]
+        # A 32 MB ring: with --immediate-mode each packet takes a snaplen-sized slot, and the
+        # default buffer then holds a few dozen packets — a busy machine overflows it.
+        full = [*cmd, "-U", "--immediate-mode", "-B", "32768", "-w", str(path), bpf]
         ready = "listening on"
     else:
         # dumpcap buffers file output but flushes every packet written to a pipe.

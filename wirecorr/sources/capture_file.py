@@ -150,22 +150,17 @@ class CaptureReader:
         assert self._f is not None
         while len(self._buf) - pos < need:
             chunk = self._f.read(max(CHUNK, need))
-            if chunk:
-                self._base += pos
-                self._buf = self._buf[pos:] + chunk
-                pos = 0
-                continue
-            if not self.follow or (self.should_stop is not None and self.should_stop()):
-                if self.follow:
-                    # One last read: the writer may have flushed just before stopping.
-                    chunk = self._f.read(max(CHUNK, need))
-                    if chunk:
-                        self._base += pos
-                        self._buf = self._buf[pos:] + chunk
-                        pos = 0
-                        continue
+            if not chunk and self.follow:
+                if self.should_stop is None or not self.should_stop():
+                    time.sleep(self.poll_interval)
+                    continue
+                # Stopping: one last read, the writer may have flushed just before.
+                chunk = self._f.read(max(CHUNK, need))
+            if not chunk:
                 return -1
-            time.sleep(self.poll_interval)
+            self._base += pos
+            self._buf = self._buf[pos:] + chunk
+            pos = 0
         return pos
 
     # -- entry point -------------------------------------------------------------------

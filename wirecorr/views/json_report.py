@@ -15,7 +15,8 @@ from wirecorr import __version__
 from wirecorr.engine.analysis_flags import flag_names
 from wirecorr.engine.connections import Connection, HandshakeOptions
 from wirecorr.engine.session import Session
-from wirecorr.model import Link, Syscall, format_flags
+from wirecorr.model import Syscall, format_flags
+from wirecorr.recording.format import link_to_dict as link_record
 
 SCHEMA = "wirecorr.analyze/1"
 
@@ -79,17 +80,6 @@ def packet_record(session: Session, index: int) -> dict[str, Any]:
         "ack_rtt_ns": row.ack_rtt_ns,
         "bytes_in_flight": row.bytes_in_flight or None,
         "label": session.correlator.label(index),
-    }
-
-
-def link_record(link: Link) -> dict[str, Any]:
-    return {
-        "id": link.id,
-        "kind": link.kind,
-        "syscall": link.syscall,
-        "packets": link.packets,
-        "delay_ns": link.delay_ns,
-        "note": link.note,
     }
 
 
