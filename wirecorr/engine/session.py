@@ -13,9 +13,10 @@ from typing import Any
 
 from wirecorr.bulk import paused_gc
 from wirecorr.engine.correlator import Correlator
+from wirecorr.engine.findings import detect
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.errors import InputError
-from wirecorr.model import Packet, Syscall
+from wirecorr.model import Finding, Packet, Syscall
 from wirecorr.recording.reader import Recording, add_block
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock, TruncatedCapture
 from wirecorr.sources.packet_decode import SUPPORTED_LINKTYPES, decode_packet
@@ -43,6 +44,8 @@ class Session:
     warnings: list[str] = field(default_factory=list)
     # A recording's header (command, pids, interface, …); empty for plain captures.
     meta: dict[str, Any] = field(default_factory=dict)
+    # Diagnoses as of `finish()`; a live view calls `findings.detect(session)` for fresher ones.
+    findings: list[Finding] = field(default_factory=list)
     correlator: Correlator = field(init=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +71,7 @@ class Session:
         self.correlator.finish()
         self.analyzer.finish()
         self.syscalls.sort(key=lambda sc: (sc.enter_ns, sc.id))
+        self.findings = detect(self)
 
 
 def load_capture(

@@ -15,7 +15,7 @@ from wirecorr import __version__
 from wirecorr.engine.analysis_flags import flag_names
 from wirecorr.engine.connections import Connection, HandshakeOptions
 from wirecorr.engine.session import Session
-from wirecorr.model import Syscall, format_flags
+from wirecorr.model import Finding, Syscall, format_flags
 from wirecorr.recording.format import link_to_dict as link_record
 
 SCHEMA = "wirecorr.analyze/1"
@@ -83,6 +83,16 @@ def packet_record(session: Session, index: int) -> dict[str, Any]:
     }
 
 
+def finding_record(finding: Finding) -> dict[str, Any]:
+    return {
+        "kind": finding.kind,
+        "severity": finding.severity,
+        "connection": finding.connection,
+        "evidence": finding.evidence,
+        "message": finding.message,
+    }
+
+
 def syscall_record(sc: Syscall) -> dict[str, Any]:
     record = asdict(sc)
     if sc.data is not None:
@@ -135,6 +145,7 @@ def document(session: Session, *, packets: bool) -> dict[str, Any]:
     if session.syscalls:
         doc["syscalls"] = [syscall_record(sc) for sc in session.syscalls]
         doc["links"] = [link_record(link) for link in session.correlator.links]
+    doc["findings"] = [finding_record(f) for f in session.findings]
     return doc
 
 

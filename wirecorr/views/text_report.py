@@ -77,6 +77,7 @@ def write(session: Session, out: TextIO, *, notable: int) -> None:
     if session.syscalls:
         _write_syscalls(out, session, t0, notable)
         _write_links(out, session, notable)
+    _write_findings(out, doc["findings"])
     indices = doc["notable"]
     if indices and notable > 0:
         out.write(f"\nNotable packets ({len(indices)}):\n")
@@ -119,6 +120,15 @@ def _write_links(out: TextIO, session: Session, limit: int) -> None:
         out.write(f"  L{link.id:<5} {link.kind:<20} {call:<28} ↔ frames [{frames}]{delay}{note}\n")
     if len(links) > limit:
         out.write(f"  … {len(links) - limit} more (--notable N, or --json)\n")
+
+
+def _write_findings(out: TextIO, findings: list[dict[str, Any]]) -> None:
+    """Every finding, unlike links and packets: there are few, and they are the point."""
+    if not findings:
+        return
+    out.write(f"\nFindings ({len(findings)}):\n")
+    for f in findings:
+        out.write(f"  {f['severity']:<7} {f['kind']}: {f['message']}\n")
 
 
 def _write_connection(out: TextIO, conn: dict[str, Any], t0: int) -> None:

@@ -1,0 +1,57 @@
+"""Findings: diagnoses drawn from the pairing of syscalls and packets, each with its evidence.
+
+Every public module of this package is a detector: it defines
+`detect(ctx: Context) -> Iterable[Finding]`, and the registry below finds it by walking the
+package, so adding a diagnosis is adding one module and touching nothing else. A detector
+only reads the session: `detect` can be run again on a live session as events arrive, and
+the result depends on the events, not on how often it ran.
+
+Severities: "error" (the program failed because of it: EMFILE, EADDRNOTAVAIL), "warning"
+(a defect that will bite: leaked CLOSE_WAIT sockets, RSTs, stalls) and "info" (worth
+knowing, not wrong: keep-alive probes). Thresholds are the documented constants of
+`_base`, overridable per run with `Thresholds`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable
+from functools import cache
+from typing import TYPE_CHECKING
+
+from wirecorr.engine.findings._base import ERROR, INFO, SEVERITY_RANK, WARNING, Context, Thresholds
+from wirecorr.model import Finding
+
+if TYPE_CHECKING:
+    from wirecorr.engine.session import Session
+
+Detector = Callable[[Context], Iterable[Finding]]
+
+__all__ = ["ERROR", "INFO", "WARNING", "Detector", "Thresholds", "detect", "detectors"]
+
+
+@cache
+def detectors() -> tuple[tuple[str, Detector], ...]:
+    """(module name, detect function) of every detector module, in name order.
+
+    Imported on first use, not at package import: the detectors import the engine, and the
+    engine's Session imports this package.
+    """
+    found = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        found.append((info.name, module.detect))
+    return tuple(found)
+
+
+def detect(session: Session, thresholds: Thresholds | None = None) -> list[Finding]:
+    """Run every detector over the session; errors first, then warnings, then info."""
+    ctx = Context(session, thresholds or Thresholds())
+    out: list[Finding] = []
+    for _, run in detectors():
+        out.extend(run(ctx))
+    out.sort(key=lambda f: SEVERITY_RANK[f.severity])
+    return out

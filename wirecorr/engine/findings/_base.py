@@ -1,0 +1,278 @@
+"""What every detector shares: thresholds, and a Context that answers "which connection,
+which side, which calls" once per `detect` run instead of once per detector.
+
+Detectors read the session, never change it, so `detect` can run again on a live session
+as more events arrive. The Context is built lazily: a detector that looks only at packets
+never pays for the syscall ↔ connection map.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from wirecorr.engine.connections import Connection
+from wirecorr.engine.socket_map import endpoint_key
+from wirecorr.model import Link, Syscall
+
+if TYPE_CHECKING:
+    from wirecorr.engine.session import Session
+
+ERROR = "error"
+WARNING = "warning"
+INFO = "info"
+SEVERITY_RANK = {ERROR: 0, WARNING: 1, INFO: 2}
+
+# -- thresholds (defaults; override per run with `Thresholds`) ---------------------------
+
+# A socket that has received the peer's FIN may take this long to close before it counts as
+# leaked: long enough for any request handler to finish, short against a 60 s FIN_WAIT_2.
+CLOSE_WAIT_NS = 1_000_000_000
+# Linux keeps a socket in TIME_WAIT for TCP_TIMEWAIT_LEN (60 s, not tunable): connections
+# actively closed within one such window coexist in TIME_WAIT.
+TIME_WAIT_WINDOW_NS = 60_000_000_000
+# That many coexisting TIME_WAIT sockets of one closer towards one server is worth a warning ...
+TIME_WAIT_MIN = 100
+# ... and so is any number that holds this fraction of the ephemeral port range.
+TIME_WAIT_RANGE_FRACTION = 0.5
+# Linux's default net.ipv4.ip_local_port_range, used when /proc cannot be read.
+DEFAULT_PORT_RANGE = (32768, 60999)
+# A busy-wait: at least this many EAGAIN results on one fd of one thread without a readiness
+# wait between them, at this rate or faster. A loop with a sleep in it stays well below.
+EAGAIN_MIN_CALLS = 100
+EAGAIN_MIN_RATE = 200.0
+# A receiver whose app had not read for this long when it advertised a zero window is a slow
+# reader; a shorter gap means the app reads but cannot keep up with the sender.
+ZERO_WINDOW_READ_GAP_NS = 100_000_000
+# Linux's minimum delayed-ACK timeout is 40 ms (TCP_DELACK_MIN) and other stacks' are
+# larger: a small write that waited at least this long for its segment was held by Nagle.
+NAGLE_DELAY_NS = 30_000_000
+# The held segment leaves as soon as the ACK arrives: the ACK precedes it by at most this.
+NAGLE_ACK_GAP_NS = 5_000_000
+# Linux refuses TCP_KEEPIDLE / TCP_KEEPINTVL below 1 s: a "keep-alive" after less idle is a
+# zero-window probe or a stray segment that Wireshark's heuristic happens to match.
+KEEPALIVE_MIN_IDLE_NS = 1_000_000_000
+# strace stamps µs and a tracer's stops bracket the kernel work loosely (see correlator).
+SLACK_NS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Per-run overrides of the module constants above (tests, CLI options, a live view).
+
+    `port_range` None reads /proc/sys/net/ipv4/ip_local_port_range of the analysing host;
+    set it when the traffic came from another host or network namespace.
+    """
+
+    close_wait_ns: int = CLOSE_WAIT_NS
+    time_wait_window_ns: int = TIME_WAIT_WINDOW_NS
+    time_wait_min: int = TIME_WAIT_MIN
+    time_wait_range_fraction: float = TIME_WAIT_RANGE_FRACTION
+    port_range: tuple[int, int] | None = None
+    eagain_min_calls: int = EAGAIN_MIN_CALLS
+    eagain_min_rate: float = EAGAIN_MIN_RATE
+    zero_window_read_gap_ns: int = ZERO_WINDOW_READ_GAP_NS
+    nagle_delay_ns: int = NAGLE_DELAY_NS
+
+
+# Link kinds whose packets were sent by the syscall's own side; the others' packets (or, for
+# connect-established, the first one) came from the peer. accept-ack is always the server.
+_OWN_SIDE_KINDS = frozenset({"connect-syn", "write-data", "close-fin", "close-rst", "shutdown-fin"})
+_PEER_SIDE_KINDS = frozenset({"read-data", "eof-fin", "reset", "connect-refused", "connect-established"})
+
+READINESS = frozenset({"poll", "ppoll", "select", "pselect6", "epoll_wait", "epoll_pwait", "epoll_pwait2"})
+
+
+def evidence(
+    syscalls: Iterable[int] = (),
+    packets: Iterable[int] = (),
+    links: Iterable[int] = (),
+    connections: Iterable[int] = (),
+) -> dict[str, list[int]]:
+    """The evidence record every finding carries: sorted, de-duplicated ids per event kind."""
+    return {
+        "syscalls": sorted(set(syscalls)),
+        "packets": sorted(set(packets)),
+        "links": sorted(set(links)),
+        "connections": sorted(set(connections)),
+    }
+
+
+def fmt_ns(ns: int) -> str:
+    """A duration in the unit people read fastest at its size."""
+    if ns < 1_000_000:
+        return f"{ns / 1_000:.0f} µs"
+    if ns < 1_000_000_000:
+        return f"{ns / 1_000_000:.1f} ms"
+    return f"{ns / 1_000_000_000:.2f} s"
+
+
+def call_text(sc: Syscall) -> str:
+    """`pid 12 read(fd 4)`: enough to find the call in the report's syscall list."""
+    fd = f"fd {sc.fd}" if sc.fd is not None else ""
+    return f"pid {sc.pid} {sc.name}({fd})"
+
+
+def side_name(side: int) -> str:
+    return "client" if side == 0 else "server"
+
+
+def endpoint_of(conn: Connection, side: int) -> str:
+    return conn.client if side == 0 else conn.server
+
+
+def frames(indices: Iterable[int]) -> str:
+    """Packet indices as the frame numbers Wireshark and the text report show (1-based)."""
+    nums = [i + 1 for i in indices]
+    text = ", ".join(map(str, nums[:5]))
+    return text + (f" … ({len(nums)} in all)" if len(nums) > 5 else "")
+
+
+@dataclass
+class Context:
+    """One detect run's view of a session, with the lookups several detectors need."""
+
+    session: Session
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @cached_property
+    def connections(self) -> list[Connection]:
+        return self.session.analyzer.connections
+
+    @cached_property
+    def links(self) -> list[Link]:
+        return self.session.correlator.links
+
+    @cached_property
+    def syscalls(self) -> list[Syscall]:
+        """Every syscall in entry order (the session sorts only when finished)."""
+        return sorted(self.session.syscalls, key=lambda sc: (sc.enter_ns, sc.id))
+
+    @cached_property
+    def _by_id(self) -> dict[int, Syscall]:
+        return {sc.id: sc for sc in self.syscalls}
+
+    def syscall(self, sid: int) -> Syscall | None:
+        return self._by_id.get(sid)
+
+    @cached_property
+    def links_by_syscall(self) -> dict[int, list[Link]]:
+        out: dict[int, list[Link]] = {}
+        for link in self.links:
+            out.setdefault(link.syscall, []).append(link)
+        return out
+
+    @cached_property
+    def t0(self) -> int:
+        """The first event of either kind: message times count from it, as the text report's do."""
+        starts = [self.session.first_ns] if self.session.first_ns is not None else []
+        if self.syscalls:
+            starts.append(self.syscalls[0].enter_ns)
+        return min(starts, default=0)
+
+    @cached_property
+    def end_ns(self) -> int:
+        """The last moment the input covers: last packet or last syscall exit."""
+        ends = [self.session.last_ns] if self.session.last_ns is not None else []
+        ends += [sc.exit_ns if sc.exit_ns is not None else sc.enter_ns for sc in self.session.syscalls]
+        return max(ends, default=0)
+
+    def at(self, ns: int) -> str:
+        """An absolute time as the report shows it: seconds since the first event."""
+        return f"+{(ns - self.t0) / 1e9:.3f} s"
+
+    # -- syscall ↔ connection --------------------------------------------------------
+
+    @cached_property
+    def _by_tuple(self) -> dict[tuple[tuple[bytes, int], tuple[bytes, int]], list[tuple[Connection, int]]]:
+        out: dict[tuple[tuple[bytes, int], tuple[bytes, int]], list[tuple[Connection, int]]] = {}
+        for conn in self.connections:
+            if conn.proto != "tcp":
+                continue
+            c, s = (conn.client_addr, conn.client_port), (conn.server_addr, conn.server_port)
+            out.setdefault((c, s), []).append((conn, 0))
+            out.setdefault((s, c), []).append((conn, 1))
+        return out
+
+    @cached_property
+    def _conn_side(self) -> dict[int, tuple[int, int]]:
+        """syscall id → (connection id, side 0 client / 1 server) for every TCP call resolvable."""
+        table = self.session.analyzer.table
+        out: dict[int, tuple[int, int]] = {}
+        for link in self.links:
+            if not link.packets or link.syscall in out:
+                continue
+            first = link.packets[0]
+            cid, d = table.conn[first], table.direction[first]
+            if link.kind == "accept-ack":
+                out[link.syscall] = (cid, 1)
+            elif link.kind in _OWN_SIDE_KINDS:
+                out[link.syscall] = (cid, d)
+            elif link.kind in _PEER_SIDE_KINDS:
+                out[link.syscall] = (cid, 1 - d)
+        for sc in self.syscalls:
+            if sc.id in out:
+                continue
+            info = sc.ret_fdinfo if sc.name in ("accept", "accept4") else sc.fdinfo
+            if info is None or info.kind not in ("tcp", "tcp6"):
+                continue
+            local, remote = endpoint_key(info.local), endpoint_key(info.remote)
+            if local is None or remote is None:
+                continue
+            until = (sc.exit_ns if sc.exit_ns is not None else sc.enter_ns) + SLACK_NS
+            # Port reuse: the newest connection on the tuple that had begun by the call's end.
+            found = None
+            for conn, side in self._by_tuple.get((local, remote), ()):
+                if conn.first_ts_ns <= until:
+                    found = (conn.id, side)
+            if found is not None:
+                out[sc.id] = found
+        return out
+
+    def conn_side(self, sc: Syscall) -> tuple[int, int] | None:
+        return self._conn_side.get(sc.id)
+
+    @cached_property
+    def _calls_by_end(self) -> dict[tuple[int, int], list[Syscall]]:
+        out: dict[tuple[int, int], list[Syscall]] = {}
+        by_id = self._by_id
+        for sid, key in sorted(self._conn_side.items(), key=lambda kv: (by_id[kv[0]].enter_ns, kv[0])):
+            out.setdefault(key, []).append(by_id[sid])
+        return out
+
+    def calls_of(self, conn_id: int, side: int) -> list[Syscall]:
+        """The traced calls on one end of a connection, in entry order (empty if untraced)."""
+        return self._calls_by_end.get((conn_id, side), [])
+
+    def link_ids(self, sc: Syscall, kinds: Iterable[str] | None = None) -> list[int]:
+        wanted = None if kinds is None else set(kinds)
+        return [lk.id for lk in self.links_by_syscall.get(sc.id, ()) if wanted is None or lk.kind in wanted]
+
+    @cached_property
+    def _readiness_by_tid(self) -> dict[int, list[int]]:
+        """Entry times of readiness waits per thread, ascending, for "was there a wait between"."""
+        out: dict[int, list[int]] = {}
+        for sc in self.syscalls:
+            if sc.name in READINESS:
+                out.setdefault(sc.tid, []).append(sc.enter_ns)
+        return out
+
+    def waited_between(self, tid: int, start_ns: int, end_ns: int) -> bool:
+        """Whether thread tid entered a poll/select/epoll wait in (start_ns, end_ns)."""
+        times = self._readiness_by_tid.get(tid, [])
+        at = bisect.bisect_right(times, start_ns)
+        return at < len(times) and times[at] < end_ns
+
+    def port_range(self) -> tuple[int, int]:
+        """The ephemeral port range: the override, else this host's setting now, else Linux's default."""
+        if self.thresholds.port_range is not None:
+            return self.thresholds.port_range
+        try:
+            with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+                low, high = (int(x) for x in f.read().split())
+            return low, high
+        except (OSError, ValueError):
+            return DEFAULT_PORT_RANGE

@@ -1,0 +1,153 @@
+"""Resets: close() with unread data, refused connections, and RSTs in the middle of a stream.
+
+The three look alike on the wire (one RST) and mean different things to the app, so the
+correlator's links decide: a `close-rst` link is a close() that discarded received bytes
+(the peer may lose data it already sent), a RST answering a SYN is a port nobody listens
+on, and any other RST of an established connection is an abort (SO_LINGER 0, a crash, a
+middlebox) that the peer learns about as ECONNRESET or EPIPE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from wirecorr.engine.connections import ESTABLISHED, Connection
+from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, fmt_ns, side_name
+from wirecorr.model import RST, SYN, Finding, Syscall
+
+RST_ON_CLOSE = "rst_on_close"
+REFUSED = "connection_refused"
+RESET = "connection_reset"
+
+
+def detect(ctx: Context) -> Iterator[Finding]:
+    table = ctx.session.analyzer.table
+    close_rsts = {idx: lk for lk in ctx.links if lk.kind == "close-rst" for idx in lk.packets}
+    refused_calls: set[int] = set()
+    for conn in ctx.connections:
+        if conn.proto != "tcp" or conn.reset_by is None:
+            continue
+        rst = next(i for i in conn.packet_indices if table.flags[i] & RST)
+        if rst in close_rsts:
+            yield _rst_on_close(ctx, conn, rst, close_rsts[rst].syscall)
+        elif not any(state == ESTABLISHED for _, _, state in conn.client_state):
+            found = _refused(ctx, conn, rst)
+            refused_calls.update(found.evidence["syscalls"])
+            yield found
+        else:
+            yield _reset(ctx, conn, rst)
+    # Refusals whose packets were not captured: the errno alone still says it.
+    for sc in ctx.syscalls:
+        if sc.name == "connect" and sc.errno == "ECONNREFUSED" and sc.id not in refused_calls:
+            yield Finding(
+                kind=REFUSED,
+                severity=WARNING,
+                message=f"{call_text(sc)} to {sc.args.get('addr')} failed with ECONNREFUSED at {ctx.at(sc.enter_ns)} "
+                "(no packets of it captured): nothing listens on that port",
+                evidence=evidence([sc.id]),
+            )
+
+
+def _peer_resets(ctx: Context, conn: Connection, side: int, rst: int) -> list[Syscall]:
+    """The peer's calls that failed because of this RST (ECONNRESET/EPIPE, linked to it)."""
+    return [
+        sc
+        for sc in ctx.calls_of(conn.id, 1 - side)
+        if any(rst in lk.packets for lk in ctx.links_by_syscall.get(sc.id, ()) if lk.kind == "reset")
+    ]
+
+
+def _rst_on_close(ctx: Context, conn: Connection, rst: int, close_id: int) -> Finding:
+    table = ctx.session.analyzer.table
+    side = table.direction[rst]
+    close = next(sc for sc in ctx.calls_of(conn.id, side) if sc.id == close_id)
+    delivered = sum(
+        table.seglen[i] for i in conn.packet_indices if table.direction[i] != side and table.ts_ns[i] <= close.enter_ns
+    )
+    read = sum(
+        sc.ret
+        for sc in ctx.calls_of(conn.id, side)
+        if isinstance(sc.ret, int) and sc.ret > 0 and ctx.link_ids(sc, ("read-data",)) and sc.enter_ns < close.enter_ns
+    )
+    unread = max(delivered - read, 0)
+    peer_calls = _peer_resets(ctx, conn, side, rst)
+    what = f"with {unread} received byte(s) unread" if unread else "with received data unread"
+    message = (
+        f"{call_text(close)} on the {side_name(side)} {endpoint_of(conn, side)} closed the socket {what} "
+        f"(read {read} of {delivered}): the kernel sent RST (frame {rst + 1}) instead of FIN, "
+        f"so the {side_name(1 - side)} may lose data it had already sent"
+    )
+    if peer_calls:
+        message += f"; {call_text(peer_calls[0])} then failed with {peer_calls[0].errno}"
+    calls = [close, *peer_calls]
+    return Finding(
+        kind=RST_ON_CLOSE,
+        severity=WARNING,
+        message=message,
+        connection=conn.id,
+        evidence=evidence(
+            [sc.id for sc in calls],
+            [rst],
+            [lid for sc in calls for lid in ctx.link_ids(sc, ("close-rst", "reset"))],
+            [conn.id],
+        ),
+    )
+
+
+def _refused(ctx: Context, conn: Connection, rst: int) -> Finding:
+    table = ctx.session.analyzer.table
+    syns = [i for i in conn.packet_indices if table.flags[i] & SYN and table.direction[i] == 0 and i < rst]
+    connects = [
+        sc
+        for sc in ctx.syscalls
+        if sc.name == "connect"
+        and sc.errno == "ECONNREFUSED"
+        and (ctx.conn_side(sc) == (conn.id, 0) or any(rst in lk.packets for lk in ctx.links_by_syscall.get(sc.id, ())))
+    ]
+    who = call_text(connects[0]) if connects else f"the client {conn.client}"
+    took = fmt_ns(table.ts_ns[rst] - table.ts_ns[syns[0]]) if syns else "?"
+    message = (
+        f"{who} connecting to {conn.server} was refused: the SYN (frame {syns[0] + 1 if syns else '?'}) "
+        f"was answered by RST (frame {rst + 1}) {took} later — nothing listens on that port"
+    )
+    if connects:
+        message += f"; connect() returned ECONNREFUSED at {ctx.at(connects[0].enter_ns)}"
+    return Finding(
+        kind=REFUSED,
+        severity=WARNING,
+        message=message,
+        connection=conn.id,
+        evidence=evidence(
+            [sc.id for sc in connects],
+            [*syns, rst],
+            [lid for sc in connects for lid in ctx.link_ids(sc, ("connect-syn", "connect-refused"))],
+            [conn.id],
+        ),
+    )
+
+
+def _reset(ctx: Context, conn: Connection, rst: int) -> Finding:
+    table = ctx.session.analyzer.table
+    side = table.direction[rst]
+    sent = sum(table.seglen[i] for i in conn.packet_indices if i < rst and table.direction[i] == 0)
+    received = sum(table.seglen[i] for i in conn.packet_indices if i < rst and table.direction[i] == 1)
+    peer_calls = _peer_resets(ctx, conn, side, rst)
+    message = (
+        f"the {side_name(side)} {endpoint_of(conn, side)} reset the connection mid-stream (RST frame {rst + 1}, "
+        f"{fmt_ns(table.ts_ns[rst] - conn.first_ts_ns)} after it began, after {sent} B client→server and "
+        f"{received} B server→client)"
+    )
+    if peer_calls:
+        message += f"; {call_text(peer_calls[0])} failed with {peer_calls[0].errno}"
+    return Finding(
+        kind=RESET,
+        severity=WARNING,
+        message=message,
+        connection=conn.id,
+        evidence=evidence(
+            [sc.id for sc in peer_calls],
+            [rst],
+            [lid for sc in peer_calls for lid in ctx.link_ids(sc, ("reset",))],
+            [conn.id],
+        ),
+    )

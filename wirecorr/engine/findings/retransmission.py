@@ -1,0 +1,73 @@
+"""Retransmissions, attributed to the connection and to the write that first carried the bytes.
+
+Wireshark-style analysis flags a retransmitted segment; the correlator's byte-exact write
+links already own it (a retransmission overlaps the stream offsets of the write whose
+bytes it repeats), so the finding can name the app call and fd whose data had to be sent
+again and how long after its first transmission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from wirecorr.engine.analysis_flags import AnalysisFlag
+from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, fmt_ns, frames, side_name
+from wirecorr.model import Finding
+
+KIND = "retransmission"
+# Links whose packets the call itself sent, so a resent one is that call's data (or SYN/FIN).
+_SENDING_KINDS = frozenset({"write-data", "connect-syn", "shutdown-fin", "close-fin"})
+_RETRANS = int(AnalysisFlag.RETRANSMISSION | AnalysisFlag.FAST_RETRANSMISSION | AnalysisFlag.SPURIOUS_RETRANSMISSION)
+
+
+def detect(ctx: Context) -> Iterator[Finding]:
+    table = ctx.session.analyzer.table
+    packet_links = ctx.session.correlator.packet_links
+    for conn in ctx.connections:
+        if conn.proto != "tcp":
+            continue
+        for d in (0, 1):
+            resent = [i for i in conn.packet_indices if table.direction[i] == d and table.analysis[i] & _RETRANS]
+            if not resent:
+                continue
+            links = [
+                ctx.links[lid]
+                for i in resent
+                for lid in packet_links.get(i, ())
+                if ctx.links[lid].kind in _SENDING_KINDS
+            ]
+            links = list({lk.id: lk for lk in links}.values())
+            fast = sum(1 for i in resent if table.analysis[i] & AnalysisFlag.FAST_RETRANSMISSION)
+            spurious = sum(1 for i in resent if table.analysis[i] & AnalysisFlag.SPURIOUS_RETRANSMISSION)
+            kinds = ", ".join(f"{n} {what}" for n, what in ((fast, "fast"), (spurious, "spurious")) if n)
+            message = (
+                f"{len(resent)} retransmission(s){f' ({kinds})' if kinds else ''} by the {side_name(d)} "
+                f"{endpoint_of(conn, d)} towards {endpoint_of(conn, 1 - d)}: frames {frames(resent)}"
+            )
+            originals: list[int] = []
+            if links:
+                lk = links[0]
+                sc = ctx.syscall(lk.syscall)
+                first_sent = [i for i in lk.packets if not table.analysis[i] & _RETRANS]
+                if sc is not None and first_sent:
+                    again = next(i for i in resent if i in lk.packets)
+                    what = "SYN" if lk.kind == "connect-syn" else "bytes"
+                    after = fmt_ns(table.ts_ns[again] - table.ts_ns[first_sent[0]])
+                    message += (
+                        f"; the {what} of {call_text(sc)} at {ctx.at(sc.enter_ns)} first left in frame "
+                        f"{first_sent[0] + 1} and were sent again {after} later"
+                    )
+                    originals.append(first_sent[0])
+                if len(links) > 1:
+                    message += f" ({len(links)} calls' bytes resent in all)"
+            else:
+                message += " (the sending app is not traced)"
+            yield Finding(
+                kind=KIND,
+                severity=WARNING,
+                message=message,
+                connection=conn.id,
+                evidence=evidence(
+                    [lk.syscall for lk in links], [*resent, *originals], [lk.id for lk in links], [conn.id]
+                ),
+            )
