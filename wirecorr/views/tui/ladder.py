@@ -1,0 +1,417 @@
+"""Ladder diagram of one connection: the app's syscalls and the wire's segments in time order.
+
+       ms client app               client 127.0.0.1:53516               server 127.0.0.1:4444               server app
+    0.000                          │                                                        │     accept4() …
+  238.927          connect() … ╮   │                                                        │    ┃
+  239.079                     ┃╰───├───────────────── SYN seq 0 win 65495 ─────────────────▶┤───╮┃
+  239.094                     ┃╭───├◀─────────── SYN-ACK seq 0 ack 1 win 65483 ─────────────┤───┤┃
+  239.107                     ┃├───├────────────── ACK seq 1 ack 1 win 65536 ──────────────▶┤───┤┃
+  239.144   … = -1 EINPROGRESS ╯   │                                                        │   │┃
+  239.229                          │                                                        │   ╰ … = 4
+
+One row per event (a packet, a syscall entry, a syscall return), so the vertical order is
+the true order of events and the time column reads like a log. A call that other events
+interrupt gets two rows (`accept4() …` then `… = 4`) with a bar between them: that the
+handshake completes while accept4() is blocked is the point of the picture. Link lines run
+in a gutter between an app lane and its wire lane, from the row where the call caused its
+packets (entry: connect, write, shutdown, close) or consumed them (return: accept, read),
+to each packet's row. Gutter tracks are few; a link that finds none free is drawn as `#id`
+markers on both ends instead.
+
+Rows are built once (cheap tuples); lines are drawn only when Textual asks for them, so a
+connection with thousands of packets costs nothing until it is scrolled to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from wirecorr.engine.analysis_flags import flag_names
+from wirecorr.engine.session import Session
+from wirecorr.model import ACK, FIN, PSH, RST, SYN, Link, Syscall
+from wirecorr.views.tui.conn_events import (
+    CAUSE_KINDS,
+    CLIENT_SIDE,
+    SERVER_SIDE,
+    ConnCall,
+    call_label,
+    call_name,
+    call_result,
+    connection_calls,
+)
+
+PKT, CALL, RET, CALLRET = range(4)
+TIME_W = 10
+TRACKS = 4
+
+# Gutter cells are unions of these; `_BOX` turns a union into its box-drawing character.
+N, S, E, W = 1, 2, 4, 8
+_BOX = {
+    0: " ", N: "╵", S: "╷", E: "╶", W: "╴", N | S: "│", E | W: "─", S | E: "╭", S | W: "╮", N | E: "╰",
+    N | W: "╯", N | S | E: "├", N | S | W: "┤", S | E | W: "┬", N | E | W: "┴", N | S | E | W: "┼",
+}  # fmt: skip
+
+DIR_STYLES = (Style(color="red"), Style(color="dodger_blue1"))
+LINK_STYLES = (Style(color="yellow"), Style(color="green"), Style(color="magenta"), Style(color="cyan"))
+CALL_STYLE = Style(color="white", bgcolor="grey23", bold=True)
+FAILED_STYLE = Style(color="white", bgcolor="dark_red", bold=True)
+RETRANS_STYLE = Style(color="white", bgcolor="red3")
+DIM = Style(dim=True)
+CURSOR = Style(reverse=True)
+
+
+# (gutter column counted from the app lane, N/S/E/W mask, style)
+GutterCell = tuple[int, int, Style]
+
+
+@dataclass(slots=True)
+class Row:
+    """One event line: a packet (`ref` = packet index) or a call (`ref` = index into calls)."""
+
+    ts_ns: int
+    kind: int
+    ref: int
+    side: int
+
+
+@dataclass(slots=True)
+class _LinkPath:
+    link: Link
+    side: int
+    rows: list[int]  # syscall endpoint row first, then packet rows
+    track: int = -1
+
+
+def segment_label(flags: int, seglen: int) -> str:
+    """The name a person gives a segment: SYN, SYN-ACK, ACK, PSH 6 B, FIN, RST."""
+    if flags & RST:
+        name = "RST"
+    elif flags & SYN:
+        name = "SYN-ACK" if flags & ACK else "SYN"
+    elif flags & FIN:
+        name = "FIN"
+    elif seglen:
+        name = "PSH" if flags & PSH else "DATA"
+    else:
+        name = "ACK"
+    return f"{name} {seglen} B" if seglen else name
+
+
+class LadderView(ScrollView, can_focus=True):
+    """The ladder of connection `conn_id`; up/down move a cursor row, enter selects it."""
+
+    BINDINGS = [
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "cursor_page(-1)", "Page up", show=False),
+        Binding("pagedown", "cursor_page(1)", "Page down", show=False),
+        Binding("home", "cursor_to(0)", "First", show=False),
+        Binding("end", "cursor_to(-1)", "Last", show=False),
+        Binding("enter", "select", "Select"),
+    ]
+
+    DEFAULT_CSS = """
+    LadderView { height: 1fr; }
+    """
+
+    cursor = reactive(0, always_update=True)
+
+    class Selected(Message):
+        """Enter on a row: the packet or the syscall under the cursor."""
+
+        def __init__(self, ladder: LadderView, packet_index: int | None, syscall: Syscall | None) -> None:
+            super().__init__()
+            self.ladder = ladder
+            self.packet_index = packet_index
+            self.syscall = syscall
+
+    def __init__(self, session: Session, conn_id: int, *, name: str | None = None, id: str | None = None) -> None:
+        super().__init__(name=name, id=id)
+        self.session = session
+        self.conn_id = conn_id
+        self.rows: list[Row] = []
+        self.calls: list[ConnCall] = []
+        # per side: row → [(column, mask, style)]; markers: row → "#id" texts per side
+        self._gutter: tuple[dict[int, list[GutterCell]], ...] = ({}, {})
+        self._markers: tuple[dict[int, list[str]], ...] = ({}, {})
+        self._busy: tuple[set[int], ...] = (set(), set())
+        self.t0 = 0
+        self.sides: list[int] = []
+        self.reload()
+
+    # -- model ------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Rebuild rows from the session (call again while a live capture grows)."""
+        conn = self.session.analyzer.connections[self.conn_id]
+        table = self.session.analyzer.table
+        self.calls = connection_calls(self.session, self.conn_id)
+        events: list[tuple[int, int, int, int, int]] = []  # ts, tie, kind, ref, side
+        for idx in conn.packet_indices:
+            events.append((table.ts_ns[idx], 1, PKT, idx, table.direction[idx]))
+        for ci, call in enumerate(self.calls):
+            events.append((call.sc.enter_ns, 0, CALL, ci, call.side))
+            if call.sc.exit_ns is not None:
+                events.append((call.sc.exit_ns, 2, RET, ci, call.side))
+        events.sort(key=lambda e: (e[0], e[1]))
+        rows: list[Row] = []
+        call_row: dict[int, int] = {}
+        ret_row: dict[int, int] = {}
+        for ts, _, kind, ref, side in events:
+            if kind == RET and rows and rows[-1].kind == CALL and rows[-1].ref == ref:
+                rows[-1].kind = CALLRET
+                ret_row[ref] = len(rows) - 1
+                continue
+            if kind != PKT:
+                (call_row if kind == CALL else ret_row)[ref] = len(rows)
+            rows.append(Row(ts, kind, ref, side))
+        self.rows = rows
+        self.t0 = rows[0].ts_ns if rows else conn.first_ts_ns
+        self.sides = sorted({c.side for c in self.calls})
+        self._layout_links(call_row, ret_row, {r.ref: i for i, r in enumerate(rows) if r.kind == PKT})
+        self._busy = (set(), set())
+        for ci, call in enumerate(self.calls):
+            if ci in ret_row and ret_row[ci] != call_row[ci]:
+                self._busy[call.side].update(range(call_row[ci] + 1, ret_row[ci]))
+        self.virtual_size = Size(0, len(rows) + 1)
+        self.cursor = min(self.cursor, max(len(rows) - 1, 0))
+        self.refresh()
+
+    def _layout_links(self, call_row: dict[int, int], ret_row: dict[int, int], pkt_row: dict[int, int]) -> None:
+        paths: list[_LinkPath] = []
+        for ci, call in enumerate(self.calls):
+            for link in call.links:
+                rows = [pkt_row[p] for p in link.packets if p in pkt_row]
+                if not rows:
+                    continue
+                end = call_row[ci] if link.kind in CAUSE_KINDS else ret_row.get(ci, call_row[ci])
+                paths.append(_LinkPath(link, call.side, [end, *rows]))
+        paths.sort(key=lambda p: min(p.rows))
+        gutter: tuple[dict[int, list[GutterCell]], ...] = ({}, {})
+        markers: tuple[dict[int, list[str]], ...] = ({}, {})
+        free_after = [[-1] * TRACKS, [-1] * TRACKS]  # last row each track is busy, per side
+        for path in paths:
+            top, bottom = min(path.rows), max(path.rows)
+            tracks = free_after[path.side]
+            track = next((t for t in range(TRACKS) if tracks[t] < top), -1)
+            if track < 0:
+                for r in path.rows:
+                    markers[path.side].setdefault(r, []).append(f"#{path.link.id}")
+                continue
+            tracks[track] = bottom
+            path.track = track
+            self._draw_path(path, top, bottom, gutter[path.side])
+        self._gutter = gutter
+        self._markers = markers
+
+    def _draw_path(self, path: _LinkPath, top: int, bottom: int, cells: dict[int, list[GutterCell]]) -> None:
+        """Put one link's line into the gutter: vertical on its track, horizontal arms from the
+        track to the app lane (syscall end) and to the wire lane (packet ends).
+
+        Columns count from the app lane outwards for the client side and inwards for the
+        server side, so "toward the app" is always lower columns; `_gutter_strip` mirrors.
+        """
+        style = LINK_STYLES[path.track % len(LINK_STYLES)]
+        col = path.track
+        call_end = path.rows[0]
+        for r in range(top, bottom + 1):
+            mask = (N if r > top else 0) | (S if r < bottom else 0)
+            if r == call_end:
+                mask |= W
+                cells.setdefault(r, []).extend((c, E | W, style) for c in range(col))
+            if r in path.rows[1:]:
+                mask |= E
+                cells.setdefault(r, []).extend((c, E | W, style) for c in range(col + 1, TRACKS))
+            cells.setdefault(r, []).append((col, mask, style))
+
+    # -- geometry ---------------------------------------------------------------------------
+
+    def _widths(self, width: int) -> tuple[int, int, int]:
+        """(app lane width, gutter width, wire width) for a line `width` cells wide."""
+        napps = len(self.sides)
+        gutter = TRACKS if napps else 0
+        app = max(14, min(34, (width - TIME_W) // 5)) if napps else 0
+        wire = max(20, width - TIME_W - napps * (app + gutter))
+        return app, gutter, wire
+
+    # -- rendering --------------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if y == 0:
+            return Strip(self._header(width, base)).crop_extend(0, width, base)
+        i = y - 1 + int(self.scroll_offset.y)
+        if i >= len(self.rows):
+            return Strip.blank(width, base)
+        segs = self._row_segments(i, width, base)
+        strip = Strip(segs).crop_extend(0, width, base)
+        if i == self.cursor and self.has_focus:
+            strip = strip.apply_style(CURSOR)
+        return strip
+
+    def _header(self, width: int, base: Style) -> list[Segment]:
+        conn = self.session.analyzer.connections[self.conn_id]
+        app, gutter, wire = self._widths(width)
+        bold = base + Style(bold=True)
+        segs = [Segment(f"{'ms':>{TIME_W - 1}} ", bold)]
+        if CLIENT_SIDE in self.sides:
+            segs.append(Segment(f"{'client app':<{app + gutter}}", bold))
+        left, right = f"client {conn.client}", f"server {conn.server}"
+        pad = max(wire - len(left) - len(right), 1)
+        segs.append(Segment(left, base + DIR_STYLES[0] + Style(bold=True)))
+        segs.append(Segment(" " * pad, base))
+        segs.append(Segment(right, base + DIR_STYLES[1] + Style(bold=True)))
+        if SERVER_SIDE in self.sides:
+            segs.append(Segment(f"{'server app':>{app + gutter}}", bold))
+        return segs
+
+    def _row_segments(self, i: int, width: int, base: Style) -> list[Segment]:
+        row = self.rows[i]
+        app, _, wire = self._widths(width)
+        ms = (row.ts_ns - self.t0) / 1e6
+        segs = [Segment(f"{ms:{TIME_W - 1}.3f} ", base + DIM)]
+        if CLIENT_SIDE in self.sides:
+            segs += self._app_cell(row, i, CLIENT_SIDE, app, base)
+            segs += self._gutter_cells(i, CLIENT_SIDE, base)
+        segs += self._wire_cell(row, wire, base)
+        if SERVER_SIDE in self.sides:
+            segs += self._gutter_cells(i, SERVER_SIDE, base)
+            segs += self._app_cell(row, i, SERVER_SIDE, app, base)
+        return segs
+
+    def _app_cell(self, row: Row, i: int, side: int, app: int, base: Style) -> list[Segment]:
+        """A call box aligned against the gutter, or the bar of a call still in progress."""
+        bar = "┃" if i in self._busy[side] else " "
+        if row.kind == PKT or row.side != side:
+            body = [Segment(" " * (app - 1), base)]
+            return [*body, Segment(bar, base)] if side == CLIENT_SIDE else [Segment(bar, base), *body]
+        sc = self.calls[row.ref].sc
+        if row.kind == CALL:
+            text = f"{call_name(sc)} …"
+        elif row.kind == RET:
+            text = f"… {call_result(sc, always=True)}"
+        else:
+            text = call_label(sc)
+        marks = self._markers[side].get(i)
+        if marks:
+            text = f"{text} {' '.join(marks)}"
+        text = f" {text} "
+        if len(text) > app:
+            text = text[: app - 2] + "… "
+        style = base + (FAILED_STYLE if sc.failed else CALL_STYLE)
+        pad = Segment(" " * (app - len(text)), base)
+        box = Segment(text, style)
+        return [pad, box] if side == CLIENT_SIDE else [box, pad]
+
+    def _gutter_cells(self, i: int, side: int, base: Style) -> list[Segment]:
+        masks = [0] * TRACKS
+        styles = [base] * TRACKS
+        for col, mask, style in self._gutter[side].get(i, ()):
+            masks[col] |= mask
+            styles[col] = base + style
+        segs = [Segment(_BOX[m], st) for m, st in zip(masks, styles, strict=True)]
+        if side == SERVER_SIDE:
+            # Server gutter: the app lane is on the right, so mirror columns and arms.
+            flip = {E: W, W: E}
+            segs = [
+                Segment(_BOX[(m & (N | S)) | sum(flip[b] for b in (E, W) if m & b)], st)
+                for m, st in zip(reversed(masks), reversed(styles), strict=True)
+            ]
+        return segs
+
+    def _wire_cell(self, row: Row, wire: int, base: Style) -> list[Segment]:
+        lane = Segment("│", base + DIM)
+        inner = wire - 2
+        if row.kind != PKT:
+            return [lane, Segment(" " * inner, base), lane]
+        t = self.session.analyzer.table
+        idx = row.ref
+        flags, seglen, direction = t.flags[idx], t.seglen[idx], t.direction[idx]
+        parts = [segment_label(flags, seglen), f"seq {t.rel_seq[idx]}"]
+        if flags & ACK:
+            parts.append(f"ack {t.rel_ack[idx]}")
+        parts.append(f"win {t.window[idx]}")
+        tags = flag_names(t.analysis[idx])
+        reason = self.session.correlator.label(idx) if self.calls else None
+        if isinstance(reason, str):
+            tags.append(reason)  # kernel-only traffic on a traced connection: why no call owns it
+        label = ""
+        for part in parts:
+            if len(label) + len(part) + 1 > inner - 8:
+                break
+            label = f"{label} {part}" if label else part
+        style = base + DIR_STYLES[direction]
+        if flags & (SYN | FIN | RST):
+            style += Style(bold=True)
+        tag = " ".join(tags)
+        fill = inner - len(label) - 2 - (len(tag) + 1 if tag else 0)
+        if fill < 2:
+            tag, fill = "", inner - len(label) - 2
+        left_fill, right_fill = fill // 2, fill - fill // 2
+        tail = [Segment(" " + tag, base + (RETRANS_STYLE if "retrans" in tag else DIM))] if tag else []
+        if direction == 0:
+            head = "├" + "─" * left_fill + " "
+            end = " " + "─" * (right_fill - 1) + "▶┤"
+        else:
+            head = "├◀" + "─" * (left_fill - 1) + " "
+            end = " " + "─" * right_fill + "┤"
+        return [Segment(head, style), Segment(label, style), *tail, Segment(end, style)]
+
+    # -- cursor -----------------------------------------------------------------------------
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        top = int(self.scroll_offset.y)
+        height = max(self.size.height - 1, 1)
+        if new < top:
+            self.scroll_to(y=new, animate=False)
+        elif new >= top + height:
+            self.scroll_to(y=new - height + 1, animate=False)
+        self.refresh()
+
+    def action_cursor(self, delta: int) -> None:
+        if self.rows:
+            self.cursor = max(0, min(len(self.rows) - 1, self.cursor + delta))
+
+    def action_cursor_page(self, direction: int) -> None:
+        self.action_cursor(direction * max(self.size.height - 2, 1))
+
+    def action_cursor_to(self, where: int) -> None:
+        if self.rows:
+            self.cursor = where % len(self.rows)
+
+    def action_select(self) -> None:
+        if not self.rows:
+            return
+        row = self.rows[self.cursor]
+        if row.kind == PKT:
+            self.post_message(self.Selected(self, row.ref, None))
+        else:
+            self.post_message(self.Selected(self, None, self.calls[row.ref].sc))
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(0, len(self.rows) + 1)
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    # -- text for tests and reports ---------------------------------------------------------
+
+    def text_lines(self, width: int = 140) -> list[str]:
+        """The whole ladder as plain text lines, as it renders at `width` columns."""
+        base = Style()
+        lines = ["".join(s.text for s in self._header(width, base))]
+        lines += ["".join(s.text for s in self._row_segments(i, width, base)) for i in range(len(self.rows))]
+        return lines
