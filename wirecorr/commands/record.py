@@ -71,6 +71,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data-bytes", type=int, default=64, help="payload bytes kept per read/write syscall")
     p.add_argument("--no-capture", action="store_true", help="trace syscalls only, run no tcpdump")
+    p.add_argument(
+        "--no-annotate",
+        action="store_true",
+        help="do not correlate at the end (no packet comments or link records; faster for large recordings)",
+    )
     p.add_argument("--user", help="run CMD as this user (the tracer and tcpdump stay root)")
     p.add_argument("-p", "--pid", action="append", default=[], help="attach to running PID[,PID...] instead of CMD")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
@@ -248,6 +253,8 @@ class Recorder:
             for s, handler in handlers.items():
                 signal.signal(s, handler)
         self._finish(status, stats)
+        if self.error is None and not getattr(self.args, "no_annotate", False):
+            self._annotate()
         if self.error is not None:
             reason = self.error.strerror if isinstance(self.error, OSError) else self.error
             raise WirecorrError(f"recording into {self.output} failed: {reason}")
@@ -286,6 +293,22 @@ class Recorder:
                 with contextlib.suppress(OSError):
                     os.unlink(self.output)
         return 128 + (self.signum or 0)
+
+    def _annotate(self) -> None:
+        """Write the links into the finished file; any failure keeps the recording as it is."""
+        from wirecorr.recording.annotate import annotate
+
+        try:
+            done = annotate(self.output)
+        except Exception as e:
+            print(f"wirecorr record: warning: links not written into {self.output}: {e}", file=sys.stderr)
+            return
+        if done is not None:
+            print(
+                f"wirecorr record: {done.links} links on {done.packets} packets, {done.findings} findings "
+                f"-> {self.output}",
+                file=sys.stderr,
+            )
 
     def _finish(self, status: int, stats: CaptureStats | None) -> None:
         summary: dict[str, Any] = {"exit_status": status, "signal": self.signum}
