@@ -1,0 +1,68 @@
+"""Run one lab: namespace, programs under the tracer with tcpdump, then the analysis.
+
+The recording is made by the same `Recorder` as `wirecorr record`, with this thread
+inside the lab's namespace, so tcpdump and the traced programs both live there and the
+capture holds only the lab's own traffic. The recording is then read back like any
+other file: what the lab explains is exactly what `wirecorr analyze` and
+`wirecorr check` will find in it later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from wirecorr.commands import record
+from wirecorr.engine.session import Session, load_capture
+from wirecorr.labs import Lab, Workdir
+from wirecorr.labs.evidence import Evidence
+from wirecorr.labs.netns import entered, private_network
+
+
+@dataclass
+class LabResult:
+    lab: Lab
+    output: str
+    status: int
+    evidence: Evidence
+
+    @property
+    def shown(self) -> bool:
+        return self.evidence.shown
+
+
+def record_args(iface: str, capture_filter: str, snaplen: int) -> argparse.Namespace:
+    """`wirecorr record`'s options as its own parser fills them, changed only where a lab needs it."""
+    parser = argparse.ArgumentParser()
+    record.add_parser(parser.add_subparsers())
+    argv = ["record", "-i", iface, "-s", str(snaplen), "-f", capture_filter, "--", "true"]
+    return parser.parse_args(argv)
+
+
+def run(lab: Lab, output: str, *, small: bool = False) -> LabResult:
+    """Record `lab` into `output` and explain it; namespaces and programs are gone on return."""
+    with tempfile.TemporaryDirectory(prefix="wclab-") as tmp:
+        # The tracee may run as any user; its programs must be readable whatever the umask.
+        os.chmod(tmp, 0o755)
+        work = Workdir(Path(tmp), small)
+        sysctls = {**lab.sysctls, **(lab.small_sysctls if small else {})}
+        with private_network(pair=lab.pair, sysctls=sysctls, nft_b=lab.nft, mtu=lab.mtu) as net:
+            argv = lab.command(work, net)
+            args = record_args(net.iface, lab.capture_filter, lab.snaplen)
+            recorder = record.Recorder(args, output, argv, [])
+            with entered(net.a):
+                status = recorder.run()
+    if recorder.signum is not None:
+        # The recorder caught Ctrl-C / SIGTERM to finish the file; the run is still over.
+        raise KeyboardInterrupt(f"signal {recorder.signum}")
+    session = Session()
+    load_capture(session, output, show_progress=False)
+    session.finish()
+    evidence = Evidence(session, status, small=small)
+    evidence.expect(status == 0, f"the lab's programs exited with status {status}")
+    evidence.expect(session.error is None, f"the recording is damaged: {session.error}")
+    lab.explain(evidence)
+    return LabResult(lab, output, status, evidence)
