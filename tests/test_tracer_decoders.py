@@ -54,7 +54,8 @@ def test_seccomp_filter_traces_only_recorded_native_calls() -> None:
 
 def test_constants_render_like_strace() -> None:
     assert consts.sock_type(socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) == (
-        "SOCK_STREAM|SOCK_CLOEXEC|SOCK_NONBLOCK")
+        "SOCK_STREAM|SOCK_CLOEXEC|SOCK_NONBLOCK"
+    )
     assert consts.flags(0, consts.MSG) == 0
     assert consts.flags(0x40 | 0x4000, consts.MSG) == "MSG_DONTWAIT|MSG_NOSIGNAL"
     assert consts.flags(0x1 | 0x4 | 0x800000, consts.POLL) == "POLLIN|POLLOUT|0x800000"
