@@ -14,7 +14,7 @@ import sys
 from wirecorr import __version__
 from wirecorr.errors import WirecorrError
 
-COMMANDS = ("analyze", "record")
+COMMANDS = ("analyze", "record", "lab", "check", "tui", "live")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # `wirecorr FILE` opens the TUI: the shortest way to look at a capture.
+    if argv and argv[0] not in COMMANDS and os.path.isfile(argv[0]):
+        argv = ["tui", *argv]
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))

@@ -13,6 +13,7 @@ are few and are read by people and JSON far more often than they are hashed.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from dataclasses import dataclass, field
@@ -46,8 +47,13 @@ def format_endpoint(addr: bytes, port: int) -> str:
     return f"[{text}]:{port}" if len(addr) == 16 else f"{text}:{port}"
 
 
+@functools.lru_cache(maxsize=65536)
 def parse_endpoint(text: str) -> tuple[bytes, int]:
-    """Inverse of `format_endpoint`, so syscall endpoints can be matched against packets."""
+    """Inverse of `format_endpoint`, so syscall endpoints can be matched against packets.
+
+    Cached: a trace names the same few endpoints on every call of a connection, and
+    `ipaddress` parsing costs microseconds each time.
+    """
     host, _, port = text.rpartition(":")
     host = host.strip("[]")
     return ipaddress.ip_address(host).packed, int(port)

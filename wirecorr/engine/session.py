@@ -18,7 +18,7 @@ from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.errors import InputError
 from wirecorr.model import Finding, Packet, Syscall
 from wirecorr.recording.reader import Recording, add_block
-from wirecorr.sources.capture_file import CaptureReader, CustomBlock, TruncatedCapture
+from wirecorr.sources.capture_file import CaptureReader, TruncatedCapture
 from wirecorr.sources.packet_decode import SUPPORTED_LINKTYPES, decode_packet
 from wirecorr.sources.strace_log import read_strace_log
 from wirecorr.views.progress import Progress
@@ -40,7 +40,6 @@ class Session:
     # link type → offset of its first record, for link types the decoder does not know
     unknown_linktypes: dict[int, int] = field(default_factory=dict)
     skipped_blocks: int = 0
-    custom_blocks: list[CustomBlock] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     # A recording's header (command, pids, interface, …); empty for plain captures.
     meta: dict[str, Any] = field(default_factory=dict)
@@ -87,7 +86,9 @@ def load_capture(
     caller decides whether a partial result may be reported (truncation at the end is what
     a killed tcpdump leaves, so that is reported by default).
     """
-    reader = CaptureReader(path)
+    # A recording's wirecorr blocks are decoded as they are met, never held as raw bytes.
+    recording = Recording(path)
+    reader = CaptureReader(path, on_custom=lambda block: add_block(recording, block))
     session.sources.append(path)
     progress = Progress(f"reading {path}", reader.size) if show_progress else None
     index = undecodable = 0
@@ -113,27 +114,19 @@ def load_capture(
             progress.close()
         session.packets_read += index
         session.skipped_blocks += reader.skipped_blocks
-        session.custom_blocks.extend(reader.custom_blocks)
-    if session.custom_blocks:
-        _load_recorded_half(session, path)
+    if recording.is_recording or recording.syscalls or recording.processes:
+        _feed_recorded_half(session, recording)
     if unknown and undecodable == index and session.error is None:
         linktype, offset = next(iter(unknown.items()))
         session.error = InputError(path, f"unknown link type {linktype}: no packet could be decoded", offset=offset)
 
 
-def _load_recorded_half(session: Session, path: str) -> None:
+def _feed_recorded_half(session: Session, recording: Recording) -> None:
     """Feed a recording's syscalls and process events, in the order the tracer saw them end.
 
     Process events go first at equal times so a child's inherited fds are known before
-    its first syscall; records that do not decode keep what was read before them.
+    its first syscall.
     """
-    recording = Recording(path)
-    try:
-        for block in session.custom_blocks:
-            add_block(recording, block)
-    except InputError as e:
-        session.error = session.error or e
-    session.custom_blocks.clear()
     if recording.meta:
         session.meta = recording.meta
     events: list[tuple[int, int, Syscall | dict[str, Any]]] = [(p.get("ts_ns") or 0, 0, p) for p in recording.processes]

@@ -15,6 +15,7 @@ dicts with non-string keys) that plain JSON would silently turn into something e
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import struct
 from collections.abc import Iterable, Mapping
@@ -153,9 +154,12 @@ def encode_value(value: Any) -> Any:
 
 
 def decode_value(value: Any) -> Any:
-    if isinstance(value, list):
-        return [decode_value(v) for v in value]
-    if not isinstance(value, dict):
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return value
+    if kind is list:
+        return [v if type(v) in _PLAIN_TYPES else decode_value(v) for v in value]
+    if kind is not dict:
         return value
     if len(value) == 1:
         ((key, inner),) = value.items()
@@ -165,7 +169,7 @@ def decode_value(value: Any) -> Any:
             return tuple(decode_value(v) for v in inner)
         if key == "$dict":
             return {_hashable(decode_value(k)): decode_value(v) for k, v in inner}
-    return {k: decode_value(v) for k, v in value.items()}
+    return {k: v if type(v) in _PLAIN_TYPES else decode_value(v) for k, v in value.items()}
 
 
 def _hashable(key: Any) -> Any:
@@ -186,9 +190,14 @@ def fdinfo_to_dict(info: FdInfo | None) -> dict[str, Any] | None:
 def fdinfo_from_dict(d: dict[str, Any] | None) -> FdInfo | None:
     if d is None:
         return None
-    return FdInfo(
-        kind=d["kind"], local=d.get("local"), remote=d.get("remote"), path=d.get("path"), inode=d.get("inode")
-    )
+    return _fdinfo(d["kind"], d.get("local"), d.get("remote"), d.get("path"), d.get("inode"))
+
+
+@functools.lru_cache(maxsize=16384)
+def _fdinfo(kind: str, local: str | None, remote: str | None, path: str | None, inode: int | None) -> FdInfo:
+    """One shared FdInfo per distinct value: every call on a socket repeats the same identity,
+    and a recording of 800k syscalls would otherwise hold 800k copies (readers never mutate it)."""
+    return FdInfo(kind, local, remote, path, inode)
 
 
 _SYSCALL_PREFIX = TAG_SYSCALL.encode() + b"\n"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from wirecorr import __version__
@@ -17,6 +17,7 @@ from wirecorr.engine.connections import Connection, HandshakeOptions
 from wirecorr.engine.session import Session
 from wirecorr.model import Finding, Syscall, format_flags
 from wirecorr.recording.format import link_to_dict as link_record
+from wirecorr.recording.format import syscall_to_dict
 
 SCHEMA = "wirecorr.analyze/1"
 
@@ -94,7 +95,12 @@ def finding_record(finding: Finding) -> dict[str, Any]:
 
 
 def syscall_record(sc: Syscall) -> dict[str, Any]:
-    record = asdict(sc)
+    """The recording's syscall record with `data` as hex (JSON has no bytes).
+
+    Built field by field: `dataclasses.asdict` deep-copies every value and cost more than
+    all the rest of a report on a recording with 800k syscalls.
+    """
+    record = syscall_to_dict(sc)
     if sc.data is not None:
         record["data"] = sc.data.hex()
     return record
@@ -122,9 +128,9 @@ def warnings(session: Session) -> list[str]:
     return out
 
 
-def document(session: Session, *, packets: bool) -> dict[str, Any]:
+def _summary(session: Session) -> dict[str, Any]:
     error = session.error
-    doc: dict[str, Any] = {
+    return {
         "schema": SCHEMA,
         "wirecorr": __version__,
         "sources": session.sources,
@@ -138,18 +144,43 @@ def document(session: Session, *, packets: bool) -> dict[str, Any]:
         "analysis": analysis_totals(session),
         "notable": notable_indices(session),
     }
+
+
+def _arrays(session: Session, *, packets: bool) -> Iterator[tuple[str, Iterator[dict[str, Any]]]]:
+    """The document's long arrays, as generators: `write` streams them record by record."""
     if packets:
         table = session.analyzer.table
         # Rows of packets a --filter dropped are padding with offset 0, where no record can start.
-        doc["packets"] = [packet_record(session, i) for i in range(len(table)) if table.offset[i]]
+        yield "packets", (packet_record(session, i) for i in range(len(table)) if table.offset[i])
     if session.syscalls:
-        doc["syscalls"] = [syscall_record(sc) for sc in session.syscalls]
-        doc["links"] = [link_record(link) for link in session.correlator.links]
-    doc["findings"] = [finding_record(f) for f in session.findings]
+        yield "syscalls", (syscall_record(sc) for sc in session.syscalls)
+        yield "links", (link_record(link) for link in session.correlator.links)
+    yield "findings", (finding_record(f) for f in session.findings)
+
+
+def document(session: Session, *, packets: bool) -> dict[str, Any]:
+    doc = _summary(session)
+    for key, records in _arrays(session, packets=packets):
+        doc[key] = list(records)
     return doc
 
 
+# One encoder object: json.dumps with arguments builds a new JSONEncoder on every call.
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def write(session: Session, out: TextIO, *, packets: bool) -> None:
-    # json.dumps, not json.dump: dump streams through the pure-Python encoder, ~5x slower.
-    out.write(json.dumps(document(session, packets=packets), separators=(",", ":")))
-    out.write("\n")
+    """Write `document()` without building it: a recording's syscalls and links would
+    otherwise exist three times at once (objects, dicts, one JSON string)."""
+    head = _dumps(_summary(session))
+    out.write(head[:-1])
+    for key, records in _arrays(session, packets=packets):
+        out.write(f',"{key}":[')
+        first = True
+        for record in records:
+            if not first:
+                out.write(",")
+            out.write(_dumps(record))
+            first = False
+        out.write("]")
+    out.write("}\n")

@@ -1,0 +1,292 @@
+"""EventIndex: the Session as timeline rows, and every question a view asks about a row.
+
+Events go in through `add_packet`/`add_syscall` (which feed the Session, whose correlator
+and analyzer are incremental) and become rows at `flush()`, so a file being indexed and
+a live trace are the same thing to the views. All of it runs on the UI thread in short
+slices (see loader.py): the correlator is not thread-safe, and `label()` itself updates
+its state, so one thread owns the Session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from wirecorr.engine.connections import Connection
+from wirecorr.engine.session import Session
+from wirecorr.engine.socket_map import Endpoint, endpoint_key
+from wirecorr.model import ACK, FIN, PSH, RST, SYN, URG, Finding, Link, Packet, Syscall
+from wirecorr.views.syscall_format import is_network
+from wirecorr.views.tui.display_filter import FieldValue
+from wirecorr.views.tui.packets import PacketSource
+from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref, syscall_ref
+
+_FLAGS = {
+    "tcp.flags.syn": SYN,
+    "tcp.flags.ack": ACK,
+    "tcp.flags.fin": FIN,
+    "tcp.flags.rst": RST,
+    "tcp.flags.psh": PSH,
+    "tcp.flags.urg": URG,
+}
+# Syscalls that move a connection's bytes or state, for "which socket is this connection".
+_OWNER_CALLS = frozenset({"connect", "accept", "accept4"})
+
+OUT = "out"
+IN = "in"
+APP = "app"
+
+
+@dataclass
+class EventIndex:
+    session: Session
+    packets: PacketSource
+    calls: list[Syscall] = field(default_factory=list)
+    rows: RowIndex = field(default_factory=RowIndex)
+    pos_of_id: dict[int, int] = field(default_factory=dict)
+    links_of_call: dict[int, list[int]] = field(default_factory=dict)
+    # Findings by row ref (index into session.findings), rebuilt when findings change.
+    finding_refs: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    # (pid, fd) strings of the sockets behind each connection, as the app knew them.
+    owners: dict[int, set[str]] = field(default_factory=dict)
+    pending: list[tuple[int, int]] = field(default_factory=list)
+    # connect/accept rows whose connection is not known yet (they name its pid/fd owner).
+    unowned: list[int] = field(default_factory=list)
+    events: int = 0
+    _nlinks: int = 0
+    _nconns: int = 0
+    _nfindings: int = -1
+    _by_tuple: dict[tuple[Endpoint, Endpoint], list[Connection]] = field(default_factory=dict)
+    _local: set[Endpoint] = field(default_factory=set)
+    _conn_cache: dict[int, int] = field(default_factory=dict)
+
+    # -- input ------------------------------------------------------------------------
+
+    def add_packet(self, pkt: Packet) -> None:
+        self.session.feed_packet(pkt)
+        self.pending.append((pkt.ts_ns, packet_ref(pkt.index)))
+
+    def add_syscall(self, sc: Syscall) -> None:
+        self.session.feed_syscall(sc)
+        self.adopt([sc])
+
+    def adopt(self, calls: Iterable[Syscall]) -> None:
+        """Make rows of syscalls already fed to the Session (an strace log loads whole)."""
+        for sc in calls:
+            pos = len(self.calls)
+            self.calls.append(sc)
+            self.pos_of_id[sc.id] = pos
+            self.pending.append((sc.enter_ns, syscall_ref(pos)))
+            if sc.name in _OWNER_CALLS and sc.errno in (None, "EINPROGRESS"):
+                self.unowned.append(syscall_ref(pos))
+            for info in (sc.fdinfo, sc.ret_fdinfo):
+                key = endpoint_key(info.local) if info is not None else None
+                if key is not None:
+                    self._local.add(key)
+
+    def flush(self) -> list[tuple[int, int]]:
+        """Turn pending events into rows; return them (sorted) for views that filter."""
+        new, self.pending = sorted(self.pending), []
+        self.rows.add(new)
+        self.events += len(new)
+        self.sync()
+        return new
+
+    def sync(self) -> None:
+        """Pick up what the engine added since: links, connections, findings."""
+        session = self.session
+        links = session.correlator.links
+        for link in links[self._nlinks :]:
+            self.links_of_call.setdefault(link.syscall, []).append(link.id)
+        self._nlinks = len(links)
+        conns = session.analyzer.connections
+        for conn in conns[self._nconns :]:
+            key = ((conn.client_addr, conn.client_port), (conn.server_addr, conn.server_port))
+            self._by_tuple.setdefault(key, []).append(conn)
+        self._nconns = len(conns)
+        self.unowned = [ref for ref in self.unowned if self.conn_of(ref) is None]
+        findings = self.findings
+        if len(findings) != self._nfindings:
+            self._nfindings = len(findings)
+            self.finding_refs = self._index_findings(findings)
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self.session.findings
+
+    # -- rows -----------------------------------------------------------------------------
+
+    def call(self, ref: int) -> Syscall:
+        return self.calls[ref >> 1]
+
+    def ts(self, ref: int) -> int:
+        if is_syscall_ref(ref):
+            return self.calls[ref >> 1].enter_ns
+        return self.session.analyzer.table.ts_ns[ref >> 1]
+
+    def ref_of_call_id(self, call_id: int) -> int | None:
+        pos = self.pos_of_id.get(call_id)
+        return None if pos is None else syscall_ref(pos)
+
+    @property
+    def t0(self) -> int:
+        """Relative times count from the first event of either kind, so none is negative."""
+        return self.rows.ts[0] if len(self.rows) else 0
+
+    def links(self, ref: int) -> list[Link]:
+        all_links = self.session.correlator.links
+        if is_syscall_ref(ref):
+            ids = self.links_of_call.get(self.calls[ref >> 1].id, ())
+        else:
+            ids = self.session.correlator.packet_links.get(ref >> 1, ())
+        return [all_links[i] for i in ids]
+
+    def related(self, ref: int) -> list[int]:
+        """Rows linked to `ref` (through any of its links), in time order, `ref` excluded."""
+        out: set[int] = set()
+        for link in self.links(ref):
+            call = self.ref_of_call_id(link.syscall)
+            if call is not None:
+                out.add(call)
+            out.update(packet_ref(i) for i in link.packets)
+        out.discard(ref)
+        return sorted(out, key=lambda r: (self.ts(r), r))
+
+    def label(self, ref: int) -> list[int] | str | None:
+        return self.session.correlator.label(ref >> 1)
+
+    def kernel_only(self, ref: int) -> bool:
+        """A packet of a connection that no syscall caused or consumed."""
+        if is_syscall_ref(ref):
+            return False
+        index = ref >> 1
+        return self.session.analyzer.table.conn[index] >= 0 and index not in self.session.correlator.packet_links
+
+    def side(self, ref: int) -> str:
+        """app for syscalls; out for packets a traced socket sent, in for those it received."""
+        if is_syscall_ref(ref):
+            return APP
+        table = self.session.analyzer.table
+        index = ref >> 1
+        cid = table.conn[index]
+        if cid < 0:
+            return ""
+        conn = self.session.analyzer.connections[cid]
+        client = (conn.client_addr, conn.client_port)
+        server = (conn.server_addr, conn.server_port)
+        src, dst = (client, server) if table.direction[index] == 0 else (server, client)
+        if src in self._local:
+            return OUT
+        if dst in self._local:
+            return IN
+        return ""
+
+    def conn_of(self, ref: int) -> int | None:
+        if not is_syscall_ref(ref):
+            cid = self.session.analyzer.table.conn[ref >> 1]
+            return cid if cid >= 0 else None
+        cached = self._conn_cache.get(ref)
+        if cached is not None:
+            return cached
+        cid = self._call_conn(self.calls[ref >> 1])
+        if cid is not None:
+            self._conn_cache[ref] = cid
+            sc = self.calls[ref >> 1]
+            if sc.name in _OWNER_CALLS and sc.fd is not None:
+                fd = sc.ret if sc.name != "connect" and isinstance(sc.ret, int) and sc.ret >= 0 else sc.fd
+                self.owners.setdefault(cid, set()).add(f"{sc.pid}/{fd}")
+        return cid
+
+    def _call_conn(self, sc: Syscall) -> int | None:
+        """By link first (exact), else by the 4-tuple the fd showed (identity, DESIGN.md)."""
+        table = self.session.analyzer.table
+        for link_id in self.links_of_call.get(sc.id, ()):
+            packets = self.session.correlator.links[link_id].packets
+            if packets:
+                return table.conn[packets[0]]
+        for info in (sc.ret_fdinfo, sc.fdinfo):
+            if info is None or not info.remote:
+                continue
+            local, remote = endpoint_key(info.local), endpoint_key(info.remote)
+            if local is None or remote is None:
+                continue
+            found = self._by_tuple.get((local, remote)) or self._by_tuple.get((remote, local))
+            if found:
+                end = sc.exit_ns if sc.exit_ns is not None else sc.enter_ns
+                started = [c for c in found if c.first_ts_ns <= end] or found
+                return started[-1].id
+        return None
+
+    def field(self, ref: int, name: str) -> FieldValue:
+        """The display filter's view of a row (display_filter.RowFacts)."""
+        if name == "conn":
+            return self.conn_of(ref)
+        if name == "linked":
+            return bool(self.links(ref)) if is_syscall_ref(ref) else (ref >> 1) in self.session.correlator.packet_links
+        if name == "link":
+            return tuple(link.id for link in self.links(ref)) or None
+        if name == "finding":
+            return self.finding_refs.get(ref)
+        if name == "kernel_only":
+            return self.kernel_only(ref)
+        if name == "packet":
+            return not is_syscall_ref(ref)
+        if name == "net":
+            return not is_syscall_ref(ref) or is_network(self.calls[ref >> 1])
+        if is_syscall_ref(ref):
+            return _call_field(self.calls[ref >> 1], name)
+        return self._packet_field(ref >> 1, name)
+
+    def _packet_field(self, index: int, name: str) -> FieldValue:
+        table = self.session.analyzer.table
+        if name == "frame":
+            return index + 1
+        if table.conn[index] < 0:
+            return None
+        bit = _FLAGS.get(name)
+        if bit is not None:
+            return bool(table.flags[index] & bit)
+        if name == "tcp.len":
+            return table.seglen[index]
+        if name == "tcp.seq":
+            return table.rel_seq[index]
+        if name == "tcp.ack":
+            return table.rel_ack[index]
+        if name == "tcp.window":
+            return table.window[index]
+        return None
+
+    def _index_findings(self, findings: list[Finding]) -> dict[int, tuple[int, ...]]:
+        """Evidence keys: "packets" (packet indices), "syscalls" (ids), "links" (ids)."""
+        out: dict[int, list[int]] = {}
+        links = self.session.correlator.links
+        for number, finding in enumerate(findings):
+            refs: set[int] = {packet_ref(i) for i in finding.evidence.get("packets", ())}
+            calls = list(finding.evidence.get("syscalls", ()))
+            for link_id in finding.evidence.get("links", ()):
+                if 0 <= link_id < len(links):
+                    calls.append(links[link_id].syscall)
+                    refs.update(packet_ref(i) for i in links[link_id].packets)
+            refs.update(r for r in map(self.ref_of_call_id, calls) if r is not None)
+            for ref in refs:
+                out.setdefault(ref, []).append(number)
+        return {ref: tuple(numbers) for ref, numbers in out.items()}
+
+    def finding_rows(self, number: int) -> list[int]:
+        return [ref for ref, numbers in self.finding_refs.items() if number in numbers]
+
+
+def _call_field(sc: Syscall, name: str) -> FieldValue:
+    if name == "syscall":
+        return sc.name
+    if name == "fd":
+        return sc.fd
+    if name == "pid":
+        return sc.pid
+    if name == "tid":
+        return sc.tid
+    if name == "ret":
+        return sc.ret
+    if name == "errno":
+        return sc.errno
+    return None

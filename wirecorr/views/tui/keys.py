@@ -1,0 +1,88 @@
+"""Every key of the TUI in one table, so `?`, the footer and the command palette agree.
+
+The table is data rather than text: the app builds its bindings and its command-palette
+entries from it, and the help screen lists it, so a key cannot be added in one place and
+forgotten in the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+@dataclass(frozen=True)
+class Key:
+    keys: str
+    action: str
+    description: str
+    short: str = ""  # the footer's label; keys without one stay out of the footer
+    bind: str = ""  # Textual's key name(s), when they differ from what the user types
+
+    @property
+    def binding_keys(self) -> str:
+        return self.bind or self.keys
+
+
+# Keys the Timeline handles itself (it owns the cursor); listed here for the help screen.
+TIMELINE_KEYS = (
+    Key("j / ↓", "move(1)", "next row"),
+    Key("k / ↑", "move(-1)", "previous row"),
+    Key("PgDn / PgUp", "page", "page down / up"),
+    Key("g / Home", "first", "first row"),
+    Key("G / End", "last", "last row, and follow new events (live)"),
+    Key("enter", "follow_link", "follow the link: syscall ↔ its packets, again to cycle"),
+    Key("t", "toggle_time", "absolute / relative time"),
+    Key("click", "", "select a row; wheel scrolls"),
+)
+
+APP_KEYS = (
+    Key("/", "filter", "display filter (empty clears)", "filter", bind="slash"),
+    Key("n", "next_match", "next row matching the filter", "next match"),
+    Key("N", "previous_match", "previous row matching the filter"),
+    Key("escape", "clear_filter", "clear the filter"),
+    Key("a", "toggle_only", "filter: show matches only / all rows with n/N stops"),
+    Key("f", "follow_stream", "follow the connection's byte stream", "follow"),
+    Key("l", "ladder", "ladder diagram of the connection", "ladder"),
+    Key("p", "seqplot", "sequence / time plot of the connection", "plot"),
+    Key("d", "dissect", "full dissection of the packet (tshark)", "dissect"),
+    Key("tab", "focus_next", "next pane"),
+    Key("shift+tab", "focus_previous", "previous pane"),
+    Key("?", "help", "this help", "help", bind="question_mark"),
+    Key("ctrl+p", "command_palette", "command palette: every action by name"),
+    Key("q", "quit", "quit (live: stop tracing, keep the recording)", "quit"),
+)
+
+
+def app_bindings() -> list[Binding]:
+    skip = {"focus_next", "focus_previous", "command_palette"}
+    return [
+        Binding(k.binding_keys, k.action, k.short or k.description, show=bool(k.short))
+        for k in APP_KEYS
+        if k.action not in skip
+    ]
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 84; height: 80%; border: round $accent; background: $surface; }
+    """
+
+    def compose(self) -> ComposeResult:
+        lines = ["[b]wirecorr — keys[/b]", ""]
+        for title, keys in (("Timeline", TIMELINE_KEYS), ("Everywhere", APP_KEYS)):
+            lines.append(f"[b]{title}[/b]")
+            lines += [f"  [cyan]{k.keys:<14}[/cyan] {k.description}" for k in keys]
+            lines.append("")
+        lines.append("[b]Filter[/b]  syscall == accept4, fd == 5, pid == 1234, conn == 3, tcp.len > 0,")
+        lines.append("  tcp.flags.syn/fin/rst/ack/psh, linked, kernel_only, finding, errno, link == 2,")
+        lines.append("  frame == 4, ret, tid, tcp.seq/ack/window; and/or/not (&& || !), parentheses")
+        with VerticalScroll():
+            yield Static("\n".join(lines))

@@ -1,0 +1,110 @@
+"""Live mode's Feed: the recorder's events, queued by its threads, indexed by the UI's.
+
+`Recorder` calls a listener from the tracer's thread (syscalls, process events) and
+from the capture's reader thread (packets). Those calls must return at once, so they
+only put the event on a queue; the app's ingest worker drains it in time slices on the
+UI thread, which owns the Session (see index.py). A burst larger than a slice waits in
+the queue instead of freezing the screen; the status bar shows it as the backlog.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from queue import Empty, SimpleQueue
+from typing import Any
+
+from wirecorr.model import Packet, Syscall
+from wirecorr.views.tui.index import EventIndex
+from wirecorr.views.tui.packets import LivePackets
+
+_PACKET, _SYSCALL, _PROCESS = 0, 1, 2
+
+
+class LiveFeed:
+    """A RecordListener (record.py) and a Feed (app.py) at once."""
+
+    def __init__(self, index: EventIndex, output: str) -> None:
+        self.index = index
+        self.output = output
+        self.packets = LivePackets()
+        index.packets = self.packets
+        index.session.sources.append(output)
+        self.queue: SimpleQueue[tuple[int, Any]] = SimpleQueue()
+        self.done = False
+        self.finished = False  # set by the recorder's thread when Recorder.run returned
+        self.result: str | None = None
+        self.pids: set[int] = set()
+        self._stop: Any = None
+        self._times: deque[tuple[float, int]] = deque()
+        self._fed = 0
+
+    # -- RecordListener: called from the recorder's threads -----------------------------
+
+    def on_syscall(self, sc: Syscall) -> None:
+        self.queue.put((_SYSCALL, sc))
+
+    def on_process(self, event: str, pid: int, info: int | None) -> None:
+        self.queue.put((_PROCESS, (event, pid, info)))
+
+    def on_packet(self, pkt: Packet) -> None:
+        self.queue.put((_PACKET, pkt))
+
+    # -- Feed: called on the UI thread --------------------------------------------------
+
+    def set_stopper(self, stop: Any) -> None:
+        """How `stop()` ends the recording (the command knows its Recorder and CMD)."""
+        self._stop = stop
+
+    def stop(self) -> None:
+        if self._stop is not None and not self.finished:
+            self._stop()
+
+    def step(self, budget_s: float) -> int:
+        deadline = time.perf_counter() + budget_s
+        index, session = self.index, self.index.session
+        n = 0
+        finished = self.finished  # read first: events queued before it was set are all here
+        try:
+            while True:
+                kind, event = self.queue.get_nowait()
+                n += 1
+                if kind == _PACKET:
+                    self.packets.add(event)
+                    index.add_packet(event)
+                elif kind == _SYSCALL:
+                    self.pids.add(event.pid)
+                    index.add_syscall(event)
+                else:
+                    session.on_process(*event)
+                if not n & 63 and time.perf_counter() > deadline:
+                    break
+        except Empty:
+            if finished:
+                session.finish()
+                self.done = True
+        self._fed += n
+        now = time.monotonic()
+        self._times.append((now, self._fed))
+        while self._times and now - self._times[0][0] > 2.0:
+            self._times.popleft()
+        return n
+
+    def progress(self) -> None:
+        return None
+
+    def rate(self) -> float:
+        if len(self._times) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = self._times[0], self._times[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def status(self) -> str:
+        pids = ",".join(str(p) for p in sorted(self.pids)[:6]) + (" …" if len(self.pids) > 6 else "")
+        if self.done:
+            return f"recorded → {self.output}: {self.result or 'finished'}"
+        backlog = self.queue.qsize()
+        return (
+            f"LIVE → {self.output}  {self.rate():,.0f} events/s  pids {pids or '-'}"
+            f"  packets dropped: told at stop{f'  backlog {backlog:,}' if backlog > 1000 else ''}"
+        )

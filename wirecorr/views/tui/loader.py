@@ -1,0 +1,120 @@
+"""Index a capture or recording in short time slices, so the first screen never waits.
+
+A 1M-event file takes the engine ~10 s (bench/RESULTS_sources.md); the TUI shows the
+first rows after the first slice and keeps indexing between key presses. The slices run
+on the UI thread's event loop (an async Textual worker) rather than in a thread: the
+Session is not thread-safe, and a thread would compete with rendering for the GIL
+anyway, so a 20 ms slice bounds the latency of a key press better than any lock could.
+
+Records are fed in file order, packets and syscall blocks interleaved as the recorder
+wrote them: the same order a live trace delivers, which the correlator is built for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from wirecorr.errors import InputError
+from wirecorr.recording.reader import Recording, add_block
+from wirecorr.sources.capture_file import CaptureReader, CustomBlock, RawRecord
+from wirecorr.sources.packet_decode import decode_packet
+from wirecorr.views.tui.index import EventIndex
+from wirecorr.views.tui.packets import FilePackets
+
+
+class FileLoader:
+    """Steps through one file (a `Feed` for the app); once `done`, the Session is finished."""
+
+    def __init__(self, index: EventIndex, path: str) -> None:
+        self.index = index
+        self.path = path
+        self.done = False
+        self.reader = CaptureReader(path, on_custom=self._custom)
+        self.total = self.reader.size
+        self.recording = Recording(path)
+        self.records: Iterator[RawRecord] = self.reader.records()
+        self.blocks: list[CustomBlock] = []
+        self.held: RawRecord | None = None  # a packet that must wait for the blocks before it
+        self.count = 0  # packets read
+        self.fed = 0  # events fed
+        index.packets = FilePackets(path, index.session.analyzer.table)
+        index.session.sources.append(path)
+
+    def progress(self) -> float:
+        return min(self.reader.good_until / self.total, 1.0) if self.total else 1.0
+
+    def status(self) -> str:
+        if self.done:
+            return self.path
+        return f"{self.path}: indexing {self.progress():.0%}"
+
+    def stop(self) -> None:
+        """Nothing to stop: quitting simply abandons the rest of the file."""
+
+    def step(self, budget_s: float = 0.02) -> int:
+        """Feed records for about `budget_s`; return how many."""
+        if self.done:
+            return 0
+        deadline = time.perf_counter() + budget_s
+        start = self.fed
+        try:
+            while time.perf_counter() < deadline:
+                if self.blocks:
+                    self._feed_blocks(deadline)
+                    continue
+                if self.held is not None:
+                    rec, self.held = self.held, None
+                else:
+                    rec = next(self.records, None)
+                    if rec is None:
+                        break
+                    if self.blocks:  # blocks read before this packet come first, in file order
+                        self.held = rec
+                        continue
+                self.index.add_packet(decode_packet(self.count, rec))
+                self.count += 1
+                self.fed += 1
+            else:
+                return self.fed - start
+        except InputError as e:
+            self.index.session.error = e
+        self._feed_blocks(None)
+        self._finish()
+        return self.fed - start
+
+    def _custom(self, block: CustomBlock) -> None:
+        """Called inside the reader, which does not yield between blocks: only queue them.
+
+        A recorder writes syscalls in batches (its flush thread), so a file can hold 100k
+        syscall blocks in a row; decoding them here would be one long stall of the UI.
+        """
+        self.blocks.append(block)
+
+    def _feed_blocks(self, deadline: float | None) -> None:
+        rec = self.recording
+        session = self.index.session
+        blocks = self.blocks
+        while blocks and (deadline is None or time.perf_counter() < deadline):
+            for block in blocks[:256]:
+                try:
+                    add_block(rec, block)
+                except InputError as e:
+                    session.error = session.error or e
+            del blocks[:256]
+            if rec.meta and not session.meta:
+                session.meta = rec.meta
+            for event in rec.processes:
+                session.on_process(event["event"], event["pid"], event["info"])
+            for sc in rec.syscalls:
+                self.index.add_syscall(sc)
+            self.fed += len(rec.syscalls) + len(rec.processes)
+            rec.processes.clear()
+            rec.syscalls.clear()
+
+    def _finish(self) -> None:
+        session = self.index.session
+        session.packets_read += self.count
+        session.skipped_blocks += self.reader.skipped_blocks
+        session.finish()
+        self.done = True

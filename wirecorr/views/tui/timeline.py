@@ -1,0 +1,238 @@
+"""The Timeline: syscalls and packets interleaved by time, one lazily drawn scroll view.
+
+A million rows cannot be a million widgets (or DataTable rows): like Toolong's LogLines,
+this is one Line-API `ScrollView` whose virtual height is the row count and whose
+`render_line` formats only the rows on screen, caching each row's strip in an LRU. The
+rows themselves are `RowIndex` arrays owned by the app (all rows, or the filtered ones).
+
+The cursor is remembered by row identity (ref and timestamp), not by position, because
+rows arrive out of order while a file is indexed or a trace runs and an insertion above
+the cursor must not move the user's place.
+"""
+
+from __future__ import annotations
+
+from rich.style import Style
+from textual import events
+from textual.binding import Binding
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from wirecorr.views.tui.index import EventIndex
+from wirecorr.views.tui.row_text import row_text
+from wirecorr.views.tui.rows import RowIndex
+
+CURSOR = Style(bgcolor="#30507a", bold=True)
+RELATED = Style(bgcolor="#4a3a10")
+WIDTH = 400  # virtual width: summaries can be long; the cache holds the full strip
+
+
+class Timeline(ScrollView, can_focus=True):
+    BINDINGS = [
+        Binding("down,j", "move(1)", "Down", show=False),
+        Binding("up,k", "move(-1)", "Up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("g,home", "first", "First row", show=False),
+        Binding("G,end", "last", "Last row (follow)", show=False),
+        Binding("enter", "follow_link", "Follow link"),
+        Binding("t", "toggle_time", "Abs/rel time"),
+    ]
+    DEFAULT_CSS = """
+    Timeline { height: 1fr; border: round $panel; }
+    Timeline:focus { border: round $accent; }
+    """
+
+    class Moved(Message):
+        """The cursor is on another row (ref None: no rows)."""
+
+        def __init__(self, ref: int | None) -> None:
+            super().__init__()
+            self.ref = ref
+
+    class Scrolled(Message):
+        """Tail following changed (the status bar shows "N new events")."""
+
+    def __init__(self, index: EventIndex, *, live: bool = False, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.index = index
+        self.live = live
+        self.view = index.rows
+        self.cursor = 0
+        self.cursor_key: tuple[int, int] | None = None
+        self.related: set[int] = set()
+        self.absolute = False
+        self.follow_tail = live
+        self.unseen = 0
+        self._jump: tuple[int, list[int]] | None = None
+        self._cache: LRUCache[int, Strip] = LRUCache(4096)
+        self.border_title = "Timeline"
+
+    # -- data -----------------------------------------------------------------------------
+
+    def set_view(self, view: RowIndex) -> None:
+        """Show other rows (a filter changed); keep the cursor on its row if it is there."""
+        self.view = view
+        self.rows_changed(0)
+
+    def rows_changed(self, added: int) -> None:
+        """Rows were added to the view (`added` of them), or it was replaced."""
+        self.virtual_size = Size(WIDTH, len(self.view))
+        # New events change older rows too (a read links the segment shown before it).
+        self._cache.clear()
+        if self.follow_tail:
+            self._go(len(self.view) - 1)
+            return
+        if self.live:
+            self.unseen += added
+        before = self.cursor - self.scroll_offset.y
+        at = self._locate()
+        if at is not None and at != self.cursor:
+            self.cursor = at
+            self.scroll_to(y=max(at - before, 0), animate=False, immediate=True)
+        self.cursor = min(self.cursor, max(len(self.view) - 1, 0))
+        ref = self.current_ref
+        self.related = set(self.index.related(ref)) if ref is not None else set()
+        self.refresh()
+        if added and self.unseen:
+            self.post_message(self.Scrolled())
+
+    def clear_cache(self) -> None:
+        """Row text depends on engine state that changes at the end of indexing (links, labels)."""
+        self._cache.clear()
+        self._select(self.current_ref)
+        self.refresh()
+
+    @property
+    def current_ref(self) -> int | None:
+        return self.view.refs[self.cursor] if self.cursor < len(self.view) else None
+
+    def _locate(self) -> int | None:
+        if self.cursor_key is None:
+            return None
+        ts, ref = self.cursor_key
+        return self.view.position(ts, ref)
+
+    # -- drawing --------------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        row = scroll_y + y
+        width = self.scrollable_content_region.width
+        if row >= len(self.view):
+            return Strip.blank(width, self.rich_style)
+        ref = self.view.refs[row]
+        strip = self._cache.get(ref)
+        if strip is None:
+            text = row_text(self.index, ref, self.absolute)
+            strip = Strip(text.render(self.app.console), text.cell_len)
+            self._cache[ref] = strip
+        style = CURSOR if row == self.cursor else RELATED if ref in self.related else None
+        if style is not None:
+            strip = strip.apply_style(style)
+        return strip.crop_extend(scroll_x, scroll_x + width, style)
+
+    # -- moving ---------------------------------------------------------------------------
+
+    def _go(self, row: int) -> None:
+        if not len(self.view):
+            self.cursor, self.cursor_key = 0, None
+            self._select(None)
+            return
+        row = max(0, min(row, len(self.view) - 1))
+        self.cursor = row
+        self.cursor_key = (self.view.ts[row], self.view.refs[row])
+        height = self.scrollable_content_region.height or 1
+        top = self.scroll_offset.y
+        if row < top:
+            self.scroll_to(y=row, animate=False, immediate=True)
+        elif row >= top + height:
+            self.scroll_to(y=row - height + 1, animate=False, immediate=True)
+        self._select(self.view.refs[row])
+        self.refresh()
+
+    def _select(self, ref: int | None) -> None:
+        self.related = set(self.index.related(ref)) if ref is not None else set()
+        self.post_message(self.Moved(ref))
+
+    def _stop_following(self) -> None:
+        if self.follow_tail:
+            self.follow_tail = False
+            self.post_message(self.Scrolled())
+
+    def goto_ref(self, ref: int) -> bool:
+        """Put the cursor on row `ref`; False when the current view does not show it."""
+        at = self.view.position(self.index.ts(ref), ref)
+        if at is None:
+            return False
+        if at != len(self.view) - 1:
+            self._stop_following()
+        self._go(at)
+        return True
+
+    def action_move(self, delta: int) -> None:
+        if delta < 0:
+            self._stop_following()
+        self._go(self.cursor + delta)
+
+    def action_page(self, direction: int) -> None:
+        if direction < 0:
+            self._stop_following()
+        height = self.scrollable_content_region.height or 1
+        self.scroll_to(y=self.scroll_offset.y + direction * height, animate=False, immediate=True)
+        self._go(self.cursor + direction * height)
+
+    def action_first(self) -> None:
+        self._stop_following()
+        self._go(0)
+
+    def action_last(self) -> None:
+        """Jump to the end and follow new rows from there (live mode's tail)."""
+        self.follow_tail = True
+        self.unseen = 0
+        self.post_message(self.Scrolled())
+        self._go(len(self.view) - 1)
+
+    def action_toggle_time(self) -> None:
+        self.absolute = not self.absolute
+        self._cache.clear()
+        self.refresh()
+
+    def action_follow_link(self) -> None:
+        """Jump along the links of the row where enter was first pressed, cycling through them.
+
+        Pressing enter again on a row reached this way goes on to the next linked row, so
+        a write with four segments walks all four and comes back to the write.
+        """
+        ref = self.current_ref
+        if ref is None:
+            return
+        if self._jump is not None and (ref == self._jump[0] or ref in self._jump[1]):
+            anchor, targets = self._jump
+        else:
+            anchor, targets = ref, self.index.related(ref)
+            self._jump = (anchor, targets)
+        if not targets:
+            self.app.bell()
+            self.notify("no link from this row", timeout=2)
+            return
+        cycle = [anchor, *targets]
+        nxt = cycle[(cycle.index(ref) + 1) % len(cycle)]
+        if not self.goto_ref(nxt):
+            self.notify("the linked row is hidden by the filter", severity="warning", timeout=3)
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self._stop_following()
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        row = self.scroll_offset.y + offset.y
+        if row < len(self.view):
+            if row != len(self.view) - 1:
+                self._stop_following()
+            self._go(row)
