@@ -23,8 +23,10 @@ system:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# The TUI on the shipped nc handshake+echo recording; without a terminal, its text report.
 run: system $(STAMP)
-	$(VENV)/bin/wirecorr analyze captures/handshake-echo.pcapng
+	@if [ -t 0 ] && [ -t 1 ]; then $(VENV)/bin/wirecorr tui captures/handshake-echo.pcapng; \
+	else $(VENV)/bin/wirecorr analyze captures/handshake-echo.pcapng; fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check wirecorr tests bench

@@ -170,9 +170,15 @@ os.waitpid(pid, 0)
 """
 
 
+@pytest.mark.netns
 def test_time_wait_accumulates_on_the_client(tmp_path: Path) -> None:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2")
     port = free_port()
-    sc = run(tmp_path, MANY, [str(port), "200"], f"tcp port {port}", count(FIN, 400), timeout=10)
+    # A namespace of its own: the host's loopback may hold TIME_WAIT sockets of earlier runs,
+    # which Linux reuses on loopback (tcp_tw_reuse=2) and which then draw resets.
+    with netns(f"wctw{os.getpid()}", {}) as ns:
+        sc = run(tmp_path, MANY, [str(port), "200"], f"tcp port {port}", count(FIN, 400), timeout=10, ns=ns)
     (found,) = only(sc, "time_wait_accumulation")
     conns = sc.session.analyzer.connections
     assert len(conns) == 200 and all(c.active_closer == "client" for c in conns)

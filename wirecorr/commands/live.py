@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from unittest import mock
 
 from wirecorr.commands import record
 from wirecorr.errors import WirecorrError
@@ -42,21 +41,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.set_defaults(run=run)
-
-
-class _MainThreadOnlySignals:
-    """`Recorder.run` installs SIGINT/SIGTERM handlers, which only the main thread may do.
-
-    Here the UI owns the main thread and stops the Recorder itself (`on_signal`), so its
-    handler installation is skipped for the time it runs in its thread.
-    """
-
-    SIGINT = signal.SIGINT
-    SIGTERM = signal.SIGTERM
-
-    @staticmethod
-    def signal(signum: int, handler: object) -> object:
-        return signal.SIG_DFL
 
 
 @contextlib.contextmanager
@@ -98,7 +82,7 @@ class LiveRecording:
         self.argv = argv
         self.index = EventIndex(Session(), LivePackets())
         self.feed = LiveFeed(self.index, output)
-        self.recorder = record.Recorder(args, output, argv, pids, listener=self.feed)
+        self.recorder = record.Recorder(args, output, argv, pids, listener=self.feed, handle_signals=False)
         self.status: int | None = None
         self.error: BaseException | None = None
         self.user_stopped = threading.Event()
@@ -107,8 +91,7 @@ class LiveRecording:
 
     def _record(self) -> None:
         try:
-            with mock.patch.object(record, "signal", _MainThreadOnlySignals):
-                self.status = self.recorder.run()
+            self.status = self.recorder.run()
             self.feed.result = f"exit status {self.status}"
         except BaseException as e:
             self.error = e

@@ -130,9 +130,13 @@ class Recorder:
         argv: list[str],
         pids: list[int],
         listener: RecordListener | None = None,
+        handle_signals: bool = True,
     ) -> None:
         self.args = args
         self.listener = listener
+        # Only the main thread may install signal handlers; a Recorder run in another thread
+        # (the live TUI) is stopped by its owner calling on_signal instead.
+        self.handle_signals = handle_signals
         self.output = output
         self.argv = argv
         self.pids = pids
@@ -214,7 +218,8 @@ class Recorder:
         # Imported here: the ptrace machinery is only needed by this sub-command.
         from wirecorr.sources.tracer import Tracer
 
-        handlers = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        stop_signals = (signal.SIGINT, signal.SIGTERM) if self.handle_signals else ()
+        handlers = {s: signal.signal(s, self.on_signal) for s in stop_signals}
         status = 0
         stats: CaptureStats | None = None
         try:

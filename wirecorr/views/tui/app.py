@@ -32,7 +32,11 @@ from wirecorr.views.tui.rows import RowIndex, is_syscall_ref
 from wirecorr.views.tui.timeline import Timeline
 from wirecorr.views.tui.viewer import ViewerScreen
 
-SLICE_S = 0.02
+SLICE_S = 0.015
+# Idle time after each slice. Textual's messages (key → action → refresh → compositor)
+# each take one event-loop turn; with a bare sleep(0) every turn would also run a whole
+# slice, so a key press would wait several slices before the screen shows it.
+YIELD_S = 0.004
 PANES_EVERY_S = 0.5
 # Where a session opens: packets and socket syscalls, not the dynamic loader's open/mmap/read
 # noise that outnumbers them (239 syscalls, 31 on sockets, in captures/handshake-echo).
@@ -136,7 +140,7 @@ class WirecorrApp(App[None]):
             if feed.done:
                 break
             self._update_panes(force=False)
-            await asyncio.sleep(0 if fed else 0.05)
+            await asyncio.sleep(YIELD_S if fed else 0.05)
         self._indexed()
 
     def _add_rows(self, new: list[tuple[int, int]]) -> None:

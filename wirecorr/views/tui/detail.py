@@ -150,6 +150,7 @@ class Detail(VerticalScroll, can_focus=True):
     DEFAULT_CSS = """
     Detail { height: 14; border: round $panel; }
     Detail:focus { border: round $accent; }
+    Detail > .dissection { height: 24; border-top: solid $panel; }
     """
 
     def __init__(self, index: EventIndex, id: str | None = None) -> None:
@@ -174,4 +175,5 @@ class Detail(VerticalScroll, can_focus=True):
             extra.remove()
         widget.add_class("dissection")
         self.mount(widget)
-        widget.scroll_visible()
+        widget.focus()
+        self.call_after_refresh(widget.scroll_visible)

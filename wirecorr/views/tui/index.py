@@ -9,6 +9,7 @@ its state, so one thread owns the Session.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -53,6 +54,12 @@ class EventIndex:
     # connect/accept rows whose connection is not known yet (they name its pid/fd owner).
     unowned: list[int] = field(default_factory=list)
     events: int = 0
+    # Replaying a recording, hold rows newer than the last syscall's exit: the recorder
+    # writes syscalls in batches up to ~1 s late, and rows placed before them would
+    # otherwise have to be merged with a large batch of late syscalls at every slice.
+    hold_back: bool = False
+    _watermark: int | None = None
+    _watermark_moved: bool = False
     _nlinks: int = 0
     _nconns: int = 0
     _nfindings: int = -1
@@ -69,6 +76,10 @@ class EventIndex:
     def add_syscall(self, sc: Syscall) -> None:
         self.session.feed_syscall(sc)
         self.adopt([sc])
+        end = sc.exit_ns if sc.exit_ns is not None else sc.enter_ns
+        if self._watermark is None or end > self._watermark:
+            self._watermark = end
+            self._watermark_moved = True
 
     def adopt(self, calls: Iterable[Syscall]) -> None:
         """Make rows of syscalls already fed to the Session (an strace log loads whole)."""
@@ -86,7 +97,15 @@ class EventIndex:
 
     def flush(self) -> list[tuple[int, int]]:
         """Turn pending events into rows; return them (sorted) for views that filter."""
-        new, self.pending = sorted(self.pending), []
+        if self.hold_back and self._watermark is not None:
+            if not self._watermark_moved:
+                return []
+            self._watermark_moved = False
+            pending = sorted(self.pending)
+            cut = bisect_right(pending, (self._watermark, 1 << 62))
+            new, self.pending = pending[:cut], pending[cut:]
+        else:
+            new, self.pending = sorted(self.pending), []
         self.rows.add(new)
         self.events += len(new)
         self.sync()

@@ -104,7 +104,7 @@ class LiveFeed:
         if self.done:
             return f"recorded → {self.output}: {self.result or 'finished'}"
         backlog = self.queue.qsize()
-        return (
-            f"LIVE → {self.output}  {self.rate():,.0f} events/s  pids {pids or '-'}"
-            f"  packets dropped: told at stop{f'  backlog {backlog:,}' if backlog > 1000 else ''}"
+        # tcpdump reports drops only when it stops; the recording's summary keeps them.
+        return f"LIVE → {self.output} · {self.rate():,.0f} events/s · pids {pids or '-'} · drops: at stop" + (
+            f" · backlog {backlog:,}" if backlog > 1000 else ""
         )

@@ -39,6 +39,7 @@ class FileLoader:
         self.count = 0  # packets read
         self.fed = 0  # events fed
         index.packets = FilePackets(path, index.session.analyzer.table)
+        index.hold_back = True
         index.session.sources.append(path)
 
     def progress(self) -> float:
@@ -117,4 +118,5 @@ class FileLoader:
         session.packets_read += self.count
         session.skipped_blocks += self.reader.skipped_blocks
         session.finish()
+        self.index.hold_back = False
         self.done = True

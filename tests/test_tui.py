@@ -1,0 +1,455 @@
+"""The TUI driven by Textual's pilot: panes, keys, the display filter, and live mode on a real trace."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from wirecorr.cli import build_parser
+from wirecorr.engine.session import Session
+from wirecorr.recording import read_recording
+from wirecorr.views.tui.app import WirecorrApp
+from wirecorr.views.tui.connections import ConnectionsPane
+from wirecorr.views.tui.detail import Detail
+from wirecorr.views.tui.display_filter import FilterError, compile_filter, tokenize
+from wirecorr.views.tui.index import EventIndex
+from wirecorr.views.tui.keys import APP_KEYS, HelpScreen
+from wirecorr.views.tui.loader import FileLoader
+from wirecorr.views.tui.packets import LivePackets
+from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref
+from wirecorr.views.tui.timeline import Timeline
+from wirecorr.views.tui.viewer import ViewerScreen
+
+REPO = Path(__file__).resolve().parent.parent
+CAPTURE = str(REPO / "captures" / "handshake-echo.pcapng")
+SIZE = (160, 45)
+
+
+def sync(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+    """Run an async pilot test without an asyncio pytest plugin (the venv has none)."""
+
+    @functools.wraps(test)
+    def run(*args: object, **kwargs: object) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+def make_app(path: str = CAPTURE, **kwargs: object) -> WirecorrApp:
+    index = EventIndex(Session(), LivePackets())
+    return WirecorrApp(index, FileLoader(index, path), title=path, **kwargs)  # type: ignore[arg-type]
+
+
+async def settle(pilot: object, app: WirecorrApp) -> None:
+    """Wait until the file is indexed and the filter worker is idle."""
+    for _ in range(200):
+        if app.feed.done and not app.filtering and app.indexed_in is not None:
+            break
+        await pilot.pause(0.02)  # type: ignore[attr-defined]
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
+def detail_text(app: WirecorrApp) -> str:
+    return str(app.query_one("#detail-body").render())
+
+
+def current(app: WirecorrApp) -> int:
+    ref = app.timeline.current_ref
+    assert ref is not None
+    return ref
+
+
+# -- the display filter, as a language -----------------------------------------------------
+
+
+class Facts:
+    """A row with fixed fields, to test the compiled predicates without a Session."""
+
+    def __init__(self, **fields: object) -> None:
+        self.fields = {k.replace("__", "."): v for k, v in fields.items()}
+
+    def field(self, ref: int, name: str) -> object:
+        return self.fields.get(name)
+
+
+@pytest.mark.parametrize(
+    ("text", "facts", "expected"),
+    [
+        ("syscall == accept4", Facts(syscall="accept4"), True),
+        ("syscall == accept4", Facts(syscall="read"), False),
+        ('syscall != "read"', Facts(syscall="accept4"), True),
+        ("fd == 5", Facts(fd=5), True),
+        ("fd == 0x5", Facts(fd=5), True),
+        ("pid == 1234 and fd == 5", Facts(pid=1234, fd=4), False),
+        ("pid == 1234 or fd == 5", Facts(pid=1234, fd=4), True),
+        ("tcp.flags.syn", Facts(**{"tcp.flags.syn": True}), True),
+        ("not tcp.flags.syn", Facts(**{"tcp.flags.syn": True}), False),
+        ("!tcp.flags.fin && tcp.len > 0", Facts(**{"tcp.flags.fin": False, "tcp.len": 6}), True),
+        ("tcp.len > 0", Facts(), False),  # a syscall has no tcp.len: false, as in Wireshark
+        ("(conn == 3 or conn == 4) and linked", Facts(conn=4, linked=True), True),
+        ("(conn == 3 or conn == 4) and linked", Facts(conn=5, linked=True), False),
+        ("kernel_only", Facts(kernel_only=True), True),
+        ("finding", Facts(finding=(0,)), True),
+        ("finding == 2", Facts(finding=(0, 2)), True),
+        ("link == 1", Facts(link=(0, 2)), False),
+        ("errno", Facts(errno="EAGAIN"), True),
+        ("errno == ECONNRESET", Facts(errno="EAGAIN"), False),
+        ("errno", Facts(errno=None), False),
+        ("tcp.win >= 65535", Facts(**{"tcp.window": 65535}), True),
+    ],
+)
+def test_filter_language(text: str, facts: Facts, expected: bool) -> None:
+    assert compile_filter(text).predicate(facts, 0) is expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "column"),
+    [
+        ("", "empty filter", 1),
+        ("syscall ==", "syscall wants a name, found 'end of filter'", 11),
+        ("fd == accept4", "fd wants a number, found 'accept4'", 7),
+        ("tcp.len >", "tcp.len wants a number", 10),
+        ("sycall == read", "unknown field 'sycall'", 1),
+        ("(fd == 1", "expected ')'", 9),
+        ("fd == 1)", "expected 'and', 'or' or end of filter, found ')'", 8),
+        ("linked == 1", "linked is a flag", 8),
+        ("syscall > read", "syscall compares with == or != only", 9),
+        ("fd == 1 @", "unexpected character '@'", 9),
+        ("and", "expected a field name, found '&&'", 1),
+    ],
+)
+def test_filter_errors_say_where(text: str, message: str, column: int) -> None:
+    with pytest.raises(FilterError) as e:
+        compile_filter(text)
+    assert message in str(e.value)
+    assert e.value.pos == column - 1
+
+
+def test_tokenizer_words_and_symbols_are_the_same_operators() -> None:
+    assert [t.text for t in tokenize("a and b or not c")] == [t.text for t in tokenize("a && b || ! c")]
+    assert compile_filter("linked and conn == 1").depends_on_links
+    assert not compile_filter("syscall == read").depends_on_links
+
+
+def test_row_index_inserts_late_rows_in_place() -> None:
+    rows = RowIndex()
+    rows.add([(10, 2), (30, 4)])
+    assert rows.add([(20, 3), (40, 6)]) == 1
+    assert list(rows.ts) == [10, 20, 30, 40]
+    assert rows.position(30, 4) == 2
+    assert rows.position(30, 5) is None
+
+
+# -- the app on a real recording ------------------------------------------------------------
+
+
+@sync
+async def test_opens_on_network_rows_with_links_and_detail() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        index = app.index
+        assert len(index.rows) == 11 + 239  # every packet and syscall of the recording
+        assert app.filter is not None and app.filter.text == "net"
+        assert len(app.timeline.view) == 11 + 31  # packets + syscalls on sockets
+        assert app.query_one(ConnectionsPane).row_count == 1
+        assert "socket" in detail_text(app)  # the cursor starts on the first row
+        text = app.timeline.render_line(0).text
+        assert "socket(domain=AF_INET" in text and "app" in text
+
+
+@sync
+async def test_cursor_keys_move_and_detail_follows() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        timeline = app.timeline
+        await pilot.press("j", "j", "down")
+        assert timeline.cursor == 3
+        await pilot.press("k", "up")
+        assert timeline.cursor == 1
+        await pilot.press("G")
+        assert timeline.cursor == len(timeline.view) - 1
+        assert "close" in detail_text(app)
+        await pilot.press("g")
+        assert timeline.cursor == 0
+        await pilot.press("pagedown")
+        assert timeline.cursor > 10
+        await pilot.press("pageup")
+        assert timeline.cursor == 0
+
+
+@sync
+async def test_enter_follows_the_link_and_cycles_back() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        timeline = app.timeline
+        accept = next(r for r in timeline.view.refs if is_syscall_ref(r) and app.index.call(r).name == "accept4")
+        assert timeline.goto_ref(accept)
+        # Linked rows are highlighted: the handshake's three packets.
+        assert timeline.related == {packet_ref(0), packet_ref(1), packet_ref(2)}
+        seen = []
+        for _ in range(4):
+            await pilot.press("enter")
+            seen.append(current(app))
+        assert seen == [packet_ref(0), packet_ref(1), packet_ref(2), accept]
+        assert "accept4" in detail_text(app)
+
+
+@sync
+async def test_filter_typed_applied_and_errors_shown() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("slash")
+        box = app.query_one("#filter")
+        assert box.has_focus
+        box.value = ""  # type: ignore[attr-defined]
+        await pilot.press(*"fd == accept4")
+        assert box.has_class("-invalid")
+        assert "fd wants a number" in str(app.query_one("#filter-error").render())
+        box.value = ""  # type: ignore[attr-defined]
+        await pilot.press(*"syscall == read and fd == 4", "enter")
+        await settle(pilot, app)
+        assert not box.has_class("-invalid")
+        view = app.timeline.view
+        assert len(view) == 2
+        assert all(app.index.call(r).name == "read" and app.index.call(r).fd == 4 for r in view.refs)
+        assert app.timeline.has_focus
+        await pilot.press("escape")
+        assert app.filter is None and len(app.timeline.view) == 250
+
+
+@sync
+async def test_next_previous_match_over_all_rows() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        app.set_filter("tcp.flags.fin")
+        await settle(pilot, app)
+        assert len(app.timeline.view) == 2
+        await pilot.press("a")  # all rows, matches are n/N stops
+        await settle(pilot, app)
+        assert len(app.timeline.view) == 250
+        await pilot.press("g", "n")
+        first = current(app)
+        await pilot.press("n")
+        second = current(app)
+        assert {first, second} == {packet_ref(7), packet_ref(9)}  # frames 8 and 10 carry the FINs
+        await pilot.press("N")
+        assert current(app) == first
+
+
+@sync
+async def test_connection_selection_filters_the_timeline() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        conns = app.query_one(ConnectionsPane)
+        conns.focus()
+        await pilot.press("enter")
+        await settle(pilot, app)
+        assert app.filter is not None and app.filter.text == "conn == 0"
+        refs = list(app.timeline.view.refs)
+        assert sum(1 for r in refs if not is_syscall_ref(r)) == 11
+        names = {app.index.call(r).name for r in refs if is_syscall_ref(r)}
+        assert {"accept4", "connect", "write", "read", "shutdown", "close"} <= names
+        assert "31165/4" in str(conns.get_row_at(0))  # the accepting side's pid/fd
+
+
+@sync
+async def test_tab_mouse_time_help_and_palette() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("tab")
+        assert isinstance(app.focused, Detail)
+        await pilot.click(Timeline, offset=(20, 4))  # border row + 3: the fourth row
+        assert app.timeline.cursor == 3 and app.timeline.has_focus
+        await pilot.press("t")
+        assert app.timeline.absolute
+        assert "04:28:54." in app.timeline.render_line(0).text
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for key in APP_KEYS:
+            if key.action not in ("quit", "command_palette", "focus_next", "focus_previous"):
+                assert any(f"({key.keys})" in t for t in titles), key
+
+
+@pytest.mark.parametrize(("key", "widget"), [("f", "FollowStream"), ("l", "LadderView"), ("p", "SeqPlot")])
+@sync
+async def test_connection_views_open_over_the_timeline(key: str, widget: str) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        app.timeline.goto_ref(packet_ref(3))  # the first data segment
+        await pilot.press(key)
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, ViewerScreen)
+        assert type(app.screen.body).__name__ == widget
+        await pilot.press("escape")
+        assert app.timeline.current_ref == packet_ref(3)
+
+
+@sync
+async def test_dissection_mounts_in_the_detail_pane() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        app.timeline.goto_ref(packet_ref(0))
+        await pilot.press("d")
+        await pilot.pause(0.1)
+        assert type(app.query_one(".dissection")).__name__ == "DissectionTree"
+        app.timeline.goto_ref(packet_ref(1))  # moving on drops the old packet's dissection
+        await pilot.pause()
+        assert not app.query(".dissection")
+
+
+# -- live mode: the real recorder on a real program ------------------------------------------
+
+ECHO = r"""
+import socket, sys, threading, time
+srv = socket.create_server(("127.0.0.1", 0))
+def serve():
+    conn, _ = srv.accept()
+    with conn:
+        while data := conn.recv(100):
+            conn.sendall(data)
+threading.Thread(target=serve, daemon=True).start()
+with socket.create_connection(srv.getsockname()) as cli:
+    for i in range(int(sys.argv[1])):
+        cli.sendall(b"ping %d" % i)
+        cli.recv(100)
+        time.sleep(0.05)
+"""
+
+
+def live_session(tmp_path: Path, rounds: int):  # type: ignore[no-untyped-def]
+    from wirecorr.commands.live import LiveRecording
+
+    if os.geteuid() != 0:
+        pytest.skip("live mode traces and captures: needs root")
+    script = tmp_path / "echo.py"
+    script.write_text(ECHO)
+    out = str(tmp_path / "live.pcapng")
+    args = build_parser().parse_args(["live", "-o", out, "-i", "lo", "--", sys.executable, str(script), str(rounds)])
+    live = LiveRecording(args, out, args.cmd[1:], [])
+    return live, out
+
+
+@pytest.mark.slow
+@sync
+async def test_live_follows_the_tail_then_counts_new_events(tmp_path: Path) -> None:
+    live, out = live_session(tmp_path, rounds=60)
+    app = WirecorrApp(live.index, live.feed, title="live", live=True)
+    live.start()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            timeline = app.timeline
+            deadline = time.monotonic() + 20
+            while live.index.events < 200 and time.monotonic() < deadline:
+                await pilot.pause(0.1)
+            assert live.index.events >= 200
+            assert timeline.follow_tail and timeline.cursor == len(timeline.view) - 1
+            await pilot.press("k")
+            assert not timeline.follow_tail
+            held = timeline.current_ref
+            before = live.index.events
+            while live.index.events < before + 20 and time.monotonic() < deadline:
+                await pilot.pause(0.1)
+            assert timeline.current_ref == held  # the view stays where the user went
+            assert timeline.unseen > 0
+            assert "new events (G to follow)" in str(app.query_one("#status-text").render())
+            assert "events/s" in str(app.query_one("#status-text").render())
+            await pilot.press("G")
+            assert timeline.follow_tail and timeline.unseen == 0
+            await pilot.press("q")
+        assert live.join() == 0
+    finally:
+        live.stop()
+        live.thread.join(10)
+    rec = read_recording(out)
+    assert rec.is_recording and rec.complete and not rec.truncated
+    assert rec.summary is not None and rec.summary["signal"] == 2  # stopped the way ctrl-c stops record
+    assert any(sc.name == "connect" for sc in rec.syscalls) and rec.packet_count > 0
+
+
+@pytest.mark.slow
+@sync
+async def test_live_shows_a_whole_short_run(tmp_path: Path) -> None:
+    live, out = live_session(tmp_path, rounds=3)
+    app = WirecorrApp(live.index, live.feed, title="live", live=True)
+    live.start()
+    async with app.run_test(size=SIZE) as pilot:
+        deadline = time.monotonic() + 20
+        while not live.feed.done and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        assert live.feed.done and "exit status 0" in live.feed.status()
+        assert any(link.kind == "write-data" for link in live.index.session.correlator.links)
+        await pilot.press("q")
+    assert live.join() == 0
+    assert read_recording(out).complete
+
+
+def test_bare_file_argument_opens_the_tui(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wirecorr import cli
+
+    seen: list[str] = []
+    monkeypatch.setattr(WirecorrApp, "run", lambda self: seen.append(self.sub_title))
+    assert cli.main([CAPTURE]) == 0
+    assert seen == [CAPTURE]
+
+
+def test_tui_command_rejects_missing_file() -> None:
+    from wirecorr import cli
+
+    assert cli.main(["tui", "/nonexistent.pcapng"]) != 0
+
+
+# -- snapshots of the main screens (pytest-textual-snapshot; --snapshot-update to refresh) --------
+
+
+Setup = Callable[[WirecorrApp], None]
+
+
+def _snapshot(snap_compare: Callable[..., bool], *keys: str, setup: Setup | None = None) -> bool:
+    app = make_app()
+
+    async def ready(pilot: object) -> None:
+        await settle(pilot, app)
+        if setup is not None:
+            setup(app)
+            await settle(pilot, app)
+
+    return snap_compare(app, press=list(keys), terminal_size=SIZE, run_before=ready)
+
+
+def test_snapshot_main_screen(snap_compare: Callable[..., bool]) -> None:
+    assert _snapshot(snap_compare)
+
+
+def test_snapshot_packet_selected_with_links(snap_compare: Callable[..., bool]) -> None:
+    assert _snapshot(snap_compare, setup=lambda app: app.timeline.goto_ref(packet_ref(3)))
+
+
+def test_snapshot_filter_error(snap_compare: Callable[..., bool]) -> None:
+    assert _snapshot(snap_compare, "slash", "ctrl+u", *"fd == accept4")
+
+
+def test_snapshot_connection_filter(snap_compare: Callable[..., bool]) -> None:
+    assert _snapshot(snap_compare, setup=lambda app: app.set_filter("conn == 0 and linked"))
+
+
+def test_snapshot_help(snap_compare: Callable[..., bool]) -> None:
+    assert _snapshot(snap_compare, "question_mark")
