@@ -2,58 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from tui_helpers import CAPTURE, SIZE, make_app, settle, sync
 
 from wirecorr.cli import build_parser
-from wirecorr.engine.session import Session
 from wirecorr.recording import read_recording
 from wirecorr.views.tui.app import WirecorrApp
 from wirecorr.views.tui.connections import ConnectionsPane
 from wirecorr.views.tui.detail import Detail
 from wirecorr.views.tui.display_filter import FilterError, compile_filter, tokenize
-from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.keys import APP_KEYS, HelpScreen
-from wirecorr.views.tui.loader import FileLoader
-from wirecorr.views.tui.packets import LivePackets
 from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref
 from wirecorr.views.tui.timeline import Timeline
 from wirecorr.views.tui.viewer import ViewerScreen
-
-REPO = Path(__file__).resolve().parent.parent
-CAPTURE = str(REPO / "captures" / "handshake-echo.pcapng")
-SIZE = (160, 45)
-
-
-def sync(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
-    """Run an async pilot test without an asyncio pytest plugin (the venv has none)."""
-
-    @functools.wraps(test)
-    def run(*args: object, **kwargs: object) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return run
-
-
-def make_app(path: str = CAPTURE, **kwargs: object) -> WirecorrApp:
-    index = EventIndex(Session(), LivePackets())
-    return WirecorrApp(index, FileLoader(index, path), title=path, **kwargs)  # type: ignore[arg-type]
-
-
-async def settle(pilot: object, app: WirecorrApp) -> None:
-    """Wait until the file is indexed and the filter worker is idle."""
-    for _ in range(200):
-        if app.feed.done and not app.filtering and app.indexed_in is not None:
-            break
-        await pilot.pause(0.02)  # type: ignore[attr-defined]
-    await pilot.pause()  # type: ignore[attr-defined]
 
 
 def detail_text(app: WirecorrApp) -> str:
@@ -415,41 +381,3 @@ def test_tui_command_rejects_missing_file() -> None:
     from wirecorr import cli
 
     assert cli.main(["tui", "/nonexistent.pcapng"]) != 0
-
-
-# -- snapshots of the main screens (pytest-textual-snapshot; --snapshot-update to refresh) --------
-
-
-Setup = Callable[[WirecorrApp], None]
-
-
-def _snapshot(snap_compare: Callable[..., bool], *keys: str, setup: Setup | None = None) -> bool:
-    app = make_app()
-
-    async def ready(pilot: object) -> None:
-        await settle(pilot, app)
-        if setup is not None:
-            setup(app)
-            await settle(pilot, app)
-
-    return snap_compare(app, press=list(keys), terminal_size=SIZE, run_before=ready)
-
-
-def test_snapshot_main_screen(snap_compare: Callable[..., bool]) -> None:
-    assert _snapshot(snap_compare)
-
-
-def test_snapshot_packet_selected_with_links(snap_compare: Callable[..., bool]) -> None:
-    assert _snapshot(snap_compare, setup=lambda app: app.timeline.goto_ref(packet_ref(3)))
-
-
-def test_snapshot_filter_error(snap_compare: Callable[..., bool]) -> None:
-    assert _snapshot(snap_compare, "slash", "ctrl+u", *"fd == accept4")
-
-
-def test_snapshot_connection_filter(snap_compare: Callable[..., bool]) -> None:
-    assert _snapshot(snap_compare, setup=lambda app: app.set_filter("conn == 0 and linked"))
-
-
-def test_snapshot_help(snap_compare: Callable[..., bool]) -> None:
-    assert _snapshot(snap_compare, "question_mark")

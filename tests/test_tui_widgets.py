@@ -4,17 +4,14 @@ widgets actually render."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import shutil
 import subprocess
-from collections.abc import Callable, Coroutine
-from pathlib import Path
 
 import pytest
 from capture_helpers import ipv4_tcp, write_raw_pcap
 from textual.app import App, ComposeResult
 from textual.widget import Widget
+from tui_helpers import CAPTURE, SIZE, sync
 
 from wirecorr.engine.session import Session, load_capture
 from wirecorr.sources.capture_file import CaptureReader
@@ -26,11 +23,10 @@ from wirecorr.views.tui.ladder import LadderView
 from wirecorr.views.tui.packet_access import PacketAccess, SessionPackets
 from wirecorr.views.tui.seqplot import LAYER_STYLES, RETRANS, SeqPlot
 
-HANDSHAKE = str(Path(__file__).parent.parent / "captures" / "handshake-echo.pcapng")
+HANDSHAKE = CAPTURE
 A, B = "10.0.0.1", "10.0.0.2"
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
-SIZE = (160, 45)
 
 
 def _session(path: str) -> Session:
@@ -85,16 +81,6 @@ def bulk_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
-def pilot_test(fn: Callable[..., Coroutine[None, None, None]]) -> Callable[..., None]:
-    """Run an async pilot test on its own event loop (no pytest async plugin needed)."""
-
-    @functools.wraps(fn)
-    def run(*args: object, **kwargs: object) -> None:
-        asyncio.run(fn(*args, **kwargs))
-
-    return run
-
-
 class Host(App[None]):
     def __init__(self, widget: Widget) -> None:
         super().__init__()
@@ -115,7 +101,7 @@ def screen_lines(widget: Widget) -> list[str]:
 # -- ladder ---------------------------------------------------------------------------------
 
 
-@pilot_test
+@sync
 async def test_ladder_draws_handshake_data_and_close(echo: Session) -> None:
     ladder = LadderView(echo, 0)
     async with Host(ladder).run_test(size=SIZE) as pilot:
@@ -149,7 +135,7 @@ async def test_ladder_draws_handshake_data_and_close(echo: Session) -> None:
     assert any("close()" in ln for ln in lines)
 
 
-@pilot_test
+@sync
 async def test_ladder_scrolls_a_long_connection_and_selects(bulk_path: str) -> None:
     session = _session(bulk_path)
     ladder = LadderView(session, 0)
@@ -176,7 +162,7 @@ async def test_ladder_scrolls_a_long_connection_and_selects(bulk_path: str) -> N
 # -- follow stream --------------------------------------------------------------------------
 
 
-@pilot_test
+@sync
 async def test_follow_stream_shows_both_directions_and_their_syscalls(echo: Session) -> None:
     follow = FollowStream(echo, 0)
     async with Host(follow).run_test(size=SIZE) as pilot:
@@ -192,7 +178,7 @@ async def test_follow_stream_shows_both_directions_and_their_syscalls(echo: Sess
     assert "68 65 6c 6c 6f 0a" in hexed and "77 6f 72 6c 64 0a" in hexed
 
 
-@pilot_test
+@sync
 async def test_follow_stream_shows_retransmitted_bytes_once(retrans_path: str) -> None:
     session = _session(retrans_path)
     follow = FollowStream(session, 0)
@@ -204,7 +190,7 @@ async def test_follow_stream_shows_retransmitted_bytes_once(retrans_path: str) -
 # -- sequence plot --------------------------------------------------------------------------
 
 
-@pilot_test
+@sync
 async def test_seqplot_renders_and_toggles_direction(echo: Session) -> None:
     plot = SeqPlot(echo, 0)
     async with Host(plot).run_test(size=SIZE) as pilot:
@@ -219,7 +205,7 @@ async def test_seqplot_renders_and_toggles_direction(echo: Session) -> None:
     assert any(0x2800 < ord(ch) <= 0x28FF for ch in first)  # braille dots were drawn
 
 
-@pilot_test
+@sync
 async def test_seqplot_marks_retransmission(retrans_path: str) -> None:
     session = _session(retrans_path)
     plot = SeqPlot(session, 0)
@@ -241,7 +227,7 @@ needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark
 
 
 @needs_tshark
-@pilot_test
+@sync
 async def test_dissection_tree_matches_tshark(echo: Session) -> None:
     index = 3  # "hello", client → server
     tree = DissectionTree(echo, index)
@@ -263,7 +249,7 @@ async def test_dissection_tree_matches_tshark(echo: Session) -> None:
 
 
 @needs_tshark
-@pilot_test
+@sync
 async def test_dissection_of_plain_capture_shows_tcp_analysis(retrans_path: str) -> None:
     session = _session(retrans_path)
     tree = DissectionTree(session, 11)
@@ -275,7 +261,7 @@ async def test_dissection_of_plain_capture_shows_tcp_analysis(retrans_path: str)
     assert "fast retransmission" in text
 
 
-@pilot_test
+@sync
 async def test_dissection_says_when_tshark_is_missing(echo: Session, monkeypatch: pytest.MonkeyPatch) -> None:
     def missing() -> str:
         raise dissect_mod.TSharkNotFoundException("no tshark")
@@ -309,7 +295,7 @@ def test_packet_access_rereads_exactly_what_a_full_pass_decoded(which: str, retr
     packets.close()
 
 
-@pilot_test
+@sync
 async def test_follow_stream_without_a_capture_says_so(echo: Session) -> None:
     session = Session()
     session.analyzer = echo.analyzer
