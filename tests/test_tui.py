@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tui_helpers import CAPTURE, SIZE, make_app, settle, sync
 
 from wirecorr.cli import build_parser
@@ -111,6 +113,16 @@ def test_row_index_inserts_late_rows_in_place() -> None:
     assert list(rows.ts) == [10, 20, 30, 40]
     assert rows.position(30, 4) == 2
     assert rows.position(30, 5) is None
+
+
+@given(st.lists(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 1000)), max_size=40), max_size=8))
+def test_row_index_equals_a_stable_sort_of_its_batches(batches: list[list[tuple[int, int]]]) -> None:
+    """Equal timestamps keep arrival order: rows already there first, a batch in (ts, ref) order."""
+    rows = RowIndex()
+    for batch in batches:
+        rows.add(batch)
+    expected = sorted((row for batch in batches for row in sorted(batch)), key=lambda row: row[0])
+    assert list(zip(rows.ts, rows.refs, strict=True)) == expected
 
 
 # -- the app on a real recording ------------------------------------------------------------

@@ -97,7 +97,9 @@ class CaptureReader:
 
     `records()` yields `RawRecord` tuples in file order. `custom_blocks` collects Custom
     Blocks as they are met (they are few); `on_custom`, when set, is called instead so a
-    live consumer sees them in order with the packets. With `follow=True` the reader
+    live consumer sees them in order with the packets; `records_and_blocks()` yields them
+    in place instead, for a consumer that must be able to stop between any two blocks (a
+    recorder writes tens of thousands of syscall blocks in a row). With `follow=True` the reader
     waits at the end for more data until `should_stop()` answers True, then a partial
     last record is dropped silently (its writer was interrupted, nothing was lost that was
     ever complete).
@@ -116,6 +118,7 @@ class CaptureReader:
     good_until: int = 0
 
     _f: BinaryIO | None = None
+    _inline_custom: bool = False
     _buf: bytes = b""
     _base: int = 0  # file offset of _buf[0]
 
@@ -164,6 +167,10 @@ class CaptureReader:
         return pos
 
     # -- entry point -------------------------------------------------------------------
+
+    def records_and_blocks(self) -> Iterator[RawRecord | CustomBlock]:
+        self._inline_custom = True
+        return self.records()  # type: ignore[return-value]  # _pcapng yields the blocks too
 
     def records(self) -> Iterator[RawRecord]:
         try:
@@ -322,7 +329,9 @@ class CaptureReader:
             elif btype in (BT_CUSTOM, BT_CUSTOM_NOCOPY):
                 (pen,) = struct.unpack_from(endian + "I", buf, body)
                 block = CustomBlock(pen=pen, data=bytes(buf[body + 4 : body_end]), offset=offset)
-                if self.on_custom is not None:
+                if self._inline_custom:
+                    yield block  # type: ignore[misc]  # see records_and_blocks
+                elif self.on_custom is not None:
                     self.on_custom(block)
                 else:
                     self.custom_blocks.append(block)

@@ -22,6 +22,9 @@ from wirecorr.sources.packet_decode import decode_packet
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.packets import FilePackets
 
+# Syscall blocks decoded per batch: ~8 ms of work, within a slice.
+BLOCK_BATCH = 256
+
 
 class FileLoader:
     """Steps through one file (a `Feed` for the app); once `done`, the Session is finished."""
@@ -30,10 +33,12 @@ class FileLoader:
         self.index = index
         self.path = path
         self.done = False
-        self.reader = CaptureReader(path, on_custom=self._custom)
+        self.reader = CaptureReader(path)
         self.total = self.reader.size
         self.recording = Recording(path)
-        self.records: Iterator[RawRecord] = self.reader.records()
+        # Blocks come in place, so a run of a recorder's syscall blocks (tens of thousands in
+        # a row) is read within the slices too, and decoded in bounded batches.
+        self.records: Iterator[RawRecord | CustomBlock] = self.reader.records_and_blocks()
         self.blocks: list[CustomBlock] = []
         self.held: RawRecord | None = None  # a packet that must wait for the blocks before it
         self.count = 0  # packets read
@@ -61,18 +66,24 @@ class FileLoader:
         start = self.fed
         try:
             while time.perf_counter() < deadline:
-                if self.blocks:
-                    self._feed_blocks(deadline)
-                    continue
                 if self.held is not None:
+                    if self.blocks:  # blocks read before this packet come first, in file order
+                        self._feed_blocks(deadline)
+                        continue
                     rec, self.held = self.held, None
                 else:
-                    rec = next(self.records, None)
-                    if rec is None:
+                    item = next(self.records, None)
+                    if item is None:
                         break
-                    if self.blocks:  # blocks read before this packet come first, in file order
-                        self.held = rec
+                    if isinstance(item, CustomBlock):
+                        self.blocks.append(item)
+                        if len(self.blocks) >= BLOCK_BATCH:
+                            self._feed_blocks(deadline)
                         continue
+                    if self.blocks:
+                        self.held = item
+                        continue
+                    rec = item
                 self.index.add_packet(decode_packet(self.count, rec))
                 self.count += 1
                 self.fed += 1
@@ -84,25 +95,17 @@ class FileLoader:
         self._finish()
         return self.fed - start
 
-    def _custom(self, block: CustomBlock) -> None:
-        """Called inside the reader, which does not yield between blocks: only queue them.
-
-        A recorder writes syscalls in batches (its flush thread), so a file can hold 100k
-        syscall blocks in a row; decoding them here would be one long stall of the UI.
-        """
-        self.blocks.append(block)
-
     def _feed_blocks(self, deadline: float | None) -> None:
         rec = self.recording
         session = self.index.session
         blocks = self.blocks
         while blocks and (deadline is None or time.perf_counter() < deadline):
-            for block in blocks[:256]:
+            for block in blocks[:BLOCK_BATCH]:
                 try:
                     add_block(rec, block)
                 except InputError as e:
                     session.error = session.error or e
-            del blocks[:256]
+            del blocks[:BLOCK_BATCH]
             if rec.meta and not session.meta:
                 session.meta = rec.meta
             for event in rec.processes:

@@ -7,17 +7,14 @@ cost ~100 MB and seconds of GC. A ref packs what a row shows: `index << 1` for p
 Events arrive nearly in time order (a live capture, or a recording written as events
 happened) but not exactly: a syscall is recorded when it returns, after packets that
 came during it, and a recorder writes syscalls in batches. `add` appends what is later
-than the last row, inserts a few late rows in place (a memmove near the end is cheap),
-and merges a large late batch into the tail in one pass.
+than the last row, and merges late rows into the tail with array slice copies.
 """
 
 from __future__ import annotations
 
-import heapq
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
-from operator import itemgetter
 
 
 def packet_ref(index: int) -> int:
@@ -52,23 +49,28 @@ class RowIndex:
             return len(ts)
         if not ts or new[0][0] >= ts[-1]:
             at = len(ts)
-            ts.extend(t for t, _ in new)
-            refs.extend(r for _, r in new)
+            new_ts, new_refs = zip(*new, strict=True)
+            ts.extend(new_ts)
+            refs.extend(new_refs)
             return at
+        # Late rows (a recorder's batch of syscalls, a blocking call's early entry): rebuild
+        # the tail from array slices between their insertion points, so the old rows move
+        # as memory copies, never one Python object at a time.
         lo = bisect_right(ts, new[0][0])
-        if len(new) <= 32:
-            for t, ref in new:
-                at = bisect_right(ts, t)
-                ts.insert(at, t)
-                refs.insert(at, ref)
-            return lo
-        # Many late rows (a recorder's batch of syscalls): one merge of the tail, not n memmoves.
-        tail = zip(ts[lo:], refs[lo:], strict=True)
-        merged = list(heapq.merge(tail, new, key=itemgetter(0)))
+        tail_ts, tail_refs = ts[lo:], refs[lo:]
         del ts[lo:]
         del refs[lo:]
-        ts.extend(t for t, _ in merged)
-        refs.extend(r for _, r in merged)
+        done = 0
+        for t, ref in new:
+            at = bisect_right(tail_ts, t, done)
+            if at > done:
+                ts.extend(tail_ts[done:at])
+                refs.extend(tail_refs[done:at])
+                done = at
+            ts.append(t)
+            refs.append(ref)
+        ts.extend(tail_ts[done:])
+        refs.extend(tail_refs[done:])
         return lo
 
     def position(self, ts: int, ref: int) -> int | None:
