@@ -7,6 +7,8 @@ import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from textual.widgets import DataTable
+
 from wirecorr.engine.session import Session
 from wirecorr.views.tui.app import WirecorrApp
 from wirecorr.views.tui.index import EventIndex
@@ -33,10 +35,16 @@ def make_app(path: str = CAPTURE, **kwargs: object) -> WirecorrApp:
     return WirecorrApp(index, FileLoader(index, path), title=path, **kwargs)  # type: ignore[arg-type]
 
 
+def _tables_measured(app: WirecorrApp) -> bool:
+    """DataTables size their columns when idle; a busy machine can delay that past a snapshot
+    (the connections pane then lacked its scrollbar thumb), so wait for it explicitly."""
+    return not any(table._require_update_dimensions or table._updated_cells for table in app.query(DataTable))
+
+
 async def settle(pilot: object, app: WirecorrApp) -> None:
-    """Wait until the file is indexed and the filter worker is idle."""
-    for _ in range(200):
-        if app.feed.done and not app.filtering and app.indexed_in is not None:
+    """Wait until the file is indexed, the filter worker is idle and the tables are measured."""
+    for _ in range(250):
+        if app.feed.done and not app.filtering and app.indexed_in is not None and _tables_measured(app):
             break
         await pilot.pause(0.02)  # type: ignore[attr-defined]
     await pilot.pause()  # type: ignore[attr-defined]

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import base64
 import functools
-import json
+import math
 import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from wirecorr.json_codec import dumps, loads
 from wirecorr.model import FdInfo, Link, Syscall
 
 # IANA's Private Enterprise Number reserved for documentation and examples (RFC 5612).
@@ -101,8 +102,7 @@ def custom_block(tag: str, payload: Mapping[str, Any]) -> bytes:
 
 
 def encode_record(tag: str, payload: Mapping[str, Any]) -> bytes:
-    # ensure_ascii keeps lone surrogates (undecodable file names) exact through the round trip.
-    return tag.encode() + b"\n" + _dumps(encode_value(dict(payload))).encode()
+    return tag.encode() + b"\n" + dumps(encode_value(dict(payload)))
 
 
 def decode_record(data: bytes) -> tuple[str, dict[str, Any]]:
@@ -111,7 +111,7 @@ def decode_record(data: bytes) -> tuple[str, dict[str, Any]]:
     if not sep:
         raise RecordFormatError("record has no tag line")
     try:
-        payload = decode_value(json.loads(body))
+        payload = decode_value(loads(body))
     except (ValueError, UnicodeDecodeError) as e:
         raise RecordFormatError(f"{tag.decode(errors='replace')} record is not valid JSON: {e}") from None
     if not isinstance(payload, dict):
@@ -119,9 +119,9 @@ def decode_record(data: bytes) -> tuple[str, dict[str, Any]]:
     return tag.decode(errors="replace"), payload
 
 
-# One encoder object: json.dumps with arguments builds a new JSONEncoder on every call.
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
 _PLAIN_TYPES = frozenset((type(None), bool, int, float, str))
+# Floats are checked one by one: JSON has no infinities or NaN.
+_ENCODE_PLAIN_TYPES = frozenset((type(None), bool, int, str))
 
 
 def encode_value(value: Any) -> Any:
@@ -129,16 +129,19 @@ def encode_value(value: Any) -> Any:
 
     Plain JSON types pass through; bytes, tuples and dicts that JSON cannot key (or whose
     keys start with "$", the escape) become one-key objects {"$bytes": base64},
-    {"$tuple": [...]}, {"$dict": [[key, value], ...]}. Exact `type()` checks come first:
+    {"$tuple": [...]}, {"$dict": [[key, value], ...]}; infinities and NaN, which JSON lacks,
+    {"$float": "inf"}. Exact `type()` checks come first:
     the recorder encodes every syscall on the tracer's thread, so this is a hot path.
     """
-    plain = _PLAIN_TYPES
+    plain = _ENCODE_PLAIN_TYPES
     kind = type(value)
     if kind in plain:
         return value
     if kind is dict and all(type(k) is str and k[:1] != "$" for k in value):
         return {k: v if type(v) in plain else encode_value(v) for k, v in value.items()}
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else {"$float": repr(float(value))}
+    if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, bytes | bytearray | memoryview):
         return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
@@ -167,6 +170,8 @@ def decode_value(value: Any) -> Any:
             return base64.b64decode(inner, validate=True)
         if key == "$tuple":
             return tuple(decode_value(v) for v in inner)
+        if key == "$float" and inner in ("inf", "-inf", "nan"):
+            return float(inner)
         if key == "$dict":
             return {_hashable(decode_value(k)): decode_value(v) for k, v in inner}
     return {k: v if type(v) in _PLAIN_TYPES else decode_value(v) for k, v in value.items()}
@@ -228,7 +233,7 @@ def syscall_block(sc: Syscall) -> bytes:
         "msg_lens": sc.msg_lens,
         "args": encode_value(sc.args),
     }
-    body = _PEN_BYTES + _pad(_SYSCALL_PREFIX + _dumps(record).encode())
+    body = _PEN_BYTES + _pad(_SYSCALL_PREFIX + dumps(record))
     total = 12 + len(body)
     return struct.pack("<II", BT_CUSTOM, total) + body + struct.pack("<I", total)
 

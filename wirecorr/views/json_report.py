@@ -6,7 +6,6 @@ later the checks read the same records, so the two outputs cannot disagree.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -15,6 +14,7 @@ from wirecorr import __version__
 from wirecorr.engine.analysis_flags import flag_names
 from wirecorr.engine.connections import Connection, HandshakeOptions
 from wirecorr.engine.session import Session
+from wirecorr.json_codec import dumps
 from wirecorr.model import Finding, Syscall, format_flags
 from wirecorr.recording.format import link_to_dict as link_record
 from wirecorr.recording.format import syscall_to_dict
@@ -165,8 +165,8 @@ def document(session: Session, *, packets: bool) -> dict[str, Any]:
     return doc
 
 
-# One encoder object: json.dumps with arguments builds a new JSONEncoder on every call.
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
+def _dumps(value: Any) -> str:
+    return dumps(value).decode()
 
 
 def write(session: Session, out: TextIO, *, packets: bool) -> None:

@@ -18,7 +18,20 @@ from textual.widgets import DataTable
 from wirecorr.engine.connections import Connection
 from wirecorr.views.tui.index import EventIndex
 
-COLUMNS = ("#", "proto", "client → server", "pid/fd", "state c/s", "bytes c→s", "bytes s→c", "!")
+# (label, width). Columns whose cells change as events arrive have a fixed width: a
+# DataTable sizes a column by the cells it has measured so far, so widths would depend on
+# when each refresh happened to run, and a cell that grew later would be cut. The
+# 4-tuple never changes, so it is measured. The state fits "SYN_RECEIVED/ESTABLISHED".
+COLUMNS: tuple[tuple[str, int | None], ...] = (
+    ("#", 5),
+    ("proto", 5),
+    ("client → server", None),
+    ("pid/fd", 11),
+    ("state c/s", 24),
+    ("bytes c→s", 11),
+    ("bytes s→c", 11),
+    ("!", 3),
+)
 FULL_REFRESH_LIMIT = 500
 
 
@@ -45,7 +58,8 @@ class ConnectionsPane(DataTable[str]):
         self.cells: list[tuple[str, ...]] = []  # what each row shows now, to update only changes
 
     def on_mount(self) -> None:
-        self.add_columns(*COLUMNS)
+        for label, width in COLUMNS:
+            self.add_column(label, width=width)
 
     def _cells(self, conn: Connection, findings: Counter[int]) -> tuple[str, ...]:
         owners = ",".join(sorted(self.index.owners.get(conn.id, ())))

@@ -14,6 +14,9 @@ from wirecorr.views.tui.index import EventIndex
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
+COLUMNS = ("#", "severity", "kind", "conn", "message")
+
+
 class FindingsPane(DataTable[str]):
     DEFAULT_CSS = """
     FindingsPane { height: 1fr; border: round $panel; }
@@ -32,13 +35,15 @@ class FindingsPane(DataTable[str]):
         self.shown = 0
 
     def on_mount(self) -> None:
-        self.add_columns("#", "severity", "kind", "conn", "message")
+        self.add_columns(*COLUMNS)
 
     def refresh_rows(self) -> None:
         findings = self.index.findings
         if len(findings) == self.shown:
             return
-        self.clear()
+        # Columns too: their widths then fit these findings, not every finding ever shown.
+        self.clear(columns=True)
+        self.add_columns(*COLUMNS)
         for number, f in enumerate(findings):
             conn = str(f.connection) if f.connection is not None else "-"
             self.add_row(str(number), f.severity, f.kind, conn, f.message, key=str(number))

@@ -1,10 +1,10 @@
 """Index a capture or recording in short time slices, so the first screen never waits.
 
-A 1M-event file takes the engine ~10 s (bench/RESULTS_sources.md); the TUI shows the
-first rows after the first slice and keeps indexing between key presses. The slices run
-on the UI thread's event loop (an async Textual worker) rather than in a thread: the
+A 1M-event recording takes the engine tens of seconds (bench/RESULTS.md); the TUI shows
+the first rows after the first slice and keeps indexing between key presses. The slices
+run on the UI thread's event loop (an async Textual worker) rather than in a thread: the
 Session is not thread-safe, and a thread would compete with rendering for the GIL
-anyway, so a 20 ms slice bounds the latency of a key press better than any lock could.
+anyway, so a short slice bounds the latency of a key press better than any lock could.
 
 Records are fed in file order, packets and syscall blocks interleaved as the recorder
 wrote them: the same order a live trace delivers, which the correlator is built for.
