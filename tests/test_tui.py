@@ -207,6 +207,25 @@ async def test_filter_typed_applied_and_errors_shown() -> None:
 
 
 @sync
+async def test_selection_survives_a_filter_and_its_clearing() -> None:
+    """Wireshark's behaviour: a hidden selection moves to the nearest shown row, and that
+    row stays selected when the filter is cleared."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        timeline = app.timeline
+        before = timeline.current_ref
+        assert before is not None and is_syscall_ref(before)  # socket(), which SYN rows hide
+        app.set_filter("tcp.flags.syn")
+        await settle(pilot, app)
+        assert timeline.current_ref == packet_ref(0)  # the nearest shown row, after socket()
+        await pilot.press("escape")
+        await settle(pilot, app)
+        assert app.filter is None and timeline.current_ref == packet_ref(0)
+        assert detail_text(app).startswith("frame 1 ")
+
+
+@sync
 async def test_next_previous_match_over_all_rows() -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -278,6 +297,23 @@ async def test_connection_views_open_over_the_timeline(key: str, widget: str) ->
         assert type(app.screen.body).__name__ == widget
         await pilot.press("escape")
         assert app.timeline.current_ref == packet_ref(3)
+
+
+@sync
+async def test_views_replace_each_other_and_slash_returns_to_the_timeline() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        app.timeline.goto_ref(packet_ref(3))
+        await pilot.press("l")
+        await pilot.pause(0.2)
+        await pilot.press("p")
+        await pilot.pause(0.2)
+        assert type(app.screen.body).__name__ == "SeqPlot"  # type: ignore[attr-defined]
+        assert len(app.screen_stack) == 2  # in place of the ladder, not on top of it
+        await pilot.press("slash")
+        await pilot.pause(0.1)
+        assert len(app.screen_stack) == 1 and app.query_one("#filter").has_focus
 
 
 @sync

@@ -245,7 +245,7 @@ async def test_dissection_tree_matches_tshark(echo: Session) -> None:
     assert tshark_port == "53516"
     assert any(ln.startswith("  Transmission Control Protocol") for ln in lines)
     assert f"    Source Port: {tshark_port}" in lines
-    assert lines[0] == f"packet 3 (tshark frame {number})"
+    assert lines[0] == f"frame 4 (tshark frame {number})"
 
 
 @needs_tshark

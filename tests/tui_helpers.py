@@ -11,6 +11,7 @@ from textual.widgets import DataTable
 
 from wirecorr.engine.session import Session
 from wirecorr.views.tui.app import WirecorrApp
+from wirecorr.views.tui.detail import Detail
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.loader import FileLoader
 from wirecorr.views.tui.packets import LivePackets
@@ -41,10 +42,17 @@ def _tables_measured(app: WirecorrApp) -> bool:
     return not any(table._require_update_dimensions or table._updated_cells for table in app.query(DataTable))
 
 
+def _detail_current(app: WirecorrApp) -> bool:
+    """The Detail pane follows the cursor through a message; it may not have arrived yet."""
+    return app.query_one(Detail).ref == app.timeline.current_ref
+
+
 async def settle(pilot: object, app: WirecorrApp) -> None:
-    """Wait until the file is indexed, the filter worker is idle and the tables are measured."""
+    """Wait until the file is indexed, the filter worker is idle, the Detail pane shows the
+    selected row and the tables are measured."""
     for _ in range(250):
-        if app.feed.done and not app.filtering and app.indexed_in is not None and _tables_measured(app):
+        idle = app.feed.done and not app.filtering and app.indexed_in is not None
+        if idle and _detail_current(app) and _tables_measured(app):
             break
         await pilot.pause(0.02)  # type: ignore[attr-defined]
     await pilot.pause()  # type: ignore[attr-defined]

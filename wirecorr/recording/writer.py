@@ -76,8 +76,8 @@ class RecordingWriter:
 
     def _flush_loop(self, interval: float) -> None:
         # Encoding is the one job here that can wait: at a lower priority it takes only the
-        # CPU the tracer and the traced program leave (bench/trace_overhead: on 2 CPUs the
-        # echo workload's slowdown went from 1.15x to 0.94x strace's).
+        # CPU the tracer and the traced program leave, which on 2 CPUs it otherwise competes
+        # with (bench/RESULTS.md, tracing overhead).
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), FLUSH_NICE)
         while not self._stop.wait(interval):
             try:

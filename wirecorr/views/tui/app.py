@@ -295,15 +295,18 @@ class WirecorrApp(App[None]):
         finally:
             self.filtering = False
         timeline.rows_changed(0)
-        if timeline.current_ref is None and len(timeline.view):
-            timeline.action_first()
+        timeline.settle_cursor()
         self._update_status()
 
     def action_filter(self) -> None:
+        while isinstance(self.screen, ViewerScreen):  # the filter bar is on the timeline's screen
+            self.pop_screen()
         box = self.query_one("#filter", Input)
         box.value = self.filter.text if self.filter is not None else ""
         box.add_class("-open")
-        box.focus()
+        # At once, not through focus()'s call_later: keys typed right after "/" (or pasted)
+        # are already queued and would otherwise reach the timeline as commands.
+        self.screen.set_focus(box)
 
     @on(Input.Changed, "#filter")
     def _filter_typed(self, event: Input.Changed) -> None:
@@ -382,6 +385,10 @@ class WirecorrApp(App[None]):
         return conn
 
     def _open(self, title: str, make: Callable[[], Widget]) -> None:
+        """Show a view of the connection; from another such view, in its place (one escape
+        always leads back to the timeline)."""
+        if isinstance(self.screen, ViewerScreen):
+            self.pop_screen()
         self.push_screen(ViewerScreen(title, make()))
 
     def action_follow_stream(self) -> None:

@@ -183,7 +183,7 @@ class DissectionTree(Tree[str]):
     def _show(self, number: int, layers: list[DissectNode]) -> None:
         self.dissection = layers
         self.clear()
-        self.root.set_label(f"packet {self.packet_index} (tshark frame {number})")
+        self.root.set_label(f"frame {self.packet_index + 1} (tshark frame {number})")
         nodes = [(layer.name, self._add(self.root, layer)) for layer in layers]
         transport = [node for name, node in nodes if name in _TRANSPORTS]
         if transport:

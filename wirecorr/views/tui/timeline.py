@@ -110,6 +110,15 @@ class Timeline(ScrollView, can_focus=True):
     def current_ref(self) -> int | None:
         return self.view.refs[self.cursor] if self.cursor < len(self.view) else None
 
+    def settle_cursor(self) -> None:
+        """A filter scan ended: stay on the selected row if the view has it, else go to the
+        row nearest to it in time (as Wireshark does), and make that the selection, so
+        clearing the filter later returns to the row the user saw selected."""
+        at = self._locate()
+        if at is None:
+            at = self.view.nearest(self.cursor_key[0]) if self.cursor_key is not None else 0
+        self._go(at)
+
     def _locate(self) -> int | None:
         if self.cursor_key is None:
             return None
