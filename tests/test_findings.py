@@ -287,6 +287,31 @@ def test_emfile_with_the_sockets_that_led_to_it(tmp_path: Path) -> None:
     assert "opened 5 socket(s) and closed 0, 5 still open" in found.message
 
 
+def test_connections_never_accepted_are_told_apart() -> None:
+    """The fd-leak lab's recording (RLIMIT_NOFILE 16, 20 clients): 11 connections accepted,
+    9 left in the accept queue once accept4 failed with EMFILE, reset when the server went."""
+    from wirecorr.engine.session import Session, load_capture
+
+    session = Session()
+    load_capture(session, str(Path(__file__).parent.parent / "captures" / "lab-fd-leak.pcapng"), show_progress=False)
+    session.finish()
+    table = session.analyzer.table
+    accepted = {table.conn[lk.packets[0]] for lk in session.correlator.links if lk.kind == "accept-ack"}
+    conns = [c for c in session.analyzer.connections if c.proto == "tcp"]
+    assert len(conns) == 20 and len(accepted) == 11
+    listen = next(sc for sc in session.syscalls if sc.name == "listen")
+    resets = [f for f in session.findings if f.kind == "connection_reset"]
+    assert len(resets) == 9
+    for f in resets:
+        assert f.connection not in accepted
+        assert "never accepted" in f.message and "accept queue" in f.message
+        assert listen.id in f.evidence["syscalls"]
+    leaks = {f.connection: f for f in session.findings if f.kind == "close_wait_leak"}
+    assert len(leaks) == 20
+    for conn, f in leaks.items():
+        assert ("never accepted" in f.message) == (conn not in accepted), f.message
+
+
 # -- EAGAIN storm ------------------------------------------------------------------------------
 
 SPIN = """

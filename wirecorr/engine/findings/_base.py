@@ -152,6 +152,25 @@ class Context:
         return sorted(self.session.syscalls, key=lambda sc: (sc.enter_ns, sc.id))
 
     @cached_property
+    def _listens(self) -> dict[int, list[tuple[bytes, Syscall]]]:
+        """Successful traced listen() calls by port, with the address each socket is bound to."""
+        out: dict[int, list[tuple[bytes, Syscall]]] = {}
+        for sc in self.syscalls:
+            key = endpoint_key(sc.fdinfo.local) if sc.name == "listen" and sc.fdinfo and sc.errno is None else None
+            if key is not None:
+                out.setdefault(key[1], []).append((key[0], sc))
+        return out
+
+    def listener_of(self, conn: Connection) -> Syscall | None:
+        """The traced listen() whose socket the connection's server end was queued on, if any
+        (bound to the server address, or to the wildcard address of its family)."""
+        for addr, sc in self._listens.get(conn.server_port, ()):
+            same = addr == conn.server_addr or (len(addr) == len(conn.server_addr) and not any(addr))
+            if same and sc.enter_ns <= conn.first_ts_ns:
+                return sc
+        return None
+
+    @cached_property
     def _by_id(self) -> dict[int, Syscall]:
         return {sc.id: sc for sc in self.syscalls}
 

@@ -132,11 +132,22 @@ def _reset(ctx: Context, conn: Connection, rst: int) -> Finding:
     sent = sum(table.seglen[i] for i in conn.packet_indices if i < rst and table.direction[i] == 0)
     received = sum(table.seglen[i] for i in conn.packet_indices if i < rst and table.direction[i] == 1)
     peer_calls = _peer_resets(ctx, conn, side, rst)
-    message = (
-        f"the {side_name(side)} {endpoint_of(conn, side)} reset the connection mid-stream (RST frame {rst + 1}, "
-        f"{fmt_ns(table.ts_ns[rst] - conn.first_ts_ns)} after it began, after {sent} B client→server and "
-        f"{received} B server→client)"
-    )
+    listener = ctx.listener_of(conn) if side == 1 and not ctx.calls_of(conn.id, side) else None
+    if listener is not None:
+        # The handshake completed in the kernel, but no accept() ever took the connection:
+        # when the listening socket goes (closed, or its process exits) the queue is reset.
+        message = (
+            f"the server {conn.server} reset a connection its application never accepted (RST frame {rst + 1}, "
+            f"{fmt_ns(table.ts_ns[rst] - conn.first_ts_ns)} after the handshake, {sent} B from the client unread): "
+            f"it waited in the accept queue of {call_text(listener)} until the listening socket was closed "
+            "(by close() or its process exiting)"
+        )
+    else:
+        message = (
+            f"the {side_name(side)} {endpoint_of(conn, side)} reset the connection mid-stream (RST frame {rst + 1}, "
+            f"{fmt_ns(table.ts_ns[rst] - conn.first_ts_ns)} after it began, after {sent} B client→server and "
+            f"{received} B server→client)"
+        )
     if peer_calls:
         message += f"; {call_text(peer_calls[0])} failed with {peer_calls[0].errno}"
     return Finding(
@@ -145,7 +156,7 @@ def _reset(ctx: Context, conn: Connection, rst: int) -> Finding:
         message=message,
         connection=conn.id,
         evidence=evidence(
-            [sc.id for sc in peer_calls],
+            [sc.id for sc in ([listener] if listener is not None else [])] + [sc.id for sc in peer_calls],
             [rst],
             [lid for sc in peer_calls for lid in ctx.link_ids(sc, ("reset",))],
             [conn.id],
