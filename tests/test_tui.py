@@ -387,6 +387,10 @@ async def test_live_follows_the_tail_then_counts_new_events(tmp_path: Path) -> N
             assert timeline.unseen > 0
             assert "new events (G to follow)" in str(app.query_one("#status-text").render())
             assert "events/s" in str(app.query_one("#status-text").render())
+            # tcpdump's kernel drop counter, asked for while it runs (SIGUSR1).
+            while "0 dropped" not in str(app.query_one("#status-text").render()) and time.monotonic() < deadline:
+                await pilot.pause(0.1)
+            assert "0 dropped" in str(app.query_one("#status-text").render())
             await pilot.press("G")
             assert timeline.follow_tail and timeline.unseen == 0
             await pilot.press("q")

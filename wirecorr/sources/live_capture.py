@@ -47,6 +47,8 @@ DEFAULT_BUFFER_KIB = 8192
 DEFAULT_GRACE = 0.2
 
 _STAT_LINE = re.compile(r"^(\d+) packets? (captured|received by filter|dropped by kernel|dropped by interface)$")
+# What tcpdump prints on SIGUSR1, while it keeps capturing.
+_RUNNING_STATS = re.compile(r"^tcpdump: \d+ packets? captured, \d+ packets? received by filter, (\d+) packets? dropped")
 _NO_PERMISSION = ("you don't have permission", "operation not permitted", "permission denied")
 
 
@@ -81,7 +83,7 @@ def parse_stats(lines: list[str]) -> CaptureStats:
     for line in lines:
         m = _STAT_LINE.match(line.strip())
         if not m:
-            if line.strip() and not line.startswith("tcpdump: listening on"):
+            if line.strip() and not line.startswith("tcpdump: listening on") and not _RUNNING_STATS.match(line):
                 stats.messages.append(line.strip())
             continue
         n = int(m.group(1))
@@ -259,6 +261,26 @@ class LiveCapture:
                 self.delivered += 1
         except BaseException as e:
             self._error = e
+
+    def request_counts(self) -> None:
+        """Ask the running tcpdump for its counters (SIGUSR1); `kernel_drops` reads the answer.
+
+        tcpdump prints its final counters only when it stops; a live view wants them now.
+        """
+        proc = self._proc
+        # Only once it is listening: tcpdump installs its SIGUSR1 handler before it says so,
+        # and until then the signal's default action would kill it.
+        if proc is not None and self._listening.is_set() and proc.poll() is None and self._stats is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGUSR1)
+
+    def kernel_drops(self) -> int | None:
+        """Packets the kernel dropped for lack of buffer, as of the last `request_counts`."""
+        for line in reversed(self._stderr):
+            m = _RUNNING_STATS.match(line)
+            if m:
+                return int(m.group(1))
+        return None
 
     def stop(self, grace: float = DEFAULT_GRACE, timeout: float = 5.0) -> CaptureStats:
         """Let the ring drain for `grace` seconds, stop tcpdump, deliver the rest, count."""

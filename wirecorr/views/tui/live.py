@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import Any
 
@@ -19,6 +20,8 @@ from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.packets import LivePackets
 
 _PACKET, _SYSCALL, _PROCESS = 0, 1, 2
+# How often the status bar asks tcpdump for its counters (a signal and one stderr line).
+DROPS_EVERY_S = 1.0
 
 
 class LiveFeed:
@@ -38,6 +41,8 @@ class LiveFeed:
         self._stop: Any = None
         self._times: deque[tuple[float, int]] = deque()
         self._fed = 0
+        self._drops: tuple[Callable[[], None], Callable[[], int | None]] | None = None
+        self._drops_asked = 0.0
 
     # -- RecordListener: called from the recorder's threads -----------------------------
 
@@ -55,6 +60,21 @@ class LiveFeed:
     def set_stopper(self, stop: Any) -> None:
         """How `stop()` ends the recording (the command knows its Recorder and CMD)."""
         self._stop = stop
+
+    def set_drop_counter(self, request: Callable[[], None], read: Callable[[], int | None]) -> None:
+        """How to ask the capture for its drop count, and read the last answer."""
+        self._drops = (request, read)
+
+    def _drop_text(self) -> str:
+        if self._drops is None:
+            return "no capture"
+        request, read = self._drops
+        now = time.monotonic()
+        if now - self._drops_asked >= DROPS_EVERY_S:
+            self._drops_asked = now
+            request()
+        drops = read()
+        return "drops …" if drops is None else f"{drops:,} dropped"
 
     def stop(self) -> None:
         if self._stop is not None and not self.finished:
@@ -104,7 +124,6 @@ class LiveFeed:
         if self.done:
             return f"recorded → {self.output}: {self.result or 'finished'}"
         backlog = self.queue.qsize()
-        # tcpdump reports drops only when it stops; the recording's summary keeps them.
-        return f"LIVE → {self.output} · {self.rate():,.0f} events/s · pids {pids or '-'} · drops: at stop" + (
+        return f"LIVE → {self.output} · {self.rate():,.0f} events/s · pids {pids or '-'} · {self._drop_text()}" + (
             f" · backlog {backlog:,}" if backlog > 1000 else ""
         )
