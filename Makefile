@@ -3,6 +3,8 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The benchmarks are scripts without a .py suffix: ruff lints them only when named.
+BENCH_SCRIPTS := $(filter-out %.md,$(wildcard bench/*))
 APT_TOOLS := tcpdump:tcpdump tshark:tshark nc:netcat-openbsd nft:nftables ip:iproute2 strace:strace cc:gcc tmux:tmux curl:curl
 
 .PHONY: run test lint system clean
@@ -29,7 +31,7 @@ run: system $(STAMP)
 	else $(VENV)/bin/wirecorr analyze captures/handshake-echo.pcapng; fi
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check wirecorr tests bench
+	$(VENV)/bin/ruff check wirecorr tests $(BENCH_SCRIPTS)
 
 test: system $(STAMP) lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
