@@ -23,7 +23,6 @@ from wirecorr.views.tui.ladder import LadderView
 from wirecorr.views.tui.packet_access import PacketAccess, SessionPackets
 from wirecorr.views.tui.seqplot import LAYER_STYLES, RETRANS, SeqPlot
 
-HANDSHAKE = CAPTURE
 A, B = "10.0.0.1", "10.0.0.2"
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
@@ -38,7 +37,7 @@ def _session(path: str) -> Session:
 
 @pytest.fixture(scope="module")
 def echo() -> Session:
-    return _session(HANDSHAKE)
+    return _session(CAPTURE)
 
 
 @pytest.fixture(scope="module")
@@ -236,10 +235,10 @@ async def test_dissection_tree_matches_tshark(echo: Session) -> None:
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
         lines = tree.text_lines()
-    number = frame_number(HANDSHAKE, index)
+    number = frame_number(CAPTURE, index)
     assert number > index + 1  # the recording's custom blocks count as frames
     tshark_port = subprocess.run(
-        ["tshark", "-r", HANDSHAKE, "-Y", f"frame.number == {number}", "-T", "fields", "-e", "tcp.srcport"],
+        ["tshark", "-r", CAPTURE, "-Y", f"frame.number == {number}", "-T", "fields", "-e", "tcp.srcport"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     assert tshark_port == "53516"
@@ -280,7 +279,7 @@ async def test_dissection_says_when_tshark_is_missing(echo: Session, monkeypatch
 
 @pytest.mark.parametrize("which", ["pcapng", "pcap"])
 def test_packet_access_rereads_exactly_what_a_full_pass_decoded(which: str, retrans_path: str) -> None:
-    path = HANDSHAKE if which == "pcapng" else retrans_path
+    path = CAPTURE if which == "pcapng" else retrans_path
     reader = CaptureReader(path)
     expected = [decode_packet(i, rec) for i, rec in enumerate(reader.records())]
     access = PacketAccess(path)

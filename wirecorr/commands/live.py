@@ -89,14 +89,7 @@ class LiveRecording:
         self.thread = threading.Thread(target=self._record, name="recorder")
         self.feed.set_stopper(self.stop)
         if not args.no_capture:
-            self.feed.set_drop_counter(self._request_drops, self._kernel_drops)
-
-    def _request_drops(self) -> None:
-        if self.recorder.capture is not None:
-            self.recorder.capture.request_counts()
-
-    def _kernel_drops(self) -> int | None:
-        return self.recorder.capture.kernel_drops() if self.recorder.capture is not None else None
+            self.feed.set_capture(lambda: self.recorder.capture)
 
     def _record(self) -> None:
         try:

@@ -161,9 +161,11 @@ class Context:
                 out.setdefault(key[1], []).append((key[0], sc))
         return out
 
-    def listener_of(self, conn: Connection) -> Syscall | None:
-        """The traced listen() whose socket the connection's server end was queued on, if any
-        (bound to the server address, or to the wildcard address of its family)."""
+    def never_accepted(self, conn: Connection) -> Syscall | None:
+        """The traced listen() on whose queue the connection waited, when no traced call ever
+        took its server end (bound to the server address, or the wildcard of its family)."""
+        if self.calls_of(conn.id, 1):
+            return None
         for addr, sc in self._listens.get(conn.server_port, ()):
             same = addr == conn.server_addr or (len(addr) == len(conn.server_addr) and not any(addr))
             if same and sc.enter_ns <= conn.first_ts_ns:

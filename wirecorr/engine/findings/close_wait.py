@@ -59,7 +59,7 @@ def _leak(ctx: Context, conn: Connection, side: int) -> Finding | None:
         eof = eofs[0]
         end = eof.exit_ns if eof.exit_ns is not None else eof.enter_ns
         parts.append(f"{call_text(eof)} returned 0 (EOF) {fmt_ns(max(end - fin_ts, 0))} later")
-    listener = ctx.listener_of(conn) if side == 1 and not calls else None
+    listener = ctx.never_accepted(conn) if side == 1 else None
     if listener is not None:
         parts.append(f"the application never accepted it: it waited in the accept queue of {call_text(listener)}")
     if calls:
@@ -72,7 +72,7 @@ def _leak(ctx: Context, conn: Connection, side: int) -> Finding | None:
     if any(change[2] == FIN_WAIT_2 for change in peer_states):
         still = conn.state_of(other)[-1][2] == FIN_WAIT_2
         parts.append(f"the {other} {endpoint_of(conn, peer)} {'waits' if still else 'waited'} in FIN_WAIT_2")
-    evidence_calls = [*calls[:1], *eofs, *closes, *([listener] if listener is not None else [])]
+    evidence_calls = [*calls[:1], *eofs, *closes, *([listener] if listener else [])]
     links = [lid for sc in evidence_calls for lid in ctx.link_ids(sc, ("accept-ack", "connect-syn", "eof-fin"))]
     links += [lid for sc in closes for lid in ctx.link_ids(sc)]
     return Finding(

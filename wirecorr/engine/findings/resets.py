@@ -132,7 +132,7 @@ def _reset(ctx: Context, conn: Connection, rst: int) -> Finding:
     sent = sum(table.seglen[i] for i in conn.packet_indices if i < rst and table.direction[i] == 0)
     received = sum(table.seglen[i] for i in conn.packet_indices if i < rst and table.direction[i] == 1)
     peer_calls = _peer_resets(ctx, conn, side, rst)
-    listener = ctx.listener_of(conn) if side == 1 and not ctx.calls_of(conn.id, side) else None
+    listener = ctx.never_accepted(conn) if side == 1 else None
     if listener is not None:
         # The handshake completed in the kernel, but no accept() ever took the connection:
         # when the listening socket goes (closed, or its process exits) the queue is reset.
@@ -156,7 +156,7 @@ def _reset(ctx: Context, conn: Connection, rst: int) -> Finding:
         message=message,
         connection=conn.id,
         evidence=evidence(
-            [sc.id for sc in ([listener] if listener is not None else [])] + [sc.id for sc in peer_calls],
+            [sc.id for sc in [*([listener] if listener else []), *peer_calls]],
             [rst],
             [lid for sc in peer_calls for lid in ctx.link_ids(sc, ("reset",))],
             [conn.id],

@@ -185,8 +185,8 @@ class WirecorrApp(App[None]):
             self._unshown += len(new)
         if first:
             self._show_rows()
-        if first and len(timeline.view):
-            timeline.action_first() if not self.live else timeline.action_last()
+            if len(timeline.view):
+                timeline.action_first() if not self.live else timeline.action_last()
 
     def _show_rows(self) -> None:
         self._shown_at = time.perf_counter()

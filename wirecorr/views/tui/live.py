@@ -13,11 +13,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from queue import Empty, SimpleQueue
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wirecorr.model import Packet, Syscall
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.packets import LivePackets
+
+if TYPE_CHECKING:
+    from wirecorr.sources.live_capture import LiveCapture
 
 _PACKET, _SYSCALL, _PROCESS = 0, 1, 2
 # How often the status bar asks tcpdump for its counters (a signal and one stderr line).
@@ -41,7 +44,7 @@ class LiveFeed:
         self._stop: Any = None
         self._times: deque[tuple[float, int]] = deque()
         self._fed = 0
-        self._drops: tuple[Callable[[], None], Callable[[], int | None]] | None = None
+        self._capture: Callable[[], LiveCapture | None] | None = None
         self._drops_asked = 0.0
 
     # -- RecordListener: called from the recorder's threads -----------------------------
@@ -61,19 +64,21 @@ class LiveFeed:
         """How `stop()` ends the recording (the command knows its Recorder and CMD)."""
         self._stop = stop
 
-    def set_drop_counter(self, request: Callable[[], None], read: Callable[[], int | None]) -> None:
-        """How to ask the capture for its drop count, and read the last answer."""
-        self._drops = (request, read)
+    def set_capture(self, capture: Callable[[], LiveCapture | None]) -> None:
+        """Where the recorder's capture is, once it has started (None until then)."""
+        self._capture = capture
 
     def _drop_text(self) -> str:
-        if self._drops is None:
+        if self._capture is None:
             return "no capture"
-        request, read = self._drops
+        capture = self._capture()
+        if capture is None:
+            return "drops …"
         now = time.monotonic()
         if now - self._drops_asked >= DROPS_EVERY_S:
             self._drops_asked = now
-            request()
-        drops = read()
+            capture.request_counts()
+        drops = capture.kernel_drops()
         return "drops …" if drops is None else f"{drops:,} dropped"
 
     def stop(self) -> None:

@@ -40,7 +40,6 @@ class FileLoader:
         # a row) is read within the slices too, and decoded in bounded batches.
         self.records: Iterator[RawRecord | CustomBlock] = self.reader.records_and_blocks()
         self.blocks: list[CustomBlock] = []
-        self.held: RawRecord | None = None  # a packet that must wait for the blocks before it
         self.count = 0  # packets read
         self.fed = 0  # events fed
         index.packets = FilePackets(path, index.session.analyzer.table)
@@ -66,55 +65,47 @@ class FileLoader:
         start = self.fed
         try:
             while time.perf_counter() < deadline:
-                if self.held is not None:
-                    if self.blocks:  # blocks read before this packet come first, in file order
-                        self._feed_blocks(deadline)
-                        continue
-                    rec, self.held = self.held, None
-                else:
-                    item = next(self.records, None)
-                    if item is None:
-                        break
-                    if isinstance(item, CustomBlock):
-                        self.blocks.append(item)
-                        if len(self.blocks) >= BLOCK_BATCH:
-                            self._feed_blocks(deadline)
-                        continue
-                    if self.blocks:
-                        self.held = item
-                        continue
-                    rec = item
-                self.index.add_packet(decode_packet(self.count, rec))
+                item = next(self.records, None)
+                if item is None:
+                    break
+                if isinstance(item, CustomBlock):
+                    self.blocks.append(item)
+                    if len(self.blocks) >= BLOCK_BATCH:
+                        self._feed_blocks()
+                    continue
+                self._feed_blocks()  # the blocks read before this packet come first, in file order
+                self.index.add_packet(decode_packet(self.count, item))
                 self.count += 1
                 self.fed += 1
             else:
                 return self.fed - start
         except InputError as e:
             self.index.session.error = e
-        self._feed_blocks(None)
+        self._feed_blocks()
         self._finish()
         return self.fed - start
 
-    def _feed_blocks(self, deadline: float | None) -> None:
+    def _feed_blocks(self) -> None:
+        """Decode the queued blocks (at most BLOCK_BATCH) and feed their events."""
+        if not self.blocks:
+            return
         rec = self.recording
         session = self.index.session
-        blocks = self.blocks
-        while blocks and (deadline is None or time.perf_counter() < deadline):
-            for block in blocks[:BLOCK_BATCH]:
-                try:
-                    add_block(rec, block)
-                except InputError as e:
-                    session.error = session.error or e
-            del blocks[:BLOCK_BATCH]
-            if rec.meta and not session.meta:
-                session.meta = rec.meta
-            for event in rec.processes:
-                session.on_process(event["event"], event["pid"], event["info"])
-            for sc in rec.syscalls:
-                self.index.add_syscall(sc)
-            self.fed += len(rec.syscalls) + len(rec.processes)
-            rec.processes.clear()
-            rec.syscalls.clear()
+        for block in self.blocks:
+            try:
+                add_block(rec, block)
+            except InputError as e:
+                session.error = session.error or e
+        self.blocks.clear()
+        if rec.meta and not session.meta:
+            session.meta = rec.meta
+        for event in rec.processes:
+            session.on_process(event["event"], event["pid"], event["info"])
+        for sc in rec.syscalls:
+            self.index.add_syscall(sc)
+        self.fed += len(rec.syscalls) + len(rec.processes)
+        rec.processes.clear()
+        rec.syscalls.clear()
 
     def _finish(self) -> None:
         session = self.index.session
