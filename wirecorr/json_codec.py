@@ -17,14 +17,17 @@ back to it where they matter:
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
 _std_dumps = json.JSONEncoder(separators=(",", ":")).encode
 # Every integer orjson reads exactly is shorter: 2**64 has 20 digits, -2**63 - 1 has 19.
-_LONG_NUMBER = re.compile(rb"-\d{19}|\d{20}")
+# Looked for as runs of "0" in a copy with every digit made "0": a regex (-\d{19}|\d{20})
+# took 9 µs per syscall record, whose 19-digit timestamps it re-scans from every digit.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_POSITIVE = b"0" * 20
+_LONG_NEGATIVE = b"-" + b"0" * 19
 
 
 def dumps(value: Any) -> bytes:
@@ -37,7 +40,8 @@ def dumps(value: Any) -> bytes:
 
 def loads(data: bytes) -> Any:
     """Parse JSON; raises ValueError (json.JSONDecodeError) when it is not JSON."""
-    if _LONG_NUMBER.search(data) is None:
+    digits = data.translate(_DIGITS_TO_ZERO)
+    if _LONG_POSITIVE not in digits and _LONG_NEGATIVE not in digits:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:

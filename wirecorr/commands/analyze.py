@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from wirecorr.bulk import paused_gc
 from wirecorr.engine.session import Session, is_truncation, load_capture, load_strace
 from wirecorr.errors import WirecorrError
 from wirecorr.sources.bpf_filter import compile_filter
@@ -41,6 +42,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A one-shot report keeps what it loads until it exits: the cyclic GC would only rescan
+    # it, during the load and again while findings and the report walk it.
+    with paused_gc():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     path = args.file or args.pcap
     if path is None and args.strace is None:
         raise WirecorrError("analyze: give a capture FILE, or --strace LOG [--pcap FILE]")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from wirecorr.bulk import paused_gc
 from wirecorr.engine.session import Session, is_truncation, load_capture, load_strace
 from wirecorr.views import checks
 
@@ -57,6 +58,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A one-shot report keeps what it loads until it exits: the cyclic GC would only rescan
+    # it, during the load and again while findings and the report walk it.
+    with paused_gc():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     # Rules first: a bad rules file should fail before a large capture is read.
     rules = checks.load_rules(args.expect)
     session = Session()

@@ -10,21 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from wirecorr.engine.analysis_flags import AnalysisFlag
+from wirecorr.engine.analysis_flags import SHORT_NAMES, AnalysisFlag
 from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, fmt_ns, frames, side_name
 from wirecorr.model import Finding
 
 KIND = "retransmission"
 # Links whose packets the call itself sent, so a resent one is that call's data (or SYN/FIN).
 _SENDING_KINDS = frozenset({"write-data", "connect-syn", "shutdown-fin", "close-fin"})
-_RETRANS = int(AnalysisFlag.RETRANSMISSION | AnalysisFlag.FAST_RETRANSMISSION | AnalysisFlag.SPURIOUS_RETRANSMISSION)
+_RETRANS_FLAGS = (AnalysisFlag.RETRANSMISSION, AnalysisFlag.FAST_RETRANSMISSION, AnalysisFlag.SPURIOUS_RETRANSMISSION)
+_RETRANS = sum(int(flag) for flag in _RETRANS_FLAGS)
+_RETRANS_NAMES = tuple(SHORT_NAMES[flag] for flag in _RETRANS_FLAGS)
 
 
 def detect(ctx: Context) -> Iterator[Finding]:
     table = ctx.session.analyzer.table
     packet_links = ctx.session.correlator.packet_links
     for conn in ctx.connections:
-        if conn.proto != "tcp":
+        # The analyzer's counts say which connections to scan packet by packet.
+        if conn.proto != "tcp" or not any(name in conn.analysis_counts for name in _RETRANS_NAMES):
             continue
         for d in (0, 1):
             resent = [i for i in conn.packet_indices if table.direction[i] == d and table.analysis[i] & _RETRANS]
