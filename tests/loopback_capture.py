@@ -7,6 +7,7 @@ knows must come last makes captures complete without long sleeps.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -24,10 +25,17 @@ def read_all(path: Path) -> list[Packet]:
 
 
 class LoopbackCapture:
-    def __init__(self, path: Path, bpf: str = "", iface: str = "lo", nano: bool = True) -> None:
+    def __init__(
+        self, path: Path, bpf: str = "", iface: str = "lo", nano: bool = True, netns: str | None = None
+    ) -> None:
+        """tcpdump on `iface`, inside network namespace `netns` (one the test owns) if given."""
         self.path = path
-        # 32 MB ring: with --immediate-mode each packet takes a snaplen-sized slot (see DESIGN.md).
-        cmd = ["tcpdump", "-i", iface, "-U", "--immediate-mode", "-B", "32768", "-w", str(path)]
+        # tcpdump's count of packets the kernel dropped (known after `stop`; None if it said nothing).
+        self.dropped: int | None = None
+        # 32 MB ring: with --immediate-mode each packet takes a snaplen-sized slot (see DESIGN.md);
+        # with tcpdump's default a burst of 200 short connections lost packets now and then.
+        cmd = ["ip", "netns", "exec", netns] if netns else []
+        cmd += ["tcpdump", "-i", iface, "-U", "--immediate-mode", "-B", "32768", "-w", str(path)]
         if nano:
             cmd += ["--time-stamp-precision", "nano"]
         if bpf:
@@ -52,6 +60,9 @@ class LoopbackCapture:
         time.sleep(0.05)
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=10)
+        assert self.proc.stderr is not None
+        found = re.search(r"(\d+) packets? dropped by kernel", self.proc.stderr.read())
+        self.dropped = int(found.group(1)) if found else None
         return read_all(self.path)
 
     def __enter__(self) -> LoopbackCapture:

@@ -108,35 +108,6 @@ def correlate(packets: list[Packet], events: list[Event], order: str = "packets-
     return run
 
 
-class NetnsCapture(LoopbackCapture):
-    """tcpdump on the loopback of a network namespace the test owns."""
-
-    def __init__(self, path: Path, bpf: str, netns: str) -> None:
-        self.path = path
-        cmd = [
-            "ip",
-            "netns",
-            "exec",
-            netns,
-            "tcpdump",
-            "-i",
-            "lo",
-            "-U",
-            "--immediate-mode",
-            "-w",
-            str(path),
-            "--time-stamp-precision",
-            "nano",
-            bpf,
-        ]
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-        assert self.proc.stderr is not None
-        line = self.proc.stderr.readline()
-        if "listening on" not in line:
-            self.proc.kill()
-            raise RuntimeError(f"tcpdump did not start: {line}")
-
-
 @pytest.fixture
 def sliced_lo() -> Iterator[str]:
     """A namespace whose lo sends one MSS per packet (gso_max_segs 1), as a NIC puts them on the wire.
@@ -167,7 +138,7 @@ def capture_traced(
     events: list[Event] = []
     if netns is not None:
         argv = ["ip", "netns", "exec", netns, *argv]
-    capture = NetnsCapture(tmp_path / "cap.pcap", bpf, netns) if netns else LoopbackCapture(tmp_path / "cap.pcap", bpf)
+    capture = LoopbackCapture(tmp_path / "cap.pcap", bpf, netns=netns)
     with capture as cap:
         if strace:
             log = tmp_path / "strace.log"

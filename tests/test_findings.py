@@ -39,6 +39,16 @@ def conn_of(sc: Scenario, local: str | None, remote: str | None) -> int:
     raise AssertionError((local, remote))
 
 
+def captured_whole(scenario: Callable[[], Scenario], tries: int = 3) -> Scenario:
+    """Run a burst scenario until tcpdump reports no kernel drops: with packets missing,
+    the findings rightly see half-connections, and the test would judge the capture."""
+    for _ in range(tries):
+        sc = scenario()
+        if not sc.dropped:
+            return sc
+    pytest.fail(f"tcpdump's kernel buffer dropped packets in each of {tries} runs")
+
+
 def fins_from(sc: Scenario, conn: int, side: int) -> list[int]:
     t = sc.session.analyzer.table
     indices = sc.session.analyzer.connections[conn].packet_indices
@@ -181,10 +191,14 @@ def test_time_wait_accumulates_on_the_client(tmp_path: Path) -> None:
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("needs root and iproute2")
     port = free_port()
-    # A namespace of its own: the host's loopback may hold TIME_WAIT sockets of earlier runs,
-    # which Linux reuses on loopback (tcp_tw_reuse=2) and which then draw resets.
-    with netns(f"wctw{os.getpid()}", {}) as ns:
-        sc = run(tmp_path, MANY, [str(port), "200"], f"tcp port {port}", count(FIN, 400), timeout=10, ns=ns)
+
+    def scenario() -> Scenario:
+        # A namespace of its own: the host's loopback may hold TIME_WAIT sockets of earlier runs,
+        # which Linux reuses on loopback (tcp_tw_reuse=2) and which then draw resets.
+        with netns(f"wctw{os.getpid()}", {}) as ns:
+            return run(tmp_path, MANY, [str(port), "200"], f"tcp port {port}", count(FIN, 400), timeout=10, ns=ns)
+
+    sc = captured_whole(scenario)
     (found,) = only(sc, "time_wait_accumulation")
     conns = sc.session.analyzer.connections
     assert len(conns) == 200 and all(c.active_closer == "client" for c in conns)
@@ -209,8 +223,12 @@ def test_ephemeral_port_exhaustion_in_a_namespace(tmp_path: Path) -> None:
         pytest.skip("needs root and iproute2")
     port = 5000
     sysctls = {"net.ipv4.ip_local_port_range": "40000 40009", "net.ipv4.tcp_tw_reuse": "0"}
-    with netns(f"wcfind{os.getpid()}", sysctls) as ns:
-        sc = run(tmp_path, MANY, [str(port), "20"], f"tcp port {port}", count(FIN, 20), ns=ns)
+
+    def scenario() -> Scenario:
+        with netns(f"wcfind{os.getpid()}", sysctls) as ns:
+            return run(tmp_path, MANY, [str(port), "20"], f"tcp port {port}", count(FIN, 20), ns=ns)
+
+    sc = captured_whole(scenario)
     failures = sc.calls_named("connect", lambda c: c.errno == "EADDRNOTAVAIL")
     assert len(failures) == 3
     conns = sc.session.analyzer.connections
@@ -563,3 +581,63 @@ def test_keepalive_probes_are_info(tmp_path: Path) -> None:
     setups = sc.calls_named("setsockopt", lambda c: "KEEP" in str(c.args.get("optname")))
     assert found.evidence["syscalls"] == [c.id for c in setups] and len(setups) == 3
     assert "sent 2 keep-alive probe(s)" in found.message and "2 answered by the server" in found.message
+
+
+# -- resets mid-stream, and the stray RST after an orderly close -----------------------------------
+
+ABORT = """
+import socket, struct, sys
+port = int(sys.argv[1])
+srv = socket.socket()
+srv.bind(("127.0.0.1", port))
+srv.listen(1)
+c = socket.create_connection(("127.0.0.1", port))
+s, _ = srv.accept()
+c.sendall(b"hello")
+assert s.recv(100) == b"hello"
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()  # linger 0: an abort, RST instead of FIN, with nothing left unread
+try:
+    c.recv(100)
+except ConnectionResetError:
+    pass
+c.close()
+"""
+
+
+def test_abort_with_linger_zero_names_the_setsockopt(tmp_path: Path) -> None:
+    port = free_port()
+    sc = run(tmp_path, ABORT, [str(port)], f"tcp port {port}", count(RST, 1))
+    (found,) = only(sc, "rst_on_close")
+    linger = sc.call("setsockopt", lambda c: c.args.get("optname") == "SO_LINGER")
+    accept = sc.call("accept4")
+    close = sc.call("close", lambda c: c.fd == accept.ret and c.pid == accept.pid)
+    reset = sc.call("recvfrom", lambda c: c.errno == "ECONNRESET")
+    assert found.evidence["syscalls"] == sorted([linger.id, close.id, reset.id])
+    assert found.evidence["packets"] == [p.index for p in sc.packets if p.flags & RST]
+    assert f"close(fd {accept.ret}) on the server" in found.message
+    assert f"setsockopt(fd {accept.ret}) had set SO_LINGER with a 0 s timeout" in found.message
+    # Everything sent had been read: nothing may be called unread.
+    assert "unread" not in found.message and "failed with ECONNRESET" in found.message
+
+
+def test_rst_after_an_orderly_close_is_no_finding() -> None:
+    """A real loopback capture (from the TIME_WAIT scenario): both FINs exchanged and
+    acknowledged, then a late ACK of the closed end draws the TIME_WAIT end's ACK, which the
+    closed end answers with RST. tshark is the oracle for the packet order."""
+    from capture_oracle import tshark_rows
+
+    from wirecorr.engine.session import Session, load_capture
+
+    path = Path(__file__).parent.parent / "captures" / "stray-rst-after-close.pcap"
+    rows = tshark_rows(path)
+    flags = [int(r["tcp.flags"][0], 16) for r in rows]
+    fins = [i for i, f in enumerate(flags) if f & FIN]
+    rsts = [i for i, f in enumerate(flags) if f & RST]
+    assert len(fins) == 2 and rsts == [len(rows) - 1] and fins[1] < rsts[0] - 1
+    session = Session()
+    load_capture(session, str(path), show_progress=False)
+    session.finish()
+    (conn,) = session.analyzer.connections
+    assert conn.reset_by == "server" and conn.active_closer == "client"
+    assert session.findings == []

@@ -2,22 +2,30 @@
 
 The three look alike on the wire (one RST) and mean different things to the app, so the
 correlator's links decide: a `close-rst` link is a close() that discarded received bytes
-(the peer may lose data it already sent), a RST answering a SYN is a port nobody listens
+or aborted on purpose (SO_LINGER with a 0 s timeout; the peer may lose data it already
+sent either way), a RST answering a SYN is a port nobody listens
 on, and any other RST of an established connection is an abort (SO_LINGER 0, a crash, a
 middlebox) that the peer learns about as ECONNRESET or EPIPE.
+
+A RST after both ends finished an orderly close is none of these: it answers a segment
+that reached a socket already gone — seen on Linux loopback when a delayed ACK leaves
+right after the FIN, the TIME_WAIT end acknowledges it and the closed end resets that
+(captures/stray-rst-after-close.pcap). Every byte was delivered and no call failed, so it
+is no finding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from wirecorr.engine.connections import ESTABLISHED, Connection
+from wirecorr.engine.connections import CLOSED, ESTABLISHED, TIME_WAIT, Connection
 from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, fmt_ns, side_name
 from wirecorr.model import RST, SYN, Finding, Syscall
 
 RST_ON_CLOSE = "rst_on_close"
 REFUSED = "connection_refused"
 RESET = "connection_reset"
+_CLOSED = frozenset({TIME_WAIT, CLOSED})
 
 
 def detect(ctx: Context) -> Iterator[Finding]:
@@ -34,7 +42,7 @@ def detect(ctx: Context) -> Iterator[Finding]:
             found = _refused(ctx, conn, rst)
             refused_calls.update(found.evidence["syscalls"])
             yield found
-        else:
+        elif not _closed_before(conn, rst):
             yield _reset(ctx, conn, rst)
     # Refusals whose packets were not captured: the errno alone still says it.
     for sc in ctx.syscalls:
@@ -46,6 +54,14 @@ def detect(ctx: Context) -> Iterator[Finding]:
                 "(no packets of it captured): nothing listens on that port",
                 evidence=evidence([sc.id]),
             )
+
+
+def _closed_before(conn: Connection, rst: int) -> bool:
+    """Both ends had reached TIME_WAIT or CLOSED through the FIN exchange before packet `rst`."""
+    return all(
+        any(idx < rst and state in _CLOSED for _, idx, state in history)
+        for history in (conn.client_state, conn.server_state)
+    )
 
 
 def _peer_resets(ctx: Context, conn: Connection, side: int, rst: int) -> list[Syscall]:
@@ -71,15 +87,25 @@ def _rst_on_close(ctx: Context, conn: Connection, rst: int, close_id: int) -> Fi
     )
     unread = max(delivered - read, 0)
     peer_calls = _peer_resets(ctx, conn, side, rst)
-    what = f"with {unread} received byte(s) unread" if unread else "with received data unread"
-    message = (
-        f"{call_text(close)} on the {side_name(side)} {endpoint_of(conn, side)} closed the socket {what} "
-        f"(read {read} of {delivered}): the kernel sent RST (frame {rst + 1}) instead of FIN, "
-        f"so the {side_name(1 - side)} may lose data it had already sent"
-    )
+    linger = _linger_zero(ctx.calls_of(conn.id, side), close)
+    where = f"{call_text(close)} on the {side_name(side)} {endpoint_of(conn, side)}"
+    if linger is not None:
+        message = (
+            f"{where} aborted the connection with RST (frame {rst + 1}) instead of FIN: "
+            f"{call_text(linger)} had set SO_LINGER with a 0 s timeout"
+        )
+        if unread:
+            message += f", and {unread} received byte(s) were unread"
+    else:
+        what = f"with {unread} received byte(s) unread" if unread else "with received data unread"
+        message = (
+            f"{where} closed the socket {what} (read {read} of {delivered}): "
+            f"the kernel sent RST (frame {rst + 1}) instead of FIN"
+        )
+    message += f", so the {side_name(1 - side)} may lose data it had already sent"
     if peer_calls:
         message += f"; {call_text(peer_calls[0])} then failed with {peer_calls[0].errno}"
-    calls = [close, *peer_calls]
+    calls = [close, *peer_calls] if linger is None else [linger, close, *peer_calls]
     return Finding(
         kind=RST_ON_CLOSE,
         severity=WARNING,
@@ -92,6 +118,20 @@ def _rst_on_close(ctx: Context, conn: Connection, rst: int, close_id: int) -> Fi
             [conn.id],
         ),
     )
+
+
+def _linger_zero(calls: list[Syscall], close: Syscall) -> Syscall | None:
+    """The last setsockopt(SO_LINGER) before `close`, if it asked for an abortive close."""
+    found = None
+    for sc in calls:
+        if sc.enter_ns >= close.enter_ns:
+            break
+        if sc.name == "setsockopt" and sc.args.get("optname") == "SO_LINGER" and sc.errno is None:
+            found = sc
+    if found is None:
+        return None
+    value = found.args.get("optval")
+    return found if isinstance(value, dict) and value.get("onoff") and value.get("linger") == 0 else None
 
 
 def _refused(ctx: Context, conn: Connection, rst: int) -> Finding:
