@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from textual import events
+from textual.keys import _character_to_key
+from textual.widgets import Input
 from tui_helpers import CAPTURE, SIZE, make_app, settle, sync
 
 from wirecorr.cli import build_parser
@@ -434,3 +437,33 @@ def test_tui_command_rejects_missing_file() -> None:
     from wirecorr import cli
 
     assert cli.main(["tui", "/nonexistent.pcapng"]) != 0
+
+
+@sync
+async def test_keys_in_the_same_burst_as_slash_reach_the_filter_bar() -> None:
+    """A paste or fast typing queues every key before the first one runs: none of those after
+    "/" may act as a command (here `a` would toggle "only matches", `l` open the ladder)."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("escape")  # no filter: the bar opens empty
+        await settle(pilot, app)
+        only = app.only_matches
+        burst(app, "/syscall == read and fd == 4\r")
+        await settle(pilot, app)
+        assert len(app.screen_stack) == 1 and app.only_matches == only
+        assert app.filter is not None and app.filter.text == "syscall == read and fd == 4"
+        refs = app.timeline.view.refs
+        assert len(refs) == 2 and all(app.index.call(r).name == "read" for r in refs)
+        # Inside the bar "/" is text, as in an address with a prefix length, in its place.
+        await pilot.press("slash")
+        app.query_one("#filter", Input).value = ""
+        burst(app, "net 10.0.0.0/8")
+        await settle(pilot, app)
+        assert app.query_one("#filter", Input).value == "net 10.0.0.0/8"
+
+
+def burst(app: WirecorrApp, text: str) -> None:
+    """Queue keys as a paste or fast typing does: all of them before the first one runs."""
+    for ch in text:
+        app.post_message(events.Key("enter", None) if ch == "\r" else events.Key(_character_to_key(ch), ch))

@@ -299,6 +299,12 @@ class WirecorrApp(App[None]):
         self._update_status()
 
     def action_filter(self) -> None:
+        focused = self.focused
+        if isinstance(focused, Input):
+            # In a text field "/" is text (net 10.0.0.0/8). As a priority key it runs on
+            # arrival, ahead of keys already queued for the field: queue it behind them.
+            focused.post_message(events.Key("slash", "/"))
+            return
         while isinstance(self.screen, ViewerScreen):  # the filter bar is on the timeline's screen
             self.pop_screen()
         box = self.query_one("#filter", Input)

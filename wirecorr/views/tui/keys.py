@@ -23,6 +23,8 @@ class Key:
     description: str
     short: str = ""  # the footer's label; keys without one stay out of the footer
     bind: str = ""  # Textual's key name(s), when they differ from what the user types
+    # Run by the app as the key arrives, before later keys are handed to the focused widget.
+    priority: bool = False
 
     @property
     def binding_keys(self) -> str:
@@ -42,7 +44,9 @@ TIMELINE_KEYS = (
 )
 
 APP_KEYS = (
-    Key("/", "filter", "display filter (empty clears)", "filter", bind="slash"),
+    # Priority: keys typed or pasted in the same burst as "/" are queued for the widget focused
+    # before it; only a binding run on arrival moves the focus to the filter bar in time.
+    Key("/", "filter", "display filter (empty clears)", "filter", bind="slash", priority=True),
     Key("n", "next_match", "next row matching the filter", "next match"),
     Key("N", "previous_match", "previous row matching the filter"),
     Key("escape", "clear_filter", "clear the filter"),
@@ -62,7 +66,7 @@ APP_KEYS = (
 def app_bindings() -> list[Binding]:
     skip = {"focus_next", "focus_previous", "command_palette"}
     return [
-        Binding(k.binding_keys, k.action, k.short or k.description, show=bool(k.short))
+        Binding(k.binding_keys, k.action, k.short or k.description, show=bool(k.short), priority=k.priority)
         for k in APP_KEYS
         if k.action not in skip
     ]
