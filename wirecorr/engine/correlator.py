@@ -76,7 +76,10 @@ class _Claim:
     note: str | None
     first_ts: int | None = None
     last_ts: int | None = None
-    retrans: list[int] = field(default_factory=list)
+    retrans: list[int] | None = None
+    # [start, covered_to) is on the wire, as far as segments arrived in order; `_claim_note`
+    # walks the segments again only for a claim this does not cover.
+    covered_to: int = -1
 
 
 class _Claims:
@@ -444,8 +447,8 @@ class Correlator:
             claim = _Claim(link, start, end, write, sc.enter_ns, exit_ns, note)
             d = tcp.dirs[ours if write else peer]
             (d.writes if write else d.reads).add(claim)
-            for seg in d.segments(start, end):
-                self._claim_segment(claim, seg[2])
+            for seg_start, seg_end, idx in d.segments(start, end):
+                self._claim_segment(claim, idx, seg_start, seg_end)
         elif action == "connect":
             self._handshake(tcp, "connect-syn", sc)
             if sc.errno is None or sc.errno == "EINPROGRESS":
@@ -493,11 +496,16 @@ class Correlator:
         else:
             ids.append(link.id)
 
-    def _claim_segment(self, claim: _Claim, idx: int) -> None:
+    def _claim_segment(self, claim: _Claim, idx: int, start: int, end: int) -> None:
         table = self.table
         ts = table.ts_ns[idx]
         self._add_packet(claim.link, idx)
+        covered = max(claim.covered_to, claim.start)
+        if start <= covered < end:
+            claim.covered_to = min(end, claim.end)
         if table.analysis[idx] & _RETRANS:
+            if claim.retrans is None:
+                claim.retrans = []
             claim.retrans.append(idx)
         else:
             claim.first_ts = ts if claim.first_ts is None else min(claim.first_ts, ts)
@@ -511,6 +519,8 @@ class Correlator:
 
     def _claim_note(self, claim: _Claim, d: _Dir) -> None:
         """At the end: say when some of the claimed bytes never showed on the wire."""
+        if claim.covered_to == claim.end:
+            return
         covered = 0
         pos = claim.start
         for s, e, _ in sorted(d.segments(claim.start, claim.end)):
@@ -640,7 +650,7 @@ class Correlator:
             dr.add_segment(start, end, idx)
             for claims in (dr.writes, dr.reads):
                 for claim in claims.overlapping(start, end):
-                    self._claim_segment(claim, idx)
+                    self._claim_segment(claim, idx, start, end)
         dr.top = max(dr.top, pos + seglen)
         if flags & (FIN | RST):
             if flags & FIN and dr.fin is None:

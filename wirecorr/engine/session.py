@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from wirecorr.bulk import paused_gc
@@ -69,7 +70,9 @@ class Session:
     def finish(self) -> None:
         self.correlator.finish()
         self.analyzer.finish()
-        self.syscalls.sort(key=lambda sc: (sc.enter_ns, sc.id))
+        # Two stable sorts give (enter_ns, id) order without a key tuple per syscall.
+        self.syscalls.sort(key=attrgetter("id"))
+        self.syscalls.sort(key=attrgetter("enter_ns"))
         self.findings = detect(self)
 
 
@@ -129,14 +132,28 @@ def _feed_recorded_half(session: Session, recording: Recording) -> None:
     """
     if recording.meta:
         session.meta = recording.meta
-    events: list[tuple[int, int, Syscall | dict[str, Any]]] = [(p.get("ts_ns") or 0, 0, p) for p in recording.processes]
-    events += [(sc.exit_ns if sc.exit_ns is not None else sc.enter_ns, 1, sc) for sc in recording.syscalls]
-    events.sort(key=lambda e: (e[0], e[1]))
-    for _, _, event in events:
-        if isinstance(event, Syscall):
-            session.feed_syscall(event)
-        else:
-            session.on_process(event["event"], event["pid"], event["info"])
+    # In place and by an int key: a (time, kind, event) tuple per syscall was 80 MB at the
+    # peak of a 800k-syscall load. Stable, and the file is nearly in completion order already.
+    syscalls = recording.syscalls
+    syscalls.sort(key=_completed_ns)
+    processes = sorted(recording.processes, key=lambda p: p.get("ts_ns") or 0)
+    at = 0
+    for sc in syscalls:
+        done = _completed_ns(sc)
+        while at < len(processes) and (processes[at].get("ts_ns") or 0) <= done:
+            _feed_process(session, processes[at])
+            at += 1
+        session.feed_syscall(sc)
+    for process in processes[at:]:
+        _feed_process(session, process)
+
+
+def _completed_ns(sc: Syscall) -> int:
+    return sc.exit_ns if sc.exit_ns is not None else sc.enter_ns
+
+
+def _feed_process(session: Session, event: dict[str, Any]) -> None:
+    session.on_process(event["event"], event["pid"], event["info"])
 
 
 def load_strace(session: Session, path: str) -> None:
