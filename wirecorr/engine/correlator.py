@@ -259,6 +259,13 @@ class Correlator:
         if self._heap and self._heap[0][0] <= self._watermark:
             self._drain()
 
+    def caught_up(self, last_ts_ns: int) -> None:
+        """Packets up to `last_ts_ns` (the latest) went to the analyzer without `on_packet`, which is
+        sound only before the first syscall: no link can exist yet, so all there is to
+        do is what `on_packet` does for every packet: index new connections, move the clock."""
+        self._sync_connections()
+        self._watermark = max(self._watermark, last_ts_ns)
+
     def on_syscall(self, sc: Syscall) -> None:
         event = self.sockets.apply(sc)
         name = sc.name

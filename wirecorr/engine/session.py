@@ -59,6 +59,17 @@ class Session:
         self.analyzer.feed(pkt)
         self.correlator.on_packet(pkt)
 
+    def fed_directly(self, rows_before: int) -> None:
+        """Account for the packets given to `analyzer.feed` alone since the table had
+        `rows_before` rows, as `feed_packet` would have; only valid before any syscall."""
+        ts = self.analyzer.table.ts_ns
+        if len(ts) > rows_before:
+            if self.first_ns is None:
+                self.first_ns = ts[rows_before]
+            self.last_ns = ts[-1]
+            self.packets_kept += len(ts) - rows_before
+            self.correlator.caught_up(max(ts[rows_before:]))
+
     def feed_syscall(self, sc: Syscall) -> None:
         self.syscalls.append(sc)
         self.correlator.on_syscall(sc)
@@ -95,7 +106,11 @@ def load_capture(
     session.sources.append(path)
     progress = Progress(f"reading {path}", reader.size) if show_progress else None
     index = undecodable = 0
-    feed = session.feed_packet
+    # Before any syscall the correlator has nothing to link a packet to: unfiltered packets
+    # go to the analyzer alone, and the session catches up once at the end.
+    direct = packet_filter is None and not session.syscalls
+    rows_before = len(session.analyzer.table)
+    feed = session.analyzer.feed if direct else session.feed_packet
     unknown = session.unknown_linktypes
     try:
         with paused_gc():
@@ -115,6 +130,8 @@ def load_capture(
     finally:
         if progress is not None:
             progress.close()
+        if direct:
+            session.fed_directly(rows_before)
         session.packets_read += index
         session.skipped_blocks += reader.skipped_blocks
     if recording.is_recording or recording.syscalls or recording.processes:
