@@ -526,6 +526,42 @@ def test_close_with_unread_data_is_an_rst_finding(tmp_path: Path) -> None:
     assert "failed with ECONNRESET" in found.message
 
 
+ABORT = """
+import socket, struct, sys
+port = int(sys.argv[1])
+srv = socket.socket()
+srv.bind(("127.0.0.1", port))
+srv.listen(1)
+c = socket.create_connection(("127.0.0.1", port))
+s, _ = srv.accept()
+c.sendall(b"hello")
+assert s.recv(100) == b"hello"
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()  # linger 0: an abort, RST instead of FIN, with nothing left unread
+try:
+    c.recv(100)
+except ConnectionResetError:
+    pass
+c.close()
+"""
+
+
+def test_abort_with_linger_zero_names_the_setsockopt(tmp_path: Path) -> None:
+    port = free_port()
+    sc = run(tmp_path, ABORT, [str(port)], f"tcp port {port}", count(RST, 1))
+    (found,) = only(sc, "rst_on_close")
+    linger = sc.call("setsockopt", lambda c: c.args.get("optname") == "SO_LINGER")
+    accept = sc.call("accept4")
+    close = sc.call("close", lambda c: c.fd == accept.ret and c.pid == accept.pid)
+    reset = sc.call("recvfrom", lambda c: c.errno == "ECONNRESET")
+    assert found.evidence["syscalls"] == sorted([linger.id, close.id, reset.id])
+    assert found.evidence["packets"] == [p.index for p in sc.packets if p.flags & RST]
+    assert f"close(fd {accept.ret}) on the server" in found.message
+    assert f"setsockopt(fd {accept.ret}) had set SO_LINGER with a 0 s timeout" in found.message
+    # Everything sent had been read: nothing may be called unread.
+    assert "unread" not in found.message and "failed with ECONNRESET" in found.message
+
+
 REFUSED = """
 import socket, sys
 c = socket.socket()
@@ -583,42 +619,7 @@ def test_keepalive_probes_are_info(tmp_path: Path) -> None:
     assert "sent 2 keep-alive probe(s)" in found.message and "2 answered by the server" in found.message
 
 
-# -- resets mid-stream, and the stray RST after an orderly close -----------------------------------
-
-ABORT = """
-import socket, struct, sys
-port = int(sys.argv[1])
-srv = socket.socket()
-srv.bind(("127.0.0.1", port))
-srv.listen(1)
-c = socket.create_connection(("127.0.0.1", port))
-s, _ = srv.accept()
-c.sendall(b"hello")
-assert s.recv(100) == b"hello"
-s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-s.close()  # linger 0: an abort, RST instead of FIN, with nothing left unread
-try:
-    c.recv(100)
-except ConnectionResetError:
-    pass
-c.close()
-"""
-
-
-def test_abort_with_linger_zero_names_the_setsockopt(tmp_path: Path) -> None:
-    port = free_port()
-    sc = run(tmp_path, ABORT, [str(port)], f"tcp port {port}", count(RST, 1))
-    (found,) = only(sc, "rst_on_close")
-    linger = sc.call("setsockopt", lambda c: c.args.get("optname") == "SO_LINGER")
-    accept = sc.call("accept4")
-    close = sc.call("close", lambda c: c.fd == accept.ret and c.pid == accept.pid)
-    reset = sc.call("recvfrom", lambda c: c.errno == "ECONNRESET")
-    assert found.evidence["syscalls"] == sorted([linger.id, close.id, reset.id])
-    assert found.evidence["packets"] == [p.index for p in sc.packets if p.flags & RST]
-    assert f"close(fd {accept.ret}) on the server" in found.message
-    assert f"setsockopt(fd {accept.ret}) had set SO_LINGER with a 0 s timeout" in found.message
-    # Everything sent had been read: nothing may be called unread.
-    assert "unread" not in found.message and "failed with ECONNRESET" in found.message
+# -- a RST after an orderly close ----------------------------------------------------------------
 
 
 def test_rst_after_an_orderly_close_is_no_finding() -> None:
