@@ -32,6 +32,7 @@ run: system $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check wirecorr tests $(BENCH_SCRIPTS)
+	$(VENV)/bin/ruff format --check wirecorr tests $(BENCH_SCRIPTS)
 
 test: system $(STAMP) lint
 	$(PY) -m pytest -q -p no:cacheprovider tests

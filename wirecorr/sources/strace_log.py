@@ -570,11 +570,37 @@ _PARAMS: dict[str, tuple[str, ...]] = {
 }
 # The descriptor a call acts on, when it is not called `fd` (epoll_ctl acts on the registered
 # `fd`, as in the tracer: that is the socket the correlator follows).
-_TARGET = {"epoll_wait": "epfd", "epoll_pwait": "epfd", "epoll_pwait2": "epfd",
-           "dup": "oldfd", "dup2": "oldfd", "dup3": "oldfd", "sendfile": "out_fd"}
+_TARGET = {
+    "epoll_wait": "epfd",
+    "epoll_pwait": "epfd",
+    "epoll_pwait2": "epfd",
+    "dup": "oldfd",
+    "dup2": "oldfd",
+    "dup3": "oldfd",
+    "sendfile": "out_fd",
+}
 # Calls whose successful return value is the number of bytes moved.
-_BYTE_CALLS = frozenset({"read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev", "preadv2",
-                         "pwritev2", "send", "recv", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendfile"})
+_BYTE_CALLS = frozenset(
+    {
+        "read",
+        "write",
+        "pread64",
+        "pwrite64",
+        "readv",
+        "writev",
+        "preadv",
+        "pwritev",
+        "preadv2",
+        "pwritev2",
+        "send",
+        "recv",
+        "sendto",
+        "recvfrom",
+        "sendmsg",
+        "recvmsg",
+        "sendfile",
+    }
+)
 
 
 def _fill(sc: Syscall, values: list[object], raws: list[str], annotation: str) -> None:
@@ -617,8 +643,11 @@ def _fill(sc: Syscall, values: list[object], raws: list[str], annotation: str) -
             args["data"] = _epoll_data(ev)
     if "events" in named:
         evs = named["events"]
-        args["events"] = ([{"events": _json(e.get("events")), "data": _epoll_data(e)} for e in evs
-                           if isinstance(e, Struct)] if isinstance(evs, list) else _json(evs))
+        args["events"] = (
+            [{"events": _json(e.get("events")), "data": _epoll_data(e)} for e in evs if isinstance(e, Struct)]
+            if isinstance(evs, list)
+            else _json(evs)
+        )
     if ok and sc.name in _BYTE_CALLS:
         sc.nbytes = sc.ret
 
@@ -677,8 +706,11 @@ def _poll_fds(fds: object, annotation: str) -> object:
     """poll's fds with revents taken from the result annotation `([{fd=3, revents=POLLIN}])`."""
     if not isinstance(fds, list):
         return _json(fds)
-    out = [{"fd": _json(f.get("fd")), "events": _json(f.get("events")), "revents": None}
-           for f in fds if isinstance(f, Struct)]
+    out = [
+        {"fd": _json(f.get("fd")), "events": _json(f.get("events")), "revents": None}
+        for f in fds
+        if isinstance(f, Struct)
+    ]
     if annotation.startswith("(["):
         try:
             revs = _Parser(annotation, 1).value()

@@ -11,6 +11,8 @@ import os
 
 Names = tuple[tuple[int, str], ...]
 
+# Tables kept dense, one line per strace group, as strace's own xlat files are.
+# fmt: off
 AF: dict[int, str] = {
     0: "AF_UNSPEC", 1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "AF_PACKET",
     31: "AF_BLUETOOTH", 38: "AF_ALG", 40: "AF_VSOCK",
@@ -115,6 +117,7 @@ FIONREAD = 0x541B
 # The kernel's restart codes never reach user space but do show at syscall-exit-stops.
 _RESTART = {512: "ERESTARTSYS", 513: "ERESTARTNOINTR", 514: "ERESTARTNOHAND", 515: "ENOIOCTLCMD",
             516: "ERESTART_RESTARTBLOCK"}
+# fmt: on
 
 
 def flags(value: int, names: Names) -> str | int:

@@ -16,8 +16,9 @@ from wirecorr.sources.syscalls.base import Args, Decoders, Tracee, read_int, rea
 
 def _socket_enter(call: Syscall, a: Args, t: Tracee) -> None:
     domain, kind = s32(a[0]), s32(a[1])
-    call.args.update(domain=consts.name(domain, consts.AF), type=consts.sock_type(kind),
-                     protocol=consts.protocol(domain, s32(a[2])))
+    call.args.update(
+        domain=consts.name(domain, consts.AF), type=consts.sock_type(kind), protocol=consts.protocol(domain, s32(a[2]))
+    )
 
 
 def _socket_exit(call: Syscall, a: Args, t: Tracee) -> None:

@@ -30,8 +30,9 @@ def _pollfds(t: Tracee, addr: int, nfds: int) -> list[tuple[int, int, int]]:
 
 def _poll_enter(call: Syscall, a: Args, t: Tracee) -> None:
     nfds = a[1] & 0xFFFFFFFF
-    call.args["fds"] = [{"fd": fd, "events": consts.flags(ev & 0xFFFF, consts.POLL)}
-                        for fd, ev, _ in _pollfds(t, a[0], nfds)]
+    call.args["fds"] = [
+        {"fd": fd, "events": consts.flags(ev & 0xFFFF, consts.POLL)} for fd, ev, _ in _pollfds(t, a[0], nfds)
+    ]
     call.args["nfds"] = nfds
 
 

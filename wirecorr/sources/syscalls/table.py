@@ -13,6 +13,7 @@ import platform
 AUDIT_ARCH_X86_64 = 0xC000003E
 AUDIT_ARCH_AARCH64 = 0xC00000B7
 
+# fmt: off
 X86_64: dict[int, str] = {
     0: "read", 1: "write", 3: "close", 7: "poll", 16: "ioctl", 17: "pread64", 18: "pwrite64",
     19: "readv", 20: "writev", 23: "select", 32: "dup", 33: "dup2", 40: "sendfile", 41: "socket",
@@ -34,6 +35,8 @@ AARCH64: dict[int, str] = {
     208: "setsockopt", 209: "getsockopt", 210: "shutdown", 211: "sendmsg", 212: "recvmsg",
     242: "accept4", 243: "recvmmsg", 269: "sendmmsg", 436: "close_range", 441: "epoll_pwait2",
 }
+# fmt: on
+
 
 BY_ARCH: dict[int, dict[int, str]] = {AUDIT_ARCH_X86_64: X86_64, AUDIT_ARCH_AARCH64: AARCH64}
 

@@ -23,14 +23,24 @@ _libc = ctypes.CDLL(None, use_errno=True)
 SYS_PIDFD_GETFD = 438  # same number on every architecture (unified table)
 
 _KIND_BY_PROTO = {
-    (socket.AF_INET, socket.SOCK_STREAM): "tcp", (socket.AF_INET, socket.SOCK_DGRAM): "udp",
-    (socket.AF_INET6, socket.SOCK_STREAM): "tcp6", (socket.AF_INET6, socket.SOCK_DGRAM): "udp6",
+    (socket.AF_INET, socket.SOCK_STREAM): "tcp",
+    (socket.AF_INET, socket.SOCK_DGRAM): "udp",
+    (socket.AF_INET6, socket.SOCK_STREAM): "tcp6",
+    (socket.AF_INET6, socket.SOCK_DGRAM): "udp6",
 }
 _KIND_BY_FAMILY = {socket.AF_UNIX: "unix", socket.AF_NETLINK: "netlink"}
 # /proc/PID/net files by FdInfo kind, and the names getxattr(system.sockprotoname) gives.
 _PROC_NET = (("tcp", "tcp"), ("tcp6", "tcp6"), ("udp", "udp"), ("udp6", "udp6"), ("unix", "unix"))
-_PROTONAME_KIND = {"TCP": "tcp", "TCPv6": "tcp6", "UDP": "udp", "UDPv6": "udp6", "UNIX": "unix",
-                   "NETLINK": "netlink", "RAW": "raw", "RAWv6": "raw"}
+_PROTONAME_KIND = {
+    "TCP": "tcp",
+    "TCPv6": "tcp6",
+    "UDP": "udp",
+    "UDPv6": "udp6",
+    "UNIX": "unix",
+    "NETLINK": "netlink",
+    "RAW": "raw",
+    "RAWv6": "raw",
+}
 
 
 def socket_kind(domain: int, sock_type: int) -> str:
@@ -206,5 +216,9 @@ class FdTable:
             os.close(dup)
             return _from_proc_net(self.pid, fd, inode)
         with sock:
-            return FdInfo(socket_kind(sock.family, sock.type), local=_sock_name(sock, peer=False),
-                          remote=_sock_name(sock, peer=True), inode=inode)
+            return FdInfo(
+                socket_kind(sock.family, sock.type),
+                local=_sock_name(sock, peer=False),
+                remote=_sock_name(sock, peer=True),
+                inode=inode,
+            )

@@ -63,8 +63,7 @@ def _identity(user: str | None) -> _Identity | None:
     return _Identity(entry.pw_uid, entry.pw_gid, os.getgrouplist(user, entry.pw_gid))
 
 
-def fork_child(argv: list[str], *, user: str | None, env: dict[str, str] | None,
-               flt: Filter | None) -> tuple[int, int]:
+def fork_child(argv: list[str], *, user: str | None, env: dict[str, str] | None, flt: Filter | None) -> tuple[int, int]:
     """Fork the command, stopped before exec; returns (pid, go_fd): write a byte to go_fd once seized."""
     environ = dict(os.environ) if env is None else env
     path = resolve_command(argv, environ)

@@ -502,8 +502,10 @@ def _seccomp_mode(pid: int) -> int | None:
 
 def _ptrace_problem(pid: int, exc: PtraceError) -> str:
     if exc.errno == errno.EPERM:
-        return (f"cannot trace process {pid}: operation not permitted (needs CAP_SYS_PTRACE, or "
-                "kernel.yama.ptrace_scope forbids it; a process already traced by strace/gdb cannot be traced)")
+        return (
+            f"cannot trace process {pid}: operation not permitted (needs CAP_SYS_PTRACE, or "
+            "kernel.yama.ptrace_scope forbids it; a process already traced by strace/gdb cannot be traced)"
+        )
     if exc.errno == errno.ESRCH:
         return f"no such process: {pid}"
     return f"cannot trace process {pid}: {os.strerror(exc.errno or 0)}"

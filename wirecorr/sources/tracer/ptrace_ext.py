@@ -44,8 +44,7 @@ SYSCALL_INFO_SECCOMP = 3
 WALL = 0x40000000  # __WALL: threads too
 WNOTHREAD = 0x20000000  # __WNOTHREAD: only children of the calling thread
 
-OPTIONS = (PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE
-           | PTRACE_O_TRACEEXEC)
+OPTIONS = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC
 
 # struct ptrace_syscall_info: op, pad, arch, ip, sp, then the entry/seccomp or exit union.
 _INFO_SIZE = 88
