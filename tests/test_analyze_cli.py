@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from loopback_capture import LoopbackCapture
 
+from wirecorr.engine.session import Session, load_capture
 from wirecorr.model import FIN
+from wirecorr.views import text_report
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "captures" / "handshake-echo.pcapng"
@@ -115,3 +119,23 @@ def test_missing_file_is_one_line_exit_2(tmp_path: Path) -> None:
     result = wirecorr("analyze", str(tmp_path / "nope.pcap"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"wirecorr: {tmp_path / 'nope.pcap'}: No such file or directory"]
+
+
+def test_text_findings_are_grouped_and_long_groups_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fd-leak lab's recording (20 close_wait_leak, 9 connection_reset, 1 fd_exhaustion),
+    with the per-kind limit lowered to 5 so that its two large groups are cut."""
+    monkeypatch.setattr(text_report, "FINDINGS_PER_KIND", 5)
+    session = Session()
+    load_capture(session, str(ROOT / "captures" / "lab-fd-leak.pcapng"), show_progress=False)
+    session.finish()
+    out = io.StringIO()
+    text_report.write(session, out, notable=0)
+    lines = out.getvalue().split("\nFindings ")[1].splitlines()
+    assert lines[0] == "(30): fd_exhaustion 1, close_wait_leak 20, connection_reset 9"
+    leaks = [f.connection for f in session.findings if f.kind == "close_wait_leak"]
+    shown = [line for line in lines if line.startswith("  warning close_wait_leak: ")]
+    assert len(shown) == 5 and sum("fd_exhaustion: " in line for line in lines) == 1
+    rest = ", ".join(f"#{c}" for c in leaks[5:17]) + ", …"
+    assert f"          … 15 more close_wait_leak (connections {rest}); --json lists them all" in lines
+    assert any(line.startswith("          … 4 more connection_reset (connections #") for line in lines)
+    assert len(lines) == 1 + 1 + 5 + 1 + 5 + 1

@@ -10,6 +10,9 @@ from wirecorr.engine.session import Session
 from wirecorr.views import json_report
 from wirecorr.views.syscall_format import format_syscall, is_network
 
+# Findings of one kind shown in full; the rest are counted (see _write_findings).
+FINDINGS_PER_KIND = 20
+
 
 def fmt_duration(ns: int | None) -> str:
     if ns is None:
@@ -123,12 +126,28 @@ def _write_links(out: TextIO, session: Session, limit: int) -> None:
 
 
 def _write_findings(out: TextIO, findings: list[dict[str, Any]]) -> None:
-    """Every finding, unlike links and packets: there are few, and they are the point."""
+    """Grouped by kind, the first FINDINGS_PER_KIND of each in full: a leak is one finding per
+    connection (the fd-leak lab has 20, a real server thousands), and the first few say what
+    the rest would. The JSON report has them all."""
     if not findings:
         return
-    out.write(f"\nFindings ({len(findings)}):\n")
+    by_kind: dict[str, list[dict[str, Any]]] = {}
     for f in findings:
-        out.write(f"  {f['severity']:<7} {f['kind']}: {f['message']}\n")
+        by_kind.setdefault(f["kind"], []).append(f)
+    counts = ", ".join(f"{kind} {len(group)}" for kind, group in by_kind.items())
+    out.write(f"\nFindings ({len(findings)}): {counts}\n")
+    for kind, group in by_kind.items():
+        for f in group[:FINDINGS_PER_KIND]:
+            out.write(f"  {f['severity']:<7} {kind}: {f['message']}\n")
+        if len(group) > FINDINGS_PER_KIND:
+            rest = [f["connection"] for f in group[FINDINGS_PER_KIND:] if f["connection"] is not None]
+            which = f" (connections {_id_list(rest)})" if rest else ""
+            out.write(f"          … {len(group) - FINDINGS_PER_KIND} more {kind}{which}; --json lists them all\n")
+
+
+def _id_list(ids: list[int], most: int = 12) -> str:
+    text = ", ".join(f"#{i}" for i in ids[:most])
+    return text + (", …" if len(ids) > most else "")
 
 
 def _write_connection(out: TextIO, conn: dict[str, Any], t0: int) -> None:
