@@ -3,9 +3,9 @@
 The three look alike on the wire (one RST) and mean different things to the app, so the
 correlator's links decide: a `close-rst` link is a close() that discarded received bytes
 or aborted on purpose (SO_LINGER with a 0 s timeout; the peer may lose data it already
-sent either way), a RST answering a SYN is a port nobody listens
-on, and any other RST of an established connection is an abort (SO_LINGER 0, a crash, a
-middlebox) that the peer learns about as ECONNRESET or EPIPE.
+sent either way), a RST answering a SYN is a port nobody listens on, and any other RST of
+an established connection is an abort (a crash, a middlebox, a process killed with
+connections in its accept queue) that the peer learns about as ECONNRESET or EPIPE.
 
 A RST after both ends finished an orderly close is none of these: it answers a segment
 that reached a socket already gone — seen on Linux loopback when a delayed ACK leaves
