@@ -5,7 +5,9 @@ its ephemeral port towards that server stays taken, so a client that opens and c
 connections faster than 60 s / (ports in range) runs out and connect() fails with
 EADDRNOTAVAIL. The wire shows who closed first and when each TIME_WAIT began; the port
 range is this host's setting at analysis time unless the caller says otherwise, since a
-capture does not record it.
+capture does not record it. A RST that reaches the TIME_WAIT end ends it early (Linux
+follows RFC 1337's "assassination" unless net.ipv4.tcp_rfc1337 is set), so such a
+connection counts as a close but no longer holds its port.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class _Closed:
     conn: Connection
     ts: int  # entered TIME_WAIT
     fin: int | None  # the closer's first FIN
+    ended: int | None  # left TIME_WAIT early, on a RST
 
 
 def detect(ctx: Context) -> Iterator[Finding]:
@@ -40,14 +43,18 @@ def detect(ctx: Context) -> Iterator[Finding]:
         if tw is None:
             continue
         fin = next((idx for _, idx, state in history if state == FIN_WAIT_1), None)
+        # Out of TIME_WAIT only a RST takes a side (see tcp_analysis._track_state).
+        ended = next((ts for ts, _, state in history if state == CLOSED and ts >= tw), None)
         addr = conn.client_addr if side == 0 else conn.server_addr
-        groups.setdefault((side, addr, conn.server_addr, conn.server_port), []).append(_Closed(conn, tw, fin))
+        closed = _Closed(conn, tw, fin, ended)
+        groups.setdefault((side, addr, conn.server_addr, conn.server_port), []).append(closed)
     low, high = ctx.port_range()
     size = high - low + 1
     for (side, addr, server_addr, server_port), closed in groups.items():
         window = _busiest_window(closed, ctx.thresholds.time_wait_window_ns)
         count = len(window)
-        in_range = sum(1 for c in window if low <= c.conn.client_port <= high) if side == 0 else 0
+        early = sum(1 for c in window if c.ended is not None)
+        in_range = sum(1 for c in window if c.ended is None and low <= c.conn.client_port <= high) if side == 0 else 0
         if count < ctx.thresholds.time_wait_min and in_range < ctx.thresholds.time_wait_range_fraction * size:
             continue
         server = format_endpoint(server_addr, server_port)
@@ -60,7 +67,12 @@ def detect(ctx: Context) -> Iterator[Finding]:
             )
         else:
             head = f"server {server} actively closed {count} connections within {fmt_ns(span)}"
-            cost = f"{count} sockets sit in TIME_WAIT on the server for {fmt_ns(ctx.thresholds.time_wait_window_ns)}"
+            cost = (
+                f"{count - early} sockets sit in TIME_WAIT on the server "
+                f"for {fmt_ns(ctx.thresholds.time_wait_window_ns)}"
+            )
+        if early:
+            cost += f"; {early} of them left TIME_WAIT early, reset by the peer (RFC 1337 assassination)"
         yield Finding(
             kind=KIND,
             severity=WARNING,
@@ -108,7 +120,9 @@ def _exhaustion(
             for (side, _, s_addr, s_port), closed in groups.items()
             if side == 0 and (s_addr, s_port) == (server_addr, server_port)
             for c in closed
-            if c.ts <= at < c.ts + ctx.thresholds.time_wait_window_ns and low <= c.conn.client_port <= high
+            if c.ts <= at < c.ts + ctx.thresholds.time_wait_window_ns
+            and (c.ended is None or at < c.ended)
+            and low <= c.conn.client_port <= high
         ]
         open_ = [
             conn
