@@ -24,6 +24,7 @@ from loopback_capture import LoopbackCapture
 from wirecorr.engine.correlator import Correlator
 from wirecorr.engine.socket_map import endpoint_key
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
+from wirecorr.labs import rst_on_close
 from wirecorr.model import ACK, FIN, RST, SYN, FdInfo, Link, Packet, Syscall
 from wirecorr.sources.strace_log import read_strace_log
 from wirecorr.sources.tracer import Tracer
@@ -479,23 +480,8 @@ def test_small_writes_coalesced_by_nagle(tmp_path: Path) -> None:
     check_all_labelled(run)
 
 
-RST_ON_CLOSE = """
-import socket, sys, time
-port = int(sys.argv[1])
-srv = socket.socket()
-srv.bind(("127.0.0.1", port))
-srv.listen(1)
-c = socket.create_connection(("127.0.0.1", port))
-s, _ = srv.accept()
-c.sendall(b"u" * 100)
-time.sleep(0.05)
-s.close()  # 100 bytes never read: the kernel answers with RST, not FIN
-try:
-    c.recv(10)
-except ConnectionResetError:
-    pass
-c.close()
-"""
+# The rst-on-close lab's own program: close() with 100 bytes unread.
+RST_ON_CLOSE = rst_on_close.PROGRAM
 
 
 def test_close_with_unread_data_resets(tmp_path: Path) -> None:

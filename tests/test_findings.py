@@ -15,6 +15,7 @@ import pytest
 from scenario_helpers import Scenario, free_port, netns, run
 
 from wirecorr.engine.findings import Thresholds, detect
+from wirecorr.labs import rst_on_close
 from wirecorr.model import FIN, RST, SYN, Finding, Packet
 
 pytestmark = pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
@@ -494,23 +495,8 @@ def test_nagle_stall_behind_a_delayed_ack(tmp_path: Path) -> None:
 
 # -- resets ------------------------------------------------------------------------------------------
 
-RST_ON_CLOSE = """
-import socket, sys, time
-port = int(sys.argv[1])
-srv = socket.socket()
-srv.bind(("127.0.0.1", port))
-srv.listen(1)
-c = socket.create_connection(("127.0.0.1", port))
-s, _ = srv.accept()
-c.sendall(b"u" * 100)
-time.sleep(0.05)
-s.close()  # 100 bytes never read: the kernel answers with RST, not FIN
-try:
-    c.recv(10)
-except ConnectionResetError:
-    pass
-c.close()
-"""
+# The rst-on-close lab's own program: close() with 100 bytes unread.
+RST_ON_CLOSE = rst_on_close.PROGRAM
 
 
 def test_close_with_unread_data_is_an_rst_finding(tmp_path: Path) -> None:

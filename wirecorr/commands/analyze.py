@@ -41,14 +41,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+# A one-shot report keeps what it loads until it exits: the cyclic GC would only rescan
+# it, during the load and again while findings and the report walk it.
+@paused_gc()
 def run(args: argparse.Namespace) -> int:
-    # A one-shot report keeps what it loads until it exits: the cyclic GC would only rescan
-    # it, during the load and again while findings and the report walk it.
-    with paused_gc():
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
     path = args.file or args.pcap
     if path is None and args.strace is None:
         raise WirecorrError("analyze: give a capture FILE, or --strace LOG [--pcap FILE]")

@@ -57,14 +57,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+# A one-shot report keeps what it loads until it exits: the cyclic GC would only rescan
+# it, during the load and again while findings and the report walk it.
+@paused_gc()
 def run(args: argparse.Namespace) -> int:
-    # A one-shot report keeps what it loads until it exits: the cyclic GC would only rescan
-    # it, during the load and again while findings and the report walk it.
-    with paused_gc():
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
     # Rules first: a bad rules file should fail before a large capture is read.
     rules = checks.load_rules(args.expect)
     session = Session()

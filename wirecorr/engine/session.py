@@ -78,6 +78,10 @@ class Session:
         """Process events (fork, exec, exit) as the Tracer reports them: forks share fds."""
         self.correlator.on_process(event, pid, info)
 
+    def on_process_record(self, record: dict[str, Any]) -> None:
+        """A recording's process record: the same event, as the writer stored it."""
+        self.on_process(record["event"], record["pid"], record["info"])
+
     def finish(self) -> None:
         self.correlator.finish()
         self.analyzer.finish()
@@ -158,19 +162,15 @@ def _feed_recorded_half(session: Session, recording: Recording) -> None:
     for sc in syscalls:
         done = _completed_ns(sc)
         while at < len(processes) and (processes[at].get("ts_ns") or 0) <= done:
-            _feed_process(session, processes[at])
+            session.on_process_record(processes[at])
             at += 1
         session.feed_syscall(sc)
     for process in processes[at:]:
-        _feed_process(session, process)
+        session.on_process_record(process)
 
 
 def _completed_ns(sc: Syscall) -> int:
     return sc.exit_ns if sc.exit_ns is not None else sc.enter_ns
-
-
-def _feed_process(session: Session, event: dict[str, Any]) -> None:
-    session.on_process(event["event"], event["pid"], event["info"])
 
 
 def load_strace(session: Session, path: str) -> None:

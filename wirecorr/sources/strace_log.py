@@ -580,27 +580,12 @@ _TARGET = {
     "sendfile": "out_fd",
 }
 # Calls whose successful return value is the number of bytes moved.
-_BYTE_CALLS = frozenset(
-    {
-        "read",
-        "write",
-        "pread64",
-        "pwrite64",
-        "readv",
-        "writev",
-        "preadv",
-        "pwritev",
-        "preadv2",
-        "pwritev2",
-        "send",
-        "recv",
-        "sendto",
-        "recvfrom",
-        "sendmsg",
-        "recvmsg",
-        "sendfile",
-    }
-)
+# fmt: off
+_BYTE_CALLS = frozenset({
+    "read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev", "preadv2", "pwritev2",
+    "send", "recv", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendfile",
+})
+# fmt: on
 
 
 def _fill(sc: Syscall, values: list[object], raws: list[str], annotation: str) -> None:

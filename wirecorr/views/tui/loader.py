@@ -100,7 +100,7 @@ class FileLoader:
         if rec.meta and not session.meta:
             session.meta = rec.meta
         for event in rec.processes:
-            session.on_process(event["event"], event["pid"], event["info"])
+            session.on_process_record(event)
         for sc in rec.syscalls:
             self.index.add_syscall(sc)
         self.fed += len(rec.syscalls) + len(rec.processes)
