@@ -244,27 +244,12 @@ def syscall_block(sc: Syscall) -> bytes:
     traced program want the same 2 CPUs (and the GIL): an args dict of plain values, as
     nearly all are, goes to JSON as it is instead of through `encode_value`'s walk.
     """
+    record = syscall_to_dict(sc)
     args = sc.args
     if not (_ENCODE_PLAIN_TYPES.issuperset(map(type, args.values())) and _plain_keys(tuple(args))):
-        args = encode_value(args)
-    data = sc.data
-    record = {
-        "id": sc.id,
-        "pid": sc.pid,
-        "tid": sc.tid,
-        "name": sc.name,
-        "enter_ns": sc.enter_ns,
-        "exit_ns": sc.exit_ns,
-        "ret": sc.ret,
-        "errno": sc.errno,
-        "fd": sc.fd,
-        "fdinfo": fdinfo_to_dict(sc.fdinfo),
-        "ret_fdinfo": fdinfo_to_dict(sc.ret_fdinfo),
-        "nbytes": sc.nbytes,
-        "data": None if data is None else {"$bytes": binascii.b2a_base64(data, newline=False).decode("ascii")},
-        "msg_lens": sc.msg_lens,
-        "args": args,
-    }
+        record["args"] = encode_value(args)
+    if sc.data is not None:
+        record["data"] = {"$bytes": binascii.b2a_base64(sc.data, newline=False).decode("ascii")}
     payload = _SYSCALL_PREFIX + dumps(record)
     pad = -len(payload) % 4
     total = 16 + len(payload) + pad
