@@ -141,6 +141,52 @@ def test_usage_errors(tmp_path: Path) -> None:
     missing = record("-o", str(tmp_path / "nf.pcapng"), "--no-capture", "--", "no-such-command-here")
     assert missing.returncode == 127 and "command not found" in missing.stderr
     assert not (tmp_path / "nf.pcapng").exists()
+    gone = _unused_pid()
+    absent = record("-o", str(tmp_path / "gone.pcapng"), "--no-capture", "-p", str(gone))
+    assert absent.returncode == 2 and absent.stderr.strip() == f"wirecorr: no such process: {gone}"
+    assert not (tmp_path / "gone.pcapng").exists()
+    nobody = record("-o", str(tmp_path / "u.pcapng"), "--no-capture", "--user", "no-such-user-here", "--", "true")
+    assert nobody.returncode == 2 and "no such user: no-such-user-here" in nobody.stderr
+
+
+def _unused_pid() -> int:
+    with open("/proc/sys/kernel/pid_max") as f:
+        return next(pid for pid in range(int(f.read()) - 1, 1, -1) if not os.path.exists(f"/proc/{pid}"))
+
+
+def test_live_with_a_mistake_says_so_without_opening_the_ui(tmp_path: Path) -> None:
+    """`live` finds the same mistakes as `record` before the UI starts: one line, no files left."""
+    gone = _unused_pid()
+    live = [PYTHON, "-m", "wirecorr", "live", "-o", str(tmp_path / "l.pcapng"), "--no-capture"]
+    absent = subprocess.run([*live, "-p", str(gone)], capture_output=True, text=True, timeout=60)
+    assert absent.returncode == 2 and absent.stderr == f"wirecorr: no such process: {gone}\n"
+    missing = subprocess.run([*live, "--", "no-such-command-here"], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 127 and missing.stderr == "wirecorr: no-such-command-here: command not found\n"
+    assert not list(tmp_path.iterdir())
+
+
+def test_attach_to_a_traced_process_says_why(tmp_path: Path) -> None:
+    """A process strace already traces cannot be seized: one line naming the cause, exit 2."""
+    ready = tmp_path / "ready"
+    code = f"import pathlib, time; pathlib.Path({str(ready)!r}).touch(); time.sleep(60)"
+    strace = subprocess.Popen(["strace", "-qq", "-o", "/dev/null", sys.executable, "-c", code])
+    target = None
+    try:
+        deadline = time.monotonic() + 20
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (target,) = (int(p) for p in Path(f"/proc/{strace.pid}/task/{strace.pid}/children").read_text().split())
+        proc = record("-o", str(tmp_path / "t.pcapng"), "--no-capture", "-p", str(target))
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.splitlines()
+        assert line.startswith(f"wirecorr: cannot trace process {target}: operation not permitted"), line
+        assert "already traced by strace" in line
+        assert not (tmp_path / "t.pcapng").exists()
+    finally:
+        if target is not None:
+            os.kill(target, signal.SIGKILL)  # strace's child, started by this test
+        strace.kill()
+        strace.wait()
 
 
 def _state(pid: int) -> tuple[str, int]:

@@ -100,9 +100,19 @@ class LiveRecording:
             self.feed.result = f"failed: {e}"
         finally:
             self.feed.finished = True
+            self.feed.begun.set()
 
     def start(self) -> None:
+        """Start recording; returns once tracing has begun, or raises what kept it from beginning.
+
+        A mistake of the user's (no such process, command not found, no tcpdump) is found
+        before the tracer has a process: it ends `live` with its one line, as for
+        `record`, instead of opening the UI on an empty recording.
+        """
         self.thread.start()
+        self.feed.begun.wait()
+        if self.error is not None:
+            self.join()
 
     def stop(self) -> None:
         """What ctrl-c does to `record`: the launched CMD gets SIGINT, the tracer stops."""
@@ -135,11 +145,16 @@ def run(args: argparse.Namespace) -> int:
     output = args.output or time.strftime("wirecorr-%Y%m%d-%H%M%S.pcapng")
     live = LiveRecording(args, output, argv, pids)
     title = " ".join(argv) if argv else f"pid {','.join(map(str, pids))}"
-    with program_stdio(output + ".log"):
-        live.start()
+    log = output + ".log"
+    with program_stdio(log):
+        try:
+            live.start()
+        except WirecorrError:
+            os.unlink(log)  # nothing ran, so nothing was logged
+            raise
         try:
             WirecorrApp(live.index, live.feed, title=f"live: {title}", live=True).run()
         finally:
             status = live.join()
-    print(f"wirecorr live: {live.index.events:,} events -> {output} (program output in {output}.log)", file=sys.stderr)
+    print(f"wirecorr live: {live.index.events:,} events -> {output} (program output in {log})", file=sys.stderr)
     return status

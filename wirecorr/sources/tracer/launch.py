@@ -18,7 +18,7 @@ import shutil
 import signal
 from dataclasses import dataclass
 
-from wirecorr.errors import WirecorrError
+from wirecorr.errors import EXIT_BAD_INPUT, WirecorrError
 from wirecorr.sources.tracer.seccomp import Filter
 
 EXIT_NOT_FOUND = 127
@@ -26,9 +26,13 @@ EXIT_CANNOT_EXECUTE = 126
 
 
 class TraceError(WirecorrError):
-    """A tracing problem the user can act on (no such process, no permission, no command)."""
+    """A tracing problem the user can act on (no such process, no permission, no command).
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    Exit status 2 as for the other things given wrong or missing (docs/record.md), except
+    a command that cannot be run, which exits as a shell would (127, 126).
+    """
+
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 

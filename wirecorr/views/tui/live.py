@@ -9,6 +9,7 @@ the queue instead of freezing the screen; the status bar shows it as the backlog
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -39,6 +40,8 @@ class LiveFeed:
         self.queue: SimpleQueue[tuple[int, Any]] = SimpleQueue()
         self.done = False
         self.finished = False  # set by the recorder's thread when Recorder.run returned
+        # Set at the tracer's first process, or by the recorder's thread when it ends first.
+        self.begun = threading.Event()
         self.result: str | None = None
         self.pids: set[int] = set()
         self._stop: Any = None
@@ -54,6 +57,7 @@ class LiveFeed:
 
     def on_process(self, event: str, pid: int, info: int | None) -> None:
         self.queue.put((_PROCESS, (event, pid, info)))
+        self.begun.set()
 
     def on_packet(self, pkt: Packet) -> None:
         self.queue.put((_PACKET, pkt))
