@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pty_helpers import run_with_tty
 
 from wirecorr.model import ACK, SYN
 from wirecorr.recording import read_recording
@@ -158,10 +159,14 @@ def test_live_with_a_mistake_says_so_without_opening_the_ui(tmp_path: Path) -> N
     """`live` finds the same mistakes as `record` before the UI starts: one line, no files left."""
     gone = _unused_pid()
     live = [PYTHON, "-m", "wirecorr", "live", "-o", str(tmp_path / "l.pcapng"), "--no-capture"]
-    absent = subprocess.run([*live, "-p", str(gone)], capture_output=True, text=True, timeout=60)
-    assert absent.returncode == 2 and absent.stderr == f"wirecorr: no such process: {gone}\n"
-    missing = subprocess.run([*live, "--", "no-such-command-here"], capture_output=True, text=True, timeout=60)
-    assert missing.returncode == 127 and missing.stderr == "wirecorr: no-such-command-here: command not found\n"
+    absent = run_with_tty([*live, "-p", str(gone)], stdin_tty=True, stderr_tty=True)
+    assert absent == (2, f"wirecorr: no such process: {gone}\n")
+    missing = run_with_tty([*live, "--", "no-such-command-here"], stdin_tty=True, stderr_tty=True)
+    assert missing == (127, "wirecorr: no-such-command-here: command not found\n")
+    assert not list(tmp_path.iterdir())
+    # Without a terminal nothing is started at all.
+    untraced = run_with_tty([*live, "--", "touch", str(tmp_path / "ran")], stdin_tty=False, stderr_tty=False)
+    assert untraced[0] == 2 and "live: the terminal UI needs a terminal" in untraced[1]
     assert not list(tmp_path.iterdir())
 
 

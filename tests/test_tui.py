@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pty_helpers import run_with_tty
 from textual import events
 from textual.keys import _character_to_key
 from textual.widgets import Input
@@ -17,6 +18,7 @@ from tui_helpers import CAPTURE, SIZE, make_app, settle, sync
 
 from wirecorr.cli import build_parser
 from wirecorr.recording import read_recording
+from wirecorr.views.tui import app as app_module
 from wirecorr.views.tui.app import WirecorrApp
 from wirecorr.views.tui.connections import ConnectionsPane
 from wirecorr.views.tui.detail import Detail
@@ -429,8 +431,21 @@ def test_bare_file_argument_opens_the_tui(monkeypatch: pytest.MonkeyPatch) -> No
 
     seen: list[str] = []
     monkeypatch.setattr(WirecorrApp, "run", lambda self: seen.append(self.sub_title))
+    monkeypatch.setattr(app_module, "require_terminal", lambda command, instead: None)
     assert cli.main([CAPTURE]) == 0
     assert seen == [CAPTURE]
+
+
+def test_tui_without_a_terminal_says_so_at_once() -> None:
+    """With stdin or stderr not a terminal (a script, a pipe) Textual would write escape codes
+    into it and wait for keys that never come."""
+    expected = (
+        "wirecorr: tui: the terminal UI needs a terminal on stdin and stderr; "
+        "`wirecorr analyze FILE` prints the same as text\n"
+    )
+    argv = [sys.executable, "-m", "wirecorr", "tui", CAPTURE]
+    assert run_with_tty(argv, stdin_tty=False, stderr_tty=True) == (2, expected)
+    assert run_with_tty(argv, stdin_tty=True, stderr_tty=False) == (2, expected)
 
 
 def test_tui_command_rejects_missing_file() -> None:

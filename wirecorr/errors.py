@@ -28,6 +28,12 @@ class InputError(WirecorrError):
         super().__init__(f"{where}: {message}")
 
 
+class UsageError(WirecorrError):
+    """Options or arguments that cannot work together, or a command run where it cannot work."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
 class MissingTool(WirecorrError):
     """A program or capability wirecorr needs is not there; says what to install or grant."""
 

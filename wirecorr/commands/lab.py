@@ -57,6 +57,10 @@ def run_lab(args: argparse.Namespace) -> int:
     lab = labs.get(args.name)
     if os.geteuid() != 0:
         raise WirecorrError("lab: needs root (network namespaces, ptrace, tcpdump)")
+    if args.tui:
+        from wirecorr.views.tui.app import require_terminal
+
+        require_terminal("lab --tui", instead="without --tui the lab prints what happened")
     with tempfile.TemporaryDirectory(prefix="wirecorr-lab-") as tmp:
         output = args.output or os.path.join(tmp, f"lab-{lab.name}.pcapng")
         result = runner.run(lab, output, small=args.small)
@@ -118,7 +122,5 @@ def write_text(result: runner.LabResult, *, kept: bool) -> None:
 def _open_tui(path: str) -> None:
     from wirecorr import cli
 
-    if "tui" not in cli.COMMANDS:
-        raise WirecorrError("lab --tui: this wirecorr has no TUI yet; use -o FILE and open it later")
     tui_args = cli.build_parser().parse_args(["tui", path])
     tui_args.run(tui_args)

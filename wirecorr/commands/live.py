@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 
 from wirecorr.commands import record
-from wirecorr.errors import WirecorrError
+from wirecorr.errors import UsageError, WirecorrError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -136,12 +136,13 @@ class LiveRecording:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wirecorr.views.tui.app import WirecorrApp
+    from wirecorr.views.tui.app import WirecorrApp, require_terminal
 
     argv = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     pids = record.parse_pids(args.pid)
     if bool(argv) == bool(pids):
-        raise record.UsageError("live: give either -- CMD [ARGS...] or -p PID[,PID...]")
+        raise UsageError("live: give either -- CMD [ARGS...] or -p PID[,PID...]")
+    require_terminal("live", instead="`wirecorr record` makes the recording without it")
     output = args.output or time.strftime("wirecorr-%Y%m%d-%H%M%S.pcapng")
     live = LiveRecording(args, output, argv, pids)
     title = " ".join(argv) if argv else f"pid {','.join(map(str, pids))}"

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from wirecorr.errors import EXIT_BAD_INPUT, WirecorrError
+from wirecorr.errors import UsageError, WirecorrError
 from wirecorr.model import Packet, Syscall
 from wirecorr.recording import RecordingWriter
 from wirecorr.sources.live_capture import DEFAULT_BUFFER_KIB, DEFAULT_GRACE, DEFAULT_SNAPLEN, CaptureStats, LiveCapture
@@ -39,10 +39,6 @@ loopback, and to no filter: every packet on the interface is recorded. At high p
 a tight -f filter is what keeps the kernel from dropping packets; the closing summary
 reports real loss. To keep whole payloads raise -s and -B together. See docs/record.md.
 """
-
-
-class UsageError(WirecorrError):
-    exit_code = EXIT_BAD_INPUT
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: Textual costs ~0.3 s to import and only this command needs it.
-    from wirecorr.views.tui.app import WirecorrApp
+    from wirecorr.views.tui.app import WirecorrApp, require_terminal
     from wirecorr.views.tui.index import EventIndex
     from wirecorr.views.tui.loader import FileLoader
     from wirecorr.views.tui.packets import LivePackets
@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         raise WirecorrError("tui: give a capture FILE, or --strace LOG --pcap FILE")
     if not os.path.isfile(path):
         raise InputError(path, "no such file")
+    require_terminal("tui", instead="`wirecorr analyze FILE` prints the same as text")
     index = EventIndex(Session(), LivePackets())
     if args.strace is not None:
         load_strace(index.session, args.strace)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
@@ -23,6 +24,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Input, ProgressBar, Static
 
+from wirecorr.errors import UsageError
 from wirecorr.views.tui.connections import ConnectionsPane
 from wirecorr.views.tui.detail import Detail
 from wirecorr.views.tui.display_filter import Filter, FilterError, compile_filter
@@ -50,6 +52,16 @@ PANES_EVERY_S = 0.5
 # Where a session opens: packets and socket syscalls, not the dynamic loader's open/mmap/read
 # noise that outnumbers them (239 syscalls, 31 on sockets, in captures/handshake-echo).
 START_FILTER = "net"
+
+
+def require_terminal(command: str, *, instead: str) -> None:
+    """Refuse to start the UI where it cannot work; `instead` names what works there.
+
+    Textual reads keys from stdin and draws on stderr: with either one a file or a pipe
+    (a script, `| less`, cron) it would write escape codes there and wait for keys forever.
+    """
+    if not all(stream is not None and stream.isatty() for stream in (sys.__stdin__, sys.__stderr__)):
+        raise UsageError(f"{command}: the terminal UI needs a terminal on stdin and stderr; {instead}")
 
 
 class Feed(Protocol):
