@@ -27,7 +27,7 @@ system:
 
 # The TUI on the shipped nc handshake+echo recording; without a terminal, its text report.
 run: system $(STAMP)
-	@if [ -t 0 ] && [ -t 1 ]; then $(VENV)/bin/wirecorr tui captures/handshake-echo.pcapng; \
+	@if [ -t 0 ] && [ -t 2 ]; then $(VENV)/bin/wirecorr tui captures/handshake-echo.pcapng; \
 	else $(VENV)/bin/wirecorr analyze captures/handshake-echo.pcapng; fi
 
 lint: $(STAMP)
