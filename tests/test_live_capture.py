@@ -104,6 +104,16 @@ def test_bad_filter_is_reported(private_tmp: Path) -> None:
     assert list(private_tmp.iterdir()) == []
 
 
+def test_unknown_interface_is_named_once(private_tmp: Path) -> None:
+    """tcpdump says "nosuchif0: No such device exists" then "(No such device exists)": one of them."""
+    cap = LiveCapture(lambda p: None, interface="nosuchif0")
+    with pytest.raises(CaptureError) as raised:
+        cap.start()
+    message = str(raised.value)
+    assert message.startswith("tcpdump failed on interface nosuchif0: ") and message.count("No such device") == 1
+    assert list(private_tmp.iterdir()) == []
+
+
 def test_missing_tcpdump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(MissingTool, match=r"^tcpdump not found: apt-get install tcpdump$"):

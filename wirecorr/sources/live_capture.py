@@ -220,7 +220,13 @@ class LiveCapture:
                 raise CaptureError(f"tcpdump did not start listening on {self.interface} within {timeout:.0f} s")
 
     def _start_error(self) -> WirecorrError:
-        text = "; ".join(line.removeprefix("tcpdump: ") for line in self._stderr if line.strip())
+        lines: list[str] = []
+        for line in self._stderr:
+            line = line.strip().removeprefix("tcpdump: ")
+            # libpcap repeats its reason in parentheses on a line of its own.
+            if line and not (line.startswith("(") and any(line[1:-1] in seen for seen in lines)):
+                lines.append(line)
+        text = "; ".join(lines)
         if any(marker in text.lower() for marker in _NO_PERMISSION):
             return MissingTool(
                 f"tcpdump may not capture on {self.interface}: it needs CAP_NET_RAW and CAP_NET_ADMIN "
