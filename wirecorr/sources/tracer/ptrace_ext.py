@@ -55,9 +55,12 @@ _EXIT = struct.Struct("=B3xI16xqB")
 
 # The per-stop requests (get info, restart) skip python-ptrace's wrapper: it converts and
 # re-checks the result in Python on every call, ~0.4 µs that sit on the tracee's critical path.
+# No argtypes either: converting four arguments through them cost another 0.7 µs a call
+# (bench/RESULTS.md). Callers pass small ints, which ctypes hands over as C ints and libffi
+# widens to the full register glibc's variadic ptrace() reads, and buffer addresses as
+# prepared c_void_p objects.
 _libc = ctypes.CDLL(None, use_errno=True)
 _raw = _libc.ptrace
-_raw.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_ulong, ctypes.c_ulong)
 _raw.restype = ctypes.c_long
 
 
@@ -94,7 +97,7 @@ class SyscallInfo:
 
     def __init__(self) -> None:
         self._buf = ctypes.create_string_buffer(_INFO_SIZE)
-        self._addr = ctypes.addressof(self._buf)
+        self._addr = ctypes.c_void_p(ctypes.addressof(self._buf))
 
     def fetch(self, tid: int) -> int:
         """Fill the buffer for a stopped thread; returns the op (entry, exit, seccomp, none), -1 if it is gone."""
