@@ -110,7 +110,11 @@ class LiveRecording:
         `record`, instead of opening the UI on an empty recording.
         """
         self.thread.start()
-        self.feed.begun.wait()
+        try:
+            self.feed.begun.wait()
+        except KeyboardInterrupt:
+            self.join()  # ctrl-c before the UI is up ends the recording as `q` would
+            raise
         if self.error is not None:
             self.join()
 
@@ -150,8 +154,9 @@ def run(args: argparse.Namespace) -> int:
     with program_stdio(log):
         try:
             live.start()
-        except WirecorrError:
-            os.unlink(log)  # nothing ran, so nothing was logged
+        except (WirecorrError, KeyboardInterrupt):
+            if not os.path.exists(output):  # no recording, so no log beside it
+                os.unlink(log)
             raise
         try:
             WirecorrApp(live.index, live.feed, title=f"live: {title}", live=True).run()
