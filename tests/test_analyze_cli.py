@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from loopback_capture import LoopbackCapture
 
 from wirecorr.engine.session import Session, load_capture
 from wirecorr.model import FIN
+from wirecorr.sources.syscalls.table import BY_ARCH, native_arch
 from wirecorr.views import text_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +124,88 @@ def test_missing_file_is_one_line_exit_2(tmp_path: Path) -> None:
     result = wirecorr("analyze", str(tmp_path / "nope.pcap"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"wirecorr: {tmp_path / 'nope.pcap'}: No such file or directory"]
+
+
+def test_standard_input_reads_like_the_file(tmp_path: Path) -> None:
+    """`tcpdump -w - | wirecorr analyze -`, as tcpdump and tshark read `-r -`: the same
+    report as from the file (recording half included), and damage named at the same byte."""
+
+    def piped(data: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+        argv = [sys.executable, "-m", "wirecorr", "analyze", "-", *args]
+        return subprocess.run(argv, input=data, capture_output=True, timeout=120, cwd=ROOT)
+
+    data = SHIPPED.read_bytes()
+    from_file = json.loads(wirecorr("analyze", str(SHIPPED), "--json", "--packets").stdout)
+    from_stdin = piped(data, "--json", "--packets")
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    doc = json.loads(from_stdin.stdout)
+    assert doc["sources"] == ["-"] and doc["links"]
+    assert {**doc, "sources": None} == {**from_file, "sources": None}
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(data[:-7])
+    file_cut = wirecorr("analyze", str(cut))
+    stdin_cut = piped(data[:-7])
+    # Cut short, as a killed tcpdump leaves it: reported up to the cut, and exit 2.
+    assert file_cut.returncode == stdin_cut.returncode == 2
+    assert stdin_cut.stdout.decode() == file_cut.stdout.replace(str(cut), "-")
+    assert stdin_cut.stderr.decode() == file_cut.stderr.replace(str(cut), "-")
+    assert "file ends inside a record" in file_cut.stderr
+
+
+def test_ctrl_c_on_a_tcpdump_pipeline_still_reports(tmp_path: Path) -> None:
+    """`tcpdump -w - | wirecorr analyze -`, then ctrl-c (which reaches both): tcpdump writes its
+    last packets and closes the pipe, and wirecorr reports what came through."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the block ends: connecting is refused
+    tcpdump = subprocess.Popen(
+        # --immediate-mode: SIGINT does not drain tcpdump's ring, packets still in it are lost.
+        ["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-w", "-", f"tcp port {port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=False,
+    )
+    assert tcpdump.stdout is not None and tcpdump.stderr is not None
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "wirecorr", "analyze", "-", "--json"],
+        stdin=tcpdump.stdout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    tcpdump.stdout.close()
+    try:
+        assert b"listening on" in tcpdump.stderr.readline()
+        with socket.socket() as client, pytest.raises(ConnectionRefusedError):
+            client.connect(("127.0.0.1", port))
+        deadline = time.monotonic() + 30
+        while not _waits_on_stdin(reader.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _waits_on_stdin(reader.pid)  # so its ctrl-c handler is in place
+        for proc in (reader, tcpdump):
+            proc.send_signal(signal.SIGINT)
+        out, err = reader.communicate(timeout=60)
+    finally:
+        for proc in (reader, tcpdump):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    assert reader.returncode == 0, err
+    assert b"reading the pipe to its end" in err
+    doc = json.loads(out)
+    (conn,) = doc["connections"]
+    assert conn["server"] == f"127.0.0.1:{port}" and conn["packets"]["server_to_client"] == 1  # the RST
+
+
+def _waits_on_stdin(pid: int) -> bool:
+    """Blocked in read() on its stdin pipe (through any descriptor): all that came is read."""
+    read_nr = next(nr for nr, name in BY_ARCH[native_arch() or 0].items() if name == "read")
+    try:
+        fields = Path(f"/proc/{pid}/syscall").read_text().split()
+        fd = int(fields[1], 16)
+        return int(fields[0]) == read_nr and os.readlink(f"/proc/{pid}/fd/{fd}") == os.readlink(f"/proc/{pid}/fd/0")
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def test_text_findings_are_grouped_and_long_groups_cut(monkeypatch: pytest.MonkeyPatch) -> None:

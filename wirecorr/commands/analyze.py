@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from wirecorr.bulk import paused_gc
+from wirecorr.commands.pipe_input import reading_through_ctrl_c
 from wirecorr.engine.session import Session, is_truncation, load_capture, load_strace
 from wirecorr.errors import WirecorrError
 from wirecorr.sources.bpf_filter import compile_filter
@@ -21,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "(handshake options, close sequence, final state, TCP analysis counts) and the notable packets."
         ),
     )
-    p.add_argument("file", nargs="?", help="pcap, pcapng or wirecorr recording")
+    p.add_argument("file", nargs="?", help="pcap, pcapng or wirecorr recording; - reads standard input")
     p.add_argument("--pcap", dest="pcap", help="capture to read beside --strace (same as FILE)")
     p.add_argument(
         "--strace",
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     if args.strace is not None:
         load_strace(session, args.strace)
     if path is not None:
-        load_capture(session, path, packet_filter=packet_filter, show_progress=sys.stderr.isatty())
+        with reading_through_ctrl_c(path):
+            load_capture(session, path, packet_filter=packet_filter, show_progress=sys.stderr.isatty())
     session.finish()
     error = session.error
     partial = args.partial if args.partial is not None else is_truncation(error)

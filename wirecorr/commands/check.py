@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from wirecorr.bulk import paused_gc
+from wirecorr.commands.pipe_input import reading_through_ctrl_c
 from wirecorr.engine.session import Session, is_truncation, load_capture, load_strace
 from wirecorr.views import checks
 
@@ -44,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("file", help="wirecorr recording, or a pcap/pcapng capture")
+    p.add_argument("file", help="wirecorr recording, or a pcap/pcapng capture; - reads standard input")
     p.add_argument("--strace", metavar="LOG", help="syscalls from an strace log of the captured programs")
     p.add_argument("--expect", metavar="RULES", required=True, help="TOML rules file (docs/checks.md)")
     p.add_argument(
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     session = Session()
     if args.strace is not None:
         load_strace(session, args.strace)
-    load_capture(session, args.file, show_progress=sys.stderr.isatty())
+    with reading_through_ctrl_c(args.file):
+        load_capture(session, args.file, show_progress=sys.stderr.isatty())
     session.finish()
     error = session.error
     if error is not None:

@@ -6,7 +6,8 @@ import argparse
 import os
 
 from wirecorr.engine.session import Session, load_strace
-from wirecorr.errors import InputError, WirecorrError
+from wirecorr.errors import InputError, UsageError, WirecorrError
+from wirecorr.sources.capture_file import STDIN
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     path = args.file or args.pcap
     if path is None:
         raise WirecorrError("tui: give a capture FILE, or --strace LOG --pcap FILE")
+    if path == STDIN:
+        raise UsageError("tui: reads a file, not standard input (it re-reads packets as you look at them)")
     if not os.path.isfile(path):
         raise InputError(path, "no such file")
     require_terminal("tui", instead="`wirecorr analyze FILE` prints the same as text")

@@ -51,6 +51,9 @@ MIN_BLOCK_LEN = {PCAPNG_SHB: 28, BT_IDB: 20, BT_PB: 32, BT_SPB: 16, BT_EPB: 32, 
 MAX_RECORD = 0x4000000
 CHUNK = 1 << 22
 
+# The path that means standard input (a pipe from tcpdump -w -), read once, front to back.
+STDIN = "-"
+
 # (ts_ns, offset, iface, linktype, wirelen, data, comment)
 RawRecord = tuple[int, int, int, int, int, bytes, "str | None"]
 
@@ -123,6 +126,11 @@ class CaptureReader:
     _base: int = 0  # file offset of _buf[0]
 
     def __post_init__(self) -> None:
+        if self.path == STDIN:
+            # `tcpdump -w - | wirecorr analyze -`, as tcpdump and tshark read `-r -`; a copy
+            # of fd 0, so closing the reader leaves sys.stdin alone.
+            self._f = os.fdopen(os.dup(0), "rb")
+            return
         try:
             self._f = open(self.path, "rb")  # noqa: SIM115 - closed by close()/records()
         except OSError as e:
