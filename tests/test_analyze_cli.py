@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -195,6 +196,40 @@ def test_ctrl_c_on_a_tcpdump_pipeline_still_reports(tmp_path: Path) -> None:
     doc = json.loads(out)
     (conn,) = doc["connections"]
     assert conn["server"] == f"127.0.0.1:{port}" and conn["packets"]["server_to_client"] == 1  # the RST
+
+
+def test_gzip_capture_reads_like_the_plain_one(tmp_path: Path) -> None:
+    """`.pcapng.gz` as tshark reads it: the same report as the plain file, tshark's packet
+    count, and damaged compression as one line (what came out before it is reported)."""
+    data = SHIPPED.read_bytes()
+    packed = gzip.compress(data)
+    gz = tmp_path / "handshake-echo.pcapng.gz"
+    gz.write_bytes(packed)
+    plain = json.loads(wirecorr("analyze", str(SHIPPED), "--json", "--packets").stdout)
+    result = wirecorr("analyze", str(gz), "--json", "--packets")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert {**doc, "sources": None} == {**plain, "sources": None}
+    # tshark counts the recording's syscall blocks as frames too: its TCP frames are the packets.
+    tcp = ["-Y", "tcp", "-T", "fields", "-e", "frame.number"]
+    frames = subprocess.run(["tshark", "-r", str(gz), *tcp], capture_output=True, check=True)
+    assert doc["packets_read"] == len(frames.stdout.split()) == 11
+    piped = subprocess.run(
+        [sys.executable, "-m", "wirecorr", "analyze", "-", "--json"], input=packed, capture_output=True, cwd=ROOT
+    )
+    assert json.loads(piped.stdout)["connections"] == plain["connections"]
+    cut = tmp_path / "cut.pcapng.gz"
+    cut.write_bytes(packed[: len(packed) * 2 // 3])
+    cut_result = wirecorr("analyze", str(cut))
+    assert cut_result.returncode == 2
+    (line,) = cut_result.stderr.splitlines()
+    assert line.startswith(f"wirecorr: {cut}: gzip data cut short after ") and line.endswith(" bytes of capture")
+    assert "packets read" in cut_result.stdout  # reported up to the cut, as for a cut plain file
+    damaged = tmp_path / "damaged.pcapng.gz"
+    damaged.write_bytes(packed[:40] + bytes(200) + packed[240:])
+    bad = wirecorr("analyze", str(damaged))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert len(bad.stderr.splitlines()) == 1 and "gzip data damaged after" in bad.stderr, bad.stderr
 
 
 def _waits_on_stdin(pid: int) -> bool:

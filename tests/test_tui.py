@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import sys
 import time
@@ -24,6 +25,7 @@ from wirecorr.views.tui.connections import ConnectionsPane
 from wirecorr.views.tui.detail import Detail
 from wirecorr.views.tui.display_filter import FilterError, compile_filter, tokenize
 from wirecorr.views.tui.keys import APP_KEYS, HelpScreen
+from wirecorr.views.tui.loader import FileLoader
 from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref
 from wirecorr.views.tui.timeline import Timeline
 from wirecorr.views.tui.viewer import ViewerScreen
@@ -434,6 +436,31 @@ def test_bare_file_argument_opens_the_tui(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(app_module, "require_terminal", lambda command, instead: None)
     assert cli.main([CAPTURE]) == 0
     assert seen == [CAPTURE]
+
+
+def test_gzip_capture_opens_from_a_decompressed_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The UI re-reads packets by offset, so a .gz is decompressed beside it for the session,
+    shown under its own name, and the copy removed at exit; a damaged one is refused."""
+    from wirecorr import cli
+
+    original = Path(CAPTURE).read_bytes()
+    gz = tmp_path / "echo.pcapng.gz"
+    gz.write_bytes(gzip.compress(original))
+    seen: dict[str, object] = {}
+
+    def run(app: WirecorrApp) -> None:
+        loader = app.feed
+        assert isinstance(loader, FileLoader)
+        seen.update(path=loader.path, status=loader.status(), data=Path(loader.path).read_bytes())
+
+    monkeypatch.setattr(WirecorrApp, "run", run)
+    monkeypatch.setattr(app_module, "require_terminal", lambda command, instead: None)
+    assert cli.main(["tui", str(gz)]) == 0
+    assert seen["data"] == original
+    assert str(seen["status"]).startswith(f"{gz}: indexing")
+    assert not Path(str(seen["path"])).exists()
+    gz.write_bytes(gzip.compress(original)[:-100])
+    assert cli.main(["tui", str(gz)]) == 2
 
 
 def test_tui_without_a_terminal_says_so_at_once() -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 
 from wirecorr.engine.session import Session, load_strace
 from wirecorr.errors import InputError, UsageError, WirecorrError
-from wirecorr.sources.capture_file import STDIN
+from wirecorr.sources.capture_file import STDIN, decompress_into, is_gzip
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     if args.strace is not None:
         load_strace(index.session, args.strace)
         index.adopt(index.session.syscalls)
-    loader = FileLoader(index, path)
-    WirecorrApp(index, loader, title=path).run()
+    with tempfile.TemporaryDirectory(prefix="wirecorr-tui-") as tmp:
+        # The UI re-reads packets by offset as they are looked at: it needs the plain file.
+        readable = decompress_into(path, tmp) if is_gzip(path) else path
+        loader = FileLoader(index, readable, name=path)
+        WirecorrApp(index, loader, title=path).run()
     return 0

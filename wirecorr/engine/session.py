@@ -128,7 +128,7 @@ def load_capture(
                 if packet_filter is None or packet_filter(pkt):
                     feed(pkt)
                 if progress is not None and not index & 0xFFFF:
-                    progress.update(reader.good_until, index)
+                    progress.update(reader.position, index)
     except InputError as e:
         session.error = e
     finally:

@@ -8,13 +8,18 @@ so a view can re-read one packet and errors can say where a file is damaged.
 
 It can also follow a file that another process (tcpdump -w) is still writing: at the end
 of the data it waits for more instead of treating a half-written record as damage.
+
+gzip-compressed captures (`.pcap.gz`, as tshark reads them) are decompressed as they are
+read; offsets are then those of the decompressed data.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import struct
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -50,6 +55,8 @@ MIN_BLOCK_LEN = {PCAPNG_SHB: 28, BT_IDB: 20, BT_PB: 32, BT_SPB: 16, BT_EPB: 32, 
 # a record claiming more is damage, not data.
 MAX_RECORD = 0x4000000
 CHUNK = 1 << 22
+
+GZIP_MAGIC = b"\x1f\x8b"
 
 # The path that means standard input (a pipe from tcpdump -w -), read once, front to back.
 STDIN = "-"
@@ -94,6 +101,30 @@ def ts_to_ns(units: int, units_per_sec: int) -> int:
     return units * 1_000_000_000 // units_per_sec
 
 
+def is_gzip(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == GZIP_MAGIC
+    except OSError:
+        return False
+
+
+def decompress_into(path: str, directory: str) -> str:
+    """A gzip capture decompressed into `directory`, for readers that seek (the TUI);
+    returns the new file's path. A damaged one is refused: the stream cannot be trusted."""
+    name = os.path.basename(path).removesuffix(".gz").removesuffix(".gzip") or "capture"
+    out = os.path.join(directory, name)
+    try:
+        with gzip.open(path, "rb") as src, open(out, "wb") as dst:
+            while chunk := src.read(CHUNK):
+                dst.write(chunk)
+    except EOFError:
+        raise TruncatedCapture(path, "gzip data cut short; `wirecorr analyze` reports what it holds") from None
+    except (OSError, zlib.error) as e:
+        raise CorruptCapture(path, f"gzip data damaged ({e}); `wirecorr analyze` reports what it holds") from None
+    return out
+
+
 @dataclass
 class CaptureReader:
     """Iterate the records of a pcap or pcapng file without loading it into memory.
@@ -121,6 +152,8 @@ class CaptureReader:
     good_until: int = 0
 
     _f: BinaryIO | None = None
+    # The file itself when `_f` decompresses it: its position measures progress.
+    _compressed: BinaryIO | None = None
     _inline_custom: bool = False
     _buf: bytes = b""
     _base: int = 0  # file offset of _buf[0]
@@ -129,17 +162,30 @@ class CaptureReader:
         if self.path == STDIN:
             # `tcpdump -w - | wirecorr analyze -`, as tcpdump and tshark read `-r -`; a copy
             # of fd 0, so closing the reader leaves sys.stdin alone.
-            self._f = os.fdopen(os.dup(0), "rb")
-            return
+            raw = os.fdopen(os.dup(0), "rb")
+        else:
+            try:
+                raw = open(self.path, "rb")  # noqa: SIM115 - closed by close()/records()
+            except OSError as e:
+                raise InputError(self.path, e.strerror or str(e)) from None
         try:
-            self._f = open(self.path, "rb")  # noqa: SIM115 - closed by close()/records()
+            compressed = raw.peek(2)[:2] == GZIP_MAGIC
         except OSError as e:
+            raw.close()
             raise InputError(self.path, e.strerror or str(e)) from None
+        if compressed and not self.follow:
+            self._compressed = raw
+            self._f = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        else:
+            self._f = raw
 
     def close(self) -> None:
         if self._f is not None:
             self._f.close()
             self._f = None
+        if self._compressed is not None:
+            self._compressed.close()
+            self._compressed = None
 
     def __enter__(self) -> CaptureReader:
         return self
@@ -149,8 +195,17 @@ class CaptureReader:
 
     @property
     def size(self) -> int:
-        assert self._f is not None
-        return os.fstat(self._f.fileno()).st_size
+        """Bytes in the file (compressed, for a gzip file); 0 for a pipe."""
+        f = self._compressed or self._f
+        assert f is not None
+        return os.fstat(f.fileno()).st_size
+
+    @property
+    def position(self) -> int:
+        """How far into `size` reading has come, for progress bars."""
+        if self._compressed is not None:
+            return self._compressed.tell() if not self._compressed.closed else self.size
+        return self.good_until
 
     # -- buffer management -------------------------------------------------------------
 
@@ -160,19 +215,33 @@ class CaptureReader:
         Returns -1 when the file ends first (after waiting, in follow mode)."""
         assert self._f is not None
         while len(self._buf) - pos < need:
-            chunk = self._f.read(max(CHUNK, need))
+            chunk = self._read(max(CHUNK, need))
             if not chunk and self.follow:
                 if self.should_stop is None or not self.should_stop():
                     time.sleep(self.poll_interval)
                     continue
                 # Stopping: one last read, the writer may have flushed just before.
-                chunk = self._f.read(max(CHUNK, need))
+                chunk = self._read(max(CHUNK, need))
             if not chunk:
                 return -1
             self._base += pos
             self._buf = self._buf[pos:] + chunk
             pos = 0
         return pos
+
+    def _read(self, size: int) -> bytes:
+        assert self._f is not None
+        if self._compressed is None:
+            return self._f.read(size)
+        at = self._base + len(self._buf)
+        try:
+            # read1: what was decompressed before damage is returned before the error.
+            return self._f.read1(size)  # type: ignore[attr-defined]
+        except EOFError:
+            # Offsets name bytes of the capture, not of the gzip file that holds it.
+            raise TruncatedCapture(self.path, f"gzip data cut short after {at} bytes of capture") from None
+        except (OSError, zlib.error) as e:
+            raise CorruptCapture(self.path, f"gzip data damaged after {at} bytes of capture ({e})") from None
 
     # -- entry point -------------------------------------------------------------------
 

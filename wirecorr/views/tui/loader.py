@@ -29,9 +29,12 @@ BLOCK_BATCH = 256
 class FileLoader:
     """Steps through one file (a `Feed` for the app); once `done`, the Session is finished."""
 
-    def __init__(self, index: EventIndex, path: str) -> None:
+    def __init__(self, index: EventIndex, path: str, *, name: str | None = None) -> None:
         self.index = index
         self.path = path
+        # What the status bar calls the file: the user's name for it, when `path` is a
+        # decompressed copy.
+        self.name = name or path
         self.done = False
         self.reader = CaptureReader(path)
         self.total = self.reader.size
@@ -47,12 +50,12 @@ class FileLoader:
         index.session.sources.append(path)
 
     def progress(self) -> float:
-        return min(self.reader.good_until / self.total, 1.0) if self.total else 1.0
+        return min(self.reader.position / self.total, 1.0) if self.total else 1.0
 
     def status(self) -> str:
         if self.done:
-            return self.path
-        return f"{self.path}: indexing {self.progress():.0%}"
+            return self.name
+        return f"{self.name}: indexing {self.progress():.0%}"
 
     def stop(self) -> None:
         """Nothing to stop: quitting simply abandons the rest of the file."""
