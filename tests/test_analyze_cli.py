@@ -198,6 +198,20 @@ def test_ctrl_c_on_a_tcpdump_pipeline_still_reports(tmp_path: Path) -> None:
     assert conn["server"] == f"127.0.0.1:{port}" and conn["packets"]["server_to_client"] == 1  # the RST
 
 
+def test_count_reads_only_the_first_packets() -> None:
+    """-c N as tshark's: the first N packets, analysed as if the file ended there, and said so."""
+    capture = ROOT / "captures" / "stray-rst-after-close.pcap"
+    whole = json.loads(wirecorr("analyze", str(capture), "--json", "--packets").stdout)
+    first = json.loads(wirecorr("analyze", "-c", "3", str(capture), "--json", "--packets").stdout)
+    assert first["packets_read"] == 3 and whole["packets_read"] > 3
+    assert [p["index"] for p in first["packets"]] == [p["index"] for p in whole["packets"][:3]]
+    assert first["warnings"] == [f"stopped after the first 3 packets of {capture} (-c)"]
+    everything = json.loads(wirecorr("analyze", "-c", "1000", str(capture), "--json", "--packets").stdout)
+    assert everything == whole  # a count beyond the file changes nothing
+    zero = wirecorr("analyze", "-c", "0", str(capture))
+    assert zero.returncode == 2 and zero.stderr == "wirecorr: analyze: -c wants a positive number of packets\n"
+
+
 def test_gzip_capture_reads_like_the_plain_one(tmp_path: Path) -> None:
     """`.pcapng.gz` as tshark reads it: the same report as the plain file, tshark's packet
     count, and damaged compression as one line (what came out before it is reported)."""

@@ -8,7 +8,7 @@ import sys
 from wirecorr.bulk import paused_gc
 from wirecorr.commands.pipe_input import reading_through_ctrl_c
 from wirecorr.engine.session import Session, is_truncation, load_capture, load_strace
-from wirecorr.errors import WirecorrError
+from wirecorr.errors import UsageError, WirecorrError
 from wirecorr.sources.bpf_filter import compile_filter
 from wirecorr.views import json_report, text_report
 
@@ -38,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="report what was read before damage in the file (default: only when the file is cut short)",
     )
+    p.add_argument("-c", "--count", type=int, metavar="N", help="read only the first N packets, as tshark -c")
     p.add_argument("--notable", type=int, default=50, help="notable packets listed in text output (default 50)")
     p.set_defaults(run=run)
 
@@ -49,13 +50,17 @@ def run(args: argparse.Namespace) -> int:
     path = args.file or args.pcap
     if path is None and args.strace is None:
         raise WirecorrError("analyze: give a capture FILE, or --strace LOG [--pcap FILE]")
+    if args.count is not None and args.count <= 0:
+        raise UsageError("analyze: -c wants a positive number of packets")
     packet_filter = compile_filter(args.filter) if args.filter else None
     session = Session()
     if args.strace is not None:
         load_strace(session, args.strace)
     if path is not None:
         with reading_through_ctrl_c(path):
-            load_capture(session, path, packet_filter=packet_filter, show_progress=sys.stderr.isatty())
+            load_capture(
+                session, path, packet_filter=packet_filter, show_progress=sys.stderr.isatty(), count=args.count
+            )
     session.finish()
     error = session.error
     partial = args.partial if args.partial is not None else is_truncation(error)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from operator import attrgetter
 from typing import Any
 
@@ -97,8 +98,9 @@ def load_capture(
     *,
     packet_filter: PacketFilter | None = None,
     show_progress: bool = True,
+    count: int | None = None,
 ) -> None:
-    """Read every packet of `path` into `session`.
+    """Read every packet of `path` into `session`, or the first `count` (tshark's -c).
 
     Damage does not throw away what was read: the error is kept on the session and the
     caller decides whether a partial result may be reported (truncation at the end is what
@@ -116,9 +118,10 @@ def load_capture(
     rows_before = len(session.analyzer.table)
     feed = session.analyzer.feed if direct else session.feed_packet
     unknown = session.unknown_linktypes
+    records = reader.records() if count is None else islice(reader.records(), count)
     try:
         with paused_gc():
-            for rec in reader.records():
+            for rec in records:
                 pkt = decode_packet(index, rec)
                 index += 1
                 if pkt.ip_version == 0 and rec[3] not in SUPPORTED_LINKTYPES:
@@ -138,6 +141,8 @@ def load_capture(
             session.fed_directly(rows_before)
         session.packets_read += index
         session.skipped_blocks += reader.skipped_blocks
+    if count is not None and index == count:
+        session.warnings.append(f"stopped after the first {count:,} packets of {path} (-c)")
     if recording.is_recording or recording.syscalls or recording.processes:
         _feed_recorded_half(session, recording)
     if unknown and undecodable == index and session.error is None:
