@@ -477,10 +477,23 @@ def test_unreadable_inputs(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         read_strace_log(junk)
     assert err.value.line == 2 and err.value.path == str(junk)
+    assert "not strace -ttt output" in str(err.value) and "strace -f -ttt -T -yy" in str(err.value)
     with pytest.raises(InputError):
         read_strace_log(tmp_path / "missing.log")
     with pytest.raises(InputError):
         read_strace_log(tmp_path)  # a directory without NAME.PID files
+
+
+@pytest.mark.parametrize("flag", ["-t", "-tt"])
+def test_time_of_day_logs_are_named(tmp_path: Path, flag: str) -> None:
+    """strace -t/-tt, the common mistake: the error says why, and how to record instead."""
+    log = tmp_path / "tt.log"
+    subprocess.run(["strace", "-f", flag, "-o", str(log), "true"], check=True)
+    with pytest.raises(InputError) as err:
+        read_strace_log(log)
+    assert err.value.line == 1
+    assert "strace -t/-tt give the time of day only" in str(err.value)
+    assert "strace -f -ttt -T -yy -o LOG CMD" in str(err.value)
 
 
 KILLED = """

@@ -875,6 +875,11 @@ def _files(path: Path) -> list[tuple[Path, int | None]]:
     return sorted(found, key=lambda item: item[1])
 
 
+# What strace -t or -tt put first on a line (after a pid, with -f): a time of day.
+_TIME_OF_DAY = re.compile(r"(?:\[?(?:pid\s+)?\d+\]?\s+)?\d\d:\d\d:\d\d(?:\.\d+)?\s")
+_WANTED = "record the log with strace -f -ttt -T -yy -o LOG CMD"
+
+
 def _read_file(name: str, reader: _Reader) -> tuple[int, int, int | None]:
     """Feed one file to `reader`; returns (lines read, unparsable lines, first unparsable line).
 
@@ -882,6 +887,7 @@ def _read_file(name: str, reader: _Reader) -> tuple[int, int, int | None]:
     """
     lineno = good = bad = 0
     first_bad = None
+    first_bad_text = ""
     try:
         with open(name, encoding="latin-1", newline="\n") as fh:
             for lineno, raw in enumerate(fh, 1):
@@ -893,13 +899,16 @@ def _read_file(name: str, reader: _Reader) -> tuple[int, int, int | None]:
                 else:
                     bad += 1
                     if first_bad is None:
-                        first_bad = lineno
+                        first_bad, first_bad_text = lineno, text
     except OSError as exc:
         raise InputError(name, exc.strerror or str(exc)) from exc
     if good == 0:
         if first_bad is None:
             raise InputError(name, "empty strace log")
-        raise InputError(name, "not strace -ttt output (no line could be parsed)", line=first_bad)
+        if _TIME_OF_DAY.match(first_bad_text):
+            why = "strace -t/-tt give the time of day only, wirecorr needs seconds since the epoch"
+            raise InputError(name, f"{why}: {_WANTED}", line=first_bad)
+        raise InputError(name, f"not strace -ttt output (no line could be parsed): {_WANTED}", line=first_bad)
     return lineno, bad, first_bad
 
 
