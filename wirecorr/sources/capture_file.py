@@ -203,9 +203,10 @@ class CaptureReader:
     @property
     def position(self) -> int:
         """How far into `size` reading has come, for progress bars."""
-        if self._compressed is not None:
-            return self._compressed.tell() if not self._compressed.closed else self.size
-        return self.good_until
+        if self._compressed is None:
+            return self.good_until
+        # A pipe has no size to measure against (and may have no position).
+        return self._compressed.tell() if self.size else 0
 
     # -- buffer management -------------------------------------------------------------
 
