@@ -153,7 +153,7 @@ def test_standard_input_reads_like_the_file(tmp_path: Path) -> None:
     assert "file ends inside a record" in file_cut.stderr
 
 
-def test_ctrl_c_on_a_tcpdump_pipeline_still_reports(tmp_path: Path) -> None:
+def test_ctrl_c_on_a_tcpdump_pipeline_still_reports() -> None:
     """`tcpdump -w - | wirecorr analyze -`, then ctrl-c (which reaches both): tcpdump writes its
     last packets and closes the pipe, and wirecorr reports what came through."""
     with socket.socket() as probe:

@@ -439,7 +439,7 @@ def test_bare_file_argument_opens_the_tui(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_gzip_capture_opens_from_a_decompressed_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The UI re-reads packets by offset, so a .gz is decompressed beside it for the session,
+    """The UI re-reads packets by offset, so a .gz is decompressed into a temporary directory,
     shown under its own name, and the copy removed at exit; a damaged one is refused."""
     from wirecorr import cli
 
