@@ -107,6 +107,13 @@ def test_strace_log_and_pcap_are_linked(tmp_path: Path) -> None:
         [b"hello\n".hex(), b"hello\n".hex(), b"world\n".hex(), b"world\n".hex()]
     )
     assert {lk["kind"] for lk in links} >= {"connect-syn", "accept-ack", "eof-fin"}
+    # The same log on standard input (strace writing to a pipe): the same document.
+    argv = [sys.executable, "-m", "wirecorr", "analyze", "--strace", "-", "--pcap", str(pcap), "--json"]
+    piped = subprocess.run(argv, input=log.read_bytes(), capture_output=True, timeout=120, cwd=ROOT)
+    assert piped.returncode == 0, piped.stderr
+    assert {**json.loads(piped.stdout), "sources": None} == {**doc, "sources": None}
+    both = wirecorr("analyze", "--strace", "-", "-")
+    assert both.returncode == 2 and both.stderr == "wirecorr: analyze: only one input can come from standard input\n"
 
 
 def test_filter_keeps_frame_numbers(tmp_path: Path) -> None:

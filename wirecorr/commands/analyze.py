@@ -10,6 +10,7 @@ from wirecorr.commands.pipe_input import reading_through_ctrl_c
 from wirecorr.engine.session import Session, is_truncation, load_capture, load_strace
 from wirecorr.errors import UsageError, WirecorrError
 from wirecorr.sources.bpf_filter import compile_filter
+from wirecorr.sources.capture_file import STDIN
 from wirecorr.views import json_report, text_report
 
 
@@ -27,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--strace",
         metavar="LOG",
-        help="syscalls from `strace -f -ttt -T -yy [-xx] [-s N] -o LOG` (an -ff base name or directory works too)",
+        help="syscalls from `strace -f -ttt -T -yy [-xx] [-s N] -o LOG` (an -ff base name or directory works too; "
+        "- reads standard input)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document (schema in docs/json-schema.md)")
     p.add_argument("--packets", action="store_true", help="with --json: include every packet")
@@ -50,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     path = args.file or args.pcap
     if path is None and args.strace is None:
         raise WirecorrError("analyze: give a capture FILE, or --strace LOG [--pcap FILE]")
+    if path == args.strace == STDIN:
+        raise UsageError("analyze: only one input can come from standard input")
     if args.count is not None and args.count <= 0:
         raise UsageError("analyze: -c wants a positive number of packets")
     packet_filter = compile_filter(args.filter) if args.filter else None

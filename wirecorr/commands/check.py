@@ -12,6 +12,8 @@ import sys
 from wirecorr.bulk import paused_gc
 from wirecorr.commands.pipe_input import reading_through_ctrl_c
 from wirecorr.engine.session import Session, is_truncation, load_capture, load_strace
+from wirecorr.errors import UsageError
+from wirecorr.sources.capture_file import STDIN
 from wirecorr.views import checks
 
 EPILOG = """\
@@ -62,6 +64,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 # it, during the load and again while findings and the report walk it.
 @paused_gc()
 def run(args: argparse.Namespace) -> int:
+    if args.file == args.strace == STDIN:
+        raise UsageError("check: only one input can come from standard input")
     # Rules first: a bad rules file should fail before a large capture is read.
     rules = checks.load_rules(args.expect)
     session = Session()

@@ -31,6 +31,7 @@ from typing import NamedTuple
 from wirecorr.bulk import paused_gc
 from wirecorr.errors import InputError
 from wirecorr.model import FdInfo, Syscall
+from wirecorr.sources.capture_file import STDIN
 
 __all__ = ["StraceLog", "read_strace_log"]
 
@@ -857,7 +858,7 @@ class _Reader:
 
 def _files(path: Path) -> list[tuple[Path, int | None]]:
     """The file(s) behind `path`: itself, its `-ff` siblings `path.PID`, or the `*.PID` files in it."""
-    if path.is_file():
+    if str(path) == STDIN or path.is_file():
         return [(path, None)]
     if path.is_dir():
         candidates = list(path.iterdir())
@@ -889,7 +890,9 @@ def _read_file(name: str, reader: _Reader) -> tuple[int, int, int | None]:
     first_bad = None
     first_bad_text = ""
     try:
-        with open(name, encoding="latin-1", newline="\n") as fh:
+        # "-": standard input (`strace … 2>&1 >/dev/null CMD | wirecorr analyze --strace -`).
+        source: str | int = 0 if name == STDIN else name
+        with open(source, encoding="latin-1", newline="\n", closefd=source != 0) as fh:
             for lineno, raw in enumerate(fh, 1):
                 text = raw.rstrip("\r\n")
                 if not text:
