@@ -131,14 +131,17 @@ def encode_value(value: Any) -> Any:
     Plain JSON types pass through; bytes, tuples and dicts that JSON cannot key (or whose
     keys start with "$", the escape) become one-key objects {"$bytes": base64},
     {"$tuple": [...]}, {"$dict": [[key, value], ...]}; infinities and NaN, which JSON lacks,
-    {"$float": "inf"}. Exact `type()` checks come first:
-    the recorder encodes every syscall on the tracer's thread, so this is a hot path.
+    {"$float": "inf"}. Exact `type()` checks come first: the recorder's flush thread encodes
+    every syscall's args while the tracer wants the same CPUs, so this is a hot path, and a
+    dict with nothing to tag (nearly every args dict) is returned as it is, not copied.
     """
     plain = _ENCODE_PLAIN_TYPES
     kind = type(value)
     if kind in plain:
         return value
-    if kind is dict and all(type(k) is str and k[:1] != "$" for k in value):
+    if kind is dict and _plain_keys(tuple(value)):
+        if plain.issuperset(map(type, value.values())):
+            return value
         return {k: v if type(v) in plain else encode_value(v) for k, v in value.items()}
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else {"$float": repr(float(value))}
@@ -241,13 +244,11 @@ def syscall_block(sc: Syscall) -> bytes:
     """`custom_block(TAG_SYSCALL, syscall_to_dict(sc))`, the same bytes, built directly.
 
     The recorder's flush thread encodes every traced syscall while the tracer and the
-    traced program want the same 2 CPUs (and the GIL): an args dict of plain values, as
-    nearly all are, goes to JSON as it is instead of through `encode_value`'s walk.
+    traced program want the same 2 CPUs (and the GIL): only `args` and `data` can hold
+    values that need tagging, so the rest of the record is not walked.
     """
     record = syscall_to_dict(sc)
-    args = sc.args
-    if not (_ENCODE_PLAIN_TYPES.issuperset(map(type, args.values())) and _plain_keys(tuple(args))):
-        record["args"] = encode_value(args)
+    record["args"] = encode_value(sc.args)
     if sc.data is not None:
         record["data"] = {"$bytes": binascii.b2a_base64(sc.data, newline=False).decode("ascii")}
     payload = _SYSCALL_PREFIX + dumps(record)
