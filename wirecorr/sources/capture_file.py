@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import struct
 import time
 import zlib
@@ -116,8 +117,7 @@ def decompress_into(path: str, directory: str) -> str:
     out = os.path.join(directory, name)
     try:
         with gzip.open(path, "rb") as src, open(out, "wb") as dst:
-            while chunk := src.read(CHUNK):
-                dst.write(chunk)
+            shutil.copyfileobj(src, dst, CHUNK)
     except EOFError:
         raise TruncatedCapture(path, "gzip data cut short; `wirecorr analyze` reports what it holds") from None
     except (OSError, zlib.error) as e:
