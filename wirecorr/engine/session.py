@@ -113,7 +113,8 @@ def load_capture(
     progress = Progress(f"reading {path}", reader.size) if show_progress else None
     index = undecodable = 0
     # Before any syscall the correlator has nothing to link a packet to: unfiltered packets
-    # go to the analyzer alone, and the session catches up once at the end.
+    # go to the analyzer alone, and the session catches up once at the end. (With a filter
+    # the table holds empty rows for the packets left out, which `fed_directly` would count.)
     direct = packet_filter is None and not session.syscalls
     rows_before = len(session.analyzer.table)
     feed = session.analyzer.feed if direct else session.feed_packet
