@@ -906,6 +906,12 @@ class Correlator:
             for w in tcp.waiters:
                 if w.d == d:
                     self._offer(tcp, w, idx)
+                elif (
+                    flags & RST and w.link.kind == "close-fin" and w.matched is None and table.ts_ns[idx] < w.sc.enter_ns
+                ):
+                    # The trace ran ahead of the capture: the peer's reset came before the close.
+                    w.mask, w.note = 0, "connection already reset: nothing to send"
+                    w.link.note = w.note
 
     def _handshake_changed(self, tcp: _Tcp) -> None:
         for hs in tcp.handshakes:

@@ -165,12 +165,19 @@ def _linger_zero(calls: list[Syscall], close: Syscall) -> Syscall | None:
 def _refused(ctx: Context, conn: Connection, rst: int) -> Finding:
     table = ctx.session.analyzer.table
     syns = [i for i in conn.packet_indices if table.flags[i] & SYN and table.direction[i] == 0 and i < rst]
+    # A blocking connect() fails itself; a non-blocking one (EINPROGRESS) learns of the
+    # refusal from a later call: getsockopt(SO_ERROR), or a read/write failing.
     connects = [
         sc
         for sc in ctx.syscalls
         if sc.name == "connect"
-        and sc.errno == "ECONNREFUSED"
+        and sc.errno in ("ECONNREFUSED", "EINPROGRESS")
         and (ctx.conn_side(sc) == (conn.id, 0) or any(rst in lk.packets for lk in ctx.links_by_syscall.get(sc.id, ())))
+    ]
+    reporters = [
+        sc
+        for sc in ctx.syscalls
+        if any(rst in lk.packets and lk.kind == "connect-refused" for lk in ctx.links_by_syscall.get(sc.id, ()))
     ]
     who = call_text(connects[0]) if connects else f"the client {conn.client}"
     took = fmt_ns(table.ts_ns[rst] - table.ts_ns[syns[0]]) if syns else "?"
@@ -178,8 +185,11 @@ def _refused(ctx: Context, conn: Connection, rst: int) -> Finding:
         f"{who} connecting to {conn.server} was refused: the SYN (frame {ctx.frame(syns[0]) if syns else '?'}) "
         f"was answered by RST (frame {ctx.frame(rst)}) {took} later — nothing listens on that port"
     )
-    if connects:
-        message += f"; connect() returned ECONNREFUSED at {ctx.at(connects[0].enter_ns)}"
+    if reporters:
+        told = reporters[0]
+        how = "returned" if told.errno == "ECONNREFUSED" else "reported"
+        message += f"; {told.name}() {how} ECONNREFUSED at {ctx.at(told.enter_ns)}"
+    connects += [sc for sc in reporters if sc not in connects]
     return Finding(
         kind=REFUSED,
         severity=WARNING,
