@@ -907,7 +907,10 @@ class Correlator:
                 if w.d == d:
                     self._offer(tcp, w, idx)
                 elif (
-                    flags & RST and w.link.kind == "close-fin" and w.matched is None and table.ts_ns[idx] < w.sc.enter_ns
+                    flags & RST
+                    and w.link.kind == "close-fin"
+                    and w.matched is None
+                    and table.ts_ns[idx] < w.sc.enter_ns
                 ):
                     # The trace ran ahead of the capture: the peer's reset came before the close.
                     w.mask, w.note = 0, "connection already reset: nothing to send"
