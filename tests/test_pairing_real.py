@@ -1,0 +1,431 @@
+"""Pairing on the real programs that once showed a defect, judged against tshark.
+
+Each test records a real program with `wirecorr record` (tracer + tcpdump on lo) and reads
+the truth from tshark: frame numbers, raw sequence numbers and payloads. The expected
+links are computed here by sequence arithmetic from the syscalls' own byte counts, never
+from the correlator: a write of n bytes owns the next n stream bytes of its direction, a
+read takes the next n bytes it has not taken, a MSG_PEEK read sees them and takes none.
+Servers bind 127.0.0.1 only; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PYTHON = sys.executable
+ROOT = Path(__file__).resolve().parent.parent
+DATA_CALLS = {"read", "write", "recvfrom", "sendto", "recvmsg", "sendmsg", "readv", "writev"}
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="record needs root (ptrace and tcpdump)")
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wirecorr(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, "-m", "wirecorr", *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def record_cmd(out: Path, bpf: str, *target: str) -> list[str]:
+    return [PYTHON, "-m", "wirecorr", "record", "-o", str(out), "-i", "lo", "-f", bpf, *target]
+
+
+def analyze(path: Path, *extra: str) -> dict:
+    result = wirecorr("analyze", "--json", "--packets", *extra, str(path))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def wait_port(port: int, proc: subprocess.Popen[str], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+# -- tshark, the oracle -----------------------------------------------------------------
+
+
+@dataclass
+class Frame:
+    number: int
+    src: int
+    dst: int
+    flags: int
+    seq: int
+    length: int
+    payload: bytes
+
+
+def tshark_frames(path: Path, proto: str = "tcp") -> list[Frame]:
+    """Every packet of the capture in file order, as tshark numbers and dissects it."""
+    tcp = proto == "tcp"
+    fields = (
+        ["tcp.srcport", "tcp.dstport", "tcp.flags", "tcp.seq_raw", "tcp.len", "tcp.payload"]
+        if tcp
+        else ["udp.srcport", "udp.dstport", "udp.length", "data.data"]
+    )
+    cmd = ["tshark", "-r", str(path), "-Y", proto, "-T", "fields", "-e", "frame.number"]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout
+    frames = []
+    for line in out.splitlines():
+        cols = line.split("\t")
+        if tcp:
+            num, src, dst, flags, seq, length, payload = cols
+            frame = Frame(int(num), int(src), int(dst), int(flags, 16), int(seq), int(length), bytes.fromhex(payload))
+        else:
+            num, src, dst, length, payload = cols
+            frame = Frame(int(num), int(src), int(dst), 0, 0, int(length) - 8, bytes.fromhex(payload))
+        frames.append(frame)
+    return frames
+
+
+def linked_frames(doc: dict, link: dict, frames: list[Frame]) -> list[int]:
+    """A link's packets as tshark frame numbers: packet index i is the i-th frame tshark lists."""
+    return sorted(frames[i].number for i in link["packets"])
+
+
+def links_by_syscall(doc: dict) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {}
+    for link in doc["links"]:
+        out.setdefault(link["syscall"], []).append(link)
+    return out
+
+
+def is_peek(sc: dict) -> bool:
+    return "MSG_PEEK" in str(sc["args"].get("flags", ""))
+
+
+def expected_data_frames(
+    calls: list[dict], frames: list[Frame], port: int, base: dict[bool, int]
+) -> dict[int, list[int]]:
+    """syscall id → tshark frames carrying its bytes, from tshark's raw sequence numbers.
+
+    `calls` are one socket's data calls in order; `base[write]` is the raw sequence number
+    of that socket's first byte in the direction it writes (True) or reads (False)."""
+    at = {True: base[True], False: base[False]}
+    out = {}
+    for sc in calls:
+        n = sc["ret"]
+        if not isinstance(n, int) or n <= 0:
+            continue
+        write = sc["name"] in ("write", "sendto", "sendmsg", "writev")
+        start = at[write]
+        if not is_peek(sc):
+            at[write] += n
+        out[sc["id"]] = sorted(
+            f.number
+            for f in frames
+            if f.length and (f.src == port) == write and f.seq < start + n and f.seq + f.length > start
+        )
+    return out
+
+
+# -- nginx with `listen ssl`: the 1-byte MSG_PEEK before the ClientHello ---------------------
+
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+error_log {dir}/error.log;
+pid {dir}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/tmp; proxy_temp_path {dir}/tmp; fastcgi_temp_path {dir}/tmp;
+  uwsgi_temp_path {dir}/tmp; scgi_temp_path {dir}/tmp;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {dir}/cert.pem;
+    ssl_certificate_key {dir}/key.pem;
+    location / {{ return 200 "hello over tls\\n"; }}
+  }}
+}}
+"""
+
+
+@pytest.fixture
+def nginx_conf(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"),
+            *("-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=tmp_path, port=port))
+    yield conf, port
+
+
+def run_nginx_and_curl(prefix: list[str], conf: Path, port: int) -> None:
+    """nginx under `prefix` (record or strace), one TLS request from curl -k, then SIGQUIT."""
+    server = subprocess.Popen(
+        [*prefix, "nginx", "-p", str(conf.parent), "-c", str(conf)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_port(port, server)
+        got = subprocess.run(
+            ["curl", "-sk", "--max-time", "10", f"https://127.0.0.1:{port}/"], capture_output=True, text=True
+        )
+        assert got.stdout == "hello over tls\n", got
+        time.sleep(0.3)  # nginx's close and the last ACKs
+        pid = int((conf.parent / "nginx.pid").read_text())
+        os.kill(pid, signal.SIGQUIT)
+        server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def check_tls_links(doc: dict, frames: list[Frame], port: int) -> None:
+    """Every data call of nginx's TLS connection is linked to exactly the frames tshark's
+    sequence numbers put its bytes in, the 1-byte peek included; no false "not captured"."""
+    # curl's connection: the one whose first bytes are a TLS handshake record (wait_port's probe is not).
+    cport = next(f.src for f in frames if f.dst == port and f.payload[:1] == b"\x16")
+    conn = [f for f in frames if cport in (f.src, f.dst)]
+    syn = next(f for f in conn if f.flags & 0x02 and not f.flags & 0x10)
+    synack = next(f for f in conn if f.flags & 0x12 == 0x12)
+    calls = [
+        sc
+        for sc in doc["syscalls"]
+        if sc["name"] in DATA_CALLS and _server_fd(sc, port) and str(sc["fdinfo"]["remote"]).endswith(f":{cport}")
+    ]
+    peeks = [sc for sc in calls if is_peek(sc)]
+    assert len(peeks) == 1 and peeks[0]["ret"] == 1, "nginx peeks one byte before the ClientHello"
+    truth = expected_data_frames(calls, conn, port, {True: synack.seq + 1, False: syn.seq + 1})
+    links = links_by_syscall(doc)
+    for sid, want in truth.items():
+        (link,) = [lk for lk in links.get(sid, []) if lk["kind"] in ("read-data", "write-data")]
+        assert linked_frames(doc, link, frames) == want, (sid, link)
+        assert "not captured" not in (link["note"] or ""), link
+    hello = next(sc for sc in calls if not is_peek(sc) and sc["name"] in ("read", "recvfrom"))
+    assert truth[hello["id"]] == truth[peeks[0]["id"]], "the peek saw the first byte of the read that took it"
+
+
+def _server_fd(sc: dict, port: int) -> bool:
+    info = sc["fdinfo"]
+    return bool(info) and info["kind"] == "tcp" and str(info["local"]).endswith(f":{port}") and bool(info["remote"])
+
+
+def test_nginx_tls_peek_recorded(tmp_path: Path, nginx_conf: tuple[Path, int]) -> None:
+    conf, port = nginx_conf
+    out = tmp_path / "nginx.pcapng"
+    run_nginx_and_curl(record_cmd(out, f"tcp port {port}", "--"), conf, port)
+    doc = analyze(out)
+    frames = tshark_frames(out)
+    # Packet index → frame number: Wireshark counts the recording's Custom Blocks too.
+    assert [p["frame"] for p in doc["packets"]] == [f.number for f in frames]
+    assert frames[0].number > 1
+    check_tls_links(doc, frames, port)
+    # The text report shows the same frame numbers.
+    text = wirecorr("analyze", "--notable", "500", str(out)).stdout
+    peek = next(lk for lk in doc["links"] if lk["note"] and "MSG_PEEK" in lk["note"])
+    assert f"↔ frames [{', '.join(map(str, linked_frames(doc, peek, frames)))}]" in text
+
+
+def test_nginx_tls_peek_from_strace(tmp_path: Path, nginx_conf: tuple[Path, int]) -> None:
+    """The same through `strace -f -yy` and tcpdump: the reader decodes MSG_PEEK too."""
+    from loopback_capture import LoopbackCapture
+
+    conf, port = nginx_conf
+    log, pcap = tmp_path / "nginx.strace", tmp_path / "nginx.pcap"
+    with LoopbackCapture(pcap, f"tcp port {port}") as cap:
+        run_nginx_and_curl(["strace", "-f", "-ttt", "-T", "-yy", "-xx", "-s", "256", "-o", str(log)], conf, port)
+        cap.stop(until=lambda ps: sum(1 for p in ps if p.flags & 0x01) >= 2)
+    doc = analyze(pcap, "--strace", str(log))
+    check_tls_links(doc, tshark_frames(pcap), port)
+
+
+# -- socat UDP echo: recvmsg(MSG_PEEK|MSG_TRUNC) before the read that takes the datagram ---------
+
+
+def test_socat_udp_peeks(tmp_path: Path) -> None:
+    port = free_port(socket.SOCK_DGRAM)
+    out = tmp_path / "socat.pcapng"
+    server = subprocess.Popen(
+        [
+            *record_cmd(out, f"udp port {port}", "--", "timeout", "3", "socat", "-T", "1"),
+            *(f"UDP4-RECVFROM:{port},bind=127.0.0.1,fork", "PIPE"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+            c.settimeout(0.2)
+            replies = []
+            deadline = time.monotonic() + 15
+            for msg in (b"first datagram\n", b"second one\n"):
+                while time.monotonic() < deadline:
+                    c.sendto(msg, ("127.0.0.1", port))
+                    try:
+                        replies.append(c.recv(100))
+                        break
+                    except TimeoutError:
+                        continue
+            assert replies == [b"first datagram\n", b"second one\n"]
+        server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+    doc = analyze(out)
+    frames = tshark_frames(out, "udp")
+    links = links_by_syscall(doc)
+    served = 0
+    for sc in doc["syscalls"]:
+        if (
+            sc["name"] not in ("recvmsg", "recvfrom", "sendto")
+            or sc["errno"]
+            or (sc["fdinfo"] or {}).get("kind") != "udp"
+        ):
+            continue
+        data = bytes.fromhex(sc["data"])
+        # The datagram tshark shows with these bytes, in the call's direction.
+        towards_server = sc["name"] != "sendto"
+        want = [f.number for f in frames if (f.dst == port) == towards_server and f.payload.startswith(data)]
+        (link,) = links[sc["id"]]
+        got = linked_frames(doc, link, frames)
+        assert len(got) == 1 and got[0] in want, (sc, link, want)
+        assert "not captured" not in (link["note"] or ""), link
+        if is_peek(sc):
+            assert "MSG_PEEK" in link["note"]
+        else:
+            served += 1
+    assert served == 4  # two recvfrom and two sendto; every peek was linked too
+
+
+# -- non-blocking connects refused by RST: ncat and curl ------------------------------------
+
+
+@pytest.mark.parametrize("client", ["ncat", "curl"])
+def test_refused_nonblocking_connect(tmp_path: Path, client: str) -> None:
+    port = free_port()
+    out = tmp_path / f"{client}.pcapng"
+    argv = ["ncat", "127.0.0.1", str(port)] if client == "ncat" else ["curl", "-s", f"http://127.0.0.1:{port}/"]
+    result = subprocess.run(
+        record_cmd(out, f"tcp port {port}", "--", *argv), stdin=subprocess.DEVNULL, capture_output=True, timeout=60
+    )
+    assert result.returncode != 0, result
+    doc = analyze(out)
+    frames = tshark_frames(out)
+    (rst,) = [f.number for f in frames if f.flags & 0x04]
+    syscalls = {sc["id"]: sc for sc in doc["syscalls"]}
+    (refused,) = [lk for lk in doc["links"] if lk["kind"] == "connect-refused"]
+    assert linked_frames(doc, refused, frames) == [rst]
+    reporter = syscalls[refused["syscall"]]
+    assert reporter["name"] == "getsockopt" and reporter["args"]["optval"] == "ECONNREFUSED"
+    assert not [lk for lk in doc["links"] if lk["kind"] == "connect-established"]
+    (finding,) = [f for f in doc["findings"] if f["kind"] == "connection_refused"]
+    assert f"RST (frame {rst})" in finding["message"] and "getsockopt() reported ECONNREFUSED" in finding["message"]
+
+
+# -- redis-server attached with `record -p` while a client keeps its connection busy ---------------
+
+
+def test_redis_attached_mid_stream(tmp_path: Path) -> None:
+    port = free_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    stop = threading.Event()
+    sent = [0]
+
+    def client() -> None:
+        """ECHO with a distinct argument each time, so each request and reply is unique."""
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            i = 0
+            deadline = time.monotonic() + 20
+            while not stop.is_set() and time.monotonic() < deadline:
+                arg = f"message-{i:06d}"
+                s.sendall(f"*2\r\n$4\r\nECHO\r\n${len(arg)}\r\n{arg}\r\n".encode())
+                want = f"${len(arg)}\r\n{arg}\r\n".encode()
+                got = b""
+                while len(got) < len(want):
+                    got += s.recv(100)
+                assert got == want
+                i += 1
+                sent[0] = i
+                time.sleep(0.001)
+
+    out = tmp_path / "redis.pcapng"
+    worker = threading.Thread(target=client)
+    try:
+        for _ in range(300):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.02)
+        worker.start()
+        while sent[0] < 50:
+            time.sleep(0.01)
+        rec = subprocess.Popen(record_cmd(out, f"tcp port {port}", "-p", str(redis.pid)), stderr=subprocess.PIPE)
+        try:
+            time.sleep(1.5)
+            rec.send_signal(signal.SIGINT)
+            rec.communicate(timeout=30)
+        finally:
+            if rec.poll() is None:
+                rec.kill()
+                rec.wait(timeout=10)
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+        redis.terminate()
+        redis.wait(timeout=10)
+    doc = analyze(out)
+    frames = tshark_frames(out)
+    calls = [sc for sc in doc["syscalls"] if sc["name"] in DATA_CALLS and _server_fd(sc, port) and sc["ret"]]
+    assert len(calls) > 100
+    # Truth from tshark: the frame whose payload starts with the first call's bytes of each
+    # direction (unique: every request and reply differs) fixes the raw sequence number;
+    # sequence arithmetic from the calls' byte counts does the rest.
+    base = {}
+    for write in (True, False):
+        first = next(sc for sc in calls if (sc["name"] == "write") == write)
+        data = bytes.fromhex(first["data"])
+        (frame,) = [f for f in frames if (f.src == port) == write and f.payload.startswith(data)]
+        base[write] = frame.seq
+    truth = expected_data_frames(calls, frames, port, base)
+    links = links_by_syscall(doc)
+    for sc in calls:
+        (link,) = links[sc["id"]]
+        assert linked_frames(doc, link, frames) == truth[sc["id"]], (sc, link)
+    # The report says the stream was placed by content, on which frame.
+    (conn,) = doc["connections"]
+    assert {(a["side"], a["dir"]) for a in conn["anchored"]} == {("server", "c2s"), ("server", "s2c")}
+    assert all(a["frame"] in {f.number for f in frames} for a in conn["anchored"])
+    text = wirecorr("analyze", str(out)).stdout
+    assert "anchored  the server's client→server calls: open before tracing began, placed by content" in text
