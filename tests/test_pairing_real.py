@@ -429,3 +429,194 @@ def test_redis_attached_mid_stream(tmp_path: Path) -> None:
     assert all(a["frame"] in {f.number for f in frames} for a in conn["anchored"])
     text = wirecorr("analyze", str(out)).stdout
     assert "anchored  the server's client→server calls: open before tracing began, placed by content" in text
+
+
+# -- a sendfile with a retransmission, then close() with unread data: rst_on_close's count and
+#    the retransmission's delay -----------------------------------------------------------------
+
+SENDFILE_SERVER = """
+import os, socket, sys, time
+port, path = int(sys.argv[1]), sys.argv[2]
+ls = socket.socket()
+ls.bind(("127.0.0.1", port))
+ls.listen(1)
+print("listening", flush=True)
+c, _ = ls.accept()
+c.recv(1000)
+with open(path, "rb") as f:
+    size = os.fstat(f.fileno()).st_size
+    sent = 0
+    while sent < size:
+        sent += os.sendfile(c.fileno(), f.fileno(), sent, size - sent)
+time.sleep(0.5)
+c.close()  # with the client's bytes unread: RST
+"""
+
+SENDFILE_CLIENT = """
+import socket, sys, threading, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+def send():
+    try:
+        s.sendall(b"u" * 3_000_000)
+    except OSError:
+        pass
+threading.Thread(target=send, daemon=True).start()
+print("connected", flush=True)
+got = 0
+try:
+    while chunk := s.recv(1 << 16):  # a slow reader: the sendfile lasts about 150 ms
+        got += len(chunk)
+        time.sleep(0.002)
+except OSError:
+    pass
+print(got, flush=True)
+"""
+
+
+def fmt_ns(ns: int) -> str:
+    """As findings print durations (engine/findings/_base.py)."""
+    if ns < 1_000_000:
+        return f"{ns / 1_000:.0f} µs"
+    if ns < 1_000_000_000:
+        return f"{ns / 1_000_000:.1f} ms"
+    return f"{ns / 1_000_000_000:.2f} s"
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    name = f"wcpair{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+def test_sendfile_retransmission_then_rst_on_close(tmp_path: Path, netns: str) -> None:
+    """The client's second data segment is dropped after capture (nftables input hook, so
+    tcpdump saw it and the retransmission repeats its bytes); while the client
+    reads slowly, every data segment of the server's sendfile is dropped for 100 ms, so they
+    are retransmitted on timeout, long after the sendfile began."""
+    port = free_port()
+    ns = ["ip", "netns", "exec", netns]
+    rules = f"""
+table inet wcpair {{
+  set hold {{ type inet_service; }}
+  chain input {{
+    type filter hook input priority 0;
+    tcp dport {port} meta length > 1000 numgen inc mod 1000000 == 1 drop
+    tcp sport @hold meta length > 1000 drop
+  }}
+}}
+"""
+    subprocess.run([*ns, "nft", "-f", "-"], input=rules, text=True, check=True)
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(4_000_000))
+    (tmp_path / "server.py").write_text(SENDFILE_SERVER)
+    (tmp_path / "client.py").write_text(SENDFILE_CLIENT)
+    out = tmp_path / "sendfile.pcapng"
+    server = subprocess.Popen(
+        [*ns, *record_cmd(out, f"tcp port {port}", "--", PYTHON, str(tmp_path / "server.py"), str(port), str(blob))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = None
+    try:
+        assert server.stdout is not None and server.stdout.readline() == "listening\n"
+        client = subprocess.Popen(
+            [*ns, PYTHON, str(tmp_path / "client.py"), str(port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert client.stdout is not None
+        assert client.stdout.readline() == "connected\n"
+        time.sleep(0.04)  # well into the sendfile
+        subprocess.run([*ns, "nft", "add", "element", "inet", "wcpair", "hold", f"{{ {port} }}"], check=True)
+        time.sleep(0.1)
+        subprocess.run([*ns, "nft", "delete", "element", "inet", "wcpair", "hold", f"{{ {port} }}"], check=True)
+        assert int(client.stdout.readline()) == len(blob.read_bytes())
+        server.communicate(timeout=30)
+        client.communicate(timeout=30)
+    finally:
+        for proc in (server, client):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+    doc = analyze(out)
+    frames = tshark_frames(out)
+    times = tshark_times(out)
+    syscalls = {sc["id"]: sc for sc in doc["syscalls"]}
+    findings = {f["kind"]: f for f in doc["findings"]}
+
+    # rst_on_close: "read N of M", M the distinct bytes tshark's sequence numbers show
+    # delivered before close() — a retransmitted range counts once.
+    close = next(sc for sc in doc["syscalls"] if sc["name"] == "close" and (sc["fdinfo"] or {}).get("kind") == "tcp")
+    isn = next(f for f in frames if f.flags & 0x12 == 0x02).seq
+    ranges = sorted(
+        (f.seq - isn - 1, f.seq - isn - 1 + f.length)
+        for f in frames
+        if f.dst == port and f.length and times[f.number] <= close["enter_ns"]
+    )
+    assert len({r[0] for r in ranges}) < len(ranges), "a client segment was sent twice"
+    delivered = max(end for _, end in ranges)
+    assert all(start <= prev_end for (start, _), prev_end in zip(ranges[1:], accumulate_max(ranges), strict=False))
+    assert f"of {delivered}):" in findings["rst_on_close"]["message"], findings["rst_on_close"]["message"]
+
+    # retransmission: "sent again X later", X from the first transmission of the resent bytes.
+    sendfile_link = next(lk for lk in doc["links"] if syscalls[lk["syscall"]]["name"] == "sendfile")
+    linked = set(linked_frames(doc, sendfile_link, frames))
+    resent = tshark_retransmissions(out, port)
+    first = min(n for n in resent if n in linked)
+    again = next(f for f in frames if f.number == first)
+    orig = min(
+        f.number
+        for f in frames
+        if f.src == port
+        and f.length
+        and f.number < first
+        and f.seq < again.seq + again.length
+        and again.seq < f.seq + f.length
+    )
+    message = findings["retransmission"]["message"]
+    assert f"first left in frame {orig} and were sent again {fmt_ns(times[first] - times[orig])} later" in message
+    first_of_call = min(linked)
+    assert times[orig] - times[first_of_call] > 20_000_000, "the resent bytes left well after the call's first ones"
+
+
+def accumulate_max(ranges: list[tuple[int, int]]) -> list[int]:
+    out, top = [], 0
+    for _, end in ranges:
+        top = max(top, end)
+        out.append(top)
+    return out
+
+
+def tshark_times(path: Path) -> dict[int, int]:
+    """frame number → capture time in ns, exact (tshark prints nine decimals)."""
+    out = subprocess.run(
+        ["tshark", "-r", str(path), "-Y", "tcp", "-T", "fields", "-e", "frame.number", "-e", "frame.time_epoch"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    times = {}
+    for line in out.splitlines():
+        num, epoch = line.split("\t")
+        sec, _, frac = epoch.partition(".")
+        times[int(num)] = int(sec) * 1_000_000_000 + int(frac.ljust(9, "0")[:9])
+    return times
+
+
+def tshark_retransmissions(path: Path, port: int) -> list[int]:
+    flags = "tcp.analysis.retransmission or tcp.analysis.fast_retransmission or tcp.analysis.spurious_retransmission"
+    out = subprocess.run(
+        ["tshark", "-r", str(path), "-Y", f"tcp.srcport == {port} and ({flags})", "-T", "fields", "-e", "frame.number"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return [int(n) for n in out.split()]
