@@ -425,10 +425,14 @@ def test_redis_attached_mid_stream(tmp_path: Path) -> None:
         assert linked_frames(doc, link, frames) == truth[sc["id"]], (sc, link)
     # The report says the stream was placed by content, on which frame.
     (conn,) = doc["connections"]
-    assert {(a["side"], a["dir"]) for a in conn["anchored"]} == {("server", "c2s"), ("server", "s2c")}
-    assert all(a["frame"] in {f.number for f in frames} for a in conn["anchored"])
+    redis_end = f"127.0.0.1:{port}"
+    anchored = sorted((a["endpoint"], a["calls"]) for a in conn["anchored"])
+    assert anchored == [(redis_end, "reads"), (redis_end, "writes")]
+    for a in conn["anchored"]:
+        sc = next(sc for sc in calls if sc["id"] == a["syscall"])
+        assert [a["frame"]] == truth[sc["id"]][:1]
     text = wirecorr("analyze", str(out)).stdout
-    assert "anchored  the server's client→server calls: open before tracing began, placed by content" in text
+    assert f"anchored  reads of {redis_end} (" in text and "open before tracing began, placed by content" in text
 
 
 # -- a sendfile with a retransmission, then close() with unread data: rst_on_close's count and

@@ -38,8 +38,11 @@ def options_record(opts: HandshakeOptions | None) -> dict[str, Any] | None:
 
 def anchor_record(session: Session, anchor: Anchor) -> dict[str, Any]:
     """Which traced socket's stream was placed by content, by which call, on which packet."""
+    conn = session.analyzer.connections[anchor.conn]
     return {
         "side": ("client", "server")[anchor.side],
+        "endpoint": conn.client if anchor.side == 0 else conn.server,
+        "calls": "writes" if anchor.side == anchor.direction else "reads",
         "dir": ("c2s", "s2c")[anchor.direction],
         "syscall": anchor.syscall,
         "packet": anchor.packet,

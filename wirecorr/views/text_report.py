@@ -191,12 +191,12 @@ def _write_connection(out: TextIO, conn: dict[str, Any], t0: int) -> None:
 def _anchor_text(anchor: dict[str, Any]) -> str:
     """A stream the trace joined mid-way: how its calls were placed (or that they were not)."""
     arrow = "client→server" if anchor["dir"] == "c2s" else "server→client"
-    what = f"the {anchor['side']}'s {arrow} calls"
+    what = f"{anchor['calls']} of {anchor['endpoint']} ({arrow}): open before tracing began"
     if anchor["packet"] is None:
-        return f"{what}: open before tracing began, no captured segment carries their bytes (not linked)"
+        return f"{what}, and no captured segment carries their bytes: not linked"
     return (
-        f"{what}: open before tracing began, placed by content (syscall {anchor['syscall']} in frame "
-        f"{anchor['frame']}; its first traced byte is stream byte {anchor['offset']})"
+        f"{what}, placed by content: the bytes of syscall {anchor['syscall']} are in frame {anchor['frame']}, "
+        f"its first traced byte is stream byte {anchor['offset']}"
     )
 
 
