@@ -257,6 +257,7 @@ class _SockState:
     connect: Syscall | None = None
     shut_wr: bool = False
     refused: bool = False
+    polled: bool = False
     # Added to the socket's byte counts (writes, reads) to get the capture's stream offsets;
     # None until anchored, for a socket that was open before tracing began.
     shift: list[int | None] = field(default_factory=lambda: [0, 0])
@@ -348,6 +349,8 @@ class Correlator:
         name = sc.name
         if event.created is not None and name != "socket" and event.created.is_tcp:
             self._queue(self._state(event.created), "accept", sc)
+        if name in ("poll", "ppoll") and isinstance(sc.ret, int) and sc.ret > 0:
+            self._poll_errors(sc)
         sock = event.socket
         if sock is None or sock.listening:
             return
@@ -471,6 +474,21 @@ class Correlator:
             else:
                 start, state.received = state.received, state.received + n
                 self._queue(state, "read", sc, start, start + n)
+
+    def _poll_errors(self, sc: Syscall) -> None:
+        """A poll that woke with POLLERR on a socket whose non-blocking connect() is pending
+        is the first call to see a refusal (it also gets the RST; getsockopt later says which error)."""
+        fds = sc.args.get("fds")
+        for entry in fds if isinstance(fds, list) else ():
+            fd = entry.get("fd") if isinstance(entry, dict) else None
+            if not isinstance(fd, int) or "POLLERR" not in str(entry.get("revents")):
+                continue
+            sock = self.sockets.socket_of(sc.pid, fd)
+            state = self._states.get(sock.id) if sock is not None else None
+            connect = state.connect if state is not None else None
+            if state is not None and connect is not None and connect.errno == "EINPROGRESS" and not state.polled:
+                state.polled = True
+                self._queue(state, "refused", sc)
 
     @staticmethod
     def _reports_refusal(state: _SockState, sc: Syscall) -> bool:

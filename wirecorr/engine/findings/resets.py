@@ -186,9 +186,14 @@ def _refused(ctx: Context, conn: Connection, rst: int) -> Finding:
         f"was answered by RST (frame {ctx.frame(rst)}) {took} later — nothing listens on that port"
     )
     if reporters:
-        told = reporters[0]
-        how = "returned" if told.errno == "ECONNREFUSED" else "reported"
-        message += f"; {told.name}() {how} ECONNREFUSED at {ctx.at(told.enter_ns)}"
+        # The call that named the error; a poll only woke with POLLERR before it.
+        named = [sc for sc in reporters if sc.name not in ("poll", "ppoll")]
+        told = (named or reporters)[0]
+        if told.name in ("poll", "ppoll"):
+            message += f"; {told.name}() woke with POLLERR at {ctx.at(told.enter_ns)}"
+        else:
+            how = "returned" if told.errno == "ECONNREFUSED" else "reported"
+            message += f"; {told.name}() {how} ECONNREFUSED at {ctx.at(told.enter_ns)}"
     connects += [sc for sc in reporters if sc not in connects]
     return Finding(
         kind=REFUSED,
