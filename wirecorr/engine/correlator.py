@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from wirecorr.engine.analysis_flags import AnalysisFlag
@@ -71,6 +71,9 @@ _RESET_ERRNOS = frozenset({"ECONNRESET", "EPIPE"})
 ANCHOR_TRIES = 8
 ANCHOR_WINDOW = 4096
 ANCHOR_MIN_MATCH = 8
+# A candidate position must agree with the bytes of the other pending calls: anchoring waits
+# for this many calls with data (or the end of input), as repeated requests look alike.
+ANCHOR_EVIDENCE = 3
 # Payloads of this many recent segments are kept when no capture file can be re-read (live).
 RECENT_PAYLOADS = 4096
 _UNANCHORED = (
@@ -378,7 +381,7 @@ class Correlator:
             for state in list(tcp.unanchored):
                 for role in (0, 1):
                     if state.pending[role]:
-                        self._anchor(state, role)
+                        self._anchor(state, role, final=True)
                     if state.pending[role]:
                         self._give_up(state, role)
             for d in tcp.dirs:
@@ -582,7 +585,7 @@ class Correlator:
             if shift is None:
                 state.pending[role].append((claim, sc, peek))
                 if len(state.pending[role]) <= ANCHOR_TRIES:
-                    self._anchor(state, role)
+                    self._anchor(state, role, final=self._finished)
             else:
                 self._place(tcp, ours if write else peer, claim, shift, peek)
         elif action == "refused":
@@ -634,26 +637,43 @@ class Correlator:
         for seg_start, seg_end, idx in dr.segments(claim.start, claim.end):
             self._claim_segment(claim, idx, seg_start, seg_end)
 
-    def _anchor(self, state: _SockState, role: int, only: int | None = None) -> None:
+    def _anchor(self, state: _SockState, role: int, only: int | None = None, final: bool = False) -> None:
         """Try to anchor a direction of a socket opened before tracing began: the first
-        pending call whose bytes are found in a captured segment fixes the shift, then every
-        pending call of the direction is placed. `only` limits the search to a new segment."""
+        pending call whose bytes are found in a captured segment, at a position the other
+        pending calls' bytes agree with, fixes the shift; then every pending call of the
+        direction is placed. `only` limits the search to a new segment."""
         tcp = state.tcp
         assert tcp is not None
         d = state.side if role == 0 else 1 - state.side
         pending = state.pending[role]
-        for claim, sc, _ in pending[:ANCHOR_TRIES]:
-            found = self._match(tcp, d, claim, sc, only)
-            if found is None:
-                continue
-            offset, idx = found
-            shift = offset - claim.start
-            state.shift[role] = shift
-            self.anchors.append(Anchor(tcp.conn.id, state.side, d, sc.id, idx, shift))
-            state.pending[role] = []
-            for c, _, peek in pending:
-                self._place(tcp, d, c, shift, peek)
+        tried = [(claim, sc) for claim, sc, _ in pending[:ANCHOR_TRIES] if sc.data]
+        if not final and len(tried) < ANCHOR_EVIDENCE:
             return
+        for claim, sc in tried:
+            for offset, idx in self._match(tcp, d, claim, sc, only):
+                shift = offset - claim.start
+                if not self._agrees(tcp.dirs[d], shift, tried):
+                    continue
+                state.shift[role] = shift
+                self.anchors.append(Anchor(tcp.conn.id, state.side, d, sc.id, idx, shift))
+                state.pending[role] = []
+                for c, _, peek in pending:
+                    self._place(tcp, d, c, shift, peek)
+                return
+
+    def _agrees(self, dr: _Dir, shift: int, tried: list[tuple[_Claim, Syscall]]) -> bool:
+        """Whether every call's recorded bytes, placed with `shift`, equal the captured ones
+        where a captured segment holds them (calls whose bytes were not captured are no evidence)."""
+        for claim, sc in tried:
+            data = (sc.data or b"")[: claim.end - claim.start]
+            start = claim.start + shift
+            for s, _, idx in dr.segments(start, start + 1):
+                payload = self._payload(idx)
+                if payload and s <= start < s + len(payload):
+                    if payload[start - s : start - s + len(data)] != data[: s + len(payload) - start]:
+                        return False
+                    break
+        return True
 
     def _give_up(self, state: _SockState, role: int) -> None:
         tcp = state.tcp
@@ -664,8 +684,9 @@ class Correlator:
             claim.link.note = _join(claim.note, _UNANCHORED)
         state.pending[role] = []
 
-    def _match(self, tcp: _Tcp, d: int, claim: _Claim, sc: Syscall, only: int | None) -> tuple[int, int] | None:
-        """(stream offset, packet) where the call's recorded bytes start in direction d.
+    def _match(self, tcp: _Tcp, d: int, claim: _Claim, sc: Syscall, only: int | None) -> Iterator[tuple[int, int]]:
+        """(stream offset, packet) where the call's recorded bytes may start in direction d,
+        most likely first.
 
         A write's bytes leave in the first segment at or after its entry that carries them; a
         read takes the oldest queued bytes, which had all arrived by its exit: the latest
@@ -674,7 +695,7 @@ class Correlator:
         n = claim.end - claim.start
         data = (sc.data or b"")[:n]
         if not data:
-            return None
+            return
         table = self.table
         ts, flags, analysis = table.ts_ns, table.flags, table.analysis
         write = claim.write
@@ -719,9 +740,8 @@ class Correlator:
                 pos = payload.find(head, pos + 1)
             if not write:
                 hits = [off for off in hits if only is not None or off + n <= top]
-            if hits:
-                return (min(hits) if write else max(hits)), idx
-        return None
+            for off in hits if write else reversed(hits):
+                yield off, idx
 
     def _payload(self, idx: int) -> bytes | None:
         found = self._recent.get(idx)
