@@ -76,10 +76,8 @@ ANCHOR_MIN_MATCH = 8
 ANCHOR_EVIDENCE = 3
 # Payloads of this many recent segments are kept when no capture file can be re-read (live).
 RECENT_PAYLOADS = 4096
-_UNANCHORED = (
-    "stream position unknown: the connection was open before tracing began "
-    "and no captured segment carries this call's bytes"
-)
+_NOT_FOUND = "no captured segment carries their bytes"
+_NO_DATA = "none of their bytes were recorded (--data-bytes 0?)"
 
 Label = list[int] | str
 
@@ -91,7 +89,7 @@ class Anchor:
     `offset` is the capture's stream offset (0 = first byte of that direction captured) of
     the socket's first traced byte; `syscall` is the call whose bytes were found in packet
     `packet`. `packet` and `syscall` are None when no call could be anchored: that
-    direction's calls stay unlinked.
+    direction's calls stay unlinked, and `failed` says why.
     """
 
     conn: int
@@ -100,6 +98,7 @@ class Anchor:
     syscall: int | None
     packet: int | None
     offset: int | None
+    failed: str | None = None
 
 
 def is_peek(sc: Syscall) -> bool:
@@ -679,9 +678,10 @@ class Correlator:
         tcp = state.tcp
         assert tcp is not None
         d = state.side if role == 0 else 1 - state.side
-        self.anchors.append(Anchor(tcp.conn.id, state.side, d, None, None, None))
+        why = _NOT_FOUND if any(sc.data for _, sc, _ in state.pending[role]) else _NO_DATA
+        self.anchors.append(Anchor(tcp.conn.id, state.side, d, None, None, None, why))
         for claim, _, _ in state.pending[role]:
-            claim.link.note = _join(claim.note, _UNANCHORED)
+            claim.link.note = _join(claim.note, f"stream position unknown: open before tracing began and {why}")
         state.pending[role] = []
 
     def _match(self, tcp: _Tcp, d: int, claim: _Claim, sc: Syscall, only: int | None) -> Iterator[tuple[int, int]]:

@@ -48,6 +48,7 @@ def anchor_record(session: Session, anchor: Anchor) -> dict[str, Any]:
         "packet": anchor.packet,
         "frame": session.frame_number(anchor.packet) if anchor.packet is not None else None,
         "offset": anchor.offset,
+        "failed": anchor.failed,
     }
 
 

@@ -193,7 +193,7 @@ def _anchor_text(anchor: dict[str, Any]) -> str:
     arrow = "client→server" if anchor["dir"] == "c2s" else "server→client"
     what = f"{anchor['calls']} of {anchor['endpoint']} ({arrow}): open before tracing began"
     if anchor["packet"] is None:
-        return f"{what}, and no captured segment carries their bytes: not linked"
+        return f"{what}, and {anchor['failed']}: not linked"
     return (
         f"{what}, placed by content: the bytes of syscall {anchor['syscall']} are in frame {anchor['frame']}, "
         f"its first traced byte is stream byte {anchor['offset']}"
