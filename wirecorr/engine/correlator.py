@@ -431,7 +431,8 @@ class Correlator:
         name = sc.name
         ret = sc.ret if isinstance(sc.ret, int) else None
         errno = sc.errno
-        if self._reports_refusal(state, sc):
+        connect = state.connect
+        if connect is not None and connect.errno == "EINPROGRESS" and self._reports_refusal(state, sc):
             state.refused = True
             self._queue(state, "refused", sc)
         elif name == "connect":
