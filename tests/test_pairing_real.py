@@ -24,6 +24,10 @@ from pathlib import Path
 
 import pytest
 
+from wirecorr.engine.correlator import Correlator
+from wirecorr.engine.tcp_analysis import PacketAnalyzer
+from wirecorr.recording.reader import read_recording
+
 PYTHON = sys.executable
 ROOT = Path(__file__).resolve().parent.parent
 DATA_CALLS = {"read", "write", "recvfrom", "sendto", "recvmsg", "sendmsg", "readv", "writev"}
@@ -444,6 +448,40 @@ def test_redis_attached_mid_stream(tmp_path: Path) -> None:
         assert [a["frame"]] == truth[sc["id"]][:1]
     text = wirecorr("analyze", str(out)).stdout
     assert f"anchored  reads of {redis_end} (" in text and "open before tracing began, placed by content" in text
+    # A live view feeds packets and syscalls interleaved, with no file to re-read payloads
+    # from: the correlator keeps recent payloads itself and anchors the same way.
+    live = live_links(out)
+    for sc in calls:
+        assert live[sc["id"]] == links[sc["id"]][0]["packets"], sc
+
+
+def live_links(path: Path) -> dict[int, list[int]]:
+    """syscall id → packets of its link, correlating as `wirecorr live` does: each packet
+    before the first syscall that ended after it, and no capture file behind the session."""
+    rec = read_recording(str(path))
+    analyzer = PacketAnalyzer()
+    corr = Correlator(analyzer)
+    calls = sorted(rec.syscalls, key=lambda c: c.exit_ns or c.enter_ns)
+    processes = sorted(rec.processes, key=lambda p: p.get("ts_ns") or 0)
+    packets = rec.packets()
+    nxt = next(packets, None)
+    for sc in calls:
+        done = sc.exit_ns or sc.enter_ns
+        while nxt is not None and nxt.ts_ns <= done:
+            analyzer.feed(nxt)
+            corr.on_packet(nxt)
+            nxt = next(packets, None)
+        while processes and (processes[0].get("ts_ns") or 0) <= done:
+            event = processes.pop(0)
+            corr.on_process(event["event"], event["pid"], event["info"])
+        corr.on_syscall(sc)
+    while nxt is not None:
+        analyzer.feed(nxt)
+        corr.on_packet(nxt)
+        nxt = next(packets, None)
+    corr.finish()
+    analyzer.finish()
+    return {link.syscall: sorted(link.packets) for link in corr.links}
 
 
 # -- a sendfile with a retransmission, then close() with unread data: rst_on_close's count and
