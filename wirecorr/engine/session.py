@@ -142,6 +142,11 @@ def load_capture(
             session.fed_directly(rows_before)
         session.packets_read += index
         session.skipped_blocks += reader.skipped_blocks
+        if reader.clamped:
+            session.warnings.append(
+                f"{reader.clamped:,} packet(s) of {path} have a timestamp beyond 2116 or before 1823 (first at byte "
+                f"{reader.first_clamped}): shown at that limit"
+            )
     if count is not None and index == count:
         session.warnings.append(f"stopped after the first {count:,} packets of {path} (-c)")
     if recording.is_recording or recording.syscalls or recording.processes:
