@@ -137,8 +137,12 @@ def decode_record(data: bytes) -> tuple[str, dict[str, Any]]:
 # The deepest nesting of a value any record holds (a syscall's args: msghdr → iov list →
 # one iovec → its bytes is 4); a deeper one is damage, refused before anything recurses on it.
 MAX_DEPTH = 16
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
+# Integers are 64-bit, signed or unsigned (a return value may be an unsigned register);
+# timestamps (`*_ns`) are signed 64-bit nanoseconds within ±2^62, as packets' are
+# (capture_file.TS_LIMIT), so the difference of any two fits the engine's int64 columns.
+INT_MIN = -(2**63)
+INT_MAX = 2**64 - 1
+NS_LIMIT = 1 << 62
 
 _NONE = type(None)
 _INT = frozenset((int,))
@@ -259,12 +263,14 @@ def _check_fields(what: str, payload: dict[str, Any], schema: Schema) -> None:
         if kind not in kinds:
             got = _JSON_NAMES.get(kind, kind.__name__)
             raise RecordFormatError(f"{what}: `{key}` is {got}, wants {_WANTS[kinds]}")
-        if kind is int and not INT64_MIN <= value <= INT64_MAX:
-            raise RecordFormatError(f"{what}: `{key}` is out of the 64-bit range")
+        if kind is int:
+            limit = NS_LIMIT if key.endswith("_ns") else None
+            if not (INT_MIN <= value <= INT_MAX if limit is None else -limit <= value <= limit):
+                raise RecordFormatError(f"{what}: `{key}` is out of range")
 
 
 def _check_ints(tag: str, key: str, values: list[Any] | None) -> None:
-    if values is not None and not all(type(v) is int and INT64_MIN <= v <= INT64_MAX for v in values):
+    if values is not None and not all(type(v) is int and INT_MIN <= v <= INT_MAX for v in values):
         raise RecordFormatError(f"{tag} record: `{key}` wants a list of 64-bit integers")
 
 
