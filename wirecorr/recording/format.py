@@ -221,9 +221,18 @@ SCHEMAS: dict[str, Schema] = {
     ),
     TAG_SUMMARY: tuple(
         (key, _SCALAR, False)
-        for key in ("end_ns", "packets", "syscalls", "exit_status", "signal", "captured", "received_by_filter")
-    )
-    + (("dropped_by_kernel", _SCALAR, False), ("lost", _SCALAR, False)),
+        for key in (
+            "end_ns",
+            "packets",
+            "syscalls",
+            "exit_status",
+            "signal",
+            "captured",
+            "received_by_filter",
+            "dropped_by_kernel",
+            "lost",
+        )
+    ),
 }
 _MISSING = object()
 
