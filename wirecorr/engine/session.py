@@ -164,6 +164,11 @@ def _feed_recorded_half(session: Session, recording: Recording) -> None:
     """
     if recording.meta:
         session.meta = recording.meta
+    if recording.is_recording and not recording.complete:
+        session.warnings.append(
+            f"{recording.path} is incomplete: it has no summary record, so the recorder was killed or crashed "
+            "before its end; the report covers what was written until then"
+        )
     # In place and by an int key: a (time, kind, event) tuple per syscall was 80 MB at the
     # peak of a 800k-syscall load. Stable, and the file is nearly in completion order already.
     syscalls = recording.syscalls
