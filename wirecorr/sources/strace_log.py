@@ -758,7 +758,7 @@ _RESULT = re.compile(
     r" *= *(\?|0x[0-9a-fA-F]+|-?\d+)(<)?"  # ret, maybe with an fd decoration after it
 )
 _ERRNO = re.compile(r" +(E[A-Z0-9_]+) \((?:[^()]|\([^()]*\))*\)")
-_DURATION = re.compile(r" <(\d{1,12})\.(\d+)>\Z")
+_DURATION = re.compile(r" <(\d+)\.(\d+)>\Z")
 
 
 def _ns(sec: str, frac: str) -> int:
