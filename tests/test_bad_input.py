@@ -185,7 +185,7 @@ def test_record_of_the_wrong_shape_is_refused_at_the_reader(tmp_path: Path, caps
 def test_partial_report_of_a_recording_damaged_midway(tmp_path: Path, capsys) -> None:
     """--partial still reports what came before the bad record, and names it."""
     path, offset = damaged_recording(tmp_path, b"link", set_key("kind", "5"))
-    code, out, err = run(capsys, "analyze", "--partial", "--json", str(path))
+    code, out, _ = run(capsys, "analyze", "--partial", "--json", str(path))
     assert code == 2
     doc = json.loads(out)
     assert doc["error"]["offset"] == offset and doc["packets_read"] == 16 and doc["syscalls"]
@@ -196,7 +196,7 @@ def test_unknown_keys_and_tags_stay_allowed(tmp_path: Path, capsys) -> None:
     path, _ = damaged_recording(tmp_path, b"syscall", set_key("new_key", '{"deep": [1, [2, [3]]]}'))
     data = path.read_bytes() + record_block(b"future", b'{"x": 1}')
     path.write_bytes(data)
-    code, out, err = run(capsys, "analyze", str(path))
+    code, _, err = run(capsys, "analyze", str(path))
     assert code == 0, err
 
 
@@ -324,7 +324,7 @@ def test_display_filter_nesting_is_bounded() -> None:
 
 
 def test_analyze_without_input_is_a_usage_error(capsys) -> None:
-    code, out, err = run(capsys, "analyze")
+    code, _, err = run(capsys, "analyze")
     assert code == 2 and one_error_line(err) == "wirecorr: analyze: give a capture FILE, or --strace LOG [--pcap FILE]"
 
 
