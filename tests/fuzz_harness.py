@@ -169,6 +169,53 @@ def odd_values(rng: random.Random) -> list[object]:
     ]
 
 
+ODD_INTS = (-1, 0, 1, 2, 3, 7, 65535, 65536, 2**31, 2**32, 2**62, -(2**62), 2**63 - 1, 2**64 - 1, -(2**63))
+ODD_STRS = (
+    "",
+    "x",
+    "tcp",
+    "udp6",
+    "unix",
+    "close",
+    "write",
+    "recvmmsg",
+    "accept4",
+    "connect",
+    "fork",
+    "exit",
+    "exec",
+    "EAGAIN",
+    "EINPROGRESS",
+    "127.0.0.1:7007",
+    "127.0.0.1:99999",
+    "[::1]:",
+    "[::1]:80",
+    "1.2.3:4",
+    ":",
+    "@abstract",
+    "/tmp/x",
+    "write-data",
+    "read-data",
+    "close-rst",
+    "accept-ack",
+    "\udcff",
+    "é" * 3,
+)
+
+
+def same_type(rng: random.Random, value: object) -> object:
+    """A value the schema accepts where `value` was, but an odd one: the engine must cope."""
+    if type(value) is int:
+        return rng.choice((*ODD_INTS, value + rng.randint(-3, 3), -value))
+    if type(value) is str:
+        return rng.choice(ODD_STRS)
+    if isinstance(value, list):
+        return [rng.choice(ODD_INTS) for _ in range(rng.randint(0, 4))]
+    if value is None:
+        return rng.choice((0, "x", None))
+    return value
+
+
 def mutate_json(rng: random.Random, obj: object) -> object:
     """Change one thing somewhere inside a parsed record: a key, a value's type, a deletion."""
     path: list[object] = []
@@ -194,8 +241,11 @@ def mutate_json(rng: random.Random, obj: object) -> object:
             return obj
         return rng.choice(odd_values(rng))
     last = path[-1]
-    if isinstance(parent, dict) and rng.random() < 0.2:
+    roll = rng.random()
+    if isinstance(parent, dict) and roll < 0.15:
         del parent[last]
+    elif roll < 0.6:
+        parent[last] = same_type(rng, node)  # type: ignore[index]
     else:
         parent[last] = rng.choice(odd_values(rng))  # type: ignore[index]
     return obj
@@ -308,6 +358,19 @@ STRACE_TOKENS = (
     "[" * 3000,
     "{a=" * 1500,
     "(" * 2000,
+    'inet_addr("999.1.1.1")',
+    "htons(99999)",
+    "<TCP:[garbage]>",
+    "<TCP:[1.2.3.4:5->]>",
+    "<TCPv6:[[::1]:80->[::g]:1]>",
+    '<UNIX:[1->2,"/x"]>',
+    "<socket:[x]>",
+    "-1",
+    "0",
+    "4294967296",
+    "MSG_PEEK|MSG_TRUNC",
+    "CLONE_THREAD",
+    '[{msg_hdr={msg_iov=[{iov_base="ab", iov_len=2}], msg_iovlen=1}, msg_len=2}]',
     "x(" * 1000,
     "<" * 500,
     "\udcff".encode("utf-8", "surrogateescape").decode("latin-1"),
@@ -454,6 +517,7 @@ DISPLAY_WORDS = (
     ")",
     "3",
     "0x1f",
+    "010",
     "accept4",
     '"ECONNREFUSED"',
     '"',

@@ -318,6 +318,10 @@ def test_display_filter_nesting_is_bounded() -> None:
     with pytest.raises(display_filter.FilterError, match="nested deeper than 64 levels"):
         display_filter.compile_filter("not " * 300 + "linked")
     assert display_filter.compile_filter("(" * 60 + "fd == 3" + ")" * 60)
+    with pytest.raises(display_filter.FilterError, match="is too long"):
+        display_filter.compile_filter("fd == " + "9" * 5000)
+    # A leading zero is decimal, as Wireshark reads `tcp.port == 080`.
+    assert display_filter.compile_filter("fd == 010 or tcp.seq == 0x1F")
 
 
 # -- command line -------------------------------------------------------------------------------

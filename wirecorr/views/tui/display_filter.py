@@ -230,7 +230,10 @@ def _value(kind: str, field_name: str, tok: Token) -> int | str:
     if kind == INT:
         if tok.kind != "num":
             raise FilterError(f"{field_name} wants a number, found {tok.text or 'end of filter'!r}", tok.pos)
-        return int(tok.text, 0)
+        text = tok.text
+        if len(text) > 20:  # no field holds more than 64 bits
+            raise FilterError(f"{field_name}: number {text[:12]}… is too long", tok.pos)
+        return int(text, 16) if text[:2] in ("0x", "0X") else int(text)
     if tok.kind == "str":
         return tok.text[1:-1]
     if tok.kind in ("name", "num"):
