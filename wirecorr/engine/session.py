@@ -163,6 +163,11 @@ def load_capture(
             session.fed_directly(rows_before)
         session.packets_read += index
         session.skipped_blocks += reader.skipped_blocks
+        if reader.clamped:
+            session.warnings.append(
+                f"{reader.clamped:,} packet(s) of {path} have a timestamp beyond 2116 or before 1823 (first at byte "
+                f"{reader.first_clamped}): shown at that limit"
+            )
     if count is not None and index == count:
         session.warnings.append(f"stopped after the first {count:,} packets of {path} (-c)")
     if recording.is_recording or recording.syscalls or recording.processes:
@@ -180,6 +185,11 @@ def _feed_recorded_half(session: Session, recording: Recording) -> None:
     """
     if recording.meta:
         session.meta = recording.meta
+    if recording.is_recording and not recording.complete:
+        session.warnings.append(
+            f"{recording.path} is incomplete: it has no summary record, so the recorder was killed or crashed "
+            "before its end; the report covers what was written until then"
+        )
     # In place and by an int key: a (time, kind, event) tuple per syscall was 80 MB at the
     # peak of a 800k-syscall load. Stable, and the file is nearly in completion order already.
     syscalls = recording.syscalls
