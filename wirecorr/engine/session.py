@@ -110,8 +110,12 @@ def load_capture(
     packet_filter: PacketFilter | None = None,
     show_progress: bool = True,
     count: int | None = None,
+    host: int | None = None,
 ) -> None:
     """Read every packet of `path` into `session`, or the first `count` (tshark's -c).
+
+    `host` reads one host of a merged recording (`engine.hosts`): its packets, syscalls and
+    process events only, so each host's correlation and TCP analysis stay its own.
 
     Damage does not throw away what was read: the error is kept on the session and the
     caller decides whether a partial result may be reported (truncation at the end is what
@@ -170,11 +174,26 @@ def load_capture(
             )
     if count is not None and index == count:
         session.warnings.append(f"stopped after the first {count:,} packets of {path} (-c)")
+    if host is not None:
+        keep_host(recording, host)
+    elif recording.meta.get("hosts"):
+        session.warnings.append(
+            f"{path} is a merged recording of {len(recording.meta['hosts'])} hosts, read here as one capture "
+            "(each crossing twice); `wirecorr analyze` and `check` report each host on its own"
+        )
     if recording.is_recording or recording.syscalls or recording.processes:
         _feed_recorded_half(session, recording)
     if unknown and undecodable == index and session.error is None:
         linktype, offset = next(iter(unknown.items()))
         session.error = InputError(path, f"unknown link type {linktype}: no packet could be decoded", offset=offset)
+
+
+def keep_host(recording: Recording, host: int) -> None:
+    """Drop the syscalls and process events of a merged recording's other hosts."""
+    spec = next((h for h in recording.meta.get("hosts") or [] if h.get("id") == host), None)
+    ids = (spec or {}).get("syscall_ids") or [0, -1]
+    recording.syscalls = [sc for sc in recording.syscalls if ids[0] <= sc.id <= ids[1]]
+    recording.processes = [p for p in recording.processes if p.get("host", 0) == host]
 
 
 def _feed_recorded_half(session: Session, recording: Recording) -> None:
