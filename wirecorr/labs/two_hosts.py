@@ -1,6 +1,7 @@
 """Lab `two-hosts`: a client and a server on two "hosts", each recorded on its own, merged.
 
-Three namespaces: client, router, server. The router's link toward the server is shaped by
+Three namespaces: client, router, server. The router masquerades (the server sees the
+router's address, as behind a NAT) and its link toward the server is shaped by
 tbf (a token bucket: netem is not in this kernel), so a burst of data queues there and
 reaches the server's wire late while a lone SYN or ACK passes at once. Client and server
 are each recorded by their own `wirecorr record --netns`, as two machines would be; the
@@ -22,6 +23,7 @@ from wirecorr.labs import Lab, Workdir
 from wirecorr.labs.evidence import Evidence, dur
 from wirecorr.labs.netns import PREFIX, LabNet, NamespaceError, _add, _ip, entered, set_sysctl
 from wirecorr.labs.programs import PRELUDE
+from wirecorr.model import format_endpoint
 from wirecorr.recording.edit import time_shift
 from wirecorr.recording.merge import merge
 
@@ -69,6 +71,16 @@ sys.exit(0 if reply == b"ok\\n" else 1)
 )
 
 
+NAT = """
+table ip wclab_nat {
+    chain post {
+        type nat hook postrouting priority 100; policy accept;
+        oifname "rb" masquerade
+    }
+}
+"""
+
+
 def _subnet(net: LabNet) -> int:
     """The run's subnet number, from the namespace's random tag so concurrent runs differ."""
     return 16 + int(net.a.removeprefix(PREFIX)[:4], 16) % 200
@@ -99,6 +111,9 @@ def _topology(net: LabNet) -> tuple[str, str, str]:
             _ip("addr", "add", addr, "dev", dev)
             _ip("link", "set", dev, "gso_max_segs", "1", "up")
         set_sysctl("net.ipv4.ip_forward", "1")
+        # The router masquerades: the server sees the router's address, as behind a NAT, so the
+        # merge has to match the two captures' packets by their contents, not their addresses.
+        _ip("nft", "-f", "-", ns=router, stdin=NAT)
         tbf = ["tc", "qdisc", "add", "dev", "rb", "root", "tbf", "rate", RATE, "burst", "3000", "latency", "400ms"]
         done = subprocess.run(tbf, capture_output=True, text=True, timeout=20)
         if done.returncode != 0:
@@ -185,7 +200,23 @@ def explain(ev: Evidence) -> None:
         f"in the router); server→client {dur(min(back))} … {dur(max(back))}"
     )
     ev.expect(max(data) > 10 * max(min(back), 1_000), "the data segments did not queue at the router")
+    _nat(ev, merged)
     _follow_write(ev, merged)
+
+
+def _nat(ev: Evidence, merged: MergedSession) -> None:
+    """The same connection under two names: what the client sent from, what the server saw."""
+    ends = []
+    for h in merged.hosts:
+        conns = h.session.analyzer.connections
+        ends.append(format_endpoint(conns[0].client_addr, conns[0].client_port) if conns else None)
+    ev.fact("client_as_seen", ends)
+    ev.expect(ends[0] != ends[1], "the server saw the client's own address: the router did not translate it")
+    if ev.expect(all(ends), "a host captured no connection"):
+        ev.say(
+            f"the client connected from {ends[0]}; behind the router's NAT the server saw {ends[1]} — the packets "
+            "were matched by sequence numbers, timestamps and payload, not by address"
+        )
 
 
 def _follow_write(ev: Evidence, merged: MergedSession) -> None:
