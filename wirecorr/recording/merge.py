@@ -185,11 +185,10 @@ def fit_clock(a: _Input, b: _Input, pairs: list[tuple[int, int, bool]]) -> Clock
     t0 = min(t for t, _ in upper + lower)
     t1 = max(t for t, _ in upper + lower)
     span = t1 - t0
-    if lo > hi:
-        # Timestamps disagree with causality (capture jitter): the midpoint, bound by the overlap.
-        return ClockFit((lo + hi) // 2, 0.0, t0, (lo - hi + 1) // 2, span, len(upper), len(lower), consistent=False)
-    const = ClockFit((lo + hi) // 2, 0.0, t0, (hi - lo + 1) // 2, span, len(upper), len(lower))
+    const = ClockFit((lo + hi) // 2, 0.0, t0, (abs(hi - lo) + 1) // 2, span, len(upper), len(lower), lo <= hi)
     if span < DRIFT_MIN_SPAN_NS:
+        # If lo > hi, timestamps disagree with causality (capture jitter, or a drift too small
+        # to fit over so short a span): the midpoint, bound by the overlap, flagged.
         return const
     up = _hull(sorted((t - t0, float(y)) for t, y in upper), upper=False)
     down = _hull(sorted((t - t0, float(y)) for t, y in lower), upper=True)
