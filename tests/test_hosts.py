@@ -334,3 +334,23 @@ def test_clock_fit_recovers_a_drift_within_its_bound() -> None:
     for t in (0, 30_000_000_000, 59_900_000_000):
         assert abs(fit.at(base + t) - theta(t)) <= fit.error_ns, (t, fit)
     assert fit.error_ns < 100_000, fit
+
+
+@pytest.mark.parametrize(
+    ("cgroup", "container"),
+    [
+        ("0::/system.slice/docker-" + "3f2a" * 16 + ".scope\n", "docker 3f2a3f2a3f2a"),
+        ("12:pids:/docker/" + "ab" * 32 + "\n1:name=systemd:/docker/" + "ab" * 32 + "\n", "docker abababababab"),
+        ("0::/machine.slice/libpod-" + "0c" * 32 + ".scope/container\n", "libpod 0c0c0c0c0c0c"),
+        (
+            "0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-" + "9e" * 32 + ".scope\n",
+            "cri-containerd 9e9e9e9e9e9e",
+        ),
+        ("0::/lxc.payload.web1/init.scope\n", "lxc web1"),
+        ("0::/user.slice/user-0.slice/session-3.scope\n", None),
+    ],
+)
+def test_container_named_from_cgroup(cgroup: str, container: str | None) -> None:
+    from wirecorr.sources.netns import container_in
+
+    assert container_in(cgroup) == container

@@ -80,10 +80,14 @@ def container_of(pid: int) -> str | None:
     """The container a process's cgroup names, e.g. `docker 3f2a…`, or None."""
     try:
         with open(f"/proc/{pid}/cgroup") as f:
-            text = f.read()
+            return container_in(f.read())
     except OSError:
         return None
-    for line in text.splitlines():
+
+
+def container_in(cgroup: str) -> str | None:
+    """The container named by the text of a /proc/PID/cgroup file, or None."""
+    for line in cgroup.splitlines():
         path = line.split(":", 2)[-1]
         m = _CONTAINER.search(path)
         if m:
