@@ -11,10 +11,12 @@ whose time difference is the one-way delay.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from wirecorr.engine.session import PacketFilter, Session, load_capture
+from wirecorr.errors import InputError
 from wirecorr.recording import format as fmt
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock
 
@@ -63,12 +65,16 @@ def merged_header(path: str) -> dict[str, Any] | None:
             tag, payload = fmt.decode_record(block.data)
             found[tag] = payload
 
-    reader = CaptureReader(path, on_custom=on_custom)
     try:
-        for _ in reader.records():
-            break
-    finally:
-        reader.close()
+        reader = CaptureReader(path, on_custom=on_custom)
+        try:
+            for _ in reader.records():
+                break
+        finally:
+            reader.close()
+    except (InputError, fmt.RecordFormatError):
+        # Damage is for the ordinary reading to report, with what came before it.
+        return None
     header = found.get(fmt.TAG_HEADER)
     return header if header and header.get("hosts") else None
 
@@ -81,8 +87,10 @@ def _crossing_records(path: str) -> list[dict[str, Any]]:
             out.append(fmt.decode_record(block.data)[1])
 
     reader = CaptureReader(path, on_custom=on_custom)
-    for _ in reader.records():
-        pass
+    # Damage stops here quietly: each host's Session has met it too and reports it.
+    with contextlib.suppress(InputError, fmt.RecordFormatError):
+        for _ in reader.records():
+            pass
     return out
 
 
