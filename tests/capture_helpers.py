@@ -62,7 +62,7 @@ def tcpdump(path: Path, bpf: str, iface: str = "lo", netns: str | None = None) -
 
     Waits until tcpdump reports it is listening (packets sent earlier would be missed), and
     after the block gives it 0.3 s before SIGINT, because SIGINT does not drain the ring
-    (DESIGN.md).
+    (docs/architecture.md).
     """
     err_path = path.with_suffix(".tcpdump.err")
     # A 64 MB ring: loopback bursts (a window's worth in microseconds) overflow the default.

@@ -85,7 +85,7 @@ def test_echo_syscalls_and_packets_agree(tmp_path: Path) -> None:
     packets = [p for p in all_packets if {p.sport, p.dport} == {port, client_port}]
     assert len(packets) >= 9
     (syn,) = [p for p in packets if p.flags & (SYN | ACK) == SYN]
-    # The SYN leaves while connect() runs (DESIGN.md: +48..+134 µs after entry).
+    # The SYN leaves while connect() runs (docs/architecture.md, clocks: +48..+134 µs after entry).
     assert connect.exit_ns is not None and connect.enter_ns <= syn.ts_ns <= connect.exit_ns
 
     (accept,) = [sc for sc in rec.syscalls if sc.name in ("accept", "accept4")]

@@ -1,4 +1,4 @@
-"""The vocabulary of wirecorr (see DESIGN.md): Packet, Syscall, FdInfo, Link, Finding.
+"""The vocabulary of wirecorr (docs/architecture.md): Packet, Syscall, FdInfo, Link, Finding.
 
 Packet and Syscall are the hot event types: plain slotted dataclasses, cheap to build in
 the decode loop and never kept by the thousand longer than the engine needs them (the
@@ -180,7 +180,7 @@ class Syscall:
 
 @dataclass(slots=True)
 class Link:
-    """A syscall paired with the packets it caused or consumed (see DESIGN.md's table)."""
+    """A syscall paired with the packets it caused or consumed (docs/architecture.md, pairing rules)."""
 
     id: int
     kind: str

@@ -1,6 +1,6 @@
 """The correlator: pairs syscalls with the packets they caused or consumed (Links).
 
-Identity first, time second (DESIGN.md). A syscall's socket is resolved to a Connection
+Identity first, time second (docs/architecture.md, pairing rules). A syscall's socket is resolved to a Connection
 by its 4-tuple (`socket_map`); data calls are then matched byte-exactly: each direction
 of a TCP stream is numbered from 0 after the handshake, a write of n bytes owns stream
 offsets [k, k+n) of its direction, and every segment whose relative sequence range

@@ -1,6 +1,6 @@
 """Socket identity: (pid, fd) → socket → 4-tuple → Connection.
 
-The correlator pairs by identity first (DESIGN.md): a data call names a descriptor, and
+The correlator pairs by identity first (docs/architecture.md): a data call names a descriptor, and
 only the socket behind it says which packets it can be about. A descriptor number is not
 an identity — it is reused after close, shared by dup and fork, and a forked child's
 table starts as a copy of its parent's — so this module keeps one `Socket` object per

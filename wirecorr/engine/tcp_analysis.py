@@ -9,7 +9,7 @@ matching segment of the ACK list winning), because users compare our output with
 Wireshark's and a "better" rule would read as a bug. Packet numbers that Wireshark shows
 as frame numbers are stored as packet indices (frame number - 1).
 
-Speed: the analyze budget is a few µs per packet in Python (DESIGN.md), so `feed` is a
+Speed: the analyze budget is a few µs per packet in Python (docs/architecture.md), so `feed` is a
 closure over its state (cell lookups instead of attribute lookups), the common path of a
 data segment or an ACK is written inline without helper calls, and only rare packets
 (new connections, SYN/FIN/RST, handshake or close in progress, flagged packets, ICMP)

@@ -3,7 +3,7 @@
 A Feed is where events come from: a file being indexed (loader.FileLoader) or a trace
 being recorded (live.LiveFeed). The app does not care which: its ingest worker asks the
 feed for a slice of events, flushes them into rows and tells the panes, so live mode and
-replay are one code path, as DESIGN.md wants.
+replay are one code path, as docs/architecture.md wants.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ SERVER_SIDE = 1
 CAUSE_KINDS = frozenset({"connect-syn", "write-data", "shutdown-fin", "close-fin", "close-rst", "send-datagram"})
 _CLIENT_KINDS = frozenset({"connect-syn", "connect-established", "connect-refused"})
 _SERVER_KINDS = frozenset({"accept-ack"})
-# The packet clock and the syscall clock agree to well under this (DESIGN.md, clocks).
+# The packet clock and the syscall clock agree to well under this (docs/architecture.md, clocks).
 _SLACK_NS = 1_000_000
 
 

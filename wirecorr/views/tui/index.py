@@ -217,7 +217,7 @@ class EventIndex:
         return cid
 
     def _call_conn(self, sc: Syscall) -> int | None:
-        """By link first (exact), else by the 4-tuple the fd showed (identity, DESIGN.md)."""
+        """By link first (exact), else by the 4-tuple the fd showed (identity, docs/architecture.md)."""
         table = self.session.analyzer.table
         for link_id in self.links_of_call.get(sc.id, ()):
             packets = self.session.correlator.links[link_id].packets
