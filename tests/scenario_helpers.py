@@ -22,6 +22,7 @@ from pathlib import Path
 from loopback_capture import LoopbackCapture
 
 from wirecorr.engine.findings import Thresholds, detect
+from wirecorr.engine.ingest import diagnose
 from wirecorr.engine.session import Session
 from wirecorr.model import Finding, Packet, Syscall
 from wirecorr.sources.tracer import Tracer
@@ -118,7 +119,7 @@ def run(
             session.feed_syscall(event)
         else:
             session.on_process(*event)
-    session.finish()
+    diagnose(session)
     return Scenario(session, packets, cap.dropped)
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from wirecorr.engine.session import Session, load_capture
+from wirecorr.engine.ingest import annotate, diagnose, load_capture
+from wirecorr.engine.session import Session
 from wirecorr.recording import format as fmt
 from wirecorr.recording import read_recording
-from wirecorr.recording.annotate import AnnotateError, annotate, iter_blocks
+from wirecorr.recording.annotate import AnnotateError, iter_blocks
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = str(REPO / ".venv" / "bin" / "python")
@@ -113,8 +114,8 @@ def test_annotation_is_lossless_and_matches_the_correlator(tmp_path: Path) -> No
     for p, q in zip(before.packets(), after.packets(), strict=True):
         assert (p.ts_ns, p.frame, p.wirelen, p.iface) == (q.ts_ns, q.frame, q.wirelen, q.iface)
     session = Session()
-    load_capture(session, str(plain), show_progress=False)
-    session.finish()
+    load_capture(session, str(plain))
+    diagnose(session)
     assert after.links == session.correlator.links
     # Links and findings sit before the summary, which stays the last record.
     with open(annotated, "rb") as f:
@@ -123,7 +124,7 @@ def test_annotation_is_lossless_and_matches_the_correlator(tmp_path: Path) -> No
     assert tags.index(b"link") > max(i for i, t in enumerate(tags) if t == b"syscall")
     # The analysis of the annotated file is the analysis of the original.
     again = Session()
-    load_capture(again, str(annotated), show_progress=False)
+    load_capture(again, str(annotated))
     again.finish()
     assert again.correlator.links == session.correlator.links
 

@@ -319,11 +319,12 @@ def test_emfile_with_the_sockets_that_led_to_it(tmp_path: Path) -> None:
 def test_connections_never_accepted_are_told_apart() -> None:
     """The fd-leak lab's recording (RLIMIT_NOFILE 16, 20 clients): 11 connections accepted,
     9 left in the accept queue once accept4 failed with EMFILE, reset when the server went."""
-    from wirecorr.engine.session import Session, load_capture
+    from wirecorr.engine.ingest import diagnose, load_capture
+    from wirecorr.engine.session import Session
 
     session = Session()
-    load_capture(session, str(Path(__file__).parent.parent / "captures" / "lab-fd-leak.pcapng"), show_progress=False)
-    session.finish()
+    load_capture(session, str(Path(__file__).parent.parent / "captures" / "lab-fd-leak.pcapng"))
+    diagnose(session)
     table = session.analyzer.table
     accepted = {table.conn[lk.packets[0]] for lk in session.correlator.links if lk.kind == "accept-ack"}
     conns = [c for c in session.analyzer.connections if c.proto == "tcp"]
@@ -618,7 +619,8 @@ def test_rst_after_an_orderly_close_is_no_finding() -> None:
     closed end answers with RST. tshark is the oracle for the packet order."""
     from capture_oracle import tshark_rows
 
-    from wirecorr.engine.session import Session, load_capture
+    from wirecorr.engine.ingest import diagnose, load_capture
+    from wirecorr.engine.session import Session
 
     path = Path(__file__).parent.parent / "captures" / "stray-rst-after-close.pcap"
     rows = tshark_rows(path)
@@ -627,8 +629,8 @@ def test_rst_after_an_orderly_close_is_no_finding() -> None:
     rsts = [i for i, f in enumerate(flags) if f & RST]
     assert len(fins) == 2 and rsts == [len(rows) - 1] and fins[1] < rsts[0] - 1
     session = Session()
-    load_capture(session, str(path), show_progress=False)
-    session.finish()
+    load_capture(session, str(path))
+    diagnose(session)
     (conn,) = session.analyzer.connections
     assert conn.reset_by == "server" and conn.active_closer == "client"
     assert session.findings == []

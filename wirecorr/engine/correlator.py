@@ -195,6 +195,8 @@ class _SockState:
     queue: list[tuple[str, Syscall, int, int]] = field(default_factory=list)
     connect: Syscall | None = None
     shut_wr: bool = False
+    # Calls made on the socket before its connection was known.
+    calls: list[Syscall] = field(default_factory=list)
 
 
 @dataclass(slots=True, eq=False)
@@ -239,6 +241,11 @@ class Correlator:
         self._udp_cursor: dict[tuple[int, bool], int] = {}
         self._nconns = 0
         self._finished = False
+        # The one answer to "which connection, which side, which links" per syscall, kept as
+        # sockets bind and links grow; findings and every view read it (docs/architecture.md).
+        self._conn_of: dict[int, tuple[int, int]] = {}
+        self._calls_by_conn: dict[int, list[tuple[int, int]]] = {}
+        self._links_by_call: dict[int, list[Link]] = {}
 
     # -- input ----------------------------------------------------------------------------
 
@@ -270,13 +277,16 @@ class Correlator:
         event = self.sockets.apply(sc)
         name = sc.name
         if event.created is not None and name != "socket" and event.created.is_tcp:
-            self._queue(self._state(event.created), "accept", sc)
+            state = self._state(event.created)
+            self._own(state, sc)
+            self._queue(state, "accept", sc)
         sock = event.socket
         if sock is None or sock.listening:
             return
         if sock.is_udp:
             self._udp_call(sc, sock)
         elif sock.is_tcp:
+            self._own(self._state(sock), sc)
             self._tcp_call(sc, sock, event.released)
 
     def on_process(self, event: str, pid: int, info: int | None) -> None:
@@ -292,7 +302,7 @@ class Correlator:
         self._watermark = _NEVER
         self._heap.clear()
         for state in list(self._states.values()):
-            if state.tcp is None and state.queue:
+            if state.tcp is None and (state.queue or state.calls):
                 self._resolve(state, final=True)
         for tcp in self._tcp.values():
             for d in tcp.dirs:
@@ -311,6 +321,24 @@ class Correlator:
         self._finished = True
 
     # -- output ---------------------------------------------------------------------------
+
+    def connection_of(self, syscall_id: int) -> tuple[int, int] | None:
+        """(connection id, side 0 client / 1 server) of the socket the call acted on (for
+        accept, the socket it returned), once that socket's connection is known.
+
+        TCP calls get the connection their socket was bound to (`ConnectionIndex.lookup`),
+        including calls that moved no packet; a UDP call gets the flow of the first
+        datagram it was paired with.
+        """
+        return self._conn_of.get(syscall_id)
+
+    def calls_of(self, conn_id: int) -> list[tuple[int, int]]:
+        """(syscall id, side) of every call `connection_of` puts on the connection, in the
+        order they were bound (not entry order)."""
+        return self._calls_by_conn.get(conn_id, [])
+
+    def links_of(self, syscall_id: int) -> list[Link]:
+        return self._links_by_call.get(syscall_id, [])
 
     def label(self, index: int) -> Label | None:
         """Link ids of packet `index`, else why no syscall owns it; None for non-TCP/UDP."""
@@ -385,6 +413,22 @@ class Correlator:
                 start, state.received = state.received, state.received + n
                 self._queue(state, "read", sc, start, start + n)
 
+    def _own(self, state: _SockState, sc: Syscall) -> None:
+        """Put a call on its socket's connection now, or when the socket is bound."""
+        if state.tcp is not None:
+            self._assign(sc.id, state.tcp.conn.id, state.side)
+            return
+        state.calls.append(sc)
+        if self._finished:
+            self._resolve(state, final=True)
+        else:
+            heapq.heappush(self._heap, (_exit(sc), state.sock.id))
+
+    def _assign(self, syscall_id: int, conn_id: int, side: int) -> None:
+        if syscall_id not in self._conn_of:
+            self._conn_of[syscall_id] = (conn_id, side)
+            self._calls_by_conn.setdefault(conn_id, []).append((syscall_id, side))
+
     def _state(self, sock: Socket) -> _SockState:
         state = self._states.get(sock.id)
         if state is None:
@@ -408,7 +452,7 @@ class Correlator:
         while heap and heap[0][0] <= self._watermark:
             _, sid = heapq.heappop(heap)
             state = self._states[sid]
-            if state.tcp is None and state.queue:
+            if state.tcp is None and (state.queue or state.calls):
                 self._resolve(state, final=False)
 
     def _resolve(self, state: _SockState, final: bool) -> None:
@@ -420,7 +464,7 @@ class Correlator:
         threads connect to one server at once.
         """
         sock = state.sock
-        since = state.queue[0][1].enter_ns - SLACK_NS
+        since = (state.queue[0][1].enter_ns if state.queue else state.calls[0].enter_ns) - SLACK_NS
         found = self._index.lookup(sock, since, self._bound.keys())
         if found is None and state.connect is not None and sock.remote is not None and (final or sock.closed):
             for conn in self._index.connects_to("tcp", sock.remote, state.connect.enter_ns - SLACK_NS):
@@ -433,6 +477,9 @@ class Correlator:
         state.tcp = self._tcp_state(conn)
         state.side = side
         self._bound[(conn.id, side)] = state
+        calls, state.calls = state.calls, []
+        for call in calls:
+            self._assign(call.id, conn.id, side)
         queue, state.queue = state.queue, []
         for action, sc, start, end in queue:
             self._dispatch(state, action, sc, start, end)
@@ -491,6 +538,11 @@ class Correlator:
     def _link(self, kind: str, sc: Syscall, note: str | None = None) -> Link:
         link = Link(id=len(self.links), kind=kind, syscall=sc.id, packets=[], note=note)
         self.links.append(link)
+        links = self._links_by_call.get(sc.id)
+        if links is None:
+            self._links_by_call[sc.id] = [link]
+        else:
+            links.append(link)
         return link
 
     def _add_packet(self, link: Link, idx: int) -> None:
@@ -787,6 +839,9 @@ class Correlator:
             cursor += 1
         self._udp_cursor[ckey] = cursor
         claim.sizes.pop(0)
+        # A UDP socket has no one connection: its call goes with its first datagram's flow.
+        d = table.direction[idx]
+        self._assign(claim.sc.id, ckey[0], d if claim.send else 1 - d)
         ts = table.ts_ns[idx]
         claim.first_ts = ts if claim.first_ts is None else claim.first_ts
         claim.last_ts = ts

@@ -30,10 +30,6 @@ class Evidence:
         self.table = session.analyzer.table
         self.connections = session.analyzer.connections
         self.syscalls = session.syscalls
-        self.by_id = {sc.id: sc for sc in session.syscalls}
-        self._links: dict[int, list[Link]] = {}
-        for link in session.correlator.links:
-            self._links.setdefault(link.syscall, []).append(link)
         self.lines: list[str] = []
         self.missing: list[str] = []
         self.facts: dict[str, Any] = {}
@@ -80,10 +76,12 @@ class Evidence:
         return [link for link in self.session.correlator.links if link.kind == kind]
 
     def link(self, sc: Syscall, kind: str) -> Link | None:
-        return next((lk for lk in self._links.get(sc.id, ()) if lk.kind == kind), None)
+        return next((lk for lk in self.session.correlator.links_of(sc.id) if lk.kind == kind), None)
 
     def syscall(self, link: Link) -> Syscall:
-        return self.by_id[link.syscall]
+        sc = self.session.syscall(link.syscall)
+        assert sc is not None, "a link names a syscall the session was fed"
+        return sc
 
     def describe(self, link: Link) -> str:
         """`pid 7 write(3) = 6 → frame 4 (+30 µs)`: one data link as the explanations print it."""

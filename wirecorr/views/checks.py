@@ -162,11 +162,10 @@ class Facts:
         self.session = session
         self.connections = [json_report.connection_record(c) for c in session.analyzer.connections]
         self.links = [link_to_dict(link) for link in session.correlator.links]
-        self.syscalls: dict[int, Syscall] = {sc.id: sc for sc in session.syscalls}
         self.findings: list[Finding] = list(getattr(session, "findings", []))
-        self.links_by_syscall: dict[int, list[dict[str, Any]]] = {}
-        for link in self.links:
-            self.links_by_syscall.setdefault(link["syscall"], []).append(link)
+
+    def links_of(self, sc: Syscall) -> list[dict[str, Any]]:
+        return [self.links[lk.id] for lk in self.session.correlator.links_of(sc.id)]
 
     def finding_record(self, finding: Finding) -> dict[str, Any]:
         record = getattr(json_report, "finding_record", None)
@@ -511,7 +510,7 @@ def _packets(facts: Facts) -> Counted:
 
 @_count("syscalls")
 def _all_syscalls(facts: Facts) -> Counted:
-    return len(facts.syscalls), [], [], []
+    return len(facts.session.syscalls), [], [], []
 
 
 @_count("failed_syscalls")
@@ -640,11 +639,7 @@ def _expects(sc: Syscall, kind: str) -> bool:
 def _every_rule(names: frozenset[str], kind: str) -> Callable[[Facts], Result]:
     def check(facts: Facts) -> Result:
         calls = [sc for sc in facts.session.syscalls if sc.name in names and _on_ip_socket(sc) and _expects(sc, kind)]
-        missing = [
-            sc
-            for sc in calls
-            if not any(lk["kind"] == kind and lk["packets"] for lk in facts.links_by_syscall.get(sc.id, ()))
-        ]
+        missing = [sc for sc in calls if not any(lk["kind"] == kind and lk["packets"] for lk in facts.links_of(sc))]
         if not calls:
             return Result("", False, f"no call on a TCP/UDP socket whose result implies {kind}")
         if not missing:
@@ -652,9 +647,7 @@ def _every_rule(names: frozenset[str], kind: str) -> Callable[[Facts], Result]:
         result = Result("", False, f"{len(missing)} of {len(calls)} call(s) without a {kind} link")
         for sc in missing[:EVIDENCE_IDS]:
             result.syscalls.append(sc.id)
-            has = [
-                f"{lk['kind']}{'' if lk['packets'] else ' (no packet)'}" for lk in facts.links_by_syscall.get(sc.id, ())
-            ]
+            has = [f"{lk['kind']}{'' if lk['packets'] else ' (no packet)'}" for lk in facts.links_of(sc)]
             result.notes.append(f"syscall {sc.id} {sc.name}: links {', '.join(has) or 'none'}")
         return result
 
@@ -666,7 +659,10 @@ def _never_rule(names: frozenset[str], kind: str) -> Callable[[Facts], Result]:
         bad = [
             lk
             for lk in facts.links
-            if lk["kind"] == kind and lk["packets"] and (sc := facts.syscalls.get(lk["syscall"])) and sc.name in names
+            if lk["kind"] == kind
+            and lk["packets"]
+            and (sc := facts.session.syscall(lk["syscall"]))
+            and sc.name in names
         ]
         result = Result("", not bad, f"{len(bad)} link(s)" if bad else "none")
         for lk in bad[:EVIDENCE_IDS]:
@@ -739,12 +735,11 @@ def timeline(
     session: Session, syscalls: Iterable[int], packets: Iterable[int], limit: int = TIMELINE_LINES
 ) -> list[str]:
     """The evidence events in time order, syscalls as strace prints them, packets as analyze."""
-    by_id = {sc.id: sc for sc in session.syscalls}
     t0 = _t0(session)
     table = session.analyzer.table
     events: list[tuple[int, str]] = []
     for sid in dict.fromkeys(syscalls):
-        sc = by_id.get(sid)
+        sc = session.syscall(sid)
         if sc is not None:
             events.append(
                 (sc.enter_ns, f"{(sc.enter_ns - t0) / 1e9:+.6f}  syscall {sc.id} pid {sc.pid} {format_syscall(sc)}")

@@ -113,9 +113,8 @@ def _write_links(out: TextIO, session: Session, limit: int) -> None:
         return
     kinds = Counter(link.kind for link in links)
     out.write(f"\nLinks ({len(links)}): " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()) + "\n")
-    by_id = {sc.id: sc for sc in session.syscalls}
     for link in links[:limit]:
-        sc = by_id.get(link.syscall)
+        sc = session.syscall(link.syscall)
         call = f"{sc.pid} {sc.name}({sc.fd if sc.fd is not None else ''})" if sc else f"syscall {link.syscall}"
         frames = ", ".join(str(i + 1) for i in link.packets[:8]) + (" …" if len(link.packets) > 8 else "")
         delay = f"  {fmt_duration(link.delay_ns)}" if link.delay_ns is not None else ""

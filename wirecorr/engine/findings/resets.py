@@ -69,7 +69,7 @@ def _peer_resets(ctx: Context, conn: Connection, side: int, rst: int) -> list[Sy
     return [
         sc
         for sc in ctx.calls_of(conn.id, 1 - side)
-        if any(rst in lk.packets for lk in ctx.links_by_syscall.get(sc.id, ()) if lk.kind == "reset")
+        if any(rst in lk.packets for lk in ctx.links_of(sc) if lk.kind == "reset")
     ]
 
 
@@ -142,7 +142,7 @@ def _refused(ctx: Context, conn: Connection, rst: int) -> Finding:
         for sc in ctx.syscalls
         if sc.name == "connect"
         and sc.errno == "ECONNREFUSED"
-        and (ctx.conn_side(sc) == (conn.id, 0) or any(rst in lk.packets for lk in ctx.links_by_syscall.get(sc.id, ())))
+        and (ctx.conn_side(sc) == (conn.id, 0) or any(rst in lk.packets for lk in ctx.links_of(sc)))
     ]
     who = call_text(connects[0]) if connects else f"the client {conn.client}"
     took = fmt_ns(table.ts_ns[rst] - table.ts_ns[syns[0]]) if syns else "?"

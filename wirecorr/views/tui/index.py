@@ -13,7 +13,6 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from wirecorr.engine.connections import Connection
 from wirecorr.engine.session import Session
 from wirecorr.engine.socket_map import Endpoint, endpoint_key
 from wirecorr.model import ACK, FIN, PSH, RST, SYN, URG, Finding, Link, Packet, Syscall
@@ -45,7 +44,6 @@ class EventIndex:
     calls: list[Syscall] = field(default_factory=list)
     rows: RowIndex = field(default_factory=RowIndex)
     pos_of_id: dict[int, int] = field(default_factory=dict)
-    links_of_call: dict[int, list[int]] = field(default_factory=dict)
     # Findings by row ref (index into session.findings), rebuilt when findings change.
     finding_refs: dict[int, tuple[int, ...]] = field(default_factory=dict)
     # (pid, fd) strings of the sockets behind each connection, as the app knew them.
@@ -60,10 +58,7 @@ class EventIndex:
     hold_back: bool = False
     _watermark: int | None = None
     _watermark_moved: bool = False
-    _nlinks: int = 0
-    _nconns: int = 0
     _nfindings: int = -1
-    _by_tuple: dict[tuple[Endpoint, Endpoint], list[Connection]] = field(default_factory=dict)
     _local: set[Endpoint] = field(default_factory=set)
     _conn_cache: dict[int, int] = field(default_factory=dict)
 
@@ -112,17 +107,7 @@ class EventIndex:
         return new
 
     def sync(self) -> None:
-        """Pick up what the engine added since: links, connections, findings."""
-        session = self.session
-        links = session.correlator.links
-        for link in links[self._nlinks :]:
-            self.links_of_call.setdefault(link.syscall, []).append(link.id)
-        self._nlinks = len(links)
-        conns = session.analyzer.connections
-        for conn in conns[self._nconns :]:
-            key = ((conn.client_addr, conn.client_port), (conn.server_addr, conn.server_port))
-            self._by_tuple.setdefault(key, []).append(conn)
-        self._nconns = len(conns)
+        """Pick up what the engine added since: connection owners, findings."""
         self.unowned = [ref for ref in self.unowned if self.conn_of(ref) is None]
         findings = self.findings
         if len(findings) != self._nfindings:
@@ -153,12 +138,10 @@ class EventIndex:
         return self.rows.ts[0] if len(self.rows) else 0
 
     def links(self, ref: int) -> list[Link]:
-        all_links = self.session.correlator.links
+        correlator = self.session.correlator
         if is_syscall_ref(ref):
-            ids = self.links_of_call.get(self.calls[ref >> 1].id, ())
-        else:
-            ids = self.session.correlator.packet_links.get(ref >> 1, ())
-        return [all_links[i] for i in ids]
+            return correlator.links_of(self.calls[ref >> 1].id)
+        return [correlator.links[i] for i in correlator.packet_links.get(ref >> 1, ())]
 
     def related(self, ref: int) -> list[int]:
         """Rows linked to `ref` (through any of its links), in time order, `ref` excluded."""
@@ -217,24 +200,9 @@ class EventIndex:
         return cid
 
     def _call_conn(self, sc: Syscall) -> int | None:
-        """By link first (exact), else by the 4-tuple the fd showed (identity, docs/architecture.md)."""
-        table = self.session.analyzer.table
-        for link_id in self.links_of_call.get(sc.id, ()):
-            packets = self.session.correlator.links[link_id].packets
-            if packets:
-                return table.conn[packets[0]]
-        for info in (sc.ret_fdinfo, sc.fdinfo):
-            if info is None or not info.remote:
-                continue
-            local, remote = endpoint_key(info.local), endpoint_key(info.remote)
-            if local is None or remote is None:
-                continue
-            found = self._by_tuple.get((local, remote)) or self._by_tuple.get((remote, local))
-            if found:
-                end = sc.exit_ns if sc.exit_ns is not None else sc.enter_ns
-                started = [c for c in found if c.first_ts_ns <= end] or found
-                return started[-1].id
-        return None
+        """The engine's answer (`Correlator.connection_of`), the one findings and the ladder use."""
+        found = self.session.correlator.connection_of(sc.id)
+        return found[0] if found is not None else None
 
     def field(self, ref: int, name: str) -> FieldValue:
         """The display filter's view of a row (display_filter.RowFacts)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+from wirecorr.engine.ingest import LinkTypeCheck, RecordedFeed, diagnose
 from wirecorr.errors import InputError
 from wirecorr.recording.reader import Recording, add_block
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock, RawRecord
@@ -45,6 +46,9 @@ class FileLoader:
         self.blocks: list[CustomBlock] = []
         self.count = 0  # packets read
         self.fed = 0  # events fed
+        # The same order and the same damage reports as `analyze` (engine/ingest.py).
+        self.linktypes = LinkTypeCheck(index.session)
+        self.recorded = RecordedFeed(index.add_syscall, index.session.on_process_record)
         index.packets = FilePackets(path, index.session.analyzer.table)
         index.hold_back = True
         index.session.sources.append(path)
@@ -77,7 +81,10 @@ class FileLoader:
                         self._feed_blocks()
                     continue
                 self._feed_blocks()  # the blocks read before this packet come first, in file order
-                self.index.add_packet(decode_packet(self.count, item))
+                pkt = decode_packet(self.count, item)
+                if pkt.ip_version == 0:
+                    self.linktypes.undecoded(item)
+                self.index.add_packet(pkt)
                 self.count += 1
                 self.fed += 1
             else:
@@ -102,11 +109,8 @@ class FileLoader:
         self.blocks.clear()
         if rec.meta and not session.meta:
             session.meta = rec.meta
-        for event in rec.processes:
-            session.on_process_record(event)
-        for sc in rec.syscalls:
-            self.index.add_syscall(sc)
         self.fed += len(rec.syscalls) + len(rec.processes)
+        self.recorded.add(rec.syscalls, rec.processes)
         rec.processes.clear()
         rec.syscalls.clear()
 
@@ -114,6 +118,9 @@ class FileLoader:
         session = self.index.session
         session.packets_read += self.count
         session.skipped_blocks += self.reader.skipped_blocks
-        session.finish()
+        self.recorded.close()
+        self.linktypes.read = self.count
+        self.linktypes.done(self.path)
+        diagnose(session)
         self.index.hold_back = False
         self.done = True
