@@ -1,7 +1,7 @@
 """The layers point one way (docs/architecture.md): checked on the source tree, by AST.
 
 sources < recording < engine < views < commands, with labs, the pytest plugin and the
-CLI on top, and model/errors/bulk/json_codec underneath. A module may import its own layer
+CLI on top, and model/vocab/errors/bulk/json_codec underneath. A module may import its own layer
 or any below it, never one above; and no set of modules imports itself round a cycle
 (imports under `if TYPE_CHECKING:` are for annotations only and do not count).
 """
@@ -18,6 +18,7 @@ LAYERS = {
     "errors": 0,
     "bulk": 0,
     "json_codec": 0,
+    "vocab": 0,
     "sources": 1,
     "recording": 2,
     "engine": 3,

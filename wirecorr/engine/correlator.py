@@ -32,6 +32,7 @@ from wirecorr.engine.connections import Connection
 from wirecorr.engine.socket_map import ConnectionIndex, Endpoint, Socket, SocketMap, endpoint_key, is_wildcard
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.model import ACK, FIN, PROTO_TCP, PROTO_UDP, RST, SYN, Link, Packet, Syscall
+from wirecorr.vocab import READS, UDP_RECVS, UDP_SENDS, WRITES
 
 M32 = 0xFFFFFFFF
 HALF = 0x80000000
@@ -51,10 +52,6 @@ _KIND_BY_FLAG = (
     (_RETRANS, "retransmission"),
 )
 
-WRITES = frozenset({"write", "send", "sendto", "sendmsg", "writev", "pwrite64", "pwritev", "pwritev2", "sendfile"})
-READS = frozenset({"read", "recv", "recvfrom", "recvmsg", "readv", "pread64", "preadv", "preadv2"})
-UDP_SENDS = frozenset({"write", "send", "sendto", "sendmsg", "writev", "sendmmsg"})
-UDP_RECVS = frozenset({"read", "recv", "recvfrom", "recvmsg", "readv", "recvmmsg"})
 _RESET_ERRNOS = frozenset({"ECONNRESET", "EPIPE"})
 
 Label = list[int] | str

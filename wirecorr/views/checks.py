@@ -34,13 +34,13 @@ from wirecorr.engine.connections import (
     SYN_SENT,
     TIME_WAIT,
 )
-from wirecorr.engine.correlator import READS, UDP_RECVS, UDP_SENDS, WRITES
 from wirecorr.engine.session import Session
 from wirecorr.errors import EXIT_BAD_INPUT, WirecorrError
 from wirecorr.model import Finding, Syscall
 from wirecorr.recording.format import link_to_dict
 from wirecorr.views import json_report
 from wirecorr.views.syscall_format import format_syscall
+from wirecorr.vocab import DATA_CALLS
 
 # The finding kinds the engine reports (wirecorr/engine/findings/); a rule naming another
 # kind is a typo, and a typo in `findings.no` would otherwise pass forever. Detectors added
@@ -91,7 +91,6 @@ STATES = frozenset(
     )
 )
 SIDES = ("client", "server")
-DATA_CALLS = READS | WRITES | UDP_RECVS | UDP_SENDS
 ANALYSIS_NAMES = frozenset(SHORT_NAMES.values())
 _RETRANS_NAMES = ("retransmission", "fast_retransmission", "spurious_retransmission")
 _RETRANS_MASK = int(

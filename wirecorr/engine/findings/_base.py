@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from wirecorr.engine.connections import Connection
 from wirecorr.engine.socket_map import endpoint_key
 from wirecorr.model import Link, Syscall
+from wirecorr.vocab import READINESS_CALLS
 
 if TYPE_CHECKING:
     from wirecorr.engine.session import Session
@@ -75,9 +76,6 @@ class Thresholds:
     eagain_min_rate: float = EAGAIN_MIN_RATE
     zero_window_read_gap_ns: int = ZERO_WINDOW_READ_GAP_NS
     nagle_delay_ns: int = NAGLE_DELAY_NS
-
-
-READINESS = frozenset({"poll", "ppoll", "select", "pselect6", "epoll_wait", "epoll_pwait", "epoll_pwait2"})
 
 
 def evidence(
@@ -225,7 +223,7 @@ class Context:
         """Entry times of readiness waits per thread, ascending, for "was there a wait between"."""
         out: dict[int, list[int]] = {}
         for sc in self.syscalls:
-            if sc.name in READINESS:
+            if sc.name in READINESS_CALLS:
                 out.setdefault(sc.tid, []).append(sc.enter_ns)
         return out
 

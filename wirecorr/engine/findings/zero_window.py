@@ -13,9 +13,7 @@ from collections.abc import Iterator
 
 from wirecorr.engine.analysis_flags import AnalysisFlag
 from wirecorr.engine.connections import Connection
-from wirecorr.engine.correlator import READS, WRITES
 from wirecorr.engine.findings._base import (
-    READINESS,
     WARNING,
     Context,
     call_text,
@@ -25,6 +23,7 @@ from wirecorr.engine.findings._base import (
     side_name,
 )
 from wirecorr.model import Finding, Syscall
+from wirecorr.vocab import READINESS_CALLS, READS, WRITES
 
 KIND = "zero_window"
 _ZERO = int(AnalysisFlag.ZERO_WINDOW)
@@ -94,7 +93,7 @@ def _episode(ctx: Context, conn: Connection, side: int, zeros: list[int]) -> Fin
         waits = [
             sc
             for sc in ctx.syscalls
-            if sc.name in READINESS
+            if sc.name in READINESS_CALLS
             and sc.tid == affected[0].tid
             and stalled_from <= sc.enter_ns <= stop
             and _end(sc) - sc.enter_ns >= gap_ns

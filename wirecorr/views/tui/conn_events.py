@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from wirecorr.engine.session import Session
 from wirecorr.model import Link, Syscall
+from wirecorr.vocab import WRITES
 
 CLIENT_SIDE = 0
 SERVER_SIDE = 1
@@ -42,16 +43,13 @@ def connection_calls(session: Session, conn_id: int) -> list[ConnCall]:
     return out
 
 
-_WRITES = frozenset({"write", "send", "sendto", "sendmsg", "writev", "pwrite64", "pwritev", "pwritev2", "sendfile"})
-
-
 def call_name(sc: Syscall) -> str:
     """The call as a ladder box shows it: `write(6 B)`, `shutdown(SHUT_WR)`, `read()`.
 
     Only the argument that explains the packets is kept (bytes offered for writes, `how`
     for shutdown); the descriptor is the same for every call of one side.
     """
-    if sc.name in _WRITES:
+    if sc.name in WRITES:
         count = sc.args.get("count", sc.args.get("len", sc.nbytes))
         return f"{sc.name}({count} B)" if isinstance(count, int) else f"{sc.name}()"
     if sc.name == "shutdown" and "how" in sc.args:
@@ -70,7 +68,7 @@ def call_result(sc: Syscall, *, always: bool = False) -> str:
         return f"= {sc.ret}"
     if sc.ret == 0 and sc.name not in ("read", "recv", "recvfrom", "recvmsg", "readv"):
         return ""
-    if sc.name in _WRITES and f"({sc.ret} B)" in call_name(sc):
+    if sc.name in WRITES and f"({sc.ret} B)" in call_name(sc):
         return ""
     return f"= {sc.ret}"
 

@@ -20,6 +20,7 @@ from wirecorr.views.syscall_format import is_network
 from wirecorr.views.tui.display_filter import FieldValue
 from wirecorr.views.tui.packets import PacketSource
 from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref, syscall_ref
+from wirecorr.vocab import OWNER_CALLS
 
 _FLAGS = {
     "tcp.flags.syn": SYN,
@@ -29,8 +30,6 @@ _FLAGS = {
     "tcp.flags.psh": PSH,
     "tcp.flags.urg": URG,
 }
-# Syscalls that move a connection's bytes or state, for "which socket is this connection".
-_OWNER_CALLS = frozenset({"connect", "accept", "accept4"})
 
 OUT = "out"
 IN = "in"
@@ -83,7 +82,7 @@ class EventIndex:
             self.calls.append(sc)
             self.pos_of_id[sc.id] = pos
             self.pending.append((sc.enter_ns, syscall_ref(pos)))
-            if sc.name in _OWNER_CALLS and sc.errno in (None, "EINPROGRESS"):
+            if sc.name in OWNER_CALLS and sc.errno in (None, "EINPROGRESS"):
                 self.unowned.append(syscall_ref(pos))
             for info in (sc.fdinfo, sc.ret_fdinfo):
                 key = endpoint_key(info.local) if info is not None else None
@@ -194,7 +193,7 @@ class EventIndex:
         if cid is not None:
             self._conn_cache[ref] = cid
             sc = self.calls[ref >> 1]
-            if sc.name in _OWNER_CALLS and sc.fd is not None:
+            if sc.name in OWNER_CALLS and sc.fd is not None:
                 fd = sc.ret if sc.name != "connect" and isinstance(sc.ret, int) and sc.ret >= 0 else sc.fd
                 self.owners.setdefault(cid, set()).add(f"{sc.pid}/{fd}")
         return cid
