@@ -83,7 +83,7 @@ def test_every_view_puts_a_call_on_the_same_connection_of_a_reused_tuple(tmp_pat
     index = EventIndex(Session(), LivePackets())
     for pkt in sc_run.packets:
         index.add_packet(pkt)
-    for sc in sorted(session.syscalls, key=lambda s: (s.exit_ns or s.enter_ns, s.id)):
+    for sc in sorted(session.syscalls, key=lambda s: (s.end_ns, s.id)):
         index.add_syscall(sc)
     diagnose(index.session)
     index.flush()

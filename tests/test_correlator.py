@@ -97,7 +97,7 @@ def correlate(packets: list[Packet], events: list[Event], order: str = "packets-
         nxt = next(pending, None)
         for e in events:
             if isinstance(e, Syscall):
-                while nxt is not None and nxt.ts_ns <= (e.exit_ns or e.enter_ns):
+                while nxt is not None and nxt.ts_ns <= e.end_ns:
                     feed_packet(nxt)
                     nxt = next(pending, None)
             feed_event(e)
@@ -154,7 +154,7 @@ def capture_traced(
             assert tracer.run() == 0
         packets = cap.stop(until=until)
     if strace:
-        events.extend(sorted(read_strace_log(log).syscalls, key=lambda c: c.exit_ns or c.enter_ns))
+        events.extend(sorted(read_strace_log(log).syscalls, key=lambda c: c.end_ns))
     return packets, events
 
 

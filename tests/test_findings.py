@@ -638,3 +638,21 @@ def test_rst_after_an_orderly_close_is_no_finding() -> None:
     (tw,) = detect(session, Thresholds(time_wait_min=1))
     assert tw.kind == "time_wait_accumulation" and tw.evidence["connections"] == [0]
     assert " 0 of the " in tw.message and "1 of them left TIME_WAIT early, reset by the peer" in tw.message
+
+
+def test_a_finding_and_the_report_write_one_delay_alike() -> None:
+    """One duration formatter: the Nagle finding names its writes' delays as the report's
+    link list shows them (it said "43.5 ms" where the report said "43.515 ms")."""
+    import io
+
+    from wirecorr.engine.ingest import analyze_file
+    from wirecorr.model import fmt_ns
+    from wirecorr.views import text_report
+
+    session = analyze_file(str(Path(__file__).parent.parent / "captures" / "lab-nagle.pcapng"))
+    report = io.StringIO()
+    text_report.write(session, report, notable=100)
+    nagle = next(f for f in session.findings if f.kind == "nagle_stall")
+    delays = [session.correlator.links[i].delay_ns or 0 for i in nagle.evidence["links"]]
+    for delay in (min(delays), max(delays)):
+        assert fmt_ns(delay) in nagle.message and fmt_ns(delay) in report.getvalue()

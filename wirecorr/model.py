@@ -59,6 +59,20 @@ def parse_endpoint(text: str) -> tuple[bytes, int]:
     return ipaddress.ip_address(host).packed, int(port)
 
 
+def fmt_ns(ns: int | None) -> str:
+    """A duration in the unit people read fastest at its size, the same in every report,
+    finding and view ("-" when unknown)."""
+    if ns is None:
+        return "-"
+    if ns < 1_000:
+        return f"{ns} ns"
+    if ns < 1_000_000:
+        return f"{ns / 1_000:.1f} µs"
+    if ns < 1_000_000_000:
+        return f"{ns / 1_000_000:.3f} ms"
+    return f"{ns / 1_000_000_000:.3f} s"
+
+
 _FLAG_LETTERS = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (URG, "U"), (ECE, "E"), (CWR, "W"))
 
 
@@ -176,6 +190,11 @@ class Syscall:
     @property
     def failed(self) -> bool:
         return self.errno is not None
+
+    @property
+    def end_ns(self) -> int:
+        """When the call ended: its exit, or its entry when the thread died inside it."""
+        return self.exit_ns if self.exit_ns is not None else self.enter_ns
 
 
 @dataclass(slots=True)

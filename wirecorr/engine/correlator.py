@@ -27,7 +27,7 @@ import bisect
 import heapq
 from dataclasses import dataclass, field
 
-from wirecorr.engine.analysis_flags import AnalysisFlag
+from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION, AnalysisFlag
 from wirecorr.engine.connections import Connection
 from wirecorr.engine.socket_map import ConnectionIndex, Endpoint, Socket, SocketMap, endpoint_key, is_wildcard
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
@@ -43,13 +43,22 @@ SLACK_NS = 10_000
 DELAYED_ACK_NS = 30_000_000
 _NEVER = 1 << 62
 
-_RETRANS = int(AnalysisFlag.RETRANSMISSION | AnalysisFlag.FAST_RETRANSMISSION | AnalysisFlag.SPURIOUS_RETRANSMISSION)
+# Every kind a Link gets here (docs/architecture.md, pairing rules); `checks` validates
+# rule files against it.
+LINK_KINDS = frozenset(
+    (
+        "connect-syn", "connect-established", "connect-refused", "accept-ack", "write-data", "read-data",
+        "eof-fin", "reset", "shutdown-fin", "close-fin", "close-rst", "close-noop", "send-datagram",
+        "recv-datagram",
+    )
+)  # fmt: skip
+
 _KIND_BY_FLAG = (
     (int(AnalysisFlag.ZERO_WINDOW_PROBE), "zero-window-probe"),
     (int(AnalysisFlag.ZERO_WINDOW_PROBE_ACK), "zero-window-probe-ack"),
     (int(AnalysisFlag.KEEP_ALIVE), "keep-alive"),
     (int(AnalysisFlag.KEEP_ALIVE_ACK), "keep-alive-ack"),
-    (_RETRANS, "retransmission"),
+    (ANY_RETRANSMISSION, "retransmission"),
 )
 
 _RESET_ERRNOS = frozenset({"ECONNRESET", "EPIPE"})
@@ -419,7 +428,7 @@ class Correlator:
         if self._finished:
             self._resolve(state, final=True)
         else:
-            heapq.heappush(self._heap, (_exit(sc), state.sock.id))
+            heapq.heappush(self._heap, (sc.end_ns, state.sock.id))
 
     def _assign(self, syscall_id: int, conn_id: int, side: int) -> None:
         if syscall_id not in self._conn_of:
@@ -440,7 +449,7 @@ class Correlator:
         if self._finished:
             self._resolve(state, final=True)
             return
-        heapq.heappush(self._heap, (_exit(sc), state.sock.id))
+        heapq.heappush(self._heap, (sc.end_ns, state.sock.id))
         if self._heap[0][0] <= self._watermark:
             self._drain()
 
@@ -485,7 +494,7 @@ class Correlator:
         tcp = state.tcp
         assert tcp is not None
         ours, peer = state.side, 1 - state.side
-        exit_ns = _exit(sc)
+        exit_ns = sc.end_ns
         if action == "write" or action == "read":
             write = action == "write"
             count = sc.args.get("count")
@@ -559,7 +568,7 @@ class Correlator:
         covered = max(claim.covered_to, claim.start)
         if start <= covered < end:
             claim.covered_to = min(end, claim.end)
-        if table.analysis[idx] & _RETRANS:
+        if table.analysis[idx] & ANY_RETRANSMISSION:
             if claim.retrans is None:
                 claim.retrans = []
             claim.retrans.append(idx)
@@ -609,11 +618,11 @@ class Correlator:
                 if sc.errno == "EINPROGRESS":
                     link.note = "non-blocking: completed after connect() returned"
                 else:
-                    link.delay_ns = _exit(sc) - ts[tcp.synacks[0]]
+                    link.delay_ns = sc.end_ns - ts[tcp.synacks[0]]
         else:
             packets = tcp.syns + tcp.synacks + final
             if final:
-                link.delay_ns = _exit(sc) - ts[final[0]]
+                link.delay_ns = sc.end_ns - ts[final[0]]
         for idx in packets:
             self._add_packet(link, idx)
 
@@ -651,7 +660,7 @@ class Correlator:
                 w.link.note = _join(w.note, "FIN retransmitted")
             return
         ts = table.ts_ns[idx]
-        if not flags & w.mask or ts < w.after_ns or table.analysis[idx] & _RETRANS:
+        if not flags & w.mask or ts < w.after_ns or table.analysis[idx] & ANY_RETRANSMISSION:
             return
         if w.exclusive:
             if idx in tcp.taken:
@@ -659,7 +668,7 @@ class Correlator:
             tcp.taken.add(idx)
         w.matched = idx
         self._add_packet(w.link, idx)
-        w.link.delay_ns = _exit(w.sc) - ts if w.from_exit else ts - w.sc.enter_ns
+        w.link.delay_ns = w.sc.end_ns - ts if w.from_exit else ts - w.sc.enter_ns
         if w.link.kind == "close-fin" and flags & RST:
             w.link.kind = "close-rst"
             unread = self._unread(tcp, w)
@@ -808,7 +817,7 @@ class Correlator:
         table = self.table
         size = claim.sizes[0]
         lo = claim.sc.enter_ns - SLACK_NS if claim.send else -_NEVER
-        hi = _NEVER if claim.send else _exit(claim.sc) + SLACK_NS
+        hi = _NEVER if claim.send else claim.sc.end_ns + SLACK_NS
         indices = conn.packet_indices
         taken = self._udp_taken[claim.send]
         for pos in range(self._udp_cursor.get((conn.id, claim.send), 0), len(indices)):
@@ -844,7 +853,7 @@ class Correlator:
         claim.last_ts = ts
         self._add_packet(claim.link, idx)
         sc = claim.sc
-        claim.link.delay_ns = claim.first_ts - sc.enter_ns if claim.send else _exit(sc) - claim.last_ts
+        claim.link.delay_ns = claim.first_ts - sc.enter_ns if claim.send else sc.end_ns - claim.last_ts
 
     def _udp_packet(self, idx: int) -> None:
         """A new datagram goes to the oldest waiting send and the oldest waiting receive it fits."""
@@ -856,7 +865,7 @@ class Correlator:
         for claim in list(self._udp_claims):
             if idx in self._udp_taken[claim.send] or (conn, d) not in self._udp_candidates(claim):
                 continue
-            if ts < claim.sc.enter_ns - SLACK_NS if claim.send else ts > _exit(claim.sc) + SLACK_NS:
+            if ts < claim.sc.enter_ns - SLACK_NS if claim.send else ts > claim.sc.end_ns + SLACK_NS:
                 continue
             size = claim.sizes[0]
             if size is None or n == size or (claim.truncatable and n > size):
@@ -878,10 +887,6 @@ class Correlator:
                 if conn.server_port != conn.client_port:
                     self._udp_by_port.setdefault(conn.server_port, []).append(conn)
         self._nconns = len(conns)
-
-
-def _exit(sc: Syscall) -> int:
-    return sc.exit_ns if sc.exit_ns is not None else sc.enter_ns
 
 
 def _join(*notes: str | None) -> str | None:

@@ -15,6 +15,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
+from operator import attrgetter
 from typing import Any
 
 from wirecorr.bulk import paused_gc
@@ -29,6 +30,7 @@ from wirecorr.sources.packet_decode import SUPPORTED_LINKTYPES, decode_packet
 from wirecorr.sources.strace_log import read_strace_log
 
 PacketFilter = Callable[[Packet], bool]
+_END_NS = attrgetter("end_ns")
 # (bytes read, bytes in all, packets read): called once per slice of SLICE packets.
 OnProgress = Callable[[int, int, int], None]
 SLICE = 0x10000
@@ -166,9 +168,9 @@ class RecordedFeed:
             self._seq += 1
         # In place and by an int key: a (time, kind, event) tuple per syscall was 80 MB at
         # the peak of a 800k-syscall load. Stable, and a recording is nearly in order already.
-        syscalls.sort(key=completed_ns)
+        syscalls.sort(key=_END_NS)
         for sc in syscalls:
-            done = completed_ns(sc)
+            done = sc.end_ns
             while held and held[0][0] <= done:
                 self._on_process(heapq.heappop(held)[2])
             self._feed_syscall(sc)
@@ -178,17 +180,12 @@ class RecordedFeed:
             self._on_process(heapq.heappop(self._held)[2])
 
 
-def completed_ns(sc: Syscall) -> int:
-    """When the call ended (its entry, if the thread died inside it)."""
-    return sc.exit_ns if sc.exit_ns is not None else sc.enter_ns
-
-
 def load_strace(session: Session, path: str) -> None:
     """Add the syscalls of an strace log; unparsable lines become a warning, not a failure."""
     log = read_strace_log(path)
     session.sources.append(path)
     # The correlator wants syscalls in the order they completed, as a tracer delivers them.
-    for sc in sorted(log.syscalls, key=lambda c: (completed_ns(c), c.id)):
+    for sc in sorted(log.syscalls, key=lambda c: (c.end_ns, c.id)):
         session.feed_syscall(sc)
     if log.unparsable and log.first_unparsable is not None:
         where, line = log.first_unparsable

@@ -12,12 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from wirecorr.engine.session import Session
-from wirecorr.model import Finding, Link, Syscall, format_flags
-from wirecorr.views.text_report import fmt_duration
-
-
-def dur(ns: int | None) -> str:
-    return fmt_duration(ns)
+from wirecorr.model import Finding, Link, Syscall, fmt_ns, format_flags
 
 
 class Evidence:
@@ -88,7 +83,7 @@ class Evidence:
         sc = self.syscall(link)
         if not link.packets:
             return f"pid {sc.pid} {call(sc)}: no packet captured"
-        return f"pid {sc.pid} {call(sc)} ↔ {frames(link.packets)} ({dur(link.delay_ns)})"
+        return f"pid {sc.pid} {call(sc)} ↔ {frames(link.packets)} ({fmt_ns(link.delay_ns)})"
 
     # -- packets -------------------------------------------------------------------------------
 

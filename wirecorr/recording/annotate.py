@@ -17,7 +17,6 @@ this module knows the file, not what the events mean.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import struct
 import tempfile
@@ -105,10 +104,6 @@ def _with_comments(block: bytes, comments: list[str]) -> bytes:
     return struct.pack("<II", fmt.BT_EPB, total) + body + struct.pack("<I", total)
 
 
-def finding_to_dict(finding: Finding) -> dict[str, object]:
-    return dataclasses.asdict(finding)
-
-
 def comments_by_packet(links: Iterable[Link], syscall: Callable[[int], Syscall | None]) -> dict[int, list[str]]:
     """Packet index → one `link_comment` per link naming it, in link order."""
     out: dict[int, list[str]] = {}
@@ -133,7 +128,7 @@ def rewrite(
     """
     comments = comments_by_packet(links, syscall)
     extra = b"".join(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in links)
-    extra += b"".join(fmt.custom_block(TAG_FINDING, finding_to_dict(f)) for f in findings)
+    extra += b"".join(fmt.custom_block(TAG_FINDING, fmt.finding_to_dict(f)) for f in findings)
 
     directory = os.path.dirname(os.path.abspath(path))
     # mkstemp creates the file 0600, what the recording itself has (docs/recording-format.md).

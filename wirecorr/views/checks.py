@@ -11,16 +11,15 @@ file cannot disagree.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import re
-import sys
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from wirecorr.engine.analysis_flags import SHORT_NAMES, AnalysisFlag
+from wirecorr.engine import findings
+from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION, SHORT_NAMES
 from wirecorr.engine.connections import (
     CLOSE_WAIT,
     CLOSED,
@@ -34,46 +33,14 @@ from wirecorr.engine.connections import (
     SYN_SENT,
     TIME_WAIT,
 )
+from wirecorr.engine.correlator import LINK_KINDS
 from wirecorr.engine.session import Session
 from wirecorr.errors import EXIT_BAD_INPUT, WirecorrError
 from wirecorr.model import Finding, Syscall
-from wirecorr.recording.format import link_to_dict
+from wirecorr.recording.format import finding_to_dict, link_to_dict
 from wirecorr.views import json_report
 from wirecorr.views.syscall_format import format_syscall
 from wirecorr.vocab import DATA_CALLS
-
-# The finding kinds the engine reports (wirecorr/engine/findings/); a rule naming another
-# kind is a typo, and a typo in `findings.no` would otherwise pass forever. Detectors added
-# later are found by their module's KIND (see `finding_kinds`).
-FINDING_KINDS = frozenset(
-    (
-        "close_wait_leak", "time_wait_accumulation", "ephemeral_port_exhaustion", "fd_exhaustion",
-        "eagain_storm", "rst_on_close", "connection_refused", "connection_reset", "zero_window",
-        "nagle_stall", "retransmission", "keepalive",
-    )
-)  # fmt: skip
-
-
-def finding_kinds() -> frozenset[str]:
-    """FINDING_KINDS plus the KIND of every detector module installed."""
-    from wirecorr.engine import findings
-
-    kinds = set(FINDING_KINDS)
-    for name, _ in findings.detectors():
-        kind = getattr(sys.modules[f"{findings.__name__}.{name}"], "KIND", None)
-        if isinstance(kind, str):
-            kinds.add(kind)
-    return frozenset(kinds)
-
-
-# Every kind the correlator gives a Link (wirecorr/engine/correlator.py).
-LINK_KINDS = frozenset(
-    (
-        "connect-syn", "connect-established", "connect-refused", "accept-ack", "write-data", "read-data",
-        "eof-fin", "reset", "shutdown-fin", "close-fin", "close-rst", "close-noop", "send-datagram",
-        "recv-datagram",
-    )
-)  # fmt: skip
 
 STATES = frozenset(
     (
@@ -93,9 +60,6 @@ STATES = frozenset(
 SIDES = ("client", "server")
 ANALYSIS_NAMES = frozenset(SHORT_NAMES.values())
 _RETRANS_NAMES = ("retransmission", "fast_retransmission", "spurious_retransmission")
-_RETRANS_MASK = int(
-    AnalysisFlag.RETRANSMISSION | AnalysisFlag.FAST_RETRANSMISSION | AnalysisFlag.SPURIOUS_RETRANSMISSION
-)
 
 SECTIONS = ("findings", "counts", "links", "max_delay_ms", "close")
 _SYSCALL_NAME = re.compile(r"[a-z_][a-z0-9_]*")
@@ -167,12 +131,11 @@ class Facts:
         return [self.links[lk.id] for lk in self.session.correlator.links_of(sc.id)]
 
     def finding_record(self, finding: Finding) -> dict[str, Any]:
-        record = getattr(json_report, "finding_record", None)
-        return record(finding) if record is not None else dataclasses.asdict(finding)
+        return finding_to_dict(finding)
 
     def retransmitted(self) -> list[int]:
         analysis = self.session.analyzer.table.analysis
-        return [i for i, mask in enumerate(analysis) if mask & _RETRANS_MASK]
+        return [i for i, mask in enumerate(analysis) if mask & ANY_RETRANSMISSION]
 
     def analysis_packets(self, name: str) -> list[int]:
         flag = next(int(f) for f, short in SHORT_NAMES.items() if short == name)
@@ -292,7 +255,7 @@ def _parse_findings(source: str, body: dict[str, Any]) -> list[Rule]:
         if key not in ("no", "yes"):
             raise err("unknown key (findings takes `no` and `yes`)")
         for kind in _string_list(value, err):
-            _known(kind, finding_kinds(), "finding kind", err)
+            _known(kind, findings.kinds(), "finding kind", err)
             rules.append(Rule(f"{rule}: {kind}", _finding_rule(kind, present=key == "yes")))
     return rules
 
@@ -341,7 +304,7 @@ def _validate_links(name: str, err: Callable[[str], RulesError]) -> str:
 
 
 def _validate_findings(name: str, err: Callable[[str], RulesError]) -> str:
-    return _known(name, finding_kinds(), "finding kind", err)
+    return _known(name, findings.kinds(), "finding kind", err)
 
 
 def _validate_analysis(name: str, err: Callable[[str], RulesError]) -> str:

@@ -93,15 +93,6 @@ def evidence(
     }
 
 
-def fmt_ns(ns: int) -> str:
-    """A duration in the unit people read fastest at its size."""
-    if ns < 1_000_000:
-        return f"{ns / 1_000:.0f} µs"
-    if ns < 1_000_000_000:
-        return f"{ns / 1_000_000:.1f} ms"
-    return f"{ns / 1_000_000_000:.2f} s"
-
-
 def call_text(sc: Syscall) -> str:
     """`pid 12 read(fd 4)`: enough to find the call in the report's syscall list."""
     fd = f"fd {sc.fd}" if sc.fd is not None else ""
@@ -182,7 +173,7 @@ class Context:
     def end_ns(self) -> int:
         """The last moment the input covers: last packet or last syscall exit."""
         ends = [self.session.last_ns] if self.session.last_ns is not None else []
-        ends += [sc.exit_ns if sc.exit_ns is not None else sc.enter_ns for sc in self.session.syscalls]
+        ends += [sc.end_ns for sc in self.session.syscalls]
         return max(ends, default=0)
 
     def at(self, ns: int) -> str:

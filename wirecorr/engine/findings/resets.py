@@ -19,12 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from wirecorr.engine.connections import CLOSED, ESTABLISHED, TIME_WAIT, Connection
-from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, fmt_ns, side_name
-from wirecorr.model import RST, SYN, Finding, Syscall
+from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, side_name
+from wirecorr.model import RST, SYN, Finding, Syscall, fmt_ns
 
 RST_ON_CLOSE = "rst_on_close"
 REFUSED = "connection_refused"
 RESET = "connection_reset"
+KINDS = (RST_ON_CLOSE, REFUSED, RESET)
 _CLOSED = frozenset({TIME_WAIT, CLOSED})
 
 

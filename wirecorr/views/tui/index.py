@@ -70,7 +70,7 @@ class EventIndex:
     def add_syscall(self, sc: Syscall) -> None:
         self.session.feed_syscall(sc)
         self.adopt([sc])
-        end = sc.exit_ns if sc.exit_ns is not None else sc.enter_ns
+        end = sc.end_ns
         if self._watermark is None or end > self._watermark:
             self._watermark = end
             self._watermark_moved = True
