@@ -20,7 +20,7 @@ from wirecorr.views.syscall_format import format_fd
 from wirecorr.views.text_report import fmt_abs
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.row_text import fmt_options, packet_summary
-from wirecorr.views.tui.rows import is_syscall_ref, packet_ref
+from wirecorr.views.tui.rows import is_syscall_ref, packet_ref, ref_pos
 
 
 def hexdump(data: bytes, limit: int = 256) -> str:
@@ -53,7 +53,7 @@ def _fd_line(label: str, fd: int | None, info: FdInfo | None) -> str:
 
 
 def describe(index: EventIndex, ref: int) -> Text:
-    return _describe_call(index, ref) if is_syscall_ref(ref) else _describe_packet(index, ref >> 1)
+    return _describe_call(index, ref) if is_syscall_ref(ref) else _describe_packet(index, ref_pos(ref))
 
 
 def _describe_call(index: EventIndex, ref: int) -> Text:

@@ -19,7 +19,7 @@ from wirecorr.model import ACK, FIN, PSH, RST, SYN, URG, Finding, Link, Packet, 
 from wirecorr.views.syscall_format import is_network
 from wirecorr.views.tui.display_filter import FieldValue
 from wirecorr.views.tui.packets import PacketSource
-from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref, syscall_ref
+from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref, ref_pos, syscall_ref
 from wirecorr.vocab import OWNER_CALLS
 
 _FLAGS = {
@@ -120,12 +120,12 @@ class EventIndex:
     # -- rows -----------------------------------------------------------------------------
 
     def call(self, ref: int) -> Syscall:
-        return self.calls[ref >> 1]
+        return self.calls[ref_pos(ref)]
 
     def ts(self, ref: int) -> int:
         if is_syscall_ref(ref):
-            return self.calls[ref >> 1].enter_ns
-        return self.session.analyzer.table.ts_ns[ref >> 1]
+            return self.calls[ref_pos(ref)].enter_ns
+        return self.session.analyzer.table.ts_ns[ref_pos(ref)]
 
     def ref_of_call_id(self, call_id: int) -> int | None:
         pos = self.pos_of_id.get(call_id)
@@ -139,8 +139,8 @@ class EventIndex:
     def links(self, ref: int) -> list[Link]:
         correlator = self.session.correlator
         if is_syscall_ref(ref):
-            return correlator.links_of(self.calls[ref >> 1].id)
-        return [correlator.links[i] for i in correlator.packet_links.get(ref >> 1, ())]
+            return correlator.links_of(self.calls[ref_pos(ref)].id)
+        return [correlator.links[i] for i in correlator.packet_links.get(ref_pos(ref), ())]
 
     def related(self, ref: int) -> list[int]:
         """Rows linked to `ref` (through any of its links), in time order, `ref` excluded."""
@@ -154,13 +154,13 @@ class EventIndex:
         return sorted(out, key=lambda r: (self.ts(r), r))
 
     def label(self, ref: int) -> list[int] | str | None:
-        return self.session.correlator.label(ref >> 1)
+        return self.session.correlator.label(ref_pos(ref))
 
     def kernel_only(self, ref: int) -> bool:
         """A packet of a connection that no syscall caused or consumed."""
         if is_syscall_ref(ref):
             return False
-        index = ref >> 1
+        index = ref_pos(ref)
         return self.session.analyzer.table.conn[index] >= 0 and index not in self.session.correlator.packet_links
 
     def side(self, ref: int) -> str:
@@ -168,7 +168,7 @@ class EventIndex:
         if is_syscall_ref(ref):
             return APP
         table = self.session.analyzer.table
-        index = ref >> 1
+        index = ref_pos(ref)
         cid = table.conn[index]
         if cid < 0:
             return ""
@@ -184,15 +184,15 @@ class EventIndex:
 
     def conn_of(self, ref: int) -> int | None:
         if not is_syscall_ref(ref):
-            cid = self.session.analyzer.table.conn[ref >> 1]
+            cid = self.session.analyzer.table.conn[ref_pos(ref)]
             return cid if cid >= 0 else None
         cached = self._conn_cache.get(ref)
         if cached is not None:
             return cached
-        cid = self._call_conn(self.calls[ref >> 1])
+        cid = self._call_conn(self.calls[ref_pos(ref)])
         if cid is not None:
             self._conn_cache[ref] = cid
-            sc = self.calls[ref >> 1]
+            sc = self.calls[ref_pos(ref)]
             if sc.name in OWNER_CALLS and sc.fd is not None:
                 fd = sc.ret if sc.name != "connect" and isinstance(sc.ret, int) and sc.ret >= 0 else sc.fd
                 self.owners.setdefault(cid, set()).add(f"{sc.pid}/{fd}")
@@ -208,7 +208,9 @@ class EventIndex:
         if name == "conn":
             return self.conn_of(ref)
         if name == "linked":
-            return bool(self.links(ref)) if is_syscall_ref(ref) else (ref >> 1) in self.session.correlator.packet_links
+            return (
+                bool(self.links(ref)) if is_syscall_ref(ref) else ref_pos(ref) in self.session.correlator.packet_links
+            )
         if name == "link":
             return tuple(link.id for link in self.links(ref)) or None
         if name == "finding":
@@ -218,10 +220,10 @@ class EventIndex:
         if name == "packet":
             return not is_syscall_ref(ref)
         if name == "net":
-            return not is_syscall_ref(ref) or is_network(self.calls[ref >> 1])
+            return not is_syscall_ref(ref) or is_network(self.calls[ref_pos(ref)])
         if is_syscall_ref(ref):
-            return _call_field(self.calls[ref >> 1], name)
-        return self._packet_field(ref >> 1, name)
+            return _call_field(self.calls[ref_pos(ref)], name)
+        return self._packet_field(ref_pos(ref), name)
 
     def _packet_field(self, index: int, name: str) -> FieldValue:
         table = self.session.analyzer.table

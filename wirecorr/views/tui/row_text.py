@@ -15,7 +15,7 @@ from wirecorr.engine.analysis_flags import flag_names
 from wirecorr.model import SYN, Packet, fmt_ns, format_flags
 from wirecorr.views.syscall_format import format_syscall
 from wirecorr.views.tui.index import IN, OUT, EventIndex
-from wirecorr.views.tui.rows import is_syscall_ref
+from wirecorr.views.tui.rows import is_syscall_ref, ref_pos
 
 ERRORS_RED = frozenset({"ECONNRESET", "EPIPE", "ECONNREFUSED", "EAGAIN", "EWOULDBLOCK", "ETIMEDOUT", "EMFILE"})
 SIDE_STYLE = {"app": "yellow", OUT: "cyan", IN: "green", "": "blue"}
@@ -78,9 +78,9 @@ def row_text(index: EventIndex, ref: int, absolute: bool) -> Text:
         summary = format_syscall(sc)
         side = "app"
     else:
-        who = f"#{(ref >> 1) + 1}"
+        who = f"#{ref_pos(ref) + 1}"
         side = index.side(ref)
-        summary = packet_summary(index, ref >> 1)
+        summary = packet_summary(index, ref_pos(ref))
         style = SIDE_STYLE[side] + (" dim" if index.kernel_only(ref) else "")
         if not links and (label := index.label(ref)) is not None:
             summary += f"  · {label}"
