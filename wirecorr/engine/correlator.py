@@ -29,13 +29,12 @@ from dataclasses import dataclass, field
 
 from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION, AnalysisFlag
 from wirecorr.engine.connections import Connection
+from wirecorr.engine.seq import GE_SEQ, HALF, M32
 from wirecorr.engine.socket_map import ConnectionIndex, Endpoint, Socket, SocketMap, endpoint_key, is_wildcard
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.model import ACK, FIN, PROTO_TCP, PROTO_UDP, RST, SYN, Link, Packet, Syscall
 from wirecorr.vocab import READS, UDP_RECVS, UDP_SENDS, WRITES
 
-M32 = 0xFFFFFFFF
-HALF = 0x80000000
 # strace prints µs and the tracer's stops bracket the kernel work loosely: timestamps of a
 # syscall and of its packet may disagree by this much in the "wrong" direction.
 SLACK_NS = 10_000
@@ -752,7 +751,7 @@ class Correlator:
             return "duplicate-ack"
         d = table.direction[idx]
         peer = tcp.dirs[1 - d]
-        if peer.fin is not None and peer.fin < idx and (table.rel_ack[idx] - peer.fin_end) & M32 < HALF:
+        if peer.fin is not None and peer.fin < idx and GE_SEQ(table.rel_ack[idx], peer.fin_end):
             own = tcp.dirs[d].fin
             return "time-wait-ack" if own is not None and own < idx else "fin-ack"
         if table.ack_rtt_ns.get(idx, 0) >= DELAYED_ACK_NS:
