@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import ECHO_ONCE, free_port
 
 from wirecorr.engine.ingest import annotate, diagnose, load_capture
 from wirecorr.engine.session import Session
@@ -26,34 +26,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 # The client sends 6 bytes, the server echoes them, the client closes first.
-ECHO = r"""
-import socket, sys, threading
-srv = socket.create_server(("127.0.0.1", int(sys.argv[1])))
-def serve():
-    conn, _ = srv.accept()
-    with conn:
-        while data := conn.recv(100):
-            conn.sendall(data)
-t = threading.Thread(target=serve)
-t.start()
-with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as cli:
-    cli.sendall(b"hello!")
-    assert cli.recv(100) == b"hello!"
-t.join()
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def record(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     port = free_port()
     cmd = [PYTHON, "-m", "wirecorr", "record", "-o", str(out), "-i", "lo", "-f", f"tcp port {port}", *extra]
     done = subprocess.run(
-        [*cmd, "--", sys.executable, "-c", ECHO, str(port)], capture_output=True, text=True, timeout=60
+        [*cmd, "--", sys.executable, "-c", ECHO_ONCE, str(port)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     return done

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scenario_helpers import Scenario, free_port, run
+from helpers import free_port
+from scenario_helpers import Scenario, run
 
 from wirecorr.engine.findings._base import Context
 from wirecorr.engine.ingest import diagnose

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from helpers import FORK_ECHO, free_port
 from loopback_capture import LoopbackCapture
 
 from wirecorr.engine.correlator import Correlator
@@ -37,12 +38,6 @@ TCP_READS = {"read", "recv", "recvfrom", "recvmsg", "readv"}
 
 # An event of the trace: a syscall, or a tracer process event (event, pid, info).
 Event = Syscall | tuple[str, int, int | None]
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -270,42 +265,14 @@ def key(run: Run) -> list[tuple[str, int, tuple[int, ...], int | None, str | Non
 
 # -- scenarios ----------------------------------------------------------------------------------
 
-ECHO = """
-import os, socket, sys
-port = int(sys.argv[1])
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", port))
-srv.listen(4)
-pid = os.fork()
-if pid == 0:
-    c, _ = srv.accept()
-    while True:
-        d = c.recv(4096)
-        if not d:
-            break
-        c.sendall(d)
-    c.close()
-    os._exit(0)
-srv.close()
-c = socket.create_connection(("127.0.0.1", port))
-for m in (b"hello", b"world!!", b"x" * 3000):
-    c.sendall(m)
-    got = 0
-    while got < len(m):
-        got += len(c.recv(65536))
-c.shutdown(socket.SHUT_WR)
-assert c.recv(10) == b""
-c.close()
-os.waitpid(pid, 0)
-"""
-
 
 @pytest.fixture(scope="module")
 def echo(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Packet], list[Event]]:
     tmp = tmp_path_factory.mktemp("echo")
     port = free_port()
-    return capture_traced(tmp, [PY, script(tmp, "echo.py", ECHO), str(port)], f"tcp port {port}", count_flags(FIN, 2))
+    return capture_traced(
+        tmp, [PY, script(tmp, "echo.py", FORK_ECHO), str(port)], f"tcp port {port}", count_flags(FIN, 2)
+    )
 
 
 def test_echo_links_are_byte_exact(echo: tuple[list[Packet], list[Event]]) -> None:
@@ -383,7 +350,7 @@ def test_echo_from_strace_log(tmp_path: Path) -> None:
     port = free_port()
     packets, events = capture_traced(
         tmp_path,
-        [PY, script(tmp_path, "echo.py", ECHO), str(port)],
+        [PY, script(tmp_path, "echo.py", FORK_ECHO), str(port)],
         f"tcp port {port}",
         count_flags(FIN, 2),
         strace=True,

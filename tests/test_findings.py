@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from scenario_helpers import Scenario, free_port, netns, run
+from helpers import FORK_ECHO, free_port, netns
+from scenario_helpers import Scenario, run
 
 from wirecorr.engine.findings import Thresholds, detect
 from wirecorr.labs import rst_on_close
@@ -58,40 +59,10 @@ def fins_from(sc: Scenario, conn: int, side: int) -> list[int]:
 
 # -- clean ----------------------------------------------------------------------------------
 
-ECHO = """
-import os, socket, sys
-port = int(sys.argv[1])
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", port))
-srv.listen(4)
-pid = os.fork()
-if pid == 0:
-    c, _ = srv.accept()
-    while True:
-        d = c.recv(4096)
-        if not d:
-            break
-        c.sendall(d)
-    c.close()
-    os._exit(0)
-srv.close()
-c = socket.create_connection(("127.0.0.1", port))
-for m in (b"hello", b"world!!", b"x" * 3000):
-    c.sendall(m)
-    got = 0
-    while got < len(m):
-        got += len(c.recv(65536))
-c.shutdown(socket.SHUT_WR)
-assert c.recv(10) == b""
-c.close()
-os.waitpid(pid, 0)
-"""
-
 
 def test_clean_echo_has_no_warnings(tmp_path: Path) -> None:
     port = free_port()
-    sc = run(tmp_path, ECHO, [str(port)], f"tcp port {port}", count(FIN, 2))
+    sc = run(tmp_path, FORK_ECHO, [str(port)], f"tcp port {port}", count(FIN, 2))
     assert sc.session.correlator.links
     assert [f for f in sc.findings if f.severity != "info"] == []
 
@@ -196,8 +167,8 @@ def test_time_wait_accumulates_on_the_client(tmp_path: Path) -> None:
     def scenario() -> Scenario:
         # A namespace of its own: the host's loopback may hold TIME_WAIT sockets of earlier runs,
         # which Linux reuses on loopback (tcp_tw_reuse=2) and which then draw resets.
-        with netns(f"wctw{os.getpid()}", {}) as ns:
-            return run(tmp_path, MANY, [str(port), "200"], f"tcp port {port}", count(FIN, 400), timeout=10, ns=ns)
+        with netns() as net:
+            return run(tmp_path, MANY, [str(port), "200"], f"tcp port {port}", count(FIN, 400), timeout=10, ns=net.a)
 
     sc = captured_whole(scenario)
     (found,) = only(sc, "time_wait_accumulation")
@@ -230,8 +201,8 @@ def test_ephemeral_port_exhaustion_in_a_namespace(tmp_path: Path) -> None:
     sysctls = {"net.ipv4.ip_local_port_range": "40000 40009", "net.ipv4.tcp_tw_reuse": "0"}
 
     def scenario() -> Scenario:
-        with netns(f"wcfind{os.getpid()}", sysctls) as ns:
-            return run(tmp_path, MANY, [str(port), "20"], f"tcp port {port}", count(FIN, 20), ns=ns)
+        with netns(sysctls) as net:
+            return run(tmp_path, MANY, [str(port), "20"], f"tcp port {port}", count(FIN, 20), ns=net.a)
 
     sc = captured_whole(scenario)
     failures = sc.calls_named("connect", lambda c: c.errno == "EADDRNOTAVAIL")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tracer_oracle import compile_c, free_port
+from helpers import free_port
+from tracer_oracle import compile_c
 
 from wirecorr.model import Syscall
 from wirecorr.sources.strace_log import read_strace_log
