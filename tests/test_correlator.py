@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers import FORK_ECHO, free_port
+from helpers import FORK_ECHO, NAGLE, free_port
 from loopback_capture import LoopbackCapture
 
 from wirecorr.engine.correlator import Correlator
@@ -404,31 +404,6 @@ def test_one_write_many_segments(tmp_path: Path, sliced_lo: str) -> None:
     assert all(t.seglen[i] <= 1000 for i in link.packets)
     assert link.delay_ns == min(t.ts_ns[i] for i in link.packets) - write.enter_ns
     check_same_connection(run)
-
-
-NAGLE = """
-import socket, sys
-port = int(sys.argv[1])
-srv = socket.socket()
-srv.bind(("127.0.0.1", port))
-srv.listen(1)
-c = socket.create_connection(("127.0.0.1", port))
-s, _ = srv.accept()
-# Request/response rounds put the server's end into delayed-ACK (pingpong) mode ...
-for _ in range(3):
-    c.send(b"?")
-    s.recv(10)
-    s.send(b"!")
-    c.recv(10)
-# ... so the first small write stays un-ACKed for a while and Nagle holds the next ones.
-for m in (b"a", b"bb", b"ccc", b"dddd", b"eeeee"):
-    c.send(m)
-got = 0
-while got < 15:
-    got += len(s.recv(100))
-c.close()
-s.close()
-"""
 
 
 def test_small_writes_coalesced_by_nagle(tmp_path: Path) -> None:

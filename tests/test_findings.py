@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import FORK_ECHO, free_port, netns
+from helpers import FORK_ECHO, NAGLE, free_port, netns
 from scenario_helpers import Scenario, run
 
 from wirecorr.engine.findings import Thresholds, detect
@@ -424,30 +424,6 @@ def test_zero_window_names_the_slow_reader_and_the_stuck_writer(tmp_path: Path) 
 
 
 # -- Nagle / delayed ACK -------------------------------------------------------------------------
-
-NAGLE = """
-import socket, sys
-port = int(sys.argv[1])
-srv = socket.socket()
-srv.bind(("127.0.0.1", port))
-srv.listen(1)
-c = socket.create_connection(("127.0.0.1", port))
-s, _ = srv.accept()
-# Request/response rounds put the server's end into delayed-ACK (pingpong) mode ...
-for _ in range(3):
-    c.send(b"?")
-    s.recv(10)
-    s.send(b"!")
-    c.recv(10)
-# ... so the first small write stays un-ACKed for a while and Nagle holds the next ones.
-for m in (b"a", b"bb", b"ccc", b"dddd", b"eeeee"):
-    c.send(m)
-got = 0
-while got < 15:
-    got += len(s.recv(100))
-c.close()
-s.close()
-"""
 
 
 def test_nagle_stall_behind_a_delayed_ack(tmp_path: Path) -> None:

@@ -65,6 +65,32 @@ c.close()
 os.waitpid(pid, 0)
 """
 
+# A client's small writes held by Nagle behind the server's delayed ACK, on one connection.
+# argv[1]: the port.
+NAGLE = """
+import socket, sys
+port = int(sys.argv[1])
+srv = socket.socket()
+srv.bind(("127.0.0.1", port))
+srv.listen(1)
+c = socket.create_connection(("127.0.0.1", port))
+s, _ = srv.accept()
+# Request/response rounds put the server's end into delayed-ACK (pingpong) mode ...
+for _ in range(3):
+    c.send(b"?")
+    s.recv(10)
+    s.send(b"!")
+    c.recv(10)
+# ... so the first small write stays un-ACKed for a while and Nagle holds the next ones.
+for m in (b"a", b"bb", b"ccc", b"dddd", b"eeeee"):
+    c.send(m)
+got = 0
+while got < 15:
+    got += len(s.recv(100))
+c.close()
+s.close()
+"""
+
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
     """A port nothing is bound to right now (bound and released at once)."""
