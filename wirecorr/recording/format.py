@@ -286,7 +286,7 @@ def _field_error(fields: dict[str, tuple[frozenset[type], bool]], what: str, key
     kinds, required = fields[key]
     if value is _MISSING:
         if required:
-            raise RecordFormatError(f"{what} record has no `{key}`")
+            raise RecordFormatError(f"{what} has no `{key}`")
         return
     kind = type(value)
     if kind in kinds:
@@ -295,7 +295,7 @@ def _field_error(fields: dict[str, tuple[frozenset[type], bool]], what: str, key
     raise RecordFormatError(f"{what}: `{key}` is {got}, wants {_WANTS[kinds]}")
 
 
-_CHECKS = {tag: _compile(tag, schema) for tag, schema in SCHEMAS.items()}
+_CHECKS = {tag: _compile(f"{tag} record", schema) for tag, schema in SCHEMAS.items()}
 _check_fdinfo = _compile(f"{TAG_SYSCALL} record's fdinfo", _FDINFO)
 
 
