@@ -24,6 +24,10 @@ from pathlib import Path
 
 import pytest
 
+from wirecorr.engine.correlator import Correlator
+from wirecorr.engine.tcp_analysis import PacketAnalyzer
+from wirecorr.recording.reader import read_recording
+
 PYTHON = sys.executable
 ROOT = Path(__file__).resolve().parent.parent
 DATA_CALLS = {"read", "write", "recvfrom", "sendto", "recvmsg", "sendmsg", "readv", "writev"}
@@ -106,7 +110,7 @@ def tshark_frames(path: Path, proto: str = "tcp") -> list[Frame]:
     return frames
 
 
-def linked_frames(doc: dict, link: dict, frames: list[Frame]) -> list[int]:
+def linked_frames(link: dict, frames: list[Frame]) -> list[int]:
     """A link's packets as tshark frame numbers: packet index i is the i-th frame tshark lists."""
     return sorted(frames[i].number for i in link["packets"])
 
@@ -231,7 +235,7 @@ def check_tls_links(doc: dict, frames: list[Frame], port: int) -> None:
     links = links_by_syscall(doc)
     for sid, want in truth.items():
         (link,) = [lk for lk in links.get(sid, []) if lk["kind"] in ("read-data", "write-data")]
-        assert linked_frames(doc, link, frames) == want, (sid, link)
+        assert linked_frames(link, frames) == want, (sid, link)
         assert "not captured" not in (link["note"] or ""), link
     hello = next(sc for sc in calls if not is_peek(sc) and sc["name"] in ("read", "recvfrom"))
     assert truth[hello["id"]] == truth[peeks[0]["id"]], "the peek saw the first byte of the read that took it"
@@ -255,7 +259,7 @@ def test_nginx_tls_peek_recorded(tmp_path: Path, nginx_conf: tuple[Path, int]) -
     # The text report shows the same frame numbers.
     text = wirecorr("analyze", "--notable", "500", str(out)).stdout
     peek = next(lk for lk in doc["links"] if lk["note"] and "MSG_PEEK" in lk["note"])
-    assert f"↔ frames [{', '.join(map(str, linked_frames(doc, peek, frames)))}]" in text
+    assert f"↔ frames [{', '.join(map(str, linked_frames(peek, frames)))}]" in text
 
 
 def test_nginx_tls_peek_from_strace(tmp_path: Path, nginx_conf: tuple[Path, int]) -> None:
@@ -320,7 +324,7 @@ def test_socat_udp_peeks(tmp_path: Path) -> None:
         towards_server = sc["name"] != "sendto"
         want = [f.number for f in frames if (f.dst == port) == towards_server and f.payload.startswith(data)]
         (link,) = links[sc["id"]]
-        got = linked_frames(doc, link, frames)
+        got = linked_frames(link, frames)
         assert len(got) == 1 and got[0] in want, (sc, link, want)
         assert "not captured" not in (link["note"] or ""), link
         if is_peek(sc):
@@ -349,7 +353,7 @@ def test_refused_nonblocking_connect(tmp_path: Path, client: str) -> None:
     # The RST goes to the calls that report it: getsockopt(SO_ERROR), and a poll that woke
     # with POLLERR before it (curl polls, ncat selects).
     refused = [lk for lk in doc["links"] if lk["kind"] == "connect-refused"]
-    assert all(linked_frames(doc, lk, frames) == [rst] for lk in refused)
+    assert all(linked_frames(lk, frames) == [rst] for lk in refused)
     reporters = {syscalls[lk["syscall"]]["name"]: syscalls[lk["syscall"]] for lk in refused}
     assert reporters["getsockopt"]["args"]["optval"] == "ECONNREFUSED"
     assert set(reporters) == ({"getsockopt", "poll"} if client == "curl" else {"getsockopt"})
@@ -433,7 +437,7 @@ def test_redis_attached_mid_stream(tmp_path: Path) -> None:
     links = links_by_syscall(doc)
     for sc in calls:
         (link,) = links[sc["id"]]
-        assert linked_frames(doc, link, frames) == truth[sc["id"]], (sc, link)
+        assert linked_frames(link, frames) == truth[sc["id"]], (sc, link)
     # The report says the stream was placed by content, on which frame.
     (conn,) = doc["connections"]
     redis_end = f"127.0.0.1:{port}"
@@ -444,6 +448,40 @@ def test_redis_attached_mid_stream(tmp_path: Path) -> None:
         assert [a["frame"]] == truth[sc["id"]][:1]
     text = wirecorr("analyze", str(out)).stdout
     assert f"anchored  reads of {redis_end} (" in text and "open before tracing began, placed by content" in text
+    # A live view feeds packets and syscalls interleaved, with no file to re-read payloads
+    # from: the correlator keeps recent payloads itself and anchors the same way.
+    live = live_links(out)
+    for sc in calls:
+        assert live[sc["id"]] == links[sc["id"]][0]["packets"], sc
+
+
+def live_links(path: Path) -> dict[int, list[int]]:
+    """syscall id → packets of its link, correlating as `wirecorr live` does: each packet
+    before the first syscall that ended after it, and no capture file behind the session."""
+    rec = read_recording(str(path))
+    analyzer = PacketAnalyzer()
+    corr = Correlator(analyzer)
+    calls = sorted(rec.syscalls, key=lambda c: c.exit_ns or c.enter_ns)
+    processes = sorted(rec.processes, key=lambda p: p.get("ts_ns") or 0)
+    packets = rec.packets()
+    nxt = next(packets, None)
+    for sc in calls:
+        done = sc.exit_ns or sc.enter_ns
+        while nxt is not None and nxt.ts_ns <= done:
+            analyzer.feed(nxt)
+            corr.on_packet(nxt)
+            nxt = next(packets, None)
+        while processes and (processes[0].get("ts_ns") or 0) <= done:
+            event = processes.pop(0)
+            corr.on_process(event["event"], event["pid"], event["info"])
+        corr.on_syscall(sc)
+    while nxt is not None:
+        analyzer.feed(nxt)
+        corr.on_packet(nxt)
+        nxt = next(packets, None)
+    corr.finish()
+    analyzer.finish()
+    return {link.syscall: sorted(link.packets) for link in corr.links}
 
 
 # -- a sendfile with a retransmission, then close() with unread data: rst_on_close's count and
@@ -587,7 +625,7 @@ table inet wcpair {{
 
     # retransmission: "sent again X later", X from the first transmission of the resent bytes.
     sendfile_link = next(lk for lk in doc["links"] if syscalls[lk["syscall"]]["name"] == "sendfile")
-    linked = set(linked_frames(doc, sendfile_link, frames))
+    linked = set(linked_frames(sendfile_link, frames))
     resent = tshark_retransmissions(out, port)
     first = min(n for n in resent if n in linked)
     again = next(f for f in frames if f.number == first)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from functools import lru_cache
 from typing import BinaryIO
 
@@ -59,7 +60,7 @@ class PacketAt:
         """The captured transport payload of packet `index`, None when it cannot be read."""
         try:
             return self.packet(index, offset).payload
-        except (InputError, OSError, EOFError, struct.error, IndexError):
+        except (InputError, OSError, EOFError, struct.error, IndexError, zlib.error):
             return None
 
     def _packet(self, index: int, offset: int) -> Packet:
