@@ -14,7 +14,7 @@ import sys
 from wirecorr import __version__
 from wirecorr.errors import WirecorrError
 
-COMMANDS = ("analyze", "record", "lab", "check", "tui", "live")
+COMMANDS = ("analyze", "record", "lab", "check", "tui", "live", "export", "query")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,6 +45,8 @@ class Session:
     warnings: list[str] = field(default_factory=list)
     # A recording's header (command, pids, interface, …); empty for plain captures.
     meta: dict[str, Any] = field(default_factory=dict)
+    # A recording's closing record (end time, exit status, capture loss); None without one.
+    summary: dict[str, Any] | None = None
     # Diagnoses as of `finish()`; a live view calls `findings.detect(session)` for fresher ones.
     findings: list[Finding] = field(default_factory=list)
     correlator: Correlator = field(init=False)
@@ -159,6 +161,7 @@ def _feed_recorded_half(session: Session, recording: Recording) -> None:
     """
     if recording.meta:
         session.meta = recording.meta
+    session.summary = recording.summary
     # In place and by an int key: a (time, kind, event) tuple per syscall was 80 MB at the
     # peak of a 800k-syscall load. Stable, and the file is nearly in completion order already.
     syscalls = recording.syscalls

@@ -1,0 +1,715 @@
+"""A Session as Arrow tables, and a directory of them as Parquet: the export's schema (docs/export.md).
+
+Many recordings are queried together by existing engines (DuckDB here, Spark or Trino over a
+fleet's object store), not by wirecorr: this module turns what the engine built for one
+recording into one Arrow table per kind of row, written under a Hive-style layout
+`DIR/TABLE/host=H/date=D/RECORDING_ID.parquet` that those engines read and prune as it is.
+
+Everything is read from the engine's Session (the same objects `analyze --json` reports), so
+the export does not depend on the recording's file format. Keys join across tables and
+files: `recording_id` plus the Session's own ids (connection id, packet index, syscall id,
+link id, finding position), exactly the ids `analyze --json` prints.
+
+Exporting the same recording twice writes byte-identical files: no export-time clock,
+stable row order, fixed writer settings. `SCHEMA_VERSION` changes when a column changes
+meaning or goes away; added columns keep it (readers union by name).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import os
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from wirecorr import __version__
+from wirecorr.engine.analysis_flags import SHORT_NAMES, AnalysisFlag, flag_names
+from wirecorr.engine.connections import Connection, HandshakeOptions
+from wirecorr.engine.session import Session
+from wirecorr.json_codec import dumps
+from wirecorr.model import FdInfo, format_flags
+from wirecorr.recording.format import encode_value
+
+SCHEMA_VERSION = 1
+SCHEMA_NAME = f"wirecorr.export/{SCHEMA_VERSION}"
+# The Hive partition keys, in path order. They live in the path only: Spark refuses a column
+# that is both in the files and in the partition path.
+PARTITION_KEYS = ("host", "date")
+UNKNOWN_HOST = "unknown"
+# A recording with no event has no date; the epoch keeps the column a date for every engine.
+NO_DATE = "1970-01-01"
+
+I64 = pa.int64()
+I32 = pa.int32()
+STR = pa.string()
+BOOL = pa.bool_()
+I64_LIST = pa.list_(I64)
+
+_ANALYSIS = [(flag, f"analysis_{SHORT_NAMES[flag]}") for flag in AnalysisFlag]
+
+
+def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
+    return pa.schema([pa.field(name, kind) for name, kind in fields])
+
+
+def _options_fields(side: str) -> list[tuple[str, pa.DataType]]:
+    return [
+        (f"{side}_mss", I32),
+        (f"{side}_wscale", I32),
+        (f"{side}_sack_perm", BOOL),
+        (f"{side}_timestamps", BOOL),
+        (f"{side}_tfo", BOOL),
+    ]
+
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "recordings": _schema(
+        ("recording_id", STR),
+        ("source_path", STR),
+        ("content_sha256", STR),
+        ("size_bytes", I64),
+        ("is_recording", BOOL),
+        ("complete", BOOL),
+        ("error", STR),
+        ("command", STR),
+        ("pids", I64_LIST),
+        ("attached", BOOL),
+        ("user", STR),
+        ("interface", STR),
+        ("capture_filter", STR),
+        ("start_ns", I64),
+        ("start_time", pa.timestamp("us", tz="UTC")),
+        ("end_ns", I64),
+        ("duration_ns", I64),
+        ("exit_status", I64),
+        ("packets_lost", I64),
+        ("packets", I64),
+        ("connections", I64),
+        ("syscalls", I64),
+        ("links", I64),
+        ("findings", I64),
+        ("recorded_with", STR),
+        ("exported_with", STR),
+        ("schema_version", I32),
+    ),
+    "connections": _schema(
+        ("recording_id", STR),
+        ("connection_id", I64),
+        ("stream", I64),
+        ("proto", STR),
+        ("client", STR),
+        ("server", STR),
+        ("client_ip", STR),
+        ("client_port", I32),
+        ("server_ip", STR),
+        ("server_port", I32),
+        ("first_ts_ns", I64),
+        ("last_ts_ns", I64),
+        ("duration_ns", I64),
+        ("packets_c2s", I64),
+        ("packets_s2c", I64),
+        ("bytes_c2s", I64),
+        ("bytes_s2c", I64),
+        *_options_fields("client"),
+        *_options_fields("server"),
+        ("window_scaling", BOOL),
+        ("initial_rtt_ns", I64),
+        ("active_closer", STR),
+        ("reset_by", STR),
+        ("final_client_state", STR),
+        ("final_server_state", STR),
+        ("states_json", STR),
+        ("icmp_errors", I64),
+        *((name, I64) for _, name in _ANALYSIS),
+    ),
+    "packets": _schema(
+        ("recording_id", STR),
+        ("packet_index", I64),
+        ("ts_ns", I64),
+        ("file_offset", I64),
+        ("connection_id", I64),
+        ("direction", STR),
+        ("proto", STR),
+        ("src", STR),
+        ("dst", STR),
+        ("tcp_flags", STR),
+        ("tcp_flags_bits", I32),
+        ("rel_seq", I64),
+        ("rel_ack", I64),
+        ("seg_len", I64),
+        ("window", I64),
+        ("analysis_mask", I32),
+        ("analysis", pa.list_(STR)),
+        ("dupack_num", I64),
+        ("ack_rtt_ns", I64),
+        ("bytes_in_flight", I64),
+        ("link_ids", I64_LIST),
+        ("label", STR),
+    ),
+    "syscalls": _schema(
+        ("recording_id", STR),
+        ("syscall_id", I64),
+        ("pid", I64),
+        ("tid", I64),
+        ("name", STR),
+        ("enter_ns", I64),
+        ("exit_ns", I64),
+        ("duration_ns", I64),
+        ("ret", I64),
+        ("errno", STR),
+        ("fd", I64),
+        ("fd_kind", STR),
+        ("fd_local", STR),
+        ("fd_remote", STR),
+        ("fd_path", STR),
+        ("ret_fd_kind", STR),
+        ("ret_fd_local", STR),
+        ("ret_fd_remote", STR),
+        ("nbytes", I64),
+        ("msg_lens", I64_LIST),
+        ("addr", STR),
+        ("flags", STR),
+        ("args_json", STR),
+    ),
+    "links": _schema(
+        ("recording_id", STR),
+        ("link_id", I64),
+        ("kind", STR),
+        ("syscall_id", I64),
+        ("connection_id", I64),
+        ("packet_count", I64),
+        ("packet_indices", I64_LIST),
+        ("delay_ns", I64),
+        ("note", STR),
+    ),
+    "findings": _schema(
+        ("recording_id", STR),
+        ("finding_id", I64),
+        ("kind", STR),
+        ("severity", STR),
+        ("connection_id", I64),
+        ("message", STR),
+        ("evidence_syscalls", I64_LIST),
+        ("evidence_packets", I64_LIST),
+        ("evidence_links", I64_LIST),
+        ("evidence_connections", I64_LIST),
+    ),
+    # "requests" joins here once the engine reconstructs requests: one more schema and
+    # builder below; it is an added table, so SCHEMA_VERSION stays.
+}
+TABLES: tuple[str, ...] = tuple(SCHEMAS)
+
+# Fixed writer settings: part of what makes a re-export byte-identical. The parquet
+# `created_by` field names pyarrow's version, which only an upgrade changes.
+WRITE_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": True,
+    "write_statistics": True,
+    "row_group_size": 1 << 17,
+    "data_page_size": 1 << 20,
+    "version": "2.6",
+    "data_page_version": "1.0",
+    "store_schema": True,
+}
+
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """What the export says about the file itself: where it was and what it held."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+def describe_file(path: str) -> SourceFile:
+    """Hash the file's bytes: two exports of one unchanged file agree, an edited file does not."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return SourceFile(os.path.abspath(path), size, digest.hexdigest())
+
+
+def recording_id(meta: dict[str, Any], source: SourceFile) -> str:
+    """The key of one recording across tables, files and hosts (16 hex digits).
+
+    A wirecorr recording is identified by its header (host, start time, command, pids), so
+    the same recording re-exported after it grew or was annotated replaces its rows; a plain
+    capture, which has no header, by its content.
+    """
+    if meta.get("start_ns") is not None:
+        identity = [meta.get("hostname"), meta.get("start_ns"), meta.get("command"), meta.get("pids")]
+        return hashlib.sha256(dumps(encode_value(identity))).hexdigest()[:16]
+    return source.sha256[:16]
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def partition_values(session: Session, host: str | None) -> tuple[str, str]:
+    """(host, date) of the recording's partition: the recording's own hostname, else `host`.
+
+    Path-unsafe characters become "_": engines differ in how they unescape partition values.
+    """
+    name = session.meta.get("hostname") or host or UNKNOWN_HOST
+    start = _start_ns(session)
+    date = NO_DATE if start is None else _utc(start).date().isoformat()
+    return _UNSAFE.sub("_", str(name)) or UNKNOWN_HOST, date
+
+
+def _utc(ns: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ns // 1_000_000_000, datetime.UTC).replace(
+        microsecond=(ns % 1_000_000_000) // 1000
+    )
+
+
+def _start_ns(session: Session) -> int | None:
+    start = session.meta.get("start_ns")
+    return start if isinstance(start, int) else session.first_ns
+
+
+def _end_ns(session: Session) -> int | None:
+    summary_end = (session.summary or {}).get("end_ns")
+    ends = [t for t in (session.last_ns, summary_end) if isinstance(t, int)]
+    ends.extend(sc.exit_ns if sc.exit_ns is not None else sc.enter_ns for sc in session.syscalls[-1:])
+    return max(ends) if ends else None
+
+
+def _int64(value: Any) -> int | None:
+    """A value for an int64 column: other types and out-of-range numbers become null."""
+    if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+        return value
+    return None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _table(name: str, columns: dict[str, Any]) -> pa.Table:
+    schema = SCHEMAS[name]
+    arrays = [_as_array(columns[field.name], field.type) for field in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _as_array(values: Any, kind: pa.DataType) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values if values.type == kind else values.cast(kind)
+    return pa.array(values, type=kind)
+
+
+# -- tables ------------------------------------------------------------------------------
+
+
+def build_tables(session: Session, rid: str, source: SourceFile) -> dict[str, pa.Table]:
+    """Every table of one finished Session, keyed by table name (see `SCHEMAS`)."""
+    return {
+        "recordings": recordings_table(session, rid, source),
+        "connections": connections_table(session, rid),
+        "packets": packets_table(session, rid),
+        "syscalls": syscalls_table(session, rid),
+        "links": links_table(session, rid),
+        "findings": findings_table(session, rid),
+    }
+
+
+def recordings_table(session: Session, rid: str, source: SourceFile) -> pa.Table:
+    meta = session.meta
+    start, end = _start_ns(session), _end_ns(session)
+    command = meta.get("command")
+    pids = meta.get("pids")
+    error = session.error
+    summary = session.summary or {}
+    row = {
+        "recording_id": rid,
+        "source_path": source.path,
+        "content_sha256": source.sha256,
+        "size_bytes": source.size,
+        "is_recording": bool(meta),
+        "complete": session.summary is not None,
+        "error": None if error is None else str(error),
+        "command": shlex.join(map(str, command)) if isinstance(command, list) and command else None,
+        "pids": [p for p in pids if _int64(p) is not None] if isinstance(pids, list) else None,
+        "attached": meta.get("attached") if isinstance(meta.get("attached"), bool) else None,
+        "user": _str(meta.get("user")),
+        "interface": _str(meta.get("interface")),
+        "capture_filter": _str(meta.get("filter")) or None,
+        "start_ns": start,
+        "start_time": None if start is None else _utc(start),
+        "end_ns": end,
+        "duration_ns": None if start is None or end is None else end - start,
+        "exit_status": _int64(summary.get("exit_status")),
+        "packets_lost": _int64(summary.get("lost")),
+        "packets": session.packets_kept,
+        "connections": len(session.analyzer.connections),
+        "syscalls": len(session.syscalls),
+        "links": len(session.correlator.links),
+        "findings": len(session.findings),
+        "recorded_with": _str(meta.get("wirecorr")),
+        "exported_with": __version__,
+        "schema_version": SCHEMA_VERSION,
+    }
+    return _table("recordings", {k: [v] for k, v in row.items()})
+
+
+def _options(opts: HandshakeOptions | None) -> tuple[Any, ...]:
+    if opts is None:
+        return (None,) * 5
+    return (opts.mss, opts.wscale, opts.sack_perm, opts.timestamps, opts.tfo)
+
+
+def connections_table(session: Session, rid: str) -> pa.Table:
+    conns: list[Connection] = session.analyzer.connections
+    cols: dict[str, list[Any]] = {field.name: [] for field in SCHEMAS["connections"]}
+    option_names = [[name for name, _ in _options_fields(side)] for side in ("client", "server")]
+    for c in conns:
+        client_ip, _, _ = c.client.rpartition(":")
+        server_ip, _, _ = c.server.rpartition(":")
+        values: dict[str, Any] = {
+            "recording_id": rid,
+            "connection_id": c.id,
+            "stream": c.stream,
+            "proto": c.proto,
+            "client": c.client,
+            "server": c.server,
+            "client_ip": client_ip.strip("[]"),
+            "client_port": c.client_port,
+            "server_ip": server_ip.strip("[]"),
+            "server_port": c.server_port,
+            "first_ts_ns": c.first_ts_ns,
+            "last_ts_ns": c.last_ts_ns,
+            "duration_ns": c.duration_ns,
+            "packets_c2s": c.packets_c2s,
+            "packets_s2c": c.packets_s2c,
+            "bytes_c2s": c.bytes_c2s,
+            "bytes_s2c": c.bytes_s2c,
+            "window_scaling": c.wscale_in_use,
+            "initial_rtt_ns": c.initial_rtt_ns,
+            "active_closer": c.active_closer,
+            "reset_by": c.reset_by,
+            "final_client_state": c.final_client_state,
+            "final_server_state": c.final_server_state,
+            "states_json": dumps(
+                {"client": [list(s) for s in c.client_state], "server": [list(s) for s in c.server_state]}
+            ).decode(),
+            "icmp_errors": c.icmp_errors,
+        }
+        for names, opts in zip(option_names, (c.client_options, c.server_options), strict=True):
+            values.update(zip(names, _options(opts), strict=True))
+        counts = c.analysis_counts
+        for flag, name in _ANALYSIS:
+            values[name] = counts.get(SHORT_NAMES[flag], 0)
+        for name, column in cols.items():
+            column.append(values[name])
+    return _table("connections", cols)
+
+
+def _column(values: Any, kind: pa.DataType, source: pa.DataType) -> pa.Array:
+    """An `array.array` column as Arrow without copying it, cast to the export's type."""
+    arr = pa.Array.from_buffers(source, len(values), [None, pa.py_buffer(values)])
+    return arr if source == kind else arr.cast(kind)
+
+
+def _sparse(column: Any, n: int) -> pa.Array:
+    """A packet table's sparse column (index → value) as a full column with nulls elsewhere."""
+    out: list[int | None] = [None] * n
+    for key, value in zip(column.keys_, column.values_, strict=True):
+        if key < n:
+            out[key] = value
+    return pa.array(out, type=I64)
+
+
+def _by_value(codes: pa.Array, render: Callable[[int], Any], kind: pa.DataType) -> pa.Array:
+    """`render` of each code, computed once per distinct code (flag bytes, analysis masks)."""
+    distinct = pc.unique(codes)
+    rendered = pa.array([render(code) for code in distinct.to_pylist()], type=kind)
+    return pc.take(rendered, pc.index_in(codes, value_set=distinct))
+
+
+def packets_table(session: Session, rid: str) -> pa.Table:
+    """One row per captured packet, built column-wise from the engine's packet table.
+
+    Endpoints and protocol come from the packet's connection and direction; a packet of no
+    connection (ARP, ICMP quoting nothing known) has nulls there. No payload bytes.
+    """
+    table = session.analyzer.table
+    n = len(table)
+    conns = session.analyzer.connections
+    conn_raw = _column(table.conn, I64, I32)
+    in_conn = pc.greater_equal(conn_raw, 0)
+    conn = pc.if_else(in_conn, conn_raw, pa.scalar(None, I64))
+    c2s = pc.equal(_column(table.direction, I32, pa.int8()), 0)
+    clients = pa.array([c.client for c in conns], type=STR)
+    servers = pa.array([c.server for c in conns], type=STR)
+    protos = pa.array([c.proto for c in conns], type=STR)
+    flags = _column(table.flags, I32, pa.uint8())
+    analysis = _column(table.analysis, I32, pa.uint16())
+    bif = _column(table.bytes_in_flight, I64, pa.uint32())
+    null_str = pa.scalar(None, STR)
+    link_ids: list[list[int] | None] = [None] * n
+    labels: list[str | None] = [None] * n
+    correlator = session.correlator
+    packet_links = correlator.packet_links
+    for i in pc.indices_nonzero(in_conn).to_pylist():
+        lab = packet_links.get(i)
+        if lab is None:
+            lab = correlator.label(i)
+        if isinstance(lab, list):
+            link_ids[i] = sorted(lab)
+        else:
+            labels[i] = lab
+    cols = {
+        "recording_id": pa.array([rid] * n, type=STR) if n else pa.array([], type=STR),
+        "packet_index": pa.array(range(n), type=I64),
+        "ts_ns": _column(table.ts_ns, I64, I64),
+        "file_offset": _column(table.offset, I64, I64),
+        "connection_id": conn,
+        "direction": pc.if_else(in_conn, pc.if_else(c2s, "c2s", "s2c"), null_str),
+        "proto": pc.take(protos, conn),
+        "src": pc.if_else(c2s, pc.take(clients, conn), pc.take(servers, conn)),
+        "dst": pc.if_else(c2s, pc.take(servers, conn), pc.take(clients, conn)),
+        "tcp_flags": pc.if_else(in_conn, _by_value(flags, format_flags, STR), null_str),
+        "tcp_flags_bits": flags,
+        "rel_seq": _column(table.rel_seq, I64, pa.uint32()),
+        "rel_ack": _column(table.rel_ack, I64, pa.uint32()),
+        "seg_len": _column(table.seglen, I64, pa.uint32()),
+        "window": _column(table.window, I64, pa.uint32()),
+        "analysis_mask": analysis,
+        "analysis": _by_value(analysis, flag_names, pa.list_(STR)),
+        "dupack_num": _sparse(table.dupack_num, n),
+        "ack_rtt_ns": _sparse(table.ack_rtt_ns, n),
+        "bytes_in_flight": pc.if_else(pc.equal(bif, 0), pa.scalar(None, I64), bif),
+        "link_ids": pa.array(link_ids, type=I64_LIST),
+        "label": pa.array(labels, type=STR),
+    }
+    out = _table("packets", cols)
+    # Rows of packets a --filter dropped are padding at offset 0, where no record starts.
+    kept = pc.not_equal(out["file_offset"], 0)
+    return out if pc.all(kept).as_py() is not False else out.filter(kept)
+
+
+def _fd(info: FdInfo | None) -> tuple[str | None, str | None, str | None, str | None]:
+    if info is None:
+        return (None, None, None, None)
+    return (info.kind, info.local, info.remote, info.path)
+
+
+def syscalls_table(session: Session, rid: str) -> pa.Table:
+    """One row per syscall: typed columns for what every call has, `args_json` for the rest.
+
+    `args_json` holds the decoded arguments as the recording stores them ({"$bytes": base64}
+    and the other tagged values of docs/recording-format.md); the data bytes are left out.
+    """
+    cols: dict[str, list[Any]] = {field.name: [] for field in SCHEMAS["syscalls"]}
+    (
+        ids,
+        pids,
+        tids,
+        names,
+        enters,
+        exits,
+        durations,
+        rets,
+        errnos,
+        fds,
+        fd_kinds,
+        fd_locals,
+        fd_remotes,
+        fd_paths,
+        ret_kinds,
+        ret_locals,
+        ret_remotes,
+        nbytes,
+        msg_lens,
+        addrs,
+        flags,
+        args_json,
+    ) = (cols[name] for name in list(cols)[1:])
+    for sc in session.syscalls:
+        ids.append(sc.id)
+        pids.append(sc.pid)
+        tids.append(sc.tid)
+        names.append(sc.name)
+        enters.append(sc.enter_ns)
+        exits.append(sc.exit_ns)
+        durations.append(None if sc.exit_ns is None else sc.exit_ns - sc.enter_ns)
+        rets.append(_int64(sc.ret))
+        errnos.append(sc.errno)
+        fds.append(_int64(sc.fd))
+        kind, local, remote, path = _fd(sc.fdinfo)
+        fd_kinds.append(kind)
+        fd_locals.append(local)
+        fd_remotes.append(remote)
+        fd_paths.append(path)
+        kind, local, remote, _ = _fd(sc.ret_fdinfo)
+        ret_kinds.append(kind)
+        ret_locals.append(local)
+        ret_remotes.append(remote)
+        nbytes.append(_int64(sc.nbytes))
+        msg_lens.append(sc.msg_lens)
+        args = sc.args
+        addrs.append(_str(args.get("addr")))
+        flags.append(_str(args.get("flags")))
+        args_json.append(dumps(encode_value(args)).decode())
+    cols["recording_id"] = [rid] * len(ids)
+    return _table("syscalls", cols)
+
+
+def links_table(session: Session, rid: str) -> pa.Table:
+    """One row per link; `connection_id` is the connection of its first packet."""
+    conn = session.analyzer.table.conn
+    cols: dict[str, list[Any]] = {field.name: [] for field in SCHEMAS["links"]}
+    for link in session.correlator.links:
+        first = link.packets[0] if link.packets else None
+        cid = conn[first] if first is not None and first < len(conn) else -1
+        cols["recording_id"].append(rid)
+        cols["link_id"].append(link.id)
+        cols["kind"].append(link.kind)
+        cols["syscall_id"].append(link.syscall)
+        cols["connection_id"].append(cid if cid >= 0 else None)
+        cols["packet_count"].append(len(link.packets))
+        cols["packet_indices"].append(link.packets)
+        cols["delay_ns"].append(link.delay_ns)
+        cols["note"].append(link.note)
+    return _table("links", cols)
+
+
+def findings_table(session: Session, rid: str) -> pa.Table:
+    """One row per finding; `finding_id` is its position in `analyze --json`'s list."""
+    cols: dict[str, list[Any]] = {field.name: [] for field in SCHEMAS["findings"]}
+    for i, f in enumerate(session.findings):
+        cols["recording_id"].append(rid)
+        cols["finding_id"].append(i)
+        cols["kind"].append(f.kind)
+        cols["severity"].append(f.severity)
+        cols["connection_id"].append(f.connection)
+        cols["message"].append(f.message)
+        for key in ("syscalls", "packets", "links", "connections"):
+            cols[f"evidence_{key}"].append(list(f.evidence.get(key, ())))
+    return _table("findings", cols)
+
+
+# -- the directory -----------------------------------------------------------------------
+
+
+def table_files(root: str, table: str) -> list[str]:
+    """Every data file of `table` under an export root, sorted (engines see the same set)."""
+    base = os.path.join(root, table)
+    out = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        out.extend(os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(".parquet"))
+    return out
+
+
+def recording_files(root: str, rid: str) -> dict[str, list[str]]:
+    """The files of one recording in each table (normally one; none when not exported)."""
+    name = f"{rid}.parquet"
+    return {table: [f for f in table_files(root, table) if os.path.basename(f) == name] for table in TABLES}
+
+
+def write_recording(root: str, rid: str, host: str, date: str, tables: dict[str, pa.Table]) -> None:
+    """Write one recording's tables, replacing its rows and nothing else.
+
+    Each file is written beside its destination under a dot name (which Hive readers skip)
+    and renamed into place, so a reader never sees half a file; copies of the recording in
+    another partition (its host or date was different before) are removed afterwards.
+    """
+    old = recording_files(root, rid)
+    for table in TABLES:
+        directory = os.path.join(root, table, f"host={host}", f"date={date}")
+        os.makedirs(directory, exist_ok=True)
+        final = os.path.join(directory, f"{rid}.parquet")
+        tmp = os.path.join(directory, f".{rid}.parquet.tmp")
+        schema = tables[table].schema.with_metadata({"wirecorr.export": SCHEMA_NAME, "wirecorr.table": table})
+        try:
+            pq.write_table(tables[table].replace_schema_metadata(schema.metadata), tmp, **WRITE_OPTIONS)
+            os.replace(tmp, final)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        for stale in old[table]:
+            if stale != final:
+                os.unlink(stale)
+                _remove_empty_dirs(os.path.dirname(stale), os.path.join(root, table))
+
+
+def _remove_empty_dirs(directory: str, stop: str) -> None:
+    while os.path.abspath(directory) != os.path.abspath(stop):
+        try:
+            os.rmdir(directory)
+        except OSError:
+            return
+        directory = os.path.dirname(directory)
+
+
+def empty_table(table: str) -> pa.Table:
+    """A table with no rows, with the partition columns as engines add them."""
+    schema = SCHEMAS[table].append(pa.field("host", STR)).append(pa.field("date", pa.date32()))
+    return schema.empty_table()
+
+
+# -- example queries (docs/export.md shows them; tests run them in DuckDB and Spark) --------
+
+# Written in the SQL both DuckDB and Spark accept, with every ORDER BY total, so the two
+# engines give the same rows in the same order.
+EXAMPLES: dict[str, str] = {
+    "top-findings-per-host": """
+SELECT host, kind, n
+FROM (
+  SELECT host, kind, count(*) AS n,
+         row_number() OVER (PARTITION BY host ORDER BY count(*) DESC, kind) AS rank
+  FROM findings
+  GROUP BY host, kind
+) AS ranked
+WHERE rank <= 3
+ORDER BY host, n DESC, kind
+""".strip(),
+    "delay-percentiles-per-link-kind": """
+SELECT kind,
+       count(*) AS links,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY delay_ns) AS p50_ns,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY delay_ns) AS p90_ns,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY delay_ns) AS p99_ns,
+       max(delay_ns) AS max_ns
+FROM links
+WHERE delay_ns IS NOT NULL
+GROUP BY kind
+ORDER BY kind
+""".strip(),
+    "connections-by-final-state": """
+SELECT proto,
+       coalesce(final_client_state, '-') AS client_state,
+       coalesce(final_server_state, '-') AS server_state,
+       count(*) AS connections
+FROM connections
+GROUP BY proto, coalesce(final_client_state, '-'), coalesce(final_server_state, '-')
+ORDER BY connections DESC, proto, client_state, server_state
+""".strip(),
+    "close-wait-by-recording": """
+SELECT r.host, r.recording_id, r.command, count(*) AS leaks
+FROM findings AS f
+JOIN recordings AS r ON f.recording_id = r.recording_id
+WHERE f.kind = 'close_wait_leak'
+GROUP BY r.host, r.recording_id, r.command
+ORDER BY leaks DESC, r.host, r.recording_id
+""".strip(),
+}
