@@ -28,7 +28,14 @@ def main() -> int:
         .config("spark.sql.shuffle.partitions", "1")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", "512m")
-        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log_config}")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        # Start-up, not throughput: C1 only and no generated code halve a run on the test's tiny tables.
+        .config("spark.sql.codegen.wholeStage", "false")
+        .config(
+            "spark.driver.extraJavaOptions",
+            f"-Dlog4j2.configurationFile=file:{log_config} -XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+        )
         .getOrCreate()
     )
     try:
