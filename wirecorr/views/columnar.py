@@ -25,7 +25,7 @@ import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,11 +33,15 @@ import pyarrow.parquet as pq
 
 from wirecorr import __version__
 from wirecorr.engine.analysis_flags import SHORT_NAMES, AnalysisFlag, flag_names
-from wirecorr.engine.connections import Connection, HandshakeOptions
-from wirecorr.engine.session import Session
 from wirecorr.json_codec import dumps
-from wirecorr.model import FdInfo, format_flags
+from wirecorr.model import format_flags
 from wirecorr.recording.format import encode_value
+
+if TYPE_CHECKING:
+    # For the hints only: `wirecorr query` reads the schema without loading the engine.
+    from wirecorr.engine.connections import Connection, HandshakeOptions
+    from wirecorr.engine.session import Session
+    from wirecorr.model import FdInfo
 
 SCHEMA_VERSION = 1
 SCHEMA_NAME = f"wirecorr.export/{SCHEMA_VERSION}"
@@ -212,7 +216,7 @@ TABLES: tuple[str, ...] = tuple(SCHEMAS)
 # `created_by` field names pyarrow's version, which only an upgrade changes.
 WRITE_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
-    "compression_level": 3,
+    "compression_level": 1,
     "use_dictionary": True,
     "write_statistics": True,
     "row_group_size": 1 << 17,
