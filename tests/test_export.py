@@ -139,24 +139,29 @@ def test_export_counts_and_ids_equal_analyze_json(export_dir: str) -> None:
 
 def test_packet_rows_match_analyze_packets(tmp_path: Path) -> None:
     """Field by field on one recording: the per-packet columns are analyze's --packets records."""
-    status, _ = run_cli("export", "--parquet", str(tmp_path), SMALL)
+    echo = str(ROOT / "captures" / "lab-echo.pcapng")
+    status, _ = run_cli("export", "--parquet", str(tmp_path), echo)
     assert status == 0
     con = query.connect(str(tmp_path))
-    status, out = run_cli("analyze", "--json", "--packets", SMALL)
+    status, out = run_cli("analyze", "--json", "--packets", echo)
     assert status == 0
+    doc = json.loads(out)
     want = [
         (p["index"], p["ts_ns"], p["conn"], p["dir"], p["flags"], p["seq"], p["ack"], p["len"], p["win"],
          p["analysis"], p["ack_rtt_ns"], p["label"] if isinstance(p["label"], list) else None,
          p["label"] if isinstance(p["label"], str) else None)
-        for p in json.loads(out)["packets"]
+        for p in doc["packets"]
     ]  # fmt: skip
     got = con.execute(
         "SELECT packet_index, ts_ns, connection_id, direction, tcp_flags, rel_seq, rel_ack, seg_len, window_size, "
         "analysis, ack_rtt_ns, link_ids, label FROM packets ORDER BY packet_index"
     ).fetchall()
     assert [tuple(r) for r in got] == want
-    src, dst = con.execute("SELECT src, dst FROM packets WHERE tcp_flags = 'S'").fetchone()
-    assert re.fullmatch(r"[\d.]+:\d+", src) and dst.endswith(":9")
+    assert {w[-1] for w in want} >= {None, "pure-ack", "time-wait-ack"}
+    conn = doc["connections"][0]
+    assert con.execute("SELECT src, dst FROM packets WHERE tcp_flags = 'S'").fetchall() == [
+        (conn["client"], conn["server"])
+    ]
 
 
 def _normal(value: Any) -> Any:
@@ -233,6 +238,16 @@ def test_reexport_is_byte_identical_and_replaces_only_its_rows(tmp_path: Path) -
     assert rows[0]["error"] is not None and "file ends inside" in rows[0]["error"]
     assert {p: os.stat(root / p).st_mtime_ns for p in plain_files} == plain_files
     assert file_hashes(root).keys() == first.keys()
+    # Moved to another partition: the old copy goes, with the directories it leaves empty.
+    status, _ = run_cli("export", "--parquet", str(root), "--host", "ci-7", PLAIN)
+    assert status == 0
+    moved = sorted(p for p in file_hashes(root) if "efae4508" in p)
+    assert moved == sorted(p.replace("host=unknown", "host=ci-7") for p in plain_files)
+    assert not list(root.glob("*/host=unknown"))
+    assert query_rows("SELECT host, count(*) AS n FROM recordings GROUP BY host ORDER BY host", str(root)) == [
+        {"host": "ci-7", "n": 1},
+        {"host": "vm", "n": 1},
+    ]
 
 
 def test_query_over_recordings_exports_them_to_a_cache_once(tmp_path: Path) -> None:

@@ -53,7 +53,9 @@ class BatchProgress:
 
     def __init__(self, total: int, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self.stream.isatty() and total > 1
+        # On a terminal, each large file also gets the reading bar of `load_capture`.
+        self.terminal = self.stream.isatty()
+        self.enabled = self.terminal and total > 1
         self.total = total
 
     def show(self, done: int, path: str) -> None:
@@ -103,7 +105,7 @@ def export_batch(root: str, paths: list[str], host: str | None, *, progress: Bat
         for n, path in enumerate(paths):
             progress.show(n, path)
             try:
-                rid, damage = export_one(root, path, host, show_progress=progress.enabled)
+                rid, damage = export_one(root, path, host, show_progress=progress.terminal)
             except InputError as e:
                 progress.close()
                 print(f"wirecorr: {e}", file=sys.stderr)

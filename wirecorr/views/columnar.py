@@ -23,7 +23,8 @@ import hashlib
 import os
 import re
 import shlex
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -214,17 +215,20 @@ TABLES: tuple[str, ...] = tuple(SCHEMAS)
 
 # Fixed writer settings: part of what makes a re-export byte-identical. The parquet
 # `created_by` field names pyarrow's version, which only an upgrade changes.
-WRITE_OPTIONS: dict[str, Any] = {
+ROW_GROUP_ROWS = 1 << 17
+WRITER_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
     "compression_level": 1,
     "use_dictionary": True,
     "write_statistics": True,
-    "row_group_size": 1 << 17,
     "data_page_size": 1 << 20,
     "version": "2.6",
     "data_page_version": "1.0",
     "store_schema": True,
 }
+
+# A whole table, or its chunks in row order.
+TableSource = pa.Table | Iterable[pa.Table]
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
@@ -323,12 +327,13 @@ def _as_array(values: Any, kind: pa.DataType) -> pa.Array:
 # -- tables ------------------------------------------------------------------------------
 
 
-def build_tables(session: Session, rid: str, source: SourceFile) -> dict[str, pa.Table]:
-    """Every table of one finished Session, keyed by table name (see `SCHEMAS`)."""
+def build_tables(session: Session, rid: str, source: SourceFile) -> dict[str, TableSource]:
+    """Every table of one finished Session, keyed by table name (see `SCHEMAS`); the large
+    one as chunks produced while it is written."""
     return {
         "recordings": recordings_table(session, rid, source),
         "connections": connections_table(session, rid),
-        "packets": packets_table(session, rid),
+        "packets": packets_chunks(session, rid),
         "syscalls": syscalls_table(session, rid),
         "links": links_table(session, rid),
         "findings": findings_table(session, rid),
@@ -426,19 +431,25 @@ def connections_table(session: Session, rid: str) -> pa.Table:
     return _table("connections", cols)
 
 
-def _column(values: Any, kind: pa.DataType, source: pa.DataType) -> pa.Array:
-    """An `array.array` column as Arrow without copying it, cast to the export's type."""
+_ARROW_OF_TYPECODE = {"q": I64, "i": I32, "I": pa.uint32(), "H": pa.uint16(), "b": pa.int8(), "B": pa.uint8()}
+
+
+def _column(values: Any, kind: pa.DataType | None = None) -> pa.Array:
+    """An `array.array` column as Arrow without copying it, cast to `kind` if given (a copy)."""
+    source = _ARROW_OF_TYPECODE[values.typecode]
     arr = pa.Array.from_buffers(source, len(values), [None, pa.py_buffer(values)])
-    return arr if source == kind else arr.cast(kind)
+    return arr if kind is None or source == kind else arr.cast(kind)
 
 
-def _sparse(column: Any, n: int) -> pa.Array:
-    """A packet table's sparse column (index → value) as a full column with nulls elsewhere."""
-    out: list[int | None] = [None] * n
-    for key, value in zip(column.keys_, column.values_, strict=True):
-        if key < n:
-            out[key] = value
-    return pa.array(out, type=I64)
+def _sparse(column: Any, start: int, end: int) -> pa.Array:
+    """Rows [start, end) of a packet table's sparse column (index → value), null where it has none."""
+    keys = column.keys_
+    lo, hi = bisect_left(keys, start), bisect_left(keys, end)
+    if lo == hi:
+        return pa.nulls(end - start, I64)
+    present = _column(keys[lo:hi], I64)
+    values = _column(column.values_[lo:hi], I64)
+    return pc.take(values, pc.index_in(pa.array(range(start, end), I64), value_set=present))
 
 
 def _by_value(codes: pa.Array, render: Callable[[int], Any], kind: pa.DataType) -> pa.Array:
@@ -448,8 +459,9 @@ def _by_value(codes: pa.Array, render: Callable[[int], Any], kind: pa.DataType) 
     return pc.take(rendered, pc.index_in(codes, value_set=distinct))
 
 
-def packets_table(session: Session, rid: str) -> pa.Table:
-    """One row per captured packet, built column-wise from the engine's packet table.
+def packets_chunks(session: Session, rid: str, rows: int = ROW_GROUP_ROWS) -> Iterator[pa.Table]:
+    """The packets table, `rows` packets at a time: a million-packet table built at once
+    would cost hundreds of MB beside the Session, a chunk a few MB.
 
     Endpoints and protocol come from the packet's connection and direction; a packet of no
     connection (ARP, ICMP quoting nothing known) has nulls there. No payload bytes.
@@ -457,57 +469,77 @@ def packets_table(session: Session, rid: str) -> pa.Table:
     table = session.analyzer.table
     n = len(table)
     conns = session.analyzer.connections
-    conn_raw = _column(table.conn, I64, I32)
-    in_conn = pc.greater_equal(conn_raw, 0)
-    conn = pc.if_else(in_conn, conn_raw, pa.scalar(None, I64))
-    c2s = pc.equal(_column(table.direction, I32, pa.int8()), 0)
     clients = pa.array([c.client for c in conns], type=STR)
     servers = pa.array([c.server for c in conns], type=STR)
     protos = pa.array([c.proto for c in conns], type=STR)
-    flags = _column(table.flags, I32, pa.uint8())
-    analysis = _column(table.analysis, I32, pa.uint16())
-    bif = _column(table.bytes_in_flight, I64, pa.uint32())
-    null_str = pa.scalar(None, STR)
-    link_ids: list[list[int] | None] = [None] * n
-    labels: list[str | None] = [None] * n
+    # Zero-copy views of the engine's columns, sliced and widened per chunk.
+    full = {name: (_column(getattr(table, name)), kind) for name, kind in _PACKET_COLUMNS}
     correlator = session.correlator
     packet_links = correlator.packet_links
-    for i in pc.indices_nonzero(in_conn).to_pylist():
-        lab = packet_links.get(i)
-        if lab is None:
-            lab = correlator.label(i)
-        if isinstance(lab, list):
-            link_ids[i] = sorted(lab)
-        else:
-            labels[i] = lab
-    cols = {
-        "recording_id": pa.array([rid] * n, type=STR) if n else pa.array([], type=STR),
-        "packet_index": pa.array(range(n), type=I64),
-        "ts_ns": _column(table.ts_ns, I64, I64),
-        "file_offset": _column(table.offset, I64, I64),
-        "connection_id": conn,
-        "direction": pc.if_else(in_conn, pc.if_else(c2s, "c2s", "s2c"), null_str),
-        "proto": pc.take(protos, conn),
-        "src": pc.if_else(c2s, pc.take(clients, conn), pc.take(servers, conn)),
-        "dst": pc.if_else(c2s, pc.take(servers, conn), pc.take(clients, conn)),
-        "tcp_flags": pc.if_else(in_conn, _by_value(flags, format_flags, STR), null_str),
-        "tcp_flags_bits": flags,
-        "rel_seq": _column(table.rel_seq, I64, pa.uint32()),
-        "rel_ack": _column(table.rel_ack, I64, pa.uint32()),
-        "seg_len": _column(table.seglen, I64, pa.uint32()),
-        "window_size": _column(table.window, I64, pa.uint32()),
-        "analysis_mask": analysis,
-        "analysis": _by_value(analysis, flag_names, pa.list_(STR)),
-        "dupack_num": _sparse(table.dupack_num, n),
-        "ack_rtt_ns": _sparse(table.ack_rtt_ns, n),
-        "bytes_in_flight": pc.if_else(pc.equal(bif, 0), pa.scalar(None, I64), bif),
-        "link_ids": pa.array(link_ids, type=I64_LIST),
-        "label": pa.array(labels, type=STR),
-    }
-    out = _table("packets", cols)
-    # Rows of packets a --filter dropped are padding at offset 0, where no record starts.
-    kept = pc.not_equal(out["file_offset"], 0)
-    return out if pc.all(kept).as_py() is not False else out.filter(kept)
+    null_str, null_int = pa.scalar(None, STR), pa.scalar(None, I64)
+    for start in range(0, n, rows) if n else ():
+        end = min(n, start + rows)
+        col = {name: arr.slice(start, end - start).cast(kind) for name, (arr, kind) in full.items()}
+        in_conn = pc.greater_equal(col["conn"], 0)
+        conn = pc.if_else(in_conn, col["conn"], null_int)
+        c2s = pc.equal(col["direction"], 0)
+        link_ids: list[list[int] | None] = [None] * (end - start)
+        labels: list[str | None] = [None] * (end - start)
+        for j in pc.indices_nonzero(in_conn).to_pylist():
+            lab = packet_links.get(start + j)
+            if lab is None:
+                lab = correlator.label(start + j)
+            if isinstance(lab, list):
+                link_ids[j] = sorted(lab)
+            else:
+                labels[j] = lab
+        bif = col["bytes_in_flight"]
+        chunk = _table(
+            "packets",
+            {
+                "recording_id": pa.repeat(pa.scalar(rid, STR), end - start),
+                "packet_index": pa.array(range(start, end), I64),
+                "ts_ns": col["ts_ns"],
+                "file_offset": col["offset"],
+                "connection_id": conn,
+                "direction": pc.if_else(in_conn, pc.if_else(c2s, "c2s", "s2c"), null_str),
+                "proto": pc.take(protos, conn),
+                "src": pc.if_else(c2s, pc.take(clients, conn), pc.take(servers, conn)),
+                "dst": pc.if_else(c2s, pc.take(servers, conn), pc.take(clients, conn)),
+                "tcp_flags": pc.if_else(in_conn, _by_value(col["flags"], format_flags, STR), null_str),
+                "tcp_flags_bits": col["flags"],
+                "rel_seq": col["rel_seq"],
+                "rel_ack": col["rel_ack"],
+                "seg_len": col["seglen"],
+                "window_size": col["window"],
+                "analysis_mask": col["analysis"],
+                "analysis": _by_value(col["analysis"], flag_names, pa.list_(STR)),
+                "dupack_num": _sparse(table.dupack_num, start, end),
+                "ack_rtt_ns": _sparse(table.ack_rtt_ns, start, end),
+                "bytes_in_flight": pc.if_else(pc.equal(bif, 0), null_int, bif),
+                "link_ids": pa.array(link_ids, type=I64_LIST),
+                "label": pa.array(labels, type=STR),
+            },
+        )
+        # Rows of packets a --filter dropped are padding at offset 0, where no record starts.
+        kept = pc.not_equal(chunk["file_offset"], 0)
+        yield chunk if pc.all(kept).as_py() is not False else chunk.filter(kept)
+
+
+# The engine's packet columns as the export reads them (all integers: signed, widened).
+_PACKET_COLUMNS = (
+    ("ts_ns", I64),
+    ("offset", I64),
+    ("conn", I64),
+    ("direction", I32),
+    ("flags", I32),
+    ("rel_seq", I64),
+    ("rel_ack", I64),
+    ("seglen", I64),
+    ("window", I64),
+    ("analysis", I32),
+    ("bytes_in_flight", I64),
+)
 
 
 def _fd(info: FdInfo | None) -> tuple[str | None, str | None, str | None, str | None]:
@@ -630,7 +662,7 @@ def recording_files(root: str, rid: str) -> dict[str, list[str]]:
     return {table: [f for f in table_files(root, table) if os.path.basename(f) == name] for table in TABLES}
 
 
-def write_recording(root: str, rid: str, host: str, date: str, tables: dict[str, pa.Table]) -> None:
+def write_recording(root: str, rid: str, host: str, date: str, tables: dict[str, TableSource]) -> None:
     """Write one recording's tables, replacing its rows and nothing else.
 
     Each file is written beside its destination under a dot name (which Hive readers skip)
@@ -643,9 +675,12 @@ def write_recording(root: str, rid: str, host: str, date: str, tables: dict[str,
         os.makedirs(directory, exist_ok=True)
         final = os.path.join(directory, f"{rid}.parquet")
         tmp = os.path.join(directory, f".{rid}.parquet.tmp")
-        schema = tables[table].schema.with_metadata({"wirecorr.export": SCHEMA_NAME, "wirecorr.table": table})
+        schema = SCHEMAS[table].with_metadata({"wirecorr.export": SCHEMA_NAME, "wirecorr.table": table})
+        source = tables[table]
         try:
-            pq.write_table(tables[table].replace_schema_metadata(schema.metadata), tmp, **WRITE_OPTIONS)
+            with pq.ParquetWriter(tmp, schema, **WRITER_OPTIONS) as writer:
+                for chunk in [source] if isinstance(source, pa.Table) else source:
+                    writer.write_table(chunk.replace_schema_metadata(schema.metadata), row_group_size=ROW_GROUP_ROWS)
             os.replace(tmp, final)
         finally:
             with contextlib.suppress(FileNotFoundError):
