@@ -24,9 +24,9 @@ import os
 import re
 import shlex
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     # For the hints only: `wirecorr query` reads the schema without loading the engine.
     from wirecorr.engine.connections import Connection, HandshakeOptions
     from wirecorr.engine.session import Session
-    from wirecorr.model import FdInfo
+    from wirecorr.model import FdInfo, Link, Syscall
 
 SCHEMA_VERSION = 1
 SCHEMA_NAME = f"wirecorr.export/{SCHEMA_VERSION}"
@@ -230,6 +230,8 @@ WRITER_OPTIONS: dict[str, Any] = {
 # A whole table, or its chunks in row order.
 TableSource = pa.Table | Iterable[pa.Table]
 
+T = TypeVar("T")
+
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 
@@ -334,8 +336,8 @@ def build_tables(session: Session, rid: str, source: SourceFile) -> dict[str, Ta
         "recordings": recordings_table(session, rid, source),
         "connections": connections_table(session, rid),
         "packets": packets_chunks(session, rid),
-        "syscalls": syscalls_table(session, rid),
-        "links": links_table(session, rid),
+        "syscalls": syscalls_chunks(session, rid),
+        "links": links_chunks(session, rid),
         "findings": findings_table(session, rid),
     }
 
@@ -548,7 +550,18 @@ def _fd(info: FdInfo | None) -> tuple[str | None, str | None, str | None, str | 
     return (info.kind, info.local, info.remote, info.path)
 
 
-def syscalls_table(session: Session, rid: str) -> pa.Table:
+def _chunks(items: Sequence[T], build: Callable[[Sequence[T]], pa.Table]) -> Iterator[pa.Table]:
+    """`build` over `items` one row group at a time: Python lists of a whole recording's
+    columns would cost hundreds of MB beside the Session."""
+    for start in range(0, len(items), ROW_GROUP_ROWS):
+        yield build(items[start : start + ROW_GROUP_ROWS])
+
+
+def syscalls_chunks(session: Session, rid: str) -> Iterator[pa.Table]:
+    return _chunks(session.syscalls, lambda part: _syscalls_table(part, rid))
+
+
+def _syscalls_table(syscalls: Sequence[Syscall], rid: str) -> pa.Table:
     """One row per syscall: typed columns for what every call has, `args_json` for the rest.
 
     `args_json` holds the decoded arguments as the recording stores them ({"$bytes": base64}
@@ -579,7 +592,7 @@ def syscalls_table(session: Session, rid: str) -> pa.Table:
         flags,
         args_json,
     ) = (cols[name] for name in list(cols)[1:])
-    for sc in session.syscalls:
+    for sc in syscalls:
         ids.append(sc.id)
         pids.append(sc.pid)
         tids.append(sc.tid)
@@ -609,11 +622,15 @@ def syscalls_table(session: Session, rid: str) -> pa.Table:
     return _table("syscalls", cols)
 
 
-def links_table(session: Session, rid: str) -> pa.Table:
-    """One row per link; `connection_id` is the connection of its first packet."""
+def links_chunks(session: Session, rid: str) -> Iterator[pa.Table]:
     conn = session.analyzer.table.conn
+    return _chunks(session.correlator.links, lambda part: _links_table(part, conn, rid))
+
+
+def _links_table(links: Sequence[Link], conn: Sequence[int], rid: str) -> pa.Table:
+    """One row per link; `connection_id` is the connection of its first packet."""
     cols: dict[str, list[Any]] = {field.name: [] for field in SCHEMAS["links"]}
-    for link in session.correlator.links:
+    for link in links:
         first = link.packets[0] if link.packets else None
         cid = conn[first] if first is not None and first < len(conn) else -1
         cols["recording_id"].append(rid)
