@@ -286,6 +286,9 @@ def test_query_prints_a_table_and_errors_in_one_line(export_dir: str) -> None:
     assert bad.returncode == 2
     assert len(bad.stderr.splitlines()) == 1 and bad.stderr.startswith("wirecorr: query: ")
     assert "nope" in bad.stderr
+    gone = wirecorr("query", "connections-by-final-state", export_dir + "-typo")
+    assert (gone.returncode, gone.stdout) == (2, "")
+    assert gone.stderr == f"wirecorr: query: no such export directory or recording: {export_dir}-typo\n"
 
 
 def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:

@@ -215,6 +215,9 @@ def run(args: argparse.Namespace) -> int:
     if args.sql is None or not args.sources:
         raise UsageError("query: give SQL (or an example's name) and an export DIR or recordings")
     sql = columnar.EXAMPLES.get(args.sql, args.sql)
+    missing = [s for s in args.sources if not os.path.exists(s)]
+    if missing:
+        raise UsageError(f"query: no such export directory or recording: {', '.join(missing)}")
     dirs = [s for s in args.sources if os.path.isdir(s)]
     failed: list[str] = []
     if dirs:
