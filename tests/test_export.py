@@ -148,13 +148,14 @@ def test_packet_rows_match_analyze_packets(tmp_path: Path) -> None:
     assert status == 0
     doc = json.loads(out)
     want = [
-        (p["index"], p["ts_ns"], p["conn"], p["dir"], p["flags"], p["seq"], p["ack"], p["len"], p["win"],
+        (p["index"], p["frame"], p["ts_ns"], p["conn"], p["dir"], p["flags"], p["seq"], p["ack"], p["len"], p["win"],
          p["analysis"], p["ack_rtt_ns"], p["label"] if isinstance(p["label"], list) else None,
          p["label"] if isinstance(p["label"], str) else None)
         for p in doc["packets"]
     ]  # fmt: skip
     got = con.execute(
-        "SELECT packet_index, ts_ns, connection_id, direction, tcp_flags, rel_seq, rel_ack, seg_len, window_size, "
+        "SELECT packet_index, frame_number, ts_ns, connection_id, direction, tcp_flags, rel_seq, rel_ack, seg_len, "
+        "window_size, "
         "analysis, ack_rtt_ns, link_ids, label FROM packets ORDER BY packet_index"
     ).fetchall()
     assert [tuple(r) for r in got] == want
@@ -241,9 +242,12 @@ def test_reexport_is_byte_identical_and_replaces_only_its_rows(tmp_path: Path) -
     result = wirecorr("export", "--parquet", str(root), str(cut))
     assert result.returncode == 2
     assert "(exported up to there)" in result.stderr
-    rows = query_rows("SELECT source_path, packets, error FROM recordings ORDER BY source_path", str(root))
+    rows = query_rows(
+        "SELECT source_path, packets, error, warnings, complete FROM recordings ORDER BY source_path", str(root)
+    )
     assert [r["source_path"] for r in rows] == sorted([PLAIN, str(cut)])
     assert rows[0]["error"] is not None and "file ends inside" in rows[0]["error"]
+    assert rows[0]["complete"] is False and "is incomplete" in rows[0]["warnings"][0]
     assert {p: os.stat(root / p).st_mtime_ns for p in plain_files} == plain_files
     assert file_hashes(root).keys() == first.keys()
     # Moved to another partition: the old copy goes, with the directories it leaves empty.

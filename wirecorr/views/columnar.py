@@ -37,6 +37,7 @@ from wirecorr.engine.analysis_flags import SHORT_NAMES, AnalysisFlag, flag_names
 from wirecorr.json_codec import dumps
 from wirecorr.model import format_flags
 from wirecorr.recording.format import encode_value
+from wirecorr.views import json_report
 
 if TYPE_CHECKING:
     # For the hints only: `wirecorr query` reads the schema without loading the engine.
@@ -85,6 +86,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("is_recording", BOOL),
         ("complete", BOOL),
         ("error", STR),
+        ("warnings", pa.list_(STR)),
         ("command", STR),
         ("pids", I64_LIST),
         ("attached", BOOL),
@@ -139,6 +141,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "packets": _schema(
         ("recording_id", STR),
         ("packet_index", I64),
+        ("frame_number", I64),
         ("ts_ns", I64),
         ("file_offset", I64),
         ("connection_id", I64),
@@ -357,6 +360,7 @@ def recordings_table(session: Session, rid: str, source: SourceFile) -> pa.Table
         "is_recording": bool(meta),
         "complete": session.summary is not None,
         "error": None if error is None else str(error),
+        "warnings": json_report.warnings(session),
         "command": shlex.join(map(str, command)) if isinstance(command, list) and command else None,
         "pids": [p for p in pids if _int64(p) is not None] if isinstance(pids, list) else None,
         "attached": meta.get("attached") if isinstance(meta.get("attached"), bool) else None,
@@ -454,6 +458,22 @@ def _sparse(column: Any, start: int, end: int) -> pa.Array:
     return pc.take(values, pc.index_in(pa.array(range(start, end), I64), value_set=present))
 
 
+def _frame_numbers(custom_at: Sequence[int], start: int, end: int) -> pa.Array:
+    """Wireshark's frame numbers of packets [start, end): `Session.frame_number`, one pass.
+
+    `custom_at` holds, per Custom Block in file order, how many packets preceded it.
+    """
+    if not custom_at:
+        return pa.array(range(start + 1, end + 1), I64)
+    k, total = bisect_left(custom_at, start), len(custom_at)
+    out = []
+    for i in range(start, end):
+        while k < total and custom_at[k] <= i:
+            k += 1
+        out.append(i + 1 + k)
+    return pa.array(out, I64)
+
+
 def _by_value(codes: pa.Array, render: Callable[[int], Any], kind: pa.DataType) -> pa.Array:
     """`render` of each code, computed once per distinct code (flag bytes, analysis masks)."""
     distinct = pc.unique(codes)
@@ -501,6 +521,7 @@ def packets_chunks(session: Session, rid: str, rows: int = ROW_GROUP_ROWS) -> It
             {
                 "recording_id": pa.repeat(pa.scalar(rid, STR), end - start),
                 "packet_index": pa.array(range(start, end), I64),
+                "frame_number": _frame_numbers(session.custom_at, start, end),
                 "ts_ns": col["ts_ns"],
                 "file_offset": col["offset"],
                 "connection_id": conn,
