@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run SQL (DuckDB) over an export directory or over recordings",
         description=(
             "Run SQL over the tables of `wirecorr export` (recordings, connections, packets, syscalls, links, "
-            "findings; schema in docs/export.md) with DuckDB in this process. SOURCE is one export DIR, or "
+            "findings; schema in docs/export.md) with DuckDB in this process, over one export DIR or over "
             "recordings, which are exported to a cache first. SQL may be the name of a shipped example."
         ),
     )

@@ -712,7 +712,8 @@ def write_recording(root: str, rid: str, host: str, date: str, tables: dict[str,
         directory = os.path.join(root, table, f"host={host}", f"date={date}")
         os.makedirs(directory, exist_ok=True)
         final = os.path.join(directory, f"{rid}.parquet")
-        tmp = os.path.join(directory, f".{rid}.parquet.tmp")
+        # Per process: two exports of one recording at once (query caches) must not share it.
+        tmp = os.path.join(directory, f".{rid}.{os.getpid()}.parquet.tmp")
         schema = SCHEMAS[table].with_metadata({"wirecorr.export": SCHEMA_NAME, "wirecorr.table": table})
         source = tables[table]
         try:
