@@ -18,7 +18,7 @@ def main() -> int:
     root, log_config = sys.argv[1], sys.argv[2]
     from pyspark.sql import SparkSession
 
-    from wirecorr.views.columnar import EXAMPLES, TABLES
+    from wirecorr.views.columnar_sql import EXAMPLES, TABLES
 
     spark = (
         SparkSession.builder.master("local[1]")

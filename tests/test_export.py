@@ -23,7 +23,7 @@ from pty_helpers import run_with_tty
 
 from wirecorr import cli
 from wirecorr.commands import query
-from wirecorr.views import columnar
+from wirecorr.views import columnar, columnar_sql
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = sorted(str(p) for p in (ROOT / "captures").iterdir() if p.suffix in (".pcap", ".pcapng"))
@@ -191,8 +191,8 @@ def test_spark_reads_the_same_directory_and_agrees_with_duckdb(export_dir: str) 
             spark.wait()
     assert spark.returncode == 0, err[-3000:]
     spark_answers = json.loads(out)
-    assert set(spark_answers) == set(columnar.EXAMPLES)
-    for name in columnar.EXAMPLES:
+    assert set(spark_answers) == set(columnar_sql.EXAMPLES)
+    for name in columnar_sql.EXAMPLES:
         duck = query_rows(name, export_dir)
         assert duck, f"{name} has no rows on the shipped captures: it shows nothing"
         assert [{k: _normal(v) for k, v in row.items()} for row in duck] == [
@@ -227,7 +227,7 @@ def test_reexport_is_byte_identical_and_replaces_only_its_rows(tmp_path: Path) -
     status, _ = run_cli("export", "--parquet", str(root), SMALL, PLAIN)
     assert status == 0
     first = file_hashes(root)
-    assert len(first) == 2 * len(columnar.TABLES)
+    assert len(first) == 2 * len(columnar_sql.TABLES)
     status, _ = run_cli("export", "--parquet", str(root), SMALL)
     assert status == 0
     assert file_hashes(root) == first
@@ -271,7 +271,7 @@ def test_query_over_recordings_exports_them_to_a_cache_once(tmp_path: Path) -> N
     assert first.stdout == f"n,r\n{n},1\n"
     cached = tmp_path / "cache" / "wirecorr" / "export"
     stamps = {p: p.stat().st_mtime_ns for p in cached.rglob("*.parquet")}
-    assert len(stamps) == len(columnar.TABLES)
+    assert len(stamps) == len(columnar_sql.TABLES)
     both = wirecorr("query", "--csv", sql, SMALL, PLAIN, env=env)
     assert both.returncode == 0, both.stderr
     assert both.stdout == f"n,r\n{n + 11},2\n"
@@ -305,8 +305,9 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
 
 
 def test_docs_show_every_example_and_column() -> None:
+    assert tuple(columnar.SCHEMAS) == columnar_sql.TABLES
     doc = (ROOT / "docs" / "export.md").read_text()
-    for name, sql in columnar.EXAMPLES.items():
+    for name, sql in columnar_sql.EXAMPLES.items():
         assert f"`{name}`" in doc and sql in doc, name
     for table, schema in columnar.SCHEMAS.items():
         section = doc.split(f"### `{table}`", 1)[1].split("\n### ", 1)[0]

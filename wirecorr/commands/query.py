@@ -57,9 +57,10 @@ def _cached_ids(root: str) -> dict[str, str]:
 
     from wirecorr import __version__
     from wirecorr.views import columnar
+    from wirecorr.views.columnar_sql import table_files
 
     out: dict[str, str] = {}
-    for path in columnar.table_files(root, "recordings"):
+    for path in table_files(root, "recordings"):
         try:
             rows = pq.read_table(path, columns=["recording_id", "content_sha256", "exported_with", "schema_version"])
         except (OSError, ValueError):
@@ -99,10 +100,10 @@ def exported_recordings(paths: Sequence[str]) -> tuple[str, list[str], list[str]
 
 def tables_named(sql: str) -> list[str]:
     """The export's tables that `sql` names: a view costs a read of every file's footer."""
-    from wirecorr.views import columnar
+    from wirecorr.views.columnar_sql import TABLES
 
     words = {w.lower() for w in re.findall(r"\w+", sql)}
-    return [table for table in columnar.TABLES if table in words]
+    return [table for table in TABLES if table in words]
 
 
 def connect(
@@ -116,11 +117,11 @@ def connect(
     """
     import duckdb
 
-    from wirecorr.views import columnar
+    from wirecorr.views.columnar_sql import TABLES
 
     con = duckdb.connect()
     wanted = None if ids is None else {f"{rid}.parquet" for rid in ids}
-    for table in columnar.TABLES if tables is None else tables:
+    for table in TABLES if tables is None else tables:
         pattern = os.path.join(glob.escape(root), table, "*", "*", "*.parquet")
         files = sorted(glob.glob(pattern))
         if wanted is not None:
@@ -131,6 +132,8 @@ def connect(
             source = os.path.join(root, table, "*", "*", "*.parquet") if plain else files
             con.read_parquet(source, hive_partitioning=True, union_by_name=True).create_view(table)
         else:
+            from wirecorr.views import columnar  # pyarrow, only for a table with no file
+
             con.register(table, columnar.empty_table(table))
     return con
 
@@ -206,15 +209,15 @@ def execute(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[t
 
 
 def run(args: argparse.Namespace) -> int:
-    from wirecorr.views import columnar
+    from wirecorr.views.columnar_sql import EXAMPLES
 
     if args.examples:
-        for name, sql in columnar.EXAMPLES.items():
+        for name, sql in EXAMPLES.items():
             print(f"-- {name}\n{sql};\n")
         return 0
     if args.sql is None or not args.sources:
         raise UsageError("query: give SQL (or an example's name) and an export DIR or recordings")
-    sql = columnar.EXAMPLES.get(args.sql, args.sql)
+    sql = EXAMPLES.get(args.sql, args.sql)
     missing = [s for s in args.sources if not os.path.exists(s)]
     if missing:
         raise UsageError(f"query: no such export directory or recording: {', '.join(missing)}")

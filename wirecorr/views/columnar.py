@@ -38,6 +38,7 @@ from wirecorr.json_codec import dumps
 from wirecorr.model import format_flags
 from wirecorr.recording.format import encode_value
 from wirecorr.views import json_report
+from wirecorr.views.columnar_sql import TABLES, table_files
 
 if TYPE_CHECKING:
     # For the hints only: `wirecorr query` reads the schema without loading the engine.
@@ -214,7 +215,6 @@ SCHEMAS: dict[str, pa.Schema] = {
     # "requests" joins here once the engine reconstructs requests: one more schema and
     # builder below; it is an added table, so SCHEMA_VERSION stays.
 }
-TABLES: tuple[str, ...] = tuple(SCHEMAS)
 
 # Fixed writer settings: part of what makes a re-export byte-identical. The parquet
 # `created_by` field names pyarrow's version, which only an upgrade changes.
@@ -684,16 +684,6 @@ def findings_table(session: Session, rid: str) -> pa.Table:
 # -- the directory -----------------------------------------------------------------------
 
 
-def table_files(root: str, table: str) -> list[str]:
-    """Every data file of `table` under an export root, sorted (engines see the same set)."""
-    base = os.path.join(root, table)
-    out = []
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames.sort()
-        out.extend(os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(".parquet"))
-    return out
-
-
 def recording_files(root: str, rid: str) -> dict[str, list[str]]:
     """The files of one recording in each table (normally one; none when not exported)."""
     name = f"{rid}.parquet"
@@ -743,51 +733,3 @@ def empty_table(table: str) -> pa.Table:
     """A table with no rows, with the partition columns as engines add them."""
     schema = SCHEMAS[table].append(pa.field("host", STR)).append(pa.field("date", pa.date32()))
     return schema.empty_table()
-
-
-# -- example queries (docs/export.md shows them; tests run them in DuckDB and Spark) --------
-
-# Written in the SQL both DuckDB and Spark accept, with every ORDER BY total, so the two
-# engines give the same rows in the same order.
-EXAMPLES: dict[str, str] = {
-    "top-findings-per-host": """
-SELECT host, kind, n
-FROM (
-  SELECT host, kind, count(*) AS n,
-         row_number() OVER (PARTITION BY host ORDER BY count(*) DESC, kind) AS rank
-  FROM findings
-  GROUP BY host, kind
-) AS ranked
-WHERE rank <= 3
-ORDER BY host, n DESC, kind
-""".strip(),
-    "delay-percentiles-per-link-kind": """
-SELECT kind,
-       count(*) AS links,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY delay_ns) AS p50_ns,
-       percentile_cont(0.9) WITHIN GROUP (ORDER BY delay_ns) AS p90_ns,
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY delay_ns) AS p99_ns,
-       max(delay_ns) AS max_ns
-FROM links
-WHERE delay_ns IS NOT NULL
-GROUP BY kind
-ORDER BY kind
-""".strip(),
-    "connections-by-final-state": """
-SELECT proto,
-       coalesce(final_client_state, '-') AS client_state,
-       coalesce(final_server_state, '-') AS server_state,
-       count(*) AS connections
-FROM connections
-GROUP BY proto, coalesce(final_client_state, '-'), coalesce(final_server_state, '-')
-ORDER BY connections DESC, proto, client_state, server_state
-""".strip(),
-    "close-wait-by-recording": """
-SELECT r.host, r.recording_id, r.command, count(*) AS leaks
-FROM findings AS f
-JOIN recordings AS r ON f.recording_id = r.recording_id
-WHERE f.kind = 'close_wait_leak'
-GROUP BY r.host, r.recording_id, r.command
-ORDER BY leaks DESC, r.host, r.recording_id
-""".strip(),
-}
