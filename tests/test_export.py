@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = sorted(str(p) for p in (ROOT / "captures").iterdir() if p.suffix in (".pcap", ".pcapng"))
 SMALL = str(ROOT / "captures" / "lab-refused.pcapng")
 PLAIN = str(ROOT / "captures" / "stray-rst-after-close.pcap")
+SMALL_ID = "eccd507aec72932c"
 
 
 def run_cli(*argv: str) -> tuple[int, str]:
@@ -227,7 +228,7 @@ def test_reexport_is_byte_identical_and_replaces_only_its_rows(tmp_path: Path) -
     status, _ = run_cli("export", "--parquet", str(root), SMALL, PLAIN)
     assert status == 0
     first = file_hashes(root)
-    assert len(first) == 2 * len(columnar_sql.TABLES)
+    assert len(first) == 3 * len(columnar_sql.TABLES)  # a file per recording, and the schema's marker
     status, _ = run_cli("export", "--parquet", str(root), SMALL)
     assert status == 0
     assert file_hashes(root) == first
@@ -315,3 +316,23 @@ def test_docs_show_every_example_and_column() -> None:
         documented = {name for cell in rows for name in re.findall(r"`(\w+)`", cell)}
         assert documented == set(schema.names), table
     assert f"`{columnar.SCHEMA_NAME}`" in doc
+
+
+def test_files_of_another_column_set_are_read_together(tmp_path: Path) -> None:
+    """An export by a later wirecorr with an added column (simulated) reads beside this one's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "out"
+    status, _ = run_cli("export", "--parquet", str(root), SMALL, PLAIN)
+    assert status == 0
+    assert len(list((root / "links").glob("_schema-*"))) == 1
+    newer = next(p for p in (root / "recordings").rglob("*.parquet") if "efae4508" in p.name)
+    table = pq.read_table(newer, partitioning=None)
+    pq.write_table(table.append_column("added_later", pa.array(["x"])), newer)
+    (root / "recordings" / "_schema-later").touch()
+    rows = query_rows("SELECT recording_id, added_later FROM recordings ORDER BY recording_id", str(root))
+    assert sorted(rows, key=lambda r: r["added_later"] or "") == [
+        {"recording_id": SMALL_ID, "added_later": None},
+        {"recording_id": "efae4508c82cd28d", "added_later": "x"},
+    ]

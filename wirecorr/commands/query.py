@@ -112,12 +112,12 @@ def connect(
     """A DuckDB connection with one view per table (of `tables`, default all) over `root`,
     restricted to the files of `ids` if given.
 
-    Files are read with `union_by_name`, so exports of different wirecorr versions (which may
-    add columns) read together.
+    Files written with different column sets (exports by different wirecorr versions, which
+    may add columns) are read with `union_by_name`.
     """
     import duckdb
 
-    from wirecorr.views.columnar_sql import TABLES
+    from wirecorr.views.columnar_sql import TABLES, schema_markers
 
     con = duckdb.connect()
     wanted = None if ids is None else {f"{rid}.parquet" for rid in ids}
@@ -130,7 +130,8 @@ def connect(
             # DuckDB lists a directory faster than it takes a long list, but has no glob escapes.
             plain = wanted is None and not any(c in root for c in "*?[")
             source = os.path.join(root, table, "*", "*", "*.parquet") if plain else files
-            con.read_parquet(source, hive_partitioning=True, union_by_name=True).create_view(table)
+            union = len(schema_markers(root, table)) != 1
+            con.read_parquet(source, hive_partitioning=True, union_by_name=union).create_view(table)
         else:
             from wirecorr.views import columnar  # pyarrow, only for a table with no file
 

@@ -38,7 +38,7 @@ from wirecorr.json_codec import dumps
 from wirecorr.model import format_flags
 from wirecorr.recording.format import encode_value
 from wirecorr.views import json_report
-from wirecorr.views.columnar_sql import TABLES, table_files
+from wirecorr.views.columnar_sql import SCHEMA_MARKER, TABLES, table_files
 
 if TYPE_CHECKING:
     # For the hints only: `wirecorr query` reads the schema without loading the engine.
@@ -714,10 +714,17 @@ def write_recording(root: str, rid: str, host: str, date: str, tables: dict[str,
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+        marker = os.path.join(root, table, SCHEMA_MARKER + _schema_digest(SCHEMAS[table]))
+        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o644))
         for stale in old[table]:
             if stale != final:
                 os.unlink(stale)
                 _remove_empty_dirs(os.path.dirname(stale), os.path.join(root, table))
+
+
+def _schema_digest(schema: pa.Schema) -> str:
+    columns = ",".join(f"{field.name}:{field.type}" for field in schema)
+    return hashlib.sha256(columns.encode()).hexdigest()[:16]
 
 
 def _remove_empty_dirs(directory: str, stop: str) -> None:
