@@ -72,6 +72,8 @@ def read_capture(
         add_block(recording, block)
 
     reader = CaptureReader(path, on_custom=on_custom)
+    # Taken now: the reader closes its file at the end, and the last slice reports too.
+    size = reader.size
     session.sources.append(path)
     check = LinkTypeCheck(session)
     if os.path.isfile(path):
@@ -85,7 +87,7 @@ def read_capture(
             while True:
                 n = feed_packets(session, islice(records, SLICE), check, packet_filter=packet_filter)
                 if on_progress is not None:
-                    on_progress(reader.position, reader.size, check.read)
+                    on_progress(reader.position, size, check.read)
                 if n < SLICE:
                     break
                 yield check.read
@@ -104,6 +106,7 @@ def read_capture(
     if recording.is_recording or recording.syscalls or recording.processes:
         if recording.meta:
             session.meta = recording.meta
+        session.summary = recording.summary
         if recording.is_recording and not recording.complete:
             session.warnings.append(
                 f"{recording.path} is incomplete: it has no summary record, so the recorder was killed or crashed "
