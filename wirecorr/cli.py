@@ -14,7 +14,20 @@ import sys
 from wirecorr import __version__
 from wirecorr.errors import WirecorrError
 
-COMMANDS = ("analyze", "record", "lab", "check", "tui", "live", "edit", "merge")
+# Sub-command → its module. `lab` lives with the labs: they sit above the commands
+# (docs/architecture.md, layers), and a command module may not import them.
+COMMANDS = {
+    "analyze": "wirecorr.commands.analyze",
+    "record": "wirecorr.commands.record",
+    "lab": "wirecorr.labs.command",
+    "check": "wirecorr.commands.check",
+    "tui": "wirecorr.commands.tui",
+    "live": "wirecorr.commands.live",
+    "export": "wirecorr.commands.export",
+    "query": "wirecorr.commands.query",
+    "edit": "wirecorr.commands.edit",
+    "merge": "wirecorr.commands.merge",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"wirecorr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"wirecorr.commands.{name}").add_parser(sub)
+    for module in COMMANDS.values():
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 

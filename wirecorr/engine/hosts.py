@@ -15,7 +15,8 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from wirecorr.engine.session import PacketFilter, Session, load_capture
+from wirecorr.engine.ingest import PacketFilter, diagnose, load_capture
+from wirecorr.engine.session import Session
 from wirecorr.errors import InputError
 from wirecorr.recording import format as fmt
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock
@@ -94,9 +95,7 @@ def _crossing_records(path: str) -> list[dict[str, Any]]:
     return out
 
 
-def load_merged(
-    path: str, meta: dict[str, Any], *, packet_filter: PacketFilter | None = None, show_progress: bool = False
-) -> MergedSession:
+def load_merged(path: str, meta: dict[str, Any], *, packet_filter: PacketFilter | None = None) -> MergedSession:
     """Each host of the merged recording at `path` correlated on its own, plus the crossings."""
     merged = MergedSession(path, meta)
     host_of = {iface: h["id"] for h in meta["hosts"] for iface in h.get("interfaces") or []}
@@ -107,8 +106,8 @@ def load_merged(
             return host_of.get(pkt.iface) == hid and (packet_filter is None or packet_filter(pkt))
 
         session = Session()
-        load_capture(session, path, packet_filter=mine, show_progress=show_progress, host=hid)
-        session.finish()
+        load_capture(session, path, packet_filter=mine, host=hid)
+        diagnose(session)
         merged.hosts.append(HostSession(spec, session))
     for record in _crossing_records(path):
         for sent, received in record.get("pairs", []):

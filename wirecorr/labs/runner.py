@@ -17,7 +17,7 @@ from pathlib import Path
 
 from wirecorr.commands import record
 from wirecorr.engine.hosts import load_merged, merged_header
-from wirecorr.engine.session import Session, load_capture
+from wirecorr.engine.ingest import analyze_file
 from wirecorr.labs import Lab, Workdir
 from wirecorr.labs.evidence import Evidence
 from wirecorr.labs.netns import entered, private_network
@@ -64,12 +64,7 @@ def run(lab: Lab, output: str, *, small: bool = False) -> LabResult:
                     raise KeyboardInterrupt(f"signal {recorder.signum}")
     header = merged_header(output)
     merged = load_merged(output, header) if header is not None else None
-    if merged is not None:
-        session = merged.hosts[0].session
-    else:
-        session = Session()
-        load_capture(session, output, show_progress=False)
-        session.finish()
+    session = merged.hosts[0].session if merged is not None else analyze_file(output)
     evidence = Evidence(session, status, small=small)
     evidence.merged = merged
     evidence.expect(status == 0, f"the lab's programs exited with status {status}")

@@ -13,8 +13,8 @@ from typing import Any, TextIO
 from wirecorr import __version__
 from wirecorr.engine.hosts import Crossing, MergedSession, host_summary
 from wirecorr.json_codec import dumps
+from wirecorr.model import fmt_ns as fmt_duration
 from wirecorr.views import json_report, text_report
-from wirecorr.views.text_report import fmt_duration
 
 SCHEMA = "wirecorr.analyze-merged/1"
 
