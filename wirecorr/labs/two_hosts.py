@@ -20,10 +20,10 @@ import time
 
 from wirecorr.engine.hosts import MergedSession
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, dur
+from wirecorr.labs.evidence import Evidence
 from wirecorr.labs.netns import PREFIX, LabNet, NamespaceError, _add, _ip, entered, set_sysctl
 from wirecorr.labs.programs import PRELUDE
-from wirecorr.model import format_endpoint
+from wirecorr.model import fmt_ns, format_endpoint
 from wirecorr.recording.edit import time_shift
 from wirecorr.recording.merge import merge
 
@@ -180,14 +180,15 @@ def explain(ev: Evidence) -> None:
     ev.fact("offset_ns", offset)
     ev.fact("offset_error_ns", bound)
     ev.say(
-        f"the server's recording was given a clock {dur(SHIFT_NS)} fast; the merge estimated "
-        f"{offset / 1e6:+.6f} ms ± {dur(bound)} from {len(merged.crossings)} packets both captured"
+        f"the server's recording was given a clock {fmt_ns(SHIFT_NS)} fast; the merge estimated "
+        f"{offset / 1e6:+.6f} ms ± {fmt_ns(bound)} from {len(merged.crossings)} packets both captured"
     )
-    ev.expect(abs(offset - SHIFT_NS) <= bound, f"the estimate misses the {dur(SHIFT_NS)} shift by more than its bound")
+    missed = f"the estimate misses the {fmt_ns(SHIFT_NS)} shift by more than its bound"
+    ev.expect(abs(offset - SHIFT_NS) <= bound, missed)
     delays = [c.delay_ns for c in merged.crossings]
     if not ev.expect(delays, "no packet was seen by both hosts"):
         return
-    ev.expect(min(delays) >= 0, f"a packet arrived {dur(-min(delays))} before it was sent: the clocks disagree")
+    ev.expect(min(delays) >= 0, f"a packet arrived {fmt_ns(-min(delays))} before it was sent: the clocks disagree")
     table = client.session.analyzer.table
     data = [c.delay_ns for c in merged.crossings if c.sender == 0 and table.seglen[c.sent] > 0]
     back = [c.delay_ns for c in merged.crossings if c.sender == 1]
@@ -196,8 +197,8 @@ def explain(ev: Evidence) -> None:
     ev.fact("data_delay_max_ns", max(data))
     ev.fact("reverse_delay_median_ns", int(statistics.median(back)))
     ev.say(
-        f"one-way delay client→server: data segments {dur(min(data))} … {dur(max(data))} (queued by tbf at {RATE} "
-        f"in the router); server→client {dur(min(back))} … {dur(max(back))}"
+        f"one-way delay client→server: data segments {fmt_ns(min(data))} … {fmt_ns(max(data))} "
+        f"(queued by tbf at {RATE} in the router); server→client {fmt_ns(min(back))} … {fmt_ns(max(back))}"
     )
     ev.expect(max(data) > 10 * max(min(back), 1_000), "the data segments did not queue at the router")
     _nat(ev, merged)
@@ -243,12 +244,12 @@ def _follow_write(ev: Evidence, merged: MergedSession) -> None:
     t0 = call.enter_ns
     ev.say(
         f"the client's {call.name}({call.nbytes} B): entered at 0; its {len(write.packets)} segments left the client's "
-        f"wire from +{dur(ts_client[write.packets[0]] - t0)} to +{dur(ts_client[write.packets[-1]] - t0)}"
+        f"wire from +{fmt_ns(ts_client[write.packets[0]] - t0)} to +{fmt_ns(ts_client[write.packets[-1]] - t0)}"
     )
     first, last = ts_server[arrived[0]] - t0, ts_server[arrived[-1]] - t0
     ev.say(
-        f"  they reached the server's wire from +{dur(first)} to +{dur(last)}; "
-        f"{len(reads)} server read(s) took them, the last returning at +{dur((last_read.exit_ns or 0) - t0)}"
+        f"  they reached the server's wire from +{fmt_ns(first)} to +{fmt_ns(last)}; "
+        f"{len(reads)} server read(s) took them, the last returning at +{fmt_ns((last_read.exit_ns or 0) - t0)}"
     )
 
 
