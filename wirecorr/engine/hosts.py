@@ -12,6 +12,7 @@ whose time difference is the one-way delay.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,9 @@ class MergedSession:
 
 def merged_header(path: str) -> dict[str, Any] | None:
     """The header of `path` when it is a merged recording, else None; reads no packets."""
+    if not os.path.isfile(path):
+        # A named pipe or a device is read once, by the ordinary reading; never peeked at.
+        return None
     found: dict[str, Any] = {}
 
     def on_custom(block: CustomBlock) -> None:
