@@ -354,3 +354,19 @@ def test_container_named_from_cgroup(cgroup: str, container: str | None) -> None
     from wirecorr.sources.netns import container_in
 
     assert container_in(cgroup) == container
+
+
+def test_edit_and_merge_bad_input_is_one_line_and_leaves_no_output(tmp_path: Path) -> None:
+    src = str(ROOT / "captures" / "lab-echo.pcapng")
+    out = tmp_path / "out.pcapng"
+    cases = [
+        (("edit", "-t", "abc", src, "-o", str(out)), "--time-shift wants seconds"),
+        (("edit", "-t", "-99999999999", src, "-o", str(out)), "leaves the range pcapng holds"),
+        (("merge", str(tmp_path / "missing.pcapng"), src, "-o", str(out)), "no such file"),
+        (("merge", src, "-o", str(out)), "at least two recordings"),
+    ]
+    for argv, words in cases:
+        done = wirecorr(*argv)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and words in lines[0], (argv, done.stderr)
+        assert not out.exists(), argv

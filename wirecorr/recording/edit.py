@@ -14,6 +14,7 @@ names and snap lengths are kept; blocks other than packets, interfaces and Custo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from collections.abc import Callable, Iterable
@@ -131,6 +132,11 @@ def time_shift(src: str, dst: str, shift_ns: int) -> tuple[int, int]:
         except TruncatedCapture:
             # What a killed recorder leaves: everything complete is carried over, as readers do.
             pass
+        except BaseException:
+            # Half a copy is no copy: the output goes, the input was never touched.
+            with contextlib.suppress(OSError):
+                os.unlink(dst)
+            raise
         finally:
             reader.close()
     return packets, records

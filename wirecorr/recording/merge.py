@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wirecorr import __version__
-from wirecorr.errors import UsageError
+from wirecorr.errors import InputError, UsageError
 from wirecorr.model import PROTO_TCP, PROTO_UDP
 from wirecorr.recording import format as fmt
 from wirecorr.recording.edit import Rewriter, same_file
@@ -239,6 +239,9 @@ def merge(paths: list[str], output: str) -> MergeResult:
     if len(paths) < 2:
         raise UsageError("merge: give at least two recordings")
     for p in paths:
+        if not os.path.isfile(p):
+            why = "not a regular file (merge reads each input twice)" if os.path.exists(p) else "no such file"
+            raise InputError(p, why)
         if same_file(p, output):
             raise UsageError(f"merge: the output {output} is one of the inputs; write to another file")
     for i, p in enumerate(paths):
