@@ -25,7 +25,8 @@ from wirecorr.errors import InputError
 from wirecorr.model import Packet, Syscall
 from wirecorr.recording.annotate import AnnotateError, Annotation, rewrite
 from wirecorr.recording.reader import Recording, add_block
-from wirecorr.sources.capture_file import CaptureReader, RawRecord, TruncatedCapture
+from wirecorr.sources.capture_file import CaptureReader, CustomBlock, RawRecord, TruncatedCapture
+from wirecorr.sources.packet_at import PacketAt
 from wirecorr.sources.packet_decode import SUPPORTED_LINKTYPES, decode_packet
 from wirecorr.sources.strace_log import read_strace_log
 
@@ -65,9 +66,19 @@ def read_capture(
     """`load_capture` in slices: yields the packets read so far after each slice."""
     # A recording's wirecorr blocks are decoded as they are met, never held as raw bytes.
     recording = Recording(path)
-    reader = CaptureReader(path, on_custom=lambda block: add_block(recording, block))
-    session.sources.append(path)
     check = LinkTypeCheck(session)
+
+    def on_custom(block: CustomBlock) -> None:
+        session.custom_at.append(check.read)
+        add_block(recording, block)
+
+    reader = CaptureReader(path, on_custom=on_custom)
+    session.sources.append(path)
+    if os.path.isfile(path):
+        # The correlator re-reads a few payloads to anchor streams that were open before tracing.
+        at = PacketAt(path)
+        offsets = session.analyzer.table.offset
+        session.correlator.payload_of = lambda i: at.payload(i, offsets[i])
     records: Iterator[RawRecord] = reader.records() if count is None else islice(reader.records(), count)
     try:
         with paused_gc():
@@ -83,11 +94,21 @@ def read_capture(
     finally:
         session.packets_read += check.read
         session.skipped_blocks += reader.skipped_blocks
+        if reader.clamped:
+            session.warnings.append(
+                f"{reader.clamped:,} packet(s) of {path} have a timestamp beyond 2116 or before 1823 (first at byte "
+                f"{reader.first_clamped}): shown at that limit"
+            )
     if count is not None and check.read == count:
         session.warnings.append(f"stopped after the first {count:,} packets of {path} (-c)")
     if recording.is_recording or recording.syscalls or recording.processes:
         if recording.meta:
             session.meta = recording.meta
+        if recording.is_recording and not recording.complete:
+            session.warnings.append(
+                f"{recording.path} is incomplete: it has no summary record, so the recorder was killed or crashed "
+                "before its end; the report covers what was written until then"
+            )
         feed = RecordedFeed(session.feed_syscall, session.on_process_record)
         feed.add(recording.syscalls, recording.processes)
         feed.close()
@@ -111,13 +132,14 @@ def feed_packets(
     try:
         for rec in records:
             pkt = decode_packet(index, rec)
-            index += 1
+            # Kept per packet: a custom block met while reading the next record is
+            # numbered by the packets read before it (Session.custom_at).
+            check.read = index = index + 1
             if pkt.ip_version == 0:
                 check.undecoded(rec)
             if packet_filter is None or packet_filter(pkt):
                 feed(pkt)
     finally:
-        check.read = index
         if direct:
             session.fed_directly(rows_before)
     return index - start
@@ -212,7 +234,8 @@ def analyze_file(path: str, *, strace: str | None = None) -> Session:
 def annotate(path: str) -> Annotation | None:
     """Correlate the recording at `path` and rewrite it with its links; None if not a regular
     file (a FIFO or a device cannot be rewritten in place)."""
-    if not stat.S_ISREG(os.stat(path).st_mode):
+    # lstat: a symlink put in the recording's place is not followed, nor replaced.
+    if not stat.S_ISREG(os.lstat(path).st_mode):
         return None
     session = analyze_file(path)
     if session.error is not None:

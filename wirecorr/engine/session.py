@@ -8,6 +8,8 @@ the findings are drawn from it by `ingest.diagnose`.
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -37,6 +39,9 @@ class Session:
     meta: dict[str, Any] = field(default_factory=dict)
     # Diagnoses as of `ingest.diagnose`; a live view calls `findings.detect(session)` for fresher ones.
     findings: list[Finding] = field(default_factory=list)
+    # For each Custom Block of the capture, how many packets preceded it: Wireshark 4.x lists
+    # those blocks as frames, so they shift every later packet's frame number.
+    custom_at: array[int] = field(default_factory=lambda: array("Q"))
     correlator: Correlator = field(init=False)
     _by_id: dict[int, Syscall] = field(init=False, default_factory=dict)
 
@@ -46,6 +51,10 @@ class Session:
     def syscall(self, syscall_id: int) -> Syscall | None:
         """The syscall a link, a finding or `Correlator.connection_of` names by id."""
         return self._by_id.get(syscall_id)
+
+    def frame_number(self, index: int) -> int:
+        """Packet index → the frame number Wireshark/tshark show (`Recording.frame_numbers`)."""
+        return index + 1 + bisect_right(self.custom_at, index)
 
     def feed_packet(self, pkt: Packet) -> None:
         if self.first_ns is None:

@@ -7,7 +7,7 @@ ECONNRESET instead of a clean EOF — a classic cause of truncated HTTP response
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, call, frame
+from wirecorr.labs.evidence import Evidence, call
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
 from wirecorr.model import fmt_ns
@@ -47,7 +47,7 @@ def explain(ev: Evidence) -> None:
     close = closes[0]
     ev.say(
         f"{call(ev.syscall(close))} with {close.note or 'unread data'}: the kernel sent "
-        f"{ev.flags(close.packets[0])} ({frame(close.packets[0])}) {fmt_ns(close.delay_ns)} after the call began, "
+        f"{ev.flags(close.packets[0])} ({ev.frame(close.packets[0])}) {fmt_ns(close.delay_ns)} after the call began, "
         f"no FIN"
     )
     resets = [lk for lk in ev.links("reset") if lk.packets]
@@ -55,7 +55,7 @@ def explain(ev: Evidence) -> None:
         lk = resets[0]
         ev.say(
             f"the peer's {call(ev.syscall(lk))} failed {fmt_ns(lk.delay_ns)} after the RST arrived "
-            f"({frame(lk.packets[0])})"
+            f"({ev.frame(lk.packets[0])})"
         )
     ev.cite_findings("rst_on_close")
 

@@ -8,7 +8,7 @@ C, because Python has no sendmmsg.
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, call, frames
+from wirecorr.labs.evidence import Evidence, call
 from wirecorr.labs.netns import LabNet
 from wirecorr.model import fmt_ns
 
@@ -95,7 +95,7 @@ def explain(ev: Evidence) -> None:
         assert link is not None
         span = ev.ts(link.packets[-1]) - ev.ts(link.packets[0])
         ev.say(
-            f"one {call(sc)} ↔ {k} datagrams ({frames(link.packets)}) of {sizes} bytes, "
+            f"one {call(sc)} ↔ {k} datagrams ({ev.frames(link.packets)}) of {sizes} bytes, "
             f"the first {fmt_ns(link.delay_ns)} after the call began, all within {fmt_ns(span)}"
         )
     received = [(r, ev.link(r, "recv-datagram")) for r in ev.calls("recvmmsg", ok=True)]

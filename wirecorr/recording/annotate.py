@@ -134,7 +134,10 @@ def rewrite(
     # mkstemp creates the file 0600, what the recording itself has (docs/recording-format.md).
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".annotating", dir=directory)
     try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as out, open(path, "rb", buffering=1 << 20) as src:
+        with (
+            os.fdopen(fd, "wb", buffering=1 << 20) as out,
+            os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb", buffering=1 << 20) as src,
+        ):
             index = 0
             placed = False
             for btype, block in iter_blocks(src, path):

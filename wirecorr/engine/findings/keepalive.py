@@ -19,7 +19,6 @@ from wirecorr.engine.findings._base import (
     call_text,
     endpoint_of,
     evidence,
-    frames,
     side_name,
 )
 from wirecorr.model import Finding, fmt_ns
@@ -56,7 +55,7 @@ def detect(ctx: Context) -> Iterator[Finding]:
             )
             message = (
                 f"the {side_name(d)} {endpoint_of(conn, d)} sent {len(probes)} keep-alive probe(s) "
-                f"(frames {frames(probes)}), the first after {fmt_ns(idle)} idle{every}; "
+                f"(frames {ctx.frames(probes)}), the first after {fmt_ns(idle)} idle{every}; "
                 f"{len(answers)} answered by the {side_name(1 - d)}"
             )
             fds = {(sc.pid, sc.fd) for sc in ctx.calls_of(conn.id, d)}

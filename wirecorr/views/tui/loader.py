@@ -76,6 +76,8 @@ class FileLoader:
                 if item is None:
                     break
                 if isinstance(item, CustomBlock):
+                    # Numbered by the packets before it, as ingest.read_capture does (frame numbers).
+                    self.index.session.custom_at.append(self.count)
                     self.blocks.append(item)
                     if len(self.blocks) >= BLOCK_BATCH:
                         self._feed_blocks()
