@@ -1138,7 +1138,7 @@ class Correlator:
         claim.sizes.pop(0)
         # A UDP socket has no one connection: its call goes with its first datagram's flow.
         d = table.direction[idx]
-        self._assign(claim.sc.id, ckey[0], d if claim.send else 1 - d)
+        self._assign(claim.sc.id, table.conn[idx], d if claim.send else 1 - d)
         ts = table.ts_ns[idx]
         claim.first_ts = ts if claim.first_ts is None else claim.first_ts
         claim.last_ts = ts
