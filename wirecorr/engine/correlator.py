@@ -606,12 +606,12 @@ class Correlator:
         state.tcp = self._tcp_state(conn)
         state.side = side
         self._bound[(conn.id, side)] = state
-        calls, state.calls = state.calls, []
-        for call in calls:
-            self._assign(call.id, conn.id, side)
         if not sock.created and state.connect is None:
             state.shift = [None, None]
             state.tcp.unanchored.append(state)
+        calls, state.calls = state.calls, []
+        for call in calls:
+            self._assign(call.id, conn.id, side)
         queue, state.queue = state.queue, []
         for action, sc, start, end in queue:
             self._dispatch(state, action, sc, start, end)
@@ -1126,10 +1126,10 @@ class Correlator:
     def _udp_take(self, claim: _UdpClaim, idx: int) -> None:
         """Link a datagram to the call; a peek links it and leaves it for the call that takes it."""
         table = self.table
+        ckey = (table.conn[idx], claim.send)
         if not claim.peek:
             taken = self._udp_taken[claim.send]
             taken.add(idx)
-            ckey = (table.conn[idx], claim.send)
             indices = self.analyzer.connections[ckey[0]].packet_indices
             cursor = self._udp_cursor.get(ckey, 0)
             while cursor < len(indices) and indices[cursor] in taken:

@@ -66,14 +66,16 @@ def read_capture(
     """`load_capture` in slices: yields the packets read so far after each slice."""
     # A recording's wirecorr blocks are decoded as they are met, never held as raw bytes.
     recording = Recording(path)
-    check = LinkTypeCheck(session)
 
     def on_custom(block: CustomBlock) -> None:
         session.custom_at.append(check.read)
         add_block(recording, block)
 
     reader = CaptureReader(path, on_custom=on_custom)
+    # Taken now: the reader closes its file at the end, and the last slice reports too.
+    size = reader.size
     session.sources.append(path)
+    check = LinkTypeCheck(session)
     if os.path.isfile(path):
         # The correlator re-reads a few payloads to anchor streams that were open before tracing.
         at = PacketAt(path)
@@ -85,7 +87,7 @@ def read_capture(
             while True:
                 n = feed_packets(session, islice(records, SLICE), check, packet_filter=packet_filter)
                 if on_progress is not None:
-                    on_progress(reader.position, reader.size, check.read)
+                    on_progress(reader.position, size, check.read)
                 if n < SLICE:
                     break
                 yield check.read
@@ -104,6 +106,7 @@ def read_capture(
     if recording.is_recording or recording.syscalls or recording.processes:
         if recording.meta:
             session.meta = recording.meta
+        session.summary = recording.summary
         if recording.is_recording and not recording.complete:
             session.warnings.append(
                 f"{recording.path} is incomplete: it has no summary record, so the recorder was killed or crashed "
@@ -132,9 +135,9 @@ def feed_packets(
     try:
         for rec in records:
             pkt = decode_packet(index, rec)
-            # Kept per packet: a custom block met while reading the next record is
-            # numbered by the packets read before it (Session.custom_at).
-            check.read = index = index + 1
+            index += 1
+            # Read by `on_custom`: a Custom Block's frame number counts the packets before it.
+            check.read = index
             if pkt.ip_version == 0:
                 check.undecoded(rec)
             if packet_filter is None or packet_filter(pkt):

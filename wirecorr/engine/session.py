@@ -37,6 +37,8 @@ class Session:
     warnings: list[str] = field(default_factory=list)
     # A recording's header (command, pids, interface, …); empty for plain captures.
     meta: dict[str, Any] = field(default_factory=dict)
+    # A recording's closing record (end time, exit status, capture loss); None without one.
+    summary: dict[str, Any] | None = None
     # Diagnoses as of `ingest.diagnose`; a live view calls `findings.detect(session)` for fresher ones.
     findings: list[Finding] = field(default_factory=list)
     # For each Custom Block of the capture, how many packets preceded it: Wireshark 4.x lists
@@ -48,13 +50,13 @@ class Session:
     def __post_init__(self) -> None:
         self.correlator = Correlator(self.analyzer)
 
-    def syscall(self, syscall_id: int) -> Syscall | None:
-        """The syscall a link, a finding or `Correlator.connection_of` names by id."""
-        return self._by_id.get(syscall_id)
-
     def frame_number(self, index: int) -> int:
         """Packet index → the frame number Wireshark/tshark show (`Recording.frame_numbers`)."""
         return index + 1 + bisect_right(self.custom_at, index)
+
+    def syscall(self, syscall_id: int) -> Syscall | None:
+        """The syscall a link, a finding or `Correlator.connection_of` names by id."""
+        return self._by_id.get(syscall_id)
 
     def feed_packet(self, pkt: Packet) -> None:
         if self.first_ns is None:

@@ -12,6 +12,7 @@ wrote them: the same order a live trace delivers, which the correlator is built 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -19,6 +20,7 @@ from wirecorr.engine.ingest import LinkTypeCheck, RecordedFeed, diagnose
 from wirecorr.errors import InputError
 from wirecorr.recording.reader import Recording, add_block
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock, RawRecord
+from wirecorr.sources.packet_at import PacketAt
 from wirecorr.sources.packet_decode import decode_packet
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.packets import FilePackets
@@ -50,6 +52,11 @@ class FileLoader:
         self.linktypes = LinkTypeCheck(index.session)
         self.recorded = RecordedFeed(index.add_syscall, index.session.on_process_record)
         index.packets = FilePackets(path, index.session.analyzer.table)
+        if os.path.isfile(path):
+            # As `ingest.read_capture`: payloads re-read to anchor streams open before tracing.
+            at = PacketAt(path)
+            offsets = index.session.analyzer.table.offset
+            index.session.correlator.payload_of = lambda i: at.payload(i, offsets[i])
         index.hold_back = True
         index.session.sources.append(path)
 
@@ -76,7 +83,6 @@ class FileLoader:
                 if item is None:
                     break
                 if isinstance(item, CustomBlock):
-                    # Numbered by the packets before it, as ingest.read_capture does (frame numbers).
                     self.index.session.custom_at.append(self.count)
                     self.blocks.append(item)
                     if len(self.blocks) >= BLOCK_BATCH:
