@@ -143,7 +143,6 @@ def feed_packets(
             if packet_filter is None or packet_filter(pkt):
                 feed(pkt)
     finally:
-        check.read = index
         if direct:
             session.fed_directly(rows_before)
     return index - start
