@@ -123,6 +123,9 @@ def export_batch(root: str, paths: list[str], host: str | None, *, progress: Bat
 
 def run(args: argparse.Namespace) -> int:
     root = args.parquet
+    if "-" in args.recordings:
+        # A capture is identified by its file's hash, and its rows point into the file.
+        raise UsageError("export: reads recordings from files, not from standard input (-)")
     if os.path.exists(root) and not os.path.isdir(root):
         raise UsageError(f"export: {root} exists and is not a directory")
     try:
