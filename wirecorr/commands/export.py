@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from wirecorr.bulk import paused_gc
-from wirecorr.engine.session import Session, is_truncation, load_capture
+from wirecorr.engine.ingest import diagnose, is_truncation, load_capture
+from wirecorr.engine.session import Session
 from wirecorr.errors import EXIT_BAD_INPUT, InputError, UsageError, WirecorrError
+from wirecorr.views.progress import showing_progress
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -53,9 +55,8 @@ class BatchProgress:
 
     def __init__(self, total: int, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        # On a terminal, each large file also gets the reading bar of `load_capture`.
-        self.terminal = self.stream.isatty()
-        self.enabled = self.terminal and total > 1
+        # On a terminal each large file also gets its reading bar (`showing_progress`).
+        self.enabled = self.stream.isatty() and total > 1
         self.total = total
 
     def show(self, done: int, path: str) -> None:
@@ -70,7 +71,7 @@ class BatchProgress:
             self.stream.flush()
 
 
-def export_one(root: str, path: str, host: str | None, *, show_progress: bool) -> tuple[str, str | None]:
+def export_one(root: str, path: str, host: str | None) -> tuple[str, str | None]:
     """Export one recording; returns its id and, for a file cut short, the damage it had.
 
     Raises InputError for a file that cannot be exported: one damaged anywhere but at its
@@ -80,14 +81,15 @@ def export_one(root: str, path: str, host: str | None, *, show_progress: bool) -
 
     session = Session()
     with paused_gc():
-        load_capture(session, path, show_progress=show_progress)
+        with showing_progress(path) as progress:
+            load_capture(session, path, on_progress=progress)
         if session.error is not None and not is_truncation(session.error):
             raise session.error
         try:
             source = columnar.describe_file(path)
         except OSError as e:
             raise InputError(path, e.strerror or str(e)) from None
-        session.finish()
+        diagnose(session)
         rid = columnar.recording_id(session.meta, source)
         tables = columnar.build_tables(session, rid, source)
         host_value, date = columnar.partition_values(session, host)
@@ -105,7 +107,7 @@ def export_batch(root: str, paths: list[str], host: str | None, *, progress: Bat
         for n, path in enumerate(paths):
             progress.show(n, path)
             try:
-                rid, damage = export_one(root, path, host, show_progress=progress.terminal)
+                rid, damage = export_one(root, path, host)
             except InputError as e:
                 progress.close()
                 print(f"wirecorr: {e}", file=sys.stderr)
