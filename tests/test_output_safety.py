@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from wirecorr.engine.ingest import annotate
 from wirecorr.errors import UsageError
 from wirecorr.recording import RecordingWriter, read_recording
-from wirecorr.recording.annotate import annotate
 
 ROOT = Path(__file__).resolve().parent.parent
 NOBODY = 65534

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from wirecorr.json_codec import dumps, loads
-from wirecorr.model import FdInfo, Link, Syscall
+from wirecorr.model import FdInfo, Finding, Link, Syscall
 
 # IANA's Private Enterprise Number reserved for documentation and examples (RFC 5612).
 # wirecorr has no PEN of its own; 32473 keeps it from squatting on a real vendor's number.
@@ -515,6 +515,17 @@ def link_to_dict(link: Link) -> dict[str, Any]:
         "packets": link.packets,
         "delay_ns": link.delay_ns,
         "note": link.note,
+    }
+
+
+def finding_to_dict(finding: Finding) -> dict[str, Any]:
+    """A Finding as the recording's `finding` record and the JSON report both write it."""
+    return {
+        "kind": finding.kind,
+        "severity": finding.severity,
+        "connection": finding.connection,
+        "evidence": finding.evidence,
+        "message": finding.message,
     }
 
 
