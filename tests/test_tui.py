@@ -146,7 +146,7 @@ async def test_opens_on_network_rows_with_links_and_detail() -> None:
         assert len(app.timeline.view) == 11 + 31  # packets + syscalls on sockets
         assert app.query_one(ConnectionsPane).row_count == 1
         assert "socket" in detail_text(app)  # the cursor starts on the first row
-        text = app.timeline.render_line(0).text
+        text = app.timeline.render_line(1).text
         assert "socket(domain=AF_INET" in text and "app" in text
 
 
@@ -229,7 +229,7 @@ async def test_selection_survives_a_filter_and_its_clearing() -> None:
         await pilot.press("escape")
         await settle(pilot, app)
         assert app.filter is None and timeline.current_ref == packet_ref(0)
-        assert detail_text(app).startswith("frame 1 ")
+        assert detail_text(app).startswith("frame 219 ")
 
 
 @sync
@@ -276,11 +276,11 @@ async def test_tab_mouse_time_help_and_palette() -> None:
         await settle(pilot, app)
         await pilot.press("tab")
         assert isinstance(app.focused, Detail)
-        await pilot.click(Timeline, offset=(20, 4))  # border row + 3: the fourth row
+        await pilot.click(Timeline, offset=(20, 5))  # border row, header + 3: the fourth row
         assert app.timeline.cursor == 3 and app.timeline.has_focus
         await pilot.press("t")
         assert app.timeline.absolute
-        assert "04:28:54." in app.timeline.render_line(0).text
+        assert "04:28:54." in app.timeline.render_line(1).text
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")

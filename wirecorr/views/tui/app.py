@@ -84,12 +84,27 @@ class WirecorrApp(App[None]):
         *app_bindings(),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
+    # Under 120 columns the sidebar (connections, findings) would leave the timeline too
+    # narrow to read: it is hidden there, and `b` shows it below the timeline instead.
+    # Under 32 lines the Detail pane and the filter bar shrink so the timeline keeps rows.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     CSS = """
     #main { height: 1fr; }
     #left { width: 2fr; }
     #right { width: 1fr; min-width: 40; }
+    Screen.-wide.-no-sidebar #right { display: none; }
+    Screen.-narrow #main { layout: vertical; }
+    Screen.-narrow #left { width: 1fr; height: 1fr; }
+    Screen.-narrow #right { display: none; width: 1fr; min-width: 0; height: 9; layout: horizontal; }
+    Screen.-narrow.-sidebar #right { display: block; }
+    Screen.-short Detail { height: 8; }
+    #row-full { display: none; height: auto; max-height: 6; padding: 0 1; background: $boost; }
+    #row-full.-open { display: block; }
     #filter { display: none; border: tall $success; }
     #filter.-invalid { border: tall $error; }
+    Screen.-short #filter { border: none; height: 1; padding: 0 1; background: $success 30%; }
+    Screen.-short #filter.-invalid { border: none; background: $error 40%; }
     #filter.-open { display: block; }
     #filter-error { display: none; color: $error; height: 1; padding: 0 1; }
     #filter-error.-open { display: block; }
@@ -136,6 +151,7 @@ class WirecorrApp(App[None]):
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield Timeline(self.index, live=self.live, id="timeline")
+                yield Static(id="row-full")
                 yield Detail(self.index, id="detail")
             with Vertical(id="right"):
                 yield ConnectionsPane(self.index, id="connections")
@@ -248,6 +264,25 @@ class WirecorrApp(App[None]):
     @on(Timeline.Moved)
     def _moved(self, event: Timeline.Moved) -> None:
         self.query_one(Detail).show(event.ref)
+        self._show_row_full()
+
+    def _show_row_full(self) -> None:
+        box = self.query_one("#row-full", Static)
+        ref = self.timeline.current_ref
+        if box.has_class("-open"):
+            box.update(self.timeline.row_full_text(ref) if ref is not None else "")
+
+    def action_expand_row(self) -> None:
+        """Show the selected row whole (wrapped) under the timeline, or hide it again."""
+        self.query_one("#row-full").toggle_class("-open")
+        self._show_row_full()
+
+    def action_toggle_sidebar(self) -> None:
+        """Connections and Findings: beside the timeline when wide, below it when narrow."""
+        screen = self.screen
+        if isinstance(screen, ViewerScreen):
+            return
+        screen.toggle_class("-sidebar" if screen.has_class("-narrow") else "-no-sidebar")
 
     @on(Timeline.Scrolled)
     def _scrolled(self) -> None:

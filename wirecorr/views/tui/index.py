@@ -9,6 +9,7 @@ its state, so one thread owns the Session.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +37,10 @@ _OWNER_CALLS = frozenset({"connect", "accept", "accept4"})
 OUT = "out"
 IN = "in"
 APP = "app"
+# A packet's direction by the connection's roles (the capture's direction flag says which
+# end sent it; the client is the end that sent the SYN, or the first datagram).
+C2S = "c→s"
+S2C = "s→c"
 
 
 @dataclass
@@ -48,12 +53,17 @@ class EventIndex:
     links_of_call: dict[int, list[int]] = field(default_factory=dict)
     # Findings by row ref (index into session.findings), rebuilt when findings change.
     finding_refs: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    # The refs a finding names itself (not only through its links): they get the `!` mark.
+    finding_direct: set[int] = field(default_factory=set)
     # (pid, fd) strings of the sockets behind each connection, as the app knew them.
     owners: dict[int, set[str]] = field(default_factory=dict)
     pending: list[tuple[int, int]] = field(default_factory=list)
     # connect/accept rows whose connection is not known yet (they name its pid/fd owner).
     unowned: list[int] = field(default_factory=list)
     events: int = 0
+    # Wireshark's frame number of each packet (index i → frames[i]); a recording's custom
+    # blocks are frames to Wireshark too. Packets beyond it (a live trace) are i + 1.
+    frames: array[int] = field(default_factory=lambda: array("Q"))
     # Replaying a recording, hold rows newer than the last syscall's exit: the recorder
     # writes syscalls in batches up to ~1 s late, and rows placed before them would
     # otherwise have to be merged with a large batch of late syscalls at every slice.
@@ -61,6 +71,10 @@ class EventIndex:
     _watermark: int | None = None
     _watermark_moved: bool = False
     _nlinks: int = 0
+    # Rows whose text changed since the timeline last asked (they gained a link): it
+    # redraws those instead of dropping its whole line cache at every batch.
+    dirty: set[int] = field(default_factory=set)
+    dirty_all: bool = False
     _nconns: int = 0
     _nfindings: int = -1
     _by_tuple: dict[tuple[Endpoint, Endpoint], list[Connection]] = field(default_factory=dict)
@@ -106,8 +120,11 @@ class EventIndex:
             new, self.pending = pending[:cut], pending[cut:]
         else:
             new, self.pending = sorted(self.pending), []
+        t0 = self.t0
         self.rows.add(new)
         self.events += len(new)
+        if self.t0 != t0:  # an earlier first row: every relative time moved
+            self.dirty_all = True
         self.sync()
         return new
 
@@ -115,8 +132,13 @@ class EventIndex:
         """Pick up what the engine added since: links, connections, findings."""
         session = self.session
         links = session.correlator.links
+        dirty = self.dirty
         for link in links[self._nlinks :]:
             self.links_of_call.setdefault(link.syscall, []).append(link.id)
+            call = self.ref_of_call_id(link.syscall)
+            if call is not None:
+                dirty.add(call)
+            dirty.update(packet_ref(i) for i in link.packets)
         self._nlinks = len(links)
         conns = session.analyzer.connections
         for conn in conns[self._nconns :]:
@@ -128,6 +150,7 @@ class EventIndex:
         if len(findings) != self._nfindings:
             self._nfindings = len(findings)
             self.finding_refs = self._index_findings(findings)
+            self.dirty_all = True
 
     @property
     def findings(self) -> list[Finding]:
@@ -142,6 +165,19 @@ class EventIndex:
         if is_syscall_ref(ref):
             return self.calls[ref >> 1].enter_ns
         return self.session.analyzer.table.ts_ns[ref >> 1]
+
+    def frame(self, index: int) -> int:
+        """The frame number Wireshark shows for packet `index`."""
+        frames = self.frames
+        return frames[index] if index < len(frames) else index + 1
+
+    def direction(self, ref: int) -> str:
+        """c→s or s→c for a packet of a connection, "" otherwise."""
+        table = self.session.analyzer.table
+        index = ref >> 1
+        if is_syscall_ref(ref) or table.conn[index] < 0:
+            return ""
+        return C2S if table.direction[index] == 0 else S2C
 
     def ref_of_call_id(self, call_id: int) -> int | None:
         pos = self.pos_of_id.get(call_id)
@@ -259,7 +295,7 @@ class EventIndex:
     def _packet_field(self, index: int, name: str) -> FieldValue:
         table = self.session.analyzer.table
         if name == "frame":
-            return index + 1
+            return self.frame(index)
         if table.conn[index] < 0:
             return None
         bit = _FLAGS.get(name)
@@ -279,9 +315,12 @@ class EventIndex:
         """Evidence keys: "packets" (packet indices), "syscalls" (ids), "links" (ids)."""
         out: dict[int, list[int]] = {}
         links = self.session.correlator.links
+        direct: set[int] = set()
         for number, finding in enumerate(findings):
             refs: set[int] = {packet_ref(i) for i in finding.evidence.get("packets", ())}
             calls = list(finding.evidence.get("syscalls", ()))
+            direct.update(refs)
+            direct.update(r for r in map(self.ref_of_call_id, calls) if r is not None)
             for link_id in finding.evidence.get("links", ()):
                 if 0 <= link_id < len(links):
                     calls.append(links[link_id].syscall)
@@ -289,6 +328,7 @@ class EventIndex:
             refs.update(r for r in map(self.ref_of_call_id, calls) if r is not None)
             for ref in refs:
                 out.setdefault(ref, []).append(number)
+        self.finding_direct = direct
         return {ref: tuple(numbers) for ref, numbers in out.items()}
 
     def finding_rows(self, number: int) -> list[int]:

@@ -55,6 +55,8 @@ APP_KEYS = (
     Key("l", "ladder", "ladder diagram of the connection", "ladder"),
     Key("p", "seqplot", "sequence / time plot of the connection", "plot"),
     Key("d", "dissect", "full dissection of the packet (tshark)", "dissect"),
+    Key("b", "toggle_sidebar", "show / hide connections and findings (below when narrow)", "sidebar"),
+    Key("e", "expand_row", "show the selected row whole under the timeline", "expand"),
     Key("tab", "focus_next", "next pane"),
     Key("shift+tab", "focus_previous", "previous pane"),
     Key("?", "help", "this help", "help", bind="question_mark"),

@@ -44,6 +44,7 @@ class FileLoader:
         self.records: Iterator[RawRecord | CustomBlock] = self.reader.records_and_blocks()
         self.blocks: list[CustomBlock] = []
         self.count = 0  # packets read
+        self.frames = 0  # Wireshark's frames so far: packets and custom blocks
         self.fed = 0  # events fed
         index.packets = FilePackets(path, index.session.analyzer.table)
         index.hold_back = True
@@ -71,12 +72,14 @@ class FileLoader:
                 item = next(self.records, None)
                 if item is None:
                     break
+                self.frames += 1
                 if isinstance(item, CustomBlock):
                     self.blocks.append(item)
                     if len(self.blocks) >= BLOCK_BATCH:
                         self._feed_blocks()
                     continue
                 self._feed_blocks()  # the blocks read before this packet come first, in file order
+                self.index.frames.append(self.frames)
                 self.index.add_packet(decode_packet(self.count, item))
                 self.count += 1
                 self.fed += 1

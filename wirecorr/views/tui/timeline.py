@@ -5,6 +5,10 @@ this is one Line-API `ScrollView` whose virtual height is the row count and whos
 `render_line` formats only the rows on screen, caching each row's strip in an LRU. The
 rows themselves are `RowIndex` arrays owned by the app (all rows, or the filtered ones).
 
+The first line is the column header; rows are fitted to the pane's width (row_text), so
+there is nothing to scroll sideways and every cut is marked with `…`; `e` shows the
+selected row whole under the timeline.
+
 The cursor is remembered by row identity (ref and timestamp), not by position, because
 rows arrive out of order while a file is indexed or a trace runs and an insertion above
 the cursor must not move the user's place.
@@ -13,6 +17,7 @@ the cursor must not move the user's place.
 from __future__ import annotations
 
 from rich.style import Style
+from rich.text import Text
 from textual import events
 from textual.binding import Binding
 from textual.cache import LRUCache
@@ -22,12 +27,12 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from wirecorr.views.tui.index import EventIndex
-from wirecorr.views.tui.row_text import row_text
+from wirecorr.views.tui.row_text import Columns, header, row_text
 from wirecorr.views.tui.rows import RowIndex
 
 CURSOR = Style(bgcolor="#30507a", bold=True)
 RELATED = Style(bgcolor="#4a3a10")
-WIDTH = 400  # virtual width: summaries can be long; the cache holds the full strip
+HEADER_LINES = 1
 
 
 class Timeline(ScrollView, can_focus=True):
@@ -69,6 +74,7 @@ class Timeline(ScrollView, can_focus=True):
         self.unseen = 0
         self._jump: tuple[int, list[int]] | None = None
         self._cache: LRUCache[int, Strip] = LRUCache(4096)
+        self._cols: Columns | None = None
         self.border_title = "Timeline"
 
     # -- data -----------------------------------------------------------------------------
@@ -80,9 +86,10 @@ class Timeline(ScrollView, can_focus=True):
 
     def rows_changed(self, added: int) -> None:
         """Rows were added to the view (`added` of them), or it was replaced."""
-        self.virtual_size = Size(WIDTH, len(self.view))
-        # New events change older rows too (a read links the segment shown before it).
-        self._cache.clear()
+        self.virtual_size = Size(0, len(self.view) + HEADER_LINES)
+        # New events change older rows too (a read links the segment shown before it):
+        # redraw those, which the index lists, not every cached line.
+        self._forget_changed()
         if self.follow_tail:
             self._go(len(self.view) - 1)
             return
@@ -99,6 +106,17 @@ class Timeline(ScrollView, can_focus=True):
         self.refresh()
         if added and self.unseen:
             self.post_message(self.Scrolled())
+
+    def _forget_changed(self) -> None:
+        index = self.index
+        if index.dirty_all:
+            self._cache.clear()
+        else:
+            cache = self._cache
+            for ref in index.dirty:
+                cache.discard(ref)
+        index.dirty.clear()
+        index.dirty_all = False
 
     def clear_cache(self) -> None:
         """Row text depends on engine state that changes at the end of indexing (links, labels)."""
@@ -127,22 +145,42 @@ class Timeline(ScrollView, can_focus=True):
 
     # -- drawing --------------------------------------------------------------------------
 
-    def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        row = scroll_y + y
+    def columns(self) -> Columns:
         width = self.scrollable_content_region.width
+        cols = self._cols
+        if cols is None or cols.width != width:
+            cols = self._cols = Columns.for_width(width, self.absolute)
+            self._cache.clear()
+        return cols
+
+    @property
+    def page_height(self) -> int:
+        """Rows on screen (the header line is not one)."""
+        return max(self.scrollable_content_region.height - HEADER_LINES, 1)
+
+    def render_line(self, y: int) -> Strip:
+        cols = self.columns()
+        width = cols.width
+        if y < HEADER_LINES:
+            text = header(cols)
+            return Strip(text.render(self.app.console), text.cell_len).crop_extend(0, width, self.rich_style)
+        row = self.scroll_offset.y + y - HEADER_LINES
         if row >= len(self.view):
             return Strip.blank(width, self.rich_style)
         ref = self.view.refs[row]
         strip = self._cache.get(ref)
         if strip is None:
-            text = row_text(self.index, ref, self.absolute)
+            text = row_text(self.index, ref, self.absolute, cols)
             strip = Strip(text.render(self.app.console), text.cell_len)
             self._cache[ref] = strip
         style = CURSOR if row == self.cursor else RELATED if ref in self.related else None
         if style is not None:
             strip = strip.apply_style(style)
-        return strip.crop_extend(scroll_x, scroll_x + width, style)
+        return strip.crop_extend(0, width, style)
+
+    def row_full_text(self, ref: int) -> Text:
+        """The row with nothing cut, for the expanded view (`e`)."""
+        return row_text(self.index, ref, self.absolute)
 
     # -- moving ---------------------------------------------------------------------------
 
@@ -154,7 +192,7 @@ class Timeline(ScrollView, can_focus=True):
         row = max(0, min(row, len(self.view) - 1))
         self.cursor = row
         self.cursor_key = (self.view.ts[row], self.view.refs[row])
-        height = self.scrollable_content_region.height or 1
+        height = self.page_height
         top = self.scroll_offset.y
         if row < top:
             self.scroll_to(y=row, animate=False, immediate=True)
@@ -190,7 +228,7 @@ class Timeline(ScrollView, can_focus=True):
     def action_page(self, direction: int) -> None:
         if direction < 0:
             self._stop_following()
-        height = self.scrollable_content_region.height or 1
+        height = self.page_height
         self.scroll_to(y=self.scroll_offset.y + direction * height, animate=False, immediate=True)
         self._go(self.cursor + direction * height)
 
@@ -207,7 +245,7 @@ class Timeline(ScrollView, can_focus=True):
 
     def action_toggle_time(self) -> None:
         self.absolute = not self.absolute
-        self._cache.clear()
+        self._cols = None
         self.refresh()
 
     def action_follow_link(self) -> None:
@@ -240,8 +278,8 @@ class Timeline(ScrollView, can_focus=True):
         offset = event.get_content_offset(self)
         if offset is None:
             return
-        row = self.scroll_offset.y + offset.y
-        if row < len(self.view):
+        row = self.scroll_offset.y + offset.y - HEADER_LINES
+        if 0 <= row < len(self.view):
             if row != len(self.view) - 1:
                 self._stop_following()
             self._go(row)
