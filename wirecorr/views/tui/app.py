@@ -99,7 +99,8 @@ class WirecorrApp(App[None]):
     Screen.-narrow #right { display: none; width: 1fr; min-width: 0; height: 9; layout: horizontal; }
     Screen.-narrow.-sidebar #right { display: block; }
     Screen.-short Detail { height: 8; }
-    #row-full { display: none; height: auto; max-height: 6; padding: 0 1; background: $boost; }
+    Screen.-narrow.-short.-sidebar Detail { display: none; }
+    #row-full { display: none; height: auto; max-height: 4; padding: 0 1; background: $boost; }
     #row-full.-open { display: block; }
     #filter { display: none; border: tall $success; }
     #filter.-invalid { border: tall $error; }
@@ -448,7 +449,10 @@ class WirecorrApp(App[None]):
         if (conn := self._current_conn()) is not None:
             from wirecorr.views.tui.follow import FollowStream
 
-            self._open(f"Follow stream — connection #{conn}", lambda: FollowStream(self.index.session, conn))
+            self._open(
+                f"Follow stream — connection #{conn}",
+                lambda: FollowStream(self.index.session, conn, frame=self.index.frame),
+            )
 
     def action_ladder(self) -> None:
         if (conn := self._current_conn()) is not None:

@@ -176,6 +176,11 @@ class Detail(VerticalScroll, can_focus=True):
             extra.remove()
         self.body.update(describe(self.index, ref) if ref is not None else Text("no rows", "dim"))
 
+    def on_resize(self) -> None:
+        # The first row is shown before the screen's breakpoints settle the pane's width;
+        # the text measured for that width would keep its height (one line) otherwise.
+        self.body.refresh(layout=True)
+
     def add_dissection(self, widget: Widget) -> None:
         """Host the DissectionTree of the current packet (it loads itself in a worker)."""
         for extra in self.query(".dissection"):
