@@ -14,7 +14,7 @@ import sys
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -31,9 +31,12 @@ from wirecorr.views.tui.display_filter import Filter, FilterError, compile_filte
 from wirecorr.views.tui.findings_pane import FindingsPane
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.keys import APP_KEYS, HelpScreen, app_bindings
-from wirecorr.views.tui.rows import RowIndex, is_syscall_ref
+from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref
 from wirecorr.views.tui.timeline import Timeline
 from wirecorr.views.tui.viewer import ViewerScreen
+
+if TYPE_CHECKING:
+    from wirecorr.views.tui.ladder import LadderView
 
 SLICE_S = 0.010
 # Idle time after each slice. Textual's messages (key → action → refresh → compositor)
@@ -459,6 +462,22 @@ class WirecorrApp(App[None]):
             from wirecorr.views.tui.ladder import LadderView
 
             self._open(f"Ladder — connection #{conn}", lambda: LadderView(self.index.session, conn))
+
+    def on_ladder_view_selected(self, message: LadderView.Selected) -> None:
+        """Enter in the ladder: back to the timeline, on the row chosen there."""
+        if message.packet_index is not None:
+            ref: int | None = packet_ref(message.packet_index)
+        else:
+            ref = self.index.ref_of_call_id(message.syscall.id) if message.syscall is not None else None
+        if isinstance(self.screen, ViewerScreen):
+            self.pop_screen()
+        if ref is None:
+            return
+        if not self.timeline.goto_ref(ref):
+            self.notify("the row was hidden by the filter: showing all rows", timeout=3)
+            self.action_clear_filter()
+            self.timeline.goto_ref(ref)
+        self.timeline.focus()
 
     def action_seqplot(self) -> None:
         if (conn := self._current_conn()) is not None:

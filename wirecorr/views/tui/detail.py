@@ -5,8 +5,9 @@ syscall a packet came from or went to, with the delay) and the findings, and onl
 the arguments, the descriptor and the bytes. Syscall: arguments, duration, what its fd
 was (and what it returned), the bytes it moved. Packet: decoded fields, analysis, why the
 kernel sent it when no syscall did, and its bytes. Frames are numbered as Wireshark numbers
-them, syscalls by their id (`syscall #52`), as the Detail title of a syscall shows it. `d` adds the pyshark DissectionTree below; that widget loads
-in its own worker, so asking for it never blocks the UI.
+them, syscalls by their id (`syscall #52`), as the Detail title of a syscall shows it.
+`d` adds the pyshark DissectionTree below; that widget loads in its own worker, so asking
+for it never blocks the UI.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def _describe_packet(index: EventIndex, i: int) -> Text:
         if row.analysis:
             out.append(f"  analysis   {', '.join(flag_names(row.analysis))}\n", "magenta")
         if row.ack_rtt_ns is not None:
-            out.append(f"  ack rtt    {fmt_duration(row.ack_rtt_ns)} (acks frame {index.frame(row.acked_frame or 0)})\n")
+            acked = index.frame(row.acked_frame or 0)
+            out.append(f"  ack rtt    {fmt_duration(row.ack_rtt_ns)} (acks frame {acked})\n")
         label = index.label(packet_ref(i))
         if isinstance(label, str):
             out.append(f"  kernel-only: {label} (no syscall caused or consumed it)\n", "dim")

@@ -176,7 +176,8 @@ class FollowStream(ScrollView, can_focus=True):
             src, dst = ends[chunk.direction]
             who = ("client", "server") if chunk.direction == 0 else ("server", "client")
             frames = _ranges([self.frame(i) for i in chunk.packets])
-            head = f"── {who[0]} {src} → {who[1]} {dst}  {len(chunk.data)} B  at {chunk.stream_offset}  frame(s) {frames}"
+            size = f"{len(chunk.data)} B  at {chunk.stream_offset}"
+            head = f"── {who[0]} {src} → {who[1]} {dst}  {size}  frame(s) {frames}"
             lines.append(Text(head, style + Style(bold=True)))
             for who, calls in (("written by", chunk.writers), ("read by", chunk.readers)):
                 if calls:

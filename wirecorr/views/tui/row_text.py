@@ -52,6 +52,16 @@ LEGEND = (
 )
 
 
+# The engine's name for a pure ACK of the peer's FIN reads like a FIN that is also an ACK
+# (what tcpdump calls [F.]); the views say what it is.
+_LABEL_NAMES = {"fin-ack": "ack-of-fin"}
+
+
+def kernel_label(label: str) -> str:
+    """A kernel-only packet's reason as the views show it."""
+    return _LABEL_NAMES.get(label, label)
+
+
 def fmt_time(ts_ns: int, t0: int, absolute: bool, *, short: bool = False) -> str:
     if absolute:
         secs, frac = divmod(ts_ns, 1_000_000_000)
@@ -74,10 +84,7 @@ class Columns:
     @classmethod
     def for_width(cls, width: int, absolute: bool) -> Columns:
         short = width < 110
-        if absolute:
-            time_w = 15 if short else 18
-        else:
-            time_w = 10 if short else 12
+        time_w = (15 if short else 18) if absolute else (10 if short else 12)
         return cls(width, time_w, 7 if short else 12, 5 if short else 8, 8 if width >= 60 else 0, short)
 
     @property
@@ -204,7 +211,7 @@ def row_text(index: EventIndex, ref: int, absolute: bool, cols: Columns | None =
         summary = packet_summary(index, i)
         style = packet_style(index, i, direction, index.kernel_only(ref))
         if not links and isinstance(label := index.label(ref), str):
-            summary += f"  · {label}"
+            summary += f"  · {kernel_label(label)}"
     marker = ",".join(f"L{link.id}" for link in links)
     delay = next((link.delay_ns for link in links if link.delay_ns is not None), None)
     delay_text = fmt_duration(delay) if delay is not None else ""
