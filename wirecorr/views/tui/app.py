@@ -52,6 +52,8 @@ INPUT_QUIET_S = 0.1
 # every slice made key presses wait.
 VIEW_EVERY_S = 0.1
 PANES_EVERY_S = 0.5
+# How often an idle feed (live mode with nothing happening) is asked for events.
+IDLE_S = 0.1
 # Where a session opens: packets and socket syscalls, not the dynamic loader's open/mmap/read
 # noise that outnumbers them (239 syscalls, 31 on sockets, in captures/handshake-echo).
 START_FILTER = "net"
@@ -113,7 +115,7 @@ class WirecorrApp(App[None]):
     #filter-error { display: none; color: $error; height: 1; padding: 0 1; }
     #filter-error.-open { display: block; }
     #status { height: 1; background: $panel; }
-    #status-text { width: 1fr; padding: 0 1; }
+    #status-text { width: 1fr; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     #progress { width: 40; display: none; }
     #progress.-loading { display: block; }
     """
@@ -189,10 +191,14 @@ class WirecorrApp(App[None]):
                 await asyncio.sleep(0.01)
                 continue
             fed = feed.step(SLICE_S)
-            # Indexed events live as long as the app: moving them out of the collector's
-            # reach keeps its full passes short (over a million objects one took 100-250 ms,
-            # a visible stall of every key press while a large file was indexed).
-            gc.freeze()
+            if fed:
+                # Indexed events live as long as the app: moving them out of the collector's
+                # reach keeps its full passes short (over a million objects one took 100-250
+                # ms, a visible stall of every key press while a large file was indexed).
+                # Only after indexing something: a freeze also pins the UI's own cyclic
+                # garbage of the moment, which froze at every idle turn was live mode's
+                # steady RSS growth with no events at all.
+                gc.freeze()
             new = self.index.flush()
             if new:
                 self._add_rows(new)
@@ -202,7 +208,7 @@ class WirecorrApp(App[None]):
             if feed.done:
                 break
             self._update_panes(force=False)
-            await self._stand_aside(YIELD_S if fed else 0.05)
+            await self._stand_aside(YIELD_S if fed else IDLE_S)
         self._indexed()
 
     def _add_rows(self, new: list[tuple[int, int]]) -> None:

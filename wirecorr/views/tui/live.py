@@ -106,6 +106,9 @@ class LiveFeed:
                     index.add_syscall(event)
                 else:
                     session.on_process(*event)
+                    what, pid, _ = event
+                    if what in ("spawn", "attach"):  # an attached process may make no syscall for a long time
+                        self.pids.add(pid)
                 if not n & 63 and time.perf_counter() > deadline:
                     break
         except Empty:

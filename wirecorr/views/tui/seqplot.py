@@ -123,7 +123,7 @@ def plot_data(session: Session, conn_id: int, direction: int) -> PlotData:
 
 def fmt_axis(ns: float, span: int) -> str:
     """A time on the x axis in the unit that suits the whole span (84.522 s, not 84521.518 ms)."""
-    if span >= 10_000_000_000:
+    if span >= 1_000_000_000:
         return f"{ns / 1e9:.3f} s"
     if span >= 10_000_000:
         return f"{ns / 1e6:.3f} ms"
