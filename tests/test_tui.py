@@ -509,3 +509,58 @@ def burst(app: WirecorrApp, text: str) -> None:
     """Queue keys as a paste or fast typing does: all of them before the first one runs."""
     for ch in text:
         app.post_message(events.Key("enter", None) if ch == "\r" else events.Key(_character_to_key(ch), ch))
+
+
+@pytest.mark.parametrize("how", ["sighup", "hup-ignored"])
+def test_tui_ends_and_cleans_up_when_its_terminal_goes_away(how: str, tmp_path: Path) -> None:
+    """Killed by SIGHUP the TUI left its decompressed copy in /tmp; with the hang-up ignored
+    (a parent trapping HUP) it spun on read() = 0. Either way it must end, 128 + SIGHUP, with
+    its temporary directory gone."""
+    import pty
+    import select
+    import signal
+    import subprocess
+
+    gz = tmp_path / "echo.pcapng.gz"
+    gz.write_bytes(gzip.compress(Path(CAPTURE).read_bytes()))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch), TERM="xterm-256color")
+    master, slave = pty.openpty()
+    ignore = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if how == "hup-ignored" else None
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wirecorr", "tui", str(gz)],
+        stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=ignore, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + 30
+        while not list(scratch.iterdir()) or time.monotonic() < deadline - 28:  # up, and drawn for 2 s
+            assert time.monotonic() < deadline, "the TUI did not start"
+            if select.select([master], [], [], 0.1)[0]:
+                os.read(master, 65536)
+        if how == "sighup":
+            proc.send_signal(signal.SIGHUP)
+        os.close(master)
+        master = -1
+        assert proc.wait(timeout=10) == 128 + signal.SIGHUP
+    finally:
+        if master >= 0:
+            os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert list(scratch.iterdir()) == []
+
+
+def test_tui_refuses_a_file_that_is_no_capture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """As `analyze` does: one line naming the file and the offset, exit 2, no empty UI."""
+    from wirecorr import cli
+
+    garbage = tmp_path / "garbage.pcap"
+    garbage.write_bytes(b"\xdf\x0b\xc6\x63" + bytes(range(256)) * 4)
+    monkeypatch.setattr(app_module, "require_terminal", lambda command, instead: None)
+    monkeypatch.setattr(WirecorrApp, "run", lambda app: pytest.fail("the UI opened"))
+    assert cli.main(["tui", str(garbage)]) == 2
+    assert capsys.readouterr().err == f"wirecorr: {garbage} at byte 0: not a pcap or pcapng file (magic 0x63c60bdf)\n"

@@ -8,7 +8,7 @@ import tempfile
 
 from wirecorr.engine.session import Session, load_strace
 from wirecorr.errors import InputError, UsageError, WirecorrError
-from wirecorr.sources.capture_file import STDIN, decompress_into, is_gzip
+from wirecorr.sources.capture_file import STDIN, CaptureReader, decompress_into, is_gzip
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +48,22 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="wirecorr-tui-") as tmp:
         # The UI re-reads packets by offset as they are looked at: it needs the plain file.
         readable = decompress_into(path, tmp) if is_gzip(path) else path
+        _probe(readable, path)
         loader = FileLoader(index, readable, name=path)
-        WirecorrApp(index, loader, title=path).run()
-    return 0
+        app = WirecorrApp(index, loader, title=path)
+        app.run()
+    return app.return_code or 0
+
+
+def _probe(readable: str, path: str) -> None:
+    """Refuse a file that is no capture before the UI opens, as `analyze` does (exit 2).
+
+    Damage further in is the loader's to report, in the UI, with what was read before it.
+    """
+    try:
+        next(iter(CaptureReader(readable).records()), None)
+    except InputError as e:
+        if readable != path:  # name the user's file, not the decompressed copy
+            message = str(e).split(": ", 1)[-1]
+            raise InputError(path, f"(decompressed) {message}", offset=e.offset) from None
+        raise

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import select
+import signal
 import sys
+import threading
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
@@ -57,6 +60,23 @@ IDLE_S = 0.1
 # Where a session opens: packets and socket syscalls, not the dynamic loader's open/mmap/read
 # noise that outnumbers them (239 syscalls, 31 on sockets, in captures/handshake-echo).
 START_FILTER = "net"
+
+
+# Poll results that mean the terminal is gone: its other end closed (an ssh session or a
+# terminal window ended) or the descriptor is no longer valid.
+_HUNG_UP = select.POLLHUP | select.POLLERR | select.POLLNVAL
+TERMINAL_CHECK_S = 0.5
+EXIT_HANGUP = 129  # 128 + SIGHUP, as a shell reports a process the hang-up ended
+
+
+def terminal_gone(fd: int) -> bool:
+    """True once the terminal on `fd` has hung up (reads would give EOF or EIO from now on)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    try:
+        return any(event & _HUNG_UP for _, event in poller.poll(0))
+    except OSError:
+        return True
 
 
 def require_terminal(command: str, *, instead: str) -> None:
@@ -133,6 +153,7 @@ class WirecorrApp(App[None]):
         self.matches: RowIndex | None = None
         self.only_matches = True
         self.filtering = False
+        self.filter_done = 1.0  # share of the rows the running filter scan has looked at
         self.indexed_in: float | None = None
         self._started = time.perf_counter()
         self._panes_at = 0.0
@@ -174,12 +195,40 @@ class WirecorrApp(App[None]):
         return self.query_one(Timeline)
 
     def on_mount(self) -> None:
+        self._watch_terminal()
         if self.feed.progress() is not None:
             self.query_one("#progress").add_class("-loading")
         self.timeline.focus()
         if self.start_filter:
             self.set_filter(self.start_filter)
         self.ingest()
+
+    # -- the terminal going away -----------------------------------------------------------
+
+    def _watch_terminal(self) -> None:
+        """End the app when its terminal goes away, whatever the parent does with SIGHUP.
+
+        Killed by SIGHUP or SIGTERM, Python would skip every `finally` (the decompressed
+        copy of a .gz capture stayed in /tmp); with the hang-up ignored (a shell trapping
+        HUP, `make run`), Textual's input thread read EOF 16,000 times a second. Both now
+        end the app as `q` does, so the caller's cleanup runs.
+        """
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                signal.signal(sig, self._on_signal)
+        stdin = sys.__stdin__
+        if stdin is not None and stdin.isatty():
+            fd = stdin.fileno()
+            self.set_interval(TERMINAL_CHECK_S, lambda: terminal_gone(fd) and self._hang_up())
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.call_later(self._hang_up, 128 + signum)
+
+    def _hang_up(self, code: int = EXIT_HANGUP) -> None:
+        if self._exit:
+            return
+        self.feed.stop()
+        self.exit(return_code=code)
 
     # -- ingest ---------------------------------------------------------------------------
 
@@ -260,9 +309,12 @@ class WirecorrApp(App[None]):
         timeline = self.timeline
         parts = [self.feed.status(), f"{self.index.events:,} events"]
         if self.filter is not None:
-            where = "shown" if self.only_matches else "match, all rows shown"
             shown = len(self.matches) if self.matches is not None else 0
-            parts.append(f"filter {self.filter.text}: {shown:,} {where}")
+            if self.filtering:  # counts still growing: say so, or "0 shown" looks final
+                parts.append(f"filter {self.filter.text}: filtering… {self.filter_done:.0%}, {shown:,} so far")
+            else:
+                where = "shown" if self.only_matches else "match, all rows shown"
+                parts.append(f"filter {self.filter.text}: {shown:,} {where}")
         if timeline.follow_tail:
             parts.append("following (k/↑ to stop)")
         elif timeline.unseen:
@@ -337,6 +389,7 @@ class WirecorrApp(App[None]):
         rows, index = self.index.rows, self.index
         ts, refs = rows.ts, rows.refs
         at, total = 0, len(rows)
+        self.filter_done = 0.0
         try:
             while at < total:
                 deadline = time.perf_counter() + SLICE_S
@@ -346,11 +399,13 @@ class WirecorrApp(App[None]):
                             matches.ts.append(ts[j])
                             matches.refs.append(refs[j])
                     at = min(at + 256, total)
+                self.filter_done = at / total
                 timeline.rows_changed(0)
                 self._update_status()
                 await self._stand_aside(0)
         finally:
             self.filtering = False
+            self.filter_done = 1.0
         timeline.rows_changed(0)
         timeline.settle_cursor()
         self._update_status()
@@ -387,11 +442,20 @@ class WirecorrApp(App[None]):
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
-        if event.input.has_class("-invalid"):
-            self.bell()
-            return
+        """Apply a valid filter; an invalid one keeps the bar open with its text and error."""
+        text = event.value
+        if text.strip():
+            try:
+                compile_filter(text)
+            except FilterError as e:
+                event.input.add_class("-invalid")
+                error = self.query_one("#filter-error", Static)
+                error.update(str(e))
+                error.add_class("-open")
+                self.bell()
+                return
         self._close_filter_box()
-        self.set_filter(event.value)
+        self.set_filter(text)
 
     def _close_filter_box(self) -> None:
         self.query_one("#filter").remove_class("-open")

@@ -18,13 +18,18 @@ fail at parse time with the column of the mistake instead of silently matching n
 
 from __future__ import annotations
 
+import difflib
+import errno
 import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from ptrace.syscall import SYSCALL_NAMES
+
 from wirecorr.model import ACK, FIN, PSH, RST, SYN, URG
+from wirecorr.sources.syscalls.table import AARCH64, X86_64
 
 FieldValue = int | str | tuple[int, ...] | None
 
@@ -88,6 +93,16 @@ _OPS: dict[str, Callable[[object, object], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
 }
+# Names a `syscall ==` or `errno ==` test may use: a typo would otherwise match nothing,
+# silently. Syscalls: every Linux syscall of this architecture (an strace log may have any)
+# and the recorded set of both; errnos: the C library's, and the kernel-internal ones strace
+# prints for interrupted calls.
+SYSCALLS = frozenset(SYSCALL_NAMES.values()) | frozenset(X86_64.values()) | frozenset(AARCH64.values())
+ERRNOS = frozenset(name for name in dir(errno) if name.startswith("E")) | frozenset(
+    {"ERESTARTSYS", "ERESTARTNOINTR", "ERESTARTNOHAND", "ERESTART_RESTARTBLOCK", "ENOTSUPP"}
+)
+_NAMES = {"syscall": (SYSCALLS, "syscall"), "errno": (ERRNOS, "errno name")}
+
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<op>==|!=|<=|>=|<|>|&&|\|\||!|\(|\))
@@ -221,10 +236,17 @@ def _value(kind: str, field_name: str, tok: Token) -> int | str:
             raise FilterError(f"{field_name} wants a number, found {tok.text or 'end of filter'!r}", tok.pos)
         return int(tok.text, 0)
     if tok.kind == "str":
-        return tok.text[1:-1]
-    if tok.kind in ("name", "num"):
-        return tok.text
-    raise FilterError(f"{field_name} wants a name, found {tok.text or 'end of filter'!r}", tok.pos)
+        value = tok.text[1:-1]
+    elif tok.kind in ("name", "num"):
+        value = tok.text
+    else:
+        raise FilterError(f"{field_name} wants a name, found {tok.text or 'end of filter'!r}", tok.pos)
+    known = _NAMES.get(field_name)
+    if known is not None and value not in known[0]:
+        close = difflib.get_close_matches(value, known[0], n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise FilterError(f"unknown {known[1]} {value!r}{hint}", tok.pos)
+    return value
 
 
 # Fields whose answer changes as the correlator links events that arrived later.

@@ -78,7 +78,8 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 84; height: 80%; border: round $accent; background: $surface; }
+    HelpScreen > VerticalScroll { width: 84; max-width: 100%; height: 80%; border: round $accent;
+        background: $surface; }
     """
 
     def compose(self) -> ComposeResult:

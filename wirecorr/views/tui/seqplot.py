@@ -233,9 +233,7 @@ class SeqPlot(Widget, can_focus=True):
         # drawn up to a quarter above them and clipped there instead of flattening the data.
         seg_lo, seg_hi, ack = data.seg_lo, data.seg_hi, data.ack
         top = max((max(seg_hi[segs.start : segs.stop], default=0), max(ack[acks.start : acks.stop], default=0)))
-        bottom = min(
-            min(seg_lo[segs.start : segs.stop], default=top), min(ack[acks.start : acks.stop], default=top)
-        )
+        bottom = min(min(seg_lo[segs.start : segs.stop], default=top), min(ack[acks.start : acks.stop], default=top))
         if self.show_window and acks:
             top = min(max(data.ack_win[acks.start : acks.stop]), top + (top - bottom) // 4)
         top = max(top, bottom + 1)
