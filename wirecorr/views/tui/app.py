@@ -200,7 +200,7 @@ class WirecorrApp(App[None]):
             self.query_one("#progress").add_class("-loading")
         self.timeline.focus()
         if self.start_filter:
-            self.set_filter(self.start_filter)
+            self.set_filter(self.start_filter, by_user=False)
         self.ingest()
 
     # -- the terminal going away -----------------------------------------------------------
@@ -272,8 +272,8 @@ class WirecorrApp(App[None]):
             self._unshown += len(new)
         if first:
             self._show_rows()
-            if len(timeline.view):
-                timeline.action_first() if not self.live else timeline.action_last()
+            if len(timeline.view) and self.live:  # a file's view starts on its first row by itself
+                timeline.action_last()
 
     def _show_rows(self) -> None:
         self._shown_at = time.perf_counter()
@@ -362,8 +362,10 @@ class WirecorrApp(App[None]):
 
     # -- the display filter ---------------------------------------------------------------
 
-    def set_filter(self, text: str) -> None:
+    def set_filter(self, text: str, *, by_user: bool = True) -> None:
         """Apply `text` as the display filter (empty clears it); errors are notified."""
+        if by_user:  # from now on the selection is the user's, kept across rows arriving
+            self.timeline.user_moved = True
         self.query_one("#filter", Input).value = text
         text = text.strip()
         if not text:

@@ -106,9 +106,13 @@ def _describe_packet(index: EventIndex, i: int) -> Text:
         conn = session.analyzer.connections[row.conn]
         way = "client → server" if row.direction == 0 else "server → client"
         out.append(f"  connection #{conn.id} {conn.proto.upper()} {conn.client} → {conn.server}, {way}\n")
-        traced = index.side(packet_ref(i))
-        sent = {"out": "sent by a traced socket", "in": "received by a traced socket"}.get(traced, "neither end traced")
-        out.append(f"  traced     {sent}\n")
+        traced = {
+            (True, True): "both ends",
+            (True, False): "the client's end",
+            (False, True): "the server's end",
+            (False, False): "neither end",
+        }[index.traced_ends(packet_ref(i))]
+        out.append(f"  traced     {traced}\n")
         if conn.proto == "tcp":
             out.append(
                 f"  seq {row.rel_seq}  ack {row.rel_ack}  win {row.window}  len {row.seglen}"

@@ -236,6 +236,15 @@ class EventIndex:
             return IN
         return ""
 
+    def traced_ends(self, ref: int) -> tuple[bool, bool]:
+        """(client traced, server traced) for a packet: whose socket the trace saw."""
+        table = self.session.analyzer.table
+        cid = table.conn[ref >> 1]
+        if is_syscall_ref(ref) or cid < 0:
+            return False, False
+        conn = self.session.analyzer.connections[cid]
+        return (conn.client_addr, conn.client_port) in self._local, (conn.server_addr, conn.server_port) in self._local
+
     def conn_of(self, ref: int) -> int | None:
         if not is_syscall_ref(ref):
             cid = self.session.analyzer.table.conn[ref >> 1]

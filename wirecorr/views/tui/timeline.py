@@ -71,6 +71,10 @@ class Timeline(ScrollView, can_focus=True):
         self.related: set[int] = set()
         self.absolute = False
         self.follow_tail = live
+        # Until the user moves, a file's view stays on its first row: rows indexed later
+        # can sort above the first ones shown (a recorder writes syscalls late), and keeping
+        # the cursor's row in place then hid them above the top of the screen.
+        self.user_moved = False
         self.unseen = 0
         self._jump: tuple[int, list[int]] | None = None
         self._cache: LRUCache[int, Strip] = LRUCache(4096)
@@ -95,6 +99,13 @@ class Timeline(ScrollView, can_focus=True):
             return
         if self.live:
             self.unseen += added
+        elif not self.user_moved and len(self.view):
+            if self.cursor_key != (self.view.ts[0], self.view.refs[0]) or self.scroll_offset.y:
+                self.scroll_to(y=0, animate=False, immediate=True)
+                self._go(0)
+            else:
+                self.refresh()
+            return
         before = self.cursor - self.scroll_offset.y
         at = self._locate()
         if at is not None and at != self.cursor:
@@ -212,6 +223,7 @@ class Timeline(ScrollView, can_focus=True):
 
     def goto_ref(self, ref: int) -> bool:
         """Put the cursor on row `ref`; False when the current view does not show it."""
+        self.user_moved = True
         at = self.view.position(self.index.ts(ref), ref)
         if at is None:
             return False
@@ -221,11 +233,13 @@ class Timeline(ScrollView, can_focus=True):
         return True
 
     def action_move(self, delta: int) -> None:
+        self.user_moved = True
         if delta < 0:
             self._stop_following()
         self._go(self.cursor + delta)
 
     def action_page(self, direction: int) -> None:
+        self.user_moved = True
         if direction < 0:
             self._stop_following()
         height = self.page_height
@@ -233,11 +247,13 @@ class Timeline(ScrollView, can_focus=True):
         self._go(self.cursor + direction * height)
 
     def action_first(self) -> None:
+        self.user_moved = True
         self._stop_following()
         self._go(0)
 
     def action_last(self) -> None:
         """Jump to the end and follow new rows from there (live mode's tail)."""
+        self.user_moved = True
         self.follow_tail = True
         self.unseen = 0
         self.post_message(self.Scrolled())
@@ -280,6 +296,7 @@ class Timeline(ScrollView, can_focus=True):
             return
         row = self.scroll_offset.y + offset.y - HEADER_LINES
         if 0 <= row < len(self.view):
+            self.user_moved = True
             if row != len(self.view) - 1:
                 self._stop_following()
             self._go(row)
