@@ -15,6 +15,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from wirecorr.views.tui.row_text import LEGEND
+
 
 @dataclass(frozen=True)
 class Key:
@@ -88,6 +90,9 @@ class HelpScreen(ModalScreen[None]):
             lines.append(f"[b]{title}[/b]")
             lines += [f"  [cyan]{k.keys:<14}[/cyan] {k.description}" for k in keys]
             lines.append("")
+        lines.append("[b]Colours and marks[/b] (Wireshark's default colouring rules)")
+        lines += [f"  {sample}  {meaning}" for sample, meaning in LEGEND]
+        lines.append("")
         lines.append("[b]Filter[/b]  syscall == accept4, fd == 5, pid == 1234, conn == 3, tcp.len > 0,")
         lines.append("  tcp.flags.syn/fin/rst/ack/psh, linked, kernel_only, finding, errno, link == 2,")
         lines.append("  frame == 4, ret, tid, tcp.seq/ack/window; and/or/not (&& || !), parentheses")

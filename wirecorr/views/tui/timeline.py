@@ -203,14 +203,21 @@ class Timeline(ScrollView, can_focus=True):
         row = max(0, min(row, len(self.view) - 1))
         self.cursor = row
         self.cursor_key = (self.view.ts[row], self.view.refs[row])
-        height = self.page_height
-        top = self.scroll_offset.y
+        self._show_cursor()
+        self._select(self.view.refs[row])
+        self.refresh()
+
+    def _show_cursor(self) -> None:
+        """Scroll so the cursor's row is on screen."""
+        row, height, top = self.cursor, self.page_height, self.scroll_offset.y
         if row < top:
             self.scroll_to(y=row, animate=False, immediate=True)
         elif row >= top + height:
             self.scroll_to(y=row - height + 1, animate=False, immediate=True)
-        self._select(self.view.refs[row])
-        self.refresh()
+
+    def on_resize(self) -> None:
+        # A pane opening beside or below (b, e, the filter bar) must not hide the selection.
+        self.call_after_refresh(self._show_cursor)
 
     def _select(self, ref: int | None) -> None:
         self.related = set(self.index.related(ref)) if ref is not None else set()
