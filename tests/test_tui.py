@@ -94,7 +94,7 @@ def test_filter_language(text: str, facts: Facts, expected: bool) -> None:
         ("sycall == read", "unknown field 'sycall'", 1),
         ("(fd == 1", "expected ')'", 9),
         ("fd == 1)", "expected 'and', 'or' or end of filter, found ')'", 8),
-        ("linked == 1", "linked is a flag", 8),
+        ("linked == 2", "linked is a flag", 8),
         ("syscall > read", "syscall compares with == or != only", 9),
         ("fd == 1 @", "unexpected character '@'", 9),
         ("and", "expected a field name, found '&&'", 1),

@@ -14,6 +14,7 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from wirecorr.engine.analysis_flags import FIELD_NAMES, wireshark_fields
 from wirecorr.engine.connections import Connection
 from wirecorr.engine.session import Session
 from wirecorr.engine.socket_map import Endpoint, endpoint_key
@@ -33,6 +34,12 @@ _FLAGS = {
 }
 # Syscalls that move a connection's bytes or state, for "which socket is this connection".
 _OWNER_CALLS = frozenset({"connect", "accept", "accept4"})
+_BYTES_FIELDS = frozenset({"frame.bytes", "tcp.payload", "udp.payload", "data"})
+_WIRESHARK_FIELDS = frozenset(
+    {"ip.addr", "ip.src", "ip.dst", "tcp.port", "tcp.srcport", "tcp.dstport", "udp.port", "udp.srcport"}
+    | {"udp.dstport", "tcp.stream", "udp.stream", "udp.length", "tcp.analysis.flags"}
+    | set(FIELD_NAMES.values())
+)
 
 OUT = "out"
 IN = "in"
@@ -80,6 +87,8 @@ class EventIndex:
     _by_tuple: dict[tuple[Endpoint, Endpoint], list[Connection]] = field(default_factory=dict)
     _local: set[Endpoint] = field(default_factory=set)
     _conn_cache: dict[int, int] = field(default_factory=dict)
+    _streams: list[int] = field(default_factory=list)
+    _stream_counts: dict[str, int] = field(default_factory=dict)
 
     # -- input ------------------------------------------------------------------------
 
@@ -297,6 +306,10 @@ class EventIndex:
             return not is_syscall_ref(ref)
         if name == "net":
             return not is_syscall_ref(ref) or is_network(self.calls[ref >> 1])
+        if name == "text":
+            from wirecorr.views.tui.row_text import row_text  # row_text imports this module
+
+            return row_text(self, ref, absolute=False).plain
         if is_syscall_ref(ref):
             return _call_field(self.calls[ref >> 1], name)
         return self._packet_field(ref >> 1, name)
@@ -305,11 +318,22 @@ class EventIndex:
         table = self.session.analyzer.table
         if name == "frame":
             return self.frame(index)
-        if table.conn[index] < 0:
+        if name in _BYTES_FIELDS:
+            return self._bytes(index, name)
+        if name == "frame.len":
+            pkt = self.packets.get(index)
+            return pkt.wirelen if pkt is not None else None
+        cid = table.conn[index]
+        if cid < 0:
             return None
         bit = _FLAGS.get(name)
         if bit is not None:
             return bool(table.flags[index] & bit)
+        conn = self.session.analyzer.connections[cid]
+        if name in ("tcp", "udp"):
+            return conn.proto == name
+        if name.startswith(("ip.", "tcp.", "udp.")) and name in _WIRESHARK_FIELDS:
+            return self._wireshark_field(index, conn, name)
         if name == "tcp.len":
             return table.seglen[index]
         if name == "tcp.seq":
@@ -319,6 +343,53 @@ class EventIndex:
         if name == "tcp.window":
             return table.window[index]
         return None
+
+    def _wireshark_field(self, index: int, conn: Connection, name: str) -> FieldValue:
+        """Wireshark's ip/tcp/udp fields, from the connection's ends and the packet's direction."""
+        table = self.session.analyzer.table
+        forward = table.direction[index] == 0
+        src = (conn.client_addr, conn.client_port) if forward else (conn.server_addr, conn.server_port)
+        dst = (conn.server_addr, conn.server_port) if forward else (conn.client_addr, conn.client_port)
+        proto, field_name = name.split(".", 1)
+        if proto == "ip":
+            return {"addr": (src[0], dst[0]), "src": src[0], "dst": dst[0]}[field_name]
+        if proto != conn.proto:
+            return None
+        if field_name == "port":
+            return (src[1], dst[1])
+        if field_name == "srcport":
+            return src[1]
+        if field_name == "dstport":
+            return dst[1]
+        if field_name == "stream":
+            return self._stream_number(conn)
+        if field_name == "length":
+            return table.seglen[index] + 8
+        if name.startswith("tcp.analysis."):
+            return name in wireshark_fields(table.analysis[index])
+        return None
+
+    def _stream_number(self, conn: Connection) -> int:
+        """Wireshark's tcp.stream / udp.stream: conversations of one protocol counted from 0."""
+        numbers = self._streams
+        conns = self.session.analyzer.connections
+        counts = self._stream_counts
+        for c in conns[len(numbers) :]:
+            numbers.append(counts.get(c.proto, 0))
+            counts[c.proto] = numbers[-1] + 1
+        return numbers[conn.id]
+
+    def _bytes(self, index: int, name: str) -> bytes | None:
+        pkt = self.packets.get(index)
+        if pkt is None:
+            return None
+        if name == "frame.bytes":
+            return pkt.frame
+        if name == "data":
+            return pkt.payload
+        cid = self.session.analyzer.table.conn[index]
+        proto = self.session.analyzer.connections[cid].proto if cid >= 0 else ""
+        return pkt.payload if name.startswith(f"{proto}.") else None
 
     def _index_findings(self, findings: list[Finding]) -> dict[int, tuple[int, ...]]:
         """Evidence keys: "packets" (packet indices), "syscalls" (ids), "links" (ids)."""
@@ -345,6 +416,8 @@ class EventIndex:
 
 
 def _call_field(sc: Syscall, name: str) -> FieldValue:
+    if name == "data":
+        return sc.data
     if name == "syscall":
         return sc.name
     if name == "fd":
