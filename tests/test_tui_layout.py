@@ -228,3 +228,25 @@ def test_frame_numbers_match_tshark_in_a_recording(tmp_path: Path) -> None:
     while not loader.done:
         loader.step(1.0)
     assert [index.frame(i) for i in range(loader.count)] == tshark_frames(ECHO, "tcp or udp")
+
+
+@sync
+async def test_ctrl_f_finds_text_in_data_and_n_counts_the_matches() -> None:
+    app = make_app(ECHO)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot, app)
+        await pilot.press("ctrl+f", *"world", "enter")
+        await settle(pilot, app)
+        assert app.found == "world" and not app.only_matches
+        assert app.matches is not None and len(app.matches) == 6
+        status = str(app.query_one("#status-text", Static).render())
+        assert status.startswith('match 1/6  ·  find "world": 6 match')
+        first = app.timeline.current_ref
+        assert first is not None and "world" in app.timeline.row_full_text(first).plain
+        for n in range(2, 7):
+            await pilot.press("n")
+            assert app.match_at == n
+        await pilot.press("n")  # past the last: back to the first, with a notice
+        await pilot.pause()
+        assert app.match_at == 1 and app.timeline.current_ref == first
+        assert any("wrapped" in str(note.message) for note in app._notifications)

@@ -60,6 +60,7 @@ IDLE_S = 0.1
 # Where a session opens: packets and socket syscalls, not the dynamic loader's open/mmap/read
 # noise that outnumbers them (239 syscalls, 31 on sockets, in captures/handshake-echo).
 START_FILTER = "net"
+FILTER_PLACEHOLDER = "display filter, e.g. syscall == accept4 or tcp.flags.syn == 1 or ip.addr == 10.0.0.0/8"
 
 
 # Poll results that mean the terminal is gone: its other end closed (an ssh session or a
@@ -77,6 +78,10 @@ def terminal_gone(fd: int) -> bool:
         return any(event & _HUNG_UP for _, event in poller.poll(0))
     except OSError:
         return True
+
+
+def _short(text: str, width: int = 32) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def require_terminal(command: str, *, instead: str) -> None:
@@ -154,6 +159,10 @@ class WirecorrApp(App[None]):
         self.only_matches = True
         self.filtering = False
         self.filter_done = 1.0  # share of the rows the running filter scan has looked at
+        self.searching = False  # the bar holds a ctrl-f search, not a filter
+        self.found: str | None = None  # the text of the ctrl-f search the filter came from
+        self._jump_after_scan = False
+        self.match_at: int | None = None  # 1-based position of the cursor among the matches
         self.indexed_in: float | None = None
         self._started = time.perf_counter()
         self._panes_at = 0.0
@@ -183,7 +192,7 @@ class WirecorrApp(App[None]):
             with Vertical(id="right"):
                 yield ConnectionsPane(self.index, id="connections")
                 yield FindingsPane(self.index, id="findings")
-        yield Input(placeholder="display filter, e.g. syscall == accept4 or tcp.flags.syn", id="filter")
+        yield Input(placeholder=FILTER_PLACEHOLDER, id="filter")
         yield Static(id="filter-error")
         with Horizontal(id="status"):
             yield Static(id="status-text")
@@ -306,19 +315,25 @@ class WirecorrApp(App[None]):
             self.query_one(ProgressBar).update(progress=progress * 100)
 
     def _update_status(self) -> None:
+        """What is where, most wanted first (the line is cut with … on a narrow terminal):
+        the match position, the filter and its count, the tail, then the source."""
         timeline = self.timeline
-        parts = [self.feed.status(), f"{self.index.events:,} events"]
+        parts = []
         if self.filter is not None:
             shown = len(self.matches) if self.matches is not None else 0
+            what = f'find "{self.found}"' if self.found is not None else f"filter {_short(self.filter.text)}"
             if self.filtering:  # counts still growing: say so, or "0 shown" looks final
-                parts.append(f"filter {self.filter.text}: filtering… {self.filter_done:.0%}, {shown:,} so far")
+                parts.append(f"{what}: filtering… {self.filter_done:.0%}, {shown:,} so far")
             else:
-                where = "shown" if self.only_matches else "match, all rows shown"
-                parts.append(f"filter {self.filter.text}: {shown:,} {where}")
+                if self.match_at is not None and shown and not self.only_matches:
+                    parts.append(f"match {self.match_at:,}/{shown:,}")
+                where = "shown" if self.only_matches else "match"
+                parts.append(f"{what}: {shown:,} {where}")
         if timeline.follow_tail:
             parts.append("following (k/↑ to stop)")
         elif timeline.unseen:
             parts.append(f"{timeline.unseen:,} new events (G to follow)")
+        parts += [self.feed.status(), f"{self.index.events:,} events"]
         self.query_one("#status-text", Static).update("  ·  ".join(parts))
 
     # -- panes talking to each other -----------------------------------------------------
@@ -326,6 +341,10 @@ class WirecorrApp(App[None]):
     @on(Timeline.Moved)
     def _moved(self, event: Timeline.Moved) -> None:
         self.query_one(Detail).show(event.ref)
+        if self.matches is not None and event.ref is not None and self.timeline.cursor_key is not None:
+            pos = self.matches.position(*self.timeline.cursor_key)
+            self.match_at = pos + 1 if pos is not None else None
+            self._update_status()
         self._show_row_full()
 
     def _show_row_full(self) -> None:
@@ -364,6 +383,7 @@ class WirecorrApp(App[None]):
 
     def set_filter(self, text: str, *, by_user: bool = True) -> None:
         """Apply `text` as the display filter (empty clears it); errors are notified."""
+        self.found = None
         if by_user:  # from now on the selection is the user's, kept across rows arriving
             self.timeline.user_moved = True
         self.query_one("#filter", Input).value = text
@@ -386,8 +406,7 @@ class WirecorrApp(App[None]):
         pred = flt.predicate
         matches = self.matches = RowIndex()
         timeline = self.timeline
-        if self.only_matches:
-            timeline.set_view(matches)
+        timeline.set_view(matches if self.only_matches else self.index.rows)
         rows, index = self.index.rows, self.index
         ts, refs = rows.ts, rows.refs
         at, total = 0, len(rows)
@@ -409,7 +428,11 @@ class WirecorrApp(App[None]):
             self.filtering = False
             self.filter_done = 1.0
         timeline.rows_changed(0)
-        timeline.settle_cursor()
+        if self._jump_after_scan:
+            self._jump_after_scan = False
+            self._match(1)
+        else:
+            timeline.settle_cursor()
         self._update_status()
 
     def action_filter(self) -> None:
@@ -428,9 +451,29 @@ class WirecorrApp(App[None]):
         # are already queued and would otherwise reach the timeline as commands.
         self.screen.set_focus(box)
 
+    def action_search(self) -> None:
+        """ctrl-f, as in termshark: find text in payloads, syscall data and the rows' text.
+
+        It becomes the filter `data contains "…" or text contains "…"` over all rows (the
+        matches are n/N stops, nothing is hidden), and the cursor goes to the next match.
+        """
+        focused = self.focused
+        if isinstance(focused, Input):
+            return
+        while isinstance(self.screen, ViewerScreen):
+            self.pop_screen()
+        self.searching = True
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.placeholder = "find: text in payloads, syscall data and rows"
+        box.add_class("-open")
+        self.screen.set_focus(box)
+
     @on(Input.Changed, "#filter")
     def _filter_typed(self, event: Input.Changed) -> None:
         error = self.query_one("#filter-error", Static)
+        if self.searching:
+            return
         try:
             if event.value.strip():
                 compile_filter(event.value)
@@ -446,6 +489,15 @@ class WirecorrApp(App[None]):
     def _filter_submitted(self, event: Input.Submitted) -> None:
         """Apply a valid filter; an invalid one keeps the bar open with its text and error."""
         text = event.value
+        if self.searching:
+            self._close_filter_box()
+            if text:
+                quoted = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                self.only_matches = False
+                self._jump_after_scan = True
+                self.set_filter(f"data contains {quoted} or text contains {quoted}")
+                self.found = text
+            return
         if text.strip():
             try:
                 compile_filter(text)
@@ -460,7 +512,11 @@ class WirecorrApp(App[None]):
         self.set_filter(text)
 
     def _close_filter_box(self) -> None:
-        self.query_one("#filter").remove_class("-open")
+        box = self.query_one("#filter", Input)
+        if self.searching:
+            self.searching = False
+            box.placeholder = FILTER_PLACEHOLDER
+        box.remove_class("-open")
         self.query_one("#filter-error").remove_class("-open")
         self.timeline.focus()
 
@@ -496,7 +552,13 @@ class WirecorrApp(App[None]):
                 at = bisect_right(matches.ts, key[0])
             else:
                 at = bisect_left(matches.ts, key[0]) - 1
-        timeline.goto_ref(matches.refs[at % len(matches)])
+        if not 0 <= at < len(matches) and key is not None:
+            where = "top" if direction > 0 else "bottom"
+            self.notify(f"search wrapped around to the {where}", timeout=2)
+        at %= len(matches)
+        timeline.goto_ref(matches.refs[at])
+        self.match_at = at + 1
+        self._update_status()
 
     def action_next_match(self) -> None:
         self._match(1)

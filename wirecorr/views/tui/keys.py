@@ -49,6 +49,8 @@ APP_KEYS = (
     # Priority: keys typed or pasted in the same burst as "/" are queued for the widget focused
     # before it; only a binding run on arrival moves the focus to the filter bar in time.
     Key("/", "filter", "display filter (empty clears)", "filter", bind="slash", priority=True),
+    Key("ctrl+f", "search", "find text in payloads, syscall data and rows (n/N: next/previous)", bind="ctrl+f",
+        priority=True),
     Key("n", "next_match", "next row matching the filter", "next match"),
     Key("N", "previous_match", "previous row matching the filter"),
     Key("escape", "clear_filter", "clear the filter"),
