@@ -250,3 +250,53 @@ async def test_ctrl_f_finds_text_in_data_and_n_counts_the_matches() -> None:
         await pilot.pause()
         assert app.match_at == 1 and app.timeline.current_ref == first
         assert any("wrapped" in str(note.message) for note in app._notifications)
+
+
+@sync
+async def test_conversations_list_every_connection_sort_and_filter() -> None:
+    from wirecorr.views.tui.conversations import Conversations
+
+    app = make_app(PORT_BOMB)
+    async with app.run_test(size=LARGE) as pilot:
+        await settle(pilot, app)
+        conns = app.index.session.analyzer.connections
+        await pilot.press("c")
+        await pilot.pause()
+        table = app.screen.query_one(Conversations)
+        assert table.row_count == len(conns) > 100
+        assert [int(table.get_row_at(i)[0]) for i in range(3)] == [0, 1, 2]
+        await pilot.press("s", "s", "s")  # by packets, largest first
+        packets = [sum(map(int, table.get_row_at(i)[3].split("+"))) for i in range(table.row_count)]
+        assert packets == sorted(packets, reverse=True)
+        await pilot.press("S")
+        packets = [sum(map(int, table.get_row_at(i)[3].split("+"))) for i in range(table.row_count)]
+        assert packets == sorted(packets)
+        chosen = int(table.get_row_at(2)[0])
+        await pilot.press("j", "j", "enter")
+        await settle(pilot, app)
+        assert not isinstance(app.screen, ViewerScreen)
+        assert app.filter is not None and app.filter.text == f"conn == {chosen}"
+
+
+@sync
+async def test_delay_view_percentiles_and_the_slowest_link_one_key_away() -> None:
+    from wirecorr.views.tui.delays import DelayView
+
+    app = make_app(str(CAPTURES / "lab-retransmit.pcapng"))
+    async with app.run_test(size=LARGE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("H")
+        await pilot.pause()
+        view = app.screen.query_one(DelayView)
+        writes = sorted(
+            link.delay_ns for link in app.index.session.correlator.links
+            if link.kind == "write-data" and link.delay_ns is not None
+        )  # fmt: skip
+        stats = next(s for s in view.stats if s.kind == "write-data")
+        assert stats.delays == writes and stats.percentile(0.5) == writes[len(writes) // 2]
+        assert "write() → first segment  [write-data]  12 links" in view.text()
+        slowest = view.stats[0].slowest[0]
+        await pilot.press("enter")
+        await settle(pilot, app)
+        ref = app.timeline.current_ref
+        assert ref is not None and is_syscall_ref(ref) and app.index.call(ref).id == slowest.syscall

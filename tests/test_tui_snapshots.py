@@ -100,3 +100,15 @@ def test_snapshot_seq_plot(snap_compare: Callable[..., bool], size: tuple[int, i
 @SIZES
 def test_snapshot_help_sized(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
     assert _snapshot(snap_compare, "question_mark", size=size)
+
+
+@SIZES
+def test_snapshot_conversations(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
+    capture = str(Path("captures") / "lab-retransmit.pcapng")
+    assert _snapshot(snap_compare, "c", size=size, capture=capture)
+
+
+@SIZES
+def test_snapshot_delays(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
+    capture = str(Path("captures") / "lab-retransmit.pcapng")
+    assert _snapshot(snap_compare, "H", size=size, capture=capture)

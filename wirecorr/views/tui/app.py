@@ -39,6 +39,8 @@ from wirecorr.views.tui.timeline import Timeline
 from wirecorr.views.tui.viewer import ViewerScreen
 
 if TYPE_CHECKING:
+    from wirecorr.views.tui.conversations import Conversations
+    from wirecorr.views.tui.delays import DelayView
     from wirecorr.views.tui.ladder import LadderView
 
 SLICE_S = 0.010
@@ -605,19 +607,47 @@ class WirecorrApp(App[None]):
             ref = self.index.ref_of_call_id(message.syscall.id) if message.syscall is not None else None
         if isinstance(self.screen, ViewerScreen):
             self.pop_screen()
-        if ref is None:
-            return
-        if not self.timeline.goto_ref(ref):
-            self.notify("the row was hidden by the filter: showing all rows", timeout=3)
-            self.action_clear_filter()
-            self.timeline.goto_ref(ref)
-        self.timeline.focus()
+        if ref is not None:
+            self.show_ref(ref)
 
     def action_seqplot(self) -> None:
         if (conn := self._current_conn()) is not None:
             from wirecorr.views.tui.seqplot import SeqPlot
 
             self._open(f"Sequence / time — connection #{conn}", lambda: SeqPlot(self.index.session, conn))
+
+    def action_conversations(self) -> None:
+        from wirecorr.views.tui.conversations import Conversations
+
+        self._open(
+            "Conversations — s: sort by next column, S: reverse, enter: filter to it", lambda: Conversations(self.index)
+        )
+
+    def on_conversations_chosen(self, message: Conversations.Chosen) -> None:
+        if isinstance(self.screen, ViewerScreen):
+            self.pop_screen()
+        self.set_filter(f"conn == {message.conn_id}")
+        self.timeline.focus()
+
+    def action_delays(self) -> None:
+        from wirecorr.views.tui.delays import DelayView
+
+        self._open("Syscall → wire delays", lambda: DelayView(self.index))
+
+    def on_delay_view_chosen(self, message: DelayView.Chosen) -> None:
+        if isinstance(self.screen, ViewerScreen):
+            self.pop_screen()
+        ref = self.index.ref_of_call_id(message.syscall_id)
+        if ref is not None:
+            self.show_ref(ref)
+
+    def show_ref(self, ref: int) -> None:
+        """Put the timeline's cursor on `ref`, showing all rows when the filter hides it."""
+        if not self.timeline.goto_ref(ref):
+            self.notify("the row was hidden by the filter: showing all rows", timeout=3)
+            self.action_clear_filter()
+            self.timeline.goto_ref(ref)
+        self.timeline.focus()
 
     def action_dissect(self) -> None:
         ref = self.timeline.current_ref

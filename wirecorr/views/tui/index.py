@@ -87,8 +87,6 @@ class EventIndex:
     _by_tuple: dict[tuple[Endpoint, Endpoint], list[Connection]] = field(default_factory=dict)
     _local: set[Endpoint] = field(default_factory=set)
     _conn_cache: dict[int, int] = field(default_factory=dict)
-    _streams: list[int] = field(default_factory=list)
-    _stream_counts: dict[str, int] = field(default_factory=dict)
 
     # -- input ------------------------------------------------------------------------
 
@@ -362,22 +360,12 @@ class EventIndex:
         if field_name == "dstport":
             return dst[1]
         if field_name == "stream":
-            return self._stream_number(conn)
+            return conn.stream
         if field_name == "length":
             return table.seglen[index] + 8
         if name.startswith("tcp.analysis."):
             return name in wireshark_fields(table.analysis[index])
         return None
-
-    def _stream_number(self, conn: Connection) -> int:
-        """Wireshark's tcp.stream / udp.stream: conversations of one protocol counted from 0."""
-        numbers = self._streams
-        conns = self.session.analyzer.connections
-        counts = self._stream_counts
-        for c in conns[len(numbers) :]:
-            numbers.append(counts.get(c.proto, 0))
-            counts[c.proto] = numbers[-1] + 1
-        return numbers[conn.id]
 
     def _bytes(self, index: int, name: str) -> bytes | None:
         pkt = self.packets.get(index)

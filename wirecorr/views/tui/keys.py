@@ -49,8 +49,13 @@ APP_KEYS = (
     # Priority: keys typed or pasted in the same burst as "/" are queued for the widget focused
     # before it; only a binding run on arrival moves the focus to the filter bar in time.
     Key("/", "filter", "display filter (empty clears)", "filter", bind="slash", priority=True),
-    Key("ctrl+f", "search", "find text in payloads, syscall data and rows (n/N: next/previous)", bind="ctrl+f",
-        priority=True),
+    Key(
+        "ctrl+f",
+        "search",
+        "find text in payloads, syscall data and rows (n/N: next/previous)",
+        bind="ctrl+f",
+        priority=True,
+    ),
     Key("n", "next_match", "next row matching the filter", "next match"),
     Key("N", "previous_match", "previous row matching the filter"),
     Key("escape", "clear_filter", "clear the filter"),
@@ -59,6 +64,8 @@ APP_KEYS = (
     Key("l", "ladder", "ladder diagram of the connection", "ladder"),
     Key("p", "seqplot", "sequence / time plot of the connection", "plot"),
     Key("d", "dissect", "full dissection of the packet (tshark)", "dissect"),
+    Key("c", "conversations", "conversations: every connection's packets, bytes, states; sortable", "convs"),
+    Key("H", "delays", "syscall → wire delays: histogram per link kind, the slowest links", "delays"),
     Key("b", "toggle_sidebar", "show / hide connections and findings (below when narrow)", "sidebar"),
     Key("e", "expand_row", "show the selected row whole under the timeline", "expand"),
     Key("tab", "focus_next", "next pane"),
