@@ -300,3 +300,29 @@ async def test_delay_view_percentiles_and_the_slowest_link_one_key_away() -> Non
         await settle(pilot, app)
         ref = app.timeline.current_ref
         assert ref is not None and is_syscall_ref(ref) and app.index.call(ref).id == slowest.syscall
+
+
+@sync
+async def test_go_to_frame_marks_time_reference_and_delta() -> None:
+    app = make_app(ECHO)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot, app)
+        timeline = app.timeline
+        await pilot.press("ctrl+g", *"244", "enter")
+        await pilot.pause()
+        ref = timeline.current_ref
+        assert ref == packet_ref(next(i for i in range(20) if app.index.frame(i) == 244))
+        line = lambda: timeline.render_line(1 + timeline.cursor - timeline.scroll_offset.y).text  # noqa: E731
+        await pilot.press("m", "ctrl+t")
+        assert line().startswith(" *  0.000000    #244 ")
+        assert timeline.render_line(0).text.startswith("  time (ref)")
+        await pilot.press("t", "t")  # absolute, then delta since the row above
+        prev_ts = timeline.view.ts[timeline.cursor - 1]
+        assert f"+{(app.index.ts(ref) - prev_ts) / 1e9:.6f}" in line()
+        assert timeline.render_line(0).text.startswith("  Δ shown")
+        await pilot.press("t", "g", "apostrophe")  # back to relative; the mark is one key away
+        assert timeline.current_ref == ref
+        await pilot.press("ctrl+g", *"1", "enter")  # a custom block's frame, not a packet
+        await pilot.pause()
+        assert timeline.current_ref == ref
+        assert any("no frame 1" in str(note.message) for note in app._notifications)

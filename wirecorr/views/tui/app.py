@@ -162,6 +162,7 @@ class WirecorrApp(App[None]):
         self.filtering = False
         self.filter_done = 1.0  # share of the rows the running filter scan has looked at
         self.searching = False  # the bar holds a ctrl-f search, not a filter
+        self.going = False  # the bar holds a frame number to go to (ctrl+g)
         self.found: str | None = None  # the text of the ctrl-f search the filter came from
         self._jump_after_scan = False
         self.match_at: int | None = None  # 1-based position of the cursor among the matches
@@ -471,10 +472,34 @@ class WirecorrApp(App[None]):
         box.add_class("-open")
         self.screen.set_focus(box)
 
+    def action_goto_frame(self) -> None:
+        """ctrl+g, as in Wireshark: go to a frame by its number."""
+        if isinstance(self.focused, Input):
+            return
+        while isinstance(self.screen, ViewerScreen):
+            self.pop_screen()
+        self.going = True
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.placeholder = "go to frame number"
+        box.add_class("-open")
+        self.screen.set_focus(box)
+
+    def goto_frame(self, number: int) -> bool:
+        """Put the cursor on the packet Wireshark numbers `number`; False if there is none."""
+        frames = self.index.frames
+        table = self.index.session.analyzer.table
+        i = bisect_left(frames, number) if len(frames) else number - 1
+        if not 0 <= i < len(table) or self.index.frame(i) != number:
+            self.notify(f"no frame {number} (it may be a syscall record: tshark counts those too)", timeout=3)
+            return False
+        self.show_ref(packet_ref(i))
+        return True
+
     @on(Input.Changed, "#filter")
     def _filter_typed(self, event: Input.Changed) -> None:
         error = self.query_one("#filter-error", Static)
-        if self.searching:
+        if self.searching or self.going:
             return
         try:
             if event.value.strip():
@@ -491,6 +516,13 @@ class WirecorrApp(App[None]):
     def _filter_submitted(self, event: Input.Submitted) -> None:
         """Apply a valid filter; an invalid one keeps the bar open with its text and error."""
         text = event.value
+        if self.going:
+            self._close_filter_box()
+            if text.strip().isdigit():
+                self.goto_frame(int(text))
+            elif text.strip():
+                self.notify(f"not a frame number: {text!r}", severity="error", timeout=3)
+            return
         if self.searching:
             self._close_filter_box()
             if text:
@@ -515,9 +547,10 @@ class WirecorrApp(App[None]):
 
     def _close_filter_box(self) -> None:
         box = self.query_one("#filter", Input)
-        if self.searching:
-            self.searching = False
+        if self.searching or self.going:
+            self.searching = self.going = False
             box.placeholder = FILTER_PLACEHOLDER
+            box.value = self.filter.text if self.filter is not None else ""
         box.remove_class("-open")
         self.query_one("#filter-error").remove_class("-open")
         self.timeline.focus()

@@ -41,7 +41,10 @@ TIMELINE_KEYS = (
     Key("g / Home", "first", "first row"),
     Key("G / End", "last", "last row, and follow new events (live)"),
     Key("enter", "follow_link", "follow the link: syscall ↔ its packets, again to cycle"),
-    Key("t", "toggle_time", "absolute / relative time"),
+    Key("t", "toggle_time", "time column: relative / absolute / delta since the row above"),
+    Key("ctrl+t", "time_reference", "set (or clear) a time reference on the row: times count from it"),
+    Key("m", "mark", "mark or unmark the row (*)"),
+    Key("'", "next_mark", "go to the next mark"),
     Key("click", "", "select a row; wheel scrolls"),
 )
 
@@ -56,6 +59,7 @@ APP_KEYS = (
         bind="ctrl+f",
         priority=True,
     ),
+    Key("ctrl+g", "goto_frame", "go to a frame by its number (as Wireshark numbers it)", bind="ctrl+g", priority=True),
     Key("n", "next_match", "next row matching the filter", "next match"),
     Key("N", "previous_match", "previous row matching the filter"),
     Key("escape", "clear_filter", "clear the filter"),

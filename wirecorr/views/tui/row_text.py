@@ -115,10 +115,15 @@ def fit_call(line: str, width: int) -> str:
     return head[:room] + tail
 
 
-def header(cols: Columns) -> Text:
+def header(cols: Columns, view: TimeView | None = None) -> Text:
     text = Text(no_wrap=True, end="", style="bold")
     text.append("  ")
-    text.append(f"{'time':<{cols.time}} ")
+    title = "time"
+    if view is not None and view.delta:
+        title = "Δ shown"
+    elif view is not None and view.reference is not None and not view.absolute:
+        title = "time (ref)"
+    text.append(f"{title:<{cols.time}} ")
     text.append(f"{'pid/#fr' if cols.short else 'pid / #frame':>{cols.who}} ")
     text.append("dir ")
     text.append(f"{'link':<{cols.link}} ")
@@ -183,6 +188,23 @@ def packet_style(index: EventIndex, i: int, direction: str, kernel_only: bool) -
     return DIR_STYLE[direction] + (" dim" if kernel_only else "")
 
 
+@dataclass(frozen=True, slots=True)
+class TimeView:
+    """How the time column reads: since `t0` (the first row, or a time reference set with
+    ctrl+t), absolute, or since the row shown above (`delta`, Wireshark's delta displayed)."""
+
+    absolute: bool = False
+    delta: bool = False
+    reference: int | None = None
+
+
+def fmt_row_time(ts: int, index: EventIndex, view: TimeView, prev_ts: int | None, *, short: bool) -> str:
+    if view.delta:
+        return f"+{(ts - prev_ts) / 1e9:.6f}" if prev_ts is not None else "+0.000000"
+    t0 = view.reference if view.reference is not None else index.t0
+    return fmt_time(ts, t0, view.absolute, short=short)
+
+
 def mark(index: EventIndex, ref: int) -> tuple[str, str]:
     """`!` for a finding's own evidence, `·` for rows only linked to it, else blank."""
     if ref in index.finding_refs:
@@ -190,13 +212,24 @@ def mark(index: EventIndex, ref: int) -> tuple[str, str]:
     return (" ", "")
 
 
-def row_text(index: EventIndex, ref: int, absolute: bool, cols: Columns | None = None) -> Text:
-    """The row in `cols.width` cells (its full text when `cols` is None)."""
+def row_text(
+    index: EventIndex,
+    ref: int,
+    absolute: bool | TimeView,
+    cols: Columns | None = None,
+    *,
+    prev_ts: int | None = None,
+    marked: bool = False,
+) -> Text:
+    """The row in `cols.width` cells (its full text when `cols` is None); `marked`: the
+    user's mark (m) is on it; `prev_ts`: the time of the row shown above, for delta times."""
+    view = absolute if isinstance(absolute, TimeView) else TimeView(absolute=absolute)
     ts = index.ts(ref)
     text = Text(no_wrap=True, end="")
     short = cols.short if cols is not None else False
     symbol, symbol_style = mark(index, ref)
-    text.append(symbol + " ", symbol_style)
+    text.append(symbol, symbol_style)
+    text.append("*" if marked else " ", "bold yellow")
     links = index.links(ref)
     if is_syscall_ref(ref):
         sc = index.call(ref)
@@ -216,7 +249,7 @@ def row_text(index: EventIndex, ref: int, absolute: bool, cols: Columns | None =
     delay = next((link.delay_ns for link in links if link.delay_ns is not None), None)
     delay_text = fmt_duration(delay) if delay is not None else ""
     if cols is None:
-        text.append(fmt_time(ts, index.t0, absolute) + " ", "dim")
+        text.append(fmt_row_time(ts, index, view, prev_ts, short=False) + " ", "dim")
         text.append(f"{who} ")
         text.append(f"{direction or '-'} ", DIR_STYLE[direction])
         if marker:
@@ -225,7 +258,8 @@ def row_text(index: EventIndex, ref: int, absolute: bool, cols: Columns | None =
             text.append(delay_text + " ", "dim")
         text.append(summary, style)
         return text
-    text.append(f"{fit(fmt_time(ts, index.t0, absolute, short=short), cols.time):>{cols.time}} ", "dim")
+    time_text = fmt_row_time(ts, index, view, prev_ts, short=short)
+    text.append(f"{fit(time_text, cols.time):>{cols.time}} ", "dim")
     text.append(f"{fit(who, cols.who):>{cols.who}} ")
     text.append(f"{direction or '-':<3} ", DIR_STYLE[direction])
     text.append(f"{fit(marker, cols.link):<{cols.link}} ", "bold")

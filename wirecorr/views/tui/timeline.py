@@ -27,7 +27,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from wirecorr.views.tui.index import EventIndex
-from wirecorr.views.tui.row_text import Columns, header, row_text
+from wirecorr.views.tui.row_text import Columns, TimeView, header, row_text
 from wirecorr.views.tui.rows import RowIndex
 
 CURSOR = Style(bgcolor="#30507a", bold=True)
@@ -44,7 +44,10 @@ class Timeline(ScrollView, can_focus=True):
         Binding("g,home", "first", "First row", show=False),
         Binding("G,end", "last", "Last row (follow)", show=False),
         Binding("enter", "follow_link", "Follow link"),
-        Binding("t", "toggle_time", "Abs/rel time"),
+        Binding("t", "toggle_time", "Time: rel/abs/delta"),
+        Binding("ctrl+t", "time_reference", "Time reference", show=False),
+        Binding("m", "mark", "Mark", show=False),
+        Binding("apostrophe", "next_mark", "Next mark", show=False),
     ]
     DEFAULT_CSS = """
     Timeline { height: 1fr; border: round $panel; }
@@ -69,7 +72,8 @@ class Timeline(ScrollView, can_focus=True):
         self.cursor = 0
         self.cursor_key: tuple[int, int] | None = None
         self.related: set[int] = set()
-        self.absolute = False
+        self.time_view = TimeView()
+        self.marks: set[int] = set()
         self.follow_tail = live
         # Until the user moves, a file's view stays on its first row: rows indexed later
         # can sort above the first ones shown (a recorder writes syscalls late), and keeping
@@ -83,9 +87,15 @@ class Timeline(ScrollView, can_focus=True):
 
     # -- data -----------------------------------------------------------------------------
 
+    @property
+    def absolute(self) -> bool:
+        return self.time_view.absolute
+
     def set_view(self, view: RowIndex) -> None:
         """Show other rows (a filter changed); keep the cursor on its row if it is there."""
         self.view = view
+        if self.time_view.delta:  # "since the row above" depends on which rows are shown
+            self._cache.clear()
         self.rows_changed(0)
 
     def rows_changed(self, added: int) -> None:
@@ -160,7 +170,7 @@ class Timeline(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         cols = self._cols
         if cols is None or cols.width != width:
-            cols = self._cols = Columns.for_width(width, self.absolute)
+            cols = self._cols = Columns.for_width(width, self.time_view.absolute)
             self._cache.clear()
         return cols
 
@@ -173,7 +183,7 @@ class Timeline(ScrollView, can_focus=True):
         cols = self.columns()
         width = cols.width
         if y < HEADER_LINES:
-            text = header(cols)
+            text = header(cols, self.time_view)
             return Strip(text.render(self.app.console), text.cell_len).crop_extend(0, width, self.rich_style)
         row = self.scroll_offset.y + y - HEADER_LINES
         if row >= len(self.view):
@@ -181,7 +191,8 @@ class Timeline(ScrollView, can_focus=True):
         ref = self.view.refs[row]
         strip = self._cache.get(ref)
         if strip is None:
-            text = row_text(self.index, ref, self.absolute, cols)
+            prev = self.view.ts[row - 1] if row and self.time_view.delta else None
+            text = row_text(self.index, ref, self.time_view, cols, prev_ts=prev, marked=ref in self.marks)
             strip = Strip(text.render(self.app.console), text.cell_len)
             self._cache[ref] = strip
         style = CURSOR if row == self.cursor else RELATED if ref in self.related else None
@@ -191,7 +202,7 @@ class Timeline(ScrollView, can_focus=True):
 
     def row_full_text(self, ref: int) -> Text:
         """The row with nothing cut, for the expanded view (`e`)."""
-        return row_text(self.index, ref, self.absolute)
+        return row_text(self.index, ref, self.time_view, marked=ref in self.marks)
 
     # -- moving ---------------------------------------------------------------------------
 
@@ -267,9 +278,52 @@ class Timeline(ScrollView, can_focus=True):
         self._go(len(self.view) - 1)
 
     def action_toggle_time(self) -> None:
-        self.absolute = not self.absolute
+        """Relative → absolute → delta (since the row shown above) → relative."""
+        view = self.time_view
+        if view.delta:
+            view = TimeView(reference=view.reference)
+        elif view.absolute:
+            view = TimeView(delta=True, reference=view.reference)
+        else:
+            view = TimeView(absolute=True, reference=view.reference)
+        self._set_time_view(view)
+
+    def action_time_reference(self) -> None:
+        """ctrl+t, as in Wireshark: relative times count from this row (again: from the first)."""
+        ref = self.current_ref
+        if ref is None:
+            return
+        ts = self.index.ts(ref)
+        reference = None if self.time_view.reference == ts else ts
+        self._set_time_view(TimeView(reference=reference))
+        self.notify("time reference cleared" if reference is None else "times now count from this row", timeout=2)
+
+    def _set_time_view(self, view: TimeView) -> None:
+        self.time_view = view
         self._cols = None
         self.refresh()
+
+    def action_mark(self) -> None:
+        """m: mark or unmark the row (a `*` beside it); ' goes to the next mark."""
+        ref = self.current_ref
+        if ref is None:
+            return
+        self.marks.symmetric_difference_update({ref})
+        self._cache.discard(ref)
+        self.refresh()
+
+    def action_next_mark(self) -> None:
+        if not self.marks:
+            self.notify("no marks: m marks the selected row", timeout=2)
+            return
+        here = self.cursor_key or (-1, -1)
+        order = sorted((self.index.ts(ref), ref) for ref in self.marks)
+        later = [key for key in order if key > here]
+        target = (later or order)[0][1]
+        if not later:
+            self.notify("marks wrapped around to the first", timeout=2)
+        if not self.goto_ref(target):
+            self.notify("the marked row is hidden by the filter", severity="warning", timeout=3)
 
     def action_follow_link(self) -> None:
         """Jump along the links of the row where enter was first pressed, cycling through them.
