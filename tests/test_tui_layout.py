@@ -326,3 +326,33 @@ async def test_go_to_frame_marks_time_reference_and_delta() -> None:
         await pilot.pause()
         assert timeline.current_ref == ref
         assert any("no frame 1" in str(note.message) for note in app._notifications)
+
+
+@sync
+async def test_save_a_connection_as_pcapng_and_copy_rows(tmp_path: Path, monkeypatch: object) -> None:
+    """w saves the connection's packets (byte for byte, as tshark reads them) and syscalls;
+    y / Y put the row or its bytes on the clipboard (OSC 52)."""
+    from wirecorr.recording import read_recording
+
+    retransmit = str(CAPTURES / "lab-retransmit.pcapng")
+    app = make_app(retransmit)
+    monkeypatch.chdir(tmp_path)  # type: ignore[attr-defined]
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot, app)
+        await pilot.press("ctrl+g", "9", "enter", "w")
+        await pilot.pause()
+        saved = tmp_path / "lab-retransmit-conn0.pcapng"
+        assert saved.exists()
+        await pilot.press("y")
+        assert app.clipboard == app.timeline.row_full_text(packet_ref(app.timeline.current_ref >> 1)).plain
+        await pilot.press("Y")
+        assert bytes.fromhex(app.clipboard) == app.index.packets.get(app.timeline.current_ref >> 1).frame
+    ours = subprocess.run(["tshark", "-r", str(saved), "-T", "fields", "-e", "frame.len", "-e", "tcp.seq_raw", "-Y", "tcp"],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    theirs = subprocess.run(["tshark", "-r", retransmit, "-T", "fields", "-e", "frame.len", "-e", "tcp.seq_raw",
+                             "-Y", "tcp.stream == 0"], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert ours == theirs and ours.count("\n") == 138
+    rec = read_recording(str(saved))
+    assert rec.complete and rec.meta["export"] == "connection #0"
+    names = {sc.name for sc in rec.syscalls}
+    assert {"connect", "accept4", "sendto", "recvfrom", "close"} <= names

@@ -682,6 +682,54 @@ class WirecorrApp(App[None]):
             self.timeline.goto_ref(ref)
         self.timeline.focus()
 
+    def action_export_connection(self) -> None:
+        """w: save the selected row's connection (packets and syscalls) as a pcapng recording."""
+        if (conn := self._current_conn()) is not None:
+            from wirecorr.views.tui.export import connection_rows
+
+            self._export(connection_rows(self.index, conn), f"conn{conn}", f"connection #{conn}")
+
+    def action_export_view(self) -> None:
+        """W: save every row the timeline shows (the filtered view) as a pcapng recording."""
+        view = self.timeline.view
+        what = f"filter {self.filter.text}" if self.filter is not None and self.only_matches else "all rows"
+        self._export(list(view.refs), "filtered" if self.filter is not None else "all", what)
+
+    def _export(self, refs: list[int], name: str, what: str) -> None:
+        from wirecorr.errors import WirecorrError
+        from wirecorr.views.tui.export import export_path, export_rows
+
+        path = export_path(self.sub_title, name)
+        try:
+            npackets, ncalls = export_rows(self.index, refs, path, note=what)
+        except WirecorrError as e:
+            self.notify(str(e), severity="error", timeout=6)
+            return
+        self.notify(f"{what}: {npackets} packets, {ncalls} syscalls → {path}", timeout=6)
+
+    def action_copy_row(self) -> None:
+        """y: the selected row's whole text to the clipboard (OSC 52, through the terminal)."""
+        ref = self.timeline.current_ref
+        if ref is not None:
+            self.copy_to_clipboard(self.timeline.row_full_text(ref).plain)
+            self.notify("row copied", timeout=2)
+
+    def action_copy_bytes(self) -> None:
+        """Y: the packet's bytes (or the syscall's data) as hex to the clipboard."""
+        ref = self.timeline.current_ref
+        if ref is None:
+            return
+        if is_syscall_ref(ref):
+            data = self.index.call(ref).data or b""
+        else:
+            pkt = self.index.packets.get(ref >> 1)
+            data = pkt.frame if pkt is not None else b""
+        if not data:
+            self.notify("no bytes on this row", severity="warning", timeout=2)
+            return
+        self.copy_to_clipboard(data.hex())
+        self.notify(f"{len(data)} bytes copied as hex", timeout=2)
+
     def action_dissect(self) -> None:
         ref = self.timeline.current_ref
         if ref is None or is_syscall_ref(ref):
