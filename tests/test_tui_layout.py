@@ -347,10 +347,12 @@ async def test_save_a_connection_as_pcapng_and_copy_rows(tmp_path: Path, monkeyp
         assert app.clipboard == app.timeline.row_full_text(packet_ref(app.timeline.current_ref >> 1)).plain
         await pilot.press("Y")
         assert bytes.fromhex(app.clipboard) == app.index.packets.get(app.timeline.current_ref >> 1).frame
-    ours = subprocess.run(["tshark", "-r", str(saved), "-T", "fields", "-e", "frame.len", "-e", "tcp.seq_raw", "-Y", "tcp"],
-                          capture_output=True, text=True, check=True).stdout  # fmt: skip
-    theirs = subprocess.run(["tshark", "-r", retransmit, "-T", "fields", "-e", "frame.len", "-e", "tcp.seq_raw",
-                             "-Y", "tcp.stream == 0"], capture_output=True, text=True, check=True).stdout  # fmt: skip
+
+    def fields(path: str, display_filter: str) -> str:
+        argv = ["tshark", "-r", path, "-T", "fields", "-e", "frame.len", "-e", "tcp.seq_raw", "-Y", display_filter]
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+    ours, theirs = fields(str(saved), "tcp"), fields(retransmit, "tcp.stream == 0")
     assert ours == theirs and ours.count("\n") == 138
     rec = read_recording(str(saved))
     assert rec.complete and rec.meta["export"] == "connection #0"
