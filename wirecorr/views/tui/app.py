@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import select
 import signal
 import sys
@@ -92,6 +93,8 @@ def require_terminal(command: str, *, instead: str) -> None:
     Textual reads keys from stdin and draws on stderr: with either one a file or a pipe
     (a script, `| less`, cron) it would write escape codes there and wait for keys forever.
     """
+    if "web_driver" in os.environ.get("TEXTUAL_DRIVER", ""):
+        return  # served to a browser (tui --serve): the web driver speaks through pipes
     if not all(stream is not None and stream.isatty() for stream in (sys.__stdin__, sys.__stderr__)):
         raise UsageError(f"{command}: the terminal UI needs a terminal on stdin and stderr; {instead}")
 
