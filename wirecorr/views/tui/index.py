@@ -41,9 +41,6 @@ _WIRESHARK_FIELDS = frozenset(
     | set(FIELD_NAMES.values())
 )
 
-OUT = "out"
-IN = "in"
-APP = "app"
 # A packet's direction by the connection's roles (the capture's direction flag says which
 # end sent it; the client is the end that sent the SYN, or the first datagram).
 C2S = "c→s"
@@ -223,25 +220,6 @@ class EventIndex:
             return False
         index = ref >> 1
         return self.session.analyzer.table.conn[index] >= 0 and index not in self.session.correlator.packet_links
-
-    def side(self, ref: int) -> str:
-        """app for syscalls; out for packets a traced socket sent, in for those it received."""
-        if is_syscall_ref(ref):
-            return APP
-        table = self.session.analyzer.table
-        index = ref >> 1
-        cid = table.conn[index]
-        if cid < 0:
-            return ""
-        conn = self.session.analyzer.connections[cid]
-        client = (conn.client_addr, conn.client_port)
-        server = (conn.server_addr, conn.server_port)
-        src, dst = (client, server) if table.direction[index] == 0 else (server, client)
-        if src in self._local:
-            return OUT
-        if dst in self._local:
-            return IN
-        return ""
 
     def traced_ends(self, ref: int) -> tuple[bool, bool]:
         """(client traced, server traced) for a packet: whose socket the trace saw."""
