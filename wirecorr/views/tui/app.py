@@ -633,7 +633,9 @@ class WirecorrApp(App[None]):
         if (conn := self._current_conn()) is not None:
             from wirecorr.views.tui.ladder import LadderView
 
-            self._open(f"Ladder — connection #{conn}", lambda: LadderView(self.index.session, conn))
+            self._open(
+                f"Ladder — connection #{conn}", lambda: LadderView(self.index.session, conn, background=self.feed.done)
+            )
 
     def on_ladder_view_selected(self, message: LadderView.Selected) -> None:
         """Enter in the ladder: back to the timeline, on the row chosen there."""

@@ -24,11 +24,14 @@ connection with thousands of packets costs nothing until it is scrolled to.
 
 from __future__ import annotations
 
+import asyncio
 from bisect import bisect_left, bisect_right
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 from rich.segment import Segment
 from rich.style import Style
+from textual import work
 from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
@@ -52,6 +55,8 @@ from wirecorr.views.tui.conn_events import (
 from wirecorr.views.tui.row_text import kernel_label
 
 PKT, CALL, RET, CALLRET = range(4)
+# Items handled between two yields to the event loop while a ladder is laid out (~20 ms, loaded).
+SLICE = 5_000
 TIME_W = 10
 TRACKS = 4
 
@@ -83,6 +88,18 @@ class Row:
     kind: int
     ref: int
     side: int
+
+
+@dataclass(slots=True)
+class _Built:
+    rows: list[Row]
+    calls: list[ConnCall]
+    t0: int
+    sides: list[int]
+    tracks: list[list[list[_LinkPath]]]
+    track_tops: list[list[list[int]]]
+    markers: tuple[dict[int, list[str]], ...]
+    busy: list[tuple[list[int], list[int]]]
 
 
 @dataclass(slots=True)
@@ -138,7 +155,18 @@ class LadderView(ScrollView, can_focus=True):
             self.packet_index = packet_index
             self.syscall = syscall
 
-    def __init__(self, session: Session, conn_id: int, *, name: str | None = None, id: str | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        conn_id: int,
+        *,
+        background: bool = False,
+        name: str | None = None,
+        id: str | None = None,
+    ) -> None:
+        """`background`: build the rows in a thread once mounted (only for a session that no
+        longer changes: a file done indexing), so a connection of a million events does not
+        freeze the UI while it is laid out."""
         super().__init__(name=name, id=id)
         self.session = session
         self.conn_id = conn_id
@@ -152,27 +180,59 @@ class LadderView(ScrollView, can_focus=True):
         self._busy: list[tuple[list[int], list[int]]] = [([], []), ([], [])]
         self.t0 = 0
         self.sides: list[int] = []
-        self.reload()
+        self.loading_rows = background
+        if not background:
+            self.reload()
 
     # -- model ------------------------------------------------------------------------------
 
     def reload(self) -> None:
         """Rebuild rows from the session (call again while a live capture grows)."""
+        for step in self._build():
+            if step is not None:
+                self._apply(step)
+
+    @work(exclusive=True, group="ladder")
+    async def _build_in_background(self) -> None:
+        """The same build in slices on the UI's event loop, so keys and redraws go on between
+        them (a thread would hold the GIL: keys took 2 s each while it ran)."""
+        for step in self._build():
+            if step is None:
+                await asyncio.sleep(0)
+            else:
+                self._apply(step)
+
+    def on_mount(self) -> None:
+        if self.loading_rows:
+            self._build_in_background()
+
+    def _build(self) -> Iterator[_Built | None]:
+        """Rows, link tracks and busy spans, computed apart from the widget: yields None
+        between slices of work and the result last."""
         conn = self.session.analyzer.connections[self.conn_id]
         table = self.session.analyzer.table
-        self.calls = connection_calls(self.session, self.conn_id)
+        yield None  # the screen shows "laying out…" before the first long step
+        calls = connection_calls(self.session, self.conn_id)
+        yield None
         events: list[tuple[int, int, int, int, int]] = []  # ts, tie, kind, ref, side
-        for idx in conn.packet_indices:
-            events.append((table.ts_ns[idx], 1, PKT, idx, table.direction[idx]))
-        for ci, call in enumerate(self.calls):
+        ts_ns, directions = table.ts_ns, table.direction
+        for n, idx in enumerate(conn.packet_indices):
+            events.append((ts_ns[idx], 1, PKT, idx, directions[idx]))
+            if not n % SLICE:
+                yield None
+        for ci, call in enumerate(calls):
             events.append((call.sc.enter_ns, 0, CALL, ci, call.side))
             if call.sc.exit_ns is not None:
                 events.append((call.sc.exit_ns, 2, RET, ci, call.side))
+        yield None
         events.sort(key=lambda e: (e[0], e[1]))
+        yield None
         rows: list[Row] = []
         call_row: dict[int, int] = {}
         ret_row: dict[int, int] = {}
-        for ts, _, kind, ref, side in events:
+        for n, (ts, _, kind, ref, side) in enumerate(events):
+            if not n % SLICE:
+                yield None
             if kind == RET and rows and rows[-1].kind == CALL and rows[-1].ref == ref:
                 rows[-1].kind = CALLRET
                 ret_row[ref] = len(rows) - 1
@@ -180,27 +240,39 @@ class LadderView(ScrollView, can_focus=True):
             if kind != PKT:
                 (call_row if kind == CALL else ret_row)[ref] = len(rows)
             rows.append(Row(ts, kind, ref, side))
-        self.rows = rows
-        self.t0 = rows[0].ts_ns if rows else conn.first_ts_ns
-        self.sides = sorted({c.side for c in self.calls})
-        self._layout_links(call_row, ret_row, {r.ref: i for i, r in enumerate(rows) if r.kind == PKT})
+        pkt_row = {r.ref: i for i, r in enumerate(rows) if r.kind == PKT}
+        layout = yield from self._layout_links(calls, call_row, ret_row, pkt_row)
+        tracks, track_tops, markers = layout
         spans: tuple[list[tuple[int, int]], ...] = ([], [])
-        for ci, call in enumerate(self.calls):
+        for ci, call in enumerate(calls):
             if ci in ret_row and ret_row[ci] != call_row[ci]:
                 spans[call.side].append((call_row[ci], ret_row[ci]))
-        self._busy = []
+        busy = []
         for side_spans in spans:
             side_spans.sort()
             reach, furthest = [], -1
             for _, end in side_spans:
                 furthest = max(furthest, end)
                 reach.append(furthest)
-            self._busy.append(([start for start, _ in side_spans], reach))
-        self.virtual_size = Size(0, len(rows) + 1)
-        self.cursor = min(self.cursor, max(len(rows) - 1, 0))
+            busy.append(([start for start, _ in side_spans], reach))
+        t0 = rows[0].ts_ns if rows else conn.first_ts_ns
+        yield _Built(rows, calls, t0, sorted({c.side for c in calls}), tracks, track_tops, markers, busy)
+
+    def _apply(self, built: _Built) -> None:
+        self.rows, self.calls, self.t0, self.sides = built.rows, built.calls, built.t0, built.sides
+        self._tracks, self._track_tops, self._markers = built.tracks, built.track_tops, built.markers
+        self._busy = built.busy
+        self.loading_rows = False
+        self.virtual_size = Size(0, len(self.rows) + 1)
+        self.cursor = min(self.cursor, max(len(self.rows) - 1, 0))
         self.refresh()
 
-    def _layout_links(self, call_row: dict[int, int], ret_row: dict[int, int], pkt_row: dict[int, int]) -> None:
+    @staticmethod
+    def _layout_links(
+        calls: list[ConnCall], call_row: dict[int, int], ret_row: dict[int, int], pkt_row: dict[int, int]
+    ) -> Generator[
+        None, None, tuple[list[list[list[_LinkPath]]], list[list[list[int]]], tuple[dict[int, list[str]], ...]]
+    ]:
         """Give each link path a gutter track (greedy, top to bottom); draw nothing yet.
 
         A path is kept as its rows; the cells of a row are worked out when the row is drawn
@@ -209,7 +281,9 @@ class LadderView(ScrollView, can_focus=True):
         events (a blocked read linked to segments far below) was gigabytes and half a minute.
         """
         paths: list[_LinkPath] = []
-        for ci, call in enumerate(self.calls):
+        for ci, call in enumerate(calls):
+            if not ci % (SLICE // 8):
+                yield None
             for link in call.links:
                 rows = sorted(pkt_row[p] for p in link.packets if p in pkt_row)
                 if not rows:
@@ -217,11 +291,14 @@ class LadderView(ScrollView, can_focus=True):
                 end = call_row[ci] if link.kind in CAUSE_KINDS else ret_row.get(ci, call_row[ci])
                 paths.append(_LinkPath(link, call.side, [end, *rows]))
         paths.sort(key=lambda p: min(p.rows[0], p.rows[1]))
+        yield None
         markers: tuple[dict[int, list[str]], ...] = ({}, {})
         # per side, per track: the paths on it, in row order (a track's paths never overlap)
         tracks: list[list[list[_LinkPath]]] = [[[] for _ in range(TRACKS)] for _ in range(2)]
         free_after = [[-1] * TRACKS, [-1] * TRACKS]  # last row each track is busy, per side
-        for path in paths:
+        for n, path in enumerate(paths):
+            if not n % SLICE:
+                yield None
             top, bottom = min(path.rows[0], path.rows[1]), max(path.rows[0], path.rows[-1])
             side_free = free_after[path.side]
             track = next((t for t in range(TRACKS) if side_free[t] < top), -1)
@@ -233,9 +310,7 @@ class LadderView(ScrollView, can_focus=True):
             path.track = track
             path.top, path.bottom = top, bottom
             tracks[path.side][track].append(path)
-        self._tracks = tracks
-        self._track_tops = [[[p.top for p in on_track] for on_track in side] for side in tracks]
-        self._markers = markers
+        return tracks, [[[p.top for p in on_track] for on_track in side] for side in tracks], markers
 
     def _path_cells(self, path: _LinkPath, r: int) -> list[GutterCell]:
         """One link's cells on row `r`: vertical on its track, horizontal arms from the
@@ -289,6 +364,10 @@ class LadderView(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         base = self.rich_style
+        if self.loading_rows:
+            conn = self.session.analyzer.connections[self.conn_id]
+            text = f" laying out {conn.packets:,} packets and their syscalls…" if y == 0 else ""
+            return Strip([Segment(text, base + DIM)]).crop_extend(0, width, base)
         if y == 0:
             return Strip(self._header(width, base)).crop_extend(0, width, base)
         i = y - 1 + int(self.scroll_offset.y)
