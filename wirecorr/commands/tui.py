@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         _probe(readable, path)
         loader = FileLoader(index, readable, name=path)
         app = WirecorrApp(index, loader, title=path)
+        app.cleanups.append(lambda: shutil.rmtree(tmp, ignore_errors=True))
         app.run()
     return app.return_code or 0
 

@@ -9,6 +9,7 @@ replay are one code path, as DESIGN.md wants.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import select
@@ -70,6 +71,10 @@ FILTER_PLACEHOLDER = "display filter, e.g. syscall == accept4 or tcp.flags.syn =
 # terminal window ended) or the descriptor is no longer valid.
 _HUNG_UP = select.POLLHUP | select.POLLERR | select.POLLNVAL
 TERMINAL_CHECK_S = 0.5
+# After a hang-up: how long shutdown may take before the process leaves without it, and
+# how much longer a live recording gets to close its file first.
+HANGUP_GRACE_S = 3.0
+LIVE_GRACE_S = 15.0
 EXIT_HANGUP = 129  # 128 + SIGHUP, as a shell reports a process the hang-up ended
 
 
@@ -175,6 +180,8 @@ class WirecorrApp(App[None]):
         self._input_at = 0.0
         self._shown_at = 0.0
         self._unshown = 0
+        # Run before the process leaves on a hang-up whose shutdown hangs (tui: its temporary copy).
+        self.cleanups: list[Callable[[], object]] = []
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, (events.Key, events.MouseEvent)):
@@ -244,6 +251,21 @@ class WirecorrApp(App[None]):
             return
         self.feed.stop()
         self.exit(return_code=code)
+        threading.Thread(target=self._exit_anyway, args=(code,), name="hangup-watchdog", daemon=True).start()
+
+    def _exit_anyway(self, code: int) -> None:
+        """Textual's shutdown restores a terminal that is gone; it was seen to hang there for
+        good (its writer queue and thread each waiting on the other). Give it a few seconds
+        (live: until the recording is closed), then run the cleanups and leave."""
+        deadline = time.monotonic() + HANGUP_GRACE_S
+        while time.monotonic() < deadline or not getattr(self.feed, "finished", True):
+            time.sleep(0.1)
+            if time.monotonic() > deadline + LIVE_GRACE_S:
+                break
+        for cleanup in self.cleanups:
+            with contextlib.suppress(Exception):
+                cleanup()
+        os._exit(code)
 
     # -- ingest ---------------------------------------------------------------------------
 
