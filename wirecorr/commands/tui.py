@@ -9,7 +9,8 @@ import shutil
 import sys
 import tempfile
 
-from wirecorr.engine.session import Session, load_strace
+from wirecorr.engine.ingest import load_strace
+from wirecorr.engine.session import Session
 from wirecorr.errors import InputError, MissingTool, UsageError, WirecorrError
 from wirecorr.sources.capture_file import STDIN, CaptureReader, decompress_into, is_gzip
 

@@ -3,7 +3,7 @@
 A Feed is where events come from: a file being indexed (loader.FileLoader) or a trace
 being recorded (live.LiveFeed). The app does not care which: its ingest worker asks the
 feed for a slice of events, flushes them into rows and tells the panes, so live mode and
-replay are one code path, as DESIGN.md wants.
+replay are one code path, as docs/architecture.md wants.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from wirecorr.views.tui.display_filter import Filter, FilterError, compile_filte
 from wirecorr.views.tui.findings_pane import FindingsPane
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.keys import APP_KEYS, HelpScreen, app_bindings
-from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref
+from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref, ref_pos
 from wirecorr.views.tui.timeline import Timeline
 from wirecorr.views.tui.viewer import ViewerScreen
 
@@ -512,9 +512,9 @@ class WirecorrApp(App[None]):
 
     def goto_frame(self, number: int) -> bool:
         """Put the cursor on the packet Wireshark numbers `number`; False if there is none."""
-        frames = self.index.frames
         table = self.index.session.analyzer.table
-        i = bisect_left(frames, number) if len(frames) else number - 1
+        # Frame numbers grow with the packet index (custom blocks only add to the gaps).
+        i = bisect_left(range(len(table)), number, key=self.index.frame)
         if not 0 <= i < len(table) or self.index.frame(i) != number:
             self.notify(f"no frame {number} (it may be a syscall record: tshark counts those too)", timeout=3)
             return False
@@ -749,7 +749,7 @@ class WirecorrApp(App[None]):
         if is_syscall_ref(ref):
             data = self.index.call(ref).data or b""
         else:
-            pkt = self.index.packets.get(ref >> 1)
+            pkt = self.index.packets.get(ref_pos(ref))
             data = pkt.frame if pkt is not None else b""
         if not data:
             self.notify("no bytes on this row", severity="warning", timeout=2)
@@ -764,7 +764,7 @@ class WirecorrApp(App[None]):
             return
         from wirecorr.views.tui.dissect import DissectionTree
 
-        self.query_one(Detail).add_dissection(DissectionTree(self.index.session, ref >> 1))
+        self.query_one(Detail).add_dissection(DissectionTree(self.index.session, ref_pos(ref)))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from wirecorr.engine.connections import Connection, StateChange
-from wirecorr.views.text_report import fmt_duration
+from wirecorr.model import fmt_ns
 from wirecorr.views.tui.index import EventIndex
 
 # (title, sort key of a connection)
@@ -68,8 +68,8 @@ def cells(conn: Connection, findings: Counter[int]) -> tuple[str, ...]:
         f"{conn.packets_c2s}+{conn.packets_s2c}",
         str(conn.bytes_c2s),
         str(conn.bytes_s2c),
-        fmt_duration(conn.duration_ns),
-        fmt_duration(conn.initial_rtt_ns) if conn.initial_rtt_ns is not None else "-",
+        fmt_ns(conn.duration_ns),
+        fmt_ns(conn.initial_rtt_ns) if conn.initial_rtt_ns is not None else "-",
         closed,
         history(conn.client_state),
         history(conn.server_state),

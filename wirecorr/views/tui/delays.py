@@ -20,8 +20,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from wirecorr.model import Link
-from wirecorr.views.text_report import fmt_duration
+from wirecorr.model import Link, fmt_ns
 from wirecorr.views.tui.index import EventIndex
 
 # Link kind → what its delay measures, in the order a connection lives them.
@@ -104,8 +103,8 @@ def describe(stats: list[KindStats]) -> Text:
         out.append(f"{KINDS[s.kind]}", "bold")
         out.append(f"  [{s.kind}]  {len(s.delays)} links\n", "dim")
         out.append(
-            f"  p50 {fmt_duration(s.percentile(0.5))}  p90 {fmt_duration(s.percentile(0.9))}"
-            f"  p99 {fmt_duration(s.percentile(0.99))}  max {fmt_duration(s.delays[-1])}\n"
+            f"  p50 {fmt_ns(s.percentile(0.5))}  p90 {fmt_ns(s.percentile(0.9))}"
+            f"  p99 {fmt_ns(s.percentile(0.99))}  max {fmt_ns(s.delays[-1])}\n"
         )
         for line in histogram(s):
             out.append_text(line)
@@ -149,7 +148,7 @@ class DelayView(Vertical, can_focus=False):
                 call = self.index.call(ref).name if ref is not None else "?"
                 frames = ", ".join(str(self.index.frame(i)) for i in link.packets[:4])
                 table.add_row(
-                    fmt_duration(link.delay_ns), s.kind, f"L{link.id}", f"{call} #{link.syscall}", frames,
+                    fmt_ns(link.delay_ns), s.kind, f"L{link.id}", f"{call} #{link.syscall}", frames,
                     key=str(link.syscall),
                 )  # fmt: skip
         table.border_title = "slowest links (enter: show in the timeline)"

@@ -13,7 +13,7 @@ from wirecorr.errors import InputError, WirecorrError
 from wirecorr.recording import RecordingWriter
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.packets import FilePackets
-from wirecorr.views.tui.rows import is_syscall_ref, packet_ref
+from wirecorr.views.tui.rows import is_syscall_ref, packet_ref, ref_pos
 
 
 def export_path(source: str, what: str, directory: str = ".") -> str:
@@ -36,7 +36,7 @@ def export_rows(index: EventIndex, refs: list[int], path: str, *, note: str) -> 
         raise WirecorrError("export: the packets of a live trace are in its recording; open that file to export")
     table = index.session.analyzer.table
     refs = sorted(set(refs), key=lambda ref: (index.ts(ref), ref))
-    saved_packets = {ref >> 1 for ref in refs if not is_syscall_ref(ref)}
+    saved_packets = {ref_pos(ref) for ref in refs if not is_syscall_ref(ref)}
     calls = [index.call(ref) for ref in refs if is_syscall_ref(ref)]
     writer = RecordingWriter(path)
     try:

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from rich.text import Text
 
 from wirecorr.engine.analysis_flags import AnalysisFlag, flag_names
-from wirecorr.model import FIN, RST, SYN, Packet, format_flags
+from wirecorr.model import FIN, RST, SYN, Packet, fmt_ns, format_flags
 from wirecorr.views.syscall_format import format_syscall
-from wirecorr.views.text_report import fmt_duration
 from wirecorr.views.tui.index import C2S, S2C, EventIndex
-from wirecorr.views.tui.rows import is_syscall_ref
+from wirecorr.views.tui.rows import is_syscall_ref, ref_pos
 
 ERRORS_RED = frozenset({"ECONNRESET", "EPIPE", "ECONNREFUSED", "EAGAIN", "EWOULDBLOCK", "ETIMEDOUT", "EMFILE"})
 DIR_STYLE = {"app": "yellow", C2S: "cyan", S2C: "green", "": "blue"}
@@ -238,7 +237,7 @@ def row_text(
         summary = format_syscall(sc)
         direction = "app"
     else:
-        i = ref >> 1
+        i = ref_pos(ref)
         who = f"#{index.frame(i)}"
         direction = index.direction(ref)
         summary = packet_summary(index, i)
@@ -247,7 +246,7 @@ def row_text(
             summary += f"  · {kernel_label(label)}"
     marker = ",".join(f"L{link.id}" for link in links)
     delay = next((link.delay_ns for link in links if link.delay_ns is not None), None)
-    delay_text = fmt_duration(delay) if delay is not None else ""
+    delay_text = fmt_ns(delay) if delay is not None else ""
     if cols is None:
         text.append(fmt_row_time(ts, index, view, prev_ts, short=False) + " ", "dim")
         text.append(f"{who} ")

@@ -24,13 +24,9 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from wirecorr.engine.analysis_flags import AnalysisFlag
+from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION
 from wirecorr.engine.session import Session
 from wirecorr.model import ACK
-
-RETRANS_MASK = int(
-    AnalysisFlag.RETRANSMISSION | AnalysisFlag.FAST_RETRANSMISSION | AnalysisFlag.SPURIOUS_RETRANSMISSION
-)
 
 # Layers in priority order (a higher index wins a shared cell).
 WINDOW, ACKED, DATA, RETRANS = range(4)
@@ -107,7 +103,7 @@ def plot_data(session: Session, conn_id: int, direction: int) -> PlotData:
         d = dirs[idx]
         if d == direction and seglen[idx]:
             seq = rel_seq[idx]
-            segments.append((ts_ns[idx], seq, seq + seglen[idx], bool(analysis[idx] & RETRANS_MASK)))
+            segments.append((ts_ns[idx], seq, seq + seglen[idx], bool(analysis[idx] & ANY_RETRANSMISSION)))
         elif d != direction and flags[idx] & ACK:
             ack = rel_ack[idx]
             acks.append((ts_ns[idx], ack, ack + window[idx]))
