@@ -17,6 +17,7 @@ from wirecorr.views.tui.display_filter import FilterError, compile_filter
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.loader import FileLoader
 from wirecorr.views.tui.packets import LivePackets
+from wirecorr.views.tui.row_text import row_text
 from wirecorr.views.tui.rows import is_syscall_ref
 
 CASES = {
@@ -52,6 +53,7 @@ def _index(name: str) -> EventIndex:
     while not loader.done:
         loader.step(1.0)
     index.flush()
+    index.text_of = lambda ref: row_text(index, ref, False).plain
     return index
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from textual.widgets import Input, Static
 from tui_helpers import REPO, make_app, settle, sync
 
-from wirecorr.engine.session import Session, load_capture
+from wirecorr.engine.ingest import diagnose, load_capture
+from wirecorr.engine.session import Session
 from wirecorr.views.tui.follow import FollowStream
 from wirecorr.views.tui.ladder import LadderView
 from wirecorr.views.tui.row_text import fit_call
@@ -111,7 +112,7 @@ async def test_follow_stream_gaps_in_place_with_stream_offsets_and_frames() -> N
     frames = tshark_frames(SLICING, "tcp.len > 0")
     session = Session()
     load_capture(session, SLICING)
-    session.finish()
+    diagnose(session)
     app = make_app(SLICING)
     async with app.run_test(size=SMALL) as pilot:
         await settle(pilot, app)
@@ -208,7 +209,7 @@ async def test_rows_that_gained_links_are_redrawn_alone() -> None:
 async def test_seq_plot_at_80_columns_has_its_x_axis() -> None:
     session = Session()
     load_capture(session, SLICING)
-    session.finish()
+    diagnose(session)
     plot = SeqPlot(session, 0)
     lines = [line.plain for line in plot.plot_lines(80, 22)]
     assert len(lines) == 22 and all(len(line) <= 80 for line in lines)

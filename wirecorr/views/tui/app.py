@@ -36,6 +36,7 @@ from wirecorr.views.tui.display_filter import Filter, FilterError, compile_filte
 from wirecorr.views.tui.findings_pane import FindingsPane
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.keys import APP_KEYS, HelpScreen, app_bindings
+from wirecorr.views.tui.row_text import row_text
 from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref, ref_pos
 from wirecorr.views.tui.timeline import Timeline
 from wirecorr.views.tui.viewer import ViewerScreen
@@ -160,6 +161,7 @@ class WirecorrApp(App[None]):
     ) -> None:
         super().__init__()
         self.index = index
+        index.text_of = lambda ref: row_text(index, ref, False).plain
         self.feed = feed
         self.live = live
         self.sub_title = title

@@ -10,7 +10,7 @@ its state, so one thread owns the Session.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from wirecorr.engine.analysis_flags import FIELD_NAMES, wireshark_fields
@@ -60,6 +60,9 @@ class EventIndex:
     # redraws those instead of dropping its whole line cache at every batch.
     dirty: set[int] = field(default_factory=set)
     dirty_all: bool = False
+    # The row as the timeline shows it, for the filter's `text` field (set by the app: the
+    # formatting lives in row_text, which imports this module).
+    text_of: Callable[[int], str] | None = None
     _nlinks: int = 0
     # (pid, fd) strings of the sockets behind each connection, as the app knew them.
     owners: dict[int, set[str]] = field(default_factory=dict)
@@ -254,9 +257,7 @@ class EventIndex:
         if name == "net":
             return not is_syscall_ref(ref) or is_network(self.calls[ref_pos(ref)])
         if name == "text":
-            from wirecorr.views.tui.row_text import row_text  # row_text imports this module
-
-            return row_text(self, ref, absolute=False).plain
+            return self.text_of(ref) if self.text_of is not None else None
         if is_syscall_ref(ref):
             return _call_field(self.calls[ref_pos(ref)], name)
         return self._packet_field(ref_pos(ref), name)
