@@ -72,8 +72,6 @@ def read_capture(
         add_block(recording, block)
 
     reader = CaptureReader(path, on_custom=on_custom)
-    # Taken now: the reader closes its file at the end, and the last slice reports too.
-    size = reader.size
     session.sources.append(path)
     check = LinkTypeCheck(session)
     if os.path.isfile(path):
@@ -86,10 +84,10 @@ def read_capture(
         with paused_gc():
             while True:
                 n = feed_packets(session, islice(records, SLICE), check, packet_filter=packet_filter)
-                if on_progress is not None:
-                    on_progress(reader.position, size, check.read)
                 if n < SLICE:
-                    break
+                    break  # the reader has reached the end and closed the file: nothing to show
+                if on_progress is not None:
+                    on_progress(reader.position, reader.size, check.read)
                 yield check.read
     except InputError as e:
         session.error = e
@@ -143,7 +141,6 @@ def feed_packets(
             if packet_filter is None or packet_filter(pkt):
                 feed(pkt)
     finally:
-        check.read = index
         if direct:
             session.fed_directly(rows_before)
     return index - start
