@@ -9,28 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import islice
 from operator import attrgetter
 from typing import Any
 
 from wirecorr.bulk import paused_gc
 from wirecorr.engine.correlator import Correlator
 from wirecorr.engine.findings import detect
+from wirecorr.engine.packet_feed import feed_packets, new_analyzer
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.errors import InputError
 from wirecorr.model import Finding, Packet, Syscall
 from wirecorr.recording.reader import Recording, add_block
 from wirecorr.sources.capture_file import CaptureReader, TruncatedCapture
-from wirecorr.sources.packet_decode import SUPPORTED_LINKTYPES, decode_packet
 from wirecorr.sources.strace_log import read_strace_log
-from wirecorr.views.progress import Progress
 
 PacketFilter = Callable[[Packet], bool]
 
 
 @dataclass
 class Session:
-    analyzer: PacketAnalyzer = field(default_factory=PacketAnalyzer)
+    analyzer: PacketAnalyzer = field(default_factory=new_analyzer)
     syscalls: list[Syscall] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     packets_read: int = 0
@@ -110,38 +108,11 @@ def load_capture(
     recording = Recording(path)
     reader = CaptureReader(path, on_custom=lambda block: add_block(recording, block))
     session.sources.append(path)
-    progress = Progress(f"reading {path}", reader.size) if show_progress else None
-    index = undecodable = 0
-    # Before any syscall the correlator has nothing to link a packet to: unfiltered packets
-    # go to the analyzer alone, and the session catches up once at the end. (With a filter
-    # the table holds empty rows for the packets left out, which `fed_directly` would count.)
-    direct = packet_filter is None and not session.syscalls
-    rows_before = len(session.analyzer.table)
-    feed = session.analyzer.feed if direct else session.feed_packet
     unknown = session.unknown_linktypes
-    records = reader.records() if count is None else islice(reader.records(), count)
-    try:
-        with paused_gc():
-            for rec in records:
-                pkt = decode_packet(index, rec)
-                index += 1
-                if pkt.ip_version == 0 and rec[3] not in SUPPORTED_LINKTYPES:
-                    if rec[3] not in unknown:
-                        unknown[rec[3]] = rec[1]
-                    undecodable += 1
-                if packet_filter is None or packet_filter(pkt):
-                    feed(pkt)
-                if progress is not None and not index & 0xFFFF:
-                    progress.update(reader.position, index)
-    except InputError as e:
-        session.error = e
-    finally:
-        if progress is not None:
-            progress.close()
-        if direct:
-            session.fed_directly(rows_before)
-        session.packets_read += index
-        session.skipped_blocks += reader.skipped_blocks
+    with paused_gc():
+        index, undecodable = feed_packets(
+            session, reader, path, packet_filter=packet_filter, count=count, show_progress=show_progress
+        )
     if count is not None and index == count:
         session.warnings.append(f"stopped after the first {count:,} packets of {path} (-c)")
     if recording.is_recording or recording.syscalls or recording.processes:

@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from itertools import pairwise
 
-from wirecorr.engine.analysis_flags import SHORT_NAMES, AnalysisFlag
+from wirecorr.engine.analysis_flags import AnalysisFlag, flag_names
 from wirecorr.engine.connections import (
     CLIENT,
     CLOSE_WAIT,
@@ -78,8 +78,6 @@ _WINDOW_UPDATE = int(AnalysisFlag.WINDOW_UPDATE)
 _WINDOW_FULL = int(AnalysisFlag.WINDOW_FULL)
 _REUSED_PORTS = int(AnalysisFlag.REUSED_PORTS)
 _SPURIOUS_RETRANSMISSION = int(AnalysisFlag.SPURIOUS_RETRANSMISSION)
-
-_FLAG_NAMES = [(int(flag), SHORT_NAMES[flag]) for flag in AnalysisFlag]
 
 # States in which a plain ACK (no SYN/FIN/RST) can still move a side to its next state.
 _WATCH_STATES = frozenset({SYN_SENT, SYN_RECEIVED, FIN_WAIT_1, CLOSING, LAST_ACK})
@@ -663,9 +661,8 @@ def _ge(a: int, b: int) -> bool:
 
 def _count_flags(conn: Connection, mask: int) -> None:
     counts = conn.analysis_counts
-    for bit, name in _FLAG_NAMES:
-        if mask & bit:
-            counts[name] = counts.get(name, 0) + 1
+    for name in flag_names(mask):
+        counts[name] = counts.get(name, 0) + 1
 
 
 def _ack_segments_slow(flow: _Flow, ack: int) -> tuple[int, int, int, int] | None:

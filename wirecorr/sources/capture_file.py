@@ -246,6 +246,15 @@ class CaptureReader:
 
     # -- entry point -------------------------------------------------------------------
 
+    def chunks(self) -> Iterator[bytes]:
+        """The capture's bytes (decompressed) in the reads `records()` would make, for a
+        caller that walks the records itself (the compiled packet core); closes at the end."""
+        try:
+            while chunk := self._read(CHUNK):
+                yield chunk
+        finally:
+            self.close()
+
     def records_and_blocks(self) -> Iterator[RawRecord | CustomBlock]:
         self._inline_custom = True
         return self.records()  # type: ignore[return-value]  # _pcapng yields the blocks too

@@ -93,7 +93,6 @@ STATES = frozenset(
 SIDES = ("client", "server")
 DATA_CALLS = READS | WRITES | UDP_RECVS | UDP_SENDS
 ANALYSIS_NAMES = frozenset(SHORT_NAMES.values())
-_RETRANS_NAMES = ("retransmission", "fast_retransmission", "spurious_retransmission")
 _RETRANS_MASK = int(
     AnalysisFlag.RETRANSMISSION | AnalysisFlag.FAST_RETRANSMISSION | AnalysisFlag.SPURIOUS_RETRANSMISSION
 )
@@ -177,7 +176,8 @@ class Facts:
         return [i for i, mask in enumerate(analysis) if mask & _RETRANS_MASK]
 
     def analysis_packets(self, name: str) -> list[int]:
-        flag = next(int(f) for f, short in SHORT_NAMES.items() if short == name)
+        # As tshark's tcp.analysis.retransmission, which fast and spurious ones carry too.
+        flag = _RETRANS_MASK if name == "retransmission" else next(int(f) for f, s in SHORT_NAMES.items() if s == name)
         analysis = self.session.analyzer.table.analysis
         return [i for i, mask in enumerate(analysis) if mask & flag]
 
@@ -534,7 +534,8 @@ def _all_findings(facts: Facts) -> Counted:
 
 @_count("retransmissions")
 def _retransmissions(facts: Facts) -> Counted:
-    total = sum(c["analysis"].get(name, 0) for c in facts.connections for name in _RETRANS_NAMES)
+    # "retransmission" counts fast and spurious ones too, as tshark's field does.
+    total = sum(c["analysis"].get("retransmission", 0) for c in facts.connections)
     return total, [], facts.retransmitted(), []
 
 

@@ -1,0 +1,152 @@
+"""The packet feed of the load path: capture records into a Session's analyzer.
+
+Two implementations give the same tables and connections (tests/test_packet_core.py):
+- compiled (`wirecorr._core.packets`): the file's bytes go to a C walker chunk by chunk;
+  decode, the --filter and the TCP analysis run there, and Python sees only the columns
+  and the connections. This is the default.
+- reference: `CaptureReader.records()` → `decode_packet` → `analyzer.feed(Packet)`, one
+  Python object per packet. It runs when `WIRECORR_PURE=1`, and for packets that the
+  correlator must see one by one (syscalls loaded before the capture, as with --strace).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from wirecorr._core import pure_requested
+from wirecorr.engine.tcp_analysis import PacketAnalyzer
+from wirecorr.errors import InputError
+from wirecorr.model import Packet
+from wirecorr.sources.capture_file import CaptureReader
+from wirecorr.sources.packet_decode import SUPPORTED_LINKTYPES, decode_packet
+from wirecorr.views.progress import Progress
+
+if TYPE_CHECKING:
+    from wirecorr.engine.session import Session
+
+PacketFilter = Callable[[Packet], bool]
+
+
+def new_analyzer() -> Any:
+    """The analyzer a Session starts with: the compiled one unless WIRECORR_PURE is set.
+
+    An ImportError here means the extension was not built (`make` / `pip install -e .`
+    builds it): failing is deliberate, a silent fall back would hide a 5x slowdown.
+    """
+    if pure_requested():
+        return PacketAnalyzer()
+    from wirecorr._core.packets import CoreAnalyzer
+
+    return CoreAnalyzer()
+
+
+def feed_packets(
+    session: Session,
+    reader: CaptureReader,
+    path: str,
+    *,
+    packet_filter: PacketFilter | None,
+    count: int | None,
+    show_progress: bool,
+) -> tuple[int, int]:
+    """Feed every record of `reader` (or the first `count`) to `session`.
+
+    Returns (records read, records of unknown link types that decoded to nothing). Damage
+    is kept on `session.error`; what was read before it stays analysed.
+    """
+    progress = Progress(f"reading {path}", reader.size) if show_progress else None
+    program = getattr(packet_filter, "program", None) if packet_filter is not None else None
+    compiled = not pure_requested() and not session.syscalls and (packet_filter is None or program is not None)
+    try:
+        if compiled:
+            return _feed_compiled(session, reader, path, program, count, progress)
+        return _feed_reference(session, reader, packet_filter, count, progress)
+    finally:
+        if progress is not None:
+            progress.close()
+        session.skipped_blocks += reader.skipped_blocks
+
+
+def _feed_compiled(
+    session: Session,
+    reader: CaptureReader,
+    path: str,
+    program: list[tuple[Any, ...]] | None,
+    count: int | None,
+    progress: Progress | None,
+) -> tuple[int, int]:
+    from wirecorr._core.packets import FilterProgram, Walker
+
+    analyzer = session.analyzer
+    keep = FilterProgram(program) if program is not None else None
+    on_custom = reader.on_custom if reader.on_custom is not None else reader.custom_blocks.append
+    walker = Walker(analyzer, path, on_custom=on_custom, count=count, keep=keep)
+    pending = b""
+    base = 0
+    try:
+        for chunk in reader.chunks():
+            data = pending + chunk if pending else chunk
+            used = walker.walk(data, base)
+            base += used
+            pending = data[used:]
+            analyzer.sync()
+            if walker.done:
+                break
+            if progress is not None:
+                reader.good_until = walker.good_until
+                progress.update(reader.position, walker.index)
+        else:
+            walker.end(base + len(pending))
+    except InputError as e:
+        session.error = e
+    finally:
+        analyzer.sync()
+        reader.skipped_blocks += walker.skipped_blocks
+        session.unknown_linktypes.update((k, v) for k, v in walker.unknown.items() if k not in session.unknown_linktypes)
+        session.packets_read += walker.index
+        if walker.kept:
+            if session.first_ns is None:
+                session.first_ns = walker.first_ns
+            session.last_ns = walker.last_ns
+            session.packets_kept += walker.kept
+            session.correlator.caught_up(walker.max_ns)
+    return walker.index, walker.undecodable
+
+
+def _feed_reference(
+    session: Session,
+    reader: CaptureReader,
+    packet_filter: PacketFilter | None,
+    count: int | None,
+    progress: Progress | None,
+) -> tuple[int, int]:
+    index = undecodable = 0
+    # Before any syscall the correlator has nothing to link a packet to: unfiltered packets
+    # go to the analyzer alone, and the session catches up once at the end. (With a filter
+    # the table holds empty rows for the packets left out, which `fed_directly` would count.)
+    direct = packet_filter is None and not session.syscalls
+    rows_before = len(session.analyzer.table)
+    feed = session.analyzer.feed if direct else session.feed_packet
+    unknown = session.unknown_linktypes
+    records = reader.records() if count is None else islice(reader.records(), count)
+    try:
+        for rec in records:
+            pkt = decode_packet(index, rec)
+            index += 1
+            if pkt.ip_version == 0 and rec[3] not in SUPPORTED_LINKTYPES:
+                if rec[3] not in unknown:
+                    unknown[rec[3]] = rec[1]
+                undecodable += 1
+            if packet_filter is None or packet_filter(pkt):
+                feed(pkt)
+            if progress is not None and not index & 0xFFFF:
+                progress.update(reader.position, index)
+    except InputError as e:
+        session.error = e
+    finally:
+        if direct:
+            session.fed_directly(rows_before)
+        session.packets_read += index
+    return index, undecodable
