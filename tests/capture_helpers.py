@@ -30,10 +30,9 @@ import pytest
 
 from wirecorr.engine.analysis_flags import FIELD_NAMES, wireshark_fields
 from wirecorr.engine.connections import Connection
+from wirecorr.engine.session import Session, load_capture
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.model import format_ip
-from wirecorr.sources.capture_file import CaptureReader
-from wirecorr.sources.packet_decode import decode_packet
 
 needs_capture_tools = pytest.mark.skipif(
     shutil.which("tshark") is None or shutil.which("tcpdump") is None or os.geteuid() != 0,
@@ -93,11 +92,13 @@ def tcpdump(path: Path, bpf: str, iface: str = "lo", netns: str | None = None) -
 
 
 def analyze(path: Path) -> PacketAnalyzer:
-    an = PacketAnalyzer()
-    for i, rec in enumerate(CaptureReader(str(path)).records()):
-        an.feed(decode_packet(i, rec))
-    an.finish()
-    return an
+    """The analysis of `path` by the load path analyze uses: compiled by default, the
+    pure-Python reference under WIRECORR_PURE=1 (so the tshark oracles check both)."""
+    session = Session()
+    load_capture(session, str(path), show_progress=False)
+    assert session.error is None, session.error
+    session.analyzer.finish()
+    return session.analyzer
 
 
 # -- namespaces -------------------------------------------------------------------------

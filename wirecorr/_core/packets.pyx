@@ -1697,6 +1697,7 @@ cdef class Walker:
         cdef int r
         cdef int64_t off
         cdef object units = 1000000
+        cdef object power
         f.linktype = rd16(buf + body, big)
         f.snaplen = rd32(buf + body + 4, big)
         f.offset_sec = 0
@@ -1709,7 +1710,9 @@ cdef class Walker:
             avail = n - (pos + 4)
             if code == 9 and length and avail > 0:
                 r = buf[pos + 4]
-                units = 2 ** (r & 0x7F) if r & 0x80 else 10**r
+                # Python ints: 10**r and 2**r overflow C types for the finer resolutions.
+                power = <object>(r & 0x7F)
+                units = 2**power if r & 0x80 else 10**power
             elif code == 14 and length >= 8 and avail >= 8:
                 off = <int64_t>(rd32(buf + pos + 4, big) if not big else rd32(buf + pos + 8, big))
                 off |= <int64_t>(<uint64_t>(rd32(buf + pos + 8, big) if not big else rd32(buf + pos + 4, big)) << 32)

@@ -104,7 +104,8 @@ def _feed_compiled(
     finally:
         analyzer.sync()
         reader.skipped_blocks += walker.skipped_blocks
-        session.unknown_linktypes.update((k, v) for k, v in walker.unknown.items() if k not in session.unknown_linktypes)
+        for linktype, offset in walker.unknown.items():
+            session.unknown_linktypes.setdefault(linktype, offset)
         session.packets_read += walker.index
         if walker.kept:
             if session.first_ns is None:

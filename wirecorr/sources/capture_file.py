@@ -251,6 +251,8 @@ class CaptureReader:
         caller that walks the records itself (the compiled packet core); closes at the end."""
         try:
             while chunk := self._read(CHUNK):
+                # `_read` names a damaged gzip stream's position from this count.
+                self._base += len(chunk)
                 yield chunk
         finally:
             self.close()
