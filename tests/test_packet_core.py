@@ -351,13 +351,20 @@ def _stream(draw: st.DrawFn) -> list[dict[str, Any]]:
     linktype=st.sampled_from([1, 101, 113, 276, 0]),
     ns=st.booleans(),
     big=st.booleans(),
+    expr=st.sampled_from([None, None, "tcp", "port 80", "not host 10.0.0.3", "ip6 or udp", "src portrange 1000-1001"]),
 )
 def test_generated_pcap_streams(
-    packets: list[dict[str, Any]], linktype: int, ns: bool, big: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    packets: list[dict[str, Any]],
+    linktype: int,
+    ns: bool,
+    big: bool,
+    expr: str | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     path = tmp_path / "gen.pcap"
     path.write_bytes(_pcap(packets, linktype, ns, big))
-    _assert_same(path, monkeypatch)
+    _assert_same(path, monkeypatch, packet_filter=None if expr is None else compile_filter(expr))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -404,3 +411,13 @@ def test_retransmission_counts_equal_tshark_display_filter(monkeypatch: pytest.M
                 check=True,
             ).stdout.split()
             assert totals.get(name, 0) == len(out), (pure, name)
+
+
+def test_filter_runs_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--filter is decided in the compiled loop (no fall back to per-packet Python)."""
+    pred = compile_filter("tcp and not port 22")
+    calls = []
+    spy = lambda pkt: calls.append(pkt) or pred(pkt)  # noqa: E731
+    spy.program = pred.program  # type: ignore[attr-defined]
+    session = _load(REPO / "captures" / "lab-udp-vs-tcp.pcapng", False, monkeypatch, packet_filter=spy)
+    assert calls == [] and session.packets_kept > 0

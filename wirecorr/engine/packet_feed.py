@@ -29,6 +29,21 @@ if TYPE_CHECKING:
 PacketFilter = Callable[[Packet], bool]
 
 
+# The compiled filter's evaluation stack (packets.pyx, filter_match).
+MAX_FILTER_DEPTH = 64
+
+
+def _stack_depth(program: list[tuple[Any, ...]]) -> int:
+    depth = deepest = 0
+    for instr in program:
+        if instr[0] in ("and", "or"):
+            depth -= 1
+        elif instr[0] != "not":
+            depth += 1
+            deepest = max(deepest, depth)
+    return deepest
+
+
 def new_analyzer() -> Any:
     """The analyzer a Session starts with: the compiled one unless WIRECORR_PURE is set.
 
@@ -58,6 +73,8 @@ def feed_packets(
     """
     progress = Progress(f"reading {path}", reader.size) if show_progress else None
     program = getattr(packet_filter, "program", None) if packet_filter is not None else None
+    if program is not None and _stack_depth(program) > MAX_FILTER_DEPTH:
+        program = None
     compiled = not pure_requested() and not session.syscalls and (packet_filter is None or program is not None)
     try:
         if compiled:
