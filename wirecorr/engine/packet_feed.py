@@ -19,6 +19,7 @@ from wirecorr._core import pure_requested
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.errors import InputError
 from wirecorr.model import Packet
+from wirecorr.sources import capture_file
 from wirecorr.sources.capture_file import CaptureReader
 from wirecorr.sources.packet_decode import SUPPORTED_LINKTYPES, decode_packet
 from wirecorr.views.progress import Progress
@@ -100,22 +101,15 @@ def _feed_compiled(
     keep = FilterProgram(program) if program is not None else None
     on_custom = reader.on_custom if reader.on_custom is not None else reader.custom_blocks.append
     walker = Walker(analyzer, path, on_custom=on_custom, count=count, keep=keep)
-    pending = b""
-    base = 0
+
+    def chunk_done() -> None:
+        analyzer.sync()
+        if progress is not None:
+            reader.good_until = walker.good_until
+            progress.update(reader.position, walker.index)
+
     try:
-        for chunk in reader.chunks():
-            data = pending + chunk if pending else chunk
-            used = walker.walk(data, base)
-            base += used
-            pending = data[used:]
-            analyzer.sync()
-            if walker.done:
-                break
-            if progress is not None:
-                reader.good_until = walker.good_until
-                progress.update(reader.position, walker.index)
-        else:
-            walker.end(base + len(pending))
+        walk_file(walker, reader, chunk_done)
     except InputError as e:
         session.error = e
     finally:
@@ -131,6 +125,38 @@ def _feed_compiled(
             session.packets_kept += walker.kept
             session.correlator.caught_up(walker.max_ns)
     return walker.index, walker.undecodable
+
+
+def walk_file(walker: Any, reader: CaptureReader, chunk_done: Callable[[], None] | None = None) -> None:
+    """Run `walker` (a compiled `Walker`) over the whole of `reader`'s data.
+
+    One buffer is reused for the whole file: the reads go into it after the tail of the
+    last read that held no complete record, which moves to the front each time. A record
+    larger than the buffer doubles it.
+    """
+    buf = bytearray(capture_file.CHUNK)
+    filled = 0
+    base = 0
+    try:
+        while True:
+            with memoryview(buf) as view:
+                n = reader.readinto(view[filled:])
+                if not n:
+                    break
+                filled += n
+                used = walker.walk(view[:filled], base)
+            base += used
+            buf[: filled - used] = buf[used:filled]
+            filled -= used
+            if chunk_done is not None:
+                chunk_done()
+            if walker.done:
+                return
+            if filled == len(buf):
+                buf.extend(bytes(len(buf)))
+    finally:
+        reader.close()
+    walker.end(base + filled)
 
 
 def _feed_reference(
