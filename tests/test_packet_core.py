@@ -107,10 +107,15 @@ _COLUMNS = (
 
 
 def _assert_same(path: Path, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> dict[str, Any]:
+    """Reference, compiled walk, and the compiled analyzer fed decoded Packets one by one
+    (the path of live capture and of captures read after syscalls) must all agree."""
     ref = _facts(_load(path, True, monkeypatch, **kw))
     core = _facts(_load(path, False, monkeypatch, **kw))
+    keep = kw.get("packet_filter") or (lambda pkt: True)
+    by_packet = _facts(_load(path, False, monkeypatch, **{**kw, "packet_filter": lambda pkt: keep(pkt)}))
     for key in ref:
         assert core[key] == ref[key], f"{path.name}: {key} differs"
+        assert by_packet[key] == ref[key], f"{path.name}: {key} differs fed by Packet"
     return core
 
 
