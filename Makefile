@@ -41,4 +41,4 @@ test: system $(STAMP) lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) build wirecorr/_core/*.c wirecorr/_core/*.so

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from wirecorr._core import pure_requested
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
-from wirecorr.errors import InputError
+from wirecorr.errors import InputError, WirecorrError
 from wirecorr.model import Packet
 from wirecorr.sources import capture_file
 from wirecorr.sources.capture_file import CaptureReader
@@ -53,8 +53,13 @@ def new_analyzer() -> Any:
     """
     if pure_requested():
         return PacketAnalyzer()
-    from wirecorr._core.packets import CoreAnalyzer
-
+    try:
+        from wirecorr._core.packets import CoreAnalyzer
+    except ImportError as e:
+        raise WirecorrError(
+            f"the compiled packet core is not built ({e}): run `make` or `pip install -e .`, "
+            "or set WIRECORR_PURE=1 for the (5-10x slower) pure-Python path"
+        ) from None
     return CoreAnalyzer()
 
 
