@@ -201,7 +201,7 @@ def _packet(draw: st.DrawFn, base_seq: tuple[int, int]) -> dict[str, Any]:
     v6 = draw(st.booleans()) if draw(st.integers(0, 9)) == 0 else False
     hosts = HOSTS6 if v6 else HOSTS4
     a, b = (
-        draw(st.sampled_from([(0, 1), (1, 0), (0, 2), (2, 0), (1, 2)]))
+        draw(st.sampled_from([(0, 1), (1, 0), (0, 2), (2, 0), (1, 2), (0, 0)]))
         if not v6
         else draw(st.sampled_from([(0, 1), (1, 0)]))
     )
@@ -228,6 +228,8 @@ def _packet(draw: st.DrawFn, base_seq: tuple[int, int]) -> dict[str, Any]:
             opts += bytes([draw(st.integers(0, 255)) for _ in range(draw(st.integers(1, 4)))])
     return {
         "v6": v6,
+        # IPv4 options / a fragment; IPv6 hop-by-hop or fragment header; a VLAN tag.
+        "variant": draw(st.sampled_from([None] * 8 + ["opts", "frag", "first-frag", "vlan"])),
         "src": hosts[a],
         "dst": hosts[b],
         "sport": ports[0],
@@ -272,13 +274,22 @@ def _ip_packet(p: dict[str, Any]) -> bytes:
         )
         body = bytes([p["icmp_type"], 1, 0, 0, 0, 0, 0, 0]) + inner[: 28 + p["payload"] % 13]
         proto = 1
-    return _ip_header(p["v6"], proto, p["src"], p["dst"], len(body)) + body
+    return _ip_header(p["v6"], proto, p["src"], p["dst"], len(body), p.get("variant")) + body
 
 
-def _ip_header(v6: bool, proto: int, src: bytes, dst: bytes, n: int) -> bytes:
+def _ip_header(v6: bool, proto: int, src: bytes, dst: bytes, n: int, variant: str | None = None) -> bytes:
     if v6:
+        if variant == "opts":  # hop-by-hop options header, 8 bytes
+            return struct.pack("!IHBB16s16s", 6 << 28, n + 8, 0, 64, src, dst) + bytes([proto, 0, 1, 4, 0, 0, 0, 0])
+        if variant in ("frag", "first-frag"):
+            offset = 0 if variant == "first-frag" else 8
+            frag = struct.pack("!BBHI", proto, 0, offset << 3 | 1, 7)
+            return struct.pack("!IHBB16s16s", 6 << 28, n + 8, 44, 64, src, dst) + frag
         return struct.pack("!IHBB16s16s", 6 << 28, n, proto, 64, src, dst)
-    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + n, 0, 0x4000, 64, proto, 0, src, dst)
+    if variant == "opts":  # one word of IP options (NOP NOP NOP EOL)
+        return struct.pack("!BBHHHBBH4s4s", 0x46, 0, 24 + n, 0, 0x4000, 64, proto, 0, src, dst) + b"\x01\x01\x01\x00"
+    frag = {"frag": 0x2000 | 3, "first-frag": 0x2000}.get(variant or "", 0x4000)
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + n, 0, frag, 64, proto, 0, src, dst)
 
 
 LINKS = {
@@ -297,6 +308,8 @@ def _frames(packets: list[dict[str, Any]], linktype: int) -> Iterator[tuple[int,
         t += p["dt"]
         junk = p["kind"] == "junk"
         frame = bytes(range(p["payload"] % 60)) if junk else LINKS[linktype](_ip_packet(p), p["v6"])
+        if p.get("variant") == "vlan" and linktype == 1:
+            frame = frame[:12] + b"\x81\x00\x00\x05" + frame[12:]
         wire = len(frame)
         if p["cut"] is not None:
             frame = frame[: p["cut"]]
