@@ -718,10 +718,10 @@ cdef class CoreAnalyzer:
     every chunk, `feed` after every packet, `finish` at the end).
     """
 
-    cdef public object table
-    cdef public list connections
-    cdef public int tcp_streams
-    cdef public int udp_streams
+    cdef readonly object table
+    cdef readonly list connections
+    cdef readonly int tcp_streams
+    cdef readonly int udp_streams
     cdef _HashTable tcp
     cdef _HashTable udp
     cdef Conv** convs
