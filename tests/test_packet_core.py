@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
+import json
 import os
 import socket
 import struct
@@ -31,6 +32,9 @@ import wirecorr.sources.capture_file as capture_file
 from wirecorr.engine.session import Session, load_capture
 from wirecorr.sources.bpf_filter import compile_filter
 from wirecorr.views import json_report
+from wirecorr.views.tui.display_filter import compile_filter as tui_filter
+from wirecorr.views.tui.index import EventIndex
+from wirecorr.views.tui.rows import packet_ref
 
 REPO = Path(__file__).resolve().parent.parent
 M32 = 0xFFFFFFFF
@@ -416,24 +420,36 @@ def test_generated_pcapng_streams(
 # -- the fidelity fix, against tshark ----------------------------------------------------
 
 
-def test_retransmission_counts_equal_tshark_display_filter(monkeypatch: pytest.MonkeyPatch) -> None:
-    """tshark -Y tcp.analysis.retransmission counts fast and spurious ones too."""
+def test_analysis_field_names_equal_tshark_display_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tshark -Y tcp.analysis.retransmission finds fast and spurious ones too: so do the
+    JSON counts, the packets' JSON names and the TUI's display filter, in both paths."""
     path = REPO / "captures" / "lab-retransmit.pcapng"
+    names = ("retransmission", "fast_retransmission", "duplicate_ack", "window_update", "flags")
+
+    def frames(*args: str) -> list[list[str]]:
+        cmd = ["tshark", "-r", str(path), *args, "-T", "fields", "-e", "frame.number", "-e", "frame.protocols"]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        return [line.split("\t") for line in out.splitlines()]
+
+    # tshark shows a recording's custom blocks as frames of "data": number our packets after them.
+    packet_no = {int(f): i + 1 for i, (f, protos) in enumerate((f, p) for f, p in frames() if p != "data")}
+    tshark = {name: [packet_no[int(f)] for f, _ in frames("-Y", f"tcp.analysis.{name}")] for name in names}
+    assert len(tshark["retransmission"]) > len(tshark["fast_retransmission"]) > 0
     for pure in (True, False):
         session = _load(path, pure, monkeypatch)
         session.finish()
-        totals: dict[str, int] = {}
-        for conn in session.analyzer.connections:
-            for name, n in conn.analysis_counts.items():
-                totals[name] = totals.get(name, 0) + n
-        for name in ("retransmission", "fast_retransmission", "duplicate_ack"):
-            out = subprocess.run(
-                ["tshark", "-r", str(path), "-Y", f"tcp.analysis.{name}", "-T", "fields", "-e", "frame.number"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.split()
-            assert totals.get(name, 0) == len(out), (pure, name)
+        out = io.StringIO()
+        json_report.write(session, out, packets=True)
+        doc = json.loads(out.getvalue())
+        index = EventIndex(session, None)  # type: ignore[arg-type]
+        for name in names:
+            where = (pure, name)
+            shown = tui_filter(f"tcp.analysis.{name}").predicate
+            n = len(session.analyzer.table)
+            assert [i + 1 for i in range(n) if shown(index, packet_ref(i))] == tshark[name], where
+            if name != "flags":
+                assert doc["analysis"].get(name, 0) == len(tshark[name]), where
+                assert [p["index"] + 1 for p in doc["packets"] if name in p["analysis"]] == tshark[name], where
 
 
 def test_filter_runs_compiled(monkeypatch: pytest.MonkeyPatch) -> None:

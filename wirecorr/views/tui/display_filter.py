@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from wirecorr.engine.analysis_flags import FIELD_NAMES
 from wirecorr.model import ACK, FIN, PSH, RST, SYN, URG
 
 FieldValue = int | str | tuple[int, ...] | None
@@ -76,6 +77,10 @@ FIELDS: dict[str, str] = {
     "net": BOOL,
     "linked": BOOL,
     "kernel_only": BOOL,
+    # Wireshark's analysis flags, as tshark's -Y reads them (a fast retransmission is a
+    # tcp.analysis.retransmission too).
+    "tcp.analysis.flags": BOOL,
+    **{name: BOOL for name in FIELD_NAMES.values()},
 }
 ALIASES = {"tcp.win": "tcp.window", "tcp.flags.reset": "tcp.flags.rst", "kernel": "kernel_only"}
 FLAG_BITS = {"syn": SYN, "ack": ACK, "fin": FIN, "rst": RST, "psh": PSH, "urg": URG}

@@ -13,6 +13,7 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from wirecorr.engine.analysis_flags import wireshark_fields
 from wirecorr.engine.connections import Connection
 from wirecorr.engine.session import Session
 from wirecorr.engine.socket_map import Endpoint, endpoint_key
@@ -273,6 +274,8 @@ class EventIndex:
             return table.rel_ack[index]
         if name == "tcp.window":
             return table.window[index]
+        if name.startswith("tcp.analysis."):
+            return name in wireshark_fields(table.analysis[index])
         return None
 
     def _index_findings(self, findings: list[Finding]) -> dict[int, tuple[int, ...]]:
