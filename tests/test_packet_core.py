@@ -176,6 +176,14 @@ def test_gzip_and_damage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         short = tmp_path / f"short{n}.pcapng"
         short.write_bytes(data[:n])
         _assert_same(short, monkeypatch)
+    pcap = (REPO / "captures" / "stray-rst-after-close.pcap").read_bytes()
+    for n in (2, 4, 20, 24, 30, 40, len(pcap) - 1):
+        short = tmp_path / f"short{n}.pcap"
+        short.write_bytes(pcap[:n])
+        _assert_same(short, monkeypatch)
+    bad = tmp_path / "badlen.pcap"
+    bad.write_bytes(pcap[:32] + b"\xff\xff\xff\x0f" + pcap[36:])
+    assert _assert_same(bad, monkeypatch)["error"] is not None
     for at, value in ((4, b"\xff\xff\xff\x7f"), (60, b"\x01\x00\x00\x00"), (200, b"\x00\x01\x00\x00"), (0, b"XXXX")):
         bad = tmp_path / f"bad{at}.pcapng"
         bad.write_bytes(data[:at] + value + data[at + 4 :])
