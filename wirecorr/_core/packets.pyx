@@ -706,6 +706,13 @@ cdef inline int push_H(array.array a, int v) except -1:
     return 0
 
 
+cdef inline int pad_zeros(array.array a, Py_ssize_t n) except -1:
+    cdef Py_ssize_t old = len(a)
+    array.resize_smart(a, n)
+    memset(a.data.as_chars + old * a.ob_descr.itemsize, 0, (n - old) * a.ob_descr.itemsize)
+    return 0
+
+
 # -- the analyzer ---------------------------------------------------------------------------
 
 cdef class CoreAnalyzer:
@@ -921,9 +928,17 @@ cdef class CoreAnalyzer:
         self.sync()
 
     cdef int pad_to(self, int64_t index) except -1:
+        """PacketTable.pad_to in C: a filtered read pads before every kept packet."""
         cdef Py_ssize_t n = len(self.c_ts)
-        if index > n:
-            self.table.pad_to(index)
+        cdef Py_ssize_t i
+        if index <= n:
+            return 0
+        for col in (self.c_ts, self.c_off, self.c_dir, self.c_flags, self.c_len, self.c_seq, self.c_ack,
+                    self.c_win, self.c_ana, self.c_bif):
+            pad_zeros(<array.array>col, index)
+        pad_zeros(self.c_conn, index)
+        for i in range(n, index):
+            self.c_conn.data.as_ints[i] = -1
         return 0
 
     cdef int process(self, Pkt* p, int64_t idx, object tfo) except -1:
