@@ -351,7 +351,8 @@ def _block(btype: int, body: bytes) -> bytes:
 TSRESOLS = [6, 9, 3, 0x80 | 20, 0x80 | 4, 12]
 
 
-def _pcapng(packets: list[dict[str, Any]], links: list[int], resols: list[int]) -> bytes:
+def _pcapng(packets: list[dict[str, Any]], links: list[int], resols: list[int], far: int = 0) -> bytes:
+    """`far` makes every third packet's timestamp that many ticks << 32 (past 2116: clamped)."""
     out = [_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))]
     for i, (lt, r) in enumerate(zip(links, resols, strict=True)):
         opts = struct.pack("<HHB3x", 9, 1, r)
@@ -369,6 +370,8 @@ def _pcapng(packets: list[dict[str, Any]], links: list[int], resols: list[int]) 
         secs, frac = divmod(t % 10**15, 10**9)
         units = 2 ** (r & 0x7F) if r & 0x80 else 10**r
         ticks = secs * units + frac * units // 10**9
+        if far and k % 3 == 0:
+            ticks = (far << 32) | (ticks & 0xFFFFFFFF)
         out.append(_block(6, struct.pack("<IIIII", i, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), wire) + frame))
     return b"".join(out)
 
@@ -408,16 +411,18 @@ def test_generated_pcap_streams(
     links=st.lists(st.sampled_from([1, 101, 113, 276, 0, 147]), min_size=1, max_size=3),
     resols=st.lists(st.sampled_from(TSRESOLS), min_size=3, max_size=3),
     cut=st.integers(0, 200),
+    far=st.sampled_from([0, 0, 0, 0xFFFFFFFF, 0x80000000, 1 << 20]),
 )
 def test_generated_pcapng_streams(
     packets: list[dict[str, Any]],
     links: list[int],
     resols: list[int],
     cut: int,
+    far: int,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    data = _pcapng(packets, links, resols[: len(links)])
+    data = _pcapng(packets, links, resols[: len(links)], far)
     path = tmp_path / "gen.pcapng"
     path.write_bytes(data)
     _assert_same(path, monkeypatch)

@@ -39,7 +39,15 @@ from wirecorr.engine.connections import (
 )
 from wirecorr.engine.analysis_flags import SHORT_NAMES, AnalysisFlag
 from wirecorr.engine.packet_table import PacketTable
-from wirecorr.sources.capture_file import CorruptCapture, CustomBlock, InputError, TruncatedCapture, ts_to_ns
+from wirecorr.sources.capture_file import (
+    TS_LIMIT,
+    CorruptCapture,
+    CustomBlock,
+    InputError,
+    TruncatedCapture,
+    clamp_ns,
+    ts_to_ns,
+)
 
 cdef extern from "<malloc.h>":
     int mallopt(int param, int value)
@@ -184,6 +192,9 @@ cdef extern from *:
     const long long OP_NOT "WC_OP_NOT"
     const long long OP_AND "WC_OP_AND"
     const long long OP_OR "WC_OP_OR"
+
+cdef int64_t TS_LIMIT_NS = TS_LIMIT
+assert TS_LIMIT_NS == 1 << 62
 
 # State names by the S_* numbers (0 is "none yet").
 _STATE_NAMES = (
@@ -1474,7 +1485,10 @@ cdef class Walker:
 
     cdef CoreAnalyzer an
     cdef object path
-    cdef object on_custom
+    cdef public object on_custom
+    # Packets whose timestamp was clamped to ±2^62 ns (capture_file.TS_LIMIT), the first's offset.
+    cdef public int64_t clamped
+    cdef public object first_clamped
     cdef int fmt
     cdef bint big
     cdef bint header_done
@@ -1625,12 +1639,24 @@ cdef class Walker:
             self.good_until = base + pos
         return pos
 
-    cdef int64_t _ts(self, int iface_id, uint32_t hi, uint32_t lo) except? -1:
+    cdef int64_t _ts(self, int iface_id, uint32_t hi, uint32_t lo, int64_t offset) except? -1:
+        """capture_file's ts_to_ns + if_tsoffset, clamped to ±2^62 ns as the reader does;
+        in C when nothing can overflow, else in Python ints (rare resolutions and values)."""
         cdef Iface* f = &self.ifaces[iface_id]
         cdef uint64_t units = (<uint64_t>hi << 32) | lo
-        if f.mult:
-            return <int64_t>(units * <uint64_t>f.mult) + f.offset_sec * 1000000000
-        return ts_to_ns(units, self.if_units[iface_id]) + f.offset_sec * 1000000000
+        cdef int64_t ts
+        if f.mult and units <= <uint64_t>(TS_LIMIT_NS // f.mult) and -(1 << 31) <= f.offset_sec <= (1 << 31):
+            # |ts| < 2^62 + 2^31 * 10^9 < 2^63
+            ts = <int64_t>(units * <uint64_t>f.mult) + f.offset_sec * 1000000000
+            if -TS_LIMIT_NS <= ts <= TS_LIMIT_NS:
+                return ts
+        big = ts_to_ns(units, self.if_units[iface_id]) + <object>f.offset_sec * 1000000000
+        if -TS_LIMIT_NS <= big <= TS_LIMIT_NS:
+            return big
+        self.clamped += 1
+        if self.clamped == 1:
+            self.first_clamped = offset
+        return clamp_ns(big)
 
     cdef Py_ssize_t _pcapng(self, const uint8_t* buf, Py_ssize_t n, int64_t base) except -1:
         cdef Py_ssize_t pos = 0, body, body_end, data_end, opt_start
@@ -1683,7 +1709,7 @@ cdef class Walker:
                 data_end = body + 20 + incl
                 if data_end > body_end:
                     raise CorruptCapture(self.path, "packet data overruns its block", offset=offset)
-                self._packet(buf + body + 20, incl, self._ts(iface_id, hi, lo), offset,
+                self._packet(buf + body + 20, incl, self._ts(iface_id, hi, lo, offset), offset,
                              self.ifaces[iface_id].linktype, orig)
             elif btype == BT_SPB:
                 if self.nif == 0:
@@ -1703,7 +1729,7 @@ cdef class Walker:
                     raise CorruptCapture(self.path, f"packet names undefined interface {iface_id}", offset=offset)
                 if body + 20 + incl > body_end:
                     raise CorruptCapture(self.path, "packet data overruns its block", offset=offset)
-                self._packet(buf + body + 20, incl, self._ts(iface_id, hi, lo), offset,
+                self._packet(buf + body + 20, incl, self._ts(iface_id, hi, lo, offset), offset,
                              self.ifaces[iface_id].linktype, orig)
             elif btype == BT_IDB:
                 self._interface(buf, n, body, body_end, big)

@@ -20,7 +20,7 @@ from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.errors import InputError, WirecorrError
 from wirecorr.model import Packet
 from wirecorr.sources import capture_file
-from wirecorr.sources.capture_file import CaptureReader
+from wirecorr.sources.capture_file import CaptureReader, CustomBlock
 from wirecorr.sources.packet_decode import SUPPORTED_LINKTYPES, decode_packet
 from wirecorr.views.progress import Progress
 
@@ -68,12 +68,14 @@ def feed_packets(
     reader: CaptureReader,
     path: str,
     *,
+    on_custom: Callable[[CustomBlock, int], None],
     packet_filter: PacketFilter | None,
     count: int | None,
     show_progress: bool,
 ) -> tuple[int, int]:
     """Feed every record of `reader` (or the first `count`) to `session`.
 
+    `on_custom(block, n)` gets each Custom Block with the number of packets before it.
     Returns (records read, records of unknown link types that decoded to nothing). Damage
     is kept on `session.error`; what was read before it stays analysed.
     """
@@ -84,8 +86,8 @@ def feed_packets(
     compiled = not pure_requested() and not session.syscalls and (packet_filter is None or program is not None)
     try:
         if compiled:
-            return _feed_compiled(session, reader, path, program, count, progress)
-        return _feed_reference(session, reader, packet_filter, count, progress)
+            return _feed_compiled(session, reader, path, on_custom, program, count, progress)
+        return _feed_reference(session, reader, on_custom, packet_filter, count, progress)
     finally:
         if progress is not None:
             progress.close()
@@ -96,6 +98,7 @@ def _feed_compiled(
     session: Session,
     reader: CaptureReader,
     path: str,
+    on_custom: Callable[[CustomBlock, int], None],
     program: list[tuple[Any, ...]] | None,
     count: int | None,
     progress: Progress | None,
@@ -104,8 +107,8 @@ def _feed_compiled(
 
     analyzer = session.analyzer
     keep = FilterProgram(program) if program is not None else None
-    on_custom = reader.on_custom if reader.on_custom is not None else reader.custom_blocks.append
-    walker = Walker(analyzer, path, on_custom=on_custom, count=count, keep=keep)
+    walker = Walker(analyzer, path, count=count, keep=keep)
+    walker.on_custom = lambda block: on_custom(block, walker.index)
 
     def chunk_done() -> None:
         analyzer.sync()
@@ -120,6 +123,10 @@ def _feed_compiled(
     finally:
         analyzer.sync()
         reader.skipped_blocks += walker.skipped_blocks
+        if walker.clamped:
+            if reader.first_clamped is None:
+                reader.first_clamped = walker.first_clamped
+            reader.clamped += walker.clamped
         for linktype, offset in walker.unknown.items():
             session.unknown_linktypes.setdefault(linktype, offset)
         session.packets_read += walker.index
@@ -167,11 +174,13 @@ def walk_file(walker: Any, reader: CaptureReader, chunk_done: Callable[[], None]
 def _feed_reference(
     session: Session,
     reader: CaptureReader,
+    on_custom: Callable[[CustomBlock, int], None],
     packet_filter: PacketFilter | None,
     count: int | None,
     progress: Progress | None,
 ) -> tuple[int, int]:
     index = undecodable = 0
+    reader.on_custom = lambda block: on_custom(block, index)
     # Before any syscall the correlator has nothing to link a packet to: unfiltered packets
     # go to the analyzer alone, and the session catches up once at the end. (With a filter
     # the table holds empty rows for the packets left out, which `fed_directly` would count.)
