@@ -83,7 +83,12 @@ def feed_packets(
     program = getattr(packet_filter, "program", None) if packet_filter is not None else None
     if program is not None and _stack_depth(program) > MAX_FILTER_DEPTH:
         program = None
-    compiled = not pure_requested() and not session.syscalls and (packet_filter is None or program is not None)
+    # A Session built around the reference analyzer gets the reference loop whatever the environment.
+    compiled = (
+        not isinstance(session.analyzer, PacketAnalyzer)
+        and not session.syscalls
+        and (packet_filter is None or program is not None)
+    )
     try:
         if compiled:
             return _feed_compiled(session, reader, path, on_custom, program, count, progress)
