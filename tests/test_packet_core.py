@@ -29,7 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wirecorr.sources.capture_file as capture_file
-from wirecorr.engine.session import Session, load_capture
+from wirecorr.engine.ingest import diagnose, load_capture
+from wirecorr.engine.session import Session
 from wirecorr.sources.bpf_filter import compile_filter
 from wirecorr.views import json_report
 from wirecorr.views.tui.display_filter import compile_filter as tui_filter
@@ -52,7 +53,7 @@ def test_compiled_core_is_built_and_used(monkeypatch: pytest.MonkeyPatch) -> Non
     assert packets.__file__.endswith(".so"), packets.__file__
     session = Session()
     assert type(session.analyzer).__name__ == "CoreAnalyzer"
-    load_capture(session, str(CAPTURES[0]), show_progress=False)
+    load_capture(session, str(CAPTURES[0]))
     assert len(session.analyzer.table) > 0
 
 
@@ -66,7 +67,7 @@ def _load(path: Path, pure: bool, monkeypatch: pytest.MonkeyPatch, **kw: Any) ->
         else:
             m.delenv("WIRECORR_PURE", raising=False)
         session = Session()
-        load_capture(session, str(path), show_progress=False, **kw)
+        load_capture(session, str(path), **kw)
     return session
 
 
@@ -80,13 +81,13 @@ def _facts(session: Session) -> dict[str, Any]:
     err = session.error
     connections = [dataclasses.asdict(c) for c in an.connections]
     # The kernel-only labels and the findings are read from the columns after the load.
-    session.finish()
+    diagnose(session)
     return {
         "labels": session.correlator.labels(),
         "findings": [(f.kind, f.message) for f in session.findings],
         "table": cols,
         "connections": connections,
-        "streams": (an.tcp_streams, an.udp_streams),
+        "streams": an.tcp_streams,
         "session": (
             session.packets_read,
             session.packets_kept,
@@ -130,7 +131,7 @@ def _assert_same(path: Path, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> dict
 
 def _report(path: Path, pure: bool, monkeypatch: pytest.MonkeyPatch) -> str:
     session = _load(path, pure, monkeypatch)
-    session.finish()
+    diagnose(session)
     out = io.StringIO()
     json_report.write(session, out, packets=True)
     return out.getvalue()
@@ -450,7 +451,7 @@ def test_analysis_field_names_equal_tshark_display_filter(monkeypatch: pytest.Mo
     assert len(tshark["retransmission"]) > len(tshark["fast_retransmission"]) > 0
     for pure in (True, False):
         session = _load(path, pure, monkeypatch)
-        session.finish()
+        diagnose(session)
         out = io.StringIO()
         json_report.write(session, out, packets=True)
         doc = json.loads(out.getvalue())

@@ -1,28 +1,26 @@
-"""The packet feed of the load path: capture records into a Session's analyzer.
+"""The compiled packet feed of the load path: capture bytes into a Session's analyzer.
 
 Two implementations give the same tables and connections (tests/test_packet_core.py):
-- compiled (`wirecorr._core.packets`): the file's bytes go to a C walker chunk by chunk;
-  decode, the --filter and the TCP analysis run there, and Python sees only the columns
-  and the connections. This is the default.
-- reference: `CaptureReader.records()` → `decode_packet` → `analyzer.feed(Packet)`, one
-  Python object per packet. It runs when `WIRECORR_PURE=1`, and for packets that the
-  correlator must see one by one (syscalls loaded before the capture, as with --strace).
+- compiled (`wirecorr._core.packets`, fed from here): the file's bytes go to a C walker
+  chunk by chunk; decode, the --filter and the TCP analysis run there, and Python sees only
+  the columns and the connections. This is the default.
+- reference (`ingest.feed_packets`): `CaptureReader.records()` → `decode_packet` →
+  `analyzer.feed(Packet)`, one Python object per packet. It runs when `WIRECORR_PURE=1`,
+  and for packets that the correlator must see one by one (syscalls loaded before the
+  capture, as with --strace); the compiled analyzer's `feed(Packet)` serves it then.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from itertools import islice
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from wirecorr._core import pure_requested
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
-from wirecorr.errors import InputError, WirecorrError
+from wirecorr.errors import WirecorrError
 from wirecorr.model import Packet
 from wirecorr.sources import capture_file
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock
-from wirecorr.sources.packet_decode import SUPPORTED_LINKTYPES, decode_packet
-from wirecorr.views.progress import Progress
 
 if TYPE_CHECKING:
     from wirecorr.engine.session import Session
@@ -63,70 +61,67 @@ def new_analyzer() -> Any:
     return CoreAnalyzer()
 
 
-def feed_packets(
+def compiled_feed_applies(session: Session, packet_filter: PacketFilter | None) -> bool:
+    """Whether `feed_compiled` can read the next capture into `session`.
+
+    Not when the session runs the reference analyzer (WIRECORR_PURE=1, or built around a
+    PacketAnalyzer), nor when syscalls came first (the correlator must then see each packet
+    as it is fed), nor for a filter predicate that carries no compiled program.
+    """
+    if isinstance(session.analyzer, PacketAnalyzer) or session.syscalls:
+        return False
+    return packet_filter is None or _program_of(packet_filter) is not None
+
+
+def _program_of(packet_filter: PacketFilter) -> list[tuple[Any, ...]] | None:
+    program = getattr(packet_filter, "program", None)
+    if program is not None and _stack_depth(program) > MAX_FILTER_DEPTH:
+        return None
+    return program
+
+
+def feed_compiled(
     session: Session,
     reader: CaptureReader,
     path: str,
+    check: Any,
     *,
-    on_custom: Callable[[CustomBlock, int], None],
     packet_filter: PacketFilter | None,
     count: int | None,
-    show_progress: bool,
-) -> tuple[int, int]:
-    """Feed every record of `reader` (or the first `count`) to `session`.
+    on_progress: Callable[[int, int, int], None] | None,
+) -> Iterator[int]:
+    """Walk all of `reader` (or its first `count` packets) in compiled code into `session`.
 
-    `on_custom(block, n)` gets each Custom Block with the number of packets before it.
-    Returns (records read, records of unknown link types that decoded to nothing). Damage
-    is kept on `session.error`; what was read before it stays analysed.
+    Keeps `ingest.LinkTypeCheck`'s counts (`check.read` is up to date whenever the reader's
+    `on_custom` runs, for the frame numbers of Custom Blocks), and the reader's counts of
+    skipped blocks and clamped timestamps. Yields the packets read so far after every chunk.
     """
-    progress = Progress(f"reading {path}", reader.size) if show_progress else None
-    program = getattr(packet_filter, "program", None) if packet_filter is not None else None
-    if program is not None and _stack_depth(program) > MAX_FILTER_DEPTH:
-        program = None
-    # A Session built around the reference analyzer gets the reference loop whatever the environment.
-    compiled = (
-        not isinstance(session.analyzer, PacketAnalyzer)
-        and not session.syscalls
-        and (packet_filter is None or program is not None)
-    )
-    try:
-        if compiled:
-            return _feed_compiled(session, reader, path, on_custom, program, count, progress)
-        return _feed_reference(session, reader, on_custom, packet_filter, count, progress)
-    finally:
-        if progress is not None:
-            progress.close()
-        session.skipped_blocks += reader.skipped_blocks
-
-
-def _feed_compiled(
-    session: Session,
-    reader: CaptureReader,
-    path: str,
-    on_custom: Callable[[CustomBlock, int], None],
-    program: list[tuple[Any, ...]] | None,
-    count: int | None,
-    progress: Progress | None,
-) -> tuple[int, int]:
     from wirecorr._core.packets import FilterProgram, Walker
 
     analyzer = session.analyzer
+    program = _program_of(packet_filter) if packet_filter is not None else None
     keep = FilterProgram(program) if program is not None else None
     walker = Walker(analyzer, path, count=count, keep=keep)
-    walker.on_custom = lambda block: on_custom(block, walker.index)
+    on_custom = reader.on_custom
 
-    def chunk_done() -> None:
-        analyzer.sync()
-        if progress is not None:
-            reader.good_until = walker.good_until
-            progress.update(reader.position, walker.index)
+    def custom(block: CustomBlock) -> None:
+        check.read = walker.index
+        if on_custom is not None:
+            on_custom(block)
 
+    walker.on_custom = custom
     try:
-        walk_file(walker, reader, chunk_done)
-    except InputError as e:
-        session.error = e
+        for _ in walk_file(walker, reader):
+            analyzer.sync()
+            check.read = walker.index
+            if on_progress is not None:
+                reader.good_until = walker.good_until
+                on_progress(reader.position, reader.size, walker.index)
+            yield walker.index
     finally:
         analyzer.sync()
+        check.read = walker.index
+        check.undecodable += walker.undecodable
         reader.skipped_blocks += walker.skipped_blocks
         if walker.clamped:
             if reader.first_clamped is None:
@@ -134,18 +129,17 @@ def _feed_compiled(
             reader.clamped += walker.clamped
         for linktype, offset in walker.unknown.items():
             session.unknown_linktypes.setdefault(linktype, offset)
-        session.packets_read += walker.index
         if walker.kept:
             if session.first_ns is None:
                 session.first_ns = walker.first_ns
             session.last_ns = walker.last_ns
             session.packets_kept += walker.kept
             session.correlator.caught_up(walker.max_ns)
-    return walker.index, walker.undecodable
 
 
-def walk_file(walker: Any, reader: CaptureReader, chunk_done: Callable[[], None] | None = None) -> None:
-    """Run `walker` (a compiled `Walker`) over the whole of `reader`'s data.
+def walk_file(walker: Any, reader: CaptureReader) -> Iterator[None]:
+    """Run `walker` (a compiled `Walker`) over the whole of `reader`'s data, yielding after
+    every chunk.
 
     One buffer is reused for the whole file: the reads go into it after the tail of the
     last read that held no complete record, which moves to the front each time. A record
@@ -165,8 +159,7 @@ def walk_file(walker: Any, reader: CaptureReader, chunk_done: Callable[[], None]
             base += used
             buf[: filled - used] = buf[used:filled]
             filled -= used
-            if chunk_done is not None:
-                chunk_done()
+            yield
             if walker.done:
                 return
             if filled == len(buf):
@@ -174,42 +167,3 @@ def walk_file(walker: Any, reader: CaptureReader, chunk_done: Callable[[], None]
     finally:
         reader.close()
     walker.end(base + filled)
-
-
-def _feed_reference(
-    session: Session,
-    reader: CaptureReader,
-    on_custom: Callable[[CustomBlock, int], None],
-    packet_filter: PacketFilter | None,
-    count: int | None,
-    progress: Progress | None,
-) -> tuple[int, int]:
-    index = undecodable = 0
-    reader.on_custom = lambda block: on_custom(block, index)
-    # Before any syscall the correlator has nothing to link a packet to: unfiltered packets
-    # go to the analyzer alone, and the session catches up once at the end. (With a filter
-    # the table holds empty rows for the packets left out, which `fed_directly` would count.)
-    direct = packet_filter is None and not session.syscalls
-    rows_before = len(session.analyzer.table)
-    feed = session.analyzer.feed if direct else session.feed_packet
-    unknown = session.unknown_linktypes
-    records = reader.records() if count is None else islice(reader.records(), count)
-    try:
-        for rec in records:
-            pkt = decode_packet(index, rec)
-            index += 1
-            if pkt.ip_version == 0 and rec[3] not in SUPPORTED_LINKTYPES:
-                if rec[3] not in unknown:
-                    unknown[rec[3]] = rec[1]
-                undecodable += 1
-            if packet_filter is None or packet_filter(pkt):
-                feed(pkt)
-            if progress is not None and not index & 0xFFFF:
-                progress.update(reader.position, index)
-    except InputError as e:
-        session.error = e
-    finally:
-        if direct:
-            session.fed_directly(rows_before)
-        session.packets_read += index
-    return index, undecodable
