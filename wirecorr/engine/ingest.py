@@ -73,6 +73,8 @@ def read_capture(
         add_block(recording, block)
 
     reader = CaptureReader(path, on_custom=on_custom)
+    # Taken now: the reader closes its file at the end, and the last slice reports too.
+    size = reader.size
     session.sources.append(path)
     check = LinkTypeCheck(session)
     if os.path.isfile(path):
@@ -84,14 +86,16 @@ def read_capture(
     try:
         with paused_gc():
             if compiled_feed_applies(session, packet_filter):
-                yield from feed_compiled(
-                    session, reader, path, check, packet_filter=packet_filter, count=count, on_progress=on_progress
-                )
+                feed = feed_compiled(session, reader, path, check, packet_filter=packet_filter, count=count)
+                for read in feed:
+                    if on_progress is not None:
+                        on_progress(reader.position, size, read)
+                    yield read
             else:
                 while True:
                     n = feed_packets(session, islice(records, SLICE), check, packet_filter=packet_filter)
                     if on_progress is not None:
-                        on_progress(reader.position, reader.size, check.read)
+                        on_progress(reader.position, size, check.read)
                     if n < SLICE:
                         break
                     yield check.read
@@ -110,6 +114,7 @@ def read_capture(
     if recording.is_recording or recording.syscalls or recording.processes:
         if recording.meta:
             session.meta = recording.meta
+        session.summary = recording.summary
         if recording.is_recording and not recording.complete:
             session.warnings.append(
                 f"{recording.path} is incomplete: it has no summary record, so the recorder was killed or crashed "
@@ -146,7 +151,6 @@ def feed_packets(
             if packet_filter is None or packet_filter(pkt):
                 feed(pkt)
     finally:
-        check.read = index
         if direct:
             session.fed_directly(rows_before)
     return index - start

@@ -88,7 +88,6 @@ def feed_compiled(
     *,
     packet_filter: PacketFilter | None,
     count: int | None,
-    on_progress: Callable[[int, int, int], None] | None,
 ) -> Iterator[int]:
     """Walk all of `reader` (or its first `count` packets) in compiled code into `session`.
 
@@ -114,9 +113,8 @@ def feed_compiled(
         for _ in walk_file(walker, reader):
             analyzer.sync()
             check.read = walker.index
-            if on_progress is not None:
-                reader.good_until = walker.good_until
-                on_progress(reader.position, reader.size, walker.index)
+            # `reader.position` (for progress) is where the walk has read to.
+            reader.good_until = walker.good_until
             yield walker.index
     finally:
         analyzer.sync()
