@@ -218,6 +218,11 @@ def test_damaged_recording_does_not_stop_the_others(tmp_path: Path) -> None:
     assert lines[1].startswith(f"wirecorr: {ROOT / 'README.md'} at byte 0: not a pcap")
     assert lines[2].startswith(f"wirecorr: {missing}: ")
     assert lines[3] == f"wirecorr: export: 3 of 5 not exported: {damaged}, {ROOT / 'README.md'}, {missing}"
+    stdin = wirecorr("export", "--parquet", str(root), "-")
+    assert (stdin.returncode, stdin.stderr) == (
+        2,
+        "wirecorr: export: reads recordings from files, not from standard input (-)\n",
+    )
     assert "exported 2 of 5" in result.stdout
     exported = query_rows("SELECT source_path FROM recordings ORDER BY source_path", str(root))
     assert [r["source_path"] for r in exported] == sorted([SMALL, PLAIN])

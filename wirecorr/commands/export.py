@@ -55,9 +55,8 @@ class BatchProgress:
 
     def __init__(self, total: int, stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        # On a terminal, each large file also gets the reading bar of `load_capture`.
-        self.terminal = self.stream.isatty()
-        self.enabled = self.terminal and total > 1
+        # On a terminal each large file also gets its reading bar (`showing_progress`).
+        self.enabled = self.stream.isatty() and total > 1
         self.total = total
 
     def show(self, done: int, path: str) -> None:
@@ -72,7 +71,7 @@ class BatchProgress:
             self.stream.flush()
 
 
-def export_one(root: str, path: str, host: str | None, *, show_progress: bool) -> tuple[str, str | None]:
+def export_one(root: str, path: str, host: str | None) -> tuple[str, str | None]:
     """Export one recording; returns its id and, for a file cut short, the damage it had.
 
     Raises InputError for a file that cannot be exported: one damaged anywhere but at its
@@ -82,11 +81,8 @@ def export_one(root: str, path: str, host: str | None, *, show_progress: bool) -
 
     session = Session()
     with paused_gc():
-        if show_progress:
-            with showing_progress(path) as progress:
-                load_capture(session, path, on_progress=progress)
-        else:
-            load_capture(session, path)
+        with showing_progress(path) as progress:
+            load_capture(session, path, on_progress=progress)
         if session.error is not None and not is_truncation(session.error):
             raise session.error
         try:
@@ -111,7 +107,7 @@ def export_batch(root: str, paths: list[str], host: str | None, *, progress: Bat
         for n, path in enumerate(paths):
             progress.show(n, path)
             try:
-                rid, damage = export_one(root, path, host, show_progress=progress.terminal)
+                rid, damage = export_one(root, path, host)
             except InputError as e:
                 progress.close()
                 print(f"wirecorr: {e}", file=sys.stderr)
@@ -129,6 +125,9 @@ def export_batch(root: str, paths: list[str], host: str | None, *, progress: Bat
 
 def run(args: argparse.Namespace) -> int:
     root = args.parquet
+    if "-" in args.recordings:
+        # A capture is identified by its file's hash, and its rows point into the file.
+        raise UsageError("export: reads recordings from files, not from standard input (-)")
     if os.path.exists(root) and not os.path.isdir(root):
         raise UsageError(f"export: {root} exists and is not a directory")
     try:

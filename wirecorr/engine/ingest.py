@@ -73,8 +73,6 @@ def read_capture(
         add_block(recording, block)
 
     reader = CaptureReader(path, on_custom=on_custom)
-    # Taken now: the reader closes its file at the end, and the last slice reports too.
-    size = reader.size
     session.sources.append(path)
     check = LinkTypeCheck(session)
     if os.path.isfile(path):
@@ -86,18 +84,18 @@ def read_capture(
     try:
         with paused_gc():
             if compiled_feed_applies(session, packet_filter):
-                feed = feed_compiled(session, reader, path, check, packet_filter=packet_filter, count=count)
-                for read in feed:
+                # Yields after each chunk, before the reader reaches the end and closes the file.
+                for read in feed_compiled(session, reader, path, check, packet_filter=packet_filter, count=count):
                     if on_progress is not None:
-                        on_progress(reader.position, size, read)
+                        on_progress(reader.position, reader.size, read)
                     yield read
             else:
                 while True:
                     n = feed_packets(session, islice(records, SLICE), check, packet_filter=packet_filter)
-                    if on_progress is not None:
-                        on_progress(reader.position, size, check.read)
                     if n < SLICE:
-                        break
+                        break  # the reader has reached the end and closed the file: nothing to show
+                    if on_progress is not None:
+                        on_progress(reader.position, reader.size, check.read)
                     yield check.read
     except InputError as e:
         session.error = e

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import glob
 import hashlib
 import os
 import re
@@ -38,7 +39,7 @@ from wirecorr.json_codec import dumps
 from wirecorr.model import format_flags
 from wirecorr.recording.format import encode_value
 from wirecorr.views import json_report
-from wirecorr.views.columnar_sql import SCHEMA_MARKER, TABLES, table_files
+from wirecorr.views.columnar_sql import SCHEMA_MARKER, TABLES
 
 if TYPE_CHECKING:
     # For the hints only: `wirecorr query` reads the schema without loading the engine.
@@ -685,9 +686,13 @@ def findings_table(session: Session, rid: str) -> pa.Table:
 
 
 def recording_files(root: str, rid: str) -> dict[str, list[str]]:
-    """The files of one recording in each table (normally one; none when not exported)."""
-    name = f"{rid}.parquet"
-    return {table: [f for f in table_files(root, table) if os.path.basename(f) == name] for table in TABLES}
+    """The files of one recording in each table (normally one; none when not exported).
+
+    Looked up by name in each partition directory, not by listing every file: a batch
+    into a DIR of many recordings would otherwise list them all once per recording.
+    """
+    base = glob.escape(root)
+    return {table: sorted(glob.glob(os.path.join(base, table, "*", "*", f"{rid}.parquet"))) for table in TABLES}
 
 
 def write_recording(root: str, rid: str, host: str, date: str, tables: dict[str, TableSource]) -> None:
