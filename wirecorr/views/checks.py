@@ -61,7 +61,6 @@ STATES = frozenset(
 )
 SIDES = ("client", "server")
 ANALYSIS_NAMES = frozenset(SHORT_NAMES.values())
-_RETRANS_NAMES = ("retransmission", "fast_retransmission", "spurious_retransmission")
 
 SECTIONS = ("findings", "counts", "links", "max_delay_ms", "close")
 _SYSCALL_NAME = re.compile(r"[a-z_][a-z0-9_]*")
@@ -140,7 +139,11 @@ class Facts:
         return [i for i, mask in enumerate(analysis) if mask & ANY_RETRANSMISSION]
 
     def analysis_packets(self, name: str) -> list[int]:
-        flag = next(int(f) for f, short in SHORT_NAMES.items() if short == name)
+        # As tshark's tcp.analysis.retransmission, which fast and spurious ones carry too.
+        if name == "retransmission":
+            flag = ANY_RETRANSMISSION
+        else:
+            flag = next(int(f) for f, short in SHORT_NAMES.items() if short == name)
         analysis = self.session.analyzer.table.analysis
         return [i for i, mask in enumerate(analysis) if mask & flag]
 
@@ -518,7 +521,8 @@ def _all_findings(facts: Facts) -> Counted:
 
 @_count("retransmissions")
 def _retransmissions(facts: Facts) -> Counted:
-    total = sum(c["analysis"].get(name, 0) for c in facts.connections for name in _RETRANS_NAMES)
+    # "retransmission" counts fast and spurious ones too, as tshark's field does.
+    total = sum(c["analysis"].get("retransmission", 0) for c in facts.connections)
     return total, [], facts.retransmitted(), []
 
 
