@@ -28,7 +28,7 @@ from wirecorr.model import FdInfo, Link, Syscall
 # IANA's Private Enterprise Number reserved for documentation and examples (RFC 5612).
 # wirecorr has no PEN of its own; 32473 keeps it from squatting on a real vendor's number.
 PEN = 32473
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 BT_SHB = 0x0A0D0D0A
 BT_IDB = 0x00000001
@@ -45,6 +45,7 @@ IF_TSRESOL = 9
 
 TAG_HEADER = "wirecorr"
 TAG_SYSCALL = "syscall"
+TAG_SYSCALLS = "syscalls"  # format 2: a batch of syscalls as Arrow columns (recording/columns.py)
 TAG_PROCESS = "process"
 TAG_LINK = "link"
 TAG_SUMMARY = "summary"

@@ -35,8 +35,18 @@ class RecordingWriter:
     of a (linktype, name, snaplen) combination, so callers never manage IDB numbering.
     """
 
-    def __init__(self, path: str, *, flush_interval: float = 1.0) -> None:
+    def __init__(self, path: str, *, flush_interval: float = 1.0, format_version: int = fmt.FORMAT_VERSION) -> None:
+        if format_version not in (1, 2):
+            raise ValueError(f"recording format {format_version} is not one this wirecorr writes (1, 2)")
         self.path = path
+        self.format_version = format_version
+        if format_version == 1:
+            self._encode_syscalls = _format1_blocks
+        else:
+            # Imported here, not with this module: reading a recording need not load pyarrow.
+            from wirecorr.recording.columns import syscall_blocks
+
+            self._encode_syscalls = syscall_blocks
         self.packets = 0
         self.syscalls = 0
         self._ifaces: dict[tuple[int, str | None, int], int] = {}
@@ -113,7 +123,7 @@ class RecordingWriter:
         `meta` conventionally holds command, pids, interface, filter, snaplen, data_bytes;
         the format version, wirecorr version and start time are added here.
         """
-        payload = {"format": fmt.FORMAT_VERSION, "wirecorr": __version__, "start_ns": time.time_ns(), **meta}
+        payload = {"format": self.format_version, "wirecorr": __version__, "start_ns": time.time_ns(), **meta}
         with self._lock:
             if self._header_written:
                 raise ValueError(f"{self.path}: header already written")
@@ -152,7 +162,8 @@ class RecordingWriter:
         return index
 
     def write_syscall(self, sc: Syscall) -> None:
-        """Queue `sc`; the flush thread encodes it within `flush_interval`.
+        """Queue `sc`; the flush thread encodes it within `flush_interval`, with everything
+        queued since its last turn (format 2: as one block of columns per `BATCH_ROWS`).
 
         The tracer calls this between two ptrace stops of the traced program: encoding
         there (≈10 µs a syscall) would slow the program, so only a list append happens on
@@ -168,7 +179,7 @@ class RecordingWriter:
         if not queued:
             return
         self._queued = []
-        self._append_locked(b"".join(map(fmt.syscall_block, queued)))
+        self._append_locked(self._encode_syscalls(queued))
 
     def write_process(self, event: str, pid: int, info: int | None, ts_ns: int | None = None) -> None:
         """A tracer process event (on_process): who was traced, from when, and how it ended.
@@ -197,3 +208,8 @@ class RecordingWriter:
                 self._f.write(fmt.custom_block(fmt.TAG_SUMMARY, {**done, **summary}))
             self._closed = True
             self._f.close()
+
+
+def _format1_blocks(syscalls: list[Syscall]) -> bytes:
+    """Format 1: one JSON Custom Block per syscall."""
+    return b"".join(map(fmt.syscall_block, syscalls))
