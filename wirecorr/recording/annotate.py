@@ -144,7 +144,12 @@ def annotate(path: str) -> Annotation | None:
     links: list[Link] = session.correlator.links
     findings: list[Finding] = list(getattr(session, "findings", []))
     comments = comments_by_packet(session)
-    extra = b"".join(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in links)
+    if session.meta.get("format", 1) >= 2:
+        from wirecorr.recording.columns import link_blocks  # pyarrow: see reader._add_batch
+
+        extra = link_blocks(links)
+    else:
+        extra = b"".join(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in links)
     extra += b"".join(fmt.custom_block(TAG_FINDING, finding_to_dict(f)) for f in findings)
 
     directory = os.path.dirname(os.path.abspath(path))
@@ -162,7 +167,7 @@ def annotate(path: str) -> Annotation | None:
                     continue
                 if btype in (fmt.BT_CUSTOM, _BT_CUSTOM_NOCOPY):
                     tag = _record_tag(block)
-                    if tag in (fmt.TAG_LINK, TAG_FINDING):
+                    if tag in (fmt.TAG_LINK, fmt.TAG_LINKS, TAG_FINDING):
                         raise AnnotateError(f"{path} already holds links (annotated before)")
                     if tag == fmt.TAG_SUMMARY and not placed:
                         out.write(extra)

@@ -30,11 +30,12 @@ import pyarrow.ipc
 
 from wirecorr.errors import InputError
 from wirecorr.json_codec import dumps, loads
-from wirecorr.model import FdInfo, Syscall
+from wirecorr.model import FdInfo, Link, Syscall
 from wirecorr.recording import format as fmt
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock, TruncatedCapture
 
 TAG_SYSCALLS = fmt.TAG_SYSCALLS
+TAG_LINKS = fmt.TAG_LINKS
 # The block layout version, in the stream's schema metadata; columns may be added within it.
 COLUMNS_KEY = b"wirecorr.syscalls"
 COLUMNS_VERSION = b"1"
@@ -71,9 +72,20 @@ SCHEMA = pa.schema(
     ],
     metadata={COLUMNS_KEY: COLUMNS_VERSION},
 )
-_REQUIRED = frozenset(f.name for f in SCHEMA if not f.nullable)
+LINK_SCHEMA = pa.schema(
+    [
+        pa.field("id", _I64, nullable=False),
+        pa.field("kind", _STR_DICT, nullable=False),
+        pa.field("syscall", _I64, nullable=False),
+        pa.field("packets", pa.list_(_I64), nullable=False),
+        pa.field("delay_ns", _I64),
+        pa.field("note", _STR_DICT),
+    ],
+    metadata={b"wirecorr.links": b"1"},
+)
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
 _GETTERS = tuple(map(attrgetter, SCHEMA.names))
+_LINK_GETTERS = tuple(map(attrgetter, LINK_SCHEMA.names))
 _PREFIX = TAG_SYSCALLS.encode() + b"\n"
 _V1_PREFIX = fmt.TAG_SYSCALL.encode() + b"\n"
 _CUSTOM_HEAD = struct.Struct("<III")  # block type, total length, PEN
@@ -141,6 +153,49 @@ def _args_column(args: list[dict[str, Any]]) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(keys.indices, values)
 
 
+def link_blocks(links: Sequence[Link]) -> bytes:
+    """The Custom Blocks for `links`: `links` blocks of up to `BATCH_ROWS` rows, plus a
+    format-1 `link` block for each link the columns cannot hold (as `syscall_blocks`)."""
+    out: list[bytes] = []
+    for start in range(0, len(links), BATCH_ROWS):
+        chunk = links[start : start + BATCH_ROWS]
+        try:
+            table = build_link_table(chunk)
+        except _CONVERSION_ERRORS:
+            regular = [link for link in chunk if _link_fits(link)]
+            out.extend(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in chunk if not _link_fits(link))
+            if not regular:
+                continue
+            table = build_link_table(regular)
+        out.append(_custom_block(TAG_LINKS, _ipc(table, LINK_SCHEMA)))
+    return b"".join(out)
+
+
+def build_link_table(links: Sequence[Link]) -> pa.Table:
+    ids, kinds, syscalls, packets, delays, notes = (list(map(get, links)) for get in _LINK_GETTERS)
+    columns = [
+        pa.array(ids, _I64),
+        pa.array(kinds, pa.string()).dictionary_encode(),
+        pa.array(syscalls, _I64),
+        pa.array(packets, pa.list_(_I64)),
+        pa.array(delays, _I64),
+        pa.array(notes, pa.string()).dictionary_encode(),
+    ]
+    return pa.Table.from_arrays(columns, schema=LINK_SCHEMA)
+
+
+def _link_fits(link: Link) -> bool:
+    return (
+        _is_int64(link.id)
+        and _is_text(link.kind)
+        and _is_int64(link.syscall)
+        and type(link.packets) is list
+        and all(map(_is_int64, link.packets))
+        and (link.delay_ns is None or _is_int64(link.delay_ns))
+        and (link.note is None or _is_text(link.note))
+    )
+
+
 def _fdinfo_column(infos: Sequence[FdInfo | None]) -> pa.DictionaryArray:
     """One dictionary entry per distinct FdInfo object: the tracer shares one object per
     descriptor, so identity finds the repeats without hashing five fields per row."""
@@ -161,22 +216,22 @@ def _blocks(table: pa.Table) -> Iterable[bytes]:
     """One block per `BATCH_DATA_BYTES` of data previews (usually the whole table)."""
     data = table.column("data")
     if data.nbytes <= BATCH_DATA_BYTES or table.num_rows == 1:
-        yield _custom_block(_ipc(table))
+        yield _custom_block(TAG_SYSCALLS, _ipc(table, SCHEMA))
         return
     half = table.num_rows // 2
     yield from _blocks(table.slice(0, half))
     yield from _blocks(table.slice(half))
 
 
-def _ipc(table: pa.Table) -> bytes:
+def _ipc(table: pa.Table, schema: pa.Schema) -> bytes:
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, SCHEMA, options=_IPC_OPTIONS) as writer:
+    with pa.ipc.new_stream(sink, schema, options=_IPC_OPTIONS) as writer:
         writer.write_table(table, max_chunksize=BATCH_ROWS)
     return sink.getvalue().to_pybytes()
 
 
-def _custom_block(stream: bytes) -> bytes:
-    body = _PREFIX + stream
+def _custom_block(tag: str, stream: bytes) -> bytes:
+    body = tag.encode() + b"\n" + stream
     pad = -len(body) % 4
     total = 16 + len(body) + pad
     return b"".join((_CUSTOM_HEAD.pack(fmt.BT_CUSTOM, total, fmt.PEN), body, b"\0" * pad, _TOTAL.pack(total)))
@@ -229,25 +284,36 @@ def _is_text(value: object) -> bool:
 def decode_block(data: bytes) -> pa.Table:
     """A `syscalls` block's data (after the PEN, tag line included) as a table of SCHEMA's
     columns; raises RecordFormatError for anything else."""
-    if not data.startswith(_PREFIX):
-        raise fmt.RecordFormatError(f"not a {TAG_SYSCALLS} record")
+    return _decode(data, TAG_SYSCALLS, SCHEMA)
+
+
+def decode_link_block(data: bytes) -> pa.Table:
+    """A `links` block's data as a table of LINK_SCHEMA's columns (see `decode_block`)."""
+    return _decode(data, TAG_LINKS, LINK_SCHEMA)
+
+
+def _decode(data: bytes, tag: str, schema: pa.Schema) -> pa.Table:
+    prefix = tag.encode() + b"\n"
+    if not data.startswith(prefix):
+        raise fmt.RecordFormatError(f"not a {tag} record")
     try:
-        table = pa.ipc.open_stream(pa.py_buffer(data)[len(_PREFIX) :]).read_all()
+        table = pa.ipc.open_stream(pa.py_buffer(data)[len(prefix) :]).read_all()
         table.validate(full=True)
     except (pa.ArrowException, OSError) as e:
-        raise fmt.RecordFormatError(f"{TAG_SYSCALLS} record is not an Arrow IPC stream: {e}") from None
-    version = (table.schema.metadata or {}).get(COLUMNS_KEY)
-    if version != COLUMNS_VERSION:
-        raise fmt.RecordFormatError(f"{TAG_SYSCALLS} record has column layout {version!r}, this wirecorr reads 1")
+        raise fmt.RecordFormatError(f"{tag} record is not an Arrow IPC stream: {e}") from None
+    key, version = next(iter(schema.metadata.items()))
+    found = (table.schema.metadata or {}).get(key)
+    if found != version:
+        raise fmt.RecordFormatError(f"{tag} record has column layout {found!r}, this wirecorr reads {version!r}")
     names = set(table.column_names)
-    for want in SCHEMA:
+    for want in schema:
         if want.name not in names:
-            raise fmt.RecordFormatError(f"{TAG_SYSCALLS} record has no `{want.name}` column")
+            raise fmt.RecordFormatError(f"{tag} record has no `{want.name}` column")
         got = table.schema.field(want.name).type
         if got != want.type:
-            raise fmt.RecordFormatError(f"{TAG_SYSCALLS} record: `{want.name}` is {got}, wants {want.type}")
-        if want.name in _REQUIRED and table.column(want.name).null_count:
-            raise fmt.RecordFormatError(f"{TAG_SYSCALLS} record: `{want.name}` has nulls")
+            raise fmt.RecordFormatError(f"{tag} record: `{want.name}` is {got}, wants {want.type}")
+        if not want.nullable and table.column(want.name).null_count:
+            raise fmt.RecordFormatError(f"{tag} record: `{want.name}` has nulls")
     return table
 
 
@@ -275,6 +341,25 @@ def syscalls_from_table(table: pa.Table) -> list[Syscall]:
                 col("nbytes").to_pylist(),
                 col("data").to_pylist(),
                 col("msg_lens").to_pylist(),
+            )
+        )
+    return out
+
+
+def links_from_table(table: pa.Table) -> list[Link]:
+    """`Link` objects for the rows of a decoded `links` block."""
+    out: list[Link] = []
+    for batch in table.to_batches():
+        col = batch.column
+        out.extend(
+            map(
+                Link,
+                col("id").to_pylist(),
+                _lookup(col("kind"), _same),
+                col("syscall").to_pylist(),
+                col("packets").to_pylist(),
+                col("delay_ns").to_pylist(),
+                _lookup(col("note"), _same),
             )
         )
     return out

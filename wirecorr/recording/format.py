@@ -48,6 +48,7 @@ TAG_SYSCALL = "syscall"
 TAG_SYSCALLS = "syscalls"  # format 2: a batch of syscalls as Arrow columns (recording/columns.py)
 TAG_PROCESS = "process"
 TAG_LINK = "link"
+TAG_LINKS = "links"  # format 2: a batch of links as Arrow columns
 TAG_SUMMARY = "summary"
 
 

@@ -89,7 +89,7 @@ def add_block(rec: Recording, block: CustomBlock) -> None:
     """
     if block.pen != fmt.PEN:
         return
-    if block.data.startswith(_SYSCALLS_PREFIX):
+    if block.data.startswith(_BATCH_PREFIXES):
         _add_batch(rec, block)
         return
     try:
@@ -100,15 +100,19 @@ def add_block(rec: Recording, block: CustomBlock) -> None:
 
 
 _SYSCALLS_PREFIX = fmt.TAG_SYSCALLS.encode() + b"\n"
+_BATCH_PREFIXES = (_SYSCALLS_PREFIX, fmt.TAG_LINKS.encode() + b"\n")
 
 
 def _add_batch(rec: Recording, block: CustomBlock) -> None:
-    """A format-2 block of syscall columns. Its codec is imported on first use: pyarrow
-    takes ≈ 0.2 s to import, which a plain capture or a format-1 recording need not pay."""
+    """A format-2 block of syscall or link columns. Its codec is imported on first use:
+    pyarrow takes ≈ 0.2 s to import, which a plain capture or a format-1 recording need not pay."""
     from wirecorr.recording import columns
 
     try:
-        rec.syscalls.extend(columns.syscalls_from_table(columns.decode_block(block.data)))
+        if block.data.startswith(_SYSCALLS_PREFIX):
+            rec.syscalls.extend(columns.syscalls_from_table(columns.decode_block(block.data)))
+        else:
+            rec.links.extend(columns.links_from_table(columns.decode_link_block(block.data)))
     except fmt.RecordFormatError as e:
         raise InputError(rec.path, f"bad wirecorr record: {e}", offset=block.offset) from None
 

@@ -41,12 +41,12 @@ class RecordingWriter:
         self.path = path
         self.format_version = format_version
         if format_version == 1:
-            self._encode_syscalls = _format1_blocks
+            self._encode_syscalls, self._encode_links = _format1_blocks, _format1_link_blocks
         else:
             # Imported here, not with this module: reading a recording need not load pyarrow.
-            from wirecorr.recording.columns import syscall_blocks
+            from wirecorr.recording.columns import link_blocks, syscall_blocks
 
-            self._encode_syscalls = syscall_blocks
+            self._encode_syscalls, self._encode_links = syscall_blocks, link_blocks
         self.packets = 0
         self.syscalls = 0
         self._ifaces: dict[tuple[int, str | None, int], int] = {}
@@ -191,7 +191,7 @@ class RecordingWriter:
         self._append(fmt.custom_block(fmt.TAG_PROCESS, {"event": event, "pid": pid, "info": info, "ts_ns": when}))
 
     def write_links(self, links: Iterable[Link]) -> None:
-        self._append(b"".join(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in links))
+        self._append(self._encode_links(list(links)))
 
     def close(self, summary: dict[str, Any] | None = None) -> None:
         """Finish the file. A `summary` record marks it complete: pass one (it may be empty)
@@ -213,3 +213,7 @@ class RecordingWriter:
 def _format1_blocks(syscalls: list[Syscall]) -> bytes:
     """Format 1: one JSON Custom Block per syscall."""
     return b"".join(map(fmt.syscall_block, syscalls))
+
+
+def _format1_link_blocks(links: list[Link]) -> bytes:
+    return b"".join(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in links)
