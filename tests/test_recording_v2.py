@@ -122,7 +122,7 @@ def decode_all(data: bytes) -> tuple[list[Syscall], list[Link], list[str]]:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(syscalls, max_size=8))
+@given(st.lists(syscalls, min_size=columns.SMALL_BATCH, max_size=columns.SMALL_BATCH + 4))
 def test_syscalls_round_trip_exactly(scs: list[Syscall]) -> None:
     back, _, tags = decode_all(columns.syscall_blocks(scs))
     # Odd rows leave the batch as format-1 records; compare as multisets, by exact repr.
@@ -135,7 +135,7 @@ def test_syscalls_round_trip_exactly(scs: list[Syscall]) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(links, max_size=8))
+@given(st.lists(links, min_size=columns.SMALL_BATCH, max_size=columns.SMALL_BATCH + 4))
 def test_links_round_trip_exactly(lks: list[Link]) -> None:
     _, back, tags = decode_all(columns.link_blocks(lks))
     assert sorted(map(repr, back)) == sorted(map(repr, lks))
@@ -171,6 +171,7 @@ def test_odd_rows_become_format1_records_in_the_file(tmp_path: Path) -> None:
         Syscall(3, 1, 1, "read", 30, ret=2**64),  # beyond 64 bits
     ]
     scs = [Syscall(1, 1, 1, "read", 10, fd=3, data=b""), *odd, Syscall(4, 1, 1, "close", 40, ret=None)]
+    scs += [Syscall(i, 1, 1, "getpid", i * 10, ret=1) for i in range(5, 5 + columns.SMALL_BATCH)]
     with RecordingWriter(str(path)) as w:
         w.write_header({})
         for sc in scs:
@@ -180,6 +181,22 @@ def test_odd_rows_become_format1_records_in_the_file(tmp_path: Path) -> None:
     with open(path, "rb") as f:
         tags = [block[12:40].partition(b"\n")[0] for bt, block in iter_blocks(f, str(path)) if bt == fmt.BT_CUSTOM]
     assert tags.count(b"syscalls") == 1 and tags.count(b"syscall") == 2
+
+
+def test_a_few_syscalls_stay_format1_records() -> None:
+    """A nearly idle program's flush: a block of columns would be larger than the records."""
+    sock = FdInfo("tcp", "127.0.0.1:5000", "127.0.0.1:40000", None, 77)
+    echo = [
+        Syscall(i, 10, 10, "read", 1_800_000_000_000_000_000 + i, {"fd": 3, "count": 64},
+                1_800_000_000_000_000_500 + i, 64, None, 3, sock, None, 64, bytes(64))
+        for i in range(2 * columns.SMALL_BATCH)
+    ]  # fmt: skip
+    few = echo[: columns.SMALL_BATCH - 1]
+    back, _, tags = decode_all(columns.syscall_blocks(few))
+    assert back == few and set(tags) == {fmt.TAG_SYSCALL}
+    back, _, tags = decode_all(columns.syscall_blocks(echo))
+    assert back == echo and tags == [fmt.TAG_SYSCALLS]
+    assert len(columns.syscall_blocks(echo)) < len(b"".join(map(fmt.syscall_block, echo)))
 
 
 def test_a_damaged_batch_is_one_clear_error(tmp_path: Path) -> None:
@@ -311,8 +328,10 @@ def test_a_real_run_in_either_format_gives_the_same_analyze_json(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     with open(v2_path, "rb") as f:
         tags = [block[12:40].partition(b"\n")[0] for bt, block in iter_blocks(f, str(v2_path)) if bt == fmt.BT_CUSTOM]
-    # record writes format 2: syscalls and links in a few blocks, none one by one.
-    assert b"syscalls" in tags and b"links" in tags and b"syscall" not in tags and b"link" not in tags
+    # record writes format 2: syscalls and links in a few blocks of columns (a flush of
+    # fewer than SMALL_BATCH syscalls, at the end of a second, as records).
+    assert b"syscalls" in tags and b"links" in tags
+    assert tags.count(b"syscall") < columns.SMALL_BATCH * tags.count(b"syscalls") and b"link" not in tags
     reencode(v2_path, v1_path, 1)
     assert read_recording(str(v1_path)).meta["format"] == 1
 

@@ -42,6 +42,10 @@ COLUMNS_VERSION = b"1"
 # Rows per block: large enough that the per-block schema and dictionaries cost nothing per
 # syscall, small enough that a block stays a few MB for Wireshark and for the reader.
 BATCH_ROWS = 65536
+# Below this many rows a block of columns (≈ 5 KB of schema and dictionaries alone) is
+# larger than format-1 records (≈ 350 B each on the echo workload): a nearly idle program's
+# one-second flushes stay small.
+SMALL_BATCH = 16
 # Data preview bytes per block (before compression); `record --data-bytes` has no limit.
 BATCH_DATA_BYTES = 8 << 20
 
@@ -100,7 +104,10 @@ _CONVERSION_ERRORS = (pa.ArrowException, OverflowError, TypeError, ValueError, U
 
 def syscall_blocks(syscalls: Sequence[Syscall]) -> bytes:
     """The Custom Blocks for `syscalls`, in order: `syscalls` blocks of up to `BATCH_ROWS`
-    rows, plus a format-1 `syscall` block for each syscall the columns cannot hold."""
+    rows, plus a format-1 `syscall` block for each syscall the columns cannot hold (and for
+    each of fewer than `SMALL_BATCH`)."""
+    if len(syscalls) < SMALL_BATCH:
+        return b"".join(map(fmt.syscall_block, syscalls))
     out: list[bytes] = []
     for start in range(0, len(syscalls), BATCH_ROWS):
         chunk = syscalls[start : start + BATCH_ROWS]
@@ -156,6 +163,8 @@ def _args_column(args: list[dict[str, Any]]) -> pa.DictionaryArray:
 def link_blocks(links: Sequence[Link]) -> bytes:
     """The Custom Blocks for `links`: `links` blocks of up to `BATCH_ROWS` rows, plus a
     format-1 `link` block for each link the columns cannot hold (as `syscall_blocks`)."""
+    if len(links) < SMALL_BATCH:
+        return b"".join(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in links)
     out: list[bytes] = []
     for start in range(0, len(links), BATCH_ROWS):
         chunk = links[start : start + BATCH_ROWS]
