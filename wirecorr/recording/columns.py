@@ -1,4 +1,4 @@
-"""Format v2's syscall records: many syscalls per Custom Block, as columns in Arrow IPC.
+"""Format 2's syscall and link records: many per Custom Block, as columns in Arrow IPC.
 
 Format 1 spent one JSON Custom Block per syscall, ≈ 450 bytes on the echo workload and a
 JSON parse plus a Python object walk per syscall on every read (bench/RESULTS.md). Here a

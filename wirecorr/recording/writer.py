@@ -15,6 +15,7 @@ import platform
 import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -54,7 +55,9 @@ class RecordingWriter:
         self._header_written = False
         self._closed = False
         self._error: Exception | None = None
-        self._queued: list[Syscall] = []
+        # A deque, drained by count: the tracer's thread appends without the lock, so a
+        # swapped-out list could take an append after the flush thread had copied it.
+        self._queued: deque[Syscall] = deque()
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         except OSError as e:
@@ -175,11 +178,10 @@ class RecordingWriter:
         self.syscalls += 1
 
     def _drain_locked(self) -> None:
-        queued = self._queued
-        if not queued:
-            return
-        self._queued = []
-        self._append_locked(self._encode_syscalls(queued))
+        take = self._queued.popleft
+        queued = [take() for _ in range(len(self._queued))]
+        if queued:
+            self._append_locked(self._encode_syscalls(queued))
 
     def write_process(self, event: str, pid: int, info: int | None, ts_ns: int | None = None) -> None:
         """A tracer process event (on_process): who was traced, from when, and how it ended.
