@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import socket
 import struct
@@ -12,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -217,11 +219,37 @@ def test_a_damaged_batch_is_one_clear_error(tmp_path: Path) -> None:
     assert len(done.stderr.strip().splitlines()) == 1 and str(path) in done.stderr
 
 
-def test_unknown_column_layout_is_refused() -> None:
-    table = columns.build_table([Syscall(1, 1, 1, "read", 1)]).replace_schema_metadata({columns.COLUMNS_KEY: b"9"})
-    stream = columns._ipc(table, table.schema)
-    with pytest.raises(fmt.RecordFormatError, match="column layout"):
-        columns.decode_block(b"syscalls\n" + stream)
+def _table_with(name: str, values: pa.Array) -> pa.Table:
+    table = columns.build_table([Syscall(i, 1, 1, "read", i, fdinfo=FdInfo("tcp"), msg_lens=[1]) for i in range(3)])
+    at = table.schema.get_field_index(name)
+    return table.set_column(at, pa.field(name, values.type, table.schema.field(name).nullable), values)
+
+
+MALFORMED = {
+    "column layout": lambda: columns.build_table([Syscall(1, 1, 1, "read", 1)]).replace_schema_metadata(
+        {columns.COLUMNS_KEY: b"9"}
+    ),
+    "no `fd` column": lambda: columns.build_table([Syscall(1, 1, 1, "read", 1)]).drop_columns(["fd"]),
+    "`ret` is string": lambda: _table_with("ret", pa.array(["0", "1", "2"])),
+    "`enter_ns` has nulls": lambda: _table_with("enter_ns", pa.array([1, None, 3], pa.int64())),
+    "`msg_lens` holds a null in a list": lambda: _table_with("msg_lens", pa.array([[1, None], None, []])),
+    "entry without a kind": lambda: _table_with(
+        "fdinfo",
+        pa.DictionaryArray.from_arrays(
+            pa.array([0, 0, 0], pa.int32()), pa.array([{"kind": None}], columns.FDINFO_TYPE)
+        ),
+    ),
+    "not a JSON object": lambda: _table_with("args", pa.array(["[1]", "[1]", "[1]"]).dictionary_encode()),
+}
+
+
+@pytest.mark.parametrize("problem", MALFORMED)
+def test_malformed_batches_are_refused(problem: str) -> None:
+    """Each as one RecordFormatError, which the reader reports as one line naming file and offset."""
+    table = MALFORMED[problem]()
+    data = b"syscalls\n" + columns._ipc(table, table.schema)
+    with pytest.raises(fmt.RecordFormatError, match=re.escape(problem)):
+        columns.syscalls_from_table(columns.decode_block(data))
 
 
 # -- the same analysis from either format ----------------------------------------------

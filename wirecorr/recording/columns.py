@@ -321,8 +321,14 @@ def _decode(data: bytes, tag: str, schema: pa.Schema) -> pa.Table:
         got = table.schema.field(want.name).type
         if got != want.type:
             raise fmt.RecordFormatError(f"{tag} record: `{want.name}` is {got}, wants {want.type}")
-        if not want.nullable and table.column(want.name).null_count:
+        column = table.column(want.name)
+        if not want.nullable and column.null_count:
             raise fmt.RecordFormatError(f"{tag} record: `{want.name}` has nulls")
+        # Nulls no Python value of the model can be: in a list, or an fd identity without a kind.
+        if pa.types.is_list(want.type) and any(chunk.values.null_count for chunk in column.chunks):
+            raise fmt.RecordFormatError(f"{tag} record: `{want.name}` holds a null in a list")
+        if want.type == _FDINFO_DICT and any(chunk.dictionary.field("kind").null_count for chunk in column.chunks):
+            raise fmt.RecordFormatError(f"{tag} record: `{want.name}` has an entry without a kind")
     return table
 
 
@@ -388,6 +394,8 @@ def _same(value: Any) -> Any:
 def _decode_args(text: str) -> dict[str, Any]:
     try:
         args = fmt.decode_value(loads(text.encode()))
+    except RecursionError:
+        raise fmt.RecordFormatError(f"{TAG_SYSCALLS} record: an `args` value nests too deep") from None
     except (ValueError, TypeError) as e:
         raise fmt.RecordFormatError(f"{TAG_SYSCALLS} record: an `args` value is not valid JSON: {e}") from None
     if not isinstance(args, dict):
