@@ -383,3 +383,31 @@ def test_a_real_run_in_either_format_gives_the_same_analyze_json(tmp_path: Path)
     assert shark.returncode == 0 and "rror" not in shark.stderr
     custom = [line for line in shark.stdout.splitlines() if "Custom Block" in line]
     assert 3 <= len(custom) <= 12 and len(shark.stdout.splitlines()) - len(custom) >= 40
+
+
+def test_the_tui_feeds_a_batch_over_several_slices(tmp_path: Path) -> None:
+    """A block of thousands of syscalls is fed CALL_BATCH at a time, between key presses,
+    and before the packet that follows it in the file."""
+    from wirecorr.views.tui.index import EventIndex
+    from wirecorr.views.tui.loader import CALL_BATCH, FileLoader
+    from wirecorr.views.tui.packets import LivePackets
+
+    path = tmp_path / "batch.pcapng"
+    scs = [Syscall(i, 7, 7, "getpid", 1_000 + i, ret=7) for i in range(8 * CALL_BATCH)]
+    frame = bytes.fromhex("4500001c000100004011f9cc7f0000017f000001d431003500080000")  # IPv4/UDP, no payload
+    with RecordingWriter(str(path)) as w:
+        w.write_header({})
+        for sc in scs:
+            w.write_syscall(sc)
+        w.flush()
+        w.write_packet(2_000_000, frame, len(frame), 101)  # LINKTYPE_RAW
+    index = EventIndex(Session(), LivePackets())
+    loader = FileLoader(index, str(path))
+    for _ in range(20):  # a slice far shorter than any work: one batch of syscalls at most
+        loader.step(1e-6)
+        if loader.fed:
+            break
+    assert 0 < loader.fed <= CALL_BATCH and loader.count == 0
+    while not loader.done:
+        loader.step()
+    assert index.calls == scs and loader.count == 1

@@ -39,9 +39,10 @@ TAG_LINKS = fmt.TAG_LINKS
 # The block layout version, in the stream's schema metadata; columns may be added within it.
 COLUMNS_KEY = b"wirecorr.syscalls"
 COLUMNS_VERSION = b"1"
-# Rows per block: large enough that the per-block schema and dictionaries cost nothing per
-# syscall, small enough that a block stays a few MB for Wireshark and for the reader.
-BATCH_ROWS = 65536
+# Rows per block: large enough that the per-block schema and dictionaries (≈ 5 KB) cost
+# well under a byte per syscall, small enough that the TUI decodes one into Syscall objects
+# (≈ 1 µs a row) between two key presses, and that a block stays about a MB.
+BATCH_ROWS = 16384
 # Below this many rows a block of columns (≈ 5 KB of schema and dictionaries alone) is
 # larger than format-1 records (≈ 350 B each on the echo workload): a nearly idle program's
 # one-second flushes stay small.

@@ -13,9 +13,12 @@ wrote them: the same order a live trace delivers, which the correlator is built 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator
 
 from wirecorr.errors import InputError
+from wirecorr.model import Syscall
+from wirecorr.recording import format as fmt
 from wirecorr.recording.reader import Recording, add_block
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock, RawRecord
 from wirecorr.sources.packet_decode import decode_packet
@@ -24,6 +27,11 @@ from wirecorr.views.tui.packets import FilePackets
 
 # Syscall blocks decoded per batch: ~8 ms of work, within a slice.
 BLOCK_BATCH = 256
+# A format-2 batch of syscalls is decoded as soon as it is read.
+_BATCH_PREFIX = fmt.TAG_SYSCALLS.encode() + b"\n"
+# Syscalls fed between two looks at the clock: ~8 ms. A format-2 block holds up to 16,384,
+# seconds of indexing, so its syscalls are queued and fed over as many slices as they take.
+CALL_BATCH = 256
 
 
 class FileLoader:
@@ -43,6 +51,7 @@ class FileLoader:
         # a row) is read within the slices too, and decoded in bounded batches.
         self.records: Iterator[RawRecord | CustomBlock] = self.reader.records_and_blocks()
         self.blocks: list[CustomBlock] = []
+        self.calls: deque[Syscall] = deque()  # decoded, not fed yet; fed before the next record
         self.count = 0  # packets read
         self.fed = 0  # events fed
         index.packets = FilePackets(path, index.session.analyzer.table)
@@ -68,15 +77,19 @@ class FileLoader:
         start = self.fed
         try:
             while time.perf_counter() < deadline:
+                if self.calls:
+                    self._feed_calls(CALL_BATCH)
+                    continue
                 item = next(self.records, None)
                 if item is None:
                     break
                 if isinstance(item, CustomBlock):
                     self.blocks.append(item)
-                    if len(self.blocks) >= BLOCK_BATCH:
+                    if len(self.blocks) >= BLOCK_BATCH or item.data.startswith(_BATCH_PREFIX):
                         self._feed_blocks()
                     continue
                 self._feed_blocks()  # the blocks read before this packet come first, in file order
+                self._feed_calls(len(self.calls))
                 self.index.add_packet(decode_packet(self.count, item))
                 self.count += 1
                 self.fed += 1
@@ -85,6 +98,7 @@ class FileLoader:
         except InputError as e:
             self.index.session.error = e
         self._feed_blocks()
+        self._feed_calls(len(self.calls))
         self._finish()
         return self.fed - start
 
@@ -104,11 +118,19 @@ class FileLoader:
             session.meta = rec.meta
         for event in rec.processes:
             session.on_process_record(event)
-        for sc in rec.syscalls:
-            self.index.add_syscall(sc)
-        self.fed += len(rec.syscalls) + len(rec.processes)
+        self.calls.extend(rec.syscalls)
+        self.fed += len(rec.processes)
         rec.processes.clear()
         rec.syscalls.clear()
+
+    def _feed_calls(self, count: int) -> None:
+        """Feed the first `count` queued syscalls (fewer if fewer are queued)."""
+        take = self.calls.popleft
+        add = self.index.add_syscall
+        count = min(count, len(self.calls))
+        for _ in range(count):
+            add(take())
+        self.fed += count
 
     def _finish(self) -> None:
         session = self.index.session
