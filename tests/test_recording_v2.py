@@ -12,6 +12,7 @@ import struct
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -33,6 +34,7 @@ CAPTURES = sorted((REPO / "captures").glob("*.pcapng"))
 # -- strategies: what the tracer writes, and the odd values it might -------------------
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
+NS = st.integers(-(2**62), 2**62)  # timestamps: format 1's schema and the columns' reader allow ±2^62
 huge = st.integers(2**63, 2**70) | st.integers(-(2**70), -(2**63) - 1)
 # Undecodable bytes in a file name become lone surrogates (os.fsdecode); UTF-8 cannot hold them.
 surrogate_text = st.builds(lambda a, b: a + "\udcff" + b, st.text(max_size=4), st.text(max_size=4))
@@ -44,7 +46,9 @@ arg_values = st.recursive(
 )
 
 
-def syscall_strategy(ints: st.SearchStrategy[int], text: st.SearchStrategy[str]) -> st.SearchStrategy[Syscall]:
+def syscall_strategy(
+    ints: st.SearchStrategy[int], text: st.SearchStrategy[str], ns: st.SearchStrategy[int] = NS
+) -> st.SearchStrategy[Syscall]:
     opt_int = st.none() | ints
     opt_text = st.none() | text
     fdinfos = st.none() | st.builds(
@@ -61,9 +65,9 @@ def syscall_strategy(ints: st.SearchStrategy[int], text: st.SearchStrategy[str])
         pid=ints,
         tid=ints,
         name=text,
-        enter_ns=ints,
+        enter_ns=ns,
         args=st.dictionaries(st.text(max_size=6) | st.just("$bytes"), arg_values, max_size=4),
-        exit_ns=opt_int,
+        exit_ns=st.none() | ns,
         ret=opt_int,
         errno=opt_text,
         fd=opt_int,
@@ -78,7 +82,7 @@ def syscall_strategy(ints: st.SearchStrategy[int], text: st.SearchStrategy[str])
 # Rows the columns hold (any int64, any UTF-8 text; odd args are JSON's business) and rows
 # they cannot (an integer beyond 64 bits or a lone surrogate somewhere), mixed half and half.
 plain_syscalls = syscall_strategy(INT64, st.text(max_size=20))
-odd_syscalls = syscall_strategy(INT64 | huge, st.text(max_size=20) | surrogate_text)
+odd_syscalls = syscall_strategy(INT64 | huge, st.text(max_size=20) | surrogate_text, NS | huge)
 syscalls = plain_syscalls | odd_syscalls
 links = st.builds(
     Link,
@@ -86,7 +90,7 @@ links = st.builds(
     kind=st.text(max_size=12) | surrogate_text,
     syscall=INT64,
     packets=st.lists(INT64, max_size=5) | st.lists(INT64 | huge, max_size=5),
-    delay_ns=st.none() | INT64 | huge,
+    delay_ns=st.none() | NS | huge,
     note=st.none() | st.text(max_size=20) | surrogate_text,
 )
 
@@ -170,7 +174,7 @@ def test_odd_rows_become_format1_records_in_the_file(tmp_path: Path) -> None:
     path = tmp_path / "odd.pcapng"
     odd = [
         Syscall(2, 1, 1, "read", 20, fd=3, fdinfo=FdInfo("file", path="/tmp/\udcff.bin")),  # a non-UTF-8 path
-        Syscall(3, 1, 1, "read", 30, ret=2**64),  # beyond 64 bits
+        Syscall(3, 1, 1, "read", 30, ret=2**64 - 1),  # an unsigned register: beyond int64
     ]
     scs = [Syscall(1, 1, 1, "read", 10, fd=3, data=b""), *odd, Syscall(4, 1, 1, "close", 40, ret=None)]
     scs += [Syscall(i, 1, 1, "getpid", i * 10, ret=1) for i in range(5, 5 + columns.SMALL_BATCH)]
@@ -226,6 +230,7 @@ def _table_with(name: str, values: pa.Array) -> pa.Table:
 
 
 MALFORMED = {
+    "`exit_ns` is out of the timestamp range": lambda: _table_with("exit_ns", pa.array([1, None, 2**62 + 1])),
     "column layout": lambda: columns.build_table([Syscall(1, 1, 1, "read", 1)]).replace_schema_metadata(
         {columns.COLUMNS_KEY: b"9"}
     ),
@@ -295,17 +300,33 @@ def reencode(src: Path, dst: Path, version: int) -> None:
         flush(out)
 
 
-def analysis(path: Path) -> dict[str, object]:
-    """`analyze --json`'s document for `path`, built in this process, less what names the
-    file rather than its contents (its path, the packets' byte offsets in it)."""
+FRAMES = re.compile(r"\b(frames? )(\d+(?:, \d+\b(?!\.))*)")  # "frames 9, 11", not "frame 9, 1.3 s"
+
+
+def file_independent(doc: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`doc` less what names the file rather than its contents: its path, the packets'
+    byte offsets in it, and Wireshark frame numbers, which count the Custom Blocks too
+    (in findings' messages they become packet indices)."""
+    index_of = {frame: i for i, frame in enumerate(read_recording(str(path)).frame_numbers)}
+
+    def packets(m: re.Match[str]) -> str:
+        return "packets " + ", ".join(str(index_of[int(n)]) for n in m.group(2).split(", "))
+
+    doc.pop("sources", None)
+    for packet in doc.get("packets", []):
+        packet.pop("offset")
+        packet.pop("frame")
+    for finding in doc["findings"]:
+        finding["message"] = FRAMES.sub(packets, finding["message"])
+    return doc
+
+
+def analysis(path: Path) -> dict[str, Any]:
+    """`analyze --json`'s document for `path`, built in this process."""
     session = Session()
     load_capture(session, str(path), show_progress=False)
     session.finish()
-    doc = json_report.document(session, packets=True)
-    doc.pop("sources", None)
-    for packet in doc["packets"]:
-        packet.pop("offset")
-    return doc
+    return file_independent(json_report.document(session, packets=True), path)
 
 
 @pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: p.stem)
@@ -363,13 +384,11 @@ def test_a_real_run_in_either_format_gives_the_same_analyze_json(tmp_path: Path)
     reencode(v2_path, v1_path, 1)
     assert read_recording(str(v1_path)).meta["format"] == 1
 
-    def analyze(path: Path) -> dict[str, object]:
+    def analyze(path: Path) -> dict[str, Any]:
         out = subprocess.run(
             [PYTHON, "-m", "wirecorr", "analyze", "--json", str(path)], capture_output=True, timeout=60, check=True
         )
-        doc = json.loads(out.stdout)
-        doc.pop("sources", None)
-        return doc
+        return file_independent(json.loads(out.stdout), path)
 
     v2_doc, v1_doc = analyze(v2_path), analyze(v1_path)
     assert v2_doc == v1_doc

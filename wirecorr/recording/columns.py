@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc
 
 from wirecorr.errors import InputError
@@ -333,6 +334,11 @@ def _decode(data: bytes, tag: str, schema: pa.Schema) -> pa.Table:
             raise fmt.RecordFormatError(f"{tag} record: `{want.name}` holds a null in a list")
         if want.type == _FDINFO_DICT and any(chunk.dictionary.field("kind").null_count for chunk in column.chunks):
             raise fmt.RecordFormatError(f"{tag} record: `{want.name}` has an entry without a kind")
+        # Timestamps within ±2^62, as format 1's schema has them (format.NS_LIMIT).
+        if want.name.endswith("_ns") and column.length() - column.null_count:
+            low, high = pc.min_max(column).values()
+            if not -fmt.NS_LIMIT <= low.as_py() <= high.as_py() <= fmt.NS_LIMIT:
+                raise fmt.RecordFormatError(f"{tag} record: `{want.name}` is out of the timestamp range")
     return table
 
 
