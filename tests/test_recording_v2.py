@@ -189,6 +189,15 @@ def test_odd_rows_become_format1_records_in_the_file(tmp_path: Path) -> None:
     assert tags.count(b"syscalls") == 1 and tags.count(b"syscall") == 2
 
 
+@pytest.mark.parametrize(("version", "says"), [(3, "newer than this wirecorr"), (0, "not one wirecorr ever wrote")])
+def test_a_format_it_does_not_know_is_refused(tmp_path: Path, version: int, says: str) -> None:
+    path = tmp_path / "rec.pcapng"
+    with RecordingWriter(str(path)) as w:
+        w.write_header({"format": version})
+    with pytest.raises(InputError, match=says):
+        read_recording(str(path))
+
+
 def test_a_few_syscalls_stay_format1_records() -> None:
     """A nearly idle program's flush: a block of columns would be larger than the records."""
     sock = FdInfo("tcp", "127.0.0.1:5000", "127.0.0.1:40000", None, 77)

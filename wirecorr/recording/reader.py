@@ -124,6 +124,8 @@ def _add(rec: Recording, tag: str, payload: dict[str, Any]) -> None:
             raise fmt.RecordFormatError(
                 f"recording format {version} is newer than this wirecorr reads ({fmt.FORMAT_VERSION}); upgrade wirecorr"
             )
+        if version < 1:
+            raise fmt.RecordFormatError(f"recording format {version} is not one wirecorr ever wrote (1, 2)")
         rec.meta = payload
         rec.is_recording = True
     elif tag == fmt.TAG_SYSCALL:
