@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from loopback_capture import LoopbackCapture
 
-from wirecorr.engine.session import Session, load_capture
+from wirecorr.engine.ingest import diagnose, load_capture
+from wirecorr.engine.session import Session
 from wirecorr.model import FIN
 from wirecorr.recording.reader import read_recording
 from wirecorr.sources.syscalls.table import BY_ARCH, native_arch
@@ -273,8 +274,8 @@ def test_text_findings_are_grouped_and_long_groups_cut(monkeypatch: pytest.Monke
     with the per-kind limit lowered to 5 so that its two large groups are cut."""
     monkeypatch.setattr(text_report, "FINDINGS_PER_KIND", 5)
     session = Session()
-    load_capture(session, str(ROOT / "captures" / "lab-fd-leak.pcapng"), show_progress=False)
-    session.finish()
+    load_capture(session, str(ROOT / "captures" / "lab-fd-leak.pcapng"))
+    diagnose(session)
     out = io.StringIO()
     text_report.write(session, out, notable=0)
     lines = out.getvalue().split("\nFindings ")[1].splitlines()

@@ -26,6 +26,7 @@ import pytest
 
 from wirecorr.engine.correlator import Correlator
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
+from wirecorr.model import fmt_ns
 from wirecorr.recording.reader import read_recording
 
 PYTHON = sys.executable
@@ -528,15 +529,6 @@ except OSError:
     pass
 print(got, flush=True)
 """
-
-
-def fmt_ns(ns: int) -> str:
-    """As findings print durations (engine/findings/_base.py)."""
-    if ns < 1_000_000:
-        return f"{ns / 1_000:.0f} µs"
-    if ns < 1_000_000_000:
-        return f"{ns / 1_000_000:.1f} ms"
-    return f"{ns / 1_000_000_000:.2f} s"
 
 
 @pytest.fixture

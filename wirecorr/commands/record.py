@@ -297,7 +297,7 @@ class Recorder:
 
     def _annotate(self) -> None:
         """Write the links into the finished file; any failure keeps the recording as it is."""
-        from wirecorr.recording.annotate import annotate
+        from wirecorr.engine.ingest import annotate
 
         try:
             done = annotate(self.output)

@@ -12,15 +12,19 @@ wrote them: the same order a live trace delivers, which the correlator is built 
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Iterator
+from operator import attrgetter
 
+from wirecorr.engine.ingest import LinkTypeCheck, RecordedFeed, diagnose
 from wirecorr.errors import InputError
 from wirecorr.model import Syscall
 from wirecorr.recording import format as fmt
 from wirecorr.recording.reader import Recording, add_block
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock, RawRecord
+from wirecorr.sources.packet_at import PacketAt
 from wirecorr.sources.packet_decode import decode_packet
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.packets import FilePackets
@@ -54,7 +58,15 @@ class FileLoader:
         self.calls: deque[Syscall] = deque()  # decoded, not fed yet; fed before the next record
         self.count = 0  # packets read
         self.fed = 0  # events fed
+        # The same order and the same damage reports as `analyze` (engine/ingest.py).
+        self.linktypes = LinkTypeCheck(index.session)
+        self.recorded = RecordedFeed(index.add_syscall, index.session.on_process_record)
         index.packets = FilePackets(path, index.session.analyzer.table)
+        if os.path.isfile(path):
+            # As `ingest.read_capture`: payloads re-read to anchor streams open before tracing.
+            at = PacketAt(path)
+            offsets = index.session.analyzer.table.offset
+            index.session.correlator.payload_of = lambda i: at.payload(i, offsets[i])
         index.hold_back = True
         index.session.sources.append(path)
 
@@ -84,13 +96,17 @@ class FileLoader:
                 if item is None:
                     break
                 if isinstance(item, CustomBlock):
+                    self.index.session.custom_at.append(self.count)
                     self.blocks.append(item)
                     if len(self.blocks) >= BLOCK_BATCH or item.data.startswith(_BATCH_PREFIX):
                         self._feed_blocks()
                     continue
                 self._feed_blocks()  # the blocks read before this packet come first, in file order
                 self._feed_calls(len(self.calls))
-                self.index.add_packet(decode_packet(self.count, item))
+                pkt = decode_packet(self.count, item)
+                if pkt.ip_version == 0:
+                    self.linktypes.undecoded(item)
+                self.index.add_packet(pkt)
                 self.count += 1
                 self.fed += 1
             else:
@@ -116,26 +132,29 @@ class FileLoader:
         self.blocks.clear()
         if rec.meta and not session.meta:
             session.meta = rec.meta
-        for event in rec.processes:
-            session.on_process_record(event)
-        self.calls.extend(rec.syscalls)
+        # Process events wait in `recorded` for the syscalls, which are queued in the order
+        # it feeds them (by end) and given to it CALL_BATCH at a time.
         self.fed += len(rec.processes)
+        self.recorded.add([], rec.processes)
+        rec.syscalls.sort(key=attrgetter("end_ns"))
+        self.calls.extend(rec.syscalls)
         rec.processes.clear()
         rec.syscalls.clear()
 
     def _feed_calls(self, count: int) -> None:
         """Feed the first `count` queued syscalls (fewer if fewer are queued)."""
         take = self.calls.popleft
-        add = self.index.add_syscall
-        count = min(count, len(self.calls))
-        for _ in range(count):
-            add(take())
-        self.fed += count
+        batch = [take() for _ in range(min(count, len(self.calls)))]
+        self.recorded.add(batch, ())
+        self.fed += len(batch)
 
     def _finish(self) -> None:
         session = self.index.session
         session.packets_read += self.count
         session.skipped_blocks += self.reader.skipped_blocks
-        session.finish()
+        self.recorded.close()
+        self.linktypes.read = self.count
+        self.linktypes.done(self.path)
+        diagnose(session)
         self.index.hold_back = False
         self.done = True
