@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 from wirecorr.engine.correlator import Correlator
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
@@ -34,12 +35,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA_CALLS = {"read", "write", "recvfrom", "sendto", "recvmsg", "sendmsg", "readv", "writev"}
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="record needs root (ptrace and tcpdump)")
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wirecorr(*args: str) -> subprocess.CompletedProcess[str]:

@@ -23,6 +23,8 @@ COMMANDS = {
     "check": "wirecorr.commands.check",
     "tui": "wirecorr.commands.tui",
     "live": "wirecorr.commands.live",
+    "export": "wirecorr.commands.export",
+    "query": "wirecorr.commands.query",
 }
 
 

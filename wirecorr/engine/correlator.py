@@ -263,14 +263,14 @@ class _SockState:
     queue: list[tuple[str, Syscall, int, int]] = field(default_factory=list)
     connect: Syscall | None = None
     shut_wr: bool = False
+    # Calls made on the socket before its connection was known.
+    calls: list[Syscall] = field(default_factory=list)
     refused: bool = False
     polled: bool = False
     # Added to the socket's byte counts (writes, reads) to get the capture's stream offsets;
     # None until anchored, for a socket that was open before tracing began.
     shift: list[int | None] = field(default_factory=lambda: [0, 0])
     pending: list[list[tuple[_Claim, Syscall, bool]]] = field(default_factory=lambda: [[], []])
-    # Calls made on the socket before its connection was known.
-    calls: list[Syscall] = field(default_factory=list)
 
 
 @dataclass(slots=True, eq=False)
@@ -316,16 +316,16 @@ class Correlator:
         self._udp_cursor: dict[tuple[int, bool], int] = {}
         self._nconns = 0
         self._finished = False
-        self.anchors: list[Anchor] = []
-        # Packet index → captured transport payload, for anchoring by content; set by whoever
-        # can re-read the capture (the session, for a file). Without it recent payloads are kept.
-        self.payload_of: Callable[[int], bytes | None] | None = None
-        self._recent: dict[int, bytes] = {}
         # The one answer to "which connection, which side, which links" per syscall, kept as
         # sockets bind and links grow; findings and every view read it (docs/architecture.md).
         self._conn_of: dict[int, tuple[int, int]] = {}
         self._calls_by_conn: dict[int, list[tuple[int, int]]] = {}
         self._links_by_call: dict[int, list[Link]] = {}
+        self.anchors: list[Anchor] = []
+        # Packet index → captured transport payload, for anchoring by content; set by whoever
+        # can re-read the capture (the session, for a file). Without it recent payloads are kept.
+        self.payload_of: Callable[[int], bytes | None] | None = None
+        self._recent: dict[int, bytes] = {}
 
     # -- input ----------------------------------------------------------------------------
 
@@ -511,6 +511,22 @@ class Correlator:
                 start, state.received = state.received, state.received + n
                 self._queue(state, "read", sc, start, start + n)
 
+    def _own(self, state: _SockState, sc: Syscall) -> None:
+        """Put a call on its socket's connection now, or when the socket is bound."""
+        if state.tcp is not None:
+            self._assign(sc.id, state.tcp.conn.id, state.side)
+            return
+        state.calls.append(sc)
+        if self._finished:
+            self._resolve(state, final=True)
+        else:
+            heapq.heappush(self._heap, (sc.end_ns, state.sock.id))
+
+    def _assign(self, syscall_id: int, conn_id: int, side: int) -> None:
+        if syscall_id not in self._conn_of:
+            self._conn_of[syscall_id] = (conn_id, side)
+            self._calls_by_conn.setdefault(conn_id, []).append((syscall_id, side))
+
     def _poll_errors(self, sc: Syscall) -> None:
         """A poll that woke with POLLERR on a socket whose non-blocking connect() is pending
         is the first call to see a refusal (it also gets the RST; getsockopt later says which error)."""
@@ -541,22 +557,6 @@ class Correlator:
             and sc.args.get("optname") == "SO_ERROR"
             and sc.args.get("optval") in ("ECONNREFUSED", 111)
         )
-
-    def _own(self, state: _SockState, sc: Syscall) -> None:
-        """Put a call on its socket's connection now, or when the socket is bound."""
-        if state.tcp is not None:
-            self._assign(sc.id, state.tcp.conn.id, state.side)
-            return
-        state.calls.append(sc)
-        if self._finished:
-            self._resolve(state, final=True)
-        else:
-            heapq.heappush(self._heap, (sc.end_ns, state.sock.id))
-
-    def _assign(self, syscall_id: int, conn_id: int, side: int) -> None:
-        if syscall_id not in self._conn_of:
-            self._conn_of[syscall_id] = (conn_id, side)
-            self._calls_by_conn.setdefault(conn_id, []).append((syscall_id, side))
 
     def _state(self, sock: Socket) -> _SockState:
         state = self._states.get(sock.id)

@@ -84,10 +84,10 @@ def read_capture(
         with paused_gc():
             while True:
                 n = feed_packets(session, islice(records, SLICE), check, packet_filter=packet_filter)
+                if n < SLICE:
+                    break  # the reader has reached the end and closed the file: nothing to show
                 if on_progress is not None:
                     on_progress(reader.position, reader.size, check.read)
-                if n < SLICE:
-                    break
                 yield check.read
     except InputError as e:
         session.error = e
@@ -104,6 +104,7 @@ def read_capture(
     if recording.is_recording or recording.syscalls or recording.processes:
         if recording.meta:
             session.meta = recording.meta
+        session.summary = recording.summary
         if recording.is_recording and not recording.complete:
             session.warnings.append(
                 f"{recording.path} is incomplete: it has no summary record, so the recorder was killed or crashed "
@@ -140,7 +141,6 @@ def feed_packets(
             if packet_filter is None or packet_filter(pkt):
                 feed(pkt)
     finally:
-        check.read = index
         if direct:
             session.fed_directly(rows_before)
     return index - start

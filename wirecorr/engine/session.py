@@ -37,6 +37,8 @@ class Session:
     warnings: list[str] = field(default_factory=list)
     # A recording's header (command, pids, interface, …); empty for plain captures.
     meta: dict[str, Any] = field(default_factory=dict)
+    # A recording's closing record (end time, exit status, capture loss); None without one.
+    summary: dict[str, Any] | None = None
     # Diagnoses as of `ingest.diagnose`; a live view calls `findings.detect(session)` for fresher ones.
     findings: list[Finding] = field(default_factory=list)
     # For each Custom Block of the capture, how many packets preceded it: Wireshark 4.x lists

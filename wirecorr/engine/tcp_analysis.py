@@ -197,6 +197,7 @@ class PacketAnalyzer:
         new_tcp = self._new_tcp
         on_options = self._on_options
         count_flags = _count_flags
+        track = track_state
         other_packet = self.datagrams.feed
         syn_fin_rst = _SYN_FIN_RST
         syn_fin = _SYN_FIN
@@ -476,7 +477,7 @@ class PacketAnalyzer:
                 # Window-full ignores scaling until the side's first ACK (issue 14690).
                 fwd.first_ack = False
             if flags & syn_fin_rst or conv.watch:
-                track_state(conv, fwd, rev, d, idx, ts, flags, seq, ack, seglen)
+                track(conv, fwd, rev, d, idx, ts, flags, seq, ack, seglen)
 
         return feed
 
