@@ -440,3 +440,10 @@ def test_the_tui_feeds_a_batch_over_several_slices(tmp_path: Path) -> None:
     while not loader.done:
         loader.step()
     assert index.calls == scs and loader.count == 1
+
+
+def test_equal_but_different_args_stay_apart() -> None:
+    """False == 0 and -0.0 == 0.0 in Python: a cache of shared args dicts must not swap them."""
+    scs = [Syscall(i, 1, 1, "ioctl", i, {"x": v}) for i, v in enumerate([0, False, 0.0, -0.0, 1, True, 1.0] * 3)]
+    back, _, _ = decode_all(columns.syscall_blocks(scs) + b"".join(map(fmt.syscall_block, scs)))
+    assert [repr(sc.args) for sc in back] == [repr(sc.args) for sc in scs] * 2

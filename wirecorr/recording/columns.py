@@ -410,7 +410,9 @@ def _decode_args(text: str) -> dict[str, Any]:
         raise fmt.RecordFormatError(f"{TAG_SYSCALLS} record: an `args` value is not valid JSON: {e}") from None
     if not isinstance(args, dict):
         raise fmt.RecordFormatError(f"{TAG_SYSCALLS} record: an `args` value is not a JSON object")
-    return fmt._shared_args(args)
+    # Shared by every row of the block with this value already; not through format 1's
+    # cache of args dicts, whose keys take False for 0 and 1.0 for 1 (equal in Python).
+    return args
 
 
 def read_syscall_columns(path: str) -> pa.Table:

@@ -428,15 +428,20 @@ def _fdinfo(kind: str, local: str | None, remote: str | None, path: str | None, 
 def _shared_args(args: dict[str, Any]) -> dict[str, Any]:
     """One shared dict per distinct args value, as `_fdinfo` shares FdInfo: a program's hot
     loop repeats the same few (read of fd 4, 64 bytes), ~200 bytes a copy. Readers never
-    mutate loaded args; values that cannot be hashed (lists, dicts) keep their own dict."""
-    try:
-        return _args(tuple(args.items()))
-    except TypeError:
+    mutate loaded args. Only scalars whose equal values are the same value are shared, and
+    keyed with their types: False == 0 and -0.0 == 0.0 must not come back as each other;
+    other values (floats, lists, tuples, dicts) keep their own dict."""
+    kinds = tuple(map(type, args.values()))
+    if not _SHAREABLE.issuperset(kinds):
         return args
+    return _args(tuple(args.items()), kinds)
+
+
+_SHAREABLE = frozenset((type(None), bool, int, str, bytes))
 
 
 @functools.lru_cache(maxsize=16384)
-def _args(items: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+def _args(items: tuple[tuple[str, Any], ...], kinds: tuple[type, ...]) -> dict[str, Any]:
     return dict(items)
 
 
