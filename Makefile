@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The benchmarks are scripts without a .py suffix: ruff lints them only when named.
 BENCH_SCRIPTS := $(filter-out %.md,$(wildcard bench/*))
-APT_TOOLS := tcpdump:tcpdump tshark:tshark nc:netcat-openbsd nft:nftables ip:iproute2 strace:strace cc:gcc tmux:tmux curl:curl
+APT_TOOLS := tcpdump:tcpdump tshark:tshark nc:netcat-openbsd nft:nftables ip:iproute2 strace:strace cc:gcc tmux:tmux curl:curl nginx:nginx redis-server:redis-server redis-cli:redis-tools socat:socat ncat:ncat openssl:openssl
 
-.PHONY: run test lint system clean
+.PHONY: run test lint system clean fuzz
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +36,11 @@ lint: $(STAMP)
 
 test: system $(STAMP) lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# The long fuzz run (100,000 cases over every reader; figures in bench/RESULTS.md).
+# `make test` runs a bounded slice of the same cases (tests/test_fuzz.py).
+fuzz: system $(STAMP)
+	$(PY) bench/fuzz
 
 clean:
 	rm -rf $(VENV)

@@ -41,7 +41,9 @@ values = st.recursive(
     max_leaves=12,
 )
 opt_text = st.none() | st.text(max_size=30)
-opt_int = st.none() | st.integers(min_value=-(2**63), max_value=2**64)
+opt_int = st.none() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+# Timestamps and delays: nanoseconds within ±2^62 (docs/recording-format.md).
+opt_ns = st.none() | st.integers(min_value=-(2**62), max_value=2**62)
 fdinfos = st.none() | st.builds(
     FdInfo,
     kind=st.sampled_from(["tcp", "tcp6", "udp", "unix", "file", "pipe", "unknown"]),
@@ -56,9 +58,9 @@ syscalls = st.builds(
     pid=st.integers(1, 2**22),
     tid=st.integers(1, 2**22),
     name=st.text(min_size=1, max_size=12),
-    enter_ns=st.integers(0, 2**63),
+    enter_ns=st.integers(0, 2**62),
     args=st.dictionaries(st.text(max_size=10), values, max_size=5),
-    exit_ns=opt_int,
+    exit_ns=opt_ns,
     ret=opt_int,
     errno=st.none() | st.sampled_from(["EAGAIN", "ECONNREFUSED", "EPIPE"]),
     fd=st.none() | st.integers(-100, 2**20),
@@ -74,7 +76,7 @@ links = st.builds(
     kind=st.sampled_from(["connect-syn", "write-data", "read-data", "close-rst"]),
     syscall=st.integers(0, 2**40),
     packets=st.lists(st.integers(0, 2**40), max_size=6),
-    delay_ns=opt_int,
+    delay_ns=opt_ns,
     note=opt_text,
 )
 

@@ -70,6 +70,19 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 10) -> None:
         time.sleep(0.01)
 
 
+def _quiet_for(path: Path, seconds: float) -> Callable[[], bool]:
+    """A predicate true once `path` has not grown for `seconds`."""
+    last = [path.stat().st_size, time.monotonic()]
+
+    def quiet() -> bool:
+        size = path.stat().st_size
+        if size != last[0]:
+            last[:] = [size, time.monotonic()]
+        return time.monotonic() - last[1] >= seconds
+
+    return quiet
+
+
 TICKER = "import os, time\nwhile True:\n    os.write(1, b'x')\n    time.sleep(0.01)\n"
 
 
@@ -118,6 +131,10 @@ def test_sigstop_sigcont_behave_as_untraced(tmp_path: Path) -> None:
         _wait_for(lambda: out.exists() and out.stat().st_size > 3)
         os.kill(pid, signal.SIGSTOP)
         _wait_for(lambda: _state(pid) in ("T", "t"))
+        # 't' is also the instant stop at each traced syscall, so the ticker may still be
+        # between a stop and its next write: wait until it has been quiet for 0.1 s (a
+        # tracee that kept running writes every 10 ms and never is), then watch 0.3 s.
+        _wait_for(_quiet_for(out, 0.1))
         size = out.stat().st_size
         time.sleep(0.3)
         assert out.stat().st_size == size, "a stopped tracee kept running"

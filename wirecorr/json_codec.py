@@ -38,6 +38,17 @@ def dumps(value: Any) -> bytes:
         return _std_dumps(value).encode()
 
 
+# Python refuses to convert longer digit strings (sys.get_int_max_str_digits); saying so
+# here keeps its advice to raise the limit out of wirecorr's error message.
+MAX_INT_DIGITS = 4300
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > MAX_INT_DIGITS:
+        raise ValueError(f"a number of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
 def loads(data: bytes) -> Any:
     """Parse JSON; raises ValueError (json.JSONDecodeError) when it is not JSON."""
     digits = data.translate(_DIGITS_TO_ZERO)
@@ -46,4 +57,4 @@ def loads(data: bytes) -> Any:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(data)
+    return json.loads(data, parse_int=_parse_int)

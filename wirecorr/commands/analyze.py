@@ -8,7 +8,7 @@ import sys
 from wirecorr.bulk import paused_gc
 from wirecorr.commands.pipe_input import reading_through_ctrl_c
 from wirecorr.engine.session import Session, is_truncation, load_capture, load_strace
-from wirecorr.errors import UsageError, WirecorrError
+from wirecorr.errors import UsageError
 from wirecorr.sources.bpf_filter import compile_filter
 from wirecorr.sources.capture_file import STDIN
 from wirecorr.views import json_report, text_report
@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     path = args.file or args.pcap
     if path is None and args.strace is None:
-        raise WirecorrError("analyze: give a capture FILE, or --strace LOG [--pcap FILE]")
+        raise UsageError("analyze: give a capture FILE, or --strace LOG [--pcap FILE]")
     if path == args.strace == STDIN:
         raise UsageError("analyze: only one input can come from standard input")
     if args.count is not None and args.count <= 0:

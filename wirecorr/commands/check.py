@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         if not partial:
             raise error
         print(f"wirecorr: warning: {error}; checking what was read before it", file=sys.stderr)
+    for warning in session.warnings:  # an incomplete recording, unparsable strace lines, …
+        print(f"wirecorr: warning: {warning}", file=sys.stderr)
     report = checks.evaluate(session, rules)
     sources = " + ".join(session.sources)
     title = f"wirecorr check: {sources} against {args.expect}"

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 from wirecorr.commands import record
 from wirecorr.errors import UsageError, WirecorrError
+from wirecorr.recording.writer import open_output
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 @contextlib.contextmanager
 def program_stdio(log_path: str) -> Iterator[None]:
     """Give fds 0/1/2 to the traced program (/dev/null, log) and the terminal to Textual."""
+    log = open_output(log_path, "program's output")
     saved = [os.dup(fd) for fd in (0, 1, 2)]
     old = sys.__stdin__, sys.__stdout__, sys.__stderr__
     # Textual reads keys from __stdin__, writes to __stderr__ and sizes the screen by __stdout__.
@@ -53,7 +55,6 @@ def program_stdio(log_path: str) -> Iterator[None]:
     sys.__stdout__ = os.fdopen(os.dup(saved[1]), "w")
     sys.__stderr__ = os.fdopen(os.dup(saved[2]), "w")
     null = os.open(os.devnull, os.O_RDONLY)
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(null, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)

@@ -22,7 +22,10 @@ from wirecorr.sources.capture_file import STDIN
 
 @contextmanager
 def reading_through_ctrl_c(path: str | None) -> Iterator[None]:
-    if path != STDIN or threading.current_thread() is not threading.main_thread() or not _stdin_is_pipe():
+    """The first ctrl-c reads on; for standard input from a pipe and for a named pipe
+    (`mkfifo f; tcpdump -w f & wirecorr analyze f`), which is read the same way."""
+    piped = _stdin_is_pipe() if path == STDIN else path is not None and _is_fifo(path)
+    if not piped or threading.current_thread() is not threading.main_thread():
         yield
         return
 
@@ -35,6 +38,13 @@ def reading_through_ctrl_c(path: str | None) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _stdin_is_pipe() -> bool:

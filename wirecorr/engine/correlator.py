@@ -19,12 +19,21 @@ their syscall's connection is known and grow as packets come in.
 
 Stream offsets are kept unwrapped (64-bit): relative sequence numbers wrap at 2**32 and
 are unwrapped against the highest position seen in that direction.
+
+A socket the trace did not see created (`record -p`, `strace -p`: it was open before
+tracing began) has moved an unknown number of bytes: its offsets are anchored by content.
+The first data call whose recorded bytes (`Syscall.data`) are found in a captured segment
+fixes the distance between the socket's own byte count and the capture's stream offsets,
+per direction; every call of that direction, before and after, is then placed by sequence
+arithmetic. The anchors are kept in `anchors`, so reports can say which streams were
+placed this way. A peek (MSG_PEEK) links the bytes it saw and consumes none.
 """
 
 from __future__ import annotations
 
 import bisect
 import heapq
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from wirecorr.engine.analysis_flags import AnalysisFlag
@@ -56,8 +65,45 @@ READS = frozenset({"read", "recv", "recvfrom", "recvmsg", "readv", "pread64", "p
 UDP_SENDS = frozenset({"write", "send", "sendto", "sendmsg", "writev", "sendmmsg"})
 UDP_RECVS = frozenset({"read", "recv", "recvfrom", "recvmsg", "readv", "recvmmsg"})
 _RESET_ERRNOS = frozenset({"ECONNRESET", "EPIPE"})
+# Anchoring a stream whose start was not traced: the first ANCHOR_TRIES data calls of a
+# direction are tried, each against at most ANCHOR_WINDOW segments next to it in time, and
+# a match needs the call's first ANCHOR_MIN_MATCH bytes (or all of them, if fewer).
+ANCHOR_TRIES = 8
+ANCHOR_WINDOW = 4096
+ANCHOR_MIN_MATCH = 8
+# A candidate position must agree with the bytes of the other pending calls: anchoring waits
+# for this many calls with data (or the end of input), as repeated requests look alike.
+ANCHOR_EVIDENCE = 3
+# Payloads of this many recent segments are kept when no capture file can be re-read (live).
+RECENT_PAYLOADS = 4096
+_NOT_FOUND = "no captured segment carries their bytes"
+_NO_DATA = "none of their bytes were recorded (--data-bytes 0?)"
 
 Label = list[int] | str
+
+
+@dataclass(slots=True)
+class Anchor:
+    """How one traced socket's byte count of one direction was tied to the capture's stream.
+
+    `offset` is the capture's stream offset (0 = first byte of that direction captured) of
+    the socket's first traced byte; `syscall` is the call whose bytes were found in packet
+    `packet`. `packet` and `syscall` are None when no call could be anchored: that
+    direction's calls stay unlinked, and `failed` says why.
+    """
+
+    conn: int
+    side: int
+    direction: int
+    syscall: int | None
+    packet: int | None
+    offset: int | None
+    failed: str | None = None
+
+
+def is_peek(sc: Syscall) -> bool:
+    """A MSG_PEEK receive: it returns bytes and leaves them queued for the next read."""
+    return "MSG_PEEK" in str(sc.args.get("flags", ""))
 
 
 # -- per-connection state ----------------------------------------------------------------
@@ -110,7 +156,7 @@ class _Claims:
 class _Dir:
     """One direction of a tracked TCP connection: its segments by offset, claims, FIN/RSTs."""
 
-    __slots__ = ("ctrl", "fin", "fin_end", "max_len", "reads", "seg_rest", "seg_start", "top", "writes")
+    __slots__ = ("ctrl", "fin", "fin_end", "max_len", "peeks", "reads", "seg_rest", "seg_start", "top", "writes")
 
     def __init__(self) -> None:
         self.top = 0
@@ -119,6 +165,8 @@ class _Dir:
         self.max_len = 0
         self.writes = _Claims()
         self.reads = _Claims()
+        # Peeks overlap the read that later takes the same bytes, so they have their own list.
+        self.peeks = _Claims()
         self.ctrl: list[int] = []  # FIN and RST packets, in capture order
         self.fin: int | None = None
         self.fin_end = 0  # 32-bit relative sequence just past the first FIN
@@ -161,7 +209,9 @@ class _Waiter:
 
 @dataclass(slots=True, eq=False)
 class _Handshake:
-    link: Link
+    """link is None until a packet shows: a non-blocking connect may be refused instead."""
+
+    link: Link | None
     sc: Syscall
     kind: str
 
@@ -169,7 +219,18 @@ class _Handshake:
 class _Tcp:
     """What the correlator tracks of one TCP connection that a syscall resolved to."""
 
-    __slots__ = ("conn", "dirs", "final_ack", "handshakes", "last_idx", "synacks", "syns", "taken", "waiters")
+    __slots__ = (
+        "conn",
+        "dirs",
+        "final_ack",
+        "handshakes",
+        "last_idx",
+        "synacks",
+        "syns",
+        "taken",
+        "unanchored",
+        "waiters",
+    )
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -181,6 +242,8 @@ class _Tcp:
         self.waiters: list[_Waiter] = []
         self.taken: set[int] = set()
         self.last_idx = -1
+        # Sockets on this connection with claims waiting for their stream to be anchored.
+        self.unanchored: list[_SockState] = []
 
 
 @dataclass(slots=True, eq=False)
@@ -195,6 +258,12 @@ class _SockState:
     queue: list[tuple[str, Syscall, int, int]] = field(default_factory=list)
     connect: Syscall | None = None
     shut_wr: bool = False
+    refused: bool = False
+    polled: bool = False
+    # Added to the socket's byte counts (writes, reads) to get the capture's stream offsets;
+    # None until anchored, for a socket that was open before tracing began.
+    shift: list[int | None] = field(default_factory=lambda: [0, 0])
+    pending: list[list[tuple[_Claim, Syscall, bool]]] = field(default_factory=lambda: [[], []])
 
 
 @dataclass(slots=True, eq=False)
@@ -208,6 +277,7 @@ class _UdpClaim:
     peer: Endpoint | None
     sizes: list[int | None]
     truncatable: bool
+    peek: bool = False
     first_ts: int | None = None
     last_ts: int | None = None
 
@@ -239,6 +309,11 @@ class Correlator:
         self._udp_cursor: dict[tuple[int, bool], int] = {}
         self._nconns = 0
         self._finished = False
+        self.anchors: list[Anchor] = []
+        # Packet index → captured transport payload, for anchoring by content; set by whoever
+        # can re-read the capture (the session, for a file). Without it recent payloads are kept.
+        self.payload_of: Callable[[int], bytes | None] | None = None
+        self._recent: dict[int, bytes] = {}
 
     # -- input ----------------------------------------------------------------------------
 
@@ -251,6 +326,11 @@ class Correlator:
             self._watermark = pkt.ts_ns
         if cid >= 0:
             if pkt.proto == PROTO_TCP:
+                if self.payload_of is None and pkt.payload_len:
+                    recent = self._recent
+                    recent[idx] = pkt.payload
+                    if len(recent) > RECENT_PAYLOADS:
+                        del recent[next(iter(recent))]
                 tcp = self._tcp.get(cid)
                 if tcp is not None and idx > tcp.last_idx:
                     self._tcp_packet(tcp, idx)
@@ -271,6 +351,8 @@ class Correlator:
         name = sc.name
         if event.created is not None and name != "socket" and event.created.is_tcp:
             self._queue(self._state(event.created), "accept", sc)
+        if name in ("poll", "ppoll") and isinstance(sc.ret, int) and sc.ret > 0:
+            self._poll_errors(sc)
         sock = event.socket
         if sock is None or sock.listening:
             return
@@ -295,8 +377,14 @@ class Correlator:
             if state.tcp is None and state.queue:
                 self._resolve(state, final=True)
         for tcp in self._tcp.values():
+            for state in list(tcp.unanchored):
+                for role in (0, 1):
+                    if state.pending[role]:
+                        self._anchor(state, role, final=True)
+                    if state.pending[role]:
+                        self._give_up(state, role)
             for d in tcp.dirs:
-                for claims in (d.writes, d.reads):
+                for claims in (d.writes, d.reads, d.peeks):
                     for claim in claims.claims:
                         self._claim_note(claim, d)
             for w in tcp.waiters:
@@ -343,7 +431,11 @@ class Correlator:
         name = sc.name
         ret = sc.ret if isinstance(sc.ret, int) else None
         errno = sc.errno
-        if name == "connect":
+        connect = state.connect
+        if connect is not None and connect.errno == "EINPROGRESS" and self._reports_refusal(state, sc):
+            state.refused = True
+            self._queue(state, "refused", sc)
+        elif name == "connect":
             if errno in ("EALREADY", "EISCONN") or state.connect is not None:
                 return
             state.connect = sc
@@ -371,9 +463,10 @@ class Correlator:
         elif name in READS or name == "splice":
             if ret > 0:
                 start = state.received
-                if "MSG_PEEK" not in str(sc.args.get("flags", "")):
+                peek = is_peek(sc)
+                if not peek:
                     state.received += ret
-                self._queue(state, "read", sc, start, start + ret)
+                self._queue(state, "peek" if peek else "read", sc, start, start + ret)
             elif sc.args.get("count") != 0:
                 self._queue(state, "eof", sc)
         elif name in ("sendmmsg", "recvmmsg") and sc.msg_lens:
@@ -384,6 +477,37 @@ class Correlator:
             else:
                 start, state.received = state.received, state.received + n
                 self._queue(state, "read", sc, start, start + n)
+
+    def _poll_errors(self, sc: Syscall) -> None:
+        """A poll that woke with POLLERR on a socket whose non-blocking connect() is pending
+        is the first call to see a refusal (it also gets the RST; getsockopt later says which error)."""
+        fds = sc.args.get("fds")
+        for entry in fds if isinstance(fds, list) else ():
+            fd = entry.get("fd") if isinstance(entry, dict) else None
+            if not isinstance(fd, int) or "POLLERR" not in str(entry.get("revents")):
+                continue
+            sock = self.sockets.socket_of(sc.pid, fd)
+            state = self._states.get(sock.id) if sock is not None else None
+            connect = state.connect if state is not None else None
+            if state is not None and connect is not None and connect.errno == "EINPROGRESS" and not state.polled:
+                state.polled = True
+                self._queue(state, "refused", sc)
+
+    @staticmethod
+    def _reports_refusal(state: _SockState, sc: Syscall) -> bool:
+        """A later call that says a non-blocking connect() was refused: getsockopt(SO_ERROR)
+        reading ECONNREFUSED, or a connect/read/write failing with it."""
+        connect = state.connect
+        if state.refused or connect is None or connect.errno != "EINPROGRESS" or sc is connect:
+            return False
+        if sc.errno == "ECONNREFUSED":
+            return True
+        return (
+            sc.name == "getsockopt"
+            and sc.errno is None
+            and sc.args.get("optname") == "SO_ERROR"
+            and sc.args.get("optval") in ("ECONNREFUSED", 111)
+        )
 
     def _state(self, sock: Socket) -> _SockState:
         state = self._states.get(sock.id)
@@ -433,6 +557,9 @@ class Correlator:
         state.tcp = self._tcp_state(conn)
         state.side = side
         self._bound[(conn.id, side)] = state
+        if not sock.created and state.connect is None:
+            state.shift = [None, None]
+            state.tcp.unanchored.append(state)
         queue, state.queue = state.queue, []
         for action, sc, start, end in queue:
             self._dispatch(state, action, sc, start, end)
@@ -442,24 +569,37 @@ class Correlator:
         assert tcp is not None
         ours, peer = state.side, 1 - state.side
         exit_ns = _exit(sc)
-        if action == "write" or action == "read":
+        if action in ("write", "read", "peek"):
             write = action == "write"
+            peek = action == "peek"
             count = sc.args.get("count")
             note = None
             if write and isinstance(count, int) and 0 < end - start < count:
                 note = f"partial write: {end - start} of {count} bytes"
-            elif not write and "MSG_PEEK" in str(sc.args.get("flags", "")):
+            elif peek:
                 note = "MSG_PEEK: bytes left in the receive queue"
             link = self._link("write-data" if write else "read-data", sc, note=note)
             claim = _Claim(link, start, end, write, sc.enter_ns, exit_ns, note)
-            d = tcp.dirs[ours if write else peer]
-            (d.writes if write else d.reads).add(claim)
-            for seg_start, seg_end, idx in d.segments(start, end):
-                self._claim_segment(claim, idx, seg_start, seg_end)
+            role = 0 if write else 1
+            shift = state.shift[role]
+            if shift is None:
+                state.pending[role].append((claim, sc, peek))
+                if len(state.pending[role]) <= ANCHOR_TRIES:
+                    self._anchor(state, role, final=self._finished)
+            else:
+                self._place(tcp, ours if write else peer, claim, shift, peek)
+        elif action == "refused":
+            connect = state.connect
+            assert connect is not None
+            self._wait(
+                tcp, "connect-refused", sc, peer, RST, connect.enter_ns - SLACK_NS, exclusive=False, from_exit=True
+            )
         elif action == "connect":
             self._handshake(tcp, "connect-syn", sc)
-            if sc.errno is None or sc.errno == "EINPROGRESS":
+            if sc.errno is None:
                 self._handshake(tcp, "connect-established", sc)
+            elif sc.errno == "EINPROGRESS":
+                self._handshake(tcp, "connect-established", sc, lazy=True)
             elif sc.errno == "ECONNREFUSED":
                 self._wait(
                     tcp, "connect-refused", sc, peer, RST, sc.enter_ns - SLACK_NS, exclusive=False, from_exit=True
@@ -485,6 +625,130 @@ class Correlator:
             )
             if w.matched is None:
                 w.link.note = w.note
+
+    # -- stream offsets ---------------------------------------------------------------------
+
+    def _place(self, tcp: _Tcp, d: int, claim: _Claim, shift: int, peek: bool) -> None:
+        """Give a data claim its place in direction d's stream and the segments already there."""
+        claim.start += shift
+        claim.end += shift
+        dr = tcp.dirs[d]
+        (dr.writes if claim.write else dr.peeks if peek else dr.reads).add(claim)
+        for seg_start, seg_end, idx in dr.segments(claim.start, claim.end):
+            self._claim_segment(claim, idx, seg_start, seg_end)
+
+    def _anchor(self, state: _SockState, role: int, only: int | None = None, final: bool = False) -> None:
+        """Try to anchor a direction of a socket opened before tracing began: the first
+        pending call whose bytes are found in a captured segment, at a position the other
+        pending calls' bytes agree with, fixes the shift; then every pending call of the
+        direction is placed. `only` limits the search to a new segment."""
+        tcp = state.tcp
+        assert tcp is not None
+        d = state.side if role == 0 else 1 - state.side
+        pending = state.pending[role]
+        tried = [(claim, sc) for claim, sc, _ in pending[:ANCHOR_TRIES] if sc.data]
+        if not final and len(tried) < ANCHOR_EVIDENCE:
+            return
+        for claim, sc in tried:
+            for offset, idx in self._match(tcp, d, claim, sc, only):
+                shift = offset - claim.start
+                if not self._agrees(tcp.dirs[d], shift, tried):
+                    continue
+                state.shift[role] = shift
+                self.anchors.append(Anchor(tcp.conn.id, state.side, d, sc.id, idx, shift))
+                state.pending[role] = []
+                for c, _, peek in pending:
+                    self._place(tcp, d, c, shift, peek)
+                return
+
+    def _agrees(self, dr: _Dir, shift: int, tried: list[tuple[_Claim, Syscall]]) -> bool:
+        """Whether every call's recorded bytes, placed with `shift`, equal the captured ones
+        where a captured segment holds them (calls whose bytes were not captured are no evidence)."""
+        for claim, sc in tried:
+            data = (sc.data or b"")[: claim.end - claim.start]
+            start = claim.start + shift
+            for s, _, idx in dr.segments(start, start + 1):
+                payload = self._payload(idx)
+                if payload and s <= start < s + len(payload):
+                    if payload[start - s : start - s + len(data)] != data[: s + len(payload) - start]:
+                        return False
+                    break
+        return True
+
+    def _give_up(self, state: _SockState, role: int) -> None:
+        tcp = state.tcp
+        assert tcp is not None
+        d = state.side if role == 0 else 1 - state.side
+        why = _NOT_FOUND if any(sc.data for _, sc, _ in state.pending[role]) else _NO_DATA
+        self.anchors.append(Anchor(tcp.conn.id, state.side, d, None, None, None, why))
+        for claim, _, _ in state.pending[role]:
+            claim.link.note = _join(claim.note, f"stream position unknown: open before tracing began and {why}")
+        state.pending[role] = []
+
+    def _match(self, tcp: _Tcp, d: int, claim: _Claim, sc: Syscall, only: int | None) -> Iterator[tuple[int, int]]:
+        """(stream offset, packet) where the call's recorded bytes may start in direction d,
+        most likely first.
+
+        A write's bytes leave in the first segment at or after its entry that carries them; a
+        read takes the oldest queued bytes, which had all arrived by its exit: the latest
+        segment before the exit whose match leaves the whole read within what had arrived.
+        """
+        n = claim.end - claim.start
+        data = (sc.data or b"")[:n]
+        if not data:
+            return
+        table = self.table
+        ts, flags, analysis = table.ts_ns, table.flags, table.analysis
+        write = claim.write
+        lo, hi = sc.enter_ns - SLACK_NS, _exit(sc) + SLACK_NS
+        if only is not None:
+            window = [only]
+        else:
+            indices = tcp.conn.packet_indices
+            key = ts.__getitem__
+            window = []
+            if write:
+                at = bisect.bisect_left(indices, lo, key=key)
+                for pos in range(at, len(indices)):
+                    idx = indices[pos]
+                    if table.direction[idx] == d and table.seglen[idx]:
+                        window.append(idx)
+                        if len(window) >= ANCHOR_WINDOW:
+                            break
+            else:
+                at = bisect.bisect_right(indices, hi, key=key)
+                for pos in range(at - 1, -1, -1):
+                    idx = indices[pos]
+                    if table.direction[idx] == d and table.seglen[idx]:
+                        window.append(idx)
+                        if len(window) >= ANCHOR_WINDOW:
+                            break
+        dr = tcp.dirs[d]
+        starts = {idx: dr.unwrap(table.rel_seq[idx]) - (0 if flags[idx] & SYN else 1) for idx in window}
+        top = max((starts[i] + table.seglen[i] for i in window), default=0)
+        head = data[:ANCHOR_MIN_MATCH]
+        for idx in window:
+            if analysis[idx] & _RETRANS or (ts[idx] < lo if write else ts[idx] > hi):
+                continue
+            payload = self._payload(idx)
+            if not payload:
+                continue
+            hits = []
+            pos = payload.find(head)
+            while pos >= 0:
+                if payload[pos : pos + len(data)] == data[: len(payload) - pos]:
+                    hits.append(starts[idx] + pos)
+                pos = payload.find(head, pos + 1)
+            if not write:
+                hits = [off for off in hits if only is not None or off + n <= top]
+            for off in hits if write else reversed(hits):
+                yield off, idx
+
+    def _payload(self, idx: int) -> bytes | None:
+        found = self._recent.get(idx)
+        if found is None and self.payload_of is not None:
+            found = self.payload_of(idx)
+        return found
 
     # -- links ------------------------------------------------------------------------------
 
@@ -539,14 +803,19 @@ class Correlator:
         if missing > 0:
             claim.link.note = _join(claim.link.note, f"{missing} of {claim.end - claim.start} bytes not captured")
 
-    def _handshake(self, tcp: _Tcp, kind: str, sc: Syscall) -> None:
-        hs = _Handshake(self._link(kind, sc), sc, kind)
+    def _handshake(self, tcp: _Tcp, kind: str, sc: Syscall, lazy: bool = False) -> None:
+        hs = _Handshake(None if lazy else self._link(kind, sc), sc, kind)
         tcp.handshakes.append(hs)
         self._refresh_handshake(tcp, hs)
 
     def _refresh_handshake(self, tcp: _Tcp, hs: _Handshake) -> None:
         ts = self.table.ts_ns
-        sc, link = hs.sc, hs.link
+        sc = hs.sc
+        if hs.link is None:
+            if not tcp.synacks:
+                return
+            hs.link = self._link(hs.kind, sc)
+        link = hs.link
         final = [tcp.final_ack] if tcp.final_ack is not None else []
         if hs.kind == "connect-syn":
             packets = tcp.syns
@@ -623,9 +892,14 @@ class Correlator:
         state = next((s for (cid, side), s in self._bound.items() if cid == tcp.conn.id and side == w.d), None)
         if state is None:
             return 0
+        shift = state.shift[1]
+        if shift is None:
+            return 0
         peer = tcp.dirs[1 - w.d]
-        delivered = max((e for s, e, i in peer.segments(0, _NEVER) if self.table.ts_ns[i] <= w.sc.enter_ns), default=0)
-        return max(delivered - state.received, 0)
+        delivered = max(
+            (e for s, e, i in peer.segments(-_NEVER, _NEVER) if self.table.ts_ns[i] <= w.sc.enter_ns), default=shift
+        )
+        return max(delivered - state.received - shift, 0)
 
     # -- TCP packets ---------------------------------------------------------------------------
 
@@ -655,9 +929,13 @@ class Correlator:
             start = pos - 1 + (1 if flags & SYN else 0)
             end = start + seglen
             dr.add_segment(start, end, idx)
-            for claims in (dr.writes, dr.reads):
+            for claims in (dr.writes, dr.reads, dr.peeks):
                 for claim in claims.overlapping(start, end):
                     self._claim_segment(claim, idx, start, end)
+            for state in tcp.unanchored:
+                for role in (0, 1):
+                    if state.pending[role] and (state.side if role == 0 else 1 - state.side) == d:
+                        self._anchor(state, role, only=idx)
         dr.top = max(dr.top, pos + seglen)
         if flags & (FIN | RST):
             if flags & FIN and dr.fin is None:
@@ -667,6 +945,15 @@ class Correlator:
             for w in tcp.waiters:
                 if w.d == d:
                     self._offer(tcp, w, idx)
+                elif (
+                    flags & RST
+                    and w.link.kind == "close-fin"
+                    and w.matched is None
+                    and table.ts_ns[idx] < w.sc.enter_ns
+                ):
+                    # The trace ran ahead of the capture: the peer's reset came before the close.
+                    w.mask, w.note = 0, "connection already reset: nothing to send"
+                    w.link.note = w.note
 
     def _handshake_changed(self, tcp: _Tcp) -> None:
         for hs in tcp.handshakes:
@@ -722,8 +1009,11 @@ class Correlator:
         count = sc.args.get("count")
         truncatable = not send and isinstance(count, int) and count == ret
         kind = "send-datagram" if send else "recv-datagram"
+        peek = not send and is_peek(sc)
         note = f"{len(sizes)} messages" if len(sizes) > 1 else None
-        claim = _UdpClaim(self._link(kind, sc, note=note), sc, sock, send, peer, sizes, truncatable)
+        if peek:
+            note = "MSG_PEEK: datagram left in the receive queue"
+        claim = _UdpClaim(self._link(kind, sc, note=note), sc, sock, send, peer, sizes, truncatable, peek)
         self._sync_connections()
         self._udp_fill(claim)
         if claim.sizes:
@@ -777,15 +1067,17 @@ class Correlator:
         return None
 
     def _udp_take(self, claim: _UdpClaim, idx: int) -> None:
+        """Link a datagram to the call; a peek links it and leaves it for the call that takes it."""
         table = self.table
-        taken = self._udp_taken[claim.send]
-        taken.add(idx)
-        ckey = (table.conn[idx], claim.send)
-        indices = self.analyzer.connections[ckey[0]].packet_indices
-        cursor = self._udp_cursor.get(ckey, 0)
-        while cursor < len(indices) and indices[cursor] in taken:
-            cursor += 1
-        self._udp_cursor[ckey] = cursor
+        if not claim.peek:
+            taken = self._udp_taken[claim.send]
+            taken.add(idx)
+            ckey = (table.conn[idx], claim.send)
+            indices = self.analyzer.connections[ckey[0]].packet_indices
+            cursor = self._udp_cursor.get(ckey, 0)
+            while cursor < len(indices) and indices[cursor] in taken:
+                cursor += 1
+            self._udp_cursor[ckey] = cursor
         claim.sizes.pop(0)
         ts = table.ts_ns[idx]
         claim.first_ts = ts if claim.first_ts is None else claim.first_ts

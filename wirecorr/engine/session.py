@@ -7,6 +7,9 @@ both feed it packet by packet, so nothing here assumes the input has ended until
 
 from __future__ import annotations
 
+import os
+from array import array
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
@@ -20,7 +23,8 @@ from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.errors import InputError
 from wirecorr.model import Finding, Packet, Syscall
 from wirecorr.recording.reader import Recording, add_block
-from wirecorr.sources.capture_file import CaptureReader, TruncatedCapture
+from wirecorr.sources.capture_file import CaptureReader, CustomBlock, TruncatedCapture
+from wirecorr.sources.packet_at import PacketAt
 from wirecorr.sources.packet_decode import SUPPORTED_LINKTYPES, decode_packet
 from wirecorr.sources.strace_log import read_strace_log
 from wirecorr.views.progress import Progress
@@ -47,10 +51,17 @@ class Session:
     meta: dict[str, Any] = field(default_factory=dict)
     # Diagnoses as of `finish()`; a live view calls `findings.detect(session)` for fresher ones.
     findings: list[Finding] = field(default_factory=list)
+    # For each Custom Block of the capture, how many packets preceded it: Wireshark 4.x lists
+    # those blocks as frames, so they shift every later packet's frame number.
+    custom_at: array[int] = field(default_factory=lambda: array("Q"))
     correlator: Correlator = field(init=False)
 
     def __post_init__(self) -> None:
         self.correlator = Correlator(self.analyzer)
+
+    def frame_number(self, index: int) -> int:
+        """Packet index → the frame number Wireshark/tshark show (`Recording.frame_numbers`)."""
+        return index + 1 + bisect_right(self.custom_at, index)
 
     def feed_packet(self, pkt: Packet) -> None:
         if self.first_ns is None:
@@ -108,10 +119,20 @@ def load_capture(
     """
     # A recording's wirecorr blocks are decoded as they are met, never held as raw bytes.
     recording = Recording(path)
-    reader = CaptureReader(path, on_custom=lambda block: add_block(recording, block))
-    session.sources.append(path)
-    progress = Progress(f"reading {path}", reader.size) if show_progress else None
     index = undecodable = 0
+
+    def on_custom(block: CustomBlock) -> None:
+        session.custom_at.append(index)
+        add_block(recording, block)
+
+    reader = CaptureReader(path, on_custom=on_custom)
+    session.sources.append(path)
+    if os.path.isfile(path):
+        # The correlator re-reads a few payloads to anchor streams that were open before tracing.
+        at = PacketAt(path)
+        offsets = session.analyzer.table.offset
+        session.correlator.payload_of = lambda i: at.payload(i, offsets[i])
+    progress = Progress(f"reading {path}", reader.size) if show_progress else None
     # Before any syscall the correlator has nothing to link a packet to: unfiltered packets
     # go to the analyzer alone, and the session catches up once at the end. (With a filter
     # the table holds empty rows for the packets left out, which `fed_directly` would count.)
@@ -142,6 +163,11 @@ def load_capture(
             session.fed_directly(rows_before)
         session.packets_read += index
         session.skipped_blocks += reader.skipped_blocks
+        if reader.clamped:
+            session.warnings.append(
+                f"{reader.clamped:,} packet(s) of {path} have a timestamp beyond 2116 or before 1823 (first at byte "
+                f"{reader.first_clamped}): shown at that limit"
+            )
     if count is not None and index == count:
         session.warnings.append(f"stopped after the first {count:,} packets of {path} (-c)")
     if recording.is_recording or recording.syscalls or recording.processes:
@@ -159,6 +185,11 @@ def _feed_recorded_half(session: Session, recording: Recording) -> None:
     """
     if recording.meta:
         session.meta = recording.meta
+    if recording.is_recording and not recording.complete:
+        session.warnings.append(
+            f"{recording.path} is incomplete: it has no summary record, so the recorder was killed or crashed "
+            "before its end; the report covers what was written until then"
+        )
     # In place and by an int key: a (time, kind, event) tuple per syscall was 80 MB at the
     # peak of a 800k-syscall load. Stable, and the file is nearly in completion order already.
     syscalls = recording.syscalls

@@ -71,6 +71,9 @@ class Socket:
     refs: int = 0
     listening: bool = False
     closed: bool = False
+    # Made by a traced socket()/accept(): its streams start at offset 0 of the trace. A
+    # socket first met through fdinfo was open before tracing began (`record -p`).
+    created: bool = False
 
     @property
     def is_tcp(self) -> bool:
@@ -235,6 +238,7 @@ class SocketMap:
         kind = info.kind if info is not None and info.kind in _SOCKET_KINDS else _kind_from_args(sc)
         self._unbind(table, fd)
         sock = self._new(kind)
+        sock.created = True
         self._bind(table, fd, sock)
         if info is not None:
             self._update(sock, info)

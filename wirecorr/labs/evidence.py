@@ -57,6 +57,18 @@ class Evidence:
         self.facts[key] = value
         return value
 
+    # -- packets by the numbers Wireshark shows ----------------------------------------------
+
+    def frame(self, i: int) -> str:
+        """Wireshark's frame number of packet index i (a recording's Custom Blocks count too)."""
+        return f"frame {self.session.frame_number(i)}"
+
+    def frames(self, indices: Iterable[int]) -> str:
+        nums = [self.session.frame_number(i) for i in indices]
+        if len(nums) > 6:
+            return "frames " + ", ".join(map(str, nums[:6])) + f", … ({len(nums)} in all)"
+        return ("frame " if len(nums) == 1 else "frames ") + ", ".join(map(str, nums))
+
     # -- syscalls and links -----------------------------------------------------------------
 
     def calls(self, *names: str, errno: str | None = None, ok: bool | None = None) -> list[Syscall]:
@@ -90,7 +102,7 @@ class Evidence:
         sc = self.syscall(link)
         if not link.packets:
             return f"pid {sc.pid} {call(sc)}: no packet captured"
-        return f"pid {sc.pid} {call(sc)} ↔ {frames(link.packets)} ({dur(link.delay_ns)})"
+        return f"pid {sc.pid} {call(sc)} ↔ {self.frames(link.packets)} ({dur(link.delay_ns)})"
 
     # -- packets -------------------------------------------------------------------------------
 
@@ -138,18 +150,6 @@ class Evidence:
 
 
 _NET_KINDS = frozenset({"tcp", "tcp6", "udp", "udp6", "socket"})
-
-
-def frame(i: int) -> str:
-    """Wireshark's frame number of packet index i."""
-    return f"frame {i + 1}"
-
-
-def frames(indices: Iterable[int]) -> str:
-    nums = [i + 1 for i in indices]
-    if len(nums) > 6:
-        return "frames " + ", ".join(map(str, nums[:6])) + f", … ({len(nums)} in all)"
-    return ("frame " if len(nums) == 1 else "frames ") + ", ".join(map(str, nums))
 
 
 def call(sc: Syscall) -> str:

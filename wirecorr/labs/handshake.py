@@ -8,7 +8,7 @@ shows it with timestamps: all three handshake packets precede accept4's return.
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, call, dur, frame, frames
+from wirecorr.labs.evidence import Evidence, call, dur
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
 from wirecorr.model import ACK, PSH, SYN, Syscall
@@ -73,8 +73,8 @@ def explain(ev: Evidence) -> None:
         return
     assert syn is not None and synack is not None and final is not None and acc.exit_ns is not None
     ev.say(
-        f"{frame(syn)} SYN, {frame(synack)} SYN-ACK {dur(ev.ts(synack) - ev.ts(syn))} later, "
-        f"{frame(final)} ACK {dur(ev.ts(final) - ev.ts(synack))} after that"
+        f"{ev.frame(syn)} SYN, {ev.frame(synack)} SYN-ACK {dur(ev.ts(synack) - ev.ts(syn))} later, "
+        f"{ev.frame(final)} ACK {dur(ev.ts(final) - ev.ts(synack))} after that"
     )
     wait = ev.fact("accept_after_final_ack_ns", acc.exit_ns - ev.ts(final))
     if ev.expect(wait >= 0, f"accept4 returned before the final ACK ({dur(-wait)} early)"):
@@ -92,7 +92,7 @@ def explain(ev: Evidence) -> None:
     for lk in writes:
         sc = ev.syscall(lk)
         ev.say(
-            f"pid {sc.pid} {call(sc)} ({sc.data!r}) → {frames(lk.packets)} [{ev.flags(lk.packets[0])}] "
+            f"pid {sc.pid} {call(sc)} ({sc.data!r}) → {ev.frames(lk.packets)} [{ev.flags(lk.packets[0])}] "
             f"{dur(lk.delay_ns)} later"
             if lk.packets
             else f"pid {sc.pid} {call(sc)}: no segment captured"
@@ -102,12 +102,14 @@ def explain(ev: Evidence) -> None:
         polls = [p for p in ev.calls("poll", "ppoll") if p.pid == sc.pid and (p.exit_ns or 0) <= sc.enter_ns]
         if lk.packets and polls and polls[-1].exit_ns is not None:
             woke = polls[-1].exit_ns - ev.ts(lk.packets[0])
-            ev.say(f"pid {sc.pid} poll() returned {dur(woke)} after {frame(lk.packets[0])} arrived; {call(sc)} took it")
+            ev.say(
+                f"pid {sc.pid} poll() returned {dur(woke)} after {ev.frame(lk.packets[0])} arrived; {call(sc)} took it"
+            )
     eofs = [lk for lk in ev.links("eof-fin") if lk.packets]
     if ev.expect(eofs, "no read() returned 0 for a FIN"):
         for lk in eofs:
             sc = ev.syscall(lk)
-            ev.say(f"pid {sc.pid} read() = 0 {dur(lk.delay_ns)} after the peer's FIN ({frame(lk.packets[0])}): EOF")
+            ev.say(f"pid {sc.pid} read() = 0 {dur(lk.delay_ns)} after the peer's FIN ({ev.frame(lk.packets[0])}): EOF")
     quiet = ev.kernel_only()
     ev.say("packets no syscall sent: " + ", ".join(f"{n} {why}" for why, n in sorted(quiet.items())))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, dur, frames
+from wirecorr.labs.evidence import Evidence, dur
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
 
@@ -57,13 +57,13 @@ def explain(ev: Evidence) -> None:
     )
     if last_data is not None:
         ev.say(
-            f"the last data segment was frame {last_data + 1}; the first probe ({frames(probes[:1])}) followed "
+            f"the last data segment was {ev.frame(last_data)}; the first probe ({ev.frames(probes[:1])}) followed "
             f"{dur(ev.ts(probes[0]) - ev.ts(last_data))} later (TCP_KEEPIDLE 1 s)"
         )
     gaps = [ev.ts(b) - ev.ts(a) for a, b in itertools.pairwise(probes)]
     ev.say(
-        f"{len(probes)} probes ({frames(probes)}), {dur(min(gaps))} to {dur(max(gaps))} apart (TCP_KEEPINTVL 1 s), "
-        f"each answered by the peer kernel ({frames(acks)})"
+        f"{len(probes)} probes ({ev.frames(probes)}), {dur(min(gaps))} to {dur(max(gaps))} apart (TCP_KEEPINTVL 1 s), "
+        f"each answered by the peer kernel ({ev.frames(acks)})"
     )
     first, last = ev.ts(probes[0]), ev.ts(probes[-1])
     busy = [sc for sc in ev.socket_calls() if sc.enter_ns < last and (sc.exit_ns or sc.enter_ns) > first]

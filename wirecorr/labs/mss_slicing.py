@@ -7,7 +7,7 @@ the lab's `lo` gets an Ethernet MTU of 1500 and `gso_max_segs 1`, as a NIC shows
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, dur, frames
+from wirecorr.labs.evidence import Evidence, dur
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
 from wirecorr.model import SYN
@@ -52,13 +52,13 @@ def explain(ev: Evidence) -> None:
         # Timestamps, when both SYNs carry them, take 12 bytes of every segment's MSS.
         ts = bool(opts.timestamps and conn.client_options and conn.client_options.timestamps)
         ev.say(
-            f"the SYNs ({frames(syns)}) announce MSS {opts.mss}"
+            f"the SYNs ({ev.frames(syns)}) announce MSS {opts.mss}"
             + (f"; the timestamp option takes 12 bytes, leaving {opts.mss - 12} of data per segment" if ts else "")
         )
     sc = ev.syscall(link)
     if ev.expect(len(sizes) >= 2 and sum(sizes) == SIZE, f"the {SIZE}-byte write did not leave as several segments"):
         ev.say(
-            f"one {sc.name}() of {SIZE} bytes ↔ {len(sizes)} segments ({frames(link.packets)}): "
+            f"one {sc.name}() of {SIZE} bytes ↔ {len(sizes)} segments ({ev.frames(link.packets)}): "
             + " + ".join(map(str, sizes))
             + f" bytes, the first {dur(link.delay_ns)} after the call began"
         )

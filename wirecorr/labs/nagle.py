@@ -9,7 +9,7 @@ once. The lab measures both on two connections open side by side.
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, dur, frames
+from wirecorr.labs.evidence import Evidence, dur
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
 from wirecorr.model import Link
@@ -79,7 +79,7 @@ def explain(ev: Evidence) -> None:
         ev.fact(f"segments {name}", len(segments))
         late = max((lk.delay_ns or 0 for lk in links), default=0)
         ev.say(
-            f"{name}: {len(links)} writes ↔ {len(segments)} segment(s) ({frames(segments)}); "
+            f"{name}: {len(links)} writes ↔ {len(segments)} segment(s) ({ev.frames(segments)}); "
             f"the latest write left {dur(late)} after its call"
         )
         for lk in links:
@@ -90,7 +90,7 @@ def explain(ev: Evidence) -> None:
         owners = [lk for lk in nagle if i in lk.packets]
         held = max(ev.ts(i) - ev.syscall(lk).enter_ns for lk in owners)
         ev.say(
-            f"frame {i + 1} carries {ev.table.seglen[i]} bytes of {len(owners)} writes: the kernel held them "
+            f"{ev.frame(i)} carries {ev.table.seglen[i]} bytes of {len(owners)} writes: the kernel held them "
             f"up to {dur(held)} until the peer's (delayed) ACK came"
         )
     ev.cite_findings("nagle_stall", limit=1)

@@ -7,7 +7,7 @@ kernel answers with RST, and that RST is what connect() reports.
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, call, dur, frame
+from wirecorr.labs.evidence import Evidence, call, dur
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
 
@@ -41,9 +41,9 @@ def explain(ev: Evidence) -> None:
         return
     assert syn is not None and rst is not None
     ev.fact("rst_to_return_ns", rst.delay_ns)
-    ev.say(f"{call(sc)}: its SYN ({frame(syn.packets[0])}) left {dur(syn.delay_ns)} after the call began")
+    ev.say(f"{call(sc)}: its SYN ({ev.frame(syn.packets[0])}) left {dur(syn.delay_ns)} after the call began")
     ev.say(
-        f"the peer kernel answered with {ev.flags(rst.packets[0])} ({frame(rst.packets[0])}) "
+        f"the peer kernel answered with {ev.flags(rst.packets[0])} ({ev.frame(rst.packets[0])}) "
         f"{dur(ev.ts(rst.packets[0]) - ev.ts(syn.packets[0]))} later; connect() returned ECONNREFUSED "
         f"{dur(rst.delay_ns)} after the RST arrived"
     )

@@ -13,7 +13,7 @@ from collections import Counter
 
 from wirecorr.engine.analysis_flags import AnalysisFlag
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, call, dur, frames
+from wirecorr.labs.evidence import Evidence, call, dur
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
 
@@ -91,7 +91,7 @@ def explain(ev: Evidence) -> None:
     )
     if not ev.expect(retrans, "no retransmission was captured"):
         return
-    ev.say(f"{len(dupacks)} duplicate ACKs ({frames(dupacks)}) told the sender which bytes were missing")
+    ev.say(f"{len(dupacks)} duplicate ACKs ({ev.frames(dupacks)}) told the sender which bytes were missing")
     owners: Counter[int] = Counter()
     for i in retrans:
         lab = ev.label(i)
@@ -109,8 +109,8 @@ def explain(ev: Evidence) -> None:
             sc = ev.syscall(lk)
             seq = ev.table.rel_seq
             orig = next((i for i in first if seq[i] == seq[again[0]]), None)
-            when = f", {dur(ev.ts(again[0]) - ev.ts(orig))} after frame {orig + 1} first sent them" if orig else ""
-            ev.say(f"  {call(sc)}: first flight {frames(first)}, retransmitted in {frames(again)}{when}")
+            when = f", {dur(ev.ts(again[0]) - ev.ts(orig))} after {ev.frame(orig)} first sent them" if orig else ""
+            ev.say(f"  {call(sc)}: first flight {ev.frames(first)}, retransmitted in {ev.frames(again)}{when}")
     ev.cite_findings("retransmission")
 
 

@@ -7,7 +7,7 @@ ECONNRESET instead of a clean EOF — a classic cause of truncated HTTP response
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, call, dur, frame
+from wirecorr.labs.evidence import Evidence, call, dur
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
 
@@ -46,7 +46,7 @@ def explain(ev: Evidence) -> None:
     close = closes[0]
     ev.say(
         f"{call(ev.syscall(close))} with {close.note or 'unread data'}: the kernel sent "
-        f"{ev.flags(close.packets[0])} ({frame(close.packets[0])}) {dur(close.delay_ns)} after the call began, "
+        f"{ev.flags(close.packets[0])} ({ev.frame(close.packets[0])}) {dur(close.delay_ns)} after the call began, "
         f"no FIN"
     )
     resets = [lk for lk in ev.links("reset") if lk.packets]
@@ -54,7 +54,7 @@ def explain(ev: Evidence) -> None:
         lk = resets[0]
         ev.say(
             f"the peer's {call(ev.syscall(lk))} failed {dur(lk.delay_ns)} after the RST arrived "
-            f"({frame(lk.packets[0])})"
+            f"({ev.frame(lk.packets[0])})"
         )
     ev.cite_findings("rst_on_close")
 

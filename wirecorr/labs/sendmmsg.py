@@ -8,7 +8,7 @@ C, because Python has no sendmmsg.
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, call, dur, frames
+from wirecorr.labs.evidence import Evidence, call, dur
 from wirecorr.labs.netns import LabNet
 
 PORT = 6200
@@ -94,7 +94,7 @@ def explain(ev: Evidence) -> None:
         assert link is not None
         span = ev.ts(link.packets[-1]) - ev.ts(link.packets[0])
         ev.say(
-            f"one {call(sc)} ↔ {k} datagrams ({frames(link.packets)}) of {sizes} bytes, "
+            f"one {call(sc)} ↔ {k} datagrams ({ev.frames(link.packets)}) of {sizes} bytes, "
             f"the first {dur(link.delay_ns)} after the call began, all within {dur(span)}"
         )
     received = [(r, ev.link(r, "recv-datagram")) for r in ev.calls("recvmmsg", ok=True)]

@@ -8,7 +8,7 @@ before reading so the difference cannot depend on scheduling luck.
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, frames
+from wirecorr.labs.evidence import Evidence
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
 
@@ -71,7 +71,7 @@ def explain(ev: Evidence) -> None:
         for lk in writes:
             ev.say("  " + ev.describe(lk))
         lk = coalesced[0]
-        ev.say(f"  {ev.describe(lk)}: {ev.syscall(lk).data!r} — the boundary between {frames(lk.packets)} is gone")
+        ev.say(f"  {ev.describe(lk)}: {ev.syscall(lk).data!r} — the boundary between {ev.frames(lk.packets)} is gone")
 
 
 LAB = Lab(

@@ -12,7 +12,7 @@ import itertools
 
 from wirecorr.engine.analysis_flags import AnalysisFlag
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, call, dur, frame, frames
+from wirecorr.labs.evidence import Evidence, call, dur
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
 from wirecorr.model import Syscall
@@ -75,7 +75,7 @@ def explain(ev: Evidence) -> None:
     ev.fact("zero_window", len(zeros))
     if not ev.expect(zeros, "the reader never advertised a zero window"):
         return
-    ev.say(f"the reader's kernel advertised window 0 in {frames(zeros)}, first at {frame(zeros[0])}")
+    ev.say(f"the reader's kernel advertised window 0 in {ev.frames(zeros)}, first at {ev.frame(zeros[0])}")
     reopen = next((i for i in updates if i > zeros[0]), None)
     shut_until = ev.ts(reopen) if reopen is not None else ev.session.last_ns or 0
     # Linux probes a zero window with seq-1 and no data, which Wireshark's rules (and ours)
@@ -90,7 +90,7 @@ def explain(ev: Evidence) -> None:
         spacing += " (the probe timer backs off)" if backoff else ""
         names = sorted({str(ev.label(i)) for i in probes})
         ev.say(
-            f"the writer's kernel probed the shut window {len(probes)} time(s) ({frames(probes)}){spacing}, "
+            f"the writer's kernel probed the shut window {len(probes)} time(s) ({ev.frames(probes)}){spacing}, "
             f"no syscall behind them; labelled {', '.join(names)}: Linux probes with seq-1 and no data"
         )
     sends = ev.socket_calls("sendto", "send", "write")
@@ -124,7 +124,7 @@ def explain(ev: Evidence) -> None:
         if ev.expect(after, "no window update followed the reader's first read"):
             ev.say(
                 f"the reader's first {call(reads[0])} came {dur(reads[0].enter_ns - ev.ts(zeros[0]))} after the "
-                f"first zero window; {frame(after[0])} reopened it {dur(ev.ts(after[0]) - reads[0].enter_ns)} "
+                f"first zero window; {ev.frame(after[0])} reopened it {dur(ev.ts(after[0]) - reads[0].enter_ns)} "
                 f"later and the transfer finished"
             )
     ev.cite_findings("zero_window")

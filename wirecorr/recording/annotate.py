@@ -138,7 +138,8 @@ def annotate(path: str) -> Annotation | None:
     Raises AnnotateError (or OSError) with the original untouched. A file that already
     holds link records was annotated before: rewriting it would duplicate every comment.
     """
-    if not stat.S_ISREG(os.stat(path).st_mode):
+    # lstat: a symlink put in the recording's place is not followed, nor replaced below.
+    if not stat.S_ISREG(os.lstat(path).st_mode):
         return None
     session = _correlate(path)
     links: list[Link] = session.correlator.links
@@ -151,7 +152,10 @@ def annotate(path: str) -> Annotation | None:
     # mkstemp creates the file 0600, what the recording itself has (docs/recording-format.md).
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".annotating", dir=directory)
     try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as out, open(path, "rb", buffering=1 << 20) as src:
+        with (
+            os.fdopen(fd, "wb", buffering=1 << 20) as out,
+            os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb", buffering=1 << 20) as src,
+        ):
             index = 0
             placed = False
             for btype, block in iter_blocks(src, path):

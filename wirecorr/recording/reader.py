@@ -92,7 +92,7 @@ def add_block(rec: Recording, block: CustomBlock) -> None:
     try:
         tag, payload = fmt.decode_record(block.data)
         _add(rec, tag, payload)
-    except (fmt.RecordFormatError, KeyError, TypeError) as e:
+    except fmt.RecordFormatError as e:
         raise InputError(rec.path, f"bad wirecorr record: {e}", offset=block.offset) from None
 
 
@@ -110,6 +110,9 @@ def _add(rec: Recording, tag: str, payload: dict[str, Any]) -> None:
     elif tag == fmt.TAG_LINK:
         rec.links.append(fmt.link_from_dict(payload))
     elif tag == fmt.TAG_PROCESS:
+        # Consumers read both; the schema lets a writer leave them out.
+        payload.setdefault("info", None)
+        payload.setdefault("ts_ns", None)
         rec.processes.append(payload)
     elif tag == fmt.TAG_SUMMARY:
         rec.summary = payload

@@ -10,6 +10,7 @@ SIGKILLed process loses only what is still in its own buffers, never what the ke
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import platform
 import stat
@@ -19,12 +20,63 @@ from collections.abc import Iterable
 from typing import Any
 
 from wirecorr import __version__
-from wirecorr.errors import WirecorrError
+from wirecorr.errors import UsageError, WirecorrError
 from wirecorr.model import Link, Syscall
 from wirecorr.recording import format as fmt
 
 # Nice value of the flush thread (Linux sets it per thread); see _flush_loop.
 FLUSH_NICE = 10
+
+
+def open_output(path: str, what: str = "recording") -> int:
+    """Open `path` for writing the way a program run as root in a shared /tmp must: a
+    write-only fd on a regular file of ours, mode 0600, empty.
+
+    The recording is written in place as it goes (a killed recorder leaves a readable
+    file), so there is no temporary file to rename at the end; the final name is opened
+    instead without following anything another user could have planted there:
+
+    - a new file is created with O_CREAT|O_EXCL|O_NOFOLLOW, which fails on any existing
+      name, a dangling symlink included, rather than follow it;
+    - an existing name is opened with O_NOFOLLOW and judged on the open fd (no window to
+      swap it): a symlink, a non-regular file (FIFO, device, /dev/null), a file of another
+      user or one with other hard links is refused (UsageError, exit 2) — one of those
+      would let the recording, payload bytes and all, land in or be readable from a file
+      someone else controls;
+    - our own regular file is truncated and overwritten, as `tcpdump -w` does, and set
+      back to 0600 (O_CREAT's mode applies only to new files).
+    """
+    flags = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise WirecorrError(f"cannot create {path}: {e.strerror}") from None
+    try:
+        # O_NONBLOCK: opening a FIFO nobody reads must fail or return, not wait.
+        fd = os.open(path, flags | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UsageError(f"refusing to write the {what} to {path}: it is a symbolic link") from None
+        if e.errno == errno.ENXIO:
+            raise UsageError(f"refusing to write the {what} to {path}: not a regular file") from None
+        raise WirecorrError(f"cannot open {path}: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"refusing to write the {what} to {path}: not a regular file")
+        if st.st_uid != os.geteuid():
+            raise UsageError(f"refusing to write the {what} to {path}: the file belongs to uid {st.st_uid}")
+        if st.st_nlink > 1:
+            raise UsageError(f"refusing to write the {what} to {path}: the file has other hard links")
+        os.ftruncate(fd, 0)
+        os.fchmod(fd, 0o600)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class RecordingWriter:
@@ -45,14 +97,7 @@ class RecordingWriter:
         self._closed = False
         self._error: Exception | None = None
         self._queued: list[Syscall] = []
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        except OSError as e:
-            raise WirecorrError(f"cannot create {path}: {e.strerror}") from None
-        # O_CREAT honours the mode only for a new file; an existing one keeps its old mode.
-        # Only regular files: `-o /dev/null` must not change a device's permissions.
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            os.fchmod(fd, 0o600)
+        fd = open_output(path)
         self._f = os.fdopen(fd, "wb", buffering=1 << 16)
         uname = platform.uname()
         try:

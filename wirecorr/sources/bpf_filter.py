@@ -24,6 +24,9 @@ Predicate = Callable[[Packet], bool]
 
 _TOKEN = re.compile(r"\s*(\(|\)|&&|\|\||!|[^\s()!]+)")
 _PROTOS = {"tcp": PROTO_TCP, "udp": PROTO_UDP, "icmp": PROTO_ICMP, "icmp6": PROTO_ICMPV6}
+# Parentheses and `not`s nest at most this deep: the parser and the compiled predicate
+# recurse once per level, and no hand-written filter comes near it.
+MAX_NESTING = 64
 
 
 class FilterError(WirecorrError):
@@ -58,6 +61,12 @@ class _Parser:
         self.expr = expr
         self.pos = 0
         self.last: _Qualifier | None = None
+        self.depth = 0
+
+    def nest(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise FilterError(f"filter: parentheses and `not` nested deeper than {MAX_NESTING} levels in the filter")
 
     def peek(self) -> str | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -70,25 +79,25 @@ class _Parser:
         return tok
 
     def parse_or(self) -> Predicate:
-        left = self.parse_and()
+        parts = [self.parse_and()]
         while self.peek() in ("or", "||"):
             self.take()
-            right = self.parse_and()
-            left = _either(left, right)
-        return left
+            parts.append(self.parse_and())
+        return _either(parts)
 
     def parse_and(self) -> Predicate:
-        left = self.parse_not()
+        parts = [self.parse_not()]
         while self.peek() in ("and", "&&"):
             self.take()
-            right = self.parse_not()
-            left = _both(left, right)
-        return left
+            parts.append(self.parse_not())
+        return _both(parts)
 
     def parse_not(self) -> Predicate:
         if self.peek() in ("not", "!"):
             self.take()
+            self.nest()
             inner = self.parse_not()
+            self.depth -= 1
             return lambda pkt: not inner(pkt)
         return self.parse_primary()
 
@@ -96,7 +105,9 @@ class _Parser:
         tok = self.peek()
         if tok == "(":
             self.take()
+            self.nest()
             inner = self.parse_or()
+            self.depth -= 1
             if self.take() != ")":
                 raise FilterError(f"filter: missing ')' in {self.expr!r}")
             return inner
@@ -130,12 +141,24 @@ class _Parser:
         return _primitive(qual, value, self.expr)
 
 
-def _either(a: Predicate, b: Predicate) -> Predicate:
-    return lambda pkt: a(pkt) or b(pkt)
+# A flat list per `or`/`and` chain, not one closure per operator: `port 1 or 2 or … or 5000`
+# would otherwise recurse 5000 deep on every packet.
+def _either(parts: list[Predicate]) -> Predicate:
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        a, b = parts
+        return lambda pkt: a(pkt) or b(pkt)
+    return lambda pkt: any(p(pkt) for p in parts)
 
 
-def _both(a: Predicate, b: Predicate) -> Predicate:
-    return lambda pkt: a(pkt) and b(pkt)
+def _both(parts: list[Predicate]) -> Predicate:
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        a, b = parts
+        return lambda pkt: a(pkt) and b(pkt)
+    return lambda pkt: all(p(pkt) for p in parts)
 
 
 def _proto(proto: int) -> Predicate:

@@ -93,6 +93,17 @@ class CorruptCapture(InputError):
     """The bytes at `offset` cannot be a record: reading stopped there."""
 
 
+# Timestamps are held as signed 64-bit nanoseconds (the packet table's int64 column). pcapng
+# allows more (a 64-bit count of µs, or a high word of 0xffffffff in ns: tshark shows the
+# year 586524); such a timestamp is clamped to ±2^62 ns (years 1823 and 2116), so that the
+# difference of any two timestamps still fits, and the reader counts it for a warning.
+TS_LIMIT = 1 << 62
+
+
+def clamp_ns(ts: int) -> int:
+    return TS_LIMIT if ts > TS_LIMIT else -TS_LIMIT if ts < -TS_LIMIT else ts
+
+
 def ts_to_ns(units: int, units_per_sec: int) -> int:
     """Exact integer conversion; floor for resolutions finer than 1 ns."""
     if units_per_sec == 1_000_000_000:
@@ -148,6 +159,9 @@ class CaptureReader:
     interfaces: list[Interface] = field(default_factory=list)
     custom_blocks: list[CustomBlock] = field(default_factory=list)
     skipped_blocks: int = 0
+    # Packets whose timestamp was clamped (TS_LIMIT), and the offset of the first.
+    clamped: int = 0
+    first_clamped: int | None = None
     # Where the last complete record ended: everything before it was read.
     good_until: int = 0
 
@@ -382,6 +396,8 @@ class CaptureReader:
                 if opt_start < body_end:
                     comment = _first_comment(buf, opt_start, body_end, endian)
                 ts = ts_to_ns((hi << 32) | lo, iface.units_per_sec) + iface.offset_sec * 1_000_000_000
+                if not -TS_LIMIT <= ts <= TS_LIMIT:
+                    ts = self._clamp(ts, offset)
                 yield (ts, offset, iface_id, iface.linktype, orig, buf[body + 20 : data_end], comment)
             elif btype == BT_SPB:
                 if not ifaces:
@@ -400,6 +416,8 @@ class CaptureReader:
                     raise CorruptCapture(self.path, "packet data overruns its block", offset=offset)
                 iface = ifaces[iface_id]
                 ts = ts_to_ns((hi << 32) | lo, iface.units_per_sec) + iface.offset_sec * 1_000_000_000
+                if not -TS_LIMIT <= ts <= TS_LIMIT:
+                    ts = self._clamp(ts, offset)
                 yield (ts, offset, iface_id, iface.linktype, orig, buf[body + 20 : body + 20 + incl], None)
             elif btype == BT_IDB:
                 linktype, _res, snaplen = struct.unpack_from(endian + "HHI", buf, body)
@@ -418,6 +436,12 @@ class CaptureReader:
                 self.skipped_blocks += 1
             pos += blen
             self.good_until = self._base + pos
+
+    def _clamp(self, ts: int, offset: int) -> int:
+        if self.first_clamped is None:
+            self.first_clamped = offset
+        self.clamped += 1
+        return clamp_ns(ts)
 
     def _interface(self, buf: bytes, pos: int, end: int, endian: str, linktype: int, snaplen: int) -> Interface:
         iface = Interface(linktype=linktype, snaplen=snaplen)

@@ -22,8 +22,10 @@ its creator, which has to be in the log (attach with -f from the start).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -86,6 +88,15 @@ class _Bad(Exception):
     """The text does not follow strace's syntax; the line counts as unparsable."""
 
 
+# Deepest nesting of values on one line: strace's own is under 10 (msghdr → iov → struct);
+# deeper is not strace output, and refusing it keeps the parser's recursion bounded.
+MAX_NESTING = 64
+# strace prints 64-bit values: a number of more digits (or beyond 64 bits) is not its output.
+_MAX_DIGITS = 20
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+
+
 _ATOM = re.compile(r"[^\s,(){}\[\]\"=<]+")
 _STRING = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"(\.\.\.)?', re.S)
 # One level of bracket nesting covers `TCP:[[::1]:80->[::1]:99]`; anything else takes the slow path.
@@ -130,12 +141,13 @@ class _Parser:
     dropped; callers see truncation through `Quoted.truncated` and short lists.
     """
 
-    __slots__ = ("n", "pos", "s")
+    __slots__ = ("depth", "n", "pos", "s")
 
     def __init__(self, s: str, pos: int = 0) -> None:
         self.s = s
         self.pos = pos
         self.n = len(s)
+        self.depth = 0
 
     def ws(self) -> str:
         """Skip blanks and `/* ... */` comments; return the next character or '' at the end."""
@@ -184,6 +196,16 @@ class _Parser:
                 raise _Bad(f"expected ',' or {close!r} at column {self.pos}")
 
     def value(self) -> object:
+        """One element; every nested one (struct, list, call, `=>`) comes through here, which
+        is where the nesting is bounded. A _Bad abandons the whole line, so no unwinding."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise _Bad(f"nested deeper than {MAX_NESTING} levels")
+        v = self._value()
+        self.depth -= 1
+        return v
+
+    def _value(self) -> object:
         """One element, including `a => b` and strace's unseparated expressions (`WIFEXITED(s) && ...`)."""
         start = self.pos
         v = self.primary()
@@ -247,7 +269,7 @@ class _Parser:
             c = s[end]
             if c == "<":
                 deco = self.decoration()
-                return Fd(int(atom) if atom.isdecimal() else atom, deco)
+                return Fd(_number(atom) if atom.isdecimal() else atom, deco)
             if c == "(":
                 self.pos = end + 1
                 args = self.args(")")
@@ -408,7 +430,17 @@ def _decode_deco(deco: str) -> tuple[str, str | None, str | None, str | None, in
 
 
 def _int_or_none(text: str) -> int | None:
-    return int(text) if text.isdecimal() else None
+    return _number(text) if text.isdecimal() else None
+
+
+def _number(text: str, base: int = 10) -> int:
+    """An integer strace could have printed: 64 bits at most, else the line is not strace's."""
+    if len(text) > _MAX_DIGITS + 3:  # 0x and a sign
+        raise _Bad(f"number of {len(text)} digits")
+    value = int(text, base)
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise _Bad("number beyond 64 bits")
+    return value
 
 
 # --------------------------------------------------------------------------- values
@@ -418,10 +450,10 @@ def _num(atom: str) -> int | str:
     """Numbers as ints (strace prints modes in octal: `0644`), names and flag sets unchanged."""
     if _INT.match(atom):
         if atom.startswith(("0x", "-0x")):
-            return int(atom, 16)
+            return _number(atom, 16)
         if len(atom) > 1 and atom[0] == "0":
-            return int(atom, 8)
-        return int(atom)
+            return _number(atom, 8)
+        return _number(atom)
     return atom
 
 
@@ -602,7 +634,7 @@ def _fill(sc: Syscall, values: list[object], raws: list[str], annotation: str) -
         sc.fd = target.value
         sc.fdinfo = _fdinfo(target.deco)
     elif isinstance(target, str) and target.lstrip("-").isdecimal():
-        sc.fd = int(target)
+        sc.fd = _number(target)
     ok = sc.errno is None and sc.ret is not None
     for key, v in named.items():
         if key in ("buf", "iov", "msg", "msgvec", "fds", "event", "events"):
@@ -718,7 +750,7 @@ def _poll_fds(fds: object, annotation: str) -> object:
 # --------------------------------------------------------------------------- lines
 
 # `PID ` with -o, `[pid PID] ` when strace wrote to stderr, nothing with -ff or a single process.
-_HEAD = re.compile(r"(?:(\d+) +|\[pid +(\d+)\] )?(\d+)\.(\d+) (.*)\Z", re.S)
+_HEAD = re.compile(r"(?:(\d{1,10}) +|\[pid +(\d{1,10})\] )?(\d{1,12})\.(\d+) (.*)\Z", re.S)
 _CALL = re.compile(r"(\w+)\(")
 _RESUMED = re.compile(r"<\.\.\. (\w+) resumed>")
 _UNFINISHED = " <unfinished ...>"
@@ -842,7 +874,7 @@ class _Reader:
         if ret == "?":
             sc.ret = -1 if sc.errno else None
         else:
-            sc.ret = int(ret, 16) if ret.startswith("0x") else int(ret)
+            sc.ret = _number(ret, 16) if ret.startswith("0x") else _number(ret)
         if d is not None:
             sc.exit_ns = sc.enter_ns + _ns(d.group(1), d.group(2))
         elif ret != "?":
@@ -852,13 +884,22 @@ class _Reader:
     def finish(self) -> None:
         """Calls still unfinished at the end of the log: the thread died in them or strace stopped."""
         for tid, pend in self.pending.items():
-            self.syscalls.append(self._build(tid, pend.name, pend.text, pend.enter_ns, None, strict=False))
+            # Its arguments are read loosely (_build), but a number strace could not have printed still
+            # drops the call.
+            with contextlib.suppress(_Bad):
+                self.syscalls.append(self._build(tid, pend.name, pend.text, pend.enter_ns, None, strict=False))
         self.pending.clear()
 
 
 def _files(path: Path) -> list[tuple[Path, int | None]]:
     """The file(s) behind `path`: itself, its `-ff` siblings `path.PID`, or the `*.PID` files in it."""
     if str(path) == STDIN or path.is_file():
+        return [(path, None)]
+    if path.exists() and not path.is_dir():
+        # A pipe (`--strace <(zcat log.gz)`, a FIFO) is read as standard input is; a device
+        # (/dev/zero) would be read without end.
+        if not stat.S_ISFIFO(path.stat().st_mode):
+            raise InputError(str(path), "not a regular file or a pipe")
         return [(path, None)]
     if path.is_dir():
         candidates = list(path.iterdir())

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import re
+import stat
 import sys
 import tomllib
 from collections.abc import Callable, Iterable
@@ -231,14 +233,35 @@ def parse_bound(value: Any, err: Callable[[str], RulesError]) -> Bound:
 # -- parsing ------------------------------------------------------------------------------
 
 
+# A rules file is a few hundred bytes; more than this is the wrong file (a capture, /dev/zero).
+MAX_RULES_BYTES = 1 << 20
+
+
 def load_rules(path: str) -> list[Rule]:
-    """Read and validate a TOML rules file; every problem is a RulesError naming the rule."""
+    """Read and validate a TOML rules file; every problem is a RulesError naming the rule.
+
+    Read like any stream, at most MAX_RULES_BYTES: a pipe (`--expect <(…)`) works, a
+    device or a huge file is refused without being read to its end.
+    """
     try:
         with open(path, "rb") as f:
-            doc = tomllib.load(f)
+            if not (stat.S_ISREG(os.fstat(f.fileno()).st_mode) or stat.S_ISFIFO(os.fstat(f.fileno()).st_mode)):
+                raise RulesError(path, "", "not a regular file or a pipe")
+            data = f.read(MAX_RULES_BYTES + 1)
     except OSError as e:
         raise RulesError(path, "", e.strerror or str(e)) from None
-    except tomllib.TOMLDecodeError as e:
+    if len(data) > MAX_RULES_BYTES:
+        raise RulesError(path, "", f"larger than {MAX_RULES_BYTES >> 20} MiB: not a rules file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RulesError(path, "", f"not UTF-8 text (byte {e.start}): TOML files are UTF-8") from None
+    try:
+        doc = tomllib.loads(text)
+    except RecursionError:
+        raise RulesError(path, "", "not valid TOML: arrays or tables nested too deeply") from None
+    except ValueError as e:
+        # TOMLDecodeError, and ValueError itself for an integer of more digits than Python converts.
         raise RulesError(path, "", f"not valid TOML: {e}") from None
     return parse_rules(doc, path)
 

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from wirecorr import __version__
 from wirecorr.engine.analysis_flags import flag_names
 from wirecorr.engine.connections import Connection, HandshakeOptions
+from wirecorr.engine.correlator import Anchor
 from wirecorr.engine.session import Session
 from wirecorr.json_codec import dumps
 from wirecorr.model import Finding, Syscall, format_flags
@@ -35,7 +36,23 @@ def options_record(opts: HandshakeOptions | None) -> dict[str, Any] | None:
     }
 
 
-def connection_record(conn: Connection) -> dict[str, Any]:
+def anchor_record(session: Session, anchor: Anchor) -> dict[str, Any]:
+    """Which traced socket's stream was placed by content, by which call, on which packet."""
+    conn = session.analyzer.connections[anchor.conn]
+    return {
+        "side": ("client", "server")[anchor.side],
+        "endpoint": conn.client if anchor.side == 0 else conn.server,
+        "calls": "writes" if anchor.side == anchor.direction else "reads",
+        "dir": ("c2s", "s2c")[anchor.direction],
+        "syscall": anchor.syscall,
+        "packet": anchor.packet,
+        "frame": session.frame_number(anchor.packet) if anchor.packet is not None else None,
+        "offset": anchor.offset,
+        "failed": anchor.failed,
+    }
+
+
+def connection_record(conn: Connection, anchored: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "id": conn.id,
         "stream": conn.stream,
@@ -61,6 +78,7 @@ def connection_record(conn: Connection) -> dict[str, Any]:
         },
         "analysis": dict(conn.analysis_counts),
         "icmp_errors": conn.icmp_errors,
+        "anchored": anchored or [],
     }
 
 
@@ -68,6 +86,7 @@ def packet_record(session: Session, index: int) -> dict[str, Any]:
     row = session.analyzer.table.row(index)
     return {
         "index": row.index,
+        "frame": session.frame_number(row.index),
         "ts_ns": row.ts_ns,
         "offset": row.offset,
         "conn": row.conn if row.conn >= 0 else None,
@@ -131,6 +150,9 @@ def warnings(session: Session) -> list[str]:
 
 def _summary(session: Session) -> dict[str, Any]:
     error = session.error
+    anchored: dict[int, list[dict[str, Any]]] = {}
+    for anchor in session.correlator.anchors:
+        anchored.setdefault(anchor.conn, []).append(anchor_record(session, anchor))
     return {
         "schema": SCHEMA,
         "wirecorr": __version__,
@@ -141,7 +163,7 @@ def _summary(session: Session) -> dict[str, Any]:
         "last_ts_ns": session.last_ns,
         "error": None if error is None else {"message": str(error), "offset": error.offset, "line": error.line},
         "warnings": warnings(session),
-        "connections": [connection_record(c) for c in session.analyzer.connections],
+        "connections": [connection_record(c, anchored.get(c.id)) for c in session.analyzer.connections],
         "analysis": analysis_totals(session),
         "notable": notable_indices(session),
     }

@@ -117,7 +117,8 @@ def _write_links(out: TextIO, session: Session, limit: int) -> None:
     for link in links[:limit]:
         sc = by_id.get(link.syscall)
         call = f"{sc.pid} {sc.name}({sc.fd if sc.fd is not None else ''})" if sc else f"syscall {link.syscall}"
-        frames = ", ".join(str(i + 1) for i in link.packets[:8]) + (" …" if len(link.packets) > 8 else "")
+        frames = ", ".join(str(session.frame_number(i)) for i in link.packets[:8])
+        frames += " …" if len(link.packets) > 8 else ""
         delay = f"  {fmt_duration(link.delay_ns)}" if link.delay_ns is not None else ""
         note = f"  ({link.note})" if link.note else ""
         out.write(f"  L{link.id:<5} {link.kind:<20} {call:<28} ↔ frames [{frames}]{delay}{note}\n")
@@ -183,6 +184,20 @@ def _write_connection(out: TextIO, conn: dict[str, Any], t0: int) -> None:
         out.write("  analysis  " + ", ".join(f"{k} {v}" for k, v in sorted(conn["analysis"].items())) + "\n")
     if conn["icmp_errors"]:
         out.write(f"  icmp      {conn['icmp_errors']} error(s) quoting this flow\n")
+    for anchor in conn["anchored"]:
+        out.write(f"  anchored  {_anchor_text(anchor)}\n")
+
+
+def _anchor_text(anchor: dict[str, Any]) -> str:
+    """A stream the trace joined mid-way: how its calls were placed (or that they were not)."""
+    arrow = "client→server" if anchor["dir"] == "c2s" else "server→client"
+    what = f"{anchor['calls']} of {anchor['endpoint']} ({arrow}): open before tracing began"
+    if anchor["packet"] is None:
+        return f"{what}, and {anchor['failed']}: not linked"
+    return (
+        f"{what}, placed by content: the bytes of syscall {anchor['syscall']} are in frame {anchor['frame']}, "
+        f"its first traced byte is stream byte {anchor['offset']}"
+    )
 
 
 def _write_packet(out: TextIO, pkt: dict[str, Any], t0: int) -> None:
@@ -193,7 +208,7 @@ def _write_packet(out: TextIO, pkt: dict[str, Any], t0: int) -> None:
         extra.append(f"rtt {fmt_duration(pkt['ack_rtt_ns'])}")
     direction = {"c2s": "c→s", "s2c": "s→c"}.get(pkt["dir"] or "", "   ")
     out.write(
-        f"  {pkt['index'] + 1:>7} +{(pkt['ts_ns'] - t0) / 1e9:.6f} conn {pkt['conn']} {direction} "
+        f"  {pkt['frame']:>7} +{(pkt['ts_ns'] - t0) / 1e9:.6f} conn {pkt['conn']} {direction} "
         f"[{pkt['flags']}] seq {pkt['seq']} ack {pkt['ack']} win {pkt['win']} len {pkt['len']}  "
         f"{', '.join(pkt['analysis'])}{'  (' + ', '.join(extra) + ')' if extra else ''}\n"
     )

@@ -124,13 +124,6 @@ def endpoint_of(conn: Connection, side: int) -> str:
     return conn.client if side == 0 else conn.server
 
 
-def frames(indices: Iterable[int]) -> str:
-    """Packet indices as the frame numbers Wireshark and the text report show (1-based)."""
-    nums = [i + 1 for i in indices]
-    text = ", ".join(map(str, nums[:5]))
-    return text + (f" … ({len(nums)} in all)" if len(nums) > 5 else "")
-
-
 @dataclass
 class Context:
     """One detect run's view of a session, with the lookups several detectors need."""
@@ -200,6 +193,16 @@ class Context:
         ends = [self.session.last_ns] if self.session.last_ns is not None else []
         ends += [sc.exit_ns if sc.exit_ns is not None else sc.enter_ns for sc in self.session.syscalls]
         return max(ends, default=0)
+
+    def frame(self, index: int) -> int:
+        """A packet index as the frame number Wireshark shows (it counts a recording's
+        Custom Blocks as frames too), as the text report prints it."""
+        return self.session.frame_number(index)
+
+    def frames(self, indices: Iterable[int]) -> str:
+        nums = [self.frame(i) for i in indices]
+        text = ", ".join(map(str, nums[:5]))
+        return text + (f" … ({len(nums)} in all)" if len(nums) > 5 else "")
 
     def at(self, ns: int) -> str:
         """An absolute time as the report shows it: seconds since the first event."""

@@ -46,11 +46,11 @@ def _leak(ctx: Context, conn: Connection, side: int) -> Finding | None:
         held = f"for {fmt_ns(ctx.end_ns - fin_ts)} (still there when the input ended)"
     else:
         how = "closed" if left[2] == LAST_ACK else f"left by {left[2]}"
-        held = f"for {fmt_ns(left[0] - fin_ts)} ({how} in frame {left[1] + 1})"
+        held = f"for {fmt_ns(left[0] - fin_ts)} ({how} in frame {ctx.frame(left[1])})"
         packets.append(left[1])
     parts = [
         f"{who} {endpoint_of(conn, side)} sat in CLOSE_WAIT {held}: "
-        f"the {other}'s FIN arrived in frame {fin_idx + 1} at {ctx.at(fin_ts)}"
+        f"the {other}'s FIN arrived in frame {ctx.frame(fin_idx)} at {ctx.at(fin_ts)}"
     ]
     calls = ctx.calls_of(conn.id, side)
     eofs = [sc for sc in calls if ctx.link_ids(sc, ("eof-fin",))]

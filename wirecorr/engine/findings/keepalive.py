@@ -20,7 +20,6 @@ from wirecorr.engine.findings._base import (
     endpoint_of,
     evidence,
     fmt_ns,
-    frames,
     side_name,
 )
 from wirecorr.model import Finding
@@ -57,7 +56,7 @@ def detect(ctx: Context) -> Iterator[Finding]:
             )
             message = (
                 f"the {side_name(d)} {endpoint_of(conn, d)} sent {len(probes)} keep-alive probe(s) "
-                f"(frames {frames(probes)}), the first after {fmt_ns(idle)} idle{every}; "
+                f"(frames {ctx.frames(probes)}), the first after {fmt_ns(idle)} idle{every}; "
                 f"{len(answers)} answered by the {side_name(1 - d)}"
             )
             fds = {(sc.pid, sc.fd) for sc in ctx.calls_of(conn.id, d)}

@@ -76,7 +76,8 @@ def detect(ctx: Context) -> Iterator[Finding]:
             f"{len(held)} small write(s) ({_span(sizes, ' B')}) by the {side_name(d)} {endpoint_of(conn, d)}, "
             f"first {call_text(first_sc)} at {ctx.at(first_sc.enter_ns)}, reached the wire only "
             f"{_span([fmt_ns(x) for x in delays], '')} after the call: Nagle held each until the "
-            f"{side_name(1 - d)}'s ACK arrived (frame {ack + 1}{delayed}); TCP_NODELAY is not set on fd {first_sc.fd}"
+            f"{side_name(1 - d)}'s ACK arrived (frame {ctx.frame(ack)}{delayed}); "
+            f"TCP_NODELAY is not set on fd {first_sc.fd}"
         )
         yield Finding(
             kind=KIND,

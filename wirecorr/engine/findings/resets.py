@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from wirecorr.engine.connections import CLOSED, ESTABLISHED, TIME_WAIT, Connection
+from wirecorr.engine.correlator import HALF, M32, is_peek
 from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, fmt_ns, side_name
+from wirecorr.engine.packet_table import PacketTable
 from wirecorr.model import RST, SYN, Finding, Syscall
 
 RST_ON_CLOSE = "rst_on_close"
@@ -77,13 +79,18 @@ def _rst_on_close(ctx: Context, conn: Connection, rst: int, close_id: int) -> Fi
     table = ctx.session.analyzer.table
     side = table.direction[rst]
     close = next(sc for sc in ctx.calls_of(conn.id, side) if sc.id == close_id)
-    delivered = sum(
-        table.seglen[i] for i in conn.packet_indices if table.direction[i] != side and table.ts_ns[i] <= close.enter_ns
+    delivered = _stream_bytes(
+        table,
+        [i for i in conn.packet_indices if table.direction[i] != side and table.ts_ns[i] <= close.enter_ns],
     )
     read = sum(
         sc.ret
         for sc in ctx.calls_of(conn.id, side)
-        if isinstance(sc.ret, int) and sc.ret > 0 and ctx.link_ids(sc, ("read-data",)) and sc.enter_ns < close.enter_ns
+        if isinstance(sc.ret, int)
+        and sc.ret > 0
+        and not is_peek(sc)
+        and ctx.link_ids(sc, ("read-data",))
+        and sc.enter_ns < close.enter_ns
     )
     unread = max(delivered - read, 0)
     peer_calls = _peer_resets(ctx, conn, side, rst)
@@ -91,7 +98,7 @@ def _rst_on_close(ctx: Context, conn: Connection, rst: int, close_id: int) -> Fi
     where = f"{call_text(close)} on the {side_name(side)} {endpoint_of(conn, side)}"
     if linger is not None:
         message = (
-            f"{where} aborted the connection with RST (frame {rst + 1}) instead of FIN: "
+            f"{where} aborted the connection with RST (frame {ctx.frame(rst)}) instead of FIN: "
             f"{call_text(linger)} had set SO_LINGER with a 0 s timeout"
         )
         if unread:
@@ -100,7 +107,7 @@ def _rst_on_close(ctx: Context, conn: Connection, rst: int, close_id: int) -> Fi
         what = f"with {unread} received byte(s) unread" if unread else "with received data unread"
         message = (
             f"{where} closed the socket {what} (read {read} of {delivered}): "
-            f"the kernel sent RST (frame {rst + 1}) instead of FIN"
+            f"the kernel sent RST (frame {ctx.frame(rst)}) instead of FIN"
         )
     message += f", so the {side_name(1 - side)} may lose data it had already sent"
     if peer_calls:
@@ -120,6 +127,27 @@ def _rst_on_close(ctx: Context, conn: Connection, rst: int, close_id: int) -> Fi
     )
 
 
+def _stream_bytes(table: PacketTable, indices: list[int]) -> int:
+    """Distinct stream bytes the segments carry: a retransmitted range counts once."""
+    spans = []
+    top = 0
+    for i in indices:
+        n = table.seglen[i]
+        if n:
+            start = top + ((table.rel_seq[i] - 1 - top + HALF) & M32) - HALF
+            spans.append((start, start + n))
+            top = max(top, start + n)
+    total = 0
+    reach = None
+    for start, end in sorted(spans):
+        if reach is not None and start < reach:
+            start = reach
+        if end > start:
+            total += end - start
+            reach = end
+    return total
+
+
 def _linger_zero(calls: list[Syscall], close: Syscall) -> Syscall | None:
     """The last setsockopt(SO_LINGER) before `close`, if it asked for an abortive close."""
     found = None
@@ -137,21 +165,36 @@ def _linger_zero(calls: list[Syscall], close: Syscall) -> Syscall | None:
 def _refused(ctx: Context, conn: Connection, rst: int) -> Finding:
     table = ctx.session.analyzer.table
     syns = [i for i in conn.packet_indices if table.flags[i] & SYN and table.direction[i] == 0 and i < rst]
+    # A blocking connect() fails itself; a non-blocking one (EINPROGRESS) learns of the
+    # refusal from a later call: getsockopt(SO_ERROR), or a read/write failing.
     connects = [
         sc
         for sc in ctx.syscalls
         if sc.name == "connect"
-        and sc.errno == "ECONNREFUSED"
+        and sc.errno in ("ECONNREFUSED", "EINPROGRESS")
         and (ctx.conn_side(sc) == (conn.id, 0) or any(rst in lk.packets for lk in ctx.links_by_syscall.get(sc.id, ())))
+    ]
+    reporters = [
+        sc
+        for sc in ctx.syscalls
+        if any(rst in lk.packets and lk.kind == "connect-refused" for lk in ctx.links_by_syscall.get(sc.id, ()))
     ]
     who = call_text(connects[0]) if connects else f"the client {conn.client}"
     took = fmt_ns(table.ts_ns[rst] - table.ts_ns[syns[0]]) if syns else "?"
     message = (
-        f"{who} connecting to {conn.server} was refused: the SYN (frame {syns[0] + 1 if syns else '?'}) "
-        f"was answered by RST (frame {rst + 1}) {took} later — nothing listens on that port"
+        f"{who} connecting to {conn.server} was refused: the SYN (frame {ctx.frame(syns[0]) if syns else '?'}) "
+        f"was answered by RST (frame {ctx.frame(rst)}) {took} later — nothing listens on that port"
     )
-    if connects:
-        message += f"; connect() returned ECONNREFUSED at {ctx.at(connects[0].enter_ns)}"
+    if reporters:
+        # The call that named the error; a poll only woke with POLLERR before it.
+        named = [sc for sc in reporters if sc.name not in ("poll", "ppoll")]
+        told = (named or reporters)[0]
+        if told.name in ("poll", "ppoll"):
+            message += f"; {told.name}() woke with POLLERR at {ctx.at(told.enter_ns)}"
+        else:
+            how = "returned" if told.errno == "ECONNREFUSED" else "reported"
+            message += f"; {told.name}() {how} ECONNREFUSED at {ctx.at(told.enter_ns)}"
+    connects += [sc for sc in reporters if sc not in connects]
     return Finding(
         kind=REFUSED,
         severity=WARNING,
@@ -177,14 +220,15 @@ def _reset(ctx: Context, conn: Connection, rst: int) -> Finding:
         # The handshake completed in the kernel, but no accept() ever took the connection:
         # when the listening socket goes (closed, or its process exits) the queue is reset.
         message = (
-            f"the server {conn.server} reset a connection its application never accepted (RST frame {rst + 1}, "
+            f"the server {conn.server} reset a connection its application never accepted (RST frame {ctx.frame(rst)}, "
             f"{fmt_ns(table.ts_ns[rst] - conn.first_ts_ns)} after the handshake, {sent} B from the client unread): "
             f"it waited in the accept queue of {call_text(listener)} until the listening socket was closed "
             "(by close() or its process exiting)"
         )
     else:
         message = (
-            f"the {side_name(side)} {endpoint_of(conn, side)} reset the connection mid-stream (RST frame {rst + 1}, "
+            f"the {side_name(side)} {endpoint_of(conn, side)} reset the connection mid-stream "
+            f"(RST frame {ctx.frame(rst)}, "
             f"{fmt_ns(table.ts_ns[rst] - conn.first_ts_ns)} after it began, after {sent} B client→server and "
             f"{received} B server→client)"
         )

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from wirecorr.engine.analysis_flags import SHORT_NAMES, AnalysisFlag
-from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, fmt_ns, frames, side_name
+from wirecorr.engine.correlator import M32
+from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, fmt_ns, side_name
+from wirecorr.engine.packet_table import PacketTable
 from wirecorr.model import Finding
 
 KIND = "retransmission"
@@ -45,7 +47,7 @@ def detect(ctx: Context) -> Iterator[Finding]:
             kinds = ", ".join(f"{n} {what}" for n, what in ((fast, "fast"), (spurious, "spurious")) if n)
             message = (
                 f"{len(resent)} retransmission(s){f' ({kinds})' if kinds else ''} by the {side_name(d)} "
-                f"{endpoint_of(conn, d)} towards {endpoint_of(conn, 1 - d)}: frames {frames(resent)}"
+                f"{endpoint_of(conn, d)} towards {endpoint_of(conn, 1 - d)}: frames {ctx.frames(resent)}"
             )
             originals: list[int] = []
             if links:
@@ -55,12 +57,13 @@ def detect(ctx: Context) -> Iterator[Finding]:
                 if sc is not None and first_sent:
                     again = next(i for i in resent if i in lk.packets)
                     what = "SYN" if lk.kind == "connect-syn" else "bytes"
-                    after = fmt_ns(table.ts_ns[again] - table.ts_ns[first_sent[0]])
+                    orig = _original(table, first_sent, again)
+                    after = fmt_ns(table.ts_ns[again] - table.ts_ns[orig])
                     message += (
                         f"; the {what} of {call_text(sc)} at {ctx.at(sc.enter_ns)} first left in frame "
-                        f"{first_sent[0] + 1} and were sent again {after} later"
+                        f"{ctx.frame(orig)} and were sent again {after} later"
                     )
-                    originals.append(first_sent[0])
+                    originals.append(orig)
                 if len(links) > 1:
                     message += f" ({len(links)} calls' bytes resent in all)"
             else:
@@ -74,3 +77,15 @@ def detect(ctx: Context) -> Iterator[Finding]:
                     [lk.syscall for lk in links], [*resent, *originals], [lk.id for lk in links], [conn.id]
                 ),
             )
+
+
+def _original(table: PacketTable, first_sent: list[int], again: int) -> int:
+    """The first transmission of the bytes `again` repeats: a long write (sendfile) spans
+    many segments, and the delay that matters is from the one that carried these bytes."""
+    n = table.seglen[again]
+    seq = table.rel_seq[again]
+    for i in sorted(first_sent):
+        m = table.seglen[i]
+        if i < again and n and m and (((table.rel_seq[i] - seq) & M32) < n or ((seq - table.rel_seq[i]) & M32) < m):
+            return i
+    return first_sent[0]

@@ -62,8 +62,12 @@ def _episode(ctx: Context, conn: Connection, side: int, zeros: list[int]) -> Fin
     gap_ns = ctx.thresholds.zero_window_read_gap_ns
     who = f"{side_name(side)} {endpoint_of(conn, side)}"
     parts = [
-        f"the {who} advertised a zero window (frame {first + 1}, {ctx.at(start)}) for {fmt_ns(stop - start)}"
-        + (f" until frame {reopen + 1} reopened it" if reopen is not None else " (still shut when the input ended)")
+        f"the {who} advertised a zero window (frame {ctx.frame(first)}, {ctx.at(start)}) for {fmt_ns(stop - start)}"
+        + (
+            f" until frame {ctx.frame(reopen)} reopened it"
+            if reopen is not None
+            else " (still shut when the input ended)"
+        )
     ]
     reader_evidence: list[Syscall] = []
     if reader_calls:

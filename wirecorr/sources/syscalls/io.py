@@ -74,6 +74,12 @@ def _send_exit(call: Syscall, a: Args, t: Tracee) -> None:
     moved(call, t, a[1])
 
 
+def _recvfrom_enter(call: Syscall, a: Args, t: Tracee) -> None:
+    """glibc's recv() is recvfrom(): its flags (MSG_PEEK above all) decide whether bytes were consumed."""
+    _rw_enter(call, a, t)
+    call.args["flags"] = consts.flags(s32(a[3]), consts.MSG)
+
+
 def _recvfrom_exit(call: Syscall, a: Args, t: Tracee) -> None:
     moved(call, t, a[1])
     if call.ret is not None and call.ret >= 0 and a[4]:
@@ -169,7 +175,7 @@ DECODERS: Decoders = {
     "readv": (_rwv_enter, _rwv_exit),
     "writev": (_rwv_enter, _rwv_exit),
     "sendto": (_sendto_enter, _send_exit),
-    "recvfrom": (_rw_enter, _recvfrom_exit),
+    "recvfrom": (_recvfrom_enter, _recvfrom_exit),
     "sendmsg": (_msg_enter, _msg_exit),
     "recvmsg": (_msg_enter, _msg_exit),
     "sendmmsg": (_mmsg_enter, _mmsg_exit),

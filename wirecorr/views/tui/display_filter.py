@@ -98,6 +98,8 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _WORD_OPS = {"and": "&&", "or": "||", "not": "!"}
+# Parentheses and `not`s nest at most this deep: parsing and the predicate recurse per level.
+MAX_NESTING = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,7 @@ class _Parser:
         self.tokens = tokenize(text)
         self.at = 0
         self.fields: set[str] = set()
+        self.depth = 0
 
     @property
     def tok(self) -> Token:
@@ -171,20 +174,28 @@ class _Parser:
 
     def unary(self) -> Predicate:
         tok = self.tok
-        if tok.kind == "op" and tok.text == "!":
-            self.take()
-            inner = self.unary()
-            return lambda facts, ref: not inner(facts, ref)
-        if tok.kind == "op" and tok.text == "(":
-            self.take()
-            inner = self.or_()
-            if self.tok.text != ")" or self.tok.kind != "op":
-                raise FilterError(f"expected ')', found {self.tok.text or 'end of filter'!r}", self.tok.pos)
-            self.take()
-            return inner
+        if tok.kind == "op" and tok.text in ("!", "("):
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise FilterError(f"parentheses and `not` nested deeper than {MAX_NESTING} levels", tok.pos)
+            try:
+                return self._nested(tok.text)
+            finally:
+                self.depth -= 1
         if tok.kind != "name":
             raise FilterError(f"expected a field name, found {tok.text or 'end of filter'!r}", tok.pos)
         return self.test()
+
+    def _nested(self, op: str) -> Predicate:
+        self.take()
+        if op == "!":
+            inner = self.unary()
+            return lambda facts, ref: not inner(facts, ref)
+        inner = self.or_()
+        if self.tok.text != ")" or self.tok.kind != "op":
+            raise FilterError(f"expected ')', found {self.tok.text or 'end of filter'!r}", self.tok.pos)
+        self.take()
+        return inner
 
     def test(self) -> Predicate:
         tok = self.take()
@@ -219,7 +230,10 @@ def _value(kind: str, field_name: str, tok: Token) -> int | str:
     if kind == INT:
         if tok.kind != "num":
             raise FilterError(f"{field_name} wants a number, found {tok.text or 'end of filter'!r}", tok.pos)
-        return int(tok.text, 0)
+        text = tok.text
+        if len(text) > 20:  # no field holds more than 64 bits
+            raise FilterError(f"{field_name}: number {text[:12]}… is too long", tok.pos)
+        return int(text, 16) if text[:2] in ("0x", "0X") else int(text)
     if tok.kind == "str":
         return tok.text[1:-1]
     if tok.kind in ("name", "num"):

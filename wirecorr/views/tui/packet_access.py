@@ -29,6 +29,7 @@ from wirecorr.sources.capture_file import (
     CaptureReader,
     Interface,
     RawRecord,
+    clamp_ns,
     ts_to_ns,
 )
 from wirecorr.sources.packet_decode import decode_packet
@@ -116,7 +117,7 @@ class PacketAccess:
         if iface_id >= len(self.interfaces):
             raise InputError(self.path, f"packet names interface {iface_id}, not defined before it", offset=offset)
         iface = self.interfaces[iface_id]
-        ts = ts_to_ns((hi << 32) | lo, iface.units_per_sec) + iface.offset_sec * 1_000_000_000
+        ts = clamp_ns(ts_to_ns((hi << 32) | lo, iface.units_per_sec) + iface.offset_sec * 1_000_000_000)
         return (ts, offset, iface_id, iface.linktype, orig, data, None)
 
     def _read(self, n: int, offset: int) -> bytes:
