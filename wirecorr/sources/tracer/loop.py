@@ -344,9 +344,12 @@ class Tracer:
         known = self._threads.get(child)
         if known is not None:
             known.announced = True
-        elif child in self._vanished:
+        elif child in self._vanished and not _traced_by(child, self._tracer_tid):
             self._vanished.discard(child)
         else:
+            # Not seen yet, or the tid is already used again by a newer tracee of ours that
+            # has not stopped yet: either way a live task that will report.
+            self._vanished.discard(child)
             self._new_child(parent, child, event == px.PTRACE_EVENT_CLONE, announced=True)
 
     def _new_child(self, parent: _Proc, child: int, maybe_thread: bool, announced: bool) -> _Thread:
@@ -491,7 +494,10 @@ class Tracer:
         waitpid cannot time out and a signal handler cannot interrupt it (PEP 475 retries),
         and stop() may come from another thread that cannot issue ptrace requests. The
         waker reads the pipe's other end, so when this process dies, even by SIGKILL, it
-        reads EOF and exits too: nothing of the recorder outlives it.
+        reads EOF and exits too: nothing of the recorder outlives it. A byte written while
+        no waker runs waits in the pipe for the next one, so a stop() is never lost, and a
+        new waker needs no poke of its own (after stop(), that would wake the drain at once,
+        again and again, for the whole grace period).
         """
         self._waker = os.posix_spawn(
             _head(),
@@ -504,8 +510,6 @@ class Tracer:
             ],
             setpgroup=0,  # not in the terminal's process group: Ctrl-C is not for it
         )
-        if self._stopping:
-            self._poke()
 
     def _poke(self) -> None:
         with contextlib.suppress(OSError):  # a full pipe wakes the waker just as well
@@ -529,7 +533,7 @@ class Tracer:
                 self._poke()
 
     def _tree_alive(self) -> bool:
-        """Whether some task in the books is still a live tracee of this thread."""
+        """Whether some task in the books is still a tracee of this thread (so it will report)."""
         return any(_traced_by(tid, self._tracer_tid) for tid in tuple(self._threads))
 
     def _detach_all(self) -> None:
@@ -631,19 +635,14 @@ def _head() -> str:
 
 
 def _traced_by(tid: int, tracer: int) -> bool:
-    """Whether `tid` is alive (not a zombie) and traced by the thread `tracer` (TracerPid is a tid)."""
-    try:
-        with open(f"/proc/{tid}/status") as status:
-            text = status.read()
-    except OSError:
-        return False
-    alive = False
-    for line in text.splitlines():
-        if line.startswith("State:"):
-            alive = line.split()[1] not in ("Z", "X")
-        elif line.startswith("TracerPid:"):
-            return alive and int(line.split()[1]) == tracer
-    return False
+    """Whether `tid` is a tracee of the thread `tracer` (TracerPid is a tid): it can still report.
+
+    A zombie counts: a tracee's exit stays pending for its tracer until waitpid reaps it
+    (the ptrace link ends only then), so the loop will read it. Counting zombies as gone
+    would let a wake-up that races with the command's own exit end the loop before that
+    exit is read, and lose CMD's exit status.
+    """
+    return _status_field(tid, "TracerPid") == tracer
 
 
 def _status_field(tid: int, field: str) -> int | None:
