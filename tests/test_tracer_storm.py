@@ -124,6 +124,12 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
+def _abort(proc: subprocess.Popen[bytes]) -> None:
+    """After a hang: kill the recorder and what it started, so the suite goes on."""
+    _kill_tree(proc.pid)
+    proc.wait()
+
+
 def _kill_tree(pid: int) -> None:
     """After a hang: end the recorder and what it started, by PID, so the suite goes on."""
     for kid in _children(pid) if os.path.exists(f"/proc/{pid}") else ():
@@ -132,20 +138,25 @@ def _kill_tree(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def _spawn_record(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`record ARGS` with its output in files: a process it leaked must not block our reads."""
+    with open(tmp_path / "stdout", "wb") as out, open(tmp_path / "stderr", "wb") as err:
+        return subprocess.Popen([PYTHON, "-m", "wirecorr", "record", *args], stdout=out, stderr=err)
+
+
+def _output(tmp_path: Path) -> tuple[str, str]:
+    return (tmp_path / "stdout").read_text(errors="replace"), (tmp_path / "stderr").read_text(errors="replace")
+
+
 def _record(tmp_path: Path, mode: list[str], *cmd: str) -> subprocess.CompletedProcess[str]:
     out = tmp_path / "storm.pcapng"
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "wirecorr", "record", *mode, "--no-annotate", "-o", str(out), "--", *cmd],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _spawn_record(tmp_path, *mode, "--no-annotate", "-o", str(out), "--", *cmd)
     try:
-        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+        proc.wait(timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
-        proc.communicate()
+        _abort(proc)
         pytest.fail(f"record hung: still running after {RUN_TIMEOUT} s: {cmd}")
+    stdout, stderr = _output(tmp_path)
     rec = read_recording(str(out))
     assert rec.complete, stderr
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
@@ -194,13 +205,8 @@ def test_posix_spawn_and_subprocess_storm(tmp_path: Path) -> None:
 # -- signals and SIGKILL -----------------------------------------------------------------
 
 
-def _recorder(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [PYTHON, "-m", "wirecorr", "record", *CAPTURE, "--no-annotate", "-o", str(tmp_path / "sig.pcapng"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _recorder(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    return _spawn_record(tmp_path, *CAPTURE, "--no-annotate", "-o", str(tmp_path / "sig.pcapng"), *args)
 
 
 def _wait_for_children(pid: int, n: int, timeout: float = 15) -> dict[int, str | None]:
@@ -241,12 +247,11 @@ def test_signal_ends_record_of_a_busy_command(tmp_path: Path, sig: signal.Signal
         procs = _wait_for_children(rec.pid, 3)
         cmd = [p for p in procs if Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"bash")]
         rec.send_signal(sig)
-        _, stderr = rec.communicate(timeout=15)
+        rec.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        _kill_tree(rec.pid)
-        rec.communicate()
+        _abort(rec)
         pytest.fail(f"record did not end on {sig.name}")
-    assert rec.returncode == 128 + sig, stderr
+    assert rec.returncode == 128 + sig, _output(tmp_path)
     assert cmd and not _gone({p: procs[p] for p in cmd}), "the launched command still runs"
     recording = read_recording(str(tmp_path / "sig.pcapng"))
     assert recording.complete and recording.summary is not None and recording.summary["signal"] == sig
@@ -261,12 +266,11 @@ def test_signal_ends_record_of_an_attached_busy_process(
     try:
         _wait_for_children(rec.pid, 2)
         rec.send_signal(sig)
-        _, stderr = rec.communicate(timeout=15)
+        rec.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        _kill_tree(rec.pid)
-        rec.communicate()
+        _abort(rec)
         pytest.fail(f"record -p did not end on {sig.name}")
-    assert rec.returncode == 128 + sig, stderr
+    assert rec.returncode == 128 + sig, _output(tmp_path)
     assert busy_target.poll() is None, "the attached process was ended"
     status = Path(f"/proc/{busy_target.pid}/status").read_text()
     assert "TracerPid:\t0\n" in status
@@ -282,7 +286,7 @@ def test_sigkill_of_record_leaves_nothing_of_its_own(tmp_path: Path) -> None:
         assert "tcpdump" in names.values(), names
     finally:
         rec.kill()
-        rec.communicate()
+        rec.wait()
     left = _gone(procs)
     for pid in left:  # do not leave them for the next test either
         _kill_tree(pid)
