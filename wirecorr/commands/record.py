@@ -144,6 +144,8 @@ class Recorder:
         # Tracer events that come before the header (spawn reports its child first).
         self.pending: list[Callable[[], None]] = []
         self.error: BaseException | None = None
+        # The linking pass runs: a signal ends it (the recording is complete without links).
+        self.linking = False
 
     # -- callbacks ---------------------------------------------------------------------
 
@@ -204,18 +206,32 @@ class Recorder:
                 self.tracer.stop()
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """SIGINT/SIGTERM: stop tracing (a second one kills a launched CMD at once), or end the linking.
+
+        It only asks: the tracer's loop wakes up and detaches, so the handler never waits.
+        """
         self.signum = signum
         if self.tracer is not None:
             self.tracer.stop()
+        if self.linking and self.handle_signals:
+            raise KeyboardInterrupt  # in the main thread, inside annotate(), which cleans up
 
     # -- the session -------------------------------------------------------------------
 
     def run(self) -> int:
+        stop_signals = (signal.SIGINT, signal.SIGTERM) if self.handle_signals else ()
+        handlers = {s: signal.signal(s, self.on_signal) for s in stop_signals}
+        try:
+            return self._session()
+        finally:
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
+
+    def _session(self) -> int:
+        """The session under run()'s signal handlers, from tcpdump's start to the linking's end."""
         # Imported here: the ptrace machinery is only needed by this sub-command.
         from wirecorr.sources.tracer import Tracer
 
-        stop_signals = (signal.SIGINT, signal.SIGTERM) if self.handle_signals else ()
-        handlers = {s: signal.signal(s, self.on_signal) for s in stop_signals}
         status = 0
         stats: CaptureStats | None = None
         try:
@@ -250,9 +266,6 @@ class Recorder:
         except BaseException:
             self._abandon()
             raise
-        finally:
-            for s, handler in handlers.items():
-                signal.signal(s, handler)
         self._finish(status, stats)
         if self.error is None and not getattr(self.args, "no_annotate", False):
             self._annotate()
@@ -299,11 +312,22 @@ class Recorder:
         """Write the links into the finished file; any failure keeps the recording as it is."""
         from wirecorr.recording.annotate import annotate
 
+        self.linking = True
         try:
             done = annotate(self.output)
+            self.linking = False
+        except KeyboardInterrupt:
+            print(
+                f"wirecorr record: links not written into {self.output}: interrupted "
+                "(the recording is complete; `wirecorr analyze` links it just the same)",
+                file=sys.stderr,
+            )
+            return
         except Exception as e:
             print(f"wirecorr record: warning: links not written into {self.output}: {e}", file=sys.stderr)
             return
+        finally:
+            self.linking = False
         if done is not None:
             print(
                 f"wirecorr record: {done.links} links on {done.packets} packets, {done.findings} findings "
