@@ -144,7 +144,10 @@ class Recorder:
         # Tracer events that come before the header (spawn reports its child first).
         self.pending: list[Callable[[], None]] = []
         self.error: BaseException | None = None
-        # The linking pass runs: a signal ends it (the recording is complete without links).
+        # Signals received, and how many of them came before tracing ended: one after that
+        # (or during the linking pass) skips or ends the linking; the recording stays complete.
+        self.signals = 0
+        self.signals_while_tracing = 0
         self.linking = False
 
     # -- callbacks ---------------------------------------------------------------------
@@ -211,6 +214,7 @@ class Recorder:
         It only asks: the tracer's loop wakes up and detaches, so the handler never waits.
         """
         self.signum = signum
+        self.signals += 1
         if self.tracer is not None:
             self.tracer.stop()
         if self.linking and self.handle_signals:
@@ -261,6 +265,7 @@ class Recorder:
             if self.signum is not None:
                 tracer.stop()
             status = tracer.run()
+            self.signals_while_tracing = self.signals
             if self.capture is not None:
                 stats = self.capture.stop(DEFAULT_GRACE)
         except BaseException:
@@ -314,6 +319,8 @@ class Recorder:
 
         self.linking = True
         try:
+            if self.signals != self.signals_while_tracing:
+                raise KeyboardInterrupt  # a signal since tracing ended: the user wants out
             done = annotate(self.output)
             self.linking = False
         except KeyboardInterrupt:
