@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pty
 import pwd
+import select
 import signal
 import subprocess
 import tempfile
@@ -340,3 +342,43 @@ def test_user_keeps_setuid_and_gets_the_users_environment(tmp_path: Path) -> Non
     ]
     status = read_recording(str(out))
     assert status.meta["user"] == "nobody"
+
+
+def test_sigterm_ends_live_with_a_closed_recording(tmp_path: Path) -> None:
+    """`live` under a terminal: SIGTERM closes the UI and the recording (summary written), exit 143."""
+    out = tmp_path / "live.pcapng"
+    argv = [PYTHON, "-m", "wirecorr", "live", "-o", str(out), *CAPTURE, "--", "bash", "-c", BUSY]
+    pid, master = pty.fork()
+    if pid == 0:  # pragma: no cover - the child only execs
+        os.execv(PYTHON, argv)
+
+    def drain(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if select.select([master], [], [], 0.05)[0]:
+                try:
+                    os.read(master, 65536)
+                except OSError:
+                    return
+
+    status: int | None = None
+    try:
+        deadline = time.monotonic() + 15
+        while not (out.exists() and out.stat().st_size > 10_000):
+            assert time.monotonic() < deadline, "live did not start recording"
+            drain(0.1)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while status is None:
+            assert time.monotonic() < deadline, "live did not end on SIGTERM"
+            drain(0.1)
+            ended, wait_status = os.waitpid(pid, os.WNOHANG)
+            status = os.waitstatus_to_exitcode(wait_status) if ended else None
+    finally:
+        if status is None:
+            _kill_tree(pid)
+            os.waitpid(pid, 0)
+        os.close(master)
+    assert status == 143
+    recording = read_recording(str(out))
+    assert recording.complete and recording.summary is not None and recording.syscalls
