@@ -11,7 +11,6 @@ import atexit
 import contextlib
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -22,15 +21,17 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from helpers import free_port, run_in
 
 from wirecorr.engine.analysis_flags import FIELD_NAMES, wireshark_fields
 from wirecorr.engine.connections import Connection
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
+from wirecorr.labs.netns import LabNet
 from wirecorr.model import format_ip
 from wirecorr.sources.capture_file import CaptureReader
 from wirecorr.sources.packet_decode import decode_packet
@@ -49,20 +50,13 @@ def have_tshark() -> bool:
 _LISTENING = b"listening on"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (bound and released at once)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def tcpdump(path: Path, bpf: str, iface: str = "lo", netns: str | None = None) -> Iterator[None]:
     """Capture `bpf` on `iface` into `path` for the duration of the block.
 
     Waits until tcpdump reports it is listening (packets sent earlier would be missed), and
     after the block gives it 0.3 s before SIGINT, because SIGINT does not drain the ring
-    (DESIGN.md).
+    (docs/architecture.md).
     """
     err_path = path.with_suffix(".tcpdump.err")
     # A 64 MB ring: loopback bursts (a window's worth in microseconds) overflow the default.
@@ -98,61 +92,6 @@ def analyze(path: Path) -> PacketAnalyzer:
         an.feed(decode_packet(i, rec))
     an.finish()
     return an
-
-
-# -- namespaces -------------------------------------------------------------------------
-
-
-@dataclass
-class NetnsPair:
-    """Two namespaces joined by a veth pair: a (10.201.N.1, veth a0) and b (10.201.N.2, b0)."""
-
-    a: str
-    b: str
-    addr_a: str
-    addr_b: str
-    made: list[str] = field(default_factory=list)
-
-    def run(self, ns: str, *cmd: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, timeout=timeout, check=True
-        )
-
-
-def make_netns_pair() -> NetnsPair:
-    """Create the pair; skips the test when namespaces cannot be made for lack of privilege."""
-    tag = secrets.token_hex(3)
-    subnet = secrets.randbelow(200) + 20
-    pair = NetnsPair(f"wc-test-a-{tag}", f"wc-test-b-{tag}", f"10.201.{subnet}.1", f"10.201.{subnet}.2")
-    probe = subprocess.run(["ip", "netns", "add", pair.a], capture_output=True, text=True, timeout=10)
-    if probe.returncode != 0:
-        if "Permission denied" in probe.stderr or "Operation not permitted" in probe.stderr:
-            pytest.skip(f"cannot create network namespaces: {probe.stderr.strip()}")
-        raise RuntimeError(probe.stderr)
-    pair.made.append(pair.a)
-    try:
-        _ip("netns", "add", pair.b)
-        pair.made.append(pair.b)
-        _ip("link", "add", "a0", "netns", pair.a, "type", "veth", "peer", "name", "b0", "netns", pair.b)
-        for ns, dev, addr in ((pair.a, "a0", pair.addr_a), (pair.b, "b0", pair.addr_b)):
-            pair.run(ns, "ip", "addr", "add", f"{addr}/24", "dev", dev)
-            # One MSS per packet on the wire, as a real NIC would show (no 64 kB GSO frames).
-            pair.run(ns, "ip", "link", "set", dev, "gso_max_segs", "1", "up")
-            pair.run(ns, "ip", "link", "set", "lo", "up")
-    except BaseException:
-        remove_netns_pair(pair)
-        raise
-    return pair
-
-
-def remove_netns_pair(pair: NetnsPair) -> None:
-    for ns in pair.made:
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
-    pair.made.clear()
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10, check=True)
 
 
 # -- the tshark oracle ------------------------------------------------------------------
@@ -511,7 +450,7 @@ def udp_and_icmp(path: Path) -> None:
         srv.bind(("127.0.0.1", 0))
         srv.settimeout(10)
         port = srv.getsockname()[1]
-        closed = free_udp_port()
+        closed = free_port(socket.SOCK_DGRAM)
         with tcpdump(path, f"udp port {port} or udp port {closed} or icmp"):
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
                 c.settimeout(10)
@@ -523,12 +462,6 @@ def udp_and_icmp(path: Path) -> None:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
                 c.sendto(b"anyone?", ("127.0.0.1", closed))
                 time.sleep(0.05)
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 _BULK_SERVER = """
@@ -554,12 +487,12 @@ print(c.recv(100).decode(), flush=True); c.close()
 BULK_BYTES = 2_000_000
 
 
-def lossy_bulk(path: Path, pair: NetnsPair) -> str:
+def lossy_bulk(path: Path, pair: LabNet) -> str:
     """2 MB from namespace a to b, 10 % of TCP packets dropped on entry to b (nftables),
     captured in a on its veth. Returns what the server says it received."""
-    pair.run(pair.b, "nft", "add", "table", "inet", "wc")
-    pair.run(pair.b, "nft", "add", "chain", "inet", "wc", "pre", "{ type filter hook prerouting priority -300; }")
-    pair.run(
+    run_in(pair.b, "nft", "add", "table", "inet", "wc")
+    run_in(pair.b, "nft", "add", "chain", "inet", "wc", "pre", "{ type filter hook prerouting priority -300; }")
+    run_in(
         pair.b,
         "nft",
         "add",
@@ -590,7 +523,7 @@ def lossy_bulk(path: Path, pair: NetnsPair) -> str:
         if server.stdout.readline().strip() != "ready":
             raise RuntimeError(f"bulk server did not start: {server.stderr.read() if server.stderr else ''}")
         with tcpdump(path, f"tcp port {port}", iface="a0", netns=pair.a):
-            client = pair.run(
+            client = run_in(
                 pair.a, sys.executable, "-c", _BULK_CLIENT, pair.addr_b, str(port), str(BULK_BYTES), timeout=60
             )
         server.wait(timeout=30)

@@ -1,6 +1,6 @@
 """Real tcpdump on loopback for tests, stopped only once the packets a test needs are on disk.
 
-SIGINT does not drain tcpdump's ring buffer (DESIGN.md), so stopping it a fixed time
+SIGINT does not drain tcpdump's ring buffer (docs/architecture.md), so stopping it a fixed time
 after the traffic loses the last packets on a busy machine; waiting for a packet the test
 knows must come last makes captures complete without long sleeps.
 """
@@ -32,7 +32,7 @@ class LoopbackCapture:
         self.path = path
         # tcpdump's count of packets the kernel dropped (known after `stop`; None if it said nothing).
         self.dropped: int | None = None
-        # 32 MB ring: with --immediate-mode each packet takes a snaplen-sized slot (see DESIGN.md);
+        # 32 MB ring: with --immediate-mode each packet takes a snaplen-sized slot (see docs/architecture.md);
         # with tcpdump's default a burst of 200 short connections lost packets now and then.
         cmd = ["ip", "netns", "exec", netns] if netns else []
         cmd += ["tcpdump", "-i", iface, "-U", "--immediate-mode", "-B", "32768", "-w", str(path)]

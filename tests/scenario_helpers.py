@@ -7,47 +7,22 @@ path a user's recording takes.
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from loopback_capture import LoopbackCapture
 
 from wirecorr.engine.findings import Thresholds, detect
+from wirecorr.engine.ingest import diagnose
 from wirecorr.engine.session import Session
 from wirecorr.model import Finding, Packet, Syscall
 from wirecorr.sources.tracer import Tracer
 
 PY = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def netns(name: str, sysctls: dict[str, str]) -> Iterator[str]:
-    """A fresh network namespace with lo up and the given sysctls; deleted afterwards."""
-    if shutil.which("ip") is None or os.geteuid() != 0:
-        raise RuntimeError("needs root and iproute2")
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        for key, value in sysctls.items():
-            subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", f"{key}={value}"], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
 
 
 @dataclass
@@ -118,7 +93,7 @@ def run(
             session.feed_syscall(event)
         else:
             session.on_process(*event)
-    session.finish()
+    diagnose(session)
     return Scenario(session, packets, cap.dropped)
 
 

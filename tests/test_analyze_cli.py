@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 from loopback_capture import LoopbackCapture
+from pty_helpers import run_with_tty
 
-from wirecorr.engine.session import Session, load_capture
+from wirecorr.engine.ingest import diagnose, load_capture
+from wirecorr.engine.session import Session
 from wirecorr.model import FIN
 from wirecorr.recording.reader import read_recording
 from wirecorr.sources.syscalls.table import BY_ARCH, native_arch
@@ -273,8 +275,8 @@ def test_text_findings_are_grouped_and_long_groups_cut(monkeypatch: pytest.Monke
     with the per-kind limit lowered to 5 so that its two large groups are cut."""
     monkeypatch.setattr(text_report, "FINDINGS_PER_KIND", 5)
     session = Session()
-    load_capture(session, str(ROOT / "captures" / "lab-fd-leak.pcapng"), show_progress=False)
-    session.finish()
+    load_capture(session, str(ROOT / "captures" / "lab-fd-leak.pcapng"))
+    diagnose(session)
     out = io.StringIO()
     text_report.write(session, out, notable=0)
     lines = out.getvalue().split("\nFindings ")[1].splitlines()
@@ -286,3 +288,11 @@ def test_text_findings_are_grouped_and_long_groups_cut(monkeypatch: pytest.Monke
     assert f"          … 15 more close_wait_leak (connections {rest}); --json lists them all" in lines
     assert any(line.startswith("          … 4 more connection_reset (connections #") for line in lines)
     assert len(lines) == 1 + 1 + 5 + 1 + 5 + 1
+
+
+def test_progress_on_a_terminal_reads_to_the_end() -> None:
+    """With stderr a terminal the progress line is drawn after each slice, the last one
+    after the reader has closed its file: asking the file's size then was a traceback."""
+    argv = [sys.executable, "-m", "wirecorr", "analyze", str(ROOT / "captures" / "lab-echo.pcapng")]
+    status, err = run_with_tty(argv, stdin_tty=False, stderr_tty=True)
+    assert (status, "Traceback" in err) == (0, False), err

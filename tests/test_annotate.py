@@ -5,17 +5,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import ECHO_ONCE, free_port
 
-from wirecorr.engine.session import Session, load_capture
+from wirecorr.engine.ingest import annotate, diagnose, load_capture
+from wirecorr.engine.session import Session
 from wirecorr.recording import format as fmt
 from wirecorr.recording import read_recording
-from wirecorr.recording.annotate import AnnotateError, annotate, iter_blocks
+from wirecorr.recording.annotate import AnnotateError, iter_blocks
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = str(REPO / ".venv" / "bin" / "python")
@@ -25,34 +26,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 # The client sends 6 bytes, the server echoes them, the client closes first.
-ECHO = r"""
-import socket, sys, threading
-srv = socket.create_server(("127.0.0.1", int(sys.argv[1])))
-def serve():
-    conn, _ = srv.accept()
-    with conn:
-        while data := conn.recv(100):
-            conn.sendall(data)
-t = threading.Thread(target=serve)
-t.start()
-with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as cli:
-    cli.sendall(b"hello!")
-    assert cli.recv(100) == b"hello!"
-t.join()
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def record(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     port = free_port()
     cmd = [PYTHON, "-m", "wirecorr", "record", "-o", str(out), "-i", "lo", "-f", f"tcp port {port}", *extra]
     done = subprocess.run(
-        [*cmd, "--", sys.executable, "-c", ECHO, str(port)], capture_output=True, text=True, timeout=60
+        [*cmd, "--", sys.executable, "-c", ECHO_ONCE, str(port)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     return done
@@ -113,8 +93,8 @@ def test_annotation_is_lossless_and_matches_the_correlator(tmp_path: Path) -> No
     for p, q in zip(before.packets(), after.packets(), strict=True):
         assert (p.ts_ns, p.frame, p.wirelen, p.iface) == (q.ts_ns, q.frame, q.wirelen, q.iface)
     session = Session()
-    load_capture(session, str(plain), show_progress=False)
-    session.finish()
+    load_capture(session, str(plain))
+    diagnose(session)
     assert after.links == session.correlator.links
     # Links and findings sit before the summary, which stays the last record.
     with open(annotated, "rb") as f:
@@ -123,7 +103,7 @@ def test_annotation_is_lossless_and_matches_the_correlator(tmp_path: Path) -> No
     assert tags.index(b"link") > max(i for i, t in enumerate(tags) if t == b"syscall")
     # The analysis of the annotated file is the analysis of the original.
     again = Session()
-    load_capture(again, str(annotated), show_progress=False)
+    load_capture(again, str(annotated))
     again.finish()
     assert again.correlator.links == session.correlator.links
 

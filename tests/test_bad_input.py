@@ -156,6 +156,8 @@ WRONG_SHAPES = [
     ("syscall", "msg_lens", '["a"]', "`msg_lens` wants a list of 64-bit integers"),
     ("syscall", "msg_lens", "7", "`msg_lens` is an integer, wants a list or null"),
     ("syscall", "fdinfo", '{"kind": 5}', "syscall record's fdinfo: `kind` is an integer, wants a string"),
+    ("syscall", "fdinfo", '"tcp"', "`fdinfo` is a string, wants an object or null"),
+    ("syscall", "ret_fdinfo", '{"local": "1.2.3.4:5"}', "syscall record's fdinfo has no `kind`"),
     ("syscall", "enter_ns", "9" * 30, "`enter_ns` is out of range"),
     ("syscall", "enter_ns", "9" * 5000, "syscall record is not valid JSON: a number of 5000 digits"),
     ("syscall", "data", '{"$bytes": 5}', "syscall record is not valid JSON"),

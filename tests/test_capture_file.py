@@ -43,6 +43,7 @@ from capture_oracle import (
     udp,
     write_pcap_dpkt,
 )
+from helpers import free_port
 
 from wirecorr.errors import InputError
 from wirecorr.model import ACK, SYN
@@ -358,12 +359,6 @@ def _traffic(tcp4: socket.socket, tcp6: socket.socket, closed: list[int], marker
     marker.sendto(b"end", marker.getsockname())
 
 
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET6, kind) as s:
-        s.bind(("::", 0))
-        return s.getsockname()[1]
-
-
 def _has_datagram(path: Path, port: int, payload: bytes) -> bool:
     try:
         reader = CaptureReader(str(path), follow=True, should_stop=lambda: True)
@@ -399,7 +394,7 @@ def real_captures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tcp6 = socket.create_server(("::1", 0), family=socket.AF_INET6)
     marker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     marker.bind(("127.0.0.1", 0))
-    closed = [_free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)]
+    closed = [free_port(socket.SOCK_STREAM, "::"), free_port(socket.SOCK_DGRAM, "::")]
     ports = [tcp4.getsockname()[1], tcp6.getsockname()[1], *closed, marker.getsockname()[1]]
     bpf = " or ".join(f"port {p}" for p in ports) + " or icmp or icmp6"
     procs: list[subprocess.Popen[str]] = []

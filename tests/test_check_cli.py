@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import ECHO_ONCE, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = str(REPO / ".venv" / "bin" / "python")
@@ -16,21 +16,6 @@ PYTHON = str(REPO / ".venv" / "bin" / "python")
 pytestmark = pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
 
 # One connection: the client sends 6 bytes, the server echoes them, the client closes first.
-ECHO = r"""
-import socket, sys, threading
-srv = socket.create_server(("127.0.0.1", int(sys.argv[1])))
-def serve():
-    conn, _ = srv.accept()
-    with conn:
-        while data := conn.recv(100):
-            conn.sendall(data)
-t = threading.Thread(target=serve)
-t.start()
-with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as cli:
-    cli.sendall(b"hello!")
-    assert cli.recv(100) == b"hello!"
-t.join()
-"""
 
 PASSING = """
 [findings]
@@ -72,12 +57,6 @@ active_closer = "server"
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wirecorr(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PYTHON, "-m", "wirecorr", *args], capture_output=True, text=True, timeout=60, cwd=REPO)
 
@@ -87,7 +66,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("check") / "echo.pcapng"
     port = free_port()
     done = wirecorr(
-        "record", "-o", str(out), "-i", "lo", "-f", f"tcp port {port}", "--", sys.executable, "-c", ECHO, str(port)
+        "record", "-o", str(out), "-i", "lo", "-f", f"tcp port {port}", "--", sys.executable, "-c", ECHO_ONCE, str(port)
     )
     assert done.returncode == 0, done.stderr
     return out

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from helpers import FORK_ECHO, NAGLE, free_port
 from loopback_capture import LoopbackCapture
 
 from wirecorr.engine.correlator import Correlator
@@ -37,12 +38,6 @@ TCP_READS = {"read", "recv", "recvfrom", "recvmsg", "readv"}
 
 # An event of the trace: a syscall, or a tracer process event (event, pid, info).
 Event = Syscall | tuple[str, int, int | None]
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -97,7 +92,7 @@ def correlate(packets: list[Packet], events: list[Event], order: str = "packets-
         nxt = next(pending, None)
         for e in events:
             if isinstance(e, Syscall):
-                while nxt is not None and nxt.ts_ns <= (e.exit_ns or e.enter_ns):
+                while nxt is not None and nxt.ts_ns <= e.end_ns:
                     feed_packet(nxt)
                     nxt = next(pending, None)
             feed_event(e)
@@ -154,7 +149,7 @@ def capture_traced(
             assert tracer.run() == 0
         packets = cap.stop(until=until)
     if strace:
-        events.extend(sorted(read_strace_log(log).syscalls, key=lambda c: c.exit_ns or c.enter_ns))
+        events.extend(sorted(read_strace_log(log).syscalls, key=lambda c: c.end_ns))
     return packets, events
 
 
@@ -270,42 +265,14 @@ def key(run: Run) -> list[tuple[str, int, tuple[int, ...], int | None, str | Non
 
 # -- scenarios ----------------------------------------------------------------------------------
 
-ECHO = """
-import os, socket, sys
-port = int(sys.argv[1])
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", port))
-srv.listen(4)
-pid = os.fork()
-if pid == 0:
-    c, _ = srv.accept()
-    while True:
-        d = c.recv(4096)
-        if not d:
-            break
-        c.sendall(d)
-    c.close()
-    os._exit(0)
-srv.close()
-c = socket.create_connection(("127.0.0.1", port))
-for m in (b"hello", b"world!!", b"x" * 3000):
-    c.sendall(m)
-    got = 0
-    while got < len(m):
-        got += len(c.recv(65536))
-c.shutdown(socket.SHUT_WR)
-assert c.recv(10) == b""
-c.close()
-os.waitpid(pid, 0)
-"""
-
 
 @pytest.fixture(scope="module")
 def echo(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Packet], list[Event]]:
     tmp = tmp_path_factory.mktemp("echo")
     port = free_port()
-    return capture_traced(tmp, [PY, script(tmp, "echo.py", ECHO), str(port)], f"tcp port {port}", count_flags(FIN, 2))
+    return capture_traced(
+        tmp, [PY, script(tmp, "echo.py", FORK_ECHO), str(port)], f"tcp port {port}", count_flags(FIN, 2)
+    )
 
 
 def test_echo_links_are_byte_exact(echo: tuple[list[Packet], list[Event]]) -> None:
@@ -383,7 +350,7 @@ def test_echo_from_strace_log(tmp_path: Path) -> None:
     port = free_port()
     packets, events = capture_traced(
         tmp_path,
-        [PY, script(tmp_path, "echo.py", ECHO), str(port)],
+        [PY, script(tmp_path, "echo.py", FORK_ECHO), str(port)],
         f"tcp port {port}",
         count_flags(FIN, 2),
         strace=True,
@@ -437,31 +404,6 @@ def test_one_write_many_segments(tmp_path: Path, sliced_lo: str) -> None:
     assert all(t.seglen[i] <= 1000 for i in link.packets)
     assert link.delay_ns == min(t.ts_ns[i] for i in link.packets) - write.enter_ns
     check_same_connection(run)
-
-
-NAGLE = """
-import socket, sys
-port = int(sys.argv[1])
-srv = socket.socket()
-srv.bind(("127.0.0.1", port))
-srv.listen(1)
-c = socket.create_connection(("127.0.0.1", port))
-s, _ = srv.accept()
-# Request/response rounds put the server's end into delayed-ACK (pingpong) mode ...
-for _ in range(3):
-    c.send(b"?")
-    s.recv(10)
-    s.send(b"!")
-    c.recv(10)
-# ... so the first small write stays un-ACKed for a while and Nagle holds the next ones.
-for m in (b"a", b"bb", b"ccc", b"dddd", b"eeeee"):
-    c.send(m)
-got = 0
-while got < 15:
-    got += len(s.recv(100))
-c.close()
-s.close()
-"""
 
 
 def test_small_writes_coalesced_by_nagle(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from scenario_helpers import Scenario, free_port, netns, run
+from helpers import FORK_ECHO, NAGLE, free_port, netns
+from scenario_helpers import Scenario, run
 
 from wirecorr.engine.findings import Thresholds, detect
 from wirecorr.labs import rst_on_close
@@ -58,40 +59,10 @@ def fins_from(sc: Scenario, conn: int, side: int) -> list[int]:
 
 # -- clean ----------------------------------------------------------------------------------
 
-ECHO = """
-import os, socket, sys
-port = int(sys.argv[1])
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", port))
-srv.listen(4)
-pid = os.fork()
-if pid == 0:
-    c, _ = srv.accept()
-    while True:
-        d = c.recv(4096)
-        if not d:
-            break
-        c.sendall(d)
-    c.close()
-    os._exit(0)
-srv.close()
-c = socket.create_connection(("127.0.0.1", port))
-for m in (b"hello", b"world!!", b"x" * 3000):
-    c.sendall(m)
-    got = 0
-    while got < len(m):
-        got += len(c.recv(65536))
-c.shutdown(socket.SHUT_WR)
-assert c.recv(10) == b""
-c.close()
-os.waitpid(pid, 0)
-"""
-
 
 def test_clean_echo_has_no_warnings(tmp_path: Path) -> None:
     port = free_port()
-    sc = run(tmp_path, ECHO, [str(port)], f"tcp port {port}", count(FIN, 2))
+    sc = run(tmp_path, FORK_ECHO, [str(port)], f"tcp port {port}", count(FIN, 2))
     assert sc.session.correlator.links
     assert [f for f in sc.findings if f.severity != "info"] == []
 
@@ -196,8 +167,8 @@ def test_time_wait_accumulates_on_the_client(tmp_path: Path) -> None:
     def scenario() -> Scenario:
         # A namespace of its own: the host's loopback may hold TIME_WAIT sockets of earlier runs,
         # which Linux reuses on loopback (tcp_tw_reuse=2) and which then draw resets.
-        with netns(f"wctw{os.getpid()}", {}) as ns:
-            return run(tmp_path, MANY, [str(port), "200"], f"tcp port {port}", count(FIN, 400), timeout=10, ns=ns)
+        with netns() as net:
+            return run(tmp_path, MANY, [str(port), "200"], f"tcp port {port}", count(FIN, 400), timeout=10, ns=net.a)
 
     sc = captured_whole(scenario)
     (found,) = only(sc, "time_wait_accumulation")
@@ -230,8 +201,8 @@ def test_ephemeral_port_exhaustion_in_a_namespace(tmp_path: Path) -> None:
     sysctls = {"net.ipv4.ip_local_port_range": "40000 40009", "net.ipv4.tcp_tw_reuse": "0"}
 
     def scenario() -> Scenario:
-        with netns(f"wcfind{os.getpid()}", sysctls) as ns:
-            return run(tmp_path, MANY, [str(port), "20"], f"tcp port {port}", count(FIN, 20), ns=ns)
+        with netns(sysctls) as net:
+            return run(tmp_path, MANY, [str(port), "20"], f"tcp port {port}", count(FIN, 20), ns=net.a)
 
     sc = captured_whole(scenario)
     failures = sc.calls_named("connect", lambda c: c.errno == "EADDRNOTAVAIL")
@@ -319,11 +290,12 @@ def test_emfile_with_the_sockets_that_led_to_it(tmp_path: Path) -> None:
 def test_connections_never_accepted_are_told_apart() -> None:
     """The fd-leak lab's recording (RLIMIT_NOFILE 16, 20 clients): 11 connections accepted,
     9 left in the accept queue once accept4 failed with EMFILE, reset when the server went."""
-    from wirecorr.engine.session import Session, load_capture
+    from wirecorr.engine.ingest import diagnose, load_capture
+    from wirecorr.engine.session import Session
 
     session = Session()
-    load_capture(session, str(Path(__file__).parent.parent / "captures" / "lab-fd-leak.pcapng"), show_progress=False)
-    session.finish()
+    load_capture(session, str(Path(__file__).parent.parent / "captures" / "lab-fd-leak.pcapng"))
+    diagnose(session)
     table = session.analyzer.table
     accepted = {table.conn[lk.packets[0]] for lk in session.correlator.links if lk.kind == "accept-ack"}
     conns = [c for c in session.analyzer.connections if c.proto == "tcp"]
@@ -452,30 +424,6 @@ def test_zero_window_names_the_slow_reader_and_the_stuck_writer(tmp_path: Path) 
 
 
 # -- Nagle / delayed ACK -------------------------------------------------------------------------
-
-NAGLE = """
-import socket, sys
-port = int(sys.argv[1])
-srv = socket.socket()
-srv.bind(("127.0.0.1", port))
-srv.listen(1)
-c = socket.create_connection(("127.0.0.1", port))
-s, _ = srv.accept()
-# Request/response rounds put the server's end into delayed-ACK (pingpong) mode ...
-for _ in range(3):
-    c.send(b"?")
-    s.recv(10)
-    s.send(b"!")
-    c.recv(10)
-# ... so the first small write stays un-ACKed for a while and Nagle holds the next ones.
-for m in (b"a", b"bb", b"ccc", b"dddd", b"eeeee"):
-    c.send(m)
-got = 0
-while got < 15:
-    got += len(s.recv(100))
-c.close()
-s.close()
-"""
 
 
 def test_nagle_stall_behind_a_delayed_ack(tmp_path: Path) -> None:
@@ -618,7 +566,8 @@ def test_rst_after_an_orderly_close_is_no_finding() -> None:
     closed end answers with RST. tshark is the oracle for the packet order."""
     from capture_oracle import tshark_rows
 
-    from wirecorr.engine.session import Session, load_capture
+    from wirecorr.engine.ingest import diagnose, load_capture
+    from wirecorr.engine.session import Session
 
     path = Path(__file__).parent.parent / "captures" / "stray-rst-after-close.pcap"
     rows = tshark_rows(path)
@@ -627,8 +576,8 @@ def test_rst_after_an_orderly_close_is_no_finding() -> None:
     rsts = [i for i, f in enumerate(flags) if f & RST]
     assert len(fins) == 2 and rsts == [len(rows) - 1] and fins[1] < rsts[0] - 1
     session = Session()
-    load_capture(session, str(path), show_progress=False)
-    session.finish()
+    load_capture(session, str(path))
+    diagnose(session)
     (conn,) = session.analyzer.connections
     assert conn.reset_by == "server" and conn.active_closer == "client"
     assert session.findings == []
@@ -636,3 +585,21 @@ def test_rst_after_an_orderly_close_is_no_finding() -> None:
     (tw,) = detect(session, Thresholds(time_wait_min=1))
     assert tw.kind == "time_wait_accumulation" and tw.evidence["connections"] == [0]
     assert " 0 of the " in tw.message and "1 of them left TIME_WAIT early, reset by the peer" in tw.message
+
+
+def test_a_finding_and_the_report_write_one_delay_alike() -> None:
+    """One duration formatter: the Nagle finding names its writes' delays as the report's
+    link list shows them (it said "43.5 ms" where the report said "43.515 ms")."""
+    import io
+
+    from wirecorr.engine.ingest import analyze_file
+    from wirecorr.model import fmt_ns
+    from wirecorr.views import text_report
+
+    session = analyze_file(str(Path(__file__).parent.parent / "captures" / "lab-nagle.pcapng"))
+    report = io.StringIO()
+    text_report.write(session, report, notable=100)
+    nagle = next(f for f in session.findings if f.kind == "nagle_stall")
+    delays = [session.correlator.links[i].delay_ns or 0 for i in nagle.evidence["links"]]
+    for delay in (min(delays), max(delays)):
+        assert fmt_ns(delay) in nagle.message and fmt_ns(delay) in report.getvalue()

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from wirecorr.engine.ingest import annotate
 from wirecorr.errors import UsageError
 from wirecorr.recording import RecordingWriter, read_recording
-from wirecorr.recording.annotate import annotate
 
 ROOT = Path(__file__).resolve().parent.parent
 NOBODY = 65534
@@ -123,8 +123,9 @@ def test_a_fifo_or_device_is_refused_without_blocking(shared_dir: Path) -> None:
     t.join(10)
     assert not t.is_alive(), "opening a FIFO nobody reads blocked"
     assert isinstance(result[0], UsageError) and "not a regular file" in str(result[0])
-    with pytest.raises(UsageError, match="not a regular file"):
-        RecordingWriter("/dev/null")
+    for other in ("/dev/null", str(shared_dir)):
+        with pytest.raises(UsageError, match="not a regular file"):
+            RecordingWriter(other)
 
 
 def test_own_existing_file_is_overwritten_and_made_private(tmp_path: Path) -> None:

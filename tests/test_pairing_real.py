@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 from wirecorr.engine.correlator import Correlator
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
+from wirecorr.model import fmt_ns
 from wirecorr.recording.reader import read_recording
 
 PYTHON = sys.executable
@@ -33,12 +35,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA_CALLS = {"read", "write", "recvfrom", "sendto", "recvmsg", "sendmsg", "readv", "writev"}
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="record needs root (ptrace and tcpdump)")
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wirecorr(*args: str) -> subprocess.CompletedProcess[str]:
@@ -528,15 +524,6 @@ except OSError:
     pass
 print(got, flush=True)
 """
-
-
-def fmt_ns(ns: int) -> str:
-    """As findings print durations (engine/findings/_base.py)."""
-    if ns < 1_000_000:
-        return f"{ns / 1_000:.0f} µs"
-    if ns < 1_000_000_000:
-        return f"{ns / 1_000_000:.1f} ms"
-    return f"{ns / 1_000_000_000:.2f} s"
 
 
 @pytest.fixture

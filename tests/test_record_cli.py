@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import ECHO_ONCE, free_port
 from pty_helpers import run_with_tty
 
 from wirecorr.model import ACK, SYN
@@ -21,21 +21,6 @@ pytest.importorskip("wirecorr.sources.tracer", reason="the ptrace tracer has not
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = str(REPO / ".venv" / "bin" / "python")
 
-ECHO = r"""
-import socket, sys, threading
-srv = socket.create_server(("127.0.0.1", int(sys.argv[1])))
-def serve():
-    conn, _ = srv.accept()
-    with conn:
-        while data := conn.recv(100):
-            conn.sendall(data)
-t = threading.Thread(target=serve)
-t.start()
-with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as cli:
-    cli.sendall(b"hello!")
-    assert cli.recv(100) == b"hello!"
-t.join()
-"""
 
 LOOP = r"""
 import socket, time
@@ -51,12 +36,6 @@ while time.monotonic() < deadline:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def record(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [PYTHON, "-m", "wirecorr", "record", *args], capture_output=True, text=True, timeout=60, env=env, cwd=cwd
@@ -66,7 +45,9 @@ def record(*args: str, env: dict[str, str] | None = None, cwd: Path | None = Non
 def test_echo_syscalls_and_packets_agree(tmp_path: Path) -> None:
     out = tmp_path / "echo.pcapng"
     port = free_port()
-    proc = record("-o", str(out), "-i", "lo", "-f", f"tcp port {port}", "--", sys.executable, "-c", ECHO, str(port))
+    proc = record(
+        "-o", str(out), "-i", "lo", "-f", f"tcp port {port}", "--", sys.executable, "-c", ECHO_ONCE, str(port)
+    )
     assert proc.returncode == 0, proc.stderr
     rec = read_recording(str(out))
     assert rec.complete and not rec.truncated
@@ -85,7 +66,7 @@ def test_echo_syscalls_and_packets_agree(tmp_path: Path) -> None:
     packets = [p for p in all_packets if {p.sport, p.dport} == {port, client_port}]
     assert len(packets) >= 9
     (syn,) = [p for p in packets if p.flags & (SYN | ACK) == SYN]
-    # The SYN leaves while connect() runs (DESIGN.md: +48..+134 µs after entry).
+    # The SYN leaves while connect() runs (docs/architecture.md, clocks: +48..+134 µs after entry).
     assert connect.exit_ns is not None and connect.enter_ns <= syn.ts_ns <= connect.exit_ns
 
     (accept,) = [sc for sc in rec.syscalls if sc.name in ("accept", "accept4")]

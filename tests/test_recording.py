@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -285,17 +286,11 @@ def kill_if_ours(pid: int, marker: str) -> None:
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_sigkill_of_wirecorr_record_leaves_a_readable_file(tmp_path: Path) -> None:
     pytest.importorskip("wirecorr.sources.tracer", reason="the ptrace tracer has not landed yet")
     out = tmp_path / "killed.pcapng"
-    port = _free_port()
+    port = free_port()
     cmd = [PYTHON, "-m", "wirecorr", "record", "-o", str(out), "-i", "lo", "-f", f"tcp port {port}",
            "--", sys.executable, "-c", TALKER, str(port)]  # fmt: skip
     rec_proc = subprocess.Popen(cmd, cwd=tmp_path, stderr=subprocess.PIPE)

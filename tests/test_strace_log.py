@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 from wirecorr.errors import InputError
 from wirecorr.model import FdInfo, Syscall
@@ -58,12 +58,6 @@ def assert_well_formed(log: StraceLog, *files: Path) -> None:
 
 def calls(log: StraceLog, name: str, **where: object) -> list[Syscall]:
     return [sc for sc in log.syscalls if sc.name == name and all(sc.args.get(k) == v for k, v in where.items())]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 ECHO = """

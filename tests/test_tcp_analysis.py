@@ -19,14 +19,13 @@ from capture_helpers import (
     compare_with_tshark,
     ipv4_tcp,
     lossy_bulk,
-    make_netns_pair,
     needs_capture_tools,
-    remove_netns_pair,
     sack_opt,
     scenario,
     write_raw_pcap,
     wscale_opt,
 )
+from helpers import netns
 
 from wirecorr.engine.analysis_flags import AnalysisFlag, flag_names, wireshark_fields
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
@@ -72,12 +71,9 @@ def test_fin_close_has_rtts_and_bytes_in_flight() -> None:
 @pytest.mark.netns
 def test_lossy_bulk_transfer_equals_tshark(tmp_path: Path) -> None:
     """Real loss: 10 % of segments dropped by nftables in the receiving namespace."""
-    pair = make_netns_pair()
-    try:
-        path = tmp_path / "lossy.pcap"
+    path = tmp_path / "lossy.pcap"
+    with netns(pair=True) as pair:
         received = lossy_bulk(path, pair)
-    finally:
-        remove_netns_pair(pair)
     assert received == str(BULK_BYTES)
     an = analyze(path)
     assert len(an.table) > 1000

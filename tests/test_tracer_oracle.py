@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tracer_oracle import C_SOCKETS, PY_ECHO, PY_UDP, PYTHON, compile_c, free_port, run_both
+from helpers import free_port
+from tracer_oracle import C_SOCKETS, PY_ECHO, PY_UDP, PYTHON, compile_c, run_both
 
 from wirecorr.model import Syscall
 

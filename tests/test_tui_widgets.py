@@ -13,7 +13,8 @@ from textual.app import App, ComposeResult
 from textual.widget import Widget
 from tui_helpers import CAPTURE, SIZE, sync
 
-from wirecorr.engine.session import Session, load_capture
+from wirecorr.engine.ingest import diagnose, load_capture
+from wirecorr.engine.session import Session
 from wirecorr.sources.capture_file import CaptureReader
 from wirecorr.sources.packet_decode import decode_packet
 from wirecorr.views.tui import dissect as dissect_mod
@@ -30,8 +31,8 @@ MS = 1_000_000
 
 def _session(path: str) -> Session:
     session = Session()
-    load_capture(session, path, show_progress=False)
-    session.finish()
+    load_capture(session, path)
+    diagnose(session)
     return session
 
 

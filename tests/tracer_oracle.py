@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections import defaultdict
@@ -64,12 +63,6 @@ _FD = re.compile(r"^(-?\d+)<([A-Za-z0-9-]+):\[(.*?)\]>")
 _RET = re.compile(r"\)\s+= (-?\d+|\?)(<([A-Za-z0-9-]+):\[(.*?)\]>)?")
 
 Step = tuple[str, str, object, int | None]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _norm_port(endpoint: str | None, keep: set[int]) -> str | None:

@@ -14,7 +14,18 @@ import sys
 from wirecorr import __version__
 from wirecorr.errors import WirecorrError
 
-COMMANDS = ("analyze", "record", "lab", "check", "tui", "live")
+# Sub-command → its module. `lab` lives with the labs: they sit above the commands
+# (docs/architecture.md, layers), and a command module may not import them.
+COMMANDS = {
+    "analyze": "wirecorr.commands.analyze",
+    "record": "wirecorr.commands.record",
+    "lab": "wirecorr.labs.command",
+    "check": "wirecorr.commands.check",
+    "tui": "wirecorr.commands.tui",
+    "live": "wirecorr.commands.live",
+    "export": "wirecorr.commands.export",
+    "query": "wirecorr.commands.query",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"wirecorr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"wirecorr.commands.{name}").add_parser(sub)
+    for module in COMMANDS.values():
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""The vocabulary of wirecorr (see DESIGN.md): Packet, Syscall, FdInfo, Link, Finding.
+"""The vocabulary of wirecorr (docs/architecture.md): Packet, Syscall, FdInfo, Link, Finding.
 
 Packet and Syscall are the hot event types: plain slotted dataclasses, cheap to build in
 the decode loop and never kept by the thousand longer than the engine needs them (the
@@ -57,6 +57,20 @@ def parse_endpoint(text: str) -> tuple[bytes, int]:
     host, _, port = text.rpartition(":")
     host = host.strip("[]")
     return ipaddress.ip_address(host).packed, int(port)
+
+
+def fmt_ns(ns: int | None) -> str:
+    """A duration in the unit people read fastest at its size, the same in every report,
+    finding and view ("-" when unknown)."""
+    if ns is None:
+        return "-"
+    if ns < 1_000:
+        return f"{ns} ns"
+    if ns < 1_000_000:
+        return f"{ns / 1_000:.1f} µs"
+    if ns < 1_000_000_000:
+        return f"{ns / 1_000_000:.3f} ms"
+    return f"{ns / 1_000_000_000:.3f} s"
 
 
 _FLAG_LETTERS = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (URG, "U"), (ECE, "E"), (CWR, "W"))
@@ -177,10 +191,15 @@ class Syscall:
     def failed(self) -> bool:
         return self.errno is not None
 
+    @property
+    def end_ns(self) -> int:
+        """When the call ended: its exit, or its entry when the thread died inside it."""
+        return self.exit_ns if self.exit_ns is not None else self.enter_ns
+
 
 @dataclass(slots=True)
 class Link:
-    """A syscall paired with the packets it caused or consumed (see DESIGN.md's table)."""
+    """A syscall paired with the packets it caused or consumed (docs/architecture.md, pairing rules)."""
 
     id: int
     kind: str

@@ -77,11 +77,9 @@ class Recorded:
         if not self._done:
             raise RuntimeError(f"{self.path}: still recording; read results after the `with` block")
         if self._session is None:
-            from wirecorr.engine.session import Session, load_capture
+            from wirecorr.engine.ingest import analyze_file
 
-            session = Session()
-            load_capture(session, str(self.path), show_progress=False)
-            session.finish()
+            session = analyze_file(str(self.path))
             if session.error is not None:
                 pytest.fail(f"wirecorr: {session.error}", pytrace=False)
             self._session = session

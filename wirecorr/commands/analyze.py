@@ -7,11 +7,13 @@ import sys
 
 from wirecorr.bulk import paused_gc
 from wirecorr.commands.pipe_input import reading_through_ctrl_c
-from wirecorr.engine.session import Session, is_truncation, load_capture, load_strace
+from wirecorr.engine.ingest import diagnose, is_truncation, load_capture, load_strace
+from wirecorr.engine.session import Session
 from wirecorr.errors import UsageError
 from wirecorr.sources.bpf_filter import compile_filter
 from wirecorr.sources.capture_file import STDIN
 from wirecorr.views import json_report, text_report
+from wirecorr.views.progress import showing_progress
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -61,11 +63,9 @@ def run(args: argparse.Namespace) -> int:
     if args.strace is not None:
         load_strace(session, args.strace)
     if path is not None:
-        with reading_through_ctrl_c(path):
-            load_capture(
-                session, path, packet_filter=packet_filter, show_progress=sys.stderr.isatty(), count=args.count
-            )
-    session.finish()
+        with reading_through_ctrl_c(path), showing_progress(path) as progress:
+            load_capture(session, path, packet_filter=packet_filter, on_progress=progress, count=args.count)
+    diagnose(session)
     error = session.error
     partial = args.partial if args.partial is not None else is_truncation(error)
     if error is None or partial:

@@ -11,10 +11,12 @@ import sys
 
 from wirecorr.bulk import paused_gc
 from wirecorr.commands.pipe_input import reading_through_ctrl_c
-from wirecorr.engine.session import Session, is_truncation, load_capture, load_strace
+from wirecorr.engine.ingest import diagnose, is_truncation, load_capture, load_strace
+from wirecorr.engine.session import Session
 from wirecorr.errors import UsageError
 from wirecorr.sources.capture_file import STDIN
 from wirecorr.views import checks
+from wirecorr.views.progress import showing_progress
 
 EPILOG = """\
 examples:
@@ -71,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
     session = Session()
     if args.strace is not None:
         load_strace(session, args.strace)
-    with reading_through_ctrl_c(args.file):
-        load_capture(session, args.file, show_progress=sys.stderr.isatty())
-    session.finish()
+    with reading_through_ctrl_c(args.file), showing_progress(args.file) as progress:
+        load_capture(session, args.file, on_progress=progress)
+    diagnose(session)
     error = session.error
     if error is not None:
         partial = args.partial if args.partial is not None else is_truncation(error)

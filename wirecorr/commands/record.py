@@ -315,7 +315,7 @@ class Recorder:
 
     def _annotate(self) -> None:
         """Write the links into the finished file; any failure keeps the recording as it is."""
-        from wirecorr.recording.annotate import annotate
+        from wirecorr.engine.ingest import annotate
 
         self.linking = True
         try:

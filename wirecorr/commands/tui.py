@@ -6,7 +6,8 @@ import argparse
 import os
 import tempfile
 
-from wirecorr.engine.session import Session, load_strace
+from wirecorr.engine.ingest import load_strace
+from wirecorr.engine.session import Session
 from wirecorr.errors import InputError, UsageError, WirecorrError
 from wirecorr.sources.capture_file import STDIN, decompress_into, is_gzip
 

@@ -47,6 +47,12 @@ FIELD_NAMES: dict[AnalysisFlag, str] = {
     AnalysisFlag.SPURIOUS_RETRANSMISSION: "tcp.analysis.spurious_retransmission",
 }
 
+# "Any retransmission": the three kinds Wireshark tells apart are one thing to the pairing
+# and the findings (a resent segment is not the call's first transmission).
+ANY_RETRANSMISSION = int(
+    AnalysisFlag.RETRANSMISSION | AnalysisFlag.FAST_RETRANSMISSION | AnalysisFlag.SPURIOUS_RETRANSMISSION
+)
+
 # Short names (the field name without "tcp.analysis."), for reports and per-connection counts.
 SHORT_NAMES: dict[AnalysisFlag, str] = {flag: name.rsplit(".", 1)[1] for flag, name in FIELD_NAMES.items()}
 

@@ -1,6 +1,6 @@
 """The correlator: pairs syscalls with the packets they caused or consumed (Links).
 
-Identity first, time second (DESIGN.md). A syscall's socket is resolved to a Connection
+Identity first, time second (docs/architecture.md, pairing rules). A syscall's socket is resolved to a Connection
 by its 4-tuple (`socket_map`); data calls are then matched byte-exactly: each direction
 of a TCP stream is numbered from 0 after the handshake, a write of n bytes owns stream
 offsets [k, k+n) of its direction, and every segment whose relative sequence range
@@ -36,14 +36,14 @@ import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from wirecorr.engine.analysis_flags import AnalysisFlag
+from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION, AnalysisFlag
 from wirecorr.engine.connections import Connection
+from wirecorr.engine.seq import GE_SEQ, HALF, M32
 from wirecorr.engine.socket_map import ConnectionIndex, Endpoint, Socket, SocketMap, endpoint_key, is_wildcard
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.model import ACK, FIN, PROTO_TCP, PROTO_UDP, RST, SYN, Link, Packet, Syscall
+from wirecorr.vocab import READS, UDP_RECVS, UDP_SENDS, WRITES
 
-M32 = 0xFFFFFFFF
-HALF = 0x80000000
 # strace prints µs and the tracer's stops bracket the kernel work loosely: timestamps of a
 # syscall and of its packet may disagree by this much in the "wrong" direction.
 SLACK_NS = 10_000
@@ -51,19 +51,24 @@ SLACK_NS = 10_000
 DELAYED_ACK_NS = 30_000_000
 _NEVER = 1 << 62
 
-_RETRANS = int(AnalysisFlag.RETRANSMISSION | AnalysisFlag.FAST_RETRANSMISSION | AnalysisFlag.SPURIOUS_RETRANSMISSION)
+# Every kind a Link gets here (docs/architecture.md, pairing rules); `checks` validates
+# rule files against it.
+LINK_KINDS = frozenset(
+    (
+        "connect-syn", "connect-established", "connect-refused", "accept-ack", "write-data", "read-data",
+        "eof-fin", "reset", "shutdown-fin", "close-fin", "close-rst", "close-noop", "send-datagram",
+        "recv-datagram",
+    )
+)  # fmt: skip
+
 _KIND_BY_FLAG = (
     (int(AnalysisFlag.ZERO_WINDOW_PROBE), "zero-window-probe"),
     (int(AnalysisFlag.ZERO_WINDOW_PROBE_ACK), "zero-window-probe-ack"),
     (int(AnalysisFlag.KEEP_ALIVE), "keep-alive"),
     (int(AnalysisFlag.KEEP_ALIVE_ACK), "keep-alive-ack"),
-    (_RETRANS, "retransmission"),
+    (ANY_RETRANSMISSION, "retransmission"),
 )
 
-WRITES = frozenset({"write", "send", "sendto", "sendmsg", "writev", "pwrite64", "pwritev", "pwritev2", "sendfile"})
-READS = frozenset({"read", "recv", "recvfrom", "recvmsg", "readv", "pread64", "preadv", "preadv2"})
-UDP_SENDS = frozenset({"write", "send", "sendto", "sendmsg", "writev", "sendmmsg"})
-UDP_RECVS = frozenset({"read", "recv", "recvfrom", "recvmsg", "readv", "recvmmsg"})
 _RESET_ERRNOS = frozenset({"ECONNRESET", "EPIPE"})
 # Anchoring a stream whose start was not traced: the first ANCHOR_TRIES data calls of a
 # direction are tried, each against at most ANCHOR_WINDOW segments next to it in time, and
@@ -258,6 +263,8 @@ class _SockState:
     queue: list[tuple[str, Syscall, int, int]] = field(default_factory=list)
     connect: Syscall | None = None
     shut_wr: bool = False
+    # Calls made on the socket before its connection was known.
+    calls: list[Syscall] = field(default_factory=list)
     refused: bool = False
     polled: bool = False
     # Added to the socket's byte counts (writes, reads) to get the capture's stream offsets;
@@ -309,6 +316,11 @@ class Correlator:
         self._udp_cursor: dict[tuple[int, bool], int] = {}
         self._nconns = 0
         self._finished = False
+        # The one answer to "which connection, which side, which links" per syscall, kept as
+        # sockets bind and links grow; findings and every view read it (docs/architecture.md).
+        self._conn_of: dict[int, tuple[int, int]] = {}
+        self._calls_by_conn: dict[int, list[tuple[int, int]]] = {}
+        self._links_by_call: dict[int, list[Link]] = {}
         self.anchors: list[Anchor] = []
         # Packet index → captured transport payload, for anchoring by content; set by whoever
         # can re-read the capture (the session, for a file). Without it recent payloads are kept.
@@ -350,7 +362,9 @@ class Correlator:
         event = self.sockets.apply(sc)
         name = sc.name
         if event.created is not None and name != "socket" and event.created.is_tcp:
-            self._queue(self._state(event.created), "accept", sc)
+            state = self._state(event.created)
+            self._own(state, sc)
+            self._queue(state, "accept", sc)
         if name in ("poll", "ppoll") and isinstance(sc.ret, int) and sc.ret > 0:
             self._poll_errors(sc)
         sock = event.socket
@@ -359,6 +373,7 @@ class Correlator:
         if sock.is_udp:
             self._udp_call(sc, sock)
         elif sock.is_tcp:
+            self._own(self._state(sock), sc)
             self._tcp_call(sc, sock, event.released)
 
     def on_process(self, event: str, pid: int, info: int | None) -> None:
@@ -374,7 +389,7 @@ class Correlator:
         self._watermark = _NEVER
         self._heap.clear()
         for state in list(self._states.values()):
-            if state.tcp is None and state.queue:
+            if state.tcp is None and (state.queue or state.calls):
                 self._resolve(state, final=True)
         for tcp in self._tcp.values():
             for state in list(tcp.unanchored):
@@ -399,6 +414,24 @@ class Correlator:
         self._finished = True
 
     # -- output ---------------------------------------------------------------------------
+
+    def connection_of(self, syscall_id: int) -> tuple[int, int] | None:
+        """(connection id, side 0 client / 1 server) of the socket the call acted on (for
+        accept, the socket it returned), once that socket's connection is known.
+
+        TCP calls get the connection their socket was bound to (`ConnectionIndex.lookup`),
+        including calls that moved no packet; a UDP call gets the flow of the first
+        datagram it was paired with.
+        """
+        return self._conn_of.get(syscall_id)
+
+    def calls_of(self, conn_id: int) -> list[tuple[int, int]]:
+        """(syscall id, side) of every call `connection_of` puts on the connection, in the
+        order they were bound (not entry order)."""
+        return self._calls_by_conn.get(conn_id, [])
+
+    def links_of(self, syscall_id: int) -> list[Link]:
+        return self._links_by_call.get(syscall_id, [])
 
     def label(self, index: int) -> Label | None:
         """Link ids of packet `index`, else why no syscall owns it; None for non-TCP/UDP."""
@@ -478,6 +511,22 @@ class Correlator:
                 start, state.received = state.received, state.received + n
                 self._queue(state, "read", sc, start, start + n)
 
+    def _own(self, state: _SockState, sc: Syscall) -> None:
+        """Put a call on its socket's connection now, or when the socket is bound."""
+        if state.tcp is not None:
+            self._assign(sc.id, state.tcp.conn.id, state.side)
+            return
+        state.calls.append(sc)
+        if self._finished:
+            self._resolve(state, final=True)
+        else:
+            heapq.heappush(self._heap, (sc.end_ns, state.sock.id))
+
+    def _assign(self, syscall_id: int, conn_id: int, side: int) -> None:
+        if syscall_id not in self._conn_of:
+            self._conn_of[syscall_id] = (conn_id, side)
+            self._calls_by_conn.setdefault(conn_id, []).append((syscall_id, side))
+
     def _poll_errors(self, sc: Syscall) -> None:
         """A poll that woke with POLLERR on a socket whose non-blocking connect() is pending
         is the first call to see a refusal (it also gets the RST; getsockopt later says which error)."""
@@ -523,7 +572,7 @@ class Correlator:
         if self._finished:
             self._resolve(state, final=True)
             return
-        heapq.heappush(self._heap, (_exit(sc), state.sock.id))
+        heapq.heappush(self._heap, (sc.end_ns, state.sock.id))
         if self._heap[0][0] <= self._watermark:
             self._drain()
 
@@ -532,7 +581,7 @@ class Correlator:
         while heap and heap[0][0] <= self._watermark:
             _, sid = heapq.heappop(heap)
             state = self._states[sid]
-            if state.tcp is None and state.queue:
+            if state.tcp is None and (state.queue or state.calls):
                 self._resolve(state, final=False)
 
     def _resolve(self, state: _SockState, final: bool) -> None:
@@ -544,7 +593,7 @@ class Correlator:
         threads connect to one server at once.
         """
         sock = state.sock
-        since = state.queue[0][1].enter_ns - SLACK_NS
+        since = (state.queue[0][1].enter_ns if state.queue else state.calls[0].enter_ns) - SLACK_NS
         found = self._index.lookup(sock, since, self._bound.keys())
         if found is None and state.connect is not None and sock.remote is not None and (final or sock.closed):
             for conn in self._index.connects_to("tcp", sock.remote, state.connect.enter_ns - SLACK_NS):
@@ -560,6 +609,9 @@ class Correlator:
         if not sock.created and state.connect is None:
             state.shift = [None, None]
             state.tcp.unanchored.append(state)
+        calls, state.calls = state.calls, []
+        for call in calls:
+            self._assign(call.id, conn.id, side)
         queue, state.queue = state.queue, []
         for action, sc, start, end in queue:
             self._dispatch(state, action, sc, start, end)
@@ -568,7 +620,7 @@ class Correlator:
         tcp = state.tcp
         assert tcp is not None
         ours, peer = state.side, 1 - state.side
-        exit_ns = _exit(sc)
+        exit_ns = sc.end_ns
         if action in ("write", "read", "peek"):
             write = action == "write"
             peek = action == "peek"
@@ -700,7 +752,7 @@ class Correlator:
         table = self.table
         ts, flags, analysis = table.ts_ns, table.flags, table.analysis
         write = claim.write
-        lo, hi = sc.enter_ns - SLACK_NS, _exit(sc) + SLACK_NS
+        lo, hi = sc.enter_ns - SLACK_NS, sc.end_ns + SLACK_NS
         if only is not None:
             window = [only]
         else:
@@ -728,7 +780,7 @@ class Correlator:
         top = max((starts[i] + table.seglen[i] for i in window), default=0)
         head = data[:ANCHOR_MIN_MATCH]
         for idx in window:
-            if analysis[idx] & _RETRANS or (ts[idx] < lo if write else ts[idx] > hi):
+            if analysis[idx] & ANY_RETRANSMISSION or (ts[idx] < lo if write else ts[idx] > hi):
                 continue
             payload = self._payload(idx)
             if not payload:
@@ -755,6 +807,11 @@ class Correlator:
     def _link(self, kind: str, sc: Syscall, note: str | None = None) -> Link:
         link = Link(id=len(self.links), kind=kind, syscall=sc.id, packets=[], note=note)
         self.links.append(link)
+        links = self._links_by_call.get(sc.id)
+        if links is None:
+            self._links_by_call[sc.id] = [link]
+        else:
+            links.append(link)
         return link
 
     def _add_packet(self, link: Link, idx: int) -> None:
@@ -774,7 +831,7 @@ class Correlator:
         covered = max(claim.covered_to, claim.start)
         if start <= covered < end:
             claim.covered_to = min(end, claim.end)
-        if table.analysis[idx] & _RETRANS:
+        if table.analysis[idx] & ANY_RETRANSMISSION:
             if claim.retrans is None:
                 claim.retrans = []
             claim.retrans.append(idx)
@@ -829,11 +886,11 @@ class Correlator:
                 if sc.errno == "EINPROGRESS":
                     link.note = "non-blocking: completed after connect() returned"
                 else:
-                    link.delay_ns = _exit(sc) - ts[tcp.synacks[0]]
+                    link.delay_ns = sc.end_ns - ts[tcp.synacks[0]]
         else:
             packets = tcp.syns + tcp.synacks + final
             if final:
-                link.delay_ns = _exit(sc) - ts[final[0]]
+                link.delay_ns = sc.end_ns - ts[final[0]]
         for idx in packets:
             self._add_packet(link, idx)
 
@@ -871,7 +928,7 @@ class Correlator:
                 w.link.note = _join(w.note, "FIN retransmitted")
             return
         ts = table.ts_ns[idx]
-        if not flags & w.mask or ts < w.after_ns or table.analysis[idx] & _RETRANS:
+        if not flags & w.mask or ts < w.after_ns or table.analysis[idx] & ANY_RETRANSMISSION:
             return
         if w.exclusive:
             if idx in tcp.taken:
@@ -879,7 +936,7 @@ class Correlator:
             tcp.taken.add(idx)
         w.matched = idx
         self._add_packet(w.link, idx)
-        w.link.delay_ns = _exit(w.sc) - ts if w.from_exit else ts - w.sc.enter_ns
+        w.link.delay_ns = w.sc.end_ns - ts if w.from_exit else ts - w.sc.enter_ns
         if w.link.kind == "close-fin" and flags & RST:
             w.link.kind = "close-rst"
             unread = self._unread(tcp, w)
@@ -981,7 +1038,7 @@ class Correlator:
             return "duplicate-ack"
         d = table.direction[idx]
         peer = tcp.dirs[1 - d]
-        if peer.fin is not None and peer.fin < idx and (table.rel_ack[idx] - peer.fin_end) & M32 < HALF:
+        if peer.fin is not None and peer.fin < idx and GE_SEQ(table.rel_ack[idx], peer.fin_end):
             own = tcp.dirs[d].fin
             return "time-wait-ack" if own is not None and own < idx else "fin-ack"
         if table.ack_rtt_ns.get(idx, 0) >= DELAYED_ACK_NS:
@@ -1049,7 +1106,7 @@ class Correlator:
         table = self.table
         size = claim.sizes[0]
         lo = claim.sc.enter_ns - SLACK_NS if claim.send else -_NEVER
-        hi = _NEVER if claim.send else _exit(claim.sc) + SLACK_NS
+        hi = _NEVER if claim.send else claim.sc.end_ns + SLACK_NS
         indices = conn.packet_indices
         taken = self._udp_taken[claim.send]
         for pos in range(self._udp_cursor.get((conn.id, claim.send), 0), len(indices)):
@@ -1069,22 +1126,25 @@ class Correlator:
     def _udp_take(self, claim: _UdpClaim, idx: int) -> None:
         """Link a datagram to the call; a peek links it and leaves it for the call that takes it."""
         table = self.table
+        ckey = (table.conn[idx], claim.send)
         if not claim.peek:
             taken = self._udp_taken[claim.send]
             taken.add(idx)
-            ckey = (table.conn[idx], claim.send)
             indices = self.analyzer.connections[ckey[0]].packet_indices
             cursor = self._udp_cursor.get(ckey, 0)
             while cursor < len(indices) and indices[cursor] in taken:
                 cursor += 1
             self._udp_cursor[ckey] = cursor
         claim.sizes.pop(0)
+        # A UDP socket has no one connection: its call goes with its first datagram's flow.
+        d = table.direction[idx]
+        self._assign(claim.sc.id, table.conn[idx], d if claim.send else 1 - d)
         ts = table.ts_ns[idx]
         claim.first_ts = ts if claim.first_ts is None else claim.first_ts
         claim.last_ts = ts
         self._add_packet(claim.link, idx)
         sc = claim.sc
-        claim.link.delay_ns = claim.first_ts - sc.enter_ns if claim.send else _exit(sc) - claim.last_ts
+        claim.link.delay_ns = claim.first_ts - sc.enter_ns if claim.send else sc.end_ns - claim.last_ts
 
     def _udp_packet(self, idx: int) -> None:
         """A new datagram goes to the oldest waiting send and the oldest waiting receive it fits."""
@@ -1096,7 +1156,7 @@ class Correlator:
         for claim in list(self._udp_claims):
             if idx in self._udp_taken[claim.send] or (conn, d) not in self._udp_candidates(claim):
                 continue
-            if ts < claim.sc.enter_ns - SLACK_NS if claim.send else ts > _exit(claim.sc) + SLACK_NS:
+            if ts < claim.sc.enter_ns - SLACK_NS if claim.send else ts > claim.sc.end_ns + SLACK_NS:
                 continue
             size = claim.sizes[0]
             if size is None or n == size or (claim.truncatable and n > size):
@@ -1118,10 +1178,6 @@ class Correlator:
                 if conn.server_port != conn.client_port:
                     self._udp_by_port.setdefault(conn.server_port, []).append(conn)
         self._nconns = len(conns)
-
-
-def _exit(sc: Syscall) -> int:
-    return sc.exit_ns if sc.exit_ns is not None else sc.enter_ns
 
 
 def _join(*notes: str | None) -> str | None:

@@ -1,6 +1,6 @@
 """Per-packet analysis results as columns, one row per packet index.
 
-A million packets must fit in a few tens of MB (see DESIGN.md, performance facts): a
+A million packets must fit in a few tens of MB (docs/architecture.md, vocabulary): a
 dataclass per packet would cost ~200 bytes and an allocation each, a row here costs 44
 bytes in typed `array` columns and nothing per packet on the Python heap. Values that
 only some packets have (duplicate-ACK numbers, ACK RTTs) live in `SparseColumn`s keyed by

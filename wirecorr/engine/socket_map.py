@@ -1,6 +1,6 @@
 """Socket identity: (pid, fd) → socket → 4-tuple → Connection.
 
-The correlator pairs by identity first (DESIGN.md): a data call names a descriptor, and
+The correlator pairs by identity first (docs/architecture.md): a data call names a descriptor, and
 only the socket behind it says which packets it can be about. A descriptor number is not
 an identity — it is reused after close, shared by dup and fork, and a forked child's
 table starts as a copy of its parent's — so this module keeps one `Socket` object per
@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 
 from wirecorr.engine.connections import CLOSED, RESET, TIME_WAIT, Connection
 from wirecorr.model import FdInfo, Syscall, parse_endpoint
+from wirecorr.vocab import DUPS, FORKS
 
 Endpoint = tuple[bytes, int]
 
 _MAPPED_V4 = b"\x00" * 10 + b"\xff\xff"
-_FORKS = frozenset({"clone", "clone3", "fork", "vfork"})
-_DUPS = frozenset({"dup", "dup2", "dup3"})
 _DUPFD = re.compile(r"F_DUPFD")
 _SHARES_FILES = re.compile(r"CLONE_FILES|CLONE_THREAD")
 _SOCKET_KINDS = frozenset({"tcp", "tcp6", "udp", "udp6", "unix", "netlink", "raw", "socket"})
@@ -133,7 +132,7 @@ class SocketMap:
         event = FdEvent()
         name = sc.name
         ret = sc.ret if isinstance(sc.ret, int) else None
-        if name in _FORKS:
+        if name in FORKS:
             if ret is not None and ret > 0:
                 self.fork(sc.pid, ret, share=bool(_SHARES_FILES.search(str(sc.args))))
             return event
@@ -149,7 +148,7 @@ class SocketMap:
             return event
         if name in ("socket", "accept", "accept4"):
             event.created = self._created(table, ret, sc)
-        elif name in _DUPS or (name == "fcntl" and _DUPFD.match(str(sc.args.get("cmd", "")))):
+        elif name in DUPS or (name == "fcntl" and _DUPFD.match(str(sc.args.get("cmd", "")))):
             if sock is not None and ret != sc.fd:
                 self._unbind(table, ret)
                 self._bind(table, ret, sock)

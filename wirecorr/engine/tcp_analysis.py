@@ -9,7 +9,12 @@ matching segment of the ACK list winning), because users compare our output with
 Wireshark's and a "better" rule would read as a bug. Packet numbers that Wireshark shows
 as frame numbers are stored as packet indices (frame number - 1).
 
-Speed: the analyze budget is a few µs per packet in Python (DESIGN.md), so `feed` is a
+The per-packet rules live in `_make_feed`'s closure, each block labelled with Wireshark's
+rule name and definition in Wireshark's order, so it can be read side by side with
+`tcp_analyze_sequence_number`. Each end's state on the wire is `wire_state`'s, and UDP
+conversations and ICMP errors are `datagrams`'.
+
+Speed: the analyze budget is a few µs per packet in Python (docs/architecture.md), so `feed` is a
 closure over its state (cell lookups instead of attribute lookups), the common path of a
 data segment or an ACK is written inline without helper calls, and only rare packets
 (new connections, SYN/FIN/RST, handshake or close in progress, flagged packets, ICMP)
@@ -35,27 +40,15 @@ from itertools import pairwise
 
 from wirecorr.engine.analysis_flags import SHORT_NAMES, AnalysisFlag
 from wirecorr.engine.connections import (
-    CLIENT,
-    CLOSE_WAIT,
-    CLOSED,
-    CLOSING,
-    ESTABLISHED,
-    FIN_WAIT_1,
-    FIN_WAIT_2,
-    LAST_ACK,
-    RESET,
-    SERVER,
-    SYN_RECEIVED,
-    SYN_SENT,
-    TIME_WAIT,
     Connection,
     HandshakeOptions,
 )
+from wirecorr.engine.datagrams import Datagrams
 from wirecorr.engine.packet_table import PacketTable
-from wirecorr.model import ACK, FIN, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, RST, SYN, Packet
+from wirecorr.engine.seq import GE_SEQ, GT_SEQ, HALF, LE_SEQ, M32
+from wirecorr.engine.wire_state import track_state
+from wirecorr.model import ACK, FIN, PROTO_TCP, RST, SYN, Packet
 
-M32 = 0xFFFFFFFF
-HALF = 0x80000000
 # Wireshark's TCP_MAX_UNACKED_SEGMENTS: past this many, segments are no longer tracked.
 MAX_UNACKED = 10000
 FAST_RETRANS_NS = 20_000_000
@@ -81,8 +74,10 @@ _SPURIOUS_RETRANSMISSION = int(AnalysisFlag.SPURIOUS_RETRANSMISSION)
 
 _FLAG_NAMES = [(int(flag), SHORT_NAMES[flag]) for flag in AnalysisFlag]
 
-# States in which a plain ACK (no SYN/FIN/RST) can still move a side to its next state.
-_WATCH_STATES = frozenset({SYN_SENT, SYN_RECEIVED, FIN_WAIT_1, CLOSING, LAST_ACK})
+# Flag masks the rules test: SYN, FIN or RST ("no_sfr" below is none of them); SYN or FIN,
+# each of which takes one sequence number.
+_SYN_FIN_RST = SYN | FIN | RST
+_SYN_FIN = SYN | FIN
 
 
 class _Flow:
@@ -186,14 +181,13 @@ class PacketAnalyzer:
         self.table = PacketTable()
         self.connections: list[Connection] = []
         self.tcp_streams = 0
-        self.udp_streams = 0
         self._tcp: dict[tuple[bytes, int, bytes, int], _TcpEntry] = {}
-        self._udp: dict[tuple[bytes, int, bytes, int], tuple[Connection, int]] = {}
+        self.datagrams = Datagrams(self.table, self.connections, self._tcp)
         self.feed = self._make_feed()
 
     def finish(self) -> None:
         self._tcp.clear()
-        self._udp.clear()
+        self.datagrams.udp.clear()
 
     # -- the hot path ------------------------------------------------------------------
 
@@ -202,9 +196,11 @@ class PacketAnalyzer:
         tcp_get = self._tcp.get
         new_tcp = self._new_tcp
         on_options = self._on_options
-        track_state = self._track_state
         count_flags = _count_flags
-        other_packet = self._other_packet
+        track = track_state
+        other_packet = self.datagrams.feed
+        syn_fin_rst = _SYN_FIN_RST
+        syn_fin = _SYN_FIN
         t_ts = table.ts_ns.append
         t_off = table.offset.append
         t_conn = table.conn.append
@@ -272,31 +268,49 @@ class PacketAnalyzer:
                     rev.base_set = True
                 rev.valid_bif = True
             nxt = fwd.nextseq
-            no_sfr = not flags & 7
+            no_sfr = not flags & syn_fin_rst
             dup_num = 0
+            # The rules of tcp_analyze_sequence_number(), in Wireshark's order. Its five
+            # rules on a repeated ACK share one test here; they exclude each other (WINDOW
+            # FULL needs data, the other four none), so the order does not change a result.
+            # ZERO WINDOW PROBE: one byte at the next expected sequence number while the
+            # other side advertises a zero window; no other rule applies to it.
             if seglen == 1 and seq == nxt and rev.window == 0:
                 ta |= _ZERO_WINDOW_PROBE
             else:
+                # ZERO WINDOW: the window is 0, and none of SYN, FIN, RST is set.
                 if window == 0 and no_sfr:
                     ta |= _ZERO_WINDOW
+                # LOST SEGMENT: the segment starts past the next expected sequence number
+                # (GT_SEQ(seq, nextseq)), once one is known; never for an RST.
                 if nxt and (nxt - seq) & M32 >= HALF and not flags & RST:
                     ta |= _LOST_SEGMENT
                     fwd.valid_bif = False
+                # KEEP ALIVE: 0 or 1 byte starting one before the next expected sequence
+                # number; never a SYN, FIN or RST.
                 if seglen < 2 and no_sfr and seq == (nxt - 1) & M32:
                     ta |= _KEEP_ALIVE
                 if seglen == 0:
+                    # The same seq and ack as the flow's last segment, no SYN/FIN/RST:
                     if no_sfr and seq == nxt and ack == fwd.lastack:
                         if window:
                             if window != fwd.window:
+                                # WINDOW UPDATE: ... and a new, non-zero window.
                                 ta |= _WINDOW_UPDATE
                             elif rev.lastflags & _KEEP_ALIVE:
+                                # KEEP ALIVE ACK: ... answering a keep-alive.
                                 ta |= _KEEP_ALIVE_ACK
                             else:
-                                # -1 marks an "ACKed unseen segment" already reported.
+                                # DUPLICATE ACK: ... and the same window (its number counts
+                                # the run; -1 marks an "ACKed unseen segment" reported).
                                 dup_num = fwd.dupacknum = 1 if fwd.dupacknum == -1 else fwd.dupacknum + 1
                                 ta |= _DUPLICATE_ACK
                         elif fwd.window == 0 and rev.lastflags & _ZERO_WINDOW_PROBE:
+                            # ZERO WINDOW PROBE ACK: ... still a zero window, answering a
+                            # zero-window probe.
                             ta |= _ZERO_WINDOW_PROBE_ACK
+                # WINDOW FULL: data up to the right edge of the window the other side
+                # advertised, its scaling known; never a SYN, FIN or RST.
                 elif (
                     no_sfr
                     and rev.win_scale != -1
@@ -310,6 +324,8 @@ class PacketAnalyzer:
             if ack != fwd.lastack:
                 fwd.lastnondupack = idx
                 fwd.dupacknum = 0
+            # ACKED LOST PACKET (ack_lost_segment): the ACK is past the highest sequence
+            # number the other side was seen to send (GT_SEQ(ack, maxseqtobeacked)).
             if flags & ACK:
                 mx = rev.maxseqtobeacked
                 if mx and (mx - ack) & M32 >= HALF:
@@ -321,36 +337,48 @@ class PacketAnalyzer:
                         if rev.dupacknum == 0:
                             ta |= _ACK_LOST_SEGMENT
                         rev.dupacknum = -1
-            if (seglen or flags & 3) and not ta & _KEEP_ALIVE:
+            # RETRANSMISSION / FAST RETRANSMISSION / OUT-OF-ORDER / SPURIOUS RETRANSMISSION:
+            # data (or a SYN or FIN) that does not advance the sequence number
+            # (LT_SEQ(seq, nextseq)); a keep-alive is none of them.
+            if (seglen or flags & syn_fin) and not ta & _KEEP_ALIVE:
                 not_advanced = nxt and (seq - nxt) & M32 >= HALF
                 if seglen > 1 and (nxt - 1) & M32 == seq:
                     not_advanced = False
                 la = rev.lastack
+                # SPURIOUS RETRANSMISSION: every byte was acknowledged already
+                # (LE_SEQ(seq + seglen, lastack of the other side)).
                 if seglen and la and not 0 < (seq + seglen - la) & M32 < HALF:
                     ta |= _SPURIOUS_RETRANSMISSION
                 elif not_advanced:
-                    # tcp.fastrt_supersedes_ooo (default on): fast retransmission first.
+                    # FAST RETRANSMISSION: at the other side's ACK after two or more
+                    # duplicate ACKs, within 20 ms of the last (tcp.fastrt_supersedes_ooo,
+                    # on by default: tested before OUT-OF-ORDER).
                     t = ts - rev.lastacktime
                     if rev.dupacknum >= 2 and la == seq and 0 <= t < FAST_RETRANS_NS:
                         ta |= _FAST_RETRANSMISSION
                     else:
+                        # OUT-OF-ORDER: within the initial RTT (or 3 ms) of the segment
+                        # that set nextseq, and not ending exactly at it; else RETRANSMISSION.
                         t = ts - fwd.nextseqtime
                         if (
                             0 <= t < (conv.first_rtt or OOO_DEFAULT_NS)
-                            and nxt != (seq + seglen + (1 if flags & 3 else 0)) & M32
+                            and nxt != (seq + seglen + (1 if flags & syn_fin else 0)) & M32
                         ):
                             ta |= _OUT_OF_ORDER
                         else:
                             ta |= _RETRANSMISSION
 
+            # Update nextseq / maxseqtobeacked and the list of unacknowledged segments.
             nextseq = (seq + seglen) & M32
             fsegs = fwd.segs
-            if (seglen or flags & 3) and len(fsegs) < MAX_UNACKED:
-                if flags & 3:
+            if (seglen or flags & syn_fin) and len(fsegs) < MAX_UNACKED:
+                if flags & syn_fin:
                     nextseq = (nextseq + 1) & M32
+                # LT_SEQ(seq, nextseq of the last one): the list is no longer in order.
                 if fsegs and fwd.mono and (seq - fsegs[-1][1]) & M32 >= HALF:
                     fwd.mono = False
                 fsegs.append((seq, nextseq, idx, ts))
+            # GT_SEQ(nextseq, fwd.nextseq): the segment advanced the flow.
             if (not nxt or (nxt - nextseq) & M32 >= HALF) and not ta & _ZERO_WINDOW_PROBE:
                 fwd.nextseq = nextseq
                 fwd.nextseqtime = ts
@@ -407,7 +435,7 @@ class PacketAnalyzer:
                 if rev.sacked:
                     in_flight = (in_flight - rev.sacked) & M32
                 if 0 < in_flight < BIF_LIMIT:
-                    bif = in_flight - 1 if flags & 3 else in_flight
+                    bif = in_flight - 1 if flags & syn_fin else in_flight
             # SACK blocks of this packet, for the other side's bytes in flight (the
             # first three: Wireshark keeps MAX_TCP_SACK_RANGES - 1 of them).
             sack = pkt.sack
@@ -448,8 +476,8 @@ class PacketAnalyzer:
                         conn.initial_rtt_ns = rtt
                 # Window-full ignores scaling until the side's first ACK (issue 14690).
                 fwd.first_ack = False
-            if flags & 7 or conv.watch:
-                track_state(conv, fwd, rev, d, idx, ts, flags, seq, ack, seglen)
+            if flags & syn_fin_rst or conv.watch:
+                track(conv, fwd, rev, d, idx, ts, flags, seq, ack, seglen)
 
         return feed
 
@@ -484,76 +512,6 @@ class PacketAnalyzer:
             return s2c
         self._tcp[key], self._tcp[rkey] = c2s, s2c
         return c2s
-
-    def _new_udp(self, pkt: Packet, key: tuple[bytes, int, bytes, int]) -> tuple[Connection, int]:
-        conn = Connection(
-            id=len(self.connections),
-            stream=self.udp_streams,
-            proto="udp",
-            client_addr=pkt.src,
-            client_port=pkt.sport,
-            server_addr=pkt.dst,
-            server_port=pkt.dport,
-            first_ts_ns=pkt.ts_ns,
-            last_ts_ns=pkt.ts_ns,
-        )
-        self.udp_streams += 1
-        self.connections.append(conn)
-        entry = (conn, 0)
-        self._udp[key] = entry
-        self._udp[(key[2], key[3], key[0], key[1])] = (conn, 1)
-        return entry
-
-    # -- packets off the TCP fast path --------------------------------------------------
-
-    def _other_packet(self, pkt: Packet) -> None:
-        """UDP datagrams, ICMP errors (attributed to the flow they quote) and the rest."""
-        conn_id = -1
-        direction = 0
-        seglen = 0
-        proto = pkt.proto
-        if proto == PROTO_UDP and pkt.payload_offset:
-            key = (pkt.src, pkt.sport, pkt.dst, pkt.dport)
-            entry = self._udp.get(key) or self._new_udp(pkt, key)
-            conn, direction = entry
-            seglen = pkt.payload_len
-            if direction:
-                conn.packets_s2c += 1
-                conn.bytes_s2c += seglen
-            else:
-                conn.packets_c2s += 1
-                conn.bytes_c2s += seglen
-            conn.last_ts_ns = pkt.ts_ns
-            conn.packet_indices.append(pkt.index)
-            conn_id = conn.id
-        elif proto in (PROTO_ICMP, PROTO_ICMPV6) and pkt.quoted is not None:
-            qproto, qsrc, qsport, qdst, qdport = pkt.quoted
-            qkey = (qsrc, qsport, qdst, qdport)
-            found: Connection | None = None
-            qdir = 0
-            if qproto == PROTO_TCP and qkey in self._tcp:
-                tcp_entry = self._tcp[qkey]
-                found, qdir = tcp_entry[0].conn, tcp_entry[3]
-            elif qproto == PROTO_UDP and qkey in self._udp:
-                found, qdir = self._udp[qkey]
-            if found is not None:
-                found.icmp_errors += 1
-                found.icmp_indices.append(pkt.index)
-                conn_id = found.id
-                # The error travels back towards the sender of the quoted packet.
-                direction = 1 - qdir
-        table = self.table
-        table.ts_ns.append(pkt.ts_ns)
-        table.offset.append(pkt.offset)
-        table.conn.append(conn_id)
-        table.direction.append(direction)
-        table.flags.append(0)
-        table.seglen.append(seglen)
-        table.rel_seq.append(0)
-        table.rel_ack.append(0)
-        table.window.append(0)
-        table.analysis.append(0)
-        table.bytes_in_flight.append(0)
 
     def _on_options(self, pkt: Packet, conv: _TcpConv, fwd: _Flow, rev: _Flow, d: int) -> None:
         """SYN bookkeeping: handshake options, ISNs and Wireshark's window-scale rules."""
@@ -593,73 +551,6 @@ class PacketAnalyzer:
         conn.client_wscale = client.shift
         conn.server_wscale = server.shift
 
-    # -- connection state as seen on the wire -------------------------------------------
-
-    def _track_state(
-        self, conv: _TcpConv, fwd: _Flow, rev: _Flow, d: int, idx: int, ts: int, flags: int, seq: int, ack: int, n: int
-    ) -> None:
-        """Move the sender's (fwd) and receiver's (rev) inferred TCP state for one packet."""
-        conn = conv.conn
-
-        def go(flow: _Flow, state: str) -> None:
-            if flow.state != state:
-                flow.state = state
-                flow.history.append((ts, idx, state))
-                if state == TIME_WAIT and conn.active_closer is None:
-                    conn.active_closer = CLIENT if flow is conv.client else SERVER
-
-        if flags & RST:
-            if conn.reset_by is None:
-                conn.reset_by = SERVER if d else CLIENT
-            for flow in (fwd, rev):
-                if flow.state == TIME_WAIT:
-                    go(flow, CLOSED)
-                elif flow.state not in (CLOSED, RESET):
-                    go(flow, RESET)
-        elif flags & SYN:
-            if flags & ACK:
-                if fwd.state in (None, SYN_SENT):
-                    go(fwd, SYN_RECEIVED)
-                if rev.state in (None, SYN_SENT) and (rev.isn is None or ack == (rev.isn + 1) & M32):
-                    go(rev, ESTABLISHED)
-            elif fwd.state is None:
-                go(fwd, SYN_SENT)
-        else:
-            if fwd.state is None and rev.state is None:
-                # Capture began mid-connection.
-                go(fwd, ESTABLISHED)
-                go(rev, ESTABLISHED)
-            if flags & ACK:
-                if fwd.state == SYN_SENT:
-                    go(fwd, ESTABLISHED)
-                if rev.state == SYN_RECEIVED and (rev.isn is None or _ge(ack, (rev.isn + 1) & M32)):
-                    go(rev, ESTABLISHED)
-            acks_peer_fin = bool(flags & ACK) and rev.fin_next is not None and _ge(ack, rev.fin_next)
-            if flags & FIN and fwd.fin_next is None:
-                fwd.fin_next = (seq + n + 1) & M32
-                if rev.fin_next is None:
-                    go(fwd, FIN_WAIT_1)
-                    go(rev, CLOSE_WAIT)
-                else:
-                    go(fwd, LAST_ACK)
-                    if rev.state == FIN_WAIT_2 or (rev.state == FIN_WAIT_1 and acks_peer_fin):
-                        go(rev, TIME_WAIT)
-                    elif rev.state == FIN_WAIT_1:
-                        go(rev, CLOSING)
-            elif acks_peer_fin:
-                if rev.state == FIN_WAIT_1:
-                    go(rev, FIN_WAIT_2)
-                elif rev.state == LAST_ACK:
-                    go(rev, CLOSED)
-                elif rev.state == CLOSING:
-                    go(rev, TIME_WAIT)
-        conv.watch = fwd.state in _WATCH_STATES or rev.state in _WATCH_STATES
-
-
-def _ge(a: int, b: int) -> bool:
-    """Wireshark's GE_SEQ: a is at or after b in 32-bit sequence space."""
-    return (a - b) & M32 < HALF
-
 
 def _count_flags(conn: Connection, mask: int) -> None:
     counts = conn.analysis_counts
@@ -682,16 +573,16 @@ def _ack_segments_slow(flow: _Flow, ack: int) -> tuple[int, int, int, int] | Non
         nxt = s[1]
         if ack == nxt:
             hit = s
-        elif (s[0] - ack) & M32 >= HALF and not 0 < (ack - nxt) & M32 < HALF:
-            # GT_SEQ(ack, seq) && LE_SEQ(ack, nextseq): acknowledged in part.
+        elif GT_SEQ(ack, s[0]) and LE_SEQ(ack, nxt):
+            # acknowledged in part
             kept.append((ack, nxt, s[2], s[3]))
-        elif (ack - nxt) & M32 >= HALF:
-            # GT_SEQ(nextseq, ack): not acknowledged yet.
+        elif GT_SEQ(nxt, ack):
+            # not acknowledged yet
             kept.append(s)
     kept.reverse()
     # In place: the caller holds this list.
     segs[:] = kept
-    flow.mono = all((cur[0] - prev[1]) & M32 < HALF for prev, cur in pairwise(kept))
+    flow.mono = all(GE_SEQ(cur[0], prev[1]) for prev, cur in pairwise(kept))
     return hit
 
 

@@ -8,9 +8,10 @@ and the only packets nobody asked for are the kernel's ACKs.
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, dur
+from wirecorr.labs.evidence import Evidence
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
+from wirecorr.model import fmt_ns
 
 PORT = 7007
 
@@ -64,7 +65,7 @@ def explain(ev: Evidence) -> None:
         ev.say("  " + ev.describe(lk))
     delays = sorted(lk.delay_ns for lk in writes if lk.delay_ns is not None)
     if delays:
-        ev.say(f"write → wire: median {dur(delays[len(delays) // 2])}, max {dur(delays[-1])}")
+        ev.say(f"write → wire: median {fmt_ns(delays[len(delays) // 2])}, max {fmt_ns(delays[-1])}")
     quiet = ev.kernel_only()
     acks = quiet["pure-ack"] + quiet["delayed-ack"]
     ev.fact("kernel_acks", acks)

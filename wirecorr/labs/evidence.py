@@ -12,12 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from wirecorr.engine.session import Session
-from wirecorr.model import Finding, Link, Syscall, format_flags
-from wirecorr.views.text_report import fmt_duration
-
-
-def dur(ns: int | None) -> str:
-    return fmt_duration(ns)
+from wirecorr.model import Finding, Link, Syscall, fmt_ns, format_flags
 
 
 class Evidence:
@@ -30,10 +25,6 @@ class Evidence:
         self.table = session.analyzer.table
         self.connections = session.analyzer.connections
         self.syscalls = session.syscalls
-        self.by_id = {sc.id: sc for sc in session.syscalls}
-        self._links: dict[int, list[Link]] = {}
-        for link in session.correlator.links:
-            self._links.setdefault(link.syscall, []).append(link)
         self.lines: list[str] = []
         self.missing: list[str] = []
         self.facts: dict[str, Any] = {}
@@ -92,17 +83,19 @@ class Evidence:
         return [link for link in self.session.correlator.links if link.kind == kind]
 
     def link(self, sc: Syscall, kind: str) -> Link | None:
-        return next((lk for lk in self._links.get(sc.id, ()) if lk.kind == kind), None)
+        return next((lk for lk in self.session.correlator.links_of(sc.id) if lk.kind == kind), None)
 
     def syscall(self, link: Link) -> Syscall:
-        return self.by_id[link.syscall]
+        sc = self.session.syscall(link.syscall)
+        assert sc is not None, "a link names a syscall the session was fed"
+        return sc
 
     def describe(self, link: Link) -> str:
         """`pid 7 write(3) = 6 → frame 4 (+30 µs)`: one data link as the explanations print it."""
         sc = self.syscall(link)
         if not link.packets:
             return f"pid {sc.pid} {call(sc)}: no packet captured"
-        return f"pid {sc.pid} {call(sc)} ↔ {self.frames(link.packets)} ({dur(link.delay_ns)})"
+        return f"pid {sc.pid} {call(sc)} ↔ {self.frames(link.packets)} ({fmt_ns(link.delay_ns)})"
 
     # -- packets -------------------------------------------------------------------------------
 

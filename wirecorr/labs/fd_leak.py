@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from wirecorr.engine.connections import CLOSE_WAIT, FIN_WAIT_2
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, call, dur
+from wirecorr.labs.evidence import Evidence, call
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
+from wirecorr.model import fmt_ns
 
 PORT = 8081
 # Python needs a few descriptors of its own (stdio, the listener): the leak gets the rest.
@@ -88,12 +89,12 @@ def explain(ev: Evidence) -> None:
         shortest = min(ns for _, ns in waits)
         accepted = {ev.table.conn[lk.packets[0]] for lk in ev.links("accept-ack") if lk.packets}
         ev.say(
-            f"{len(waits)} server sockets sat in CLOSE_WAIT for {dur(shortest)} or more: "
+            f"{len(waits)} server sockets sat in CLOSE_WAIT for {fmt_ns(shortest)} or more: "
             f"{len(accepted)} accepted ones whose EOF the app read and never close()d, "
             f"{len(waits) - len(accepted)} never accepted — the kernel cannot send a FIN for either"
         )
     if ev.expect(fw2, "no client end waited in FIN_WAIT_2"):
-        ev.say(f"{len(fw2)} client ends waited in FIN_WAIT_2 meanwhile (up to {dur(max(fw2))}) for that FIN")
+        ev.say(f"{len(fw2)} client ends waited in FIN_WAIT_2 meanwhile (up to {fmt_ns(max(fw2))}) for that FIN")
     emfile = ev.calls("accept4", "accept", errno="EMFILE")
     ev.fact("emfile", len(emfile))
     if ev.expect(emfile, "accept never failed with EMFILE"):

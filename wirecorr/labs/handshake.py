@@ -8,10 +8,10 @@ shows it with timestamps: all three handshake packets precede accept4's return.
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, call, dur
+from wirecorr.labs.evidence import Evidence, call
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
-from wirecorr.model import ACK, PSH, SYN, Syscall
+from wirecorr.model import ACK, PSH, SYN, Syscall, fmt_ns
 
 PORT = 4444
 
@@ -73,19 +73,19 @@ def explain(ev: Evidence) -> None:
         return
     assert syn is not None and synack is not None and final is not None and acc.exit_ns is not None
     ev.say(
-        f"{ev.frame(syn)} SYN, {ev.frame(synack)} SYN-ACK {dur(ev.ts(synack) - ev.ts(syn))} later, "
-        f"{ev.frame(final)} ACK {dur(ev.ts(final) - ev.ts(synack))} after that"
+        f"{ev.frame(syn)} SYN, {ev.frame(synack)} SYN-ACK {fmt_ns(ev.ts(synack) - ev.ts(syn))} later, "
+        f"{ev.frame(final)} ACK {fmt_ns(ev.ts(final) - ev.ts(synack))} after that"
     )
     wait = ev.fact("accept_after_final_ack_ns", acc.exit_ns - ev.ts(final))
-    if ev.expect(wait >= 0, f"accept4 returned before the final ACK ({dur(-wait)} early)"):
+    if ev.expect(wait >= 0, f"accept4 returned before the final ACK ({fmt_ns(-wait)} early)"):
         ev.say(
-            f"{call(acc)} returned {dur(wait)} after the final ACK: the kernel completed the handshake "
+            f"{call(acc)} returned {fmt_ns(wait)} after the final ACK: the kernel completed the handshake "
             f"alone, accept4 only took the finished connection off the listen queue"
         )
     for connect in ev.calls("connect"):
         syn_link = ev.link(connect, "connect-syn")
         if syn_link and syn_link.packets:
-            ev.say(f"client {call(connect)}: its SYN left {dur(syn_link.delay_ns)} after the call began")
+            ev.say(f"client {call(connect)}: its SYN left {fmt_ns(syn_link.delay_ns)} after the call began")
     writes = ev.links("write-data")
     pushed = [lk for lk in writes if lk.packets and all(flags[i] & PSH for i in lk.packets)]
     ev.expect(writes and len(pushed) == len(writes), "not every line went out as its own PSH segment")
@@ -93,7 +93,7 @@ def explain(ev: Evidence) -> None:
         sc = ev.syscall(lk)
         ev.say(
             f"pid {sc.pid} {call(sc)} ({sc.data!r}) → {ev.frames(lk.packets)} [{ev.flags(lk.packets[0])}] "
-            f"{dur(lk.delay_ns)} later"
+            f"{fmt_ns(lk.delay_ns)} later"
             if lk.packets
             else f"pid {sc.pid} {call(sc)}: no segment captured"
         )
@@ -103,13 +103,16 @@ def explain(ev: Evidence) -> None:
         if lk.packets and polls and polls[-1].exit_ns is not None:
             woke = polls[-1].exit_ns - ev.ts(lk.packets[0])
             ev.say(
-                f"pid {sc.pid} poll() returned {dur(woke)} after {ev.frame(lk.packets[0])} arrived; {call(sc)} took it"
+                f"pid {sc.pid} poll() returned {fmt_ns(woke)} after {ev.frame(lk.packets[0])} arrived; "
+                f"{call(sc)} took it"
             )
     eofs = [lk for lk in ev.links("eof-fin") if lk.packets]
     if ev.expect(eofs, "no read() returned 0 for a FIN"):
         for lk in eofs:
             sc = ev.syscall(lk)
-            ev.say(f"pid {sc.pid} read() = 0 {dur(lk.delay_ns)} after the peer's FIN ({ev.frame(lk.packets[0])}): EOF")
+            ev.say(
+                f"pid {sc.pid} read() = 0 {fmt_ns(lk.delay_ns)} after the peer's FIN ({ev.frame(lk.packets[0])}): EOF"
+            )
     quiet = ev.kernel_only()
     ev.say("packets no syscall sent: " + ", ".join(f"{n} {why}" for why, n in sorted(quiet.items())))
 

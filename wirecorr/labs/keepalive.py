@@ -10,9 +10,10 @@ from __future__ import annotations
 import itertools
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, dur
+from wirecorr.labs.evidence import Evidence
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
+from wirecorr.model import fmt_ns
 
 PORT = 8083
 FULL_IDLE_S, SMALL_IDLE_S = 4.5, 2.6
@@ -58,18 +59,19 @@ def explain(ev: Evidence) -> None:
     if last_data is not None:
         ev.say(
             f"the last data segment was {ev.frame(last_data)}; the first probe ({ev.frames(probes[:1])}) followed "
-            f"{dur(ev.ts(probes[0]) - ev.ts(last_data))} later (TCP_KEEPIDLE 1 s)"
+            f"{fmt_ns(ev.ts(probes[0]) - ev.ts(last_data))} later (TCP_KEEPIDLE 1 s)"
         )
     gaps = [ev.ts(b) - ev.ts(a) for a, b in itertools.pairwise(probes)]
     ev.say(
-        f"{len(probes)} probes ({ev.frames(probes)}), {dur(min(gaps))} to {dur(max(gaps))} apart (TCP_KEEPINTVL 1 s), "
+        f"{len(probes)} probes ({ev.frames(probes)}), {fmt_ns(min(gaps))} to {fmt_ns(max(gaps))} apart "
+        f"(TCP_KEEPINTVL 1 s), "
         f"each answered by the peer kernel ({ev.frames(acks)})"
     )
     first, last = ev.ts(probes[0]), ev.ts(probes[-1])
-    busy = [sc for sc in ev.socket_calls() if sc.enter_ns < last and (sc.exit_ns or sc.enter_ns) > first]
+    busy = [sc for sc in ev.socket_calls() if sc.enter_ns < last and sc.end_ns > first]
     if ev.expect(not busy, f"{len(busy)} socket call(s) ran while the probes flew"):
         ev.say(
-            f"no socket syscall ran in those {dur(last - first)}: probes and answers are kernel-only "
+            f"no socket syscall ran in those {fmt_ns(last - first)}: probes and answers are kernel-only "
             f"(the probe re-sends the last acknowledged byte, seq-1, so the peer must ACK it)"
         )
     ev.cite_findings("keepalive")

@@ -7,10 +7,10 @@ the lab's `lo` gets an Ethernet MTU of 1500 and `gso_max_segs 1`, as a NIC shows
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, dur
+from wirecorr.labs.evidence import Evidence
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
-from wirecorr.model import SYN
+from wirecorr.model import SYN, fmt_ns
 
 PORT = 5000
 SIZE = 5000
@@ -60,12 +60,12 @@ def explain(ev: Evidence) -> None:
         ev.say(
             f"one {sc.name}() of {SIZE} bytes ↔ {len(sizes)} segments ({ev.frames(link.packets)}): "
             + " + ".join(map(str, sizes))
-            + f" bytes, the first {dur(link.delay_ns)} after the call began"
+            + f" bytes, the first {fmt_ns(link.delay_ns)} after the call began"
         )
         span = ev.ts(link.packets[-1]) - ev.ts(link.packets[0])
         ev.say(
-            f"the kernel sliced the write itself: all {len(sizes)} segments left within {dur(span)}, "
-            f"while the call took {dur((sc.exit_ns or sc.enter_ns) - sc.enter_ns)}"
+            f"the kernel sliced the write itself: all {len(sizes)} segments left within {fmt_ns(span)}, "
+            f"while the call took {fmt_ns(sc.end_ns - sc.enter_ns)}"
         )
     for lk in ev.links("read-data"):
         ev.say("reader: " + ev.describe(lk) + ": the receive side sees one byte stream, not segments")

@@ -9,9 +9,10 @@ shows that every EAGAIN is followed by a wait, never by a spinning retry.
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, dur
+from wirecorr.labs.evidence import Evidence
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
+from wirecorr.model import fmt_ns
 
 PORT = 8082
 FULL_CLIENTS, SMALL_CLIENTS = 300, 40
@@ -103,7 +104,7 @@ def explain(ev: Evidence) -> None:
         gaps = sorted(lk.delay_ns for lk in links if lk.delay_ns is not None)
         if gaps:
             ev.say(
-                f"a request segment waited a median {dur(gaps[len(gaps) // 2])} (max {dur(gaps[-1])}) "
+                f"a request segment waited a median {fmt_ns(gaps[len(gaps) // 2])} (max {fmt_ns(gaps[-1])}) "
                 f"in the receive queue before its read() returned: the time to get through the ready list"
             )
     storms = ev.cite_findings("eagain_storm")

@@ -9,10 +9,10 @@ once. The lab measures both on two connections open side by side.
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, dur
+from wirecorr.labs.evidence import Evidence
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
-from wirecorr.model import Link
+from wirecorr.model import Link, fmt_ns
 
 PORT = 7100
 
@@ -80,7 +80,7 @@ def explain(ev: Evidence) -> None:
         late = max((lk.delay_ns or 0 for lk in links), default=0)
         ev.say(
             f"{name}: {len(links)} writes ↔ {len(segments)} segment(s) ({ev.frames(segments)}); "
-            f"the latest write left {dur(late)} after its call"
+            f"the latest write left {fmt_ns(late)} after its call"
         )
         for lk in links:
             ev.say(f"  {ev.describe(lk)} {ev.syscall(lk).data!r}")
@@ -91,7 +91,7 @@ def explain(ev: Evidence) -> None:
         held = max(ev.ts(i) - ev.syscall(lk).enter_ns for lk in owners)
         ev.say(
             f"{ev.frame(i)} carries {ev.table.seglen[i]} bytes of {len(owners)} writes: the kernel held them "
-            f"up to {dur(held)} until the peer's (delayed) ACK came"
+            f"up to {fmt_ns(held)} until the peer's (delayed) ACK came"
         )
     ev.cite_findings("nagle_stall", limit=1)
     separate = all(len(lk.packets) == 1 for lk in nodelay) and len({lk.packets[0] for lk in nodelay}) == len(nodelay)

@@ -13,9 +13,10 @@ from collections import Counter
 from wirecorr.engine.findings import detect
 from wirecorr.engine.findings._base import Thresholds
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, dur
+from wirecorr.labs.evidence import Evidence
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
+from wirecorr.model import fmt_ns
 
 PORT = 8080
 LOW = 40000
@@ -97,8 +98,8 @@ def explain(ev: Evidence) -> None:
         first = failed[0]
         ev.say(
             f"the first EADDRNOTAVAIL came after {sum(sc.enter_ns < first.enter_ns for sc in ok)} connections, "
-            f"{dur(first.enter_ns - connects[0].enter_ns)} into the run; no SYN left for it "
-            f"(connect() failed in {dur((first.exit_ns or first.enter_ns) - first.enter_ns)}, before any packet)"
+            f"{fmt_ns(first.enter_ns - connects[0].enter_ns)} into the run; no SYN left for it "
+            f"(connect() failed in {fmt_ns(first.end_ns - first.enter_ns)}, before any packet)"
         )
     # The engine reads the port range of the analysing host; this run's was the namespace's.
     findings = detect(ev.session, Thresholds(port_range=(low, high)))

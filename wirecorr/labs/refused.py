@@ -7,9 +7,10 @@ kernel answers with RST, and that RST is what connect() reports.
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, call, dur
+from wirecorr.labs.evidence import Evidence, call
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
+from wirecorr.model import fmt_ns
 
 PORT = 9
 
@@ -41,11 +42,11 @@ def explain(ev: Evidence) -> None:
         return
     assert syn is not None and rst is not None
     ev.fact("rst_to_return_ns", rst.delay_ns)
-    ev.say(f"{call(sc)}: its SYN ({ev.frame(syn.packets[0])}) left {dur(syn.delay_ns)} after the call began")
+    ev.say(f"{call(sc)}: its SYN ({ev.frame(syn.packets[0])}) left {fmt_ns(syn.delay_ns)} after the call began")
     ev.say(
         f"the peer kernel answered with {ev.flags(rst.packets[0])} ({ev.frame(rst.packets[0])}) "
-        f"{dur(ev.ts(rst.packets[0]) - ev.ts(syn.packets[0]))} later; connect() returned ECONNREFUSED "
-        f"{dur(rst.delay_ns)} after the RST arrived"
+        f"{fmt_ns(ev.ts(rst.packets[0]) - ev.ts(syn.packets[0]))} later; connect() returned ECONNREFUSED "
+        f"{fmt_ns(rst.delay_ns)} after the RST arrived"
     )
     ev.cite_findings("connection_refused")
 

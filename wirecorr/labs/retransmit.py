@@ -13,9 +13,10 @@ from collections import Counter
 
 from wirecorr.engine.analysis_flags import AnalysisFlag
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, call, dur
+from wirecorr.labs.evidence import Evidence, call
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
+from wirecorr.model import fmt_ns
 
 PORT = 9000
 LOSS_PERCENT = 8
@@ -109,7 +110,7 @@ def explain(ev: Evidence) -> None:
             sc = ev.syscall(lk)
             seq = ev.table.rel_seq
             orig = next((i for i in first if seq[i] == seq[again[0]]), None)
-            when = f", {dur(ev.ts(again[0]) - ev.ts(orig))} after {ev.frame(orig)} first sent them" if orig else ""
+            when = f", {fmt_ns(ev.ts(again[0]) - ev.ts(orig))} after {ev.frame(orig)} first sent them" if orig else ""
             ev.say(f"  {call(sc)}: first flight {ev.frames(first)}, retransmitted in {ev.frames(again)}{when}")
     ev.cite_findings("retransmission")
 

@@ -7,9 +7,10 @@ ECONNRESET instead of a clean EOF — a classic cause of truncated HTTP response
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, call, dur
+from wirecorr.labs.evidence import Evidence, call
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
+from wirecorr.model import fmt_ns
 
 PORT = 7070
 
@@ -46,14 +47,14 @@ def explain(ev: Evidence) -> None:
     close = closes[0]
     ev.say(
         f"{call(ev.syscall(close))} with {close.note or 'unread data'}: the kernel sent "
-        f"{ev.flags(close.packets[0])} ({ev.frame(close.packets[0])}) {dur(close.delay_ns)} after the call began, "
+        f"{ev.flags(close.packets[0])} ({ev.frame(close.packets[0])}) {fmt_ns(close.delay_ns)} after the call began, "
         f"no FIN"
     )
     resets = [lk for lk in ev.links("reset") if lk.packets]
     if ev.expect(resets, "the peer's call never failed with ECONNRESET for that RST"):
         lk = resets[0]
         ev.say(
-            f"the peer's {call(ev.syscall(lk))} failed {dur(lk.delay_ns)} after the RST arrived "
+            f"the peer's {call(ev.syscall(lk))} failed {fmt_ns(lk.delay_ns)} after the RST arrived "
             f"({ev.frame(lk.packets[0])})"
         )
     ev.cite_findings("rst_on_close")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wirecorr.commands import record
-from wirecorr.engine.session import Session, load_capture
+from wirecorr.engine.ingest import analyze_file
 from wirecorr.labs import Lab, Workdir
 from wirecorr.labs.evidence import Evidence
 from wirecorr.labs.netns import entered, private_network
@@ -58,9 +58,7 @@ def run(lab: Lab, output: str, *, small: bool = False) -> LabResult:
     if recorder.signum is not None:
         # The recorder caught Ctrl-C / SIGTERM to finish the file; the run is still over.
         raise KeyboardInterrupt(f"signal {recorder.signum}")
-    session = Session()
-    load_capture(session, output, show_progress=False)
-    session.finish()
+    session = analyze_file(output)
     evidence = Evidence(session, status, small=small)
     evidence.expect(status == 0, f"the lab's programs exited with status {status}")
     evidence.expect(session.error is None, f"the recording is damaged: {session.error}")

@@ -8,8 +8,9 @@ C, because Python has no sendmmsg.
 from __future__ import annotations
 
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, call, dur
+from wirecorr.labs.evidence import Evidence, call
 from wirecorr.labs.netns import LabNet
+from wirecorr.model import fmt_ns
 
 PORT = 6200
 
@@ -95,7 +96,7 @@ def explain(ev: Evidence) -> None:
         span = ev.ts(link.packets[-1]) - ev.ts(link.packets[0])
         ev.say(
             f"one {call(sc)} ↔ {k} datagrams ({ev.frames(link.packets)}) of {sizes} bytes, "
-            f"the first {dur(link.delay_ns)} after the call began, all within {dur(span)}"
+            f"the first {fmt_ns(link.delay_ns)} after the call began, all within {fmt_ns(span)}"
         )
     received = [(r, ev.link(r, "recv-datagram")) for r in ev.calls("recvmmsg", ok=True)]
     got = [i for _, lk in received if lk for i in lk.packets]

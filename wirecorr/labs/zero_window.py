@@ -12,10 +12,10 @@ import itertools
 
 from wirecorr.engine.analysis_flags import AnalysisFlag
 from wirecorr.labs import Lab, Workdir
-from wirecorr.labs.evidence import Evidence, call, dur
+from wirecorr.labs.evidence import Evidence, call
 from wirecorr.labs.netns import LabNet
 from wirecorr.labs.programs import PRELUDE
-from wirecorr.model import Syscall
+from wirecorr.model import Syscall, fmt_ns
 
 PORT = 8084
 FULL_BYTES, SMALL_BYTES = 256 * 1024, 96 * 1024
@@ -86,7 +86,7 @@ def explain(ev: Evidence) -> None:
     if ev.expect(probes, "the writer's kernel sent no probe while the window was shut"):
         gaps = [ev.ts(b) - ev.ts(a) for a, b in itertools.pairwise(probes)]
         backoff = len(gaps) >= 2 and all(b > a for a, b in itertools.pairwise(gaps))
-        spacing = f", {', '.join(dur(g) for g in gaps)} apart" if gaps else ""
+        spacing = f", {', '.join(fmt_ns(g) for g in gaps)} apart" if gaps else ""
         spacing += " (the probe timer backs off)" if backoff else ""
         names = sorted({str(ev.label(i)) for i in probes})
         ev.say(
@@ -123,8 +123,8 @@ def explain(ev: Evidence) -> None:
         after = [i for i in updates if ev.ts(i) >= reads[0].enter_ns]
         if ev.expect(after, "no window update followed the reader's first read"):
             ev.say(
-                f"the reader's first {call(reads[0])} came {dur(reads[0].enter_ns - ev.ts(zeros[0]))} after the "
-                f"first zero window; {ev.frame(after[0])} reopened it {dur(ev.ts(after[0]) - reads[0].enter_ns)} "
+                f"the reader's first {call(reads[0])} came {fmt_ns(reads[0].enter_ns - ev.ts(zeros[0]))} after the "
+                f"first zero window; {ev.frame(after[0])} reopened it {fmt_ns(ev.ts(after[0]) - reads[0].enter_ns)} "
                 f"later and the transfer finished"
             )
     ev.cite_findings("zero_window")

@@ -10,23 +10,22 @@ an interrupt at any point leaves the original recording exactly as it was.
 
 Blocks are copied byte for byte except the EPBs that get comments; the packet indices in
 `Link.packets` count packet blocks (EPB, SPB, PB) in file order, as every reader does.
+The links come from the engine (`engine.ingest.annotate` correlates, then calls `rewrite`):
+this module knows the file, not what the events mean.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
-import stat
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from wirecorr.engine.session import Session, load_capture
 from wirecorr.errors import WirecorrError
-from wirecorr.model import Finding, Link
+from wirecorr.model import Finding, Link, Syscall
 from wirecorr.recording import format as fmt
 
 TAG_FINDING = "finding"
@@ -105,25 +104,11 @@ def _with_comments(block: bytes, comments: list[str]) -> bytes:
     return struct.pack("<II", fmt.BT_EPB, total) + body + struct.pack("<I", total)
 
 
-def finding_to_dict(finding: Finding) -> dict[str, object]:
-    return dataclasses.asdict(finding)
-
-
-def _correlate(path: str) -> Session:
-    session = Session()
-    load_capture(session, path, show_progress=False)
-    session.finish()
-    if session.error is not None:
-        raise AnnotateError(str(session.error))
-    return session
-
-
-def comments_by_packet(session: Session) -> dict[int, list[str]]:
+def comments_by_packet(links: Iterable[Link], syscall: Callable[[int], Syscall | None]) -> dict[int, list[str]]:
     """Packet index → one `link_comment` per link naming it, in link order."""
-    syscalls = {sc.id: sc for sc in session.syscalls}
     out: dict[int, list[str]] = {}
-    for link in session.correlator.links:
-        sc = syscalls.get(link.syscall)
+    for link in links:
+        sc = syscall(link.syscall)
         if sc is None:
             continue
         text = fmt.link_comment(sc, link.delay_ns)
@@ -132,21 +117,18 @@ def comments_by_packet(session: Session) -> dict[int, list[str]]:
     return out
 
 
-def annotate(path: str) -> Annotation | None:
-    """Correlate the recording at `path` and rewrite it with its links; None if not a regular file.
+def rewrite(
+    path: str, links: list[Link], findings: list[Finding], syscall: Callable[[int], Syscall | None]
+) -> Annotation:
+    """Rewrite the recording at `path` with the links and findings the engine drew from it
+    (`engine.ingest.annotate` reads and correlates it first).
 
     Raises AnnotateError (or OSError) with the original untouched. A file that already
     holds link records was annotated before: rewriting it would duplicate every comment.
     """
-    # lstat: a symlink put in the recording's place is not followed, nor replaced below.
-    if not stat.S_ISREG(os.lstat(path).st_mode):
-        return None
-    session = _correlate(path)
-    links: list[Link] = session.correlator.links
-    findings: list[Finding] = list(getattr(session, "findings", []))
-    comments = comments_by_packet(session)
+    comments = comments_by_packet(links, syscall)
     extra = b"".join(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in links)
-    extra += b"".join(fmt.custom_block(TAG_FINDING, finding_to_dict(f)) for f in findings)
+    extra += b"".join(fmt.custom_block(TAG_FINDING, fmt.finding_to_dict(f)) for f in findings)
 
     directory = os.path.dirname(os.path.abspath(path))
     # mkstemp creates the file 0600, what the recording itself has (docs/recording-format.md).

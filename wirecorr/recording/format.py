@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from wirecorr.json_codec import dumps, loads
-from wirecorr.model import FdInfo, Link, Syscall
+from wirecorr.model import FdInfo, Finding, Link, Syscall
 
 # IANA's Private Enterprise Number reserved for documentation and examples (RFC 5612).
 # wirecorr has no PEN of its own; 32473 keeps it from squatting on a real vendor's number.
@@ -244,12 +244,8 @@ def check_record(tag: str, payload: dict[str, Any]) -> None:
         return  # a tag of a newer wirecorr: the reader skips it
     check(payload)
     if tag == TAG_SYSCALL:
-        info = payload.get("fdinfo")
-        if info is not None:
-            _check_fdinfo(info)
-        info = payload.get("ret_fdinfo")
-        if info is not None:
-            _check_fdinfo(info)
+        # fdinfo and ret_fdinfo repeat on every call of a socket: each distinct one is
+        # checked once, where `syscall_from_dict` shares them (`fdinfo_from_dict`).
         _check_ints(tag, "msg_lens", payload.get("msg_lens"))
         args = payload.get("args")
         if args and not _PLAIN_TYPES.issuperset(map(type, args.values())):
@@ -290,7 +286,7 @@ def _field_error(fields: dict[str, tuple[frozenset[type], bool]], what: str, key
     kinds, required = fields[key]
     if value is _MISSING:
         if required:
-            raise RecordFormatError(f"{what} record has no `{key}`")
+            raise RecordFormatError(f"{what} has no `{key}`")
         return
     kind = type(value)
     if kind in kinds:
@@ -299,7 +295,7 @@ def _field_error(fields: dict[str, tuple[frozenset[type], bool]], what: str, key
     raise RecordFormatError(f"{what}: `{key}` is {got}, wants {_WANTS[kinds]}")
 
 
-_CHECKS = {tag: _compile(tag, schema) for tag, schema in SCHEMAS.items()}
+_CHECKS = {tag: _compile(f"{tag} record", schema) for tag, schema in SCHEMAS.items()}
 _check_fdinfo = _compile(f"{TAG_SYSCALL} record's fdinfo", _FDINFO)
 
 
@@ -408,15 +404,22 @@ def fdinfo_to_dict(info: FdInfo | None) -> dict[str, Any] | None:
 
 
 def fdinfo_from_dict(d: dict[str, Any] | None) -> FdInfo | None:
+    """The FdInfo of a record's `fdinfo` object, checked against `_FDINFO` (each distinct
+    value once: the check runs when `_fdinfo`'s cache misses)."""
     if d is None:
         return None
-    return _fdinfo(d["kind"], d.get("local"), d.get("remote"), d.get("path"), d.get("inode"))
+    try:
+        return _fdinfo(d.get("kind"), d.get("local"), d.get("remote"), d.get("path"), d.get("inode"))
+    except (RecordFormatError, TypeError):  # TypeError: an unhashable value, a list or an object
+        _check_fdinfo(d)  # words what is wrong
+        raise RecordFormatError(f"{TAG_SYSCALL} record's fdinfo is not valid") from None
 
 
 @functools.lru_cache(maxsize=16384)
 def _fdinfo(kind: str, local: str | None, remote: str | None, path: str | None, inode: int | None) -> FdInfo:
     """One shared FdInfo per distinct value: every call on a socket repeats the same identity,
     and a recording of 800k syscalls would otherwise hold 800k copies (readers never mutate it)."""
+    _check_fdinfo({"kind": kind, "local": local, "remote": remote, "path": path, "inode": inode})
     return FdInfo(kind, local, remote, path, inode)
 
 
@@ -512,6 +515,17 @@ def link_to_dict(link: Link) -> dict[str, Any]:
         "packets": link.packets,
         "delay_ns": link.delay_ns,
         "note": link.note,
+    }
+
+
+def finding_to_dict(finding: Finding) -> dict[str, Any]:
+    """A Finding as the recording's `finding` record and the JSON report both write it."""
+    return {
+        "kind": finding.kind,
+        "severity": finding.severity,
+        "connection": finding.connection,
+        "evidence": finding.evidence,
+        "message": finding.message,
     }
 
 

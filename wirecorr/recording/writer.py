@@ -59,7 +59,7 @@ def open_output(path: str, what: str = "recording") -> int:
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise UsageError(f"refusing to write the {what} to {path}: it is a symbolic link") from None
-        if e.errno == errno.ENXIO:
+        if e.errno in (errno.ENXIO, errno.EISDIR):
             raise UsageError(f"refusing to write the {what} to {path}: not a regular file") from None
         raise WirecorrError(f"cannot open {path}: {e.strerror}") from None
     try:

@@ -2,7 +2,7 @@
 
 Why a file and not tcpdump's stdout: a Python consumer of a pipe keeps up with only
 ~35k pkt/s and the kernel drops the rest, while tcpdump writing to a file lost nothing
-(DESIGN.md, measured here). `--immediate-mode` keeps delivery latency sub-millisecond
+(docs/architecture.md, live capture facts). `--immediate-mode` keeps delivery latency sub-millisecond
 (without it TPACKET_V3 hands packets over up to 1 s late) and `-U` makes tcpdump write
 each packet as it comes, so `CaptureReader(follow=True)` sees it at once.
 

@@ -34,6 +34,7 @@ from wirecorr.bulk import paused_gc
 from wirecorr.errors import InputError
 from wirecorr.model import FdInfo, Syscall
 from wirecorr.sources.capture_file import STDIN
+from wirecorr.vocab import BYTE_CALLS, PARAMS, TARGETS
 
 __all__ = ["StraceLog", "read_strace_log"]
 
@@ -550,86 +551,16 @@ def _iov(iov: object) -> tuple[bytes | None, int | None, bool]:
 
 # --------------------------------------------------------------------------- per-syscall mapping
 
-_PARAMS: dict[str, tuple[str, ...]] = {
-    "socket": ("domain", "type", "protocol"),
-    "socketpair": ("domain", "type", "protocol", "sv"),
-    "bind": ("fd", "addr", "addrlen"),
-    "connect": ("fd", "addr", "addrlen"),
-    "listen": ("fd", "backlog"),
-    "accept": ("fd", "addr", "addrlen"),
-    "accept4": ("fd", "addr", "addrlen", "flags"),
-    "getsockname": ("fd", "addr", "addrlen"),
-    "getpeername": ("fd", "addr", "addrlen"),
-    "setsockopt": ("fd", "level", "optname", "optval", "optlen"),
-    "getsockopt": ("fd", "level", "optname", "optval", "optlen"),
-    "shutdown": ("fd", "how"),
-    "close": ("fd",),
-    "read": ("fd", "buf", "count"),
-    "write": ("fd", "buf", "count"),
-    "pread64": ("fd", "buf", "count", "offset"),
-    "pwrite64": ("fd", "buf", "count", "offset"),
-    "readv": ("fd", "iov", "iovcnt"),
-    "writev": ("fd", "iov", "iovcnt"),
-    "preadv": ("fd", "iov", "iovcnt", "offset"),
-    "pwritev": ("fd", "iov", "iovcnt", "offset"),
-    "preadv2": ("fd", "iov", "iovcnt", "offset", "flags"),
-    "pwritev2": ("fd", "iov", "iovcnt", "offset", "flags"),
-    "send": ("fd", "buf", "count", "flags"),
-    "recv": ("fd", "buf", "count", "flags"),
-    "sendto": ("fd", "buf", "count", "flags", "addr", "addrlen"),
-    "recvfrom": ("fd", "buf", "count", "flags", "addr", "addrlen"),
-    "sendmsg": ("fd", "msg", "flags"),
-    "recvmsg": ("fd", "msg", "flags"),
-    "sendmmsg": ("fd", "msgvec", "vlen", "flags"),
-    "recvmmsg": ("fd", "msgvec", "vlen", "flags", "timeout"),
-    "sendfile": ("out_fd", "in_fd", "offset", "count"),
-    "poll": ("fds", "nfds", "timeout"),
-    "ppoll": ("fds", "nfds", "timeout", "sigmask", "sigsetsize"),
-    "select": ("nfds", "readfds", "writefds", "exceptfds", "timeout"),
-    "pselect6": ("nfds", "readfds", "writefds", "exceptfds", "timeout", "sigmask"),
-    "epoll_create": ("size",),
-    "epoll_create1": ("flags",),
-    "epoll_ctl": ("epfd", "op", "fd", "event"),
-    "epoll_wait": ("epfd", "events", "maxevents", "timeout"),
-    "epoll_pwait": ("epfd", "events", "maxevents", "timeout", "sigmask", "sigsetsize"),
-    "epoll_pwait2": ("epfd", "events", "maxevents", "timeout", "sigmask", "sigsetsize"),
-    "fcntl": ("fd", "cmd", "arg"),
-    "ioctl": ("fd", "request", "arg"),
-    "dup": ("oldfd",),
-    "dup2": ("oldfd", "newfd"),
-    "dup3": ("oldfd", "newfd", "flags"),
-    "pipe": ("pipefd",),
-    "pipe2": ("pipefd", "flags"),
-}
-# The descriptor a call acts on, when it is not called `fd` (epoll_ctl acts on the registered
-# `fd`, as in the tracer: that is the socket the correlator follows).
-_TARGET = {
-    "epoll_wait": "epfd",
-    "epoll_pwait": "epfd",
-    "epoll_pwait2": "epfd",
-    "dup": "oldfd",
-    "dup2": "oldfd",
-    "dup3": "oldfd",
-    "sendfile": "out_fd",
-}
-# Calls whose successful return value is the number of bytes moved.
-# fmt: off
-_BYTE_CALLS = frozenset({
-    "read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev", "preadv2", "pwritev2",
-    "send", "recv", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendfile",
-})
-# fmt: on
-
 
 def _fill(sc: Syscall, values: list[object], raws: list[str], annotation: str) -> None:
     """Name the arguments like the man pages (and the tracer) do and fill the data fields."""
-    params = _PARAMS.get(sc.name)
+    params = PARAMS.get(sc.name)
     if params is None:
         sc.args["raw"] = raws
         return
     args = sc.args
     named = dict(zip(params, values, strict=False))
-    target = named.get(_TARGET.get(sc.name, "fd"))
+    target = named.get(TARGETS.get(sc.name, "fd"))
     if isinstance(target, Fd) and isinstance(target.value, int):
         sc.fd = target.value
         sc.fdinfo = _fdinfo(target.deco)
@@ -666,7 +597,7 @@ def _fill(sc: Syscall, values: list[object], raws: list[str], annotation: str) -
             if isinstance(evs, list)
             else _json(evs)
         )
-    if ok and sc.name in _BYTE_CALLS:
+    if ok and sc.name in BYTE_CALLS:
         sc.nbytes = sc.ret
 
 
@@ -836,7 +767,7 @@ class _Reader:
         raws: list[str] = []
         end = len(text)
         try:
-            if name in _PARAMS:
+            if name in PARAMS:
                 p = _Parser(text, len(name) + 1)
                 values = p.args(")")
                 end = p.pos

@@ -11,18 +11,17 @@ file cannot disagree.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import re
 import stat
-import sys
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from wirecorr.engine.analysis_flags import SHORT_NAMES, AnalysisFlag
+from wirecorr.engine import findings
+from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION, SHORT_NAMES
 from wirecorr.engine.connections import (
     CLOSE_WAIT,
     CLOSED,
@@ -36,46 +35,14 @@ from wirecorr.engine.connections import (
     SYN_SENT,
     TIME_WAIT,
 )
-from wirecorr.engine.correlator import READS, UDP_RECVS, UDP_SENDS, WRITES
+from wirecorr.engine.correlator import LINK_KINDS
 from wirecorr.engine.session import Session
 from wirecorr.errors import EXIT_BAD_INPUT, WirecorrError
 from wirecorr.model import Finding, Syscall
-from wirecorr.recording.format import link_to_dict
+from wirecorr.recording.format import finding_to_dict, link_to_dict
 from wirecorr.views import json_report
 from wirecorr.views.syscall_format import format_syscall
-
-# The finding kinds the engine reports (wirecorr/engine/findings/); a rule naming another
-# kind is a typo, and a typo in `findings.no` would otherwise pass forever. Detectors added
-# later are found by their module's KIND (see `finding_kinds`).
-FINDING_KINDS = frozenset(
-    (
-        "close_wait_leak", "time_wait_accumulation", "ephemeral_port_exhaustion", "fd_exhaustion",
-        "eagain_storm", "rst_on_close", "connection_refused", "connection_reset", "zero_window",
-        "nagle_stall", "retransmission", "keepalive",
-    )
-)  # fmt: skip
-
-
-def finding_kinds() -> frozenset[str]:
-    """FINDING_KINDS plus the KIND of every detector module installed."""
-    from wirecorr.engine import findings
-
-    kinds = set(FINDING_KINDS)
-    for name, _ in findings.detectors():
-        kind = getattr(sys.modules[f"{findings.__name__}.{name}"], "KIND", None)
-        if isinstance(kind, str):
-            kinds.add(kind)
-    return frozenset(kinds)
-
-
-# Every kind the correlator gives a Link (wirecorr/engine/correlator.py).
-LINK_KINDS = frozenset(
-    (
-        "connect-syn", "connect-established", "connect-refused", "accept-ack", "write-data", "read-data",
-        "eof-fin", "reset", "shutdown-fin", "close-fin", "close-rst", "close-noop", "send-datagram",
-        "recv-datagram",
-    )
-)  # fmt: skip
+from wirecorr.vocab import DATA_CALLS
 
 STATES = frozenset(
     (
@@ -93,12 +60,8 @@ STATES = frozenset(
     )
 )
 SIDES = ("client", "server")
-DATA_CALLS = READS | WRITES | UDP_RECVS | UDP_SENDS
 ANALYSIS_NAMES = frozenset(SHORT_NAMES.values())
 _RETRANS_NAMES = ("retransmission", "fast_retransmission", "spurious_retransmission")
-_RETRANS_MASK = int(
-    AnalysisFlag.RETRANSMISSION | AnalysisFlag.FAST_RETRANSMISSION | AnalysisFlag.SPURIOUS_RETRANSMISSION
-)
 
 SECTIONS = ("findings", "counts", "links", "max_delay_ms", "close")
 _SYSCALL_NAME = re.compile(r"[a-z_][a-z0-9_]*")
@@ -164,19 +127,17 @@ class Facts:
         self.session = session
         self.connections = [json_report.connection_record(c) for c in session.analyzer.connections]
         self.links = [link_to_dict(link) for link in session.correlator.links]
-        self.syscalls: dict[int, Syscall] = {sc.id: sc for sc in session.syscalls}
         self.findings: list[Finding] = list(getattr(session, "findings", []))
-        self.links_by_syscall: dict[int, list[dict[str, Any]]] = {}
-        for link in self.links:
-            self.links_by_syscall.setdefault(link["syscall"], []).append(link)
+
+    def links_of(self, sc: Syscall) -> list[dict[str, Any]]:
+        return [self.links[lk.id] for lk in self.session.correlator.links_of(sc.id)]
 
     def finding_record(self, finding: Finding) -> dict[str, Any]:
-        record = getattr(json_report, "finding_record", None)
-        return record(finding) if record is not None else dataclasses.asdict(finding)
+        return finding_to_dict(finding)
 
     def retransmitted(self) -> list[int]:
         analysis = self.session.analyzer.table.analysis
-        return [i for i, mask in enumerate(analysis) if mask & _RETRANS_MASK]
+        return [i for i, mask in enumerate(analysis) if mask & ANY_RETRANSMISSION]
 
     def analysis_packets(self, name: str) -> list[int]:
         flag = next(int(f) for f, short in SHORT_NAMES.items() if short == name)
@@ -317,7 +278,7 @@ def _parse_findings(source: str, body: dict[str, Any]) -> list[Rule]:
         if key not in ("no", "yes"):
             raise err("unknown key (findings takes `no` and `yes`)")
         for kind in _string_list(value, err):
-            _known(kind, finding_kinds(), "finding kind", err)
+            _known(kind, findings.kinds(), "finding kind", err)
             rules.append(Rule(f"{rule}: {kind}", _finding_rule(kind, present=key == "yes")))
     return rules
 
@@ -366,7 +327,7 @@ def _validate_links(name: str, err: Callable[[str], RulesError]) -> str:
 
 
 def _validate_findings(name: str, err: Callable[[str], RulesError]) -> str:
-    return _known(name, finding_kinds(), "finding kind", err)
+    return _known(name, findings.kinds(), "finding kind", err)
 
 
 def _validate_analysis(name: str, err: Callable[[str], RulesError]) -> str:
@@ -534,7 +495,7 @@ def _packets(facts: Facts) -> Counted:
 
 @_count("syscalls")
 def _all_syscalls(facts: Facts) -> Counted:
-    return len(facts.syscalls), [], [], []
+    return len(facts.session.syscalls), [], [], []
 
 
 @_count("failed_syscalls")
@@ -663,11 +624,7 @@ def _expects(sc: Syscall, kind: str) -> bool:
 def _every_rule(names: frozenset[str], kind: str) -> Callable[[Facts], Result]:
     def check(facts: Facts) -> Result:
         calls = [sc for sc in facts.session.syscalls if sc.name in names and _on_ip_socket(sc) and _expects(sc, kind)]
-        missing = [
-            sc
-            for sc in calls
-            if not any(lk["kind"] == kind and lk["packets"] for lk in facts.links_by_syscall.get(sc.id, ()))
-        ]
+        missing = [sc for sc in calls if not any(lk["kind"] == kind and lk["packets"] for lk in facts.links_of(sc))]
         if not calls:
             return Result("", False, f"no call on a TCP/UDP socket whose result implies {kind}")
         if not missing:
@@ -675,9 +632,7 @@ def _every_rule(names: frozenset[str], kind: str) -> Callable[[Facts], Result]:
         result = Result("", False, f"{len(missing)} of {len(calls)} call(s) without a {kind} link")
         for sc in missing[:EVIDENCE_IDS]:
             result.syscalls.append(sc.id)
-            has = [
-                f"{lk['kind']}{'' if lk['packets'] else ' (no packet)'}" for lk in facts.links_by_syscall.get(sc.id, ())
-            ]
+            has = [f"{lk['kind']}{'' if lk['packets'] else ' (no packet)'}" for lk in facts.links_of(sc)]
             result.notes.append(f"syscall {sc.id} {sc.name}: links {', '.join(has) or 'none'}")
         return result
 
@@ -689,7 +644,10 @@ def _never_rule(names: frozenset[str], kind: str) -> Callable[[Facts], Result]:
         bad = [
             lk
             for lk in facts.links
-            if lk["kind"] == kind and lk["packets"] and (sc := facts.syscalls.get(lk["syscall"])) and sc.name in names
+            if lk["kind"] == kind
+            and lk["packets"]
+            and (sc := facts.session.syscall(lk["syscall"]))
+            and sc.name in names
         ]
         result = Result("", not bad, f"{len(bad)} link(s)" if bad else "none")
         for lk in bad[:EVIDENCE_IDS]:
@@ -762,12 +720,11 @@ def timeline(
     session: Session, syscalls: Iterable[int], packets: Iterable[int], limit: int = TIMELINE_LINES
 ) -> list[str]:
     """The evidence events in time order, syscalls as strace prints them, packets as analyze."""
-    by_id = {sc.id: sc for sc in session.syscalls}
     t0 = _t0(session)
     table = session.analyzer.table
     events: list[tuple[int, str]] = []
     for sid in dict.fromkeys(syscalls):
-        sc = by_id.get(sid)
+        sc = session.syscall(sid)
         if sc is not None:
             events.append(
                 (sc.enter_ns, f"{(sc.enter_ns - t0) / 1e9:+.6f}  syscall {sc.id} pid {sc.pid} {format_syscall(sc)}")

@@ -17,7 +17,8 @@ from wirecorr.engine.connections import Connection, HandshakeOptions
 from wirecorr.engine.correlator import Anchor
 from wirecorr.engine.session import Session
 from wirecorr.json_codec import dumps
-from wirecorr.model import Finding, Syscall, format_flags
+from wirecorr.model import Syscall, format_flags
+from wirecorr.recording.format import finding_to_dict as finding_record
 from wirecorr.recording.format import link_to_dict as link_record
 from wirecorr.recording.format import syscall_to_dict
 
@@ -101,16 +102,6 @@ def packet_record(session: Session, index: int) -> dict[str, Any]:
         "ack_rtt_ns": row.ack_rtt_ns,
         "bytes_in_flight": row.bytes_in_flight or None,
         "label": session.correlator.label(index),
-    }
-
-
-def finding_record(finding: Finding) -> dict[str, Any]:
-    return {
-        "kind": finding.kind,
-        "severity": finding.severity,
-        "connection": finding.connection,
-        "evidence": finding.evidence,
-        "message": finding.message,
     }
 
 

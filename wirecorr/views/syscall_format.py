@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 from wirecorr.model import FdInfo, Syscall
-
-# Calls that act on sockets by their nature, whatever their fd turned out to be.
-SOCKET_CALLS = frozenset(
-    (
-        "socket", "socketpair", "bind", "listen", "connect", "accept", "accept4", "getsockname", "getpeername",
-        "setsockopt", "getsockopt", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg", "shutdown",
-    )
-)  # fmt: skip
+from wirecorr.vocab import SOCKET_CALLS
 
 
 def format_fd(fd: int, info: FdInfo | None) -> str:

@@ -7,23 +7,12 @@ from collections import Counter
 from typing import Any, TextIO
 
 from wirecorr.engine.session import Session
+from wirecorr.model import fmt_ns
 from wirecorr.views import json_report
 from wirecorr.views.syscall_format import format_syscall, is_network
 
 # Findings of one kind shown in full; the rest are counted (see _write_findings).
 FINDINGS_PER_KIND = 20
-
-
-def fmt_duration(ns: int | None) -> str:
-    if ns is None:
-        return "-"
-    if ns < 1_000:
-        return f"{ns} ns"
-    if ns < 1_000_000:
-        return f"{ns / 1_000:.1f} µs"
-    if ns < 1_000_000_000:
-        return f"{ns / 1_000_000:.3f} ms"
-    return f"{ns / 1_000_000_000:.3f} s"
 
 
 def fmt_abs(ns: int) -> str:
@@ -65,7 +54,7 @@ def write(session: Session, out: TextIO, *, notable: int) -> None:
     sources = ", ".join(doc["sources"])
     out.write(
         f"{sources}: {doc['packets_read']} packets read, {doc['packets_analyzed']} analysed, "
-        f"{len(conns)} connection(s), {fmt_duration(span)}\n"
+        f"{len(conns)} connection(s), {fmt_ns(span)}\n"
     )
     if first is not None:
         out.write(f"  from {fmt_abs(first)} to {fmt_abs(doc['last_ts_ns'])}\n")
@@ -100,7 +89,7 @@ def _write_syscalls(out: TextIO, session: Session, t0: int, limit: int) -> None:
         f"{' …' if len(pids) > 10 else ''}; {len(network)} on sockets, {failed} of them failed\n"
     )
     for sc in network[:limit]:
-        took = f" <{fmt_duration(sc.exit_ns - sc.enter_ns)}>" if sc.exit_ns is not None else ""
+        took = f" <{fmt_ns(sc.exit_ns - sc.enter_ns)}>" if sc.exit_ns is not None else ""
         out.write(f"  {(sc.enter_ns - t0) / 1e9:+.6f} {sc.pid:>6} {format_syscall(sc)}{took}\n")
     if len(network) > limit:
         out.write(f"  … {len(network) - limit} more (--notable N, or --json)\n")
@@ -113,13 +102,12 @@ def _write_links(out: TextIO, session: Session, limit: int) -> None:
         return
     kinds = Counter(link.kind for link in links)
     out.write(f"\nLinks ({len(links)}): " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()) + "\n")
-    by_id = {sc.id: sc for sc in session.syscalls}
     for link in links[:limit]:
-        sc = by_id.get(link.syscall)
+        sc = session.syscall(link.syscall)
         call = f"{sc.pid} {sc.name}({sc.fd if sc.fd is not None else ''})" if sc else f"syscall {link.syscall}"
         frames = ", ".join(str(session.frame_number(i)) for i in link.packets[:8])
         frames += " …" if len(link.packets) > 8 else ""
-        delay = f"  {fmt_duration(link.delay_ns)}" if link.delay_ns is not None else ""
+        delay = f"  {fmt_ns(link.delay_ns)}" if link.delay_ns is not None else ""
         note = f"  ({link.note})" if link.note else ""
         out.write(f"  L{link.id:<5} {link.kind:<20} {call:<28} ↔ frames [{frames}]{delay}{note}\n")
     if len(links) > limit:
@@ -155,7 +143,7 @@ def _write_connection(out: TextIO, conn: dict[str, Any], t0: int) -> None:
     proto = conn["proto"].upper()
     out.write(
         f"#{conn['id']} {proto} {conn['client']} → {conn['server']}  "
-        f"start +{fmt_duration(conn['first_ts_ns'] - t0)}, lasted {fmt_duration(conn['duration_ns'])}\n"
+        f"start +{fmt_ns(conn['first_ts_ns'] - t0)}, lasted {fmt_ns(conn['duration_ns'])}\n"
     )
     pk, by = conn["packets"], conn["bytes"]
     out.write(
@@ -167,7 +155,7 @@ def _write_connection(out: TextIO, conn: dict[str, Any], t0: int) -> None:
         scaling = "window scaling on" if hs["window_scaling"] else "window scaling off"
         out.write(
             f"  handshake client: {fmt_options(hs['client'])}; server: {fmt_options(hs['server'])}; "
-            f"{scaling}; initial RTT {fmt_duration(hs['initial_rtt_ns'])}\n"
+            f"{scaling}; initial RTT {fmt_ns(hs['initial_rtt_ns'])}\n"
         )
         close = conn["close"]
         if close["reset_by"]:
@@ -205,7 +193,7 @@ def _write_packet(out: TextIO, pkt: dict[str, Any], t0: int) -> None:
     if pkt["dupack_num"]:
         extra.append(f"dup #{pkt['dupack_num']}")
     if pkt["ack_rtt_ns"]:
-        extra.append(f"rtt {fmt_duration(pkt['ack_rtt_ns'])}")
+        extra.append(f"rtt {fmt_ns(pkt['ack_rtt_ns'])}")
     direction = {"c2s": "c→s", "s2c": "s→c"}.get(pkt["dir"] or "", "   ")
     out.write(
         f"  {pkt['frame']:>7} +{(pkt['ts_ns'] - t0) / 1e9:.6f} conn {pkt['conn']} {direction} "

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 Detector = Callable[[Context], Iterable[Finding]]
 
-__all__ = ["ERROR", "INFO", "WARNING", "Detector", "Thresholds", "detect", "detectors"]
+__all__ = ["ERROR", "INFO", "WARNING", "Detector", "Thresholds", "detect", "detectors", "kinds"]
 
 
 @cache
@@ -45,6 +45,17 @@ def detectors() -> tuple[tuple[str, Detector], ...]:
         module = importlib.import_module(f"{__name__}.{info.name}")
         found.append((info.name, module.detect))
     return tuple(found)
+
+
+@cache
+def kinds() -> frozenset[str]:
+    """Every finding kind a detector can report: its module's KINDS, or its one KIND. The
+    checks read this, so a rule naming a kind no detector has is caught as a typo."""
+    out: set[str] = set()
+    for name, _ in detectors():
+        module = importlib.import_module(f"{__name__}.{name}")
+        out.update(module.KINDS if hasattr(module, "KINDS") else (module.KIND,))
+    return frozenset(out)
 
 
 def detect(session: Session, thresholds: Thresholds | None = None) -> list[Finding]:

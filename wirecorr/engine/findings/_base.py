@@ -1,5 +1,6 @@
-"""What every detector shares: thresholds, and a Context that answers "which connection,
-which side, which calls" once per `detect` run instead of once per detector.
+"""What every detector shares: thresholds, and a Context with the lookups several detectors
+need. "Which connection, which side, which links" is the correlator's answer
+(`Correlator.connection_of`), the same one every view reads; the Context only indexes it.
 
 Detectors read the session, never change it, so `detect` can run again on a live session
 as more events arrive. The Context is built lazily: a detector that looks only at packets
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from wirecorr.engine.connections import Connection
 from wirecorr.engine.socket_map import endpoint_key
 from wirecorr.model import Link, Syscall
+from wirecorr.vocab import READINESS_CALLS
 
 if TYPE_CHECKING:
     from wirecorr.engine.session import Session
@@ -55,8 +57,6 @@ NAGLE_ACK_GAP_NS = 5_000_000
 # Linux refuses TCP_KEEPIDLE / TCP_KEEPINTVL below 1 s: a "keep-alive" after less idle is a
 # zero-window probe or a stray segment that Wireshark's heuristic happens to match.
 KEEPALIVE_MIN_IDLE_NS = 1_000_000_000
-# strace stamps µs and a tracer's stops bracket the kernel work loosely (see correlator).
-SLACK_NS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +78,6 @@ class Thresholds:
     nagle_delay_ns: int = NAGLE_DELAY_NS
 
 
-# Link kinds whose packets were sent by the syscall's own side; the others' packets (or, for
-# connect-established, the first one) came from the peer. accept-ack is always the server.
-_OWN_SIDE_KINDS = frozenset({"connect-syn", "write-data", "close-fin", "close-rst", "shutdown-fin"})
-_PEER_SIDE_KINDS = frozenset({"read-data", "eof-fin", "reset", "connect-refused", "connect-established"})
-
-READINESS = frozenset({"poll", "ppoll", "select", "pselect6", "epoll_wait", "epoll_pwait", "epoll_pwait2"})
-
-
 def evidence(
     syscalls: Iterable[int] = (),
     packets: Iterable[int] = (),
@@ -99,15 +91,6 @@ def evidence(
         "links": sorted(set(links)),
         "connections": sorted(set(connections)),
     }
-
-
-def fmt_ns(ns: int) -> str:
-    """A duration in the unit people read fastest at its size."""
-    if ns < 1_000_000:
-        return f"{ns / 1_000:.0f} µs"
-    if ns < 1_000_000_000:
-        return f"{ns / 1_000_000:.1f} ms"
-    return f"{ns / 1_000_000_000:.2f} s"
 
 
 def call_text(sc: Syscall) -> str:
@@ -165,19 +148,11 @@ class Context:
                 return sc
         return None
 
-    @cached_property
-    def _by_id(self) -> dict[int, Syscall]:
-        return {sc.id: sc for sc in self.syscalls}
-
     def syscall(self, sid: int) -> Syscall | None:
-        return self._by_id.get(sid)
+        return self.session.syscall(sid)
 
-    @cached_property
-    def links_by_syscall(self) -> dict[int, list[Link]]:
-        out: dict[int, list[Link]] = {}
-        for link in self.links:
-            out.setdefault(link.syscall, []).append(link)
-        return out
+    def links_of(self, sc: Syscall) -> list[Link]:
+        return self.session.correlator.links_of(sc.id)
 
     @cached_property
     def t0(self) -> int:
@@ -191,7 +166,7 @@ class Context:
     def end_ns(self) -> int:
         """The last moment the input covers: last packet or last syscall exit."""
         ends = [self.session.last_ns] if self.session.last_ns is not None else []
-        ends += [sc.exit_ns if sc.exit_ns is not None else sc.enter_ns for sc in self.session.syscalls]
+        ends += [sc.end_ns for sc in self.session.syscalls]
         return max(ends, default=0)
 
     def frame(self, index: int) -> int:
@@ -208,63 +183,25 @@ class Context:
         """An absolute time as the report shows it: seconds since the first event."""
         return f"+{(ns - self.t0) / 1e9:.3f} s"
 
-    # -- syscall ↔ connection --------------------------------------------------------
-
-    @cached_property
-    def _by_tuple(self) -> dict[tuple[tuple[bytes, int], tuple[bytes, int]], list[tuple[Connection, int]]]:
-        out: dict[tuple[tuple[bytes, int], tuple[bytes, int]], list[tuple[Connection, int]]] = {}
-        for conn in self.connections:
-            if conn.proto != "tcp":
-                continue
-            c, s = (conn.client_addr, conn.client_port), (conn.server_addr, conn.server_port)
-            out.setdefault((c, s), []).append((conn, 0))
-            out.setdefault((s, c), []).append((conn, 1))
-        return out
-
-    @cached_property
-    def _conn_side(self) -> dict[int, tuple[int, int]]:
-        """syscall id → (connection id, side 0 client / 1 server) for every TCP call resolvable."""
-        table = self.session.analyzer.table
-        out: dict[int, tuple[int, int]] = {}
-        for link in self.links:
-            if not link.packets or link.syscall in out:
-                continue
-            first = link.packets[0]
-            cid, d = table.conn[first], table.direction[first]
-            if link.kind == "accept-ack":
-                out[link.syscall] = (cid, 1)
-            elif link.kind in _OWN_SIDE_KINDS:
-                out[link.syscall] = (cid, d)
-            elif link.kind in _PEER_SIDE_KINDS:
-                out[link.syscall] = (cid, 1 - d)
-        for sc in self.syscalls:
-            if sc.id in out:
-                continue
-            info = sc.ret_fdinfo if sc.name in ("accept", "accept4") else sc.fdinfo
-            if info is None or info.kind not in ("tcp", "tcp6"):
-                continue
-            local, remote = endpoint_key(info.local), endpoint_key(info.remote)
-            if local is None or remote is None:
-                continue
-            until = (sc.exit_ns if sc.exit_ns is not None else sc.enter_ns) + SLACK_NS
-            # Port reuse: the newest connection on the tuple that had begun by the call's end.
-            found = None
-            for conn, side in self._by_tuple.get((local, remote), ()):
-                if conn.first_ts_ns <= until:
-                    found = (conn.id, side)
-            if found is not None:
-                out[sc.id] = found
-        return out
+    # -- syscall ↔ connection: the correlator's answer, TCP only ------------------------
 
     def conn_side(self, sc: Syscall) -> tuple[int, int] | None:
-        return self._conn_side.get(sc.id)
+        """(connection id, side 0 client / 1 server) of a TCP call, None for any other."""
+        found = self.session.correlator.connection_of(sc.id)
+        return found if found is not None and self.connections[found[0]].proto == "tcp" else None
 
     @cached_property
     def _calls_by_end(self) -> dict[tuple[int, int], list[Syscall]]:
         out: dict[tuple[int, int], list[Syscall]] = {}
-        by_id = self._by_id
-        for sid, key in sorted(self._conn_side.items(), key=lambda kv: (by_id[kv[0]].enter_ns, kv[0])):
-            out.setdefault(key, []).append(by_id[sid])
+        for conn in self.connections:
+            if conn.proto != "tcp":
+                continue
+            for sid, side in self.session.correlator.calls_of(conn.id):
+                sc = self.session.syscall(sid)
+                if sc is not None:
+                    out.setdefault((conn.id, side), []).append(sc)
+        for calls in out.values():
+            calls.sort(key=lambda sc: (sc.enter_ns, sc.id))
         return out
 
     def calls_of(self, conn_id: int, side: int) -> list[Syscall]:
@@ -273,14 +210,14 @@ class Context:
 
     def link_ids(self, sc: Syscall, kinds: Iterable[str] | None = None) -> list[int]:
         wanted = None if kinds is None else set(kinds)
-        return [lk.id for lk in self.links_by_syscall.get(sc.id, ()) if wanted is None or lk.kind in wanted]
+        return [lk.id for lk in self.links_of(sc) if wanted is None or lk.kind in wanted]
 
     @cached_property
     def _readiness_by_tid(self) -> dict[int, list[int]]:
         """Entry times of readiness waits per thread, ascending, for "was there a wait between"."""
         out: dict[int, list[int]] = {}
         for sc in self.syscalls:
-            if sc.name in READINESS:
+            if sc.name in READINESS_CALLS:
                 out.setdefault(sc.tid, []).append(sc.enter_ns)
         return out
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from wirecorr.engine.connections import CLOSE_WAIT, FIN_WAIT_2, LAST_ACK, Connection
-from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, fmt_ns, side_name
-from wirecorr.model import Finding
+from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, side_name
+from wirecorr.model import Finding, fmt_ns
 
 KIND = "close_wait_leak"
 
@@ -57,7 +57,7 @@ def _leak(ctx: Context, conn: Connection, side: int) -> Finding | None:
     closes = [sc for sc in calls if sc.name == "close" and sc.errno is None]
     if eofs:
         eof = eofs[0]
-        end = eof.exit_ns if eof.exit_ns is not None else eof.enter_ns
+        end = eof.end_ns
         parts.append(f"{call_text(eof)} returned 0 (EOF) {fmt_ns(max(end - fin_ts, 0))} later")
     listener = ctx.never_accepted(conn) if side == 1 else None
     if listener is not None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from wirecorr.engine.findings._base import WARNING, Context, call_text, evidence, fmt_ns
-from wirecorr.model import Finding, Syscall
+from wirecorr.engine.findings._base import WARNING, Context, call_text, evidence
+from wirecorr.model import Finding, Syscall, fmt_ns
 
 KIND = "eagain_storm"
 

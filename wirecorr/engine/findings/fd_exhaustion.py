@@ -24,7 +24,7 @@ def detect(ctx: Context) -> Iterator[Finding]:
     counts: dict[int, list[int]] = {}  # pid → [opened, closed]
     failures: dict[tuple[int, str], list[Syscall]] = {}
     snapshot: dict[tuple[int, str], tuple[dict[int, Syscall], int, int]] = {}
-    for sc in sorted(ctx.syscalls, key=lambda c: (c.exit_ns if c.exit_ns is not None else c.enter_ns, c.id)):
+    for sc in sorted(ctx.syscalls, key=lambda c: (c.end_ns, c.id)):
         fds = open_by_pid.setdefault(sc.pid, {})
         count = counts.setdefault(sc.pid, [0, 0])
         if sc.errno in _ERRNOS:

@@ -19,10 +19,9 @@ from wirecorr.engine.findings._base import (
     call_text,
     endpoint_of,
     evidence,
-    fmt_ns,
     side_name,
 )
-from wirecorr.model import Finding
+from wirecorr.model import Finding, fmt_ns
 
 KIND = "keepalive"
 _OPTIONS = frozenset({"SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"})

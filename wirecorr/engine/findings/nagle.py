@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator, Sequence
 
-from wirecorr.engine.analysis_flags import AnalysisFlag
+from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION, AnalysisFlag
 from wirecorr.engine.findings._base import (
     NAGLE_ACK_GAP_NS,
     WARNING,
@@ -20,13 +20,11 @@ from wirecorr.engine.findings._base import (
     call_text,
     endpoint_of,
     evidence,
-    fmt_ns,
     side_name,
 )
-from wirecorr.model import Finding, Link, Syscall
+from wirecorr.model import Finding, Link, Syscall, fmt_ns
 
 KIND = "nagle_stall"
-_RETRANS = int(AnalysisFlag.RETRANSMISSION | AnalysisFlag.FAST_RETRANSMISSION | AnalysisFlag.SPURIOUS_RETRANSMISSION)
 _FLOW_CONTROL = int(AnalysisFlag.WINDOW_UPDATE | AnalysisFlag.ZERO_WINDOW | AnalysisFlag.ZERO_WINDOW_PROBE_ACK)
 # The MSS Linux assumes when the handshake did not say (RFC 1122's default is 536).
 _DEFAULT_MSS = 536
@@ -46,7 +44,7 @@ def detect(ctx: Context) -> Iterator[Finding]:
         sc = ctx.syscall(link.syscall)
         if sc is None or nodelay.get((sc.pid, sc.fd), sc.enter_ns + 1) <= sc.enter_ns:
             continue
-        sent = [i for i in link.packets if not table.analysis[i] & _RETRANS]
+        sent = [i for i in link.packets if not table.analysis[i] & ANY_RETRANSMISSION]
         if not sent:
             continue
         seg = sent[0]

@@ -19,14 +19,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from wirecorr.engine.connections import CLOSED, ESTABLISHED, TIME_WAIT, Connection
-from wirecorr.engine.correlator import HALF, M32, is_peek
-from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, fmt_ns, side_name
+from wirecorr.engine.correlator import is_peek
+from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, side_name
 from wirecorr.engine.packet_table import PacketTable
-from wirecorr.model import RST, SYN, Finding, Syscall
+from wirecorr.engine.seq import HALF, M32
+from wirecorr.model import RST, SYN, Finding, Syscall, fmt_ns
 
 RST_ON_CLOSE = "rst_on_close"
 REFUSED = "connection_refused"
 RESET = "connection_reset"
+KINDS = (RST_ON_CLOSE, REFUSED, RESET)
 _CLOSED = frozenset({TIME_WAIT, CLOSED})
 
 
@@ -71,7 +73,7 @@ def _peer_resets(ctx: Context, conn: Connection, side: int, rst: int) -> list[Sy
     return [
         sc
         for sc in ctx.calls_of(conn.id, 1 - side)
-        if any(rst in lk.packets for lk in ctx.links_by_syscall.get(sc.id, ()) if lk.kind == "reset")
+        if any(rst in lk.packets for lk in ctx.links_of(sc) if lk.kind == "reset")
     ]
 
 
@@ -172,12 +174,10 @@ def _refused(ctx: Context, conn: Connection, rst: int) -> Finding:
         for sc in ctx.syscalls
         if sc.name == "connect"
         and sc.errno in ("ECONNREFUSED", "EINPROGRESS")
-        and (ctx.conn_side(sc) == (conn.id, 0) or any(rst in lk.packets for lk in ctx.links_by_syscall.get(sc.id, ())))
+        and (ctx.conn_side(sc) == (conn.id, 0) or any(rst in lk.packets for lk in ctx.links_of(sc)))
     ]
     reporters = [
-        sc
-        for sc in ctx.syscalls
-        if any(rst in lk.packets and lk.kind == "connect-refused" for lk in ctx.links_by_syscall.get(sc.id, ()))
+        sc for sc in ctx.syscalls if any(rst in lk.packets and lk.kind == "connect-refused" for lk in ctx.links_of(sc))
     ]
     who = call_text(connects[0]) if connects else f"the client {conn.client}"
     took = fmt_ns(table.ts_ns[rst] - table.ts_ns[syns[0]]) if syns else "?"

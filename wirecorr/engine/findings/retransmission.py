@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from wirecorr.engine.analysis_flags import SHORT_NAMES, AnalysisFlag
-from wirecorr.engine.correlator import M32
-from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, fmt_ns, side_name
+from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION, SHORT_NAMES, AnalysisFlag
+from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, side_name
 from wirecorr.engine.packet_table import PacketTable
-from wirecorr.model import Finding
+from wirecorr.engine.seq import M32
+from wirecorr.model import Finding, fmt_ns
 
 KIND = "retransmission"
 # Links whose packets the call itself sent, so a resent one is that call's data (or SYN/FIN).
 _SENDING_KINDS = frozenset({"write-data", "connect-syn", "shutdown-fin", "close-fin"})
 _RETRANS_FLAGS = (AnalysisFlag.RETRANSMISSION, AnalysisFlag.FAST_RETRANSMISSION, AnalysisFlag.SPURIOUS_RETRANSMISSION)
-_RETRANS = sum(int(flag) for flag in _RETRANS_FLAGS)
 _RETRANS_NAMES = tuple(SHORT_NAMES[flag] for flag in _RETRANS_FLAGS)
 
 
@@ -32,7 +31,9 @@ def detect(ctx: Context) -> Iterator[Finding]:
         if conn.proto != "tcp" or not any(name in conn.analysis_counts for name in _RETRANS_NAMES):
             continue
         for d in (0, 1):
-            resent = [i for i in conn.packet_indices if table.direction[i] == d and table.analysis[i] & _RETRANS]
+            resent = [
+                i for i in conn.packet_indices if table.direction[i] == d and table.analysis[i] & ANY_RETRANSMISSION
+            ]
             if not resent:
                 continue
             links = [
@@ -53,7 +54,7 @@ def detect(ctx: Context) -> Iterator[Finding]:
             if links:
                 lk = links[0]
                 sc = ctx.syscall(lk.syscall)
-                first_sent = [i for i in lk.packets if not table.analysis[i] & _RETRANS]
+                first_sent = [i for i in lk.packets if not table.analysis[i] & ANY_RETRANSMISSION]
                 if sc is not None and first_sent:
                     again = next(i for i in resent if i in lk.packets)
                     what = "SYN" if lk.kind == "connect-syn" else "bytes"

@@ -16,12 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from wirecorr.engine.connections import CLIENT, CLOSED, FIN_WAIT_1, RESET, TIME_WAIT, Connection
-from wirecorr.engine.findings._base import ERROR, WARNING, Context, call_text, evidence, fmt_ns
+from wirecorr.engine.findings._base import ERROR, WARNING, Context, call_text, evidence
 from wirecorr.engine.socket_map import endpoint_key
-from wirecorr.model import Finding, Syscall, format_endpoint, format_ip
+from wirecorr.model import Finding, Syscall, fmt_ns, format_endpoint, format_ip
 
 KIND = "time_wait_accumulation"
 EXHAUSTION = "ephemeral_port_exhaustion"
+KINDS = (KIND, EXHAUSTION)
 
 
 @dataclass(slots=True)

@@ -13,18 +13,16 @@ from collections.abc import Iterator
 
 from wirecorr.engine.analysis_flags import AnalysisFlag
 from wirecorr.engine.connections import Connection
-from wirecorr.engine.correlator import READS, WRITES
 from wirecorr.engine.findings._base import (
-    READINESS,
     WARNING,
     Context,
     call_text,
     endpoint_of,
     evidence,
-    fmt_ns,
     side_name,
 )
-from wirecorr.model import Finding, Syscall
+from wirecorr.model import Finding, Syscall, fmt_ns
+from wirecorr.vocab import READINESS_CALLS, READS, WRITES
 
 KIND = "zero_window"
 _ZERO = int(AnalysisFlag.ZERO_WINDOW)
@@ -43,10 +41,6 @@ def detect(ctx: Context) -> Iterator[Finding]:
                     yield found
 
 
-def _end(sc: Syscall) -> int:
-    return sc.exit_ns if sc.exit_ns is not None else sc.enter_ns
-
-
 def _episode(ctx: Context, conn: Connection, side: int, zeros: list[int]) -> Finding | None:
     table = ctx.session.analyzer.table
     first = zeros[0]
@@ -57,8 +51,8 @@ def _episode(ctx: Context, conn: Connection, side: int, zeros: list[int]) -> Fin
     stop = table.ts_ns[reopen] if reopen is not None else ctx.end_ns
     reader_calls = ctx.calls_of(conn.id, side)
     reads = [sc for sc in reader_calls if sc.name in READS and sc.errno is None]
-    before = [sc for sc in reads if _end(sc) <= start]
-    after = [sc for sc in reads if _end(sc) > start]
+    before = [sc for sc in reads if sc.end_ns <= start]
+    after = [sc for sc in reads if sc.end_ns > start]
     gap_ns = ctx.thresholds.zero_window_read_gap_ns
     who = f"{side_name(side)} {endpoint_of(conn, side)}"
     parts = [
@@ -73,7 +67,7 @@ def _episode(ctx: Context, conn: Connection, side: int, zeros: list[int]) -> Fin
     if reader_calls:
         # The stall spans the zero window: from the last read before it (or the socket's
         # first call) to the first read after it (or the end of input).
-        since = _end(before[-1]) if before else _end(reader_calls[0])
+        since = before[-1].end_ns if before else reader_calls[0].end_ns
         until = after[0].enter_ns if after else ctx.end_ns
         if until - since < gap_ns:
             return None  # the app was reading: the receiver is busy, not stalled
@@ -85,12 +79,12 @@ def _episode(ctx: Context, conn: Connection, side: int, zeros: list[int]) -> Fin
         parts.append("the reading app is not traced")
     # The writer feels the stall once its send buffer is full, which can be before the
     # window reaches 0: look from the moment the reader stopped reading.
-    stalled_from = _end(before[-1]) if before else conn.first_ts_ns if reader_calls else start
+    stalled_from = before[-1].end_ns if before else conn.first_ts_ns if reader_calls else start
     writer_calls = ctx.calls_of(conn.id, 1 - side)
     affected = [
         sc
         for sc in writer_calls
-        if sc.name in WRITES and sc.enter_ns <= stop and _end(sc) >= stalled_from and _held(sc, gap_ns)
+        if sc.name in WRITES and sc.enter_ns <= stop and sc.end_ns >= stalled_from and _held(sc, gap_ns)
     ]
     waits: list[Syscall] = []
     if affected:
@@ -98,13 +92,13 @@ def _episode(ctx: Context, conn: Connection, side: int, zeros: list[int]) -> Fin
         waits = [
             sc
             for sc in ctx.syscalls
-            if sc.name in READINESS
+            if sc.name in READINESS_CALLS
             and sc.tid == affected[0].tid
             and stalled_from <= sc.enter_ns <= stop
-            and _end(sc) - sc.enter_ns >= gap_ns
+            and sc.end_ns - sc.enter_ns >= gap_ns
         ][:1]
         if waits:
-            parts[-1] += f", then waited {fmt_ns(_end(waits[0]) - waits[0].enter_ns)} in {waits[0].name}()"
+            parts[-1] += f", then waited {fmt_ns(waits[0].end_ns - waits[0].enter_ns)} in {waits[0].name}()"
         if len(affected) > 1:
             parts[-1] += f" ({len(affected)} such writes while the window was shut)"
     calls = [*reader_evidence, *affected, *waits]

@@ -3,7 +3,7 @@
 A Feed is where events come from: a file being indexed (loader.FileLoader) or a trace
 being recorded (live.LiveFeed). The app does not care which: its ingest worker asks the
 feed for a slice of events, flushes them into rows and tells the panes, so live mode and
-replay are one code path, as DESIGN.md wants.
+replay are one code path, as docs/architecture.md wants.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from wirecorr.views.tui.display_filter import Filter, FilterError, compile_filte
 from wirecorr.views.tui.findings_pane import FindingsPane
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.keys import APP_KEYS, HelpScreen, app_bindings
-from wirecorr.views.tui.rows import RowIndex, is_syscall_ref
+from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, ref_pos
 from wirecorr.views.tui.timeline import Timeline
 from wirecorr.views.tui.viewer import ViewerScreen
 
@@ -434,7 +434,7 @@ class WirecorrApp(App[None]):
             return
         from wirecorr.views.tui.dissect import DissectionTree
 
-        self.query_one(Detail).add_dissection(DissectionTree(self.index.session, ref >> 1))
+        self.query_one(Detail).add_dissection(DissectionTree(self.index.session, ref_pos(ref)))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

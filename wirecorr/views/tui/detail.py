@@ -15,12 +15,12 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from wirecorr.engine.analysis_flags import flag_names
-from wirecorr.model import FdInfo, format_endpoint
+from wirecorr.model import FdInfo, fmt_ns, format_endpoint
 from wirecorr.views.syscall_format import format_fd
-from wirecorr.views.text_report import fmt_abs, fmt_duration
+from wirecorr.views.text_report import fmt_abs
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.row_text import fmt_options, packet_summary
-from wirecorr.views.tui.rows import is_syscall_ref, packet_ref
+from wirecorr.views.tui.rows import is_syscall_ref, packet_ref, ref_pos
 
 
 def hexdump(data: bytes, limit: int = 256) -> str:
@@ -53,7 +53,7 @@ def _fd_line(label: str, fd: int | None, info: FdInfo | None) -> str:
 
 
 def describe(index: EventIndex, ref: int) -> Text:
-    return _describe_call(index, ref) if is_syscall_ref(ref) else _describe_packet(index, ref >> 1)
+    return _describe_call(index, ref) if is_syscall_ref(ref) else _describe_packet(index, ref_pos(ref))
 
 
 def _describe_call(index: EventIndex, ref: int) -> Text:
@@ -70,7 +70,7 @@ def _describe_call(index: EventIndex, ref: int) -> Text:
         out.append(f"  result     -1 {sc.errno}\n", "bold red")
     else:
         out.append(f"  result     {sc.ret}\n")
-    took = fmt_duration(sc.exit_ns - sc.enter_ns) if sc.exit_ns is not None else "-"
+    took = fmt_ns(sc.exit_ns - sc.enter_ns) if sc.exit_ns is not None else "-"
     out.append(f"  entered    {fmt_abs(sc.enter_ns)}\n  took       {took}\n")
     out.append(_fd_line("  fd         ", sc.fd, sc.fdinfo))
     if sc.ret_fdinfo is not None and isinstance(sc.ret, int):
@@ -109,7 +109,7 @@ def _describe_packet(index: EventIndex, i: int) -> Text:
         if row.analysis:
             out.append(f"  analysis   {', '.join(flag_names(row.analysis))}\n", "magenta")
         if row.ack_rtt_ns is not None:
-            out.append(f"  ack rtt    {fmt_duration(row.ack_rtt_ns)} (acks frame {(row.acked_frame or 0) + 1})\n")
+            out.append(f"  ack rtt    {fmt_ns(row.ack_rtt_ns)} (acks frame {(row.acked_frame or 0) + 1})\n")
         label = index.label(packet_ref(i))
         if isinstance(label, str):
             out.append(f"  kernel-only: {label} (no syscall caused or consumed it)\n", "dim")
@@ -134,7 +134,7 @@ def _describe_packet(index: EventIndex, i: int) -> Text:
 def _links(index: EventIndex, ref: int, out: Text) -> None:
     for link in index.links(ref):
         frames = ", ".join(str(i + 1) for i in link.packets[:12]) + (" …" if len(link.packets) > 12 else "")
-        delay = f"  delay {fmt_duration(link.delay_ns)}" if link.delay_ns is not None else ""
+        delay = f"  delay {fmt_ns(link.delay_ns)}" if link.delay_ns is not None else ""
         note = f"  ({link.note})" if link.note else ""
         out.append(f"  L{link.id} {link.kind}: syscall #{link.syscall} ↔ frames [{frames}]{delay}{note}\n", "bold")
 

@@ -56,7 +56,6 @@ def stream_chunks(
     conn = session.analyzer.connections[conn_id]
     links = session.correlator.links
     plinks = session.correlator.packet_links
-    by_id = {sc.id: sc for sc in session.syscalls}
     next_seq = [1, 1]  # relative seq of the first data byte after the SYN
     chunks: list[Chunk] = []
     total = 0
@@ -88,7 +87,7 @@ def stream_chunks(
         chunk.packets.append(idx)
         for lid in plinks.get(idx, ()):
             link = links[lid]
-            sc = by_id.get(link.syscall)
+            sc = session.syscall(link.syscall)
             if sc is None:
                 continue
             group = chunk.writers if link.kind == "write-data" else chunk.readers if link.kind == "read-data" else None

@@ -13,14 +13,14 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from wirecorr.engine.connections import Connection
 from wirecorr.engine.session import Session
 from wirecorr.engine.socket_map import Endpoint, endpoint_key
 from wirecorr.model import ACK, FIN, PSH, RST, SYN, URG, Finding, Link, Packet, Syscall
 from wirecorr.views.syscall_format import is_network
 from wirecorr.views.tui.display_filter import FieldValue
 from wirecorr.views.tui.packets import PacketSource
-from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref, syscall_ref
+from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref, ref_pos, syscall_ref
+from wirecorr.vocab import OWNER_CALLS
 
 _FLAGS = {
     "tcp.flags.syn": SYN,
@@ -30,8 +30,6 @@ _FLAGS = {
     "tcp.flags.psh": PSH,
     "tcp.flags.urg": URG,
 }
-# Syscalls that move a connection's bytes or state, for "which socket is this connection".
-_OWNER_CALLS = frozenset({"connect", "accept", "accept4"})
 
 OUT = "out"
 IN = "in"
@@ -45,7 +43,6 @@ class EventIndex:
     calls: list[Syscall] = field(default_factory=list)
     rows: RowIndex = field(default_factory=RowIndex)
     pos_of_id: dict[int, int] = field(default_factory=dict)
-    links_of_call: dict[int, list[int]] = field(default_factory=dict)
     # Findings by row ref (index into session.findings), rebuilt when findings change.
     finding_refs: dict[int, tuple[int, ...]] = field(default_factory=dict)
     # (pid, fd) strings of the sockets behind each connection, as the app knew them.
@@ -60,10 +57,7 @@ class EventIndex:
     hold_back: bool = False
     _watermark: int | None = None
     _watermark_moved: bool = False
-    _nlinks: int = 0
-    _nconns: int = 0
     _nfindings: int = -1
-    _by_tuple: dict[tuple[Endpoint, Endpoint], list[Connection]] = field(default_factory=dict)
     _local: set[Endpoint] = field(default_factory=set)
     _conn_cache: dict[int, int] = field(default_factory=dict)
 
@@ -76,7 +70,7 @@ class EventIndex:
     def add_syscall(self, sc: Syscall) -> None:
         self.session.feed_syscall(sc)
         self.adopt([sc])
-        end = sc.exit_ns if sc.exit_ns is not None else sc.enter_ns
+        end = sc.end_ns
         if self._watermark is None or end > self._watermark:
             self._watermark = end
             self._watermark_moved = True
@@ -88,7 +82,7 @@ class EventIndex:
             self.calls.append(sc)
             self.pos_of_id[sc.id] = pos
             self.pending.append((sc.enter_ns, syscall_ref(pos)))
-            if sc.name in _OWNER_CALLS and sc.errno in (None, "EINPROGRESS"):
+            if sc.name in OWNER_CALLS and sc.errno in (None, "EINPROGRESS"):
                 self.unowned.append(syscall_ref(pos))
             for info in (sc.fdinfo, sc.ret_fdinfo):
                 key = endpoint_key(info.local) if info is not None else None
@@ -112,17 +106,7 @@ class EventIndex:
         return new
 
     def sync(self) -> None:
-        """Pick up what the engine added since: links, connections, findings."""
-        session = self.session
-        links = session.correlator.links
-        for link in links[self._nlinks :]:
-            self.links_of_call.setdefault(link.syscall, []).append(link.id)
-        self._nlinks = len(links)
-        conns = session.analyzer.connections
-        for conn in conns[self._nconns :]:
-            key = ((conn.client_addr, conn.client_port), (conn.server_addr, conn.server_port))
-            self._by_tuple.setdefault(key, []).append(conn)
-        self._nconns = len(conns)
+        """Pick up what the engine added since: connection owners, findings."""
         self.unowned = [ref for ref in self.unowned if self.conn_of(ref) is None]
         findings = self.findings
         if len(findings) != self._nfindings:
@@ -136,12 +120,12 @@ class EventIndex:
     # -- rows -----------------------------------------------------------------------------
 
     def call(self, ref: int) -> Syscall:
-        return self.calls[ref >> 1]
+        return self.calls[ref_pos(ref)]
 
     def ts(self, ref: int) -> int:
         if is_syscall_ref(ref):
-            return self.calls[ref >> 1].enter_ns
-        return self.session.analyzer.table.ts_ns[ref >> 1]
+            return self.calls[ref_pos(ref)].enter_ns
+        return self.session.analyzer.table.ts_ns[ref_pos(ref)]
 
     def ref_of_call_id(self, call_id: int) -> int | None:
         pos = self.pos_of_id.get(call_id)
@@ -153,12 +137,10 @@ class EventIndex:
         return self.rows.ts[0] if len(self.rows) else 0
 
     def links(self, ref: int) -> list[Link]:
-        all_links = self.session.correlator.links
+        correlator = self.session.correlator
         if is_syscall_ref(ref):
-            ids = self.links_of_call.get(self.calls[ref >> 1].id, ())
-        else:
-            ids = self.session.correlator.packet_links.get(ref >> 1, ())
-        return [all_links[i] for i in ids]
+            return correlator.links_of(self.calls[ref_pos(ref)].id)
+        return [correlator.links[i] for i in correlator.packet_links.get(ref_pos(ref), ())]
 
     def related(self, ref: int) -> list[int]:
         """Rows linked to `ref` (through any of its links), in time order, `ref` excluded."""
@@ -172,13 +154,13 @@ class EventIndex:
         return sorted(out, key=lambda r: (self.ts(r), r))
 
     def label(self, ref: int) -> list[int] | str | None:
-        return self.session.correlator.label(ref >> 1)
+        return self.session.correlator.label(ref_pos(ref))
 
     def kernel_only(self, ref: int) -> bool:
         """A packet of a connection that no syscall caused or consumed."""
         if is_syscall_ref(ref):
             return False
-        index = ref >> 1
+        index = ref_pos(ref)
         return self.session.analyzer.table.conn[index] >= 0 and index not in self.session.correlator.packet_links
 
     def side(self, ref: int) -> str:
@@ -186,7 +168,7 @@ class EventIndex:
         if is_syscall_ref(ref):
             return APP
         table = self.session.analyzer.table
-        index = ref >> 1
+        index = ref_pos(ref)
         cid = table.conn[index]
         if cid < 0:
             return ""
@@ -202,46 +184,33 @@ class EventIndex:
 
     def conn_of(self, ref: int) -> int | None:
         if not is_syscall_ref(ref):
-            cid = self.session.analyzer.table.conn[ref >> 1]
+            cid = self.session.analyzer.table.conn[ref_pos(ref)]
             return cid if cid >= 0 else None
         cached = self._conn_cache.get(ref)
         if cached is not None:
             return cached
-        cid = self._call_conn(self.calls[ref >> 1])
+        cid = self._call_conn(self.calls[ref_pos(ref)])
         if cid is not None:
             self._conn_cache[ref] = cid
-            sc = self.calls[ref >> 1]
-            if sc.name in _OWNER_CALLS and sc.fd is not None:
+            sc = self.calls[ref_pos(ref)]
+            if sc.name in OWNER_CALLS and sc.fd is not None:
                 fd = sc.ret if sc.name != "connect" and isinstance(sc.ret, int) and sc.ret >= 0 else sc.fd
                 self.owners.setdefault(cid, set()).add(f"{sc.pid}/{fd}")
         return cid
 
     def _call_conn(self, sc: Syscall) -> int | None:
-        """By link first (exact), else by the 4-tuple the fd showed (identity, DESIGN.md)."""
-        table = self.session.analyzer.table
-        for link_id in self.links_of_call.get(sc.id, ()):
-            packets = self.session.correlator.links[link_id].packets
-            if packets:
-                return table.conn[packets[0]]
-        for info in (sc.ret_fdinfo, sc.fdinfo):
-            if info is None or not info.remote:
-                continue
-            local, remote = endpoint_key(info.local), endpoint_key(info.remote)
-            if local is None or remote is None:
-                continue
-            found = self._by_tuple.get((local, remote)) or self._by_tuple.get((remote, local))
-            if found:
-                end = sc.exit_ns if sc.exit_ns is not None else sc.enter_ns
-                started = [c for c in found if c.first_ts_ns <= end] or found
-                return started[-1].id
-        return None
+        """The engine's answer (`Correlator.connection_of`), the one findings and the ladder use."""
+        found = self.session.correlator.connection_of(sc.id)
+        return found[0] if found is not None else None
 
     def field(self, ref: int, name: str) -> FieldValue:
         """The display filter's view of a row (display_filter.RowFacts)."""
         if name == "conn":
             return self.conn_of(ref)
         if name == "linked":
-            return bool(self.links(ref)) if is_syscall_ref(ref) else (ref >> 1) in self.session.correlator.packet_links
+            return (
+                bool(self.links(ref)) if is_syscall_ref(ref) else ref_pos(ref) in self.session.correlator.packet_links
+            )
         if name == "link":
             return tuple(link.id for link in self.links(ref)) or None
         if name == "finding":
@@ -251,10 +220,10 @@ class EventIndex:
         if name == "packet":
             return not is_syscall_ref(ref)
         if name == "net":
-            return not is_syscall_ref(ref) or is_network(self.calls[ref >> 1])
+            return not is_syscall_ref(ref) or is_network(self.calls[ref_pos(ref)])
         if is_syscall_ref(ref):
-            return _call_field(self.calls[ref >> 1], name)
-        return self._packet_field(ref >> 1, name)
+            return _call_field(self.calls[ref_pos(ref)], name)
+        return self._packet_field(ref_pos(ref), name)
 
     def _packet_field(self, index: int, name: str) -> FieldValue:
         table = self.session.analyzer.table

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
 
+from wirecorr.engine.ingest import diagnose
 from wirecorr.model import Packet, Syscall
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.packets import LivePackets
@@ -110,7 +111,7 @@ class LiveFeed:
                     break
         except Empty:
             if finished:
-                session.finish()
+                diagnose(session)
                 self.done = True
         self._fed += n
         now = time.monotonic()

@@ -12,12 +12,15 @@ wrote them: the same order a live trace delivers, which the correlator is built 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
+from wirecorr.engine.ingest import LinkTypeCheck, RecordedFeed, diagnose
 from wirecorr.errors import InputError
 from wirecorr.recording.reader import Recording, add_block
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock, RawRecord
+from wirecorr.sources.packet_at import PacketAt
 from wirecorr.sources.packet_decode import decode_packet
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.packets import FilePackets
@@ -45,7 +48,15 @@ class FileLoader:
         self.blocks: list[CustomBlock] = []
         self.count = 0  # packets read
         self.fed = 0  # events fed
+        # The same order and the same damage reports as `analyze` (engine/ingest.py).
+        self.linktypes = LinkTypeCheck(index.session)
+        self.recorded = RecordedFeed(index.add_syscall, index.session.on_process_record)
         index.packets = FilePackets(path, index.session.analyzer.table)
+        if os.path.isfile(path):
+            # As `ingest.read_capture`: payloads re-read to anchor streams open before tracing.
+            at = PacketAt(path)
+            offsets = index.session.analyzer.table.offset
+            index.session.correlator.payload_of = lambda i: at.payload(i, offsets[i])
         index.hold_back = True
         index.session.sources.append(path)
 
@@ -72,12 +83,16 @@ class FileLoader:
                 if item is None:
                     break
                 if isinstance(item, CustomBlock):
+                    self.index.session.custom_at.append(self.count)
                     self.blocks.append(item)
                     if len(self.blocks) >= BLOCK_BATCH:
                         self._feed_blocks()
                     continue
                 self._feed_blocks()  # the blocks read before this packet come first, in file order
-                self.index.add_packet(decode_packet(self.count, item))
+                pkt = decode_packet(self.count, item)
+                if pkt.ip_version == 0:
+                    self.linktypes.undecoded(item)
+                self.index.add_packet(pkt)
                 self.count += 1
                 self.fed += 1
             else:
@@ -102,11 +117,8 @@ class FileLoader:
         self.blocks.clear()
         if rec.meta and not session.meta:
             session.meta = rec.meta
-        for event in rec.processes:
-            session.on_process_record(event)
-        for sc in rec.syscalls:
-            self.index.add_syscall(sc)
         self.fed += len(rec.syscalls) + len(rec.processes)
+        self.recorded.add(rec.syscalls, rec.processes)
         rec.processes.clear()
         rec.syscalls.clear()
 
@@ -114,6 +126,9 @@ class FileLoader:
         session = self.index.session
         session.packets_read += self.count
         session.skipped_blocks += self.reader.skipped_blocks
-        session.finish()
+        self.recorded.close()
+        self.linktypes.read = self.count
+        self.linktypes.done(self.path)
+        diagnose(session)
         self.index.hold_back = False
         self.done = True

@@ -1,7 +1,7 @@
 """Re-read one packet of a capture by index, for the views that show a packet's bytes.
 
 The engine keeps per-packet results in columns and only the byte offset of each record
-(`PacketTable.offset`), never the frames (DESIGN.md: decode fully only what a user looks
+(`PacketTable.offset`), never the frames (docs/architecture.md: decode fully only what a user looks
 at). A view that needs payload or options seeks to that offset and decodes that one
 record; an LRU cache keeps scrolling back and forth over the same packets cheap.
 

@@ -1,6 +1,6 @@
 """Whole packets for the rows a user looks at: options, payload, hex.
 
-The engine keeps only columns per packet (DESIGN.md); a view that wants a packet's TCP
+The engine keeps only columns per packet (docs/architecture.md, vocabulary); a view that wants a packet's TCP
 options or bytes re-reads its record at `table.offset[i]` and decodes that one record.
 Live packets have no file to re-read yet (the recording is still being written, at other
 offsets), so the live source keeps the recent ones and every SYN (its options are what

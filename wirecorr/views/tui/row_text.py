@@ -12,11 +12,10 @@ import time
 from rich.text import Text
 
 from wirecorr.engine.analysis_flags import flag_names
-from wirecorr.model import SYN, Packet, format_flags
+from wirecorr.model import SYN, Packet, fmt_ns, format_flags
 from wirecorr.views.syscall_format import format_syscall
-from wirecorr.views.text_report import fmt_duration
 from wirecorr.views.tui.index import IN, OUT, EventIndex
-from wirecorr.views.tui.rows import is_syscall_ref
+from wirecorr.views.tui.rows import is_syscall_ref, ref_pos
 
 ERRORS_RED = frozenset({"ECONNRESET", "EPIPE", "ECONNREFUSED", "EAGAIN", "EWOULDBLOCK", "ETIMEDOUT", "EMFILE"})
 SIDE_STYLE = {"app": "yellow", OUT: "cyan", IN: "green", "": "blue"}
@@ -79,9 +78,9 @@ def row_text(index: EventIndex, ref: int, absolute: bool) -> Text:
         summary = format_syscall(sc)
         side = "app"
     else:
-        who = f"#{(ref >> 1) + 1}"
+        who = f"#{ref_pos(ref) + 1}"
         side = index.side(ref)
-        summary = packet_summary(index, ref >> 1)
+        summary = packet_summary(index, ref_pos(ref))
         style = SIDE_STYLE[side] + (" dim" if index.kernel_only(ref) else "")
         if not links and (label := index.label(ref)) is not None:
             summary += f"  · {label}"
@@ -92,6 +91,6 @@ def row_text(index: EventIndex, ref: int, absolute: bool) -> Text:
         marker = marker[:6] + "…"
     text.append(f"{marker:<8}", "bold")
     delay = next((link.delay_ns for link in links if link.delay_ns is not None), None)
-    text.append(f"{fmt_duration(delay) if delay is not None else '':>9}  ", "dim")
+    text.append(f"{fmt_ns(delay) if delay is not None else '':>9}  ", "dim")
     text.append(summary, style)
     return text

@@ -29,6 +29,11 @@ def is_syscall_ref(ref: int) -> bool:
     return bool(ref & 1)
 
 
+def ref_pos(ref: int) -> int:
+    """What a ref points at: the packet index, or the position in `EventIndex.calls`."""
+    return ref >> 1
+
+
 class RowIndex:
     """Rows sorted by timestamp; equal timestamps keep arrival order."""
 

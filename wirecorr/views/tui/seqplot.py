@@ -23,13 +23,9 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from wirecorr.engine.analysis_flags import AnalysisFlag
+from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION
 from wirecorr.engine.session import Session
 from wirecorr.model import ACK
-
-RETRANS_MASK = int(
-    AnalysisFlag.RETRANSMISSION | AnalysisFlag.FAST_RETRANSMISSION | AnalysisFlag.SPURIOUS_RETRANSMISSION
-)
 
 # Layers in priority order (a higher index wins a shared cell).
 WINDOW, ACKED, DATA, RETRANS = range(4)
@@ -93,7 +89,9 @@ def plot_data(session: Session, conn_id: int, direction: int) -> PlotData:
         d = table.direction[idx]
         if d == direction and table.seglen[idx]:
             seq = table.rel_seq[idx]
-            segments.append((table.ts_ns[idx], seq, seq + table.seglen[idx], bool(table.analysis[idx] & RETRANS_MASK)))
+            segments.append(
+                (table.ts_ns[idx], seq, seq + table.seglen[idx], bool(table.analysis[idx] & ANY_RETRANSMISSION))
+            )
         elif d != direction and table.flags[idx] & ACK:
             ack = table.rel_ack[idx]
             acks.append((table.ts_ns[idx], ack, ack + table.window[idx]))

@@ -120,7 +120,10 @@ def write_text(result: runner.LabResult, *, kept: bool) -> None:
 
 
 def _open_tui(path: str) -> None:
-    from wirecorr import cli
+    """`wirecorr tui PATH`, parsed by the tui command's own parser (its defaults included)."""
+    from wirecorr.commands import tui
 
-    tui_args = cli.build_parser().parse_args(["tui", path])
+    parser = argparse.ArgumentParser(prog="wirecorr")
+    tui.add_parser(parser.add_subparsers())
+    tui_args = parser.parse_args(["tui", path])
     tui_args.run(tui_args)
