@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from types import FrameType
 
 from wirecorr.commands import record
 from wirecorr.errors import UsageError, WirecorrError
@@ -161,18 +160,10 @@ def run(args: argparse.Namespace) -> int:
                 os.unlink(log)
             raise
         app = WirecorrApp(live.index, live.feed, title=f"live: {title}", live=True)
-        terminated: list[int] = []
-
-        def on_sigterm(signum: int, frame: FrameType | None) -> None:
-            """SIGTERM ends `live` as `q` does: the UI closes the terminal properly, the recording gets its summary."""
-            terminated.append(signum)
-            app.exit()
-
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
         try:
             app.run()
         finally:
-            signal.signal(signal.SIGTERM, previous)
             status = live.join()
     print(f"wirecorr live: {live.index.events:,} events -> {output} (program output in {log})", file=sys.stderr)
-    return 128 + terminated[0] if terminated else status
+    # SIGTERM/SIGHUP end the app as `q` does, with 128+N as its return code (views/tui/app.py).
+    return app.return_code or status
