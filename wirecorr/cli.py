@@ -25,6 +25,8 @@ COMMANDS = {
     "live": "wirecorr.commands.live",
     "export": "wirecorr.commands.export",
     "query": "wirecorr.commands.query",
+    "edit": "wirecorr.commands.edit",
+    "merge": "wirecorr.commands.merge",
 }
 
 
