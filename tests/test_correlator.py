@@ -13,31 +13,25 @@ import shutil
 import socket
 import subprocess
 import sys
-import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers import FORK_ECHO, NAGLE, free_port
-from loopback_capture import LoopbackCapture
+from helpers import FORK_ECHO, NAGLE, free_port, netns
+from helpers.scenario import Event, capture_traced, script
 
 from wirecorr.engine.correlator import Correlator
 from wirecorr.engine.socket_map import endpoint_key
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
-from wirecorr.labs import rst_on_close
+from wirecorr.labs import refused, rst_on_close
 from wirecorr.model import ACK, FIN, RST, SYN, FdInfo, Link, Packet, Syscall
-from wirecorr.sources.strace_log import read_strace_log
-from wirecorr.sources.tracer import Tracer
 
 pytestmark = pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
 
 PY = sys.executable
 TCP_WRITES = {"write", "send", "sendto", "sendmsg", "writev"}
 TCP_READS = {"read", "recv", "recvfrom", "recvmsg", "readv"}
-
-# An event of the trace: a syscall, or a tracer process event (event, pid, info).
-Event = Syscall | tuple[str, int, int | None]
 
 
 @dataclass
@@ -112,55 +106,12 @@ def sliced_lo() -> Iterator[str]:
     """
     if shutil.which("ip") is None or os.geteuid() != 0:
         pytest.skip("needs root and iproute2")
-    name = f"wcorr{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "link", "set", "lo", "gso_max_segs", "1"]):
-            subprocess.run(["ip", "netns", "exec", name, *cmd], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
-
-
-def capture_traced(
-    tmp_path: Path,
-    argv: list[str],
-    bpf: str,
-    until: Callable[[list[Packet]], bool],
-    strace: bool = False,
-    netns: str | None = None,
-) -> tuple[list[Packet], list[Event]]:
-    """Run argv under the tracer (or strace) while tcpdump captures lo (of netns, if given)."""
-    events: list[Event] = []
-    if netns is not None:
-        argv = ["ip", "netns", "exec", netns, *argv]
-    capture = LoopbackCapture(tmp_path / "cap.pcap", bpf, netns=netns)
-    with capture as cap:
-        if strace:
-            log = tmp_path / "strace.log"
-            subprocess.run(
-                ["strace", "-f", "-ttt", "-T", "-yy", "-xx", "-s", "65536", "-o", str(log), *argv],
-                check=True,
-                timeout=30,
-            )
-        else:
-            tracer = Tracer(events.append, on_process=lambda e, p, i: events.append((e, p, i)))
-            tracer.spawn(argv)
-            assert tracer.run() == 0
-        packets = cap.stop(until=until)
-    if strace:
-        events.extend(sorted(read_strace_log(log).syscalls, key=lambda c: c.end_ns))
-    return packets, events
+    with netns() as net:
+        yield net.a
 
 
 def count_flags(mask: int, n: int) -> Callable[[list[Packet]], bool]:
     return lambda ps: sum(1 for p in ps if p.flags & mask) >= n
-
-
-def script(tmp_path: Path, name: str, body: str) -> str:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(body))
-    return str(path)
 
 
 # -- truth from sequence arithmetic -----------------------------------------------------------
@@ -481,15 +432,7 @@ def test_close_of_shared_descriptor_sends_nothing(tmp_path: Path) -> None:
     check_all_labelled(run)
 
 
-REFUSED = """
-import socket, sys
-c = socket.socket()
-try:
-    c.connect(("127.0.0.1", int(sys.argv[1])))
-except ConnectionRefusedError:
-    pass
-c.close()
-"""
+REFUSED = refused.PROGRAM
 
 
 def test_connection_refused_is_the_rst(tmp_path: Path) -> None:
