@@ -243,14 +243,18 @@ def _state_packets(conns: list[dict[str, Any]], state: str) -> list[int]:
     return [idx for c in conns for side in SIDES for _, idx, s in c["states"][side] if s == state]
 
 
+def _counted(bound: Bound, value: int, syscalls: list[int], packets: list[int], notes: list[str]) -> Result:
+    """A count's verdict; the evidence is shown only when the count is out of bounds."""
+    ok = bound.holds(value)
+    result = Result("", ok, f"{value}, want {bound.describe()}")
+    if not ok:
+        result.syscalls, result.packets, result.notes = syscalls, packets, notes
+    return result
+
+
 def count_rule(name: str, bound: Bound) -> Callable[[Facts], Result]:
     def check(facts: Facts) -> Result:
-        value, syscalls, packets, notes = COUNTS[name](facts)
-        ok = bound.holds(value)
-        result = Result("", ok, f"{value}, want {bound.describe()}")
-        if not ok:
-            result.syscalls, result.packets, result.notes = syscalls, packets, notes
-        return result
+        return _counted(bound, *COUNTS[name](facts))
 
     return check
 
@@ -280,11 +284,7 @@ def table_count_rule(table: str, what: Any, bound: Bound) -> Callable[[Facts], R
         else:  # analysis
             value = sum(c["analysis"].get(what, 0) for c in facts.connections)
             packets = facts.analysis_packets(what)
-        ok = bound.holds(value)
-        result = Result("", ok, f"{value}, want {bound.describe()}")
-        if not ok:
-            result.syscalls, result.packets, result.notes = syscalls, packets, notes
-        return result
+        return _counted(bound, value, syscalls, packets, notes)
 
     return check
 
