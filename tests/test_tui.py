@@ -94,7 +94,7 @@ def test_filter_language(text: str, facts: Facts, expected: bool) -> None:
         ("sycall == read", "unknown field 'sycall'", 1),
         ("(fd == 1", "expected ')'", 9),
         ("fd == 1)", "expected 'and', 'or' or end of filter, found ')'", 8),
-        ("linked == 1", "linked is a flag", 8),
+        ("linked == 2", "linked is a flag", 8),
         ("syscall > read", "syscall compares with == or != only", 9),
         ("fd == 1 @", "unexpected character '@'", 9),
         ("and", "expected a field name, found '&&'", 1),
@@ -146,7 +146,7 @@ async def test_opens_on_network_rows_with_links_and_detail() -> None:
         assert len(app.timeline.view) == 11 + 31  # packets + syscalls on sockets
         assert app.query_one(ConnectionsPane).row_count == 1
         assert "socket" in detail_text(app)  # the cursor starts on the first row
-        text = app.timeline.render_line(0).text
+        text = app.timeline.render_line(1).text
         assert "socket(domain=AF_INET" in text and "app" in text
 
 
@@ -229,7 +229,7 @@ async def test_selection_survives_a_filter_and_its_clearing() -> None:
         await pilot.press("escape")
         await settle(pilot, app)
         assert app.filter is None and timeline.current_ref == packet_ref(0)
-        assert detail_text(app).startswith("frame 1 ")
+        assert detail_text(app).startswith("frame 219 ")
 
 
 @sync
@@ -276,11 +276,11 @@ async def test_tab_mouse_time_help_and_palette() -> None:
         await settle(pilot, app)
         await pilot.press("tab")
         assert isinstance(app.focused, Detail)
-        await pilot.click(Timeline, offset=(20, 4))  # border row + 3: the fourth row
+        await pilot.click(Timeline, offset=(20, 5))  # border row, header + 3: the fourth row
         assert app.timeline.cursor == 3 and app.timeline.has_focus
         await pilot.press("t")
         assert app.timeline.absolute
-        assert "04:28:54." in app.timeline.render_line(0).text
+        assert "04:28:54." in app.timeline.render_line(1).text
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
@@ -509,3 +509,60 @@ def burst(app: WirecorrApp, text: str) -> None:
     """Queue keys as a paste or fast typing does: all of them before the first one runs."""
     for ch in text:
         app.post_message(events.Key("enter", None) if ch == "\r" else events.Key(_character_to_key(ch), ch))
+
+
+@pytest.mark.parametrize("how", ["sighup", "hup-ignored"])
+def test_tui_ends_and_cleans_up_when_its_terminal_goes_away(how: str, tmp_path: Path) -> None:
+    """Killed by SIGHUP the TUI left its decompressed copy in /tmp; with the hang-up ignored
+    (a parent trapping HUP) it spun on read() = 0. Either way it must end, 128 + SIGHUP, with
+    its temporary directory gone."""
+    import pty
+    import select
+    import signal
+    import subprocess
+
+    gz = tmp_path / "echo.pcapng.gz"
+    gz.write_bytes(gzip.compress(Path(CAPTURE).read_bytes()))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch), TERM="xterm-256color")
+    master, slave = pty.openpty()
+    ignore = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if how == "hup-ignored" else None
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wirecorr", "tui", str(gz)],
+        stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=ignore, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + 60
+        screen = b""
+        while b"Timeline" not in screen:  # up and drawn: its handlers are installed by then
+            assert time.monotonic() < deadline, "the TUI did not start"
+            if select.select([master], [], [], 0.1)[0]:
+                screen += os.read(master, 65536)
+        assert list(scratch.iterdir())
+        if how == "sighup":
+            proc.send_signal(signal.SIGHUP)
+        os.close(master)
+        master = -1
+        assert proc.wait(timeout=30) == 128 + signal.SIGHUP
+    finally:
+        if master >= 0:
+            os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert list(scratch.iterdir()) == []
+
+
+def test_tui_refuses_a_file_that_is_no_capture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """As `analyze` does: one line naming the file and the offset, exit 2, no empty UI."""
+    from wirecorr import cli
+
+    garbage = tmp_path / "garbage.pcap"
+    garbage.write_bytes(b"\xdf\x0b\xc6\x63" + bytes(range(256)) * 4)
+    monkeypatch.setattr(app_module, "require_terminal", lambda command, instead: None)
+    monkeypatch.setattr(WirecorrApp, "run", lambda app: pytest.fail("the UI opened"))
+    assert cli.main(["tui", str(garbage)]) == 2
+    assert capsys.readouterr().err == f"wirecorr: {garbage} at byte 0: not a pcap or pcapng file (magic 0x63c60bdf)\n"

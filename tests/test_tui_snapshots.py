@@ -25,8 +25,14 @@ def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)
 
 
-def _snapshot(snap_compare: Callable[..., bool], *keys: str, setup: Setup | None = None) -> bool:
-    app = make_app(RELATIVE_CAPTURE)
+def _snapshot(
+    snap_compare: Callable[..., bool],
+    *keys: str,
+    setup: Setup | None = None,
+    size: tuple[int, int] = SIZE,
+    capture: str = RELATIVE_CAPTURE,
+) -> bool:
+    app = make_app(capture)
 
     async def ready(pilot: object) -> None:
         await settle(pilot, app)
@@ -34,7 +40,7 @@ def _snapshot(snap_compare: Callable[..., bool], *keys: str, setup: Setup | None
             setup(app)
             await settle(pilot, app)
 
-    return snap_compare(app, press=list(keys), terminal_size=SIZE, run_before=ready)
+    return snap_compare(app, press=list(keys), terminal_size=size, run_before=ready)
 
 
 def test_snapshot_main_screen(snap_compare: Callable[..., bool]) -> None:
@@ -55,3 +61,53 @@ def test_snapshot_connection_filter(snap_compare: Callable[..., bool]) -> None:
 
 def test_snapshot_help(snap_compare: Callable[..., bool]) -> None:
     assert _snapshot(snap_compare, "question_mark")
+
+
+SIZES = pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=["80x24", "200x50"])
+
+
+def _on_packet(index: int) -> Setup:
+    return lambda app: app.timeline.goto_ref(packet_ref(index))
+
+
+@SIZES
+def test_snapshot_main_screen_sized(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
+    assert _snapshot(snap_compare, setup=_on_packet(3), size=size)
+
+
+@SIZES
+def test_snapshot_sidebar_toggled(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
+    assert _snapshot(snap_compare, "b", "e", setup=_on_packet(3), size=size)
+
+
+@SIZES
+def test_snapshot_ladder(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
+    assert _snapshot(snap_compare, "l", "j", "j", setup=_on_packet(0), size=size)
+
+
+@SIZES
+def test_snapshot_follow_stream(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
+    capture = str(Path("captures") / "lab-mss-slicing.pcapng")
+    assert _snapshot(snap_compare, "f", "x", setup=_on_packet(6), size=size, capture=capture)
+
+
+@SIZES
+def test_snapshot_seq_plot(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
+    capture = str(Path("captures") / "lab-zero-window.pcapng")
+    assert _snapshot(snap_compare, "p", setup=_on_packet(6), size=size, capture=capture)
+
+
+def test_snapshot_help_at_80x24(snap_compare: Callable[..., bool]) -> None:
+    assert _snapshot(snap_compare, "question_mark", size=(80, 24))
+
+
+@SIZES
+def test_snapshot_conversations(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
+    capture = str(Path("captures") / "lab-retransmit.pcapng")
+    assert _snapshot(snap_compare, "c", size=size, capture=capture)
+
+
+@SIZES
+def test_snapshot_delays(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
+    capture = str(Path("captures") / "lab-retransmit.pcapng")
+    assert _snapshot(snap_compare, "H", size=size, capture=capture)

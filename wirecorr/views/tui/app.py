@@ -9,12 +9,17 @@ replay are one code path, as docs/architecture.md wants.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import os
+import select
+import signal
 import sys
+import threading
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -31,9 +36,15 @@ from wirecorr.views.tui.display_filter import Filter, FilterError, compile_filte
 from wirecorr.views.tui.findings_pane import FindingsPane
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.keys import APP_KEYS, HelpScreen, app_bindings
-from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, ref_pos
+from wirecorr.views.tui.row_text import row_text
+from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref, ref_pos
 from wirecorr.views.tui.timeline import Timeline
 from wirecorr.views.tui.viewer import ViewerScreen
+
+if TYPE_CHECKING:
+    from wirecorr.views.tui.conversations import Conversations
+    from wirecorr.views.tui.delays import DelayView
+    from wirecorr.views.tui.ladder import LadderView
 
 SLICE_S = 0.010
 # Idle time after each slice. Textual's messages (key → action → refresh → compositor)
@@ -49,9 +60,37 @@ INPUT_QUIET_S = 0.1
 # every slice made key presses wait.
 VIEW_EVERY_S = 0.1
 PANES_EVERY_S = 0.5
+# How often an idle feed (live mode with nothing happening) is asked for events.
+IDLE_S = 0.1
 # Where a session opens: packets and socket syscalls, not the dynamic loader's open/mmap/read
 # noise that outnumbers them (239 syscalls, 31 on sockets, in captures/handshake-echo).
 START_FILTER = "net"
+FILTER_PLACEHOLDER = "display filter, e.g. syscall == accept4 or tcp.flags.syn == 1 or ip.addr == 10.0.0.0/8"
+
+
+# Poll results that mean the terminal is gone: its other end closed (an ssh session or a
+# terminal window ended) or the descriptor is no longer valid.
+_HUNG_UP = select.POLLHUP | select.POLLERR | select.POLLNVAL
+TERMINAL_CHECK_S = 0.5
+# After a hang-up: how long shutdown may take before the process leaves without it, and
+# how much longer a live recording gets to close its file first.
+HANGUP_GRACE_S = 3.0
+LIVE_GRACE_S = 15.0
+EXIT_HANGUP = 129  # 128 + SIGHUP, as a shell reports a process the hang-up ended
+
+
+def terminal_gone(fd: int) -> bool:
+    """True once the terminal on `fd` has hung up (reads would give EOF or EIO from now on)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    try:
+        return any(event & _HUNG_UP for _, event in poller.poll(0))
+    except OSError:
+        return True
+
+
+def _short(text: str, width: int = 32) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def require_terminal(command: str, *, instead: str) -> None:
@@ -60,6 +99,8 @@ def require_terminal(command: str, *, instead: str) -> None:
     Textual reads keys from stdin and draws on stderr: with either one a file or a pipe
     (a script, `| less`, cron) it would write escape codes there and wait for keys forever.
     """
+    if "web_driver" in os.environ.get("TEXTUAL_DRIVER", ""):
+        return  # served to a browser (tui --serve): the web driver speaks through pipes
     if not all(stream is not None and stream.isatty() for stream in (sys.__stdin__, sys.__stderr__)):
         raise UsageError(f"{command}: the terminal UI needs a terminal on stdin and stderr; {instead}")
 
@@ -84,17 +125,33 @@ class WirecorrApp(App[None]):
         *app_bindings(),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
+    # Under 120 columns the sidebar (connections, findings) would leave the timeline too
+    # narrow to read: it is hidden there, and `b` shows it below the timeline instead.
+    # Under 32 lines the Detail pane and the filter bar shrink so the timeline keeps rows.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     CSS = """
     #main { height: 1fr; }
     #left { width: 2fr; }
     #right { width: 1fr; min-width: 40; }
+    Screen.-wide.-no-sidebar #right { display: none; }
+    Screen.-narrow #main { layout: vertical; }
+    Screen.-narrow #left { width: 1fr; height: 1fr; }
+    Screen.-narrow #right { display: none; width: 1fr; min-width: 0; height: 9; layout: horizontal; }
+    Screen.-narrow.-sidebar #right { display: block; }
+    Screen.-short Detail { height: 8; }
+    Screen.-narrow.-short.-sidebar Detail { display: none; }
+    #row-full { display: none; height: auto; max-height: 4; padding: 0 1; background: $boost; }
+    #row-full.-open { display: block; }
     #filter { display: none; border: tall $success; }
     #filter.-invalid { border: tall $error; }
+    Screen.-short #filter { border: none; height: 1; padding: 0 1; background: $success 30%; }
+    Screen.-short #filter.-invalid { border: none; background: $error 40%; }
     #filter.-open { display: block; }
     #filter-error { display: none; color: $error; height: 1; padding: 0 1; }
     #filter-error.-open { display: block; }
     #status { height: 1; background: $panel; }
-    #status-text { width: 1fr; padding: 0 1; }
+    #status-text { width: 1fr; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     #progress { width: 40; display: none; }
     #progress.-loading { display: block; }
     """
@@ -104,6 +161,7 @@ class WirecorrApp(App[None]):
     ) -> None:
         super().__init__()
         self.index = index
+        index.text_of = lambda ref: row_text(index, ref, False).plain
         self.feed = feed
         self.live = live
         self.sub_title = title
@@ -112,12 +170,20 @@ class WirecorrApp(App[None]):
         self.matches: RowIndex | None = None
         self.only_matches = True
         self.filtering = False
+        self.filter_done = 1.0  # share of the rows the running filter scan has looked at
+        self.searching = False  # the bar holds a ctrl-f search, not a filter
+        self.going = False  # the bar holds a frame number to go to (ctrl+g)
+        self.found: str | None = None  # the text of the ctrl-f search the filter came from
+        self._jump_after_scan = False
+        self.match_at: int | None = None  # 1-based position of the cursor among the matches
         self.indexed_in: float | None = None
         self._started = time.perf_counter()
         self._panes_at = 0.0
         self._input_at = 0.0
         self._shown_at = 0.0
         self._unshown = 0
+        # Run before the process leaves on a hang-up whose shutdown hangs (tui: its temporary copy).
+        self.cleanups: list[Callable[[], object]] = []
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, (events.Key, events.MouseEvent)):
@@ -136,11 +202,12 @@ class WirecorrApp(App[None]):
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield Timeline(self.index, live=self.live, id="timeline")
+                yield Static(id="row-full")
                 yield Detail(self.index, id="detail")
             with Vertical(id="right"):
                 yield ConnectionsPane(self.index, id="connections")
                 yield FindingsPane(self.index, id="findings")
-        yield Input(placeholder="display filter, e.g. syscall == accept4 or tcp.flags.syn", id="filter")
+        yield Input(placeholder=FILTER_PLACEHOLDER, id="filter")
         yield Static(id="filter-error")
         with Horizontal(id="status"):
             yield Static(id="status-text")
@@ -152,12 +219,55 @@ class WirecorrApp(App[None]):
         return self.query_one(Timeline)
 
     def on_mount(self) -> None:
+        self._watch_terminal()
         if self.feed.progress() is not None:
             self.query_one("#progress").add_class("-loading")
         self.timeline.focus()
         if self.start_filter:
-            self.set_filter(self.start_filter)
+            self.set_filter(self.start_filter, by_user=False)
         self.ingest()
+
+    # -- the terminal going away -----------------------------------------------------------
+
+    def _watch_terminal(self) -> None:
+        """End the app when its terminal goes away, whatever the parent does with SIGHUP.
+
+        Killed by SIGHUP or SIGTERM, Python would skip every `finally` (the decompressed
+        copy of a .gz capture stayed in /tmp); with the hang-up ignored (a shell trapping
+        HUP, `make run`), Textual's input thread read EOF 16,000 times a second. Both now
+        end the app as `q` does, so the caller's cleanup runs.
+        """
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                signal.signal(sig, self._on_signal)
+        stdin = sys.__stdin__
+        if stdin is not None and stdin.isatty():
+            fd = stdin.fileno()
+            self.set_interval(TERMINAL_CHECK_S, lambda: terminal_gone(fd) and self._hang_up())
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.call_later(self._hang_up, 128 + signum)
+
+    def _hang_up(self, code: int = EXIT_HANGUP) -> None:
+        if self._exit:
+            return
+        self.feed.stop()
+        self.exit(return_code=code)
+        threading.Thread(target=self._exit_anyway, args=(code,), name="hangup-watchdog", daemon=True).start()
+
+    def _exit_anyway(self, code: int) -> None:
+        """Textual's shutdown restores a terminal that is gone; it was seen to hang there for
+        good (its writer queue and thread each waiting on the other). Give it a few seconds
+        (live: until the recording is closed), then run the cleanups and leave."""
+        deadline = time.monotonic() + HANGUP_GRACE_S
+        while time.monotonic() < deadline or not getattr(self.feed, "finished", True):
+            time.sleep(0.1)
+            if time.monotonic() > deadline + LIVE_GRACE_S:
+                break
+        for cleanup in self.cleanups:
+            with contextlib.suppress(Exception):
+                cleanup()
+        os._exit(code)
 
     # -- ingest ---------------------------------------------------------------------------
 
@@ -169,10 +279,14 @@ class WirecorrApp(App[None]):
                 await asyncio.sleep(0.01)
                 continue
             fed = feed.step(SLICE_S)
-            # Indexed events live as long as the app: moving them out of the collector's
-            # reach keeps its full passes short (over a million objects one took 100-250 ms,
-            # a visible stall of every key press while a large file was indexed).
-            gc.freeze()
+            if fed:
+                # Indexed events live as long as the app: moving them out of the collector's
+                # reach keeps its full passes short (over a million objects one took 100-250
+                # ms, a visible stall of every key press while a large file was indexed).
+                # Only after indexing something: a freeze also pins the UI's own cyclic
+                # garbage of the moment, which froze at every idle turn was live mode's
+                # steady RSS growth with no events at all.
+                gc.freeze()
             new = self.index.flush()
             if new:
                 self._add_rows(new)
@@ -182,7 +296,7 @@ class WirecorrApp(App[None]):
             if feed.done:
                 break
             self._update_panes(force=False)
-            await self._stand_aside(YIELD_S if fed else 0.05)
+            await self._stand_aside(YIELD_S if fed else IDLE_S)
         self._indexed()
 
     def _add_rows(self, new: list[tuple[int, int]]) -> None:
@@ -197,8 +311,8 @@ class WirecorrApp(App[None]):
             self._unshown += len(new)
         if first:
             self._show_rows()
-            if len(timeline.view):
-                timeline.action_first() if not self.live else timeline.action_last()
+            if len(timeline.view) and self.live:  # a file's view starts on its first row by itself
+                timeline.action_last()
 
     def _show_rows(self) -> None:
         self._shown_at = time.perf_counter()
@@ -231,16 +345,25 @@ class WirecorrApp(App[None]):
             self.query_one(ProgressBar).update(progress=progress * 100)
 
     def _update_status(self) -> None:
+        """What is where, most wanted first (the line is cut with … on a narrow terminal):
+        the match position, the filter and its count, the tail, then the source."""
         timeline = self.timeline
-        parts = [self.feed.status(), f"{self.index.events:,} events"]
+        parts = []
         if self.filter is not None:
-            where = "shown" if self.only_matches else "match, all rows shown"
             shown = len(self.matches) if self.matches is not None else 0
-            parts.append(f"filter {self.filter.text}: {shown:,} {where}")
+            what = f'find "{self.found}"' if self.found is not None else f"filter {_short(self.filter.text)}"
+            if self.filtering:  # counts still growing: say so, or "0 shown" looks final
+                parts.append(f"{what}: filtering… {self.filter_done:.0%}, {shown:,} so far")
+            else:
+                if self.match_at is not None and shown and not self.only_matches:
+                    parts.append(f"match {self.match_at:,}/{shown:,}")
+                where = "shown" if self.only_matches else "match"
+                parts.append(f"{what}: {shown:,} {where}")
         if timeline.follow_tail:
             parts.append("following (k/↑ to stop)")
         elif timeline.unseen:
             parts.append(f"{timeline.unseen:,} new events (G to follow)")
+        parts += [self.feed.status(), f"{self.index.events:,} events"]
         self.query_one("#status-text", Static).update("  ·  ".join(parts))
 
     # -- panes talking to each other -----------------------------------------------------
@@ -248,6 +371,29 @@ class WirecorrApp(App[None]):
     @on(Timeline.Moved)
     def _moved(self, event: Timeline.Moved) -> None:
         self.query_one(Detail).show(event.ref)
+        if self.matches is not None and event.ref is not None and self.timeline.cursor_key is not None:
+            pos = self.matches.position(*self.timeline.cursor_key)
+            self.match_at = pos + 1 if pos is not None else None
+            self._update_status()
+        self._show_row_full()
+
+    def _show_row_full(self) -> None:
+        box = self.query_one("#row-full", Static)
+        ref = self.timeline.current_ref
+        if box.has_class("-open"):
+            box.update(self.timeline.row_full_text(ref) if ref is not None else "")
+
+    def action_expand_row(self) -> None:
+        """Show the selected row whole (wrapped) under the timeline, or hide it again."""
+        self.query_one("#row-full").toggle_class("-open")
+        self._show_row_full()
+
+    def action_toggle_sidebar(self) -> None:
+        """Connections and Findings: beside the timeline when wide, below it when narrow."""
+        screen = self.screen
+        if isinstance(screen, ViewerScreen):
+            return
+        screen.toggle_class("-sidebar" if screen.has_class("-narrow") else "-no-sidebar")
 
     @on(Timeline.Scrolled)
     def _scrolled(self) -> None:
@@ -265,8 +411,11 @@ class WirecorrApp(App[None]):
 
     # -- the display filter ---------------------------------------------------------------
 
-    def set_filter(self, text: str) -> None:
+    def set_filter(self, text: str, *, by_user: bool = True) -> None:
         """Apply `text` as the display filter (empty clears it); errors are notified."""
+        self.found = None
+        if by_user:  # from now on the selection is the user's, kept across rows arriving
+            self.timeline.user_moved = True
         self.query_one("#filter", Input).value = text
         text = text.strip()
         if not text:
@@ -287,11 +436,11 @@ class WirecorrApp(App[None]):
         pred = flt.predicate
         matches = self.matches = RowIndex()
         timeline = self.timeline
-        if self.only_matches:
-            timeline.set_view(matches)
+        timeline.set_view(matches if self.only_matches else self.index.rows)
         rows, index = self.index.rows, self.index
         ts, refs = rows.ts, rows.refs
         at, total = 0, len(rows)
+        self.filter_done = 0.0
         try:
             while at < total:
                 deadline = time.perf_counter() + SLICE_S
@@ -301,13 +450,19 @@ class WirecorrApp(App[None]):
                             matches.ts.append(ts[j])
                             matches.refs.append(refs[j])
                     at = min(at + 256, total)
+                self.filter_done = at / total
                 timeline.rows_changed(0)
                 self._update_status()
                 await self._stand_aside(0)
         finally:
             self.filtering = False
+            self.filter_done = 1.0
         timeline.rows_changed(0)
-        timeline.settle_cursor()
+        if self._jump_after_scan:
+            self._jump_after_scan = False
+            self._match(1)
+        else:
+            timeline.settle_cursor()
         self._update_status()
 
     def action_filter(self) -> None:
@@ -326,9 +481,53 @@ class WirecorrApp(App[None]):
         # are already queued and would otherwise reach the timeline as commands.
         self.screen.set_focus(box)
 
+    def action_search(self) -> None:
+        """ctrl-f, as in termshark: find text in payloads, syscall data and the rows' text.
+
+        It becomes the filter `data contains "…" or text contains "…"` over all rows (the
+        matches are n/N stops, nothing is hidden), and the cursor goes to the next match.
+        """
+        focused = self.focused
+        if isinstance(focused, Input):
+            return
+        while isinstance(self.screen, ViewerScreen):
+            self.pop_screen()
+        self.searching = True
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.placeholder = "find: text in payloads, syscall data and rows"
+        box.add_class("-open")
+        self.screen.set_focus(box)
+
+    def action_goto_frame(self) -> None:
+        """ctrl+g, as in Wireshark: go to a frame by its number."""
+        if isinstance(self.focused, Input):
+            return
+        while isinstance(self.screen, ViewerScreen):
+            self.pop_screen()
+        self.going = True
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.placeholder = "go to frame number"
+        box.add_class("-open")
+        self.screen.set_focus(box)
+
+    def goto_frame(self, number: int) -> bool:
+        """Put the cursor on the packet Wireshark numbers `number`; False if there is none."""
+        table = self.index.session.analyzer.table
+        # Frame numbers grow with the packet index (custom blocks only add to the gaps).
+        i = bisect_left(range(len(table)), number, key=self.index.frame)
+        if not 0 <= i < len(table) or self.index.frame(i) != number:
+            self.notify(f"no frame {number} (it may be a syscall record: tshark counts those too)", timeout=3)
+            return False
+        self.show_ref(packet_ref(i))
+        return True
+
     @on(Input.Changed, "#filter")
     def _filter_typed(self, event: Input.Changed) -> None:
         error = self.query_one("#filter-error", Static)
+        if self.searching or self.going:
+            return
         try:
             if event.value.strip():
                 compile_filter(event.value)
@@ -342,14 +541,44 @@ class WirecorrApp(App[None]):
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
-        if event.input.has_class("-invalid"):
-            self.bell()
+        """Apply a valid filter; an invalid one keeps the bar open with its text and error."""
+        text = event.value
+        if self.going:
+            self._close_filter_box()
+            if text.strip().isdigit():
+                self.goto_frame(int(text))
+            elif text.strip():
+                self.notify(f"not a frame number: {text!r}", severity="error", timeout=3)
             return
+        if self.searching:
+            self._close_filter_box()
+            if text:
+                quoted = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                self.only_matches = False
+                self._jump_after_scan = True
+                self.set_filter(f"data contains {quoted} or text contains {quoted}")
+                self.found = text
+            return
+        if text.strip():
+            try:
+                compile_filter(text)
+            except FilterError as e:
+                event.input.add_class("-invalid")
+                error = self.query_one("#filter-error", Static)
+                error.update(str(e))
+                error.add_class("-open")
+                self.bell()
+                return
         self._close_filter_box()
-        self.set_filter(event.value)
+        self.set_filter(text)
 
     def _close_filter_box(self) -> None:
-        self.query_one("#filter").remove_class("-open")
+        box = self.query_one("#filter", Input)
+        if self.searching or self.going:
+            self.searching = self.going = False
+            box.placeholder = FILTER_PLACEHOLDER
+            box.value = self.filter.text if self.filter is not None else ""
+        box.remove_class("-open")
         self.query_one("#filter-error").remove_class("-open")
         self.timeline.focus()
 
@@ -385,7 +614,13 @@ class WirecorrApp(App[None]):
                 at = bisect_right(matches.ts, key[0])
             else:
                 at = bisect_left(matches.ts, key[0]) - 1
-        timeline.goto_ref(matches.refs[at % len(matches)])
+        if not 0 <= at < len(matches) and key is not None:
+            where = "top" if direction > 0 else "bottom"
+            self.notify(f"search wrapped around to the {where}", timeout=2)
+        at %= len(matches)
+        timeline.goto_ref(matches.refs[at])
+        self.match_at = at + 1
+        self._update_status()
 
     def action_next_match(self) -> None:
         self._match(1)
@@ -413,19 +648,116 @@ class WirecorrApp(App[None]):
         if (conn := self._current_conn()) is not None:
             from wirecorr.views.tui.follow import FollowStream
 
-            self._open(f"Follow stream — connection #{conn}", lambda: FollowStream(self.index.session, conn))
+            self._open(
+                f"Follow stream — connection #{conn}",
+                lambda: FollowStream(self.index.session, conn, frame=self.index.frame),
+            )
 
     def action_ladder(self) -> None:
         if (conn := self._current_conn()) is not None:
             from wirecorr.views.tui.ladder import LadderView
 
-            self._open(f"Ladder — connection #{conn}", lambda: LadderView(self.index.session, conn))
+            self._open(
+                f"Ladder — connection #{conn}", lambda: LadderView(self.index.session, conn, background=self.feed.done)
+            )
+
+    def on_ladder_view_selected(self, message: LadderView.Selected) -> None:
+        """Enter in the ladder: back to the timeline, on the row chosen there."""
+        if message.packet_index is not None:
+            ref: int | None = packet_ref(message.packet_index)
+        else:
+            ref = self.index.ref_of_call_id(message.syscall.id) if message.syscall is not None else None
+        if isinstance(self.screen, ViewerScreen):
+            self.pop_screen()
+        if ref is not None:
+            self.show_ref(ref)
 
     def action_seqplot(self) -> None:
         if (conn := self._current_conn()) is not None:
             from wirecorr.views.tui.seqplot import SeqPlot
 
             self._open(f"Sequence / time — connection #{conn}", lambda: SeqPlot(self.index.session, conn))
+
+    def action_conversations(self) -> None:
+        from wirecorr.views.tui.conversations import Conversations
+
+        self._open(
+            "Conversations — s: sort by next column, S: reverse, enter: filter to it", lambda: Conversations(self.index)
+        )
+
+    def on_conversations_chosen(self, message: Conversations.Chosen) -> None:
+        if isinstance(self.screen, ViewerScreen):
+            self.pop_screen()
+        self.set_filter(f"conn == {message.conn_id}")
+        self.timeline.focus()
+
+    def action_delays(self) -> None:
+        from wirecorr.views.tui.delays import DelayView
+
+        self._open("Syscall → wire delays", lambda: DelayView(self.index))
+
+    def on_delay_view_chosen(self, message: DelayView.Chosen) -> None:
+        if isinstance(self.screen, ViewerScreen):
+            self.pop_screen()
+        ref = self.index.ref_of_call_id(message.syscall_id)
+        if ref is not None:
+            self.show_ref(ref)
+
+    def show_ref(self, ref: int) -> None:
+        """Put the timeline's cursor on `ref`, showing all rows when the filter hides it."""
+        if not self.timeline.goto_ref(ref):
+            self.notify("the row was hidden by the filter: showing all rows", timeout=3)
+            self.action_clear_filter()
+            self.timeline.goto_ref(ref)
+        self.timeline.focus()
+
+    def action_export_connection(self) -> None:
+        """w: save the selected row's connection (packets and syscalls) as a pcapng recording."""
+        if (conn := self._current_conn()) is not None:
+            from wirecorr.views.tui.export import connection_rows
+
+            self._export(connection_rows(self.index, conn), f"conn{conn}", f"connection #{conn}")
+
+    def action_export_view(self) -> None:
+        """W: save every row the timeline shows (the filtered view) as a pcapng recording."""
+        view = self.timeline.view
+        what = f"filter {self.filter.text}" if self.filter is not None and self.only_matches else "all rows"
+        self._export(list(view.refs), "filtered" if self.filter is not None else "all", what)
+
+    def _export(self, refs: list[int], name: str, what: str) -> None:
+        from wirecorr.errors import WirecorrError
+        from wirecorr.views.tui.export import export_path, export_rows
+
+        path = export_path(self.sub_title, name)
+        try:
+            npackets, ncalls = export_rows(self.index, refs, path, note=what)
+        except WirecorrError as e:
+            self.notify(str(e), severity="error", timeout=6)
+            return
+        self.notify(f"{what}: {npackets} packets, {ncalls} syscalls → {path}", timeout=6)
+
+    def action_copy_row(self) -> None:
+        """y: the selected row's whole text to the clipboard (OSC 52, through the terminal)."""
+        ref = self.timeline.current_ref
+        if ref is not None:
+            self.copy_to_clipboard(self.timeline.row_full_text(ref).plain)
+            self.notify("row copied", timeout=2)
+
+    def action_copy_bytes(self) -> None:
+        """Y: the packet's bytes (or the syscall's data) as hex to the clipboard."""
+        ref = self.timeline.current_ref
+        if ref is None:
+            return
+        if is_syscall_ref(ref):
+            data = self.index.call(ref).data or b""
+        else:
+            pkt = self.index.packets.get(ref_pos(ref))
+            data = pkt.frame if pkt is not None else b""
+        if not data:
+            self.notify("no bytes on this row", severity="warning", timeout=2)
+            return
+        self.copy_to_clipboard(data.hex())
+        self.notify(f"{len(data)} bytes copied as hex", timeout=2)
 
     def action_dissect(self) -> None:
         ref = self.timeline.current_ref

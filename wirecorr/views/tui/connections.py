@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable
@@ -40,6 +41,14 @@ def state_now(conn: Connection) -> str:
 
 
 class ConnectionsPane(DataTable[str]):
+    # DataTable's home/end scroll sideways; in a list of connections they mean first/last
+    # row, as in the timeline (g/G too).
+    BINDINGS = [
+        Binding("home,g", "scroll_top", "First", show=False),
+        Binding("end,G", "scroll_bottom", "Last", show=False),
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]
     DEFAULT_CSS = """
     ConnectionsPane { height: 1fr; border: round $panel; }
     ConnectionsPane:focus { border: round $accent; }

@@ -1,9 +1,13 @@
 """The Detail pane: everything known about the row under the cursor.
 
-Syscall: arguments, result, duration, what its fd was (and what it returned), the bytes
-it moved, its links. Packet: decoded fields, analysis, why the kernel sent it when no
-syscall did, and its bytes. `d` adds the pyshark DissectionTree below; that widget loads
-in its own worker, so asking for it never blocks the UI.
+The answer comes first: the result, then the links (which packets a syscall became, which
+syscall a packet came from or went to, with the delay) and the findings, and only then
+the arguments, the descriptor and the bytes. Syscall: arguments, duration, what its fd
+was (and what it returned), the bytes it moved. Packet: decoded fields, analysis, why the
+kernel sent it when no syscall did, and its bytes. Frames are numbered as Wireshark numbers
+them, syscalls by their id (`syscall #52`), as the Detail title of a syscall shows it.
+`d` adds the pyshark DissectionTree below; that widget loads in its own worker, so asking
+for it never blocks the UI.
 """
 
 from __future__ import annotations
@@ -60,16 +64,18 @@ def _describe_call(index: EventIndex, ref: int) -> Text:
     sc = index.call(ref)
     out = Text()
     out.append(f"{sc.name}", "bold yellow")
-    out.append(f"  pid {sc.pid} tid {sc.tid}  syscall #{sc.id}\n")
-    for key, value in sc.args.items():
-        if key != "raw" and not (key == "fd" and sc.fd is not None):
-            out.append(f"  {key:<10} {value}\n")
+    out.append(f"  syscall #{sc.id}  pid {sc.pid} tid {sc.tid}\n")
     if sc.ret is None:
         out.append("  result     ? (the thread did not return)\n", "red")
     elif sc.errno:
         out.append(f"  result     -1 {sc.errno}\n", "bold red")
     else:
         out.append(f"  result     {sc.ret}\n")
+    _links(index, ref, out)
+    _findings(index, ref, out)
+    for key, value in sc.args.items():
+        if key != "raw" and not (key == "fd" and sc.fd is not None):
+            out.append(f"  {key:<10} {value}\n")
     took = fmt_ns(sc.exit_ns - sc.enter_ns) if sc.exit_ns is not None else "-"
     out.append(f"  entered    {fmt_abs(sc.enter_ns)}\n  took       {took}\n")
     out.append(_fd_line("  fd         ", sc.fd, sc.fdinfo))
@@ -82,8 +88,6 @@ def _describe_call(index: EventIndex, ref: int) -> Text:
         out.append(f"  bytes      {sc.nbytes}" + (f" (per message: {sc.msg_lens})" if sc.msg_lens else "") + "\n")
     if sc.data:
         out.append(f"  data (first {len(sc.data)} bytes)\n{hexdump(sc.data)}\n")
-    _links(index, ref, out)
-    _findings(index, ref, out)
     return out
 
 
@@ -92,15 +96,23 @@ def _describe_packet(index: EventIndex, i: int) -> Text:
     table = session.analyzer.table
     row = table.row(i)
     out = Text()
-    out.append(f"frame {i + 1}", "bold cyan")
+    out.append(f"frame {index.frame(i)}", "bold cyan")
     out.append(f"  {fmt_abs(row.ts_ns)}  at byte {row.offset}\n")
     out.append(f"  {packet_summary(index, i)}\n")
+    _links(index, packet_ref(i), out)
+    _findings(index, packet_ref(i), out)
     pkt = index.packets.get(i)
     if row.conn >= 0:
         conn = session.analyzer.connections[row.conn]
         way = "client → server" if row.direction == 0 else "server → client"
         out.append(f"  connection #{conn.id} {conn.proto.upper()} {conn.client} → {conn.server}, {way}\n")
-        out.append(f"  side       {index.side(packet_ref(i)) or 'neither end traced'}\n")
+        traced = {
+            (True, True): "both ends",
+            (True, False): "the client's end",
+            (False, True): "the server's end",
+            (False, False): "neither end",
+        }[index.traced_ends(packet_ref(i))]
+        out.append(f"  traced     {traced}\n")
         if conn.proto == "tcp":
             out.append(
                 f"  seq {row.rel_seq}  ack {row.rel_ack}  win {row.window}  len {row.seglen}"
@@ -109,7 +121,8 @@ def _describe_packet(index: EventIndex, i: int) -> Text:
         if row.analysis:
             out.append(f"  analysis   {', '.join(flag_names(row.analysis))}\n", "magenta")
         if row.ack_rtt_ns is not None:
-            out.append(f"  ack rtt    {fmt_ns(row.ack_rtt_ns)} (acks frame {(row.acked_frame or 0) + 1})\n")
+            acked = index.frame(row.acked_frame or 0)
+            out.append(f"  ack rtt    {fmt_ns(row.ack_rtt_ns)} (acks frame {acked})\n")
         label = index.label(packet_ref(i))
         if isinstance(label, str):
             out.append(f"  kernel-only: {label} (no syscall caused or consumed it)\n", "dim")
@@ -126,17 +139,17 @@ def _describe_packet(index: EventIndex, i: int) -> Text:
         out.append(f"  bytes\n{hexdump(pkt.frame)}\n")
     else:
         out.append("  (frame bytes not available)\n", "dim")
-    _links(index, packet_ref(i), out)
-    _findings(index, packet_ref(i), out)
     return out
 
 
 def _links(index: EventIndex, ref: int, out: Text) -> None:
     for link in index.links(ref):
-        frames = ", ".join(str(i + 1) for i in link.packets[:12]) + (" …" if len(link.packets) > 12 else "")
+        frames = ", ".join(str(index.frame(i)) for i in link.packets[:12]) + (" …" if len(link.packets) > 12 else "")
         delay = f"  delay {fmt_ns(link.delay_ns)}" if link.delay_ns is not None else ""
         note = f"  ({link.note})" if link.note else ""
-        out.append(f"  L{link.id} {link.kind}: syscall #{link.syscall} ↔ frames [{frames}]{delay}{note}\n", "bold")
+        call_ref = index.ref_of_call_id(link.syscall)
+        name = index.call(call_ref).name if call_ref is not None else "syscall"
+        out.append(f"  L{link.id} {link.kind}{delay}: {name} #{link.syscall} ↔ frames [{frames}]{note}\n", "bold")
 
 
 def _findings(index: EventIndex, ref: int, out: Text) -> None:
@@ -168,6 +181,11 @@ class Detail(VerticalScroll, can_focus=True):
         for extra in self.query(".dissection"):
             extra.remove()
         self.body.update(describe(self.index, ref) if ref is not None else Text("no rows", "dim"))
+
+    def on_resize(self) -> None:
+        # The first row is shown before the screen's breakpoints settle the pane's width;
+        # the text measured for that width would keep its height (one line) otherwise.
+        self.body.refresh(layout=True)
 
     def add_dissection(self, widget: Widget) -> None:
         """Host the DissectionTree of the current packet (it loads itself in a worker)."""

@@ -6,8 +6,13 @@ Grammar (Wireshark-like, so its users can guess it):
     or      := and (("or" | "||") and)*
     and     := unary (("and" | "&&") unary)*
     unary   := ("not" | "!") unary | "(" expr ")" | test
-    test    := FIELD [OP VALUE]          OP: == != < <= > >=
-    VALUE   := NUMBER | NAME | "string"
+    test    := FIELD [OP VALUE] | FIELD "in" "{" VALUE* "}"
+               OP: == != < <= > >= (eq ne lt le gt ge)  contains  matches
+    VALUE   := NUMBER | NUMBER ".." NUMBER (in a set) | NAME | "string" | ADDRESS[/PREFIX]
+
+Wireshark's own fields work beside wirecorr's (`ip.addr == 10.0.0.0/8`, `tcp.port in {80
+443}`, `tcp.flags.syn == 1`, `tcp.analysis.retransmission`, `frame contains "GET"`), so a
+filter can be carried over from Wireshark or termshark as it is.
 
 A bare field is a truth test (`linked`, `tcp.flags.syn`, `errno`, `net`: packets and the
 syscalls that touch sockets, the TUI's starting view); a comparison against a
@@ -18,15 +23,22 @@ fail at parse time with the column of the mistake instead of silently matching n
 
 from __future__ import annotations
 
+import difflib
+import errno
+import ipaddress
 import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from wirecorr.model import ACK, FIN, PSH, RST, SYN, URG
+from ptrace.syscall import SYSCALL_NAMES
 
-FieldValue = int | str | tuple[int, ...] | None
+from wirecorr.engine.analysis_flags import FIELD_NAMES
+from wirecorr.model import ACK, FIN, PSH, RST, SYN, URG
+from wirecorr.sources.syscalls.table import AARCH64, X86_64
+
+FieldValue = int | str | bytes | tuple[int, ...] | tuple[bytes, ...] | None
 
 
 class RowFacts(Protocol):
@@ -49,6 +61,8 @@ class FilterError(ValueError):
 INT = "int"
 TEXT = "text"
 BOOL = "bool"
+ADDR = "addr"  # packed IP address(es); compared with an address or a network
+BYTES = "bytes"  # payload or syscall data: contains / matches only
 
 # Field name → type. Row-kind fields answer for one kind of row only.
 FIELDS: dict[str, str] = {
@@ -76,8 +90,44 @@ FIELDS: dict[str, str] = {
     "net": BOOL,
     "linked": BOOL,
     "kernel_only": BOOL,
+    # Wireshark's names
+    "tcp": BOOL,
+    "udp": BOOL,
+    "ip.addr": ADDR,
+    "ip.src": ADDR,
+    "ip.dst": ADDR,
+    "tcp.port": INT,
+    "tcp.srcport": INT,
+    "tcp.dstport": INT,
+    "udp.port": INT,
+    "udp.srcport": INT,
+    "udp.dstport": INT,
+    "tcp.stream": INT,
+    "udp.stream": INT,
+    "udp.length": INT,
+    "frame.len": INT,
+    "tcp.payload": BYTES,
+    "udp.payload": BYTES,
+    "frame.bytes": BYTES,  # `frame contains …` (the bare name `frame` is the frame number)
+    # wirecorr's: a syscall's captured bytes or a packet's payload, and the row as shown
+    "data": BYTES,
+    "text": TEXT,
+    **{name: BOOL for name in FIELD_NAMES.values()},
+    "tcp.analysis.flags": BOOL,
 }
-ALIASES = {"tcp.win": "tcp.window", "tcp.flags.reset": "tcp.flags.rst", "kernel": "kernel_only"}
+ALIASES = {
+    "tcp.win": "tcp.window",
+    "tcp.window_size": "tcp.window",
+    "tcp.window_size_value": "tcp.window",
+    "tcp.flags.reset": "tcp.flags.rst",
+    "tcp.flags.push": "tcp.flags.psh",
+    "kernel": "kernel_only",
+    "frame.number": "frame",
+    "ipv6.addr": "ip.addr",
+    "ipv6.src": "ip.src",
+    "ipv6.dst": "ip.dst",
+    "syscall.name": "syscall",
+}
 FLAG_BITS = {"syn": SYN, "ack": ACK, "fin": FIN, "rst": RST, "psh": PSH, "urg": URG}
 
 _OPS: dict[str, Callable[[object, object], bool]] = {
@@ -88,16 +138,30 @@ _OPS: dict[str, Callable[[object, object], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
 }
+# Names a `syscall ==` or `errno ==` test may use: a typo would otherwise match nothing,
+# silently. Syscalls: every Linux syscall of this architecture (an strace log may have any)
+# and the recorded set of both; errnos: the C library's, and the kernel-internal ones strace
+# prints for interrupted calls.
+SYSCALLS = frozenset(SYSCALL_NAMES.values()) | frozenset(X86_64.values()) | frozenset(AARCH64.values())
+ERRNOS = frozenset(name for name in dir(errno) if name.startswith("E")) | frozenset(
+    {"ERESTARTSYS", "ERESTARTNOINTR", "ERESTARTNOHAND", "ERESTART_RESTARTBLOCK", "ENOTSUPP"}
+)
+_NAMES = {"syscall": (SYSCALLS, "syscall"), "errno": (ERRNOS, "errno name")}
+
 _TOKEN = re.compile(
     r"""\s*(?:
-        (?P<op>==|!=|<=|>=|<|>|&&|\|\||!|\(|\))
+        (?P<addr>\d+\.\d+\.\d+\.\d+(?:/\d+)?|[0-9a-fA-F]*:[0-9a-fA-F:.]*:[0-9a-fA-F.]*(?:/\d+)?)
+      | (?P<op>==|!=|<=|>=|<|>|&&|\|\||!|\(|\)|\{|\}|,|\.\.)
       | (?P<num>0[xX][0-9a-fA-F]+|\d+)
-      | (?P<str>"[^"]*")
+      | (?P<str>"(?:[^"\\]|\\.)*")
       | (?P<name>[A-Za-z_][A-Za-z0-9_.]*)
     )""",
     re.VERBOSE,
 )
-_WORD_OPS = {"and": "&&", "or": "||", "not": "!"}
+_WORD_OPS = {
+    "and": "&&", "or": "||", "not": "!", "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
+    "contains": "contains", "matches": "matches", "in": "in",
+}  # fmt: skip
 # Parentheses and `not`s nest at most this deep: parsing and the predicate recurse per level.
 MAX_NESTING = 64
 
@@ -124,6 +188,8 @@ def tokenize(text: str) -> list[Token]:
         start = m.start(kind)
         if kind == "name" and value.lower() in _WORD_OPS:
             kind, value = "op", _WORD_OPS[value.lower()]
+        elif kind == "str":
+            value = '"' + re.sub(r"\\(.)", r"\1", value[1:-1]) + '"'  # \" and \\ as in Wireshark
         tokens.append(Token(kind, value, start))
         pos = m.end()
     tokens.append(Token("end", "", len(text)))
@@ -203,27 +269,142 @@ class _Parser:
         kind = FIELDS.get(name)
         if kind is None:
             raise FilterError(f"unknown field {tok.text!r}", tok.pos)
-        self.fields.add(name)
         op_tok = self.tok
-        if not (op_tok.kind == "op" and op_tok.text in _OPS):
+        op = op_tok.text if op_tok.kind == "op" else ""
+        if op in ("contains", "matches") and name == "frame":
+            name, kind = "frame.bytes", BYTES
+        self.fields.add(name)
+        if op == "in":
+            self.take()
+            return self._member(name, kind, tok.text)
+        if op in ("contains", "matches"):
+            self.take()
+            return self._search(name, kind, tok.text, op, self.take())
+        if op not in _OPS:
             # A bare field: does the row have it (and is it true/non-zero)?
             return lambda facts, ref: bool(facts.field(ref, name))
-        if kind == BOOL:
-            raise FilterError(f"{tok.text} is a flag: use it alone, without {op_tok.text}", op_tok.pos)
+        if kind == BYTES:
+            raise FilterError(f"{tok.text} takes contains or matches", op_tok.pos)
         self.take()
         value_tok = self.take()
+        if kind == BOOL:
+            if op not in ("==", "!=") or value_tok.text.lower() not in ("0", "1", "true", "false"):
+                raise FilterError(f"{tok.text} is a flag: use it alone, or == 1 / == 0", op_tok.pos)
+            want = value_tok.text.lower() in ("1", "true")
+            if op == "!=":
+                want = not want
+            return lambda facts, ref: bool(facts.field(ref, name)) is want
+        if kind == ADDR:
+            if op not in ("==", "!="):
+                raise FilterError(f"{tok.text} compares with == or != only", op_tok.pos)
+            network = _network(value_tok, tok.text)
+            equal = _addr_test(name, [network])
+            return equal if op == "==" else lambda facts, ref: _has(facts, ref, name) and not equal(facts, ref)
         value = _value(kind, tok.text, value_tok)
-        if kind == TEXT and op_tok.text not in ("==", "!="):
+        if kind == TEXT and op not in ("==", "!="):
             raise FilterError(f"{tok.text} compares with == or != only", op_tok.pos)
-        compare = _OPS[op_tok.text]
+        compare = _OPS[op]
+        if op == "!=":  # Wireshark 4: a != b is !(a == b), also for fields with several values
+            return lambda facts, ref: _has(facts, ref, name) and not _any(facts.field(ref, name), value, operator.eq)
+        return lambda facts, ref: _any(facts.field(ref, name), value, compare)
+
+    def _member(self, name: str, kind: str, shown: str) -> Predicate:
+        """`FIELD in {a b c..d}`: a set of values and ranges, separated by spaces or commas."""
+        open_tok = self.take()
+        if open_tok.text != "{":
+            raise FilterError(f"expected '{{' after in, found {open_tok.text or 'end of filter'!r}", open_tok.pos)
+        singles: list[object] = []
+        ranges: list[tuple[int, int]] = []
+        networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        while self.tok.text != "}":
+            value_tok = self.take()
+            if value_tok.kind == "end":
+                raise FilterError("expected '}'", value_tok.pos)
+            if value_tok.text == ",":
+                continue
+            if kind == ADDR:
+                networks.append(_network(value_tok, shown))
+            elif kind == INT and self.tok.text == "..":
+                self.take()
+                high = self.take()
+                ranges.append((int(_value(kind, shown, value_tok)), int(_value(kind, shown, high))))
+            elif kind in (INT, TEXT):
+                singles.append(_value(kind, shown, value_tok))
+            else:
+                raise FilterError(f"{shown} cannot be tested with in", value_tok.pos)
+        self.take()
+        if kind == ADDR:
+            return _addr_test(name, networks)
+        members = frozenset(singles)
+
+        def one(have: object) -> bool:
+            return have in members or any(lo <= have <= hi for lo, hi in ranges)  # type: ignore[operator]
 
         def pred(facts: RowFacts, ref: int) -> bool:
             have = facts.field(ref, name)
-            if isinstance(have, tuple):  # a row of several links or findings matches if any does
-                return any(compare(one, value) for one in have)
-            return have is not None and compare(have, value)
+            if isinstance(have, tuple):
+                return any(one(h) for h in have)
+            return have is not None and one(have)
 
         return pred
+
+    def _search(self, name: str, kind: str, shown: str, op: str, value_tok: Token) -> Predicate:
+        if kind not in (TEXT, BYTES):
+            raise FilterError(f"{shown} is not text: {op} works on names, payload and data", value_tok.pos)
+        if value_tok.kind not in ("str", "name", "num"):
+            raise FilterError(f'{op} wants a "string", found {value_tok.text or "end of filter"!r}', value_tok.pos)
+        text = value_tok.text[1:-1] if value_tok.kind == "str" else value_tok.text
+        if op == "contains":
+            needle: str | bytes = text.encode() if kind == BYTES else text
+
+            def contains(facts: RowFacts, ref: int) -> bool:
+                have = facts.field(ref, name)
+                return have is not None and needle in have  # type: ignore[operator]
+
+            return contains
+        try:
+            pattern = re.compile(text.encode() if kind == BYTES else text)
+        except re.error as e:
+            raise FilterError(f"bad regular expression: {e}", value_tok.pos) from None
+
+        def matches(facts: RowFacts, ref: int) -> bool:
+            have = facts.field(ref, name)
+            return have is not None and pattern.search(have) is not None  # type: ignore[arg-type]
+
+        return matches
+
+
+def _has(facts: RowFacts, ref: int, name: str) -> bool:
+    return facts.field(ref, name) is not None
+
+
+def _any(have: FieldValue, value: object, compare: Callable[[object, object], bool]) -> bool:
+    """A row of several values (links, findings, both ports) matches if any of them does."""
+    if isinstance(have, tuple):
+        return any(compare(one, value) for one in have)
+    return have is not None and compare(have, value)
+
+
+def _network(tok: Token, shown: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(tok.text, strict=False)
+    except ValueError:
+        wanted = "an address (10.0.0.1, ::1, 10.0.0.0/8)"
+        raise FilterError(f"{shown} wants {wanted}, found {tok.text!r}", tok.pos) from None
+
+
+def _addr_test(name: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> Predicate:
+    def pred(facts: RowFacts, ref: int) -> bool:
+        have = facts.field(ref, name)
+        if have is None:
+            return False
+        for packed in have if isinstance(have, tuple) else (have,):
+            address = ipaddress.ip_address(packed)
+            if any(address in network for network in networks):
+                return True
+        return False
+
+    return pred
 
 
 def _value(kind: str, field_name: str, tok: Token) -> int | str:
@@ -235,14 +416,21 @@ def _value(kind: str, field_name: str, tok: Token) -> int | str:
             raise FilterError(f"{field_name}: number {text[:12]}… is too long", tok.pos)
         return int(text, 16) if text[:2] in ("0x", "0X") else int(text)
     if tok.kind == "str":
-        return tok.text[1:-1]
-    if tok.kind in ("name", "num"):
-        return tok.text
-    raise FilterError(f"{field_name} wants a name, found {tok.text or 'end of filter'!r}", tok.pos)
+        value = tok.text[1:-1]
+    elif tok.kind in ("name", "num"):
+        value = tok.text
+    else:
+        raise FilterError(f"{field_name} wants a name, found {tok.text or 'end of filter'!r}", tok.pos)
+    known = _NAMES.get(field_name)
+    if known is not None and value not in known[0]:
+        close = difflib.get_close_matches(value, known[0], n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise FilterError(f"unknown {known[1]} {value!r}{hint}", tok.pos)
+    return value
 
 
 # Fields whose answer changes as the correlator links events that arrived later.
-LINK_FIELDS = frozenset({"conn", "link", "linked", "kernel_only", "finding"})
+LINK_FIELDS = frozenset({"conn", "link", "linked", "kernel_only", "finding", "text"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,12 +6,18 @@ shown once. Unlike it, each chunk names the `write()`s that produced it and the 
 that consumed it, from the correlator's write-data/read-data links: how the app's calls
 map onto the byte stream (one write in many segments, many writes in one) is visible.
 
+Bytes the capture lacks (snaplen, a lost segment) are marked where they fall in the
+stream, hex offsets are stream offsets (counted from the first byte after the SYN, gaps
+included), long lines wrap at the screen's width, and the two directions have their own
+colours, as in Wireshark. Packets are named by Wireshark's frame numbers.
+
 Payload is re-read from the capture (the engine keeps no packet bytes), only for the
 first `MAX_BYTES` of the stream so a bulk transfer does not stall the UI.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rich.segment import Segment
@@ -71,7 +77,7 @@ def stream_chunks(
         if total >= limit:
             return chunks, True
         if not chunks or chunks[-1].direction != d:
-            chunks.append(Chunk(d, stream_offset=max(next_seq[d], seq) - 1))
+            chunks.append(Chunk(d, stream_offset=next_seq[d] - 1))
         chunk = chunks[-1]
         if seq > next_seq[d]:
             chunk.gaps.append((len(chunk.data), seq - next_seq[d]))
@@ -131,13 +137,17 @@ class FollowStream(ScrollView, can_focus=True):
         conn_id: int,
         *,
         packets: SessionPackets | None = None,
+        frame: Callable[[int], int] | None = None,
         name: str | None = None,
         id: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id)
         self.session = session
         self.conn_id = conn_id
+        self.frame = frame or (lambda index: index + 1)
+        self.logical: list[Text] = []
         self.lines: list[Text] = []
+        self._wrapped_at = 0
         self.chunks: list[Chunk] = []
         self.truncated = False
         self.problem: str | None = None
@@ -164,7 +174,9 @@ class FollowStream(ScrollView, can_focus=True):
             style = DIR_STYLES[chunk.direction]
             src, dst = ends[chunk.direction]
             who = ("client", "server") if chunk.direction == 0 else ("server", "client")
-            head = f"── {who[0]} {src} → {who[1]} {dst}  {len(chunk.data)} B  packet(s) {_ranges(chunk.packets)}"
+            frames = _ranges([self.frame(i) for i in chunk.packets])
+            size = f"{len(chunk.data)} B  at {chunk.stream_offset}"
+            head = f"── {who[0]} {src} → {who[1]} {dst}  {size}  frame(s) {frames}"
             lines.append(Text(head, style + Style(bold=True)))
             for who, calls in (("written by", chunk.writers), ("read by", chunk.readers)):
                 if calls:
@@ -172,20 +184,44 @@ class FollowStream(ScrollView, can_focus=True):
                     more = f" … +{len(calls) - 6}" if len(calls) > 6 else ""
                     lines.append(Text(f"   {who} {shown}{more}", style="dim"))
             data = bytes(chunk.data)
-            body = hex_lines(data, chunk.stream_offset) if self.hex_mode else ascii_lines(data)
-            lines.extend(Text(line, style) for line in body)
-            for _, n in chunk.gaps:
-                lines.append(Text(f"   [{n} bytes not captured]", style="italic dim"))
+            at, offset = 0, chunk.stream_offset
+            for pos, missing in [*chunk.gaps, (len(data), 0)]:
+                piece = data[at:pos]
+                body = hex_lines(piece, offset) if self.hex_mode else ascii_lines(piece)
+                lines.extend(Text(line, style) for line in body)
+                offset += len(piece) + missing
+                at = pos
+                if missing:
+                    lines.append(Text(f"   [{missing} bytes not captured]", style=style + Style(italic=True, dim=True)))
         if self.truncated:
             lines.append(Text(f"[stream cut at {MAX_BYTES} bytes]", style="italic dim"))
         if self.problem:
             lines.append(Text(f"cannot read the payload: {self.problem}", style="bold red"))
         elif not self.chunks:
             lines.append(Text("no payload in either direction", style="dim"))
-        self.lines = lines
-        width = max((line.cell_len for line in lines), default=0)
-        self.virtual_size = Size(width, len(lines))
+        self.logical = lines
+        self._wrapped_at = 0
+        self._wrap()
+
+    def _wrap(self) -> None:
+        """Cut logical lines into screen lines of the widget's width (Wireshark wraps too)."""
+        # Two columns stay free for the vertical scrollbar, which long streams get.
+        width = max((self.size.width or 80) - 2, 20)
+        if width == self._wrapped_at:
+            return
+        self._wrapped_at = width
+        out: list[Text] = []
+        for line in self.logical:
+            if line.cell_len <= width:
+                out.append(line)
+            else:
+                out.extend(line.divide(range(width, len(line.plain), width)))
+        self.lines = out
+        self.virtual_size = Size(width, len(out))
         self.refresh()
+
+    def on_resize(self) -> None:
+        self._wrap()
 
     def watch_hex_mode(self) -> None:
         self._build()
@@ -194,17 +230,17 @@ class FollowStream(ScrollView, can_focus=True):
         self.hex_mode = not self.hex_mode
 
     def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        i = y + scroll_y
+        i = y + self.scroll_offset.y
         width = self.size.width
         base = self.rich_style
         if i >= len(self.lines):
             return Strip.blank(width, base)
         segments = Segment.apply_style(self.lines[i].render(self.app.console), base)
-        return Strip(segments).crop_extend(scroll_x, scroll_x + width, base)
+        return Strip(segments).crop_extend(0, width, base)
 
     def text_lines(self) -> list[str]:
-        return [line.plain for line in self.lines]
+        """The logical (unwrapped) lines as plain text, for tests and reports."""
+        return [line.plain for line in self.logical]
 
 
 def _ranges(indices: list[int]) -> str:

@@ -10,9 +10,11 @@ its state, so one thread owns the Session.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from wirecorr.engine.analysis_flags import FIELD_NAMES, wireshark_fields
+from wirecorr.engine.connections import Connection
 from wirecorr.engine.session import Session
 from wirecorr.engine.socket_map import Endpoint, endpoint_key
 from wirecorr.model import ACK, FIN, PSH, RST, SYN, URG, Finding, Link, Packet, Syscall
@@ -31,9 +33,16 @@ _FLAGS = {
     "tcp.flags.urg": URG,
 }
 
-OUT = "out"
-IN = "in"
-APP = "app"
+# A packet's direction by the connection's roles (the capture's direction flag says which
+# end sent it; the client is the end that sent the SYN, or the first datagram).
+C2S = "c→s"
+S2C = "s→c"
+_BYTES_FIELDS = frozenset({"frame.bytes", "tcp.payload", "udp.payload", "data"})
+_WIRESHARK_FIELDS = frozenset(
+    {"ip.addr", "ip.src", "ip.dst", "tcp.port", "tcp.srcport", "tcp.dstport", "udp.port", "udp.srcport"}
+    | {"udp.dstport", "tcp.stream", "udp.stream", "udp.length", "tcp.analysis.flags"}
+    | set(FIELD_NAMES.values())
+)
 
 
 @dataclass
@@ -45,6 +54,16 @@ class EventIndex:
     pos_of_id: dict[int, int] = field(default_factory=dict)
     # Findings by row ref (index into session.findings), rebuilt when findings change.
     finding_refs: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    # The refs a finding names itself (not only through its links): they get the `!` mark.
+    finding_direct: set[int] = field(default_factory=set)
+    # Rows whose text changed since the timeline last asked (they gained a link): it
+    # redraws those instead of dropping its whole line cache at every batch.
+    dirty: set[int] = field(default_factory=set)
+    dirty_all: bool = False
+    # The row as the timeline shows it, for the filter's `text` field (set by the app: the
+    # formatting lives in row_text, which imports this module).
+    text_of: Callable[[int], str] | None = None
+    _nlinks: int = 0
     # (pid, fd) strings of the sockets behind each connection, as the app knew them.
     owners: dict[int, set[str]] = field(default_factory=dict)
     pending: list[tuple[int, int]] = field(default_factory=list)
@@ -100,18 +119,31 @@ class EventIndex:
             new, self.pending = pending[:cut], pending[cut:]
         else:
             new, self.pending = sorted(self.pending), []
+        t0 = self.t0
         self.rows.add(new)
         self.events += len(new)
+        if self.t0 != t0:  # an earlier first row: every relative time moved
+            self.dirty_all = True
         self.sync()
         return new
 
     def sync(self) -> None:
-        """Pick up what the engine added since: connection owners, findings."""
+        """Pick up what the engine added since: connection owners, findings, and which
+        rows gained links (their text changed)."""
+        links = self.session.correlator.links
+        dirty = self.dirty
+        for link in links[self._nlinks :]:
+            call = self.ref_of_call_id(link.syscall)
+            if call is not None:
+                dirty.add(call)
+            dirty.update(packet_ref(i) for i in link.packets)
+        self._nlinks = len(links)
         self.unowned = [ref for ref in self.unowned if self.conn_of(ref) is None]
         findings = self.findings
         if len(findings) != self._nfindings:
             self._nfindings = len(findings)
             self.finding_refs = self._index_findings(findings)
+            self.dirty_all = True
 
     @property
     def findings(self) -> list[Finding]:
@@ -163,24 +195,27 @@ class EventIndex:
         index = ref_pos(ref)
         return self.session.analyzer.table.conn[index] >= 0 and index not in self.session.correlator.packet_links
 
-    def side(self, ref: int) -> str:
-        """app for syscalls; out for packets a traced socket sent, in for those it received."""
-        if is_syscall_ref(ref):
-            return APP
+    def frame(self, index: int) -> int:
+        """The frame number Wireshark shows for packet `index` (a recording's custom blocks
+        are frames there too)."""
+        return self.session.frame_number(index)
+
+    def direction(self, ref: int) -> str:
+        """c→s or s→c for a packet of a connection, "" otherwise."""
         table = self.session.analyzer.table
         index = ref_pos(ref)
-        cid = table.conn[index]
-        if cid < 0:
+        if is_syscall_ref(ref) or table.conn[index] < 0:
             return ""
+        return C2S if table.direction[index] == 0 else S2C
+
+    def traced_ends(self, ref: int) -> tuple[bool, bool]:
+        """(client traced, server traced) for a packet: whose socket the trace saw."""
+        table = self.session.analyzer.table
+        cid = table.conn[ref_pos(ref)]
+        if is_syscall_ref(ref) or cid < 0:
+            return False, False
         conn = self.session.analyzer.connections[cid]
-        client = (conn.client_addr, conn.client_port)
-        server = (conn.server_addr, conn.server_port)
-        src, dst = (client, server) if table.direction[index] == 0 else (server, client)
-        if src in self._local:
-            return OUT
-        if dst in self._local:
-            return IN
-        return ""
+        return (conn.client_addr, conn.client_port) in self._local, (conn.server_addr, conn.server_port) in self._local
 
     def conn_of(self, ref: int) -> int | None:
         if not is_syscall_ref(ref):
@@ -221,6 +256,8 @@ class EventIndex:
             return not is_syscall_ref(ref)
         if name == "net":
             return not is_syscall_ref(ref) or is_network(self.calls[ref_pos(ref)])
+        if name == "text":
+            return self.text_of(ref) if self.text_of is not None else None
         if is_syscall_ref(ref):
             return _call_field(self.calls[ref_pos(ref)], name)
         return self._packet_field(ref_pos(ref), name)
@@ -228,12 +265,23 @@ class EventIndex:
     def _packet_field(self, index: int, name: str) -> FieldValue:
         table = self.session.analyzer.table
         if name == "frame":
-            return index + 1
-        if table.conn[index] < 0:
+            return self.frame(index)
+        if name in _BYTES_FIELDS:
+            return self._bytes(index, name)
+        if name == "frame.len":
+            pkt = self.packets.get(index)
+            return pkt.wirelen if pkt is not None else None
+        cid = table.conn[index]
+        if cid < 0:
             return None
         bit = _FLAGS.get(name)
         if bit is not None:
             return bool(table.flags[index] & bit)
+        conn = self.session.analyzer.connections[cid]
+        if name in ("tcp", "udp"):
+            return conn.proto == name
+        if name.startswith(("ip.", "tcp.", "udp.")) and name in _WIRESHARK_FIELDS:
+            return self._wireshark_field(index, conn, name)
         if name == "tcp.len":
             return table.seglen[index]
         if name == "tcp.seq":
@@ -244,13 +292,53 @@ class EventIndex:
             return table.window[index]
         return None
 
+    def _wireshark_field(self, index: int, conn: Connection, name: str) -> FieldValue:
+        """Wireshark's ip/tcp/udp fields, from the connection's ends and the packet's direction."""
+        table = self.session.analyzer.table
+        forward = table.direction[index] == 0
+        src = (conn.client_addr, conn.client_port) if forward else (conn.server_addr, conn.server_port)
+        dst = (conn.server_addr, conn.server_port) if forward else (conn.client_addr, conn.client_port)
+        proto, field_name = name.split(".", 1)
+        if proto == "ip":
+            return {"addr": (src[0], dst[0]), "src": src[0], "dst": dst[0]}[field_name]
+        if proto != conn.proto:
+            return None
+        if field_name == "port":
+            return (src[1], dst[1])
+        if field_name == "srcport":
+            return src[1]
+        if field_name == "dstport":
+            return dst[1]
+        if field_name == "stream":
+            return conn.stream
+        if field_name == "length":
+            return table.seglen[index] + 8
+        if name.startswith("tcp.analysis."):
+            return name in wireshark_fields(table.analysis[index])
+        return None
+
+    def _bytes(self, index: int, name: str) -> bytes | None:
+        pkt = self.packets.get(index)
+        if pkt is None:
+            return None
+        if name == "frame.bytes":
+            return pkt.frame
+        if name == "data":
+            return pkt.payload
+        cid = self.session.analyzer.table.conn[index]
+        proto = self.session.analyzer.connections[cid].proto if cid >= 0 else ""
+        return pkt.payload if name.startswith(f"{proto}.") else None
+
     def _index_findings(self, findings: list[Finding]) -> dict[int, tuple[int, ...]]:
         """Evidence keys: "packets" (packet indices), "syscalls" (ids), "links" (ids)."""
         out: dict[int, list[int]] = {}
         links = self.session.correlator.links
+        direct: set[int] = set()
         for number, finding in enumerate(findings):
             refs: set[int] = {packet_ref(i) for i in finding.evidence.get("packets", ())}
             calls = list(finding.evidence.get("syscalls", ()))
+            direct.update(refs)
+            direct.update(r for r in map(self.ref_of_call_id, calls) if r is not None)
             for link_id in finding.evidence.get("links", ()):
                 if 0 <= link_id < len(links):
                     calls.append(links[link_id].syscall)
@@ -258,6 +346,7 @@ class EventIndex:
             refs.update(r for r in map(self.ref_of_call_id, calls) if r is not None)
             for ref in refs:
                 out.setdefault(ref, []).append(number)
+        self.finding_direct = direct
         return {ref: tuple(numbers) for ref, numbers in out.items()}
 
     def finding_rows(self, number: int) -> list[int]:
@@ -265,6 +354,8 @@ class EventIndex:
 
 
 def _call_field(sc: Syscall, name: str) -> FieldValue:
+    if name == "data":
+        return sc.data
     if name == "syscall":
         return sc.name
     if name == "fd":

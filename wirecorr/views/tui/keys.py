@@ -15,6 +15,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from wirecorr.views.tui.row_text import LEGEND
+
 
 @dataclass(frozen=True)
 class Key:
@@ -39,7 +41,10 @@ TIMELINE_KEYS = (
     Key("g / Home", "first", "first row"),
     Key("G / End", "last", "last row, and follow new events (live)"),
     Key("enter", "follow_link", "follow the link: syscall ↔ its packets, again to cycle"),
-    Key("t", "toggle_time", "absolute / relative time"),
+    Key("t", "toggle_time", "time column: relative / absolute / delta since the row above"),
+    Key("ctrl+t", "time_reference", "set (or clear) a time reference on the row: times count from it"),
+    Key("m", "mark", "mark or unmark the row (*)"),
+    Key("'", "next_mark", "go to the next mark"),
     Key("click", "", "select a row; wheel scrolls"),
 )
 
@@ -47,6 +52,14 @@ APP_KEYS = (
     # Priority: keys typed or pasted in the same burst as "/" are queued for the widget focused
     # before it; only a binding run on arrival moves the focus to the filter bar in time.
     Key("/", "filter", "display filter (empty clears)", "filter", bind="slash", priority=True),
+    Key(
+        "ctrl+f",
+        "search",
+        "find text in payloads, syscall data and rows (n/N: next/previous)",
+        bind="ctrl+f",
+        priority=True,
+    ),
+    Key("ctrl+g", "goto_frame", "go to a frame by its number (as Wireshark numbers it)", bind="ctrl+g", priority=True),
     Key("n", "next_match", "next row matching the filter", "next match"),
     Key("N", "previous_match", "previous row matching the filter"),
     Key("escape", "clear_filter", "clear the filter"),
@@ -55,6 +68,14 @@ APP_KEYS = (
     Key("l", "ladder", "ladder diagram of the connection", "ladder"),
     Key("p", "seqplot", "sequence / time plot of the connection", "plot"),
     Key("d", "dissect", "full dissection of the packet (tshark)", "dissect"),
+    Key("c", "conversations", "conversations: every connection's packets, bytes, states; sortable", "convs"),
+    Key("H", "delays", "syscall → wire delays: histogram per link kind, the slowest links", "delays"),
+    Key("b", "toggle_sidebar", "show / hide connections and findings (below when narrow)", "sidebar"),
+    Key("e", "expand_row", "show the selected row whole under the timeline", "expand"),
+    Key("w", "export_connection", "save the row's connection (packets + syscalls) as pcapng", "save conn"),
+    Key("W", "export_view", "save the rows shown (the filtered view) as pcapng"),
+    Key("y", "copy_row", "copy the row's text to the clipboard (OSC 52)"),
+    Key("Y", "copy_bytes", "copy the packet's bytes / the syscall's data as hex (OSC 52)"),
     Key("tab", "focus_next", "next pane"),
     Key("shift+tab", "focus_previous", "previous pane"),
     Key("?", "help", "this help", "help", bind="question_mark"),
@@ -76,7 +97,8 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 84; height: 80%; border: round $accent; background: $surface; }
+    HelpScreen > VerticalScroll { width: 84; max-width: 100%; height: 80%; border: round $accent;
+        background: $surface; }
     """
 
     def compose(self) -> ComposeResult:
@@ -85,6 +107,9 @@ class HelpScreen(ModalScreen[None]):
             lines.append(f"[b]{title}[/b]")
             lines += [f"  [cyan]{k.keys:<14}[/cyan] {k.description}" for k in keys]
             lines.append("")
+        lines.append("[b]Colours and marks[/b] (Wireshark's default colouring rules)")
+        lines += [f"  {sample}  {meaning}" for sample, meaning in LEGEND]
+        lines.append("")
         lines.append("[b]Filter[/b]  syscall == accept4, fd == 5, pid == 1234, conn == 3, tcp.len > 0,")
         lines.append("  tcp.flags.syn/fin/rst/ack/psh, linked, kernel_only, finding, errno, link == 2,")
         lines.append("  frame == 4, ret, tid, tcp.seq/ack/window; and/or/not (&& || !), parentheses")

@@ -24,10 +24,14 @@ connection with thousands of packets costs nothing until it is scrolled to.
 
 from __future__ import annotations
 
+import asyncio
+from bisect import bisect_left, bisect_right
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 from rich.segment import Segment
 from rich.style import Style
+from textual import work
 from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
@@ -48,8 +52,11 @@ from wirecorr.views.tui.conn_events import (
     call_result,
     connection_calls,
 )
+from wirecorr.views.tui.row_text import kernel_label
 
 PKT, CALL, RET, CALLRET = range(4)
+# Items handled between two yields to the event loop while a ladder is laid out (~20 ms, loaded).
+SLICE = 5_000
 TIME_W = 10
 TRACKS = 4
 
@@ -84,11 +91,25 @@ class Row:
 
 
 @dataclass(slots=True)
+class _Built:
+    rows: list[Row]
+    calls: list[ConnCall]
+    t0: int
+    sides: list[int]
+    tracks: list[list[list[_LinkPath]]]
+    track_tops: list[list[list[int]]]
+    markers: tuple[dict[int, list[str]], ...]
+    busy: list[tuple[list[int], list[int]]]
+
+
+@dataclass(slots=True)
 class _LinkPath:
     link: Link
     side: int
-    rows: list[int]  # syscall endpoint row first, then packet rows
+    rows: list[int]  # syscall endpoint row first, then packet rows in order
     track: int = -1
+    top: int = 0
+    bottom: int = 0
 
 
 def segment_label(flags: int, seglen: int) -> str:
@@ -110,13 +131,13 @@ class LadderView(ScrollView, can_focus=True):
     """The ladder of connection `conn_id`; up/down move a cursor row, enter selects it."""
 
     BINDINGS = [
-        Binding("up", "cursor(-1)", "Up", show=False),
-        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
         Binding("pageup", "cursor_page(-1)", "Page up", show=False),
         Binding("pagedown", "cursor_page(1)", "Page down", show=False),
-        Binding("home", "cursor_to(0)", "First", show=False),
-        Binding("end", "cursor_to(-1)", "Last", show=False),
-        Binding("enter", "select", "Select"),
+        Binding("home,g", "cursor_to(0)", "First", show=False),
+        Binding("end,G", "cursor_to(-1)", "Last", show=False),
+        Binding("enter", "select", "Show in the timeline"),
     ]
 
     DEFAULT_CSS = """
@@ -134,39 +155,84 @@ class LadderView(ScrollView, can_focus=True):
             self.packet_index = packet_index
             self.syscall = syscall
 
-    def __init__(self, session: Session, conn_id: int, *, name: str | None = None, id: str | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        conn_id: int,
+        *,
+        background: bool = False,
+        name: str | None = None,
+        id: str | None = None,
+    ) -> None:
+        """`background`: build the rows in a thread once mounted (only for a session that no
+        longer changes: a file done indexing), so a connection of a million events does not
+        freeze the UI while it is laid out."""
         super().__init__(name=name, id=id)
         self.session = session
         self.conn_id = conn_id
         self.rows: list[Row] = []
         self.calls: list[ConnCall] = []
-        # per side: row → [(column, mask, style)]; markers: row → "#id" texts per side
-        self._gutter: tuple[dict[int, list[GutterCell]], ...] = ({}, {})
+        # markers: row → "#id" texts per side, for links that found no free gutter track
         self._markers: tuple[dict[int, list[str]], ...] = ({}, {})
-        self._busy: tuple[set[int], ...] = (set(), set())
+        self._tracks: list[list[list[_LinkPath]]] = []
+        self._track_tops: list[list[list[int]]] = []
+        # per side: (entry rows, sorted) and the furthest return row of the calls so far
+        self._busy: list[tuple[list[int], list[int]]] = [([], []), ([], [])]
         self.t0 = 0
         self.sides: list[int] = []
-        self.reload()
+        self.loading_rows = background
+        if not background:
+            self.reload()
 
     # -- model ------------------------------------------------------------------------------
 
     def reload(self) -> None:
         """Rebuild rows from the session (call again while a live capture grows)."""
+        for step in self._build():
+            if step is not None:
+                self._apply(step)
+
+    @work(exclusive=True, group="ladder")
+    async def _build_in_background(self) -> None:
+        """The same build in slices on the UI's event loop, so keys and redraws go on between
+        them (a thread would hold the GIL: keys took 2 s each while it ran)."""
+        for step in self._build():
+            if step is None:
+                await asyncio.sleep(0)
+            else:
+                self._apply(step)
+
+    def on_mount(self) -> None:
+        if self.loading_rows:
+            self._build_in_background()
+
+    def _build(self) -> Iterator[_Built | None]:
+        """Rows, link tracks and busy spans, computed apart from the widget: yields None
+        between slices of work and the result last."""
         conn = self.session.analyzer.connections[self.conn_id]
         table = self.session.analyzer.table
-        self.calls = connection_calls(self.session, self.conn_id)
+        yield None  # the screen shows "laying out…" before the first long step
+        calls = connection_calls(self.session, self.conn_id)
+        yield None
         events: list[tuple[int, int, int, int, int]] = []  # ts, tie, kind, ref, side
-        for idx in conn.packet_indices:
-            events.append((table.ts_ns[idx], 1, PKT, idx, table.direction[idx]))
-        for ci, call in enumerate(self.calls):
+        ts_ns, directions = table.ts_ns, table.direction
+        for n, idx in enumerate(conn.packet_indices):
+            events.append((ts_ns[idx], 1, PKT, idx, directions[idx]))
+            if not n % SLICE:
+                yield None
+        for ci, call in enumerate(calls):
             events.append((call.sc.enter_ns, 0, CALL, ci, call.side))
             if call.sc.exit_ns is not None:
                 events.append((call.sc.exit_ns, 2, RET, ci, call.side))
+        yield None
         events.sort(key=lambda e: (e[0], e[1]))
+        yield None
         rows: list[Row] = []
         call_row: dict[int, int] = {}
         ret_row: dict[int, int] = {}
-        for ts, _, kind, ref, side in events:
+        for n, (ts, _, kind, ref, side) in enumerate(events):
+            if not n % SLICE:
+                yield None
             if kind == RET and rows and rows[-1].kind == CALL and rows[-1].ref == ref:
                 rows[-1].kind = CALLRET
                 ret_row[ref] = len(rows) - 1
@@ -174,64 +240,114 @@ class LadderView(ScrollView, can_focus=True):
             if kind != PKT:
                 (call_row if kind == CALL else ret_row)[ref] = len(rows)
             rows.append(Row(ts, kind, ref, side))
-        self.rows = rows
-        self.t0 = rows[0].ts_ns if rows else conn.first_ts_ns
-        self.sides = sorted({c.side for c in self.calls})
-        self._layout_links(call_row, ret_row, {r.ref: i for i, r in enumerate(rows) if r.kind == PKT})
-        self._busy = (set(), set())
-        for ci, call in enumerate(self.calls):
+        pkt_row = {r.ref: i for i, r in enumerate(rows) if r.kind == PKT}
+        layout = yield from self._layout_links(calls, call_row, ret_row, pkt_row)
+        tracks, track_tops, markers = layout
+        spans: tuple[list[tuple[int, int]], ...] = ([], [])
+        for ci, call in enumerate(calls):
             if ci in ret_row and ret_row[ci] != call_row[ci]:
-                self._busy[call.side].update(range(call_row[ci] + 1, ret_row[ci]))
-        self.virtual_size = Size(0, len(rows) + 1)
-        self.cursor = min(self.cursor, max(len(rows) - 1, 0))
+                spans[call.side].append((call_row[ci], ret_row[ci]))
+        busy = []
+        for side_spans in spans:
+            side_spans.sort()
+            reach, furthest = [], -1
+            for _, end in side_spans:
+                furthest = max(furthest, end)
+                reach.append(furthest)
+            busy.append(([start for start, _ in side_spans], reach))
+        t0 = rows[0].ts_ns if rows else conn.first_ts_ns
+        yield _Built(rows, calls, t0, sorted({c.side for c in calls}), tracks, track_tops, markers, busy)
+
+    def _apply(self, built: _Built) -> None:
+        self.rows, self.calls, self.t0, self.sides = built.rows, built.calls, built.t0, built.sides
+        self._tracks, self._track_tops, self._markers = built.tracks, built.track_tops, built.markers
+        self._busy = built.busy
+        self.loading_rows = False
+        self.virtual_size = Size(0, len(self.rows) + 1)
+        self.cursor = min(self.cursor, max(len(self.rows) - 1, 0))
         self.refresh()
 
-    def _layout_links(self, call_row: dict[int, int], ret_row: dict[int, int], pkt_row: dict[int, int]) -> None:
+    @staticmethod
+    def _layout_links(
+        calls: list[ConnCall], call_row: dict[int, int], ret_row: dict[int, int], pkt_row: dict[int, int]
+    ) -> Generator[
+        None, None, tuple[list[list[list[_LinkPath]]], list[list[list[int]]], tuple[dict[int, list[str]], ...]]
+    ]:
+        """Give each link path a gutter track (greedy, top to bottom); draw nothing yet.
+
+        A path is kept as its rows; the cells of a row are worked out when the row is drawn
+        (`_gutter_cells`), from the at most TRACKS paths that cross it. Drawing every cell
+        up front cost a dict entry per row a path spans, which on a connection of a million
+        events (a blocked read linked to segments far below) was gigabytes and half a minute.
+        """
         paths: list[_LinkPath] = []
-        for ci, call in enumerate(self.calls):
+        for ci, call in enumerate(calls):
+            if not ci % (SLICE // 8):
+                yield None
             for link in call.links:
-                rows = [pkt_row[p] for p in link.packets if p in pkt_row]
+                rows = sorted(pkt_row[p] for p in link.packets if p in pkt_row)
                 if not rows:
                     continue
                 end = call_row[ci] if link.kind in CAUSE_KINDS else ret_row.get(ci, call_row[ci])
                 paths.append(_LinkPath(link, call.side, [end, *rows]))
-        paths.sort(key=lambda p: min(p.rows))
-        gutter: tuple[dict[int, list[GutterCell]], ...] = ({}, {})
+        paths.sort(key=lambda p: min(p.rows[0], p.rows[1]))
+        yield None
         markers: tuple[dict[int, list[str]], ...] = ({}, {})
+        # per side, per track: the paths on it, in row order (a track's paths never overlap)
+        tracks: list[list[list[_LinkPath]]] = [[[] for _ in range(TRACKS)] for _ in range(2)]
         free_after = [[-1] * TRACKS, [-1] * TRACKS]  # last row each track is busy, per side
-        for path in paths:
-            top, bottom = min(path.rows), max(path.rows)
-            tracks = free_after[path.side]
-            track = next((t for t in range(TRACKS) if tracks[t] < top), -1)
+        for n, path in enumerate(paths):
+            if not n % SLICE:
+                yield None
+            top, bottom = min(path.rows[0], path.rows[1]), max(path.rows[0], path.rows[-1])
+            side_free = free_after[path.side]
+            track = next((t for t in range(TRACKS) if side_free[t] < top), -1)
             if track < 0:
                 for r in path.rows:
                     markers[path.side].setdefault(r, []).append(f"#{path.link.id}")
                 continue
-            tracks[track] = bottom
+            side_free[track] = bottom
             path.track = track
-            self._draw_path(path, top, bottom, gutter[path.side])
-        self._gutter = gutter
-        self._markers = markers
+            path.top, path.bottom = top, bottom
+            tracks[path.side][track].append(path)
+        return tracks, [[[p.top for p in on_track] for on_track in side] for side in tracks], markers
 
-    def _draw_path(self, path: _LinkPath, top: int, bottom: int, cells: dict[int, list[GutterCell]]) -> None:
-        """Put one link's line into the gutter: vertical on its track, horizontal arms from the
+    def _path_cells(self, path: _LinkPath, r: int) -> list[GutterCell]:
+        """One link's cells on row `r`: vertical on its track, horizontal arms from the
         track to the app lane (syscall end) and to the wire lane (packet ends).
 
         Columns count from the app lane outwards for the client side and inwards for the
-        server side, so "toward the app" is always lower columns; `_gutter_strip` mirrors.
+        server side, so "toward the app" is always lower columns; `_gutter_cells` mirrors.
         """
         style = LINK_STYLES[path.track % len(LINK_STYLES)]
         col = path.track
-        call_end = path.rows[0]
-        for r in range(top, bottom + 1):
-            mask = (N if r > top else 0) | (S if r < bottom else 0)
-            if r == call_end:
-                mask |= W
-                cells.setdefault(r, []).extend((c, E | W, style) for c in range(col))
-            if r in path.rows[1:]:
-                mask |= E
-                cells.setdefault(r, []).extend((c, E | W, style) for c in range(col + 1, TRACKS))
-            cells.setdefault(r, []).append((col, mask, style))
+        cells: list[GutterCell] = []
+        mask = (N if r > path.top else 0) | (S if r < path.bottom else 0)
+        if r == path.rows[0]:
+            mask |= W
+            cells.extend((c, E | W, style) for c in range(col))
+        packet_rows = path.rows[1:]
+        at = bisect_left(packet_rows, r)
+        if at < len(packet_rows) and packet_rows[at] == r:
+            mask |= E
+            cells.extend((c, E | W, style) for c in range(col + 1, TRACKS))
+        cells.append((col, mask, style))
+        return cells
+
+    def _crossing(self, i: int, side: int) -> list[_LinkPath]:
+        """The paths (at most one per track) whose span includes row `i`."""
+        out = []
+        for on_track, tops in zip(self._tracks[side], self._track_tops[side], strict=True):
+            at = bisect_right(tops, i) - 1
+            if at >= 0 and on_track[at].bottom >= i:
+                out.append(on_track[at])
+        return out
+
+    def _is_busy(self, i: int, side: int) -> bool:
+        """Row `i` lies inside a call of `side` that other rows interrupt."""
+        starts, reach = self._busy[side]
+        at = bisect_left(starts, i) - 1
+        return at >= 0 and reach[at] > i
 
     # -- geometry ---------------------------------------------------------------------------
 
@@ -248,6 +364,10 @@ class LadderView(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         base = self.rich_style
+        if self.loading_rows:
+            conn = self.session.analyzer.connections[self.conn_id]
+            text = f" laying out {conn.packets:,} packets and their syscalls…" if y == 0 else ""
+            return Strip([Segment(text, base + DIM)]).crop_extend(0, width, base)
         if y == 0:
             return Strip(self._header(width, base)).crop_extend(0, width, base)
         i = y - 1 + int(self.scroll_offset.y)
@@ -291,7 +411,7 @@ class LadderView(ScrollView, can_focus=True):
 
     def _app_cell(self, row: Row, i: int, side: int, app: int, base: Style) -> list[Segment]:
         """A call box aligned against the gutter, or the bar of a call still in progress."""
-        bar = "┃" if i in self._busy[side] else " "
+        bar = "┃" if self._is_busy(i, side) else " "
         if row.kind == PKT or row.side != side:
             body = [Segment(" " * (app - 1), base)]
             return [*body, Segment(bar, base)] if side == CLIENT_SIDE else [Segment(bar, base), *body]
@@ -316,9 +436,10 @@ class LadderView(ScrollView, can_focus=True):
     def _gutter_cells(self, i: int, side: int, base: Style) -> list[Segment]:
         masks = [0] * TRACKS
         styles = [base] * TRACKS
-        for col, mask, style in self._gutter[side].get(i, ()):
-            masks[col] |= mask
-            styles[col] = base + style
+        for path in self._crossing(i, side):
+            for col, mask, style in self._path_cells(path, i):
+                masks[col] |= mask
+                styles[col] = base + style
         segs = [Segment(_BOX[m], st) for m, st in zip(masks, styles, strict=True)]
         if side == SERVER_SIDE:
             # Server gutter: the app lane is on the right, so mirror columns and arms.
@@ -343,8 +464,8 @@ class LadderView(ScrollView, can_focus=True):
         parts.append(f"win {t.window[idx]}")
         tags = flag_names(t.analysis[idx])
         reason = self.session.correlator.label(idx) if self.calls else None
-        if isinstance(reason, str):
-            tags.append(reason)  # kernel-only traffic on a traced connection: why no call owns it
+        if isinstance(reason, str) and reason.replace("-", "_") not in tags:
+            tags.append(kernel_label(reason))  # kernel-only traffic on a traced connection: why no call owns it
         label = ""
         for part in parts:
             if len(label) + len(part) + 1 > inner - 8:

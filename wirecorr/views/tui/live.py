@@ -86,6 +86,14 @@ class LiveFeed:
         drops = capture.kernel_drops()
         return "drops …" if drops is None else f"{drops:,} dropped"
 
+    def _final_loss(self) -> str:
+        """The capture's real loss once it stopped, so a run that dropped says so at the end."""
+        capture = self._capture() if self._capture is not None else None
+        # The recorder has stopped the capture by now; stop() hands back its closing counters.
+        stats = capture.stop() if capture is not None else None
+        lost = stats.lost if stats is not None else None
+        return f" · {lost:,} packets lost by the capture" if lost else ""
+
     def stop(self) -> None:
         if self._stop is not None and not self.finished:
             self._stop()
@@ -107,6 +115,9 @@ class LiveFeed:
                     index.add_syscall(event)
                 else:
                     session.on_process(*event)
+                    what, pid, _ = event
+                    if what in ("spawn", "attach"):  # an attached process may make no syscall for a long time
+                        self.pids.add(pid)
                 if not n & 63 and time.perf_counter() > deadline:
                     break
         except Empty:
@@ -132,7 +143,7 @@ class LiveFeed:
     def status(self) -> str:
         pids = ",".join(str(p) for p in sorted(self.pids)[:6]) + (" …" if len(self.pids) > 6 else "")
         if self.done:
-            return f"recorded → {self.output}: {self.result or 'finished'}"
+            return f"recorded → {self.output}: {self.result or 'finished'}{self._final_loss()}"
         backlog = self.queue.qsize()
         return f"LIVE → {self.output} · {self.rate():,.0f} events/s · pids {pids or '-'} · {self._drop_text()}" + (
             f" · backlog {backlog:,}" if backlog > 1000 else ""

@@ -14,8 +14,9 @@ the sender not using its window; bars touching it are window-limited.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from itertools import pairwise
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from rich.style import Style
 from rich.text import Text
@@ -74,28 +75,55 @@ class BrailleCanvas:
 
 @dataclass(slots=True)
 class PlotData:
-    """One direction's points: segments (ts, seq, end, retransmitted) and the peer's ACKs
-    (ts, ack, ack + window)."""
+    """One direction's points in time order, as parallel lists: data segments (ts, seq,
+    seq + len, retransmitted) and the peer's ACKs (ts, ack, ack + window)."""
 
-    segments: list[tuple[int, int, int, bool]]
-    acks: list[tuple[int, int, int]]
+    seg_ts: list[int] = field(default_factory=list)
+    seg_lo: list[int] = field(default_factory=list)
+    seg_hi: list[int] = field(default_factory=list)
+    seg_re: list[bool] = field(default_factory=list)
+    ack_ts: list[int] = field(default_factory=list)
+    ack: list[int] = field(default_factory=list)
+    ack_win: list[int] = field(default_factory=list)
+
+    def segment_range(self, t0: int, t1: int) -> range:
+        return range(bisect_left(self.seg_ts, t0), bisect_right(self.seg_ts, t1))
+
+    def ack_range(self, t0: int, t1: int) -> range:
+        return range(bisect_left(self.ack_ts, t0), bisect_right(self.ack_ts, t1))
 
 
 def plot_data(session: Session, conn_id: int, direction: int) -> PlotData:
     table = session.analyzer.table
     conn = session.analyzer.connections[conn_id]
+    ts_ns, dirs, seglen, rel_seq = table.ts_ns, table.direction, table.seglen, table.rel_seq
+    flags, rel_ack, window, analysis = table.flags, table.rel_ack, table.window, table.analysis
     segments, acks = [], []
     for idx in conn.packet_indices:
-        d = table.direction[idx]
-        if d == direction and table.seglen[idx]:
-            seq = table.rel_seq[idx]
-            segments.append(
-                (table.ts_ns[idx], seq, seq + table.seglen[idx], bool(table.analysis[idx] & ANY_RETRANSMISSION))
-            )
-        elif d != direction and table.flags[idx] & ACK:
-            ack = table.rel_ack[idx]
-            acks.append((table.ts_ns[idx], ack, ack + table.window[idx]))
-    return PlotData(segments, acks)
+        d = dirs[idx]
+        if d == direction and seglen[idx]:
+            seq = rel_seq[idx]
+            segments.append((ts_ns[idx], seq, seq + seglen[idx], bool(analysis[idx] & ANY_RETRANSMISSION)))
+        elif d != direction and flags[idx] & ACK:
+            ack = rel_ack[idx]
+            acks.append((ts_ns[idx], ack, ack + window[idx]))
+    segments.sort(key=lambda s: s[0])
+    acks.sort(key=lambda a: a[0])
+    data = PlotData()
+    if segments:
+        data.seg_ts, data.seg_lo, data.seg_hi, data.seg_re = (list(c) for c in zip(*segments, strict=True))
+    if acks:
+        data.ack_ts, data.ack, data.ack_win = (list(c) for c in zip(*acks, strict=True))
+    return data
+
+
+def fmt_axis(ns: float, span: int) -> str:
+    """A time on the x axis in the unit that suits the whole span (84.522 s, not 84521.518 ms)."""
+    if span >= 1_000_000_000:
+        return f"{ns / 1e9:.3f} s"
+    if span >= 10_000_000:
+        return f"{ns / 1e6:.3f} ms"
+    return f"{ns / 1e3:.1f} µs"
 
 
 class SeqPlot(Widget, can_focus=True):
@@ -175,7 +203,7 @@ class SeqPlot(Widget, can_focus=True):
         conn = self.session.analyzer.connections[self.conn_id]
         data = self.data(self.direction)
         src, dst = (conn.client, conn.server) if self.direction == 0 else (conn.server, conn.client)
-        retrans = sum(1 for s in data.segments if s[3])
+        retrans = sum(data.seg_re)
         title = Text(f" {src} → {dst}  ", style="bold")
         for layer in (DATA, RETRANS, ACKED, WINDOW):
             if layer == WINDOW and not self.show_window:
@@ -183,33 +211,44 @@ class SeqPlot(Widget, can_focus=True):
             name = f"{LAYER_NAMES[layer]} ({retrans})" if layer == RETRANS else LAYER_NAMES[layer]
             title.append("■ ", LAYER_STYLES[layer])
             title.append(f"{name}  ")
-        title.append("[t] direction [w] window [+/-] zoom [←/→] pan", style="dim")
+        hint = "[t] direction [w] window [+/-] zoom [←/→] pan"
+        if title.cell_len + len(hint) <= width:  # the footer has the keys too
+            title.append(hint, style="dim")
+        # One line whatever the width: a wrapped title pushed the x axis off the screen.
+        title.truncate(max(width, 1), overflow="ellipsis")
         rows, cols = height - 3, width - Y_LABEL_W
         if rows < 2 or cols < 8:
             return [title]
         span = max(conn.last_ts_ns - conn.first_ts_ns, 1)
         lo, hi = self.view
         t0, t1 = conn.first_ts_ns + int(span * lo), conn.first_ts_ns + int(span * hi)
-        segs = [s for s in data.segments if t0 <= s[0] <= t1]
-        acks = [a for a in data.acks if t0 <= a[0] <= t1]
+        segs, acks = data.segment_range(t0, t1), data.ack_range(t0, t1)
         if not segs and not acks:
             return [title, Text(f"  no data segments and no ACKs {src} → {dst} in this time range", style="dim")]
-        top = max([s[2] for s in segs] + [a[2] if self.show_window else a[1] for a in acks])
-        bottom = min([s[1] for s in segs] + [a[1] for a in acks])
+        # The scale is the data's and the ACKs': the window line, often far above both, is
+        # drawn up to a quarter above them and clipped there instead of flattening the data.
+        seg_lo, seg_hi, ack = data.seg_lo, data.seg_hi, data.ack
+        top = max((max(seg_hi[segs.start : segs.stop], default=0), max(ack[acks.start : acks.stop], default=0)))
+        bottom = min(min(seg_lo[segs.start : segs.stop], default=top), min(ack[acks.start : acks.stop], default=top))
+        if self.show_window and acks:
+            top = min(max(data.ack_win[acks.start : acks.stop]), top + (top - bottom) // 4)
         top = max(top, bottom + 1)
         canvas = BrailleCanvas(cols, rows)
+        xscale = (canvas.width - 1) / max(t1 - t0, 1)
+        yscale = (canvas.height - 1) / (top - bottom)
+        ybase = canvas.height - 1
 
         def px(ts: int) -> int:
-            return round((ts - t0) * (canvas.width - 1) / max(t1 - t0, 1))
+            return round((ts - t0) * xscale)
 
         def py(seq: int) -> int:
-            return canvas.height - 1 - round((seq - bottom) * (canvas.height - 1) / (top - bottom))
+            return ybase - round((seq - bottom) * yscale)
 
-        self._steps(canvas, [(px(t), py(a)) for t, a, _ in acks], ACKED)
+        ack_ts = data.ack_ts
+        self._steps(canvas, [(px(ack_ts[j]), py(ack[j])) for j in acks], ACKED)
         if self.show_window:
-            self._steps(canvas, [(px(t), py(w)) for t, _, w in acks], WINDOW)
-        for ts, seq, end, is_retrans in segs:
-            canvas.vline(px(ts), py(seq), py(end), RETRANS if is_retrans else DATA)
+            self._steps(canvas, [(px(ack_ts[j]), py(data.ack_win[j])) for j in acks], WINDOW)
+        self._bars(canvas, data, segs, px, py)
         lines = [title]
         plot = canvas.lines(self.rich_style)
         for r, line in enumerate(plot):
@@ -222,21 +261,57 @@ class SeqPlot(Widget, can_focus=True):
                 label = str((top + bottom) // 2)
             lines.append(Text(f"{label:>{Y_LABEL_W - 2}} ┤", style="dim") + line)
         lines.append(Text(" " * (Y_LABEL_W - 1) + "└" + "─" * cols, style="dim"))
-        left = f"{(t0 - conn.first_ts_ns) / 1e6:.3f} ms"
-        mid = f"{((t0 + t1) / 2 - conn.first_ts_ns) / 1e6:.3f}"
-        right = f"{(t1 - conn.first_ts_ns) / 1e6:.3f} ms"
+        left = fmt_axis(t0 - conn.first_ts_ns, span)
+        mid = fmt_axis((t0 + t1) / 2 - conn.first_ts_ns, span)
+        right = fmt_axis(t1 - conn.first_ts_ns, span)
         axis = " " * Y_LABEL_W + left
         axis += " " * max(Y_LABEL_W + cols // 2 - len(mid) // 2 - len(axis), 1) + mid
         axis += " " * max(Y_LABEL_W + cols - len(right) - len(axis), 1) + right
-        lines.append(Text(axis, style="dim"))
+        lines.append(Text(axis[:width], style="dim"))
         return lines
 
     @staticmethod
+    def _bars(
+        canvas: BrailleCanvas, data: PlotData, segs: range, px: Callable[[int], int], py: Callable[[int], int]
+    ) -> None:
+        """One vertical bar per dot column and layer, spanning every segment that falls in it:
+        a bulk transfer has far more segments than the plot has columns."""
+        spans: dict[tuple[int, int], list[int]] = {}
+        seg_ts, seg_lo, seg_hi, seg_re = data.seg_ts, data.seg_lo, data.seg_hi, data.seg_re
+        for j in segs:
+            key = (px(seg_ts[j]), RETRANS if seg_re[j] else DATA)
+            lo, hi = seg_lo[j], seg_hi[j]
+            have = spans.get(key)
+            if have is None:
+                spans[key] = [lo, hi]
+            else:
+                if lo < have[0]:
+                    have[0] = lo
+                if hi > have[1]:
+                    have[1] = hi
+        for (x, layer), (lo, hi) in sorted(spans.items(), key=lambda item: item[0][1]):
+            canvas.vline(x, py(lo), py(hi), layer)
+
+    @staticmethod
     def _steps(canvas: BrailleCanvas, points: list[tuple[int, int]], layer: int) -> None:
-        """A step line: flat until the next point, then a vertical jump (ACKs advance in jumps)."""
-        for (x0, y0), (x1, y1) in pairwise(points):
+        """A step line: flat until the next point, then a vertical jump (ACKs advance in jumps).
+
+        Points are merged per dot column first (lowest and highest y, and where the line
+        leaves the column), so the cost follows the plot's width, not the ACK count."""
+        columns: list[tuple[int, int, int, int]] = []  # x, y entering, y min, y max; last y below
+        last_y: list[int] = []
+        for x, y in points:
+            if columns and columns[-1][0] == x:
+                cx, enter, ymin, ymax = columns[-1]
+                columns[-1] = (cx, enter, min(ymin, y), max(ymax, y))
+                last_y[-1] = y
+            else:
+                columns.append((x, y, y, y))
+                last_y.append(y)
+        for (x0, _, _, _), y0, (x1, enter, ymin, ymax) in zip(columns, last_y, columns[1:], strict=False):
             canvas.hline(x0, x1, y0, layer)
-            canvas.vline(x1, y0, y1, layer)
-        if points:
-            x, y = points[-1]
-            canvas.hline(x, canvas.width - 1, y, layer)
+            canvas.vline(x1, min(y0, ymin, enter), max(y0, ymax, enter), layer)
+        if columns:
+            x, _, ymin, ymax = columns[0]
+            canvas.vline(x, ymin, ymax, layer)
+            canvas.hline(columns[-1][0], canvas.width - 1, last_y[-1], layer)

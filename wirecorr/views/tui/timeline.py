@@ -5,6 +5,10 @@ this is one Line-API `ScrollView` whose virtual height is the row count and whos
 `render_line` formats only the rows on screen, caching each row's strip in an LRU. The
 rows themselves are `RowIndex` arrays owned by the app (all rows, or the filtered ones).
 
+The first line is the column header; rows are fitted to the pane's width (row_text), so
+there is nothing to scroll sideways and every cut is marked with `…`; `e` shows the
+selected row whole under the timeline.
+
 The cursor is remembered by row identity (ref and timestamp), not by position, because
 rows arrive out of order while a file is indexed or a trace runs and an insertion above
 the cursor must not move the user's place.
@@ -13,6 +17,7 @@ the cursor must not move the user's place.
 from __future__ import annotations
 
 from rich.style import Style
+from rich.text import Text
 from textual import events
 from textual.binding import Binding
 from textual.cache import LRUCache
@@ -22,12 +27,12 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from wirecorr.views.tui.index import EventIndex
-from wirecorr.views.tui.row_text import row_text
+from wirecorr.views.tui.row_text import Columns, TimeView, header, row_text
 from wirecorr.views.tui.rows import RowIndex
 
 CURSOR = Style(bgcolor="#30507a", bold=True)
 RELATED = Style(bgcolor="#4a3a10")
-WIDTH = 400  # virtual width: summaries can be long; the cache holds the full strip
+HEADER_LINES = 1
 
 
 class Timeline(ScrollView, can_focus=True):
@@ -39,7 +44,10 @@ class Timeline(ScrollView, can_focus=True):
         Binding("g,home", "first", "First row", show=False),
         Binding("G,end", "last", "Last row (follow)", show=False),
         Binding("enter", "follow_link", "Follow link"),
-        Binding("t", "toggle_time", "Abs/rel time"),
+        Binding("t", "toggle_time", "Time: rel/abs/delta"),
+        Binding("ctrl+t", "time_reference", "Time reference", show=False),
+        Binding("m", "mark", "Mark", show=False),
+        Binding("apostrophe", "next_mark", "Next mark", show=False),
     ]
     DEFAULT_CSS = """
     Timeline { height: 1fr; border: round $panel; }
@@ -64,30 +72,50 @@ class Timeline(ScrollView, can_focus=True):
         self.cursor = 0
         self.cursor_key: tuple[int, int] | None = None
         self.related: set[int] = set()
-        self.absolute = False
+        self.time_view = TimeView()
+        self.marks: set[int] = set()
         self.follow_tail = live
+        # Until the user moves, a file's view stays on its first row: rows indexed later
+        # can sort above the first ones shown (a recorder writes syscalls late), and keeping
+        # the cursor's row in place then hid them above the top of the screen.
+        self.user_moved = False
         self.unseen = 0
         self._jump: tuple[int, list[int]] | None = None
         self._cache: LRUCache[int, Strip] = LRUCache(4096)
+        self._cols: Columns | None = None
         self.border_title = "Timeline"
 
     # -- data -----------------------------------------------------------------------------
 
+    @property
+    def absolute(self) -> bool:
+        return self.time_view.absolute
+
     def set_view(self, view: RowIndex) -> None:
         """Show other rows (a filter changed); keep the cursor on its row if it is there."""
         self.view = view
+        if self.time_view.delta:  # "since the row above" depends on which rows are shown
+            self._cache.clear()
         self.rows_changed(0)
 
     def rows_changed(self, added: int) -> None:
         """Rows were added to the view (`added` of them), or it was replaced."""
-        self.virtual_size = Size(WIDTH, len(self.view))
-        # New events change older rows too (a read links the segment shown before it).
-        self._cache.clear()
+        self.virtual_size = Size(0, len(self.view) + HEADER_LINES)
+        # New events change older rows too (a read links the segment shown before it):
+        # redraw those, which the index lists, not every cached line.
+        self._forget_changed()
         if self.follow_tail:
             self._go(len(self.view) - 1)
             return
         if self.live:
             self.unseen += added
+        elif not self.user_moved and len(self.view):
+            if self.cursor_key != (self.view.ts[0], self.view.refs[0]) or self.scroll_offset.y:
+                self.scroll_to(y=0, animate=False, immediate=True)
+                self._go(0)
+            else:
+                self.refresh()
+            return
         before = self.cursor - self.scroll_offset.y
         at = self._locate()
         if at is not None and at != self.cursor:
@@ -99,6 +127,17 @@ class Timeline(ScrollView, can_focus=True):
         self.refresh()
         if added and self.unseen:
             self.post_message(self.Scrolled())
+
+    def _forget_changed(self) -> None:
+        index = self.index
+        if index.dirty_all:
+            self._cache.clear()
+        else:
+            cache = self._cache
+            for ref in index.dirty:
+                cache.discard(ref)
+        index.dirty.clear()
+        index.dirty_all = False
 
     def clear_cache(self) -> None:
         """Row text depends on engine state that changes at the end of indexing (links, labels)."""
@@ -127,22 +166,43 @@ class Timeline(ScrollView, can_focus=True):
 
     # -- drawing --------------------------------------------------------------------------
 
-    def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        row = scroll_y + y
+    def columns(self) -> Columns:
         width = self.scrollable_content_region.width
+        cols = self._cols
+        if cols is None or cols.width != width:
+            cols = self._cols = Columns.for_width(width, self.time_view.absolute)
+            self._cache.clear()
+        return cols
+
+    @property
+    def page_height(self) -> int:
+        """Rows on screen (the header line is not one)."""
+        return max(self.scrollable_content_region.height - HEADER_LINES, 1)
+
+    def render_line(self, y: int) -> Strip:
+        cols = self.columns()
+        width = cols.width
+        if y < HEADER_LINES:
+            text = header(cols, self.time_view)
+            return Strip(text.render(self.app.console), text.cell_len).crop_extend(0, width, self.rich_style)
+        row = self.scroll_offset.y + y - HEADER_LINES
         if row >= len(self.view):
             return Strip.blank(width, self.rich_style)
         ref = self.view.refs[row]
         strip = self._cache.get(ref)
         if strip is None:
-            text = row_text(self.index, ref, self.absolute)
+            prev = self.view.ts[row - 1] if row and self.time_view.delta else None
+            text = row_text(self.index, ref, self.time_view, cols, prev_ts=prev, marked=ref in self.marks)
             strip = Strip(text.render(self.app.console), text.cell_len)
             self._cache[ref] = strip
         style = CURSOR if row == self.cursor else RELATED if ref in self.related else None
         if style is not None:
             strip = strip.apply_style(style)
-        return strip.crop_extend(scroll_x, scroll_x + width, style)
+        return strip.crop_extend(0, width, style)
+
+    def row_full_text(self, ref: int) -> Text:
+        """The row with nothing cut, for the expanded view (`e`)."""
+        return row_text(self.index, ref, self.time_view, marked=ref in self.marks)
 
     # -- moving ---------------------------------------------------------------------------
 
@@ -154,14 +214,21 @@ class Timeline(ScrollView, can_focus=True):
         row = max(0, min(row, len(self.view) - 1))
         self.cursor = row
         self.cursor_key = (self.view.ts[row], self.view.refs[row])
-        height = self.scrollable_content_region.height or 1
-        top = self.scroll_offset.y
+        self._show_cursor()
+        self._select(self.view.refs[row])
+        self.refresh()
+
+    def _show_cursor(self) -> None:
+        """Scroll so the cursor's row is on screen."""
+        row, height, top = self.cursor, self.page_height, self.scroll_offset.y
         if row < top:
             self.scroll_to(y=row, animate=False, immediate=True)
         elif row >= top + height:
             self.scroll_to(y=row - height + 1, animate=False, immediate=True)
-        self._select(self.view.refs[row])
-        self.refresh()
+
+    def on_resize(self) -> None:
+        # A pane opening beside or below (b, e, the filter bar) must not hide the selection.
+        self.call_after_refresh(self._show_cursor)
 
     def _select(self, ref: int | None) -> None:
         self.related = set(self.index.related(ref)) if ref is not None else set()
@@ -174,6 +241,7 @@ class Timeline(ScrollView, can_focus=True):
 
     def goto_ref(self, ref: int) -> bool:
         """Put the cursor on row `ref`; False when the current view does not show it."""
+        self.user_moved = True
         at = self.view.position(self.index.ts(ref), ref)
         if at is None:
             return False
@@ -183,32 +251,79 @@ class Timeline(ScrollView, can_focus=True):
         return True
 
     def action_move(self, delta: int) -> None:
+        self.user_moved = True
         if delta < 0:
             self._stop_following()
         self._go(self.cursor + delta)
 
     def action_page(self, direction: int) -> None:
+        self.user_moved = True
         if direction < 0:
             self._stop_following()
-        height = self.scrollable_content_region.height or 1
+        height = self.page_height
         self.scroll_to(y=self.scroll_offset.y + direction * height, animate=False, immediate=True)
         self._go(self.cursor + direction * height)
 
     def action_first(self) -> None:
+        self.user_moved = True
         self._stop_following()
         self._go(0)
 
     def action_last(self) -> None:
         """Jump to the end and follow new rows from there (live mode's tail)."""
+        self.user_moved = True
         self.follow_tail = True
         self.unseen = 0
         self.post_message(self.Scrolled())
         self._go(len(self.view) - 1)
 
     def action_toggle_time(self) -> None:
-        self.absolute = not self.absolute
-        self._cache.clear()
+        """Relative → absolute → delta (since the row shown above) → relative."""
+        view = self.time_view
+        if view.delta:
+            view = TimeView(reference=view.reference)
+        elif view.absolute:
+            view = TimeView(delta=True, reference=view.reference)
+        else:
+            view = TimeView(absolute=True, reference=view.reference)
+        self._set_time_view(view)
+
+    def action_time_reference(self) -> None:
+        """ctrl+t, as in Wireshark: relative times count from this row (again: from the first)."""
+        ref = self.current_ref
+        if ref is None:
+            return
+        ts = self.index.ts(ref)
+        reference = None if self.time_view.reference == ts else ts
+        self._set_time_view(TimeView(reference=reference))
+        self.notify("time reference cleared" if reference is None else "times now count from this row", timeout=2)
+
+    def _set_time_view(self, view: TimeView) -> None:
+        self.time_view = view
+        self._cols = None
         self.refresh()
+
+    def action_mark(self) -> None:
+        """m: mark or unmark the row (a `*` beside it); ' goes to the next mark."""
+        ref = self.current_ref
+        if ref is None:
+            return
+        self.marks.symmetric_difference_update({ref})
+        self._cache.discard(ref)
+        self.refresh()
+
+    def action_next_mark(self) -> None:
+        if not self.marks:
+            self.notify("no marks: m marks the selected row", timeout=2)
+            return
+        here = self.cursor_key or (-1, -1)
+        order = sorted((self.index.ts(ref), ref) for ref in self.marks)
+        later = [key for key in order if key > here]
+        target = (later or order)[0][1]
+        if not later:
+            self.notify("marks wrapped around to the first", timeout=2)
+        if not self.goto_ref(target):
+            self.notify("the marked row is hidden by the filter", severity="warning", timeout=3)
 
     def action_follow_link(self) -> None:
         """Jump along the links of the row where enter was first pressed, cycling through them.
@@ -240,8 +355,9 @@ class Timeline(ScrollView, can_focus=True):
         offset = event.get_content_offset(self)
         if offset is None:
             return
-        row = self.scroll_offset.y + offset.y
-        if row < len(self.view):
+        row = self.scroll_offset.y + offset.y - HEADER_LINES
+        if 0 <= row < len(self.view):
+            self.user_moved = True
             if row != len(self.view) - 1:
                 self._stop_following()
             self._go(row)
