@@ -46,6 +46,14 @@ COMMANDS = {
         "write recordings as Parquet tables (recordings, connections, packets, syscalls, links, findings)",
     ),
     "query": ("wirecorr.commands.query", "run SQL (DuckDB) over an export directory or over recordings"),
+    "edit": (
+        "wirecorr.commands.edit",
+        "rewrite a capture or recording with every timestamp shifted (as editcap -t)",
+    ),
+    "merge": (
+        "wirecorr.commands.merge",
+        "merge recordings of different hosts into one, clocks synchronised on the packets both saw",
+    ),
 }
 
 

@@ -7,12 +7,13 @@ import sys
 
 from wirecorr.bulk import paused_gc
 from wirecorr.commands.pipe_input import reading_through_ctrl_c
-from wirecorr.engine.ingest import diagnose, is_truncation, load_capture, load_strace
+from wirecorr.engine.hosts import load_merged, merged_header
+from wirecorr.engine.ingest import PacketFilter, diagnose, is_truncation, load_capture, load_strace
 from wirecorr.engine.session import Session
 from wirecorr.errors import UsageError
 from wirecorr.sources.bpf_filter import compile_filter
 from wirecorr.sources.capture_file import STDIN
-from wirecorr.views import json_report, text_report
+from wirecorr.views import hosts_report, json_report, text_report
 from wirecorr.views.progress import showing_progress
 
 
@@ -59,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     if args.count is not None and args.count <= 0:
         raise UsageError("analyze: -c wants a positive number of packets")
     packet_filter = compile_filter(args.filter) if args.filter else None
+    if path is not None and path != STDIN and args.strace is None and args.count is None:
+        header = merged_header(path)
+        if header is not None:
+            return _run_merged(args, path, header, packet_filter)
     session = Session()
     if args.strace is not None:
         load_strace(session, args.strace)
@@ -77,4 +82,21 @@ def run(args: argparse.Namespace) -> int:
     if error is not None:
         print(f"wirecorr: {error}", file=sys.stderr)
         return error.exit_code
+    return 0
+
+
+def _run_merged(args: argparse.Namespace, path: str, header: dict, packet_filter: PacketFilter | None) -> int:
+    """A merged recording (`wirecorr merge`): each host correlated on its own, one clock."""
+    merged = load_merged(path, header, packet_filter=packet_filter)
+    error = merged.error
+    partial = args.partial if args.partial is not None else is_truncation(error)
+    if error is None or partial:
+        if args.json:
+            hosts_report.write_json(merged, sys.stdout, packets=args.packets)
+        else:
+            hosts_report.write_text(merged, sys.stdout, notable=args.notable)
+        sys.stdout.flush()
+    if error is not None:
+        print(f"wirecorr: {error}", file=sys.stderr)
+        return int(error.exit_code)
     return 0

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from wirecorr.bulk import paused_gc
 from wirecorr.commands.pipe_input import reading_through_ctrl_c
+from wirecorr.engine.hosts import load_merged, merged_header
 from wirecorr.engine.ingest import diagnose, is_truncation, load_capture, load_strace
 from wirecorr.engine.session import Session
 from wirecorr.errors import UsageError
 from wirecorr.sources.capture_file import STDIN
-from wirecorr.views import checks
+from wirecorr.views import checks, hosts_report
 from wirecorr.views.progress import showing_progress
 
 EPILOG = """\
@@ -70,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("check: only one input can come from standard input")
     # Rules first: a bad rules file should fail before a large capture is read.
     rules = checks.load_rules(args.expect)
+    header = merged_header(args.file) if args.file != STDIN and args.strace is None else None
+    if header is not None:
+        return _check_merged(args, rules, header)
     session = Session()
     if args.strace is not None:
         load_strace(session, args.strace)
@@ -89,3 +94,24 @@ def run(args: argparse.Namespace) -> int:
     title = f"wirecorr check: {sources} against {args.expect}"
     checks.write_report(session, report, sys.stdout, title=title, failures_only=args.quiet)
     return 0 if report.passed else 1
+
+
+def _check_merged(args: argparse.Namespace, rules: list[checks.Rule], header: dict[str, Any]) -> int:
+    """A merged recording: the rules hold on every host's side, each checked on its own."""
+    merged = load_merged(args.file, header)
+    error = merged.error
+    if error is not None:
+        partial = args.partial if args.partial is not None else is_truncation(error)
+        if not partial:
+            raise error
+        print(f"wirecorr: warning: {error}; checking what was read before it", file=sys.stderr)
+    passed = True
+    for h in merged.hosts:
+        for warning in h.session.warnings:
+            print(f"wirecorr: warning: host {h.name}: {warning}", file=sys.stderr)
+        report = checks.evaluate(h.session, rules)
+        passed = passed and report.passed
+        clock = hosts_report.clock_line(h.host, merged.hosts[0].name)
+        title = f"wirecorr check: {args.file} host {h.host['id']} {h.name} ({clock}) against {args.expect}"
+        checks.write_report(h.session, report, sys.stdout, title=title, failures_only=args.quiet)
+    return 0 if passed else 1

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from wirecorr.errors import UsageError, WirecorrError
 from wirecorr.model import Packet, Syscall
 from wirecorr.recording import RecordingWriter
+from wirecorr.sources import netns
 from wirecorr.sources.live_capture import DEFAULT_BUFFER_KIB, DEFAULT_GRACE, DEFAULT_SNAPLEN, CaptureStats, LiveCapture
 
 if TYPE_CHECKING:
@@ -74,6 +75,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--user", help="run CMD as this user (the tracer and tcpdump stay root)")
     p.add_argument("-p", "--pid", action="append", default=[], help="attach to running PID[,PID...] instead of CMD")
+    p.add_argument(
+        "--netns",
+        metavar="NAME",
+        help="run CMD and the capture in the network namespace NAME (as `ip netns exec NAME`); -p PIDs are "
+        "captured in their own namespace without it",
+    )
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     p.set_defaults(run=run)
 
@@ -98,6 +105,15 @@ def run(args: argparse.Namespace) -> int:
     if args.data_bytes < 0 or args.snaplen <= 0 or args.buffer_kib <= 0:
         raise UsageError("record: --data-bytes, -s and -B must be positive")
     output = args.output or time.strftime("wirecorr-%Y%m%d-%H%M%S.pcapng")
+    if getattr(args, "netns", None):
+        if pids:
+            raise UsageError("record: --netns runs a CMD in a namespace; -p PIDs are captured in their own")
+        path = netns.named(args.netns)
+        recorder = Recorder(args, output, argv, pids)
+        recorder.netns = {"inode": netns.ns_inode(path), "name": args.netns, "path": path, "container": None}
+        # The whole session in the namespace, as `ip netns exec` would run it: CMD and tcpdump.
+        with netns.entered(path):
+            return recorder.run()
     return Recorder(args, output, argv, pids).run()
 
 
@@ -144,6 +160,8 @@ class Recorder:
         # Tracer events that come before the header (spawn reports its child first).
         self.pending: list[Callable[[], None]] = []
         self.error: BaseException | None = None
+        # The network namespace captured in when it is not wirecorr's own (sources/netns.py).
+        self.netns: dict[str, Any] | None = None
 
     # -- callbacks ---------------------------------------------------------------------
 
@@ -219,6 +237,8 @@ class Recorder:
         status = 0
         stats: CaptureStats | None = None
         try:
+            if self.pids and not self.argv:
+                self.netns = netns.of_pids(self.pids)
             if not self.args.no_capture:
                 self.capture = LiveCapture(
                     self.on_packet,
@@ -227,7 +247,10 @@ class Recorder:
                     snaplen=self.args.snaplen,
                     buffer_kib=self.args.buffer_kib,
                 )
-                self.capture.start()
+                with netns.entered(self.netns["path"]) if self.pids and self.netns else contextlib.nullcontext():
+                    self.capture.start()
+                if self.netns is not None:
+                    print(f"wirecorr record: capturing in the {netns.describe(self.netns)}", file=sys.stderr)
             self.writer = RecordingWriter(self.output)
             tracer = self.tracer = Tracer(self.on_syscall, data_bytes=self.args.data_bytes, on_process=self.on_process)
             if self.signum is not None:
@@ -272,6 +295,7 @@ class Recorder:
             "snaplen": self.args.snaplen,
             "data_bytes": self.args.data_bytes,
             "hostname": socket.gethostname(),
+            "netns": None if self.netns is None else {k: v for k, v in self.netns.items() if k != "path"},
         }
         self._writer.write_header(meta)
         self.header_written = True

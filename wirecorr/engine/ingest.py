@@ -44,14 +44,19 @@ def load_capture(
     packet_filter: PacketFilter | None = None,
     on_progress: OnProgress | None = None,
     count: int | None = None,
+    host: int | None = None,
 ) -> None:
     """Read every packet of `path` into `session`, or the first `count` (tshark's -c).
+
+    `host` reads one host of a merged recording (`engine.hosts`): its syscalls and process
+    events only (its packets are the caller's `packet_filter`), so each host's correlation
+    and TCP analysis stay its own.
 
     Damage does not throw away what was read: the error is kept on the session and the
     caller decides whether a partial result may be reported (truncation at the end is what
     a killed tcpdump leaves, so that is reported by default).
     """
-    for _ in read_capture(session, path, packet_filter=packet_filter, on_progress=on_progress, count=count):
+    for _ in read_capture(session, path, packet_filter=packet_filter, on_progress=on_progress, count=count, host=host):
         pass
 
 
@@ -62,6 +67,7 @@ def read_capture(
     packet_filter: PacketFilter | None = None,
     on_progress: OnProgress | None = None,
     count: int | None = None,
+    host: int | None = None,
 ) -> Iterator[int]:
     """`load_capture` in slices: yields the packets read so far after each slice."""
     # A recording's wirecorr blocks are decoded as they are met, never held as raw bytes.
@@ -101,6 +107,13 @@ def read_capture(
             )
     if count is not None and check.read == count:
         session.warnings.append(f"stopped after the first {count:,} packets of {path} (-c)")
+    if host is not None:
+        keep_host(recording, host)
+    elif recording.meta.get("hosts"):
+        session.warnings.append(
+            f"{path} is a merged recording of {len(recording.meta['hosts'])} hosts, read here as one capture "
+            "(each crossing twice); `wirecorr analyze` and `check` report each host on its own"
+        )
     if recording.is_recording or recording.syscalls or recording.processes:
         if recording.meta:
             session.meta = recording.meta
@@ -115,6 +128,14 @@ def read_capture(
         feed.close()
     check.done(path)
     yield check.read
+
+
+def keep_host(recording: Recording, host: int) -> None:
+    """Drop the syscalls and process events of a merged recording's other hosts."""
+    spec = next((h for h in recording.meta.get("hosts") or [] if h.get("id") == host), None)
+    ids = (spec or {}).get("syscall_ids") or [0, -1]
+    recording.syscalls = [sc for sc in recording.syscalls if ids[0] <= sc.id <= ids[1]]
+    recording.processes = [p for p in recording.processes if p.get("host", 0) == host]
 
 
 def feed_packets(

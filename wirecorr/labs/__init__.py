@@ -43,6 +43,7 @@ _MODULES = {
     "sendmmsg": "sendmmsg",
     "retransmit": "retransmit",
     "refused": "refused",
+    "two-hosts": "two_hosts",
 }
 NAMES = tuple(_MODULES)
 
@@ -84,7 +85,8 @@ class Lab:
 
     `command` writes the programs into the Workdir and returns the argv to trace (run
     inside namespace `a`); `explain` reads the Evidence and states, with numbers, what
-    happened — or what did not. `nft` is loaded into the receiving namespace;
+    happened — or what did not. `record` replaces the runner's one Recorder for a lab of
+    several recordings (`two-hosts`, whose file is a merge). `nft` is loaded into the receiving namespace;
     `small_sysctls` override `sysctls` in a small run.
     """
 
@@ -99,6 +101,9 @@ class Lab:
     mtu: int | None = None
     capture_filter: str = "tcp or udp"
     snaplen: int = 256
+    # A lab that records itself (several hosts, each its own `wirecorr record`): called with
+    # the Workdir, the namespace, `command`'s argv and the output path; returns the status.
+    record: Callable[[Workdir, LabNet, list[str], str], int] | None = None
 
 
 class UnknownLab(WirecorrError):

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from wirecorr.engine.hosts import MergedSession
 from wirecorr.engine.session import Session
 from wirecorr.model import Finding, Link, Syscall, fmt_ns, format_flags
 
@@ -28,6 +29,8 @@ class Evidence:
         self.lines: list[str] = []
         self.missing: list[str] = []
         self.facts: dict[str, Any] = {}
+        # A merged recording (lab two-hosts): every host's Session; `session` is host 0's.
+        self.merged: MergedSession | None = None
 
     # -- the explanation ----------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wirecorr.commands import record
+from wirecorr.engine.hosts import load_merged, merged_header
 from wirecorr.engine.ingest import analyze_file
 from wirecorr.labs import Lab, Workdir
 from wirecorr.labs.evidence import Evidence
@@ -51,15 +52,21 @@ def run(lab: Lab, output: str, *, small: bool = False) -> LabResult:
         sysctls = {**lab.sysctls, **(lab.small_sysctls if small else {})}
         with private_network(pair=lab.pair, sysctls=sysctls, nft_b=lab.nft, mtu=lab.mtu) as net:
             argv = lab.command(work, net)
-            args = record_args(net.iface, lab.capture_filter, lab.snaplen)
-            recorder = record.Recorder(args, output, argv, [])
-            with entered(net.a):
-                status = recorder.run()
-    if recorder.signum is not None:
-        # The recorder caught Ctrl-C / SIGTERM to finish the file; the run is still over.
-        raise KeyboardInterrupt(f"signal {recorder.signum}")
-    session = analyze_file(output)
+            if lab.record is not None:
+                status = lab.record(work, net, argv, output)
+            else:
+                args = record_args(net.iface, lab.capture_filter, lab.snaplen)
+                recorder = record.Recorder(args, output, argv, [])
+                with entered(net.a):
+                    status = recorder.run()
+                if recorder.signum is not None:
+                    # The recorder caught Ctrl-C / SIGTERM to finish the file; the run is still over.
+                    raise KeyboardInterrupt(f"signal {recorder.signum}")
+    header = merged_header(output)
+    merged = load_merged(output, header) if header is not None else None
+    session = merged.hosts[0].session if merged is not None else analyze_file(output)
     evidence = Evidence(session, status, small=small)
+    evidence.merged = merged
     evidence.expect(status == 0, f"the lab's programs exited with status {status}")
     evidence.expect(session.error is None, f"the recording is damaged: {session.error}")
     lab.explain(evidence)

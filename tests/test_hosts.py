@@ -1,0 +1,372 @@
+"""Two hosts on one timeline: edit --time-shift, merge, and recording inside network namespaces.
+
+Real namespaces joined by a veth pair (created and removed here), a real server and
+client each recorded by its own `wirecorr record --netns`, one recording given a known
+wrong clock with `edit --time-shift`, then merged: the merge must find the shift within
+the bound it states, and every link on both sides must be there on the common clock.
+Needs root; where namespaces cannot be made the tests say so and skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from wirecorr.labs.netns import LabNet, can_create, private_network
+from wirecorr.recording import read_recording
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIFT_NS = 250_000_000
+PORT = 9310
+CONNECTIONS = 2
+
+SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(4)
+for _ in range(int(sys.argv[3])):
+    c, _ = s.accept()
+    while True:
+        d = c.recv(4096)
+        if not d:
+            break
+        c.sendall(d)
+    c.close()
+"""
+
+CLIENT = """
+import socket, sys, time
+for i in range(int(sys.argv[3])):
+    for _ in range(200):
+        try:
+            c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+            break
+        except ConnectionRefusedError:
+            time.sleep(0.02)
+    for j in range(4):
+        c.sendall(b"hello %d %d\\n" % (i, j))
+        c.recv(100)
+        time.sleep(0.003)
+    c.close()
+"""
+
+
+def wirecorr(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wirecorr", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+@cache
+def _no_namespaces() -> str | None:
+    if os.geteuid() != 0:
+        return "not root"
+    return can_create()
+
+
+def _need_namespaces() -> None:
+    reason = _no_namespaces()
+    if reason is not None:
+        pytest.skip(f"cannot create network namespaces: {reason}")
+
+
+pytestmark = pytest.mark.netns
+
+
+@pytest.fixture(scope="module")
+def two_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """(client's recording, server's recording), made in two namespaces across a veth."""
+    _need_namespaces()
+    tmp = tmp_path_factory.mktemp("hosts")
+    (tmp / "server.py").write_text(SERVER)
+    (tmp / "client.py").write_text(CLIENT)
+    a, b = tmp / "client.pcapng", tmp / "server.pcapng"
+    net: LabNet
+    with private_network(pair=True) as net:
+        assert net.b is not None
+        common = ["-m", "wirecorr", "record", "-f", f"tcp port {PORT}"]
+        server_argv = [sys.executable, "-I", str(tmp / "server.py"), net.addr_b, str(PORT), str(CONNECTIONS)]
+        server = subprocess.Popen(
+            [sys.executable, *common, "--netns", net.b, "-i", "b0", "-o", str(b), "--", *server_argv],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            client = wirecorr(
+                "record",
+                "-f",
+                f"tcp port {PORT}",
+                "--netns",
+                net.a,
+                "-i",
+                "a0",
+                "-o",
+                str(a),
+                "--",
+                sys.executable,
+                "-I",
+                str(tmp / "client.py"),
+                net.addr_b,
+                str(PORT),
+                str(CONNECTIONS),
+            )
+            assert client.returncode == 0, client.stderr
+            _, err = server.communicate(timeout=30)
+            assert server.returncode == 0, err
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+    yield a, b
+
+
+def test_merge_recovers_a_known_clock_shift_within_its_bound(two_hosts: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = two_hosts
+    shifted = tmp_path / "server-shifted.pcapng"
+    done = wirecorr("edit", "--time-shift", "0.250", str(b), "-o", str(shifted))
+    assert done.returncode == 0, done.stderr
+    merged = tmp_path / "merged.pcapng"
+    done = wirecorr("merge", str(a), str(shifted), "-o", str(merged))
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(wirecorr("analyze", "--json", str(merged)).stdout)
+    assert doc["merged"] is True
+    client, server = doc["hosts"]
+    assert client["offset_ns"] == 0 and client["sync"] is None
+    bound = server["offset_error_ns"]
+    assert 0 < bound <= 100_000, server
+    assert abs(server["offset_ns"] - SHIFT_NS) <= bound, server
+    assert server["sync"]["forward"] > 0 and server["sync"]["backward"] > 0
+
+    # Every crossing on the common clock: no packet arrives before it was sent.
+    assert len(doc["crossings"]) >= 10
+    assert all(c["delay_ns"] >= 0 for c in doc["crossings"]), doc["one_way_delay"]
+    assert {(c["sender"], c["receiver"]) for c in doc["crossings"]} == {(0, 1), (1, 0)}
+
+    # Links on both sides, each host's syscalls with its own capture.
+    client_links = {lk["kind"] for lk in client["report"]["links"]}
+    server_links = {lk["kind"] for lk in server["report"]["links"]}
+    assert {"connect-syn", "connect-established", "write-data", "read-data", "close-fin"} <= client_links
+    assert {"accept-ack", "write-data", "read-data", "eof-fin"} <= server_links
+    for host in (client, server):
+        report = host["report"]
+        linked = {lk["syscall"] for lk in report["links"]}
+        for sc in report["syscalls"]:
+            ours = sc["name"] == "accept4" or ((sc["fdinfo"] or {}).get("remote") or "").endswith(f":{PORT}")
+            if sc["name"] in ("connect", "accept4", "sendto", "recvfrom") and ours:
+                assert sc["id"] in linked, (host["name"], sc)
+        # A host's links name only its own syscalls; its TCP analysis sees its own capture once.
+        ids = {sc["id"] for sc in report["syscalls"]}
+        assert all(lk["syscall"] in ids for lk in report["links"])
+        # (The client may have been refused while the server started: those carry no data.)
+        assert sum(c["bytes"]["client_to_server"] > 0 for c in report["connections"]) == CONNECTIONS
+        assert not report["analysis"], report["analysis"]
+    server_ids = {sc["id"] for sc in server["report"]["syscalls"]}
+    client_ids = {sc["id"] for sc in client["report"]["syscalls"]}
+    assert not server_ids & client_ids
+
+    text = wirecorr("analyze", str(merged)).stdout
+    assert "merged recording of 2 hosts" in text, text[:600]
+    assert re.search(r"clock moved by -2(49\.99|50\.00)\d+ ms onto vm#1's \(± \d+\.\d µs", text), text[:600]
+
+
+def test_merge_without_shift_finds_no_offset(two_hosts: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = two_hosts
+    merged = tmp_path / "merged.pcapng"
+    done = wirecorr("merge", str(a), str(b), "-o", str(merged))
+    assert done.returncode == 0, done.stderr
+    header = json.loads(wirecorr("analyze", "--json", str(merged)).stdout)["hosts"][1]
+    assert abs(header["offset_ns"]) <= header["offset_error_ns"] <= 100_000
+
+
+def test_merge_refuses_the_same_or_an_unrelated_recording(two_hosts: tuple[Path, Path], tmp_path: Path) -> None:
+    a, _ = two_hosts
+    shifted = tmp_path / "client-shifted.pcapng"
+    assert wirecorr("edit", "-t", "3", str(a), "-o", str(shifted)).returncode == 0
+    unrelated = ROOT / "captures" / "lab-echo.pcapng"
+    for other, words in ((a, "same file"), (shifted, "same recording"), (unrelated, "no connection seen by both")):
+        out = tmp_path / "x.pcapng"
+        done = wirecorr("merge", str(a), str(other), "-o", str(out))
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0] and "Traceback" not in done.stderr, done.stderr
+        assert not out.exists()
+
+
+def test_edit_time_shift_round_trip(tmp_path: Path) -> None:
+    src = ROOT / "captures" / "lab-echo.pcapng"
+    there, back = tmp_path / "there.pcapng", tmp_path / "back.pcapng"
+    assert wirecorr("edit", "--time-shift", "12.345678901", str(src), "-o", str(there)).returncode == 0
+    assert wirecorr("edit", "--time-shift", "-12.345678901", str(there), "-o", str(back)).returncode == 0
+    docs = [json.loads(wirecorr("analyze", "--json", str(p)).stdout) for p in (src, there, back)]
+    for doc in docs:
+        doc.pop("sources")
+    assert docs[0] == docs[2]
+    assert docs[1]["first_ts_ns"] == docs[0]["first_ts_ns"] + 12_345_678_901
+    assert docs[1]["syscalls"][0]["enter_ns"] == docs[0]["syscalls"][0]["enter_ns"] + 12_345_678_901
+    assert docs[1]["links"] == docs[0]["links"]
+
+
+def test_edit_refuses_a_symlink_and_its_own_input(tmp_path: Path) -> None:
+    src = ROOT / "captures" / "lab-echo.pcapng"
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    link = tmp_path / "out.pcapng"
+    link.symlink_to(victim)
+    done = wirecorr("edit", "-t", "1", str(src), "-o", str(link))
+    assert done.returncode == 2 and "symbolic link" in done.stderr
+    assert victim.read_text() == "keep"
+    copy = tmp_path / "copy.pcapng"
+    copy.write_bytes(src.read_bytes())
+    done = wirecorr("edit", "-t", "1", str(copy), "-o", str(copy))
+    assert done.returncode == 2 and "is the input" in done.stderr
+    assert copy.read_bytes() == src.read_bytes()
+
+
+LOOP = """
+import socket, sys, threading, time
+srv = socket.socket()
+srv.bind(("127.0.0.1", 9320))
+srv.listen(8)
+def serve():
+    while True:
+        c, _ = srv.accept()
+        c.sendall(c.recv(100))
+        c.close()
+threading.Thread(target=serve, daemon=True).start()
+print("ready", flush=True)
+for i in range(600):
+    c = socket.create_connection(("127.0.0.1", 9320))
+    c.sendall(b"ping %d" % i)
+    c.recv(100)
+    c.close()
+    time.sleep(0.05)
+"""
+
+
+def test_record_attaches_to_a_process_in_its_own_namespace(tmp_path: Path) -> None:
+    _need_namespaces()
+    script = tmp_path / "loop.py"
+    script.write_text(LOOP)
+    out = tmp_path / "attached.pcapng"
+    with private_network() as net:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", net.a, sys.executable, "-I", str(script)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            recorder = subprocess.Popen(
+                [sys.executable, "-m", "wirecorr", "record", "-p", str(proc.pid), "-o", str(out)],
+                cwd=ROOT,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            time.sleep(2.0)
+            inode = os.stat(f"/run/netns/{net.a}").st_ino
+            recorder.send_signal(signal.SIGINT)
+            _, err = recorder.communicate(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert "capturing in the network namespace" in err, err
+    doc = json.loads(wirecorr("analyze", "--json", str(out)).stdout)
+    conns = [c for c in doc["connections"] if c["server"] == "127.0.0.1:9320"]
+    assert len(conns) >= 5, err
+    kinds = {lk["kind"] for lk in doc["links"]}
+    assert {"connect-syn", "accept-ack", "write-data", "read-data"} <= kinds
+    netns = read_recording(str(out)).meta["netns"]
+    assert netns["inode"] == inode and netns["pid"] == proc.pid
+
+
+def test_edit_shifts_a_plain_pcap(tmp_path: Path) -> None:
+    src = ROOT / "captures" / "stray-rst-after-close.pcap"
+    out = tmp_path / "shifted.pcapng"
+    assert wirecorr("edit", "-t", "-1.5", str(src), "-o", str(out)).returncode == 0
+    before, after = (json.loads(wirecorr("analyze", "--json", str(p)).stdout) for p in (src, out))
+    assert after["first_ts_ns"] == before["first_ts_ns"] - 1_500_000_000
+    assert len(after["connections"]) == len(before["connections"]) > 0
+    assert after["analysis"] == before["analysis"]
+
+
+def test_clock_fit_recovers_a_drift_within_its_bound() -> None:
+    """The estimator alone, on crossings built from a known clock: θ(t) = 0.5 s + 40 ppm·t
+    over 60 s, one-way delays of 20 µs and more (a unit test of the arithmetic; the
+    namespace tests above give it real packets)."""
+    import random
+
+    from wirecorr.recording.merge import _Input, _Pkt, fit_clock
+
+    rng = random.Random(7)
+
+    def theta(t: int) -> float:
+        return 500_000_000 + 40e-6 * t
+
+    def pkt(ts: int) -> _Pkt:
+        return _Pkt(ts, 1, None, 0, 0, b"", None, None, None, None)
+
+    a, b = _Input("a", {}), _Input("b", {})
+    pairs = []
+    base = 1_700_000_000_000_000_000
+    for i in range(600):
+        t = i * 100_000_000 + rng.randrange(1_000_000)
+        delay = 20_000 + int(rng.expovariate(1 / 200_000))
+        forward = i % 2 == 0
+        # tB - tA = θ + d for a→b, θ - d for b→a (θ evaluated on a's clock).
+        ta = t if forward else t + delay
+        tb = round(ta + theta(ta) + delay) if forward else round(ta + theta(ta) - delay)
+        a.packets.append(pkt(base + ta))
+        b.packets.append(pkt(base + tb))
+        pairs.append((i, i, forward))
+    fit = fit_clock(a, b, pairs)
+    assert fit.drift_ppb and abs(fit.drift_ppb - 40_000) < 2_000, fit
+    for t in (0, 30_000_000_000, 59_900_000_000):
+        assert abs(fit.at(base + t) - theta(t)) <= fit.error_ns, (t, fit)
+    assert fit.error_ns < 100_000, fit
+
+
+@pytest.mark.parametrize(
+    ("cgroup", "container"),
+    [
+        ("0::/system.slice/docker-" + "3f2a" * 16 + ".scope\n", "docker 3f2a3f2a3f2a"),
+        ("12:pids:/docker/" + "ab" * 32 + "\n1:name=systemd:/docker/" + "ab" * 32 + "\n", "docker abababababab"),
+        ("0::/machine.slice/libpod-" + "0c" * 32 + ".scope/container\n", "libpod 0c0c0c0c0c0c"),
+        (
+            "0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-" + "9e" * 32 + ".scope\n",
+            "cri-containerd 9e9e9e9e9e9e",
+        ),
+        ("0::/lxc.payload.web1/init.scope\n", "lxc web1"),
+        ("0::/user.slice/user-0.slice/session-3.scope\n", None),
+    ],
+)
+def test_container_named_from_cgroup(cgroup: str, container: str | None) -> None:
+    from wirecorr.sources.netns import container_in
+
+    assert container_in(cgroup) == container
+
+
+def test_edit_and_merge_bad_input_is_one_line_and_leaves_no_output(tmp_path: Path) -> None:
+    src = str(ROOT / "captures" / "lab-echo.pcapng")
+    out = tmp_path / "out.pcapng"
+    cases = [
+        (("edit", "-t", "abc", src, "-o", str(out)), "--time-shift wants seconds"),
+        (("edit", "-t", "-99999999999", src, "-o", str(out)), "leaves the range pcapng holds"),
+        (("merge", str(tmp_path / "missing.pcapng"), src, "-o", str(out)), "no such file"),
+        (("merge", src, "-o", str(out)), "at least two recordings"),
+    ]
+    for argv, words in cases:
+        done = wirecorr(*argv)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and words in lines[0], (argv, done.stderr)
+        assert not out.exists(), argv

@@ -1,0 +1,82 @@
+"""Reports of a merged recording: the hosts and their clocks, the crossings, then each host.
+
+Each host's section is that host's ordinary report (connections, links, findings) on the
+common clock; the header says how far each host's clock was moved and how well that is
+known, because every cross-host time difference in the report is only as good as that bound.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any, TextIO
+
+from wirecorr import __version__
+from wirecorr.engine.hosts import Crossing, MergedSession, host_summary
+from wirecorr.json_codec import dumps
+from wirecorr.model import fmt_ns as fmt_duration
+from wirecorr.views import json_report, text_report
+
+SCHEMA = "wirecorr.analyze-merged/1"
+
+
+def crossing_record(c: Crossing) -> dict[str, Any]:
+    return {"sent": c.sent, "received": c.received, "sender": c.sender, "receiver": c.receiver, "delay_ns": c.delay_ns}
+
+
+def delay_stats(crossings: list[Crossing]) -> dict[str, Any] | None:
+    if not crossings:
+        return None
+    delays = [c.delay_ns for c in crossings]
+    return {"min_ns": min(delays), "median_ns": int(statistics.median(delays)), "max_ns": max(delays)}
+
+
+def document(merged: MergedSession, *, packets: bool) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "wirecorr": __version__,
+        "sources": [merged.path],
+        "merged": True,
+        "hosts": [
+            {**host_summary(h.host), "report": json_report.document(h.session, packets=packets)} for h in merged.hosts
+        ],
+        "crossings": [crossing_record(c) for c in merged.crossings],
+        "one_way_delay": delay_stats(merged.crossings),
+    }
+
+
+def write_json(merged: MergedSession, out: TextIO, *, packets: bool) -> None:
+    out.write(dumps(document(merged, packets=packets)).decode())
+    out.write("\n")
+
+
+def clock_line(host: dict[str, Any], reference: str) -> str:
+    if not host.get("sync"):
+        return "reference clock"
+    sync = host["sync"]
+    drift = f", drift {host.get('drift_ppb', 0) / 1e3:+.3f} ppm" if host.get("drift_ppb") else ""
+    shaky = "; timestamps contradict causality, bound widened to the overlap" if not sync.get("consistent") else ""
+    return (
+        f"clock moved by {-host['offset_ns'] / 1e6:+.6f} ms onto {reference}'s "
+        f"(± {host['offset_error_ns'] / 1e3:.1f} µs{drift}; {sync['forward']} + {sync['backward']} crossings "
+        f"over {fmt_duration(sync['span_ns'])}{shaky})"
+    )
+
+
+def write_text(merged: MergedSession, out: TextIO, *, notable: int) -> None:
+    hosts = merged.hosts
+    out.write(f"{merged.path}: merged recording of {len(hosts)} hosts, {len(merged.crossings)} packets seen by both\n")
+    reference = hosts[0].name if hosts else "?"
+    for h in hosts:
+        info = h.host
+        where = f"interface {info.get('interface')}" if info.get("interface") else "no capture interface named"
+        pids = ", ".join(map(str, info.get("pids") or [])) or "-"
+        out.write(f"  host {info['id']} {h.name} ({where}, pids {pids}): {clock_line(info, reference)}\n")
+    stats = delay_stats(merged.crossings)
+    if stats:
+        out.write(
+            f"  one-way delay of the crossings: min {fmt_duration(stats['min_ns'])}, median "
+            f"{fmt_duration(stats['median_ns'])}, max {fmt_duration(stats['max_ns'])}\n"
+        )
+    for h in hosts:
+        out.write(f"\n=== host {h.host['id']} {h.name} ===\n")
+        text_report.write(h.session, out, notable=notable)
