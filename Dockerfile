@@ -8,10 +8,14 @@ RUN echo 'wireshark-common wireshark-common/install-setuid boolean false' | debc
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/wirecorr
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY wirecorr ./wirecorr
 COPY captures ./captures
-RUN pip install --no-cache-dir .
+# The packet core is a Cython extension: a C compiler for the build, removed after it.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev \
+ && pip install --no-cache-dir . \
+ && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /data
 ENTRYPOINT ["wirecorr"]

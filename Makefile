@@ -1,15 +1,18 @@
 # The two set-up commands of the README. Both install what they need, idempotently:
-# apt packages only when a tool is missing, the venv only when pyproject.toml changed.
+# apt packages only when a tool is missing, the venv only when pyproject.toml, setup.py or
+# the compiled core's sources changed (pip builds the Cython extension in place).
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The benchmarks are scripts without a .py suffix: ruff lints them only when named.
 BENCH_SCRIPTS := $(filter-out %.md,$(wildcard bench/*))
-APT_TOOLS := tcpdump:tcpdump tshark:tshark nc:netcat-openbsd nft:nftables ip:iproute2 strace:strace cc:gcc tmux:tmux curl:curl nginx:nginx redis-server:redis-server redis-cli:redis-tools socat:socat ncat:ncat openssl:openssl java:default-jre-headless
+APT_TOOLS := tcpdump:tcpdump tshark:tshark nc:netcat-openbsd nft:nftables ip:iproute2 strace:strace cc:gcc python3-config:python3-dev tmux:tmux curl:curl nginx:nginx redis-server:redis-server redis-cli:redis-tools socat:socat ncat:ncat openssl:openssl java:default-jre-headless
 
 .PHONY: run test lint system clean fuzz
 
-$(STAMP): pyproject.toml
+CORE_SOURCES := $(wildcard wirecorr/_core/*.pyx wirecorr/_core/*.pxd)
+
+$(STAMP): pyproject.toml setup.py $(CORE_SOURCES)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -43,4 +46,4 @@ fuzz: system $(STAMP)
 	$(PY) bench/fuzz
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) build wirecorr/_core/*.c wirecorr/_core/*.so

@@ -30,11 +30,11 @@ from helpers import free_port, run_in
 
 from wirecorr.engine.analysis_flags import FIELD_NAMES, wireshark_fields
 from wirecorr.engine.connections import Connection
+from wirecorr.engine.ingest import load_capture
+from wirecorr.engine.session import Session
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.labs.netns import LabNet
 from wirecorr.model import format_ip
-from wirecorr.sources.capture_file import CaptureReader
-from wirecorr.sources.packet_decode import decode_packet
 
 needs_capture_tools = pytest.mark.skipif(
     shutil.which("tshark") is None or shutil.which("tcpdump") is None or os.geteuid() != 0,
@@ -87,11 +87,13 @@ def tcpdump(path: Path, bpf: str, iface: str = "lo", netns: str | None = None) -
 
 
 def analyze(path: Path) -> PacketAnalyzer:
-    an = PacketAnalyzer()
-    for i, rec in enumerate(CaptureReader(str(path)).records()):
-        an.feed(decode_packet(i, rec))
-    an.finish()
-    return an
+    """The analysis of `path` by the load path analyze uses: compiled by default, the
+    pure-Python reference under WIRECORR_PURE=1 (so the tshark oracles check both)."""
+    session = Session()
+    load_capture(session, str(path))
+    assert session.error is None, session.error
+    session.analyzer.finish()
+    return session.analyzer
 
 
 # -- the tshark oracle ------------------------------------------------------------------

@@ -280,7 +280,8 @@ def mutate_records(rng: random.Random, data: bytes) -> bytes:
             new = encode_json(mutate_json(rng, obj))
             blks[i] = (BT_CUSTOM, record_block(tag, new))
         elif op == 6:
-            other = rng.choice([b"wirecorr", b"syscall", b"process", b"link", b"finding", b"summary", b"x"])
+            tags = [b"wirecorr", b"syscall", b"syscalls", b"process", b"link", b"links", b"finding", b"summary", b"x"]
+            other = rng.choice(tags)
             blks[i] = (BT_CUSTOM, record_block(other, text))
         elif op == 7:
             blks[i] = (BT_CUSTOM, record_block(tag, mutate_bytes(rng, text, 1)))
@@ -567,7 +568,8 @@ def _seed(*names: str) -> list[Path]:
 
 PCAP_SEEDS = _seed("echo-us.pcap", "echo-ns-be.pcap")
 PCAPNG_SEEDS = _seed("echo-us.pcapng")
-RECORDING_SEEDS = _seed("rec-echo.pcapng", "rec-refused.pcapng", "rec-sendmmsg.pcapng")
+# rec-echo-v2: rec-echo in format 2 (syscalls and links as Arrow batches).
+RECORDING_SEEDS = _seed("rec-echo.pcapng", "rec-refused.pcapng", "rec-sendmmsg.pcapng", "rec-echo-v2.pcapng")
 STRACE_SEEDS = _seed("echo.strace")
 
 

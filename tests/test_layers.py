@@ -22,6 +22,9 @@ LAYERS = {
     "sources": 1,
     "recording": 2,
     "engine": 3,
+    # The compiled packet core: decode and analysis, the engine's own layer (its .pyx imports
+    # sources and engine modules; the engine's packet feed imports it).
+    "_core": 3,
     "views": 4,
     "commands": 5,
     "labs": 6,

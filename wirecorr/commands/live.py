@@ -159,9 +159,11 @@ def run(args: argparse.Namespace) -> int:
             if not os.path.exists(output):  # no recording, so no log beside it
                 os.unlink(log)
             raise
+        app = WirecorrApp(live.index, live.feed, title=f"live: {title}", live=True)
         try:
-            WirecorrApp(live.index, live.feed, title=f"live: {title}", live=True).run()
+            app.run()
         finally:
             status = live.join()
     print(f"wirecorr live: {live.index.events:,} events -> {output} (program output in {log})", file=sys.stderr)
-    return status
+    # SIGTERM/SIGHUP end the app as `q` does, with 128+N as its return code (views/tui/app.py).
+    return app.return_code or status

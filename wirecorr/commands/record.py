@@ -160,6 +160,11 @@ class Recorder:
         # Tracer events that come before the header (spawn reports its child first).
         self.pending: list[Callable[[], None]] = []
         self.error: BaseException | None = None
+        # Signals received, and how many of them came before tracing ended: one after that
+        # (or during the linking pass) skips or ends the linking; the recording stays complete.
+        self.signals = 0
+        self.signals_while_tracing = 0
+        self.linking = False
         # The network namespace captured in when it is not wirecorr's own (sources/netns.py).
         self.netns: dict[str, Any] | None = None
 
@@ -222,18 +227,33 @@ class Recorder:
                 self.tracer.stop()
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """SIGINT/SIGTERM: stop tracing (a second one kills a launched CMD at once), or end the linking.
+
+        It only asks: the tracer's loop wakes up and detaches, so the handler never waits.
+        """
         self.signum = signum
+        self.signals += 1
         if self.tracer is not None:
             self.tracer.stop()
+        if self.linking and self.handle_signals:
+            raise KeyboardInterrupt  # in the main thread, inside annotate(), which cleans up
 
     # -- the session -------------------------------------------------------------------
 
     def run(self) -> int:
+        stop_signals = (signal.SIGINT, signal.SIGTERM) if self.handle_signals else ()
+        handlers = {s: signal.signal(s, self.on_signal) for s in stop_signals}
+        try:
+            return self._session()
+        finally:
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
+
+    def _session(self) -> int:
+        """The session under run()'s signal handlers, from tcpdump's start to the linking's end."""
         # Imported here: the ptrace machinery is only needed by this sub-command.
         from wirecorr.sources.tracer import Tracer
 
-        stop_signals = (signal.SIGINT, signal.SIGTERM) if self.handle_signals else ()
-        handlers = {s: signal.signal(s, self.on_signal) for s in stop_signals}
         status = 0
         stats: CaptureStats | None = None
         try:
@@ -268,14 +288,12 @@ class Recorder:
             if self.signum is not None:
                 tracer.stop()
             status = tracer.run()
+            self.signals_while_tracing = self.signals
             if self.capture is not None:
                 stats = self.capture.stop(DEFAULT_GRACE)
         except BaseException:
             self._abandon()
             raise
-        finally:
-            for s, handler in handlers.items():
-                signal.signal(s, handler)
         self._finish(status, stats)
         if self.error is None and not getattr(self.args, "no_annotate", False):
             self._annotate()
@@ -323,11 +341,24 @@ class Recorder:
         """Write the links into the finished file; any failure keeps the recording as it is."""
         from wirecorr.engine.ingest import annotate
 
+        self.linking = True
         try:
+            if self.signals != self.signals_while_tracing:
+                raise KeyboardInterrupt  # a signal since tracing ended: the user wants out
             done = annotate(self.output)
+            self.linking = False
+        except KeyboardInterrupt:
+            print(
+                f"wirecorr record: links not written into {self.output}: interrupted "
+                "(the recording is complete; `wirecorr analyze` links it just the same)",
+                file=sys.stderr,
+            )
+            return
         except Exception as e:
             print(f"wirecorr record: warning: links not written into {self.output}: {e}", file=sys.stderr)
             return
+        finally:
+            self.linking = False
         if done is not None:
             print(
                 f"wirecorr record: {done.links} links on {done.packets} packets, {done.findings} findings "

@@ -62,7 +62,14 @@ _ALSO_RETRANSMISSION = AnalysisFlag.FAST_RETRANSMISSION | AnalysisFlag.SPURIOUS_
 
 
 def flag_names(mask: int) -> list[str]:
-    """Short names of the flags set in `mask`, in bit order."""
+    """Short names of the tcp.analysis.* fields Wireshark shows for `mask`, in bit order.
+
+    As in tshark, a fast or spurious retransmission is also a "retransmission" (it is
+    what `tshark -Y tcp.analysis.retransmission` counts), so reports and counts built on
+    these names agree with tshark field for field.
+    """
+    if mask & _ALSO_RETRANSMISSION:
+        mask |= AnalysisFlag.RETRANSMISSION
     return [SHORT_NAMES[flag] for flag in AnalysisFlag if mask & flag]
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from wirecorr.bulk import paused_gc
 from wirecorr.engine.findings import Thresholds, detect
+from wirecorr.engine.packet_feed import compiled_feed_applies, feed_compiled
 from wirecorr.engine.session import Session
 from wirecorr.errors import InputError
 from wirecorr.model import Packet, Syscall
@@ -88,13 +89,20 @@ def read_capture(
     records: Iterator[RawRecord] = reader.records() if count is None else islice(reader.records(), count)
     try:
         with paused_gc():
-            while True:
-                n = feed_packets(session, islice(records, SLICE), check, packet_filter=packet_filter)
-                if n < SLICE:
-                    break  # the reader has reached the end and closed the file: nothing to show
-                if on_progress is not None:
-                    on_progress(reader.position, reader.size, check.read)
-                yield check.read
+            if compiled_feed_applies(session, packet_filter):
+                # Yields after each chunk, before the reader reaches the end and closes the file.
+                for read in feed_compiled(session, reader, path, check, packet_filter=packet_filter, count=count):
+                    if on_progress is not None:
+                        on_progress(reader.position, reader.size, read)
+                    yield read
+            else:
+                while True:
+                    n = feed_packets(session, islice(records, SLICE), check, packet_filter=packet_filter)
+                    if n < SLICE:
+                        break  # the reader has reached the end and closed the file: nothing to show
+                    if on_progress is not None:
+                        on_progress(reader.position, reader.size, check.read)
+                    yield check.read
     except InputError as e:
         session.error = e
     finally:

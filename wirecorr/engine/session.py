@@ -15,6 +15,7 @@ from operator import attrgetter
 from typing import Any
 
 from wirecorr.engine.correlator import Correlator
+from wirecorr.engine.packet_feed import new_analyzer
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.errors import InputError
 from wirecorr.model import Finding, Packet, Syscall
@@ -22,7 +23,7 @@ from wirecorr.model import Finding, Packet, Syscall
 
 @dataclass
 class Session:
-    analyzer: PacketAnalyzer = field(default_factory=PacketAnalyzer)
+    analyzer: PacketAnalyzer = field(default_factory=new_analyzer)
     syscalls: list[Syscall] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     packets_read: int = 0

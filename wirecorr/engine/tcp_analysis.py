@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from itertools import pairwise
 
-from wirecorr.engine.analysis_flags import SHORT_NAMES, AnalysisFlag
+from wirecorr.engine.analysis_flags import AnalysisFlag, flag_names
 from wirecorr.engine.connections import (
     Connection,
     HandshakeOptions,
@@ -71,8 +71,6 @@ _WINDOW_UPDATE = int(AnalysisFlag.WINDOW_UPDATE)
 _WINDOW_FULL = int(AnalysisFlag.WINDOW_FULL)
 _REUSED_PORTS = int(AnalysisFlag.REUSED_PORTS)
 _SPURIOUS_RETRANSMISSION = int(AnalysisFlag.SPURIOUS_RETRANSMISSION)
-
-_FLAG_NAMES = [(int(flag), SHORT_NAMES[flag]) for flag in AnalysisFlag]
 
 # Flag masks the rules test: SYN, FIN or RST ("no_sfr" below is none of them); SYN or FIN,
 # each of which takes one sequence number.
@@ -554,9 +552,8 @@ class PacketAnalyzer:
 
 def _count_flags(conn: Connection, mask: int) -> None:
     counts = conn.analysis_counts
-    for bit, name in _FLAG_NAMES:
-        if mask & bit:
-            counts[name] = counts.get(name, 0) + 1
+    for name in flag_names(mask):
+        counts[name] = counts.get(name, 0) + 1
 
 
 def _ack_segments_slow(flow: _Flow, ack: int) -> tuple[int, int, int, int] | None:

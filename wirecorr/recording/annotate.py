@@ -127,8 +127,15 @@ def rewrite(
     holds link records was annotated before: rewriting it would duplicate every comment.
     """
     comments = comments_by_packet(links, syscall)
-    extra = b"".join(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in links)
-    extra += b"".join(fmt.custom_block(TAG_FINDING, fmt.finding_to_dict(f)) for f in findings)
+    found = b"".join(fmt.custom_block(TAG_FINDING, fmt.finding_to_dict(f)) for f in findings)
+
+    def extra(version: int) -> bytes:
+        """The link and finding records, links in the recording's own format."""
+        if version >= 2:
+            from wirecorr.recording.columns import link_blocks  # pyarrow: see reader._add_batch
+
+            return link_blocks(links) + found
+        return b"".join(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in links) + found
 
     directory = os.path.dirname(os.path.abspath(path))
     # mkstemp creates the file 0600, what the recording itself has (docs/recording-format.md).
@@ -140,6 +147,7 @@ def rewrite(
         ):
             index = 0
             placed = False
+            version = 1
             for btype, block in iter_blocks(src, path):
                 if btype in _PACKET_BLOCKS:
                     texts = comments.get(index) if btype == fmt.BT_EPB else None
@@ -148,14 +156,16 @@ def rewrite(
                     continue
                 if btype in (fmt.BT_CUSTOM, _BT_CUSTOM_NOCOPY):
                     tag = _record_tag(block)
-                    if tag in (fmt.TAG_LINK, TAG_FINDING):
+                    if tag in (fmt.TAG_LINK, fmt.TAG_LINKS, TAG_FINDING):
                         raise AnnotateError(f"{path} already holds links (annotated before)")
+                    if tag == fmt.TAG_HEADER:
+                        version = fmt.decode_record(block[12:-4])[1]["format"]
                     if tag == fmt.TAG_SUMMARY and not placed:
-                        out.write(extra)
+                        out.write(extra(version))
                         placed = True
                 out.write(block)
             if not placed:
-                out.write(extra)
+                out.write(extra(version))
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)

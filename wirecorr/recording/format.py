@@ -28,7 +28,7 @@ from wirecorr.model import FdInfo, Finding, Link, Syscall
 # IANA's Private Enterprise Number reserved for documentation and examples (RFC 5612).
 # wirecorr has no PEN of its own; 32473 keeps it from squatting on a real vendor's number.
 PEN = 32473
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 BT_SHB = 0x0A0D0D0A
 BT_IDB = 0x00000001
@@ -45,8 +45,10 @@ IF_TSRESOL = 9
 
 TAG_HEADER = "wirecorr"
 TAG_SYSCALL = "syscall"
+TAG_SYSCALLS = "syscalls"  # format 2: a batch of syscalls as Arrow columns (recording/columns.py)
 TAG_PROCESS = "process"
 TAG_LINK = "link"
+TAG_LINKS = "links"  # format 2: a batch of links as Arrow columns
 TAG_SUMMARY = "summary"
 
 
@@ -426,15 +428,20 @@ def _fdinfo(kind: str, local: str | None, remote: str | None, path: str | None, 
 def _shared_args(args: dict[str, Any]) -> dict[str, Any]:
     """One shared dict per distinct args value, as `_fdinfo` shares FdInfo: a program's hot
     loop repeats the same few (read of fd 4, 64 bytes), ~200 bytes a copy. Readers never
-    mutate loaded args; values that cannot be hashed (lists, dicts) keep their own dict."""
-    try:
-        return _args(tuple(args.items()))
-    except TypeError:
+    mutate loaded args. Only scalars whose equal values are the same value are shared, and
+    keyed with their types: False == 0 and -0.0 == 0.0 must not come back as each other;
+    other values (floats, lists, tuples, dicts) keep their own dict."""
+    kinds = tuple(map(type, args.values()))
+    if not _SHAREABLE.issuperset(kinds):
         return args
+    return _args(tuple(args.items()), kinds)
+
+
+_SHAREABLE = frozenset((type(None), bool, int, str, bytes))
 
 
 @functools.lru_cache(maxsize=16384)
-def _args(items: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+def _args(items: tuple[tuple[str, Any], ...], kinds: tuple[type, ...]) -> dict[str, Any]:
     return dict(items)
 
 

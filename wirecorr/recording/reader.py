@@ -89,9 +89,30 @@ def add_block(rec: Recording, block: CustomBlock) -> None:
     """
     if block.pen != fmt.PEN:
         return
+    if block.data.startswith(_BATCH_PREFIXES):
+        _add_batch(rec, block)
+        return
     try:
         tag, payload = fmt.decode_record(block.data)
         _add(rec, tag, payload)
+    except fmt.RecordFormatError as e:
+        raise InputError(rec.path, f"bad wirecorr record: {e}", offset=block.offset) from None
+
+
+_SYSCALLS_PREFIX = fmt.TAG_SYSCALLS.encode() + b"\n"
+_BATCH_PREFIXES = (_SYSCALLS_PREFIX, fmt.TAG_LINKS.encode() + b"\n")
+
+
+def _add_batch(rec: Recording, block: CustomBlock) -> None:
+    """A format-2 block of syscall or link columns. Its codec is imported on first use:
+    pyarrow takes ≈ 0.2 s to import, which a plain capture or a format-1 recording need not pay."""
+    from wirecorr.recording import columns
+
+    try:
+        if block.data.startswith(_SYSCALLS_PREFIX):
+            rec.syscalls.extend(columns.syscalls_from_table(columns.decode_block(block.data)))
+        else:
+            rec.links.extend(columns.links_from_table(columns.decode_link_block(block.data)))
     except fmt.RecordFormatError as e:
         raise InputError(rec.path, f"bad wirecorr record: {e}", offset=block.offset) from None
 
@@ -103,6 +124,8 @@ def _add(rec: Recording, tag: str, payload: dict[str, Any]) -> None:
             raise fmt.RecordFormatError(
                 f"recording format {version} is newer than this wirecorr reads ({fmt.FORMAT_VERSION}); upgrade wirecorr"
             )
+        if version < 1:
+            raise fmt.RecordFormatError(f"recording format {version} is not one wirecorr ever wrote (1, 2)")
         rec.meta = payload
         rec.is_recording = True
     elif tag == fmt.TAG_SYSCALL:

@@ -16,6 +16,7 @@ import platform
 import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -87,8 +88,18 @@ class RecordingWriter:
     of a (linktype, name, snaplen) combination, so callers never manage IDB numbering.
     """
 
-    def __init__(self, path: str, *, flush_interval: float = 1.0) -> None:
+    def __init__(self, path: str, *, flush_interval: float = 1.0, format_version: int = fmt.FORMAT_VERSION) -> None:
+        if format_version not in (1, 2):
+            raise ValueError(f"recording format {format_version} is not one this wirecorr writes (1, 2)")
         self.path = path
+        self.format_version = format_version
+        if format_version == 1:
+            self._encode_syscalls, self._encode_links = _format1_blocks, _format1_link_blocks
+        else:
+            # Imported here, not with this module: reading a recording need not load pyarrow.
+            from wirecorr.recording.columns import link_blocks, syscall_blocks
+
+            self._encode_syscalls, self._encode_links = syscall_blocks, link_blocks
         self.packets = 0
         self.syscalls = 0
         self._ifaces: dict[tuple[int, str | None, int], int] = {}
@@ -96,7 +107,9 @@ class RecordingWriter:
         self._header_written = False
         self._closed = False
         self._error: Exception | None = None
-        self._queued: list[Syscall] = []
+        # A deque, drained by count: the tracer's thread appends without the lock, so a
+        # swapped-out list could take an append after the flush thread had copied it.
+        self._queued: deque[Syscall] = deque()
         fd = open_output(path)
         self._f = os.fdopen(fd, "wb", buffering=1 << 16)
         uname = platform.uname()
@@ -158,7 +171,7 @@ class RecordingWriter:
         `meta` conventionally holds command, pids, interface, filter, snaplen, data_bytes;
         the format version, wirecorr version and start time are added here.
         """
-        payload = {"format": fmt.FORMAT_VERSION, "wirecorr": __version__, "start_ns": time.time_ns(), **meta}
+        payload = {"format": self.format_version, "wirecorr": __version__, "start_ns": time.time_ns(), **meta}
         with self._lock:
             if self._header_written:
                 raise ValueError(f"{self.path}: header already written")
@@ -197,7 +210,8 @@ class RecordingWriter:
         return index
 
     def write_syscall(self, sc: Syscall) -> None:
-        """Queue `sc`; the flush thread encodes it within `flush_interval`.
+        """Queue `sc`; the flush thread encodes it within `flush_interval`, with everything
+        queued since its last turn (format 2: as one block of columns per `BATCH_ROWS`).
 
         The tracer calls this between two ptrace stops of the traced program: encoding
         there (≈10 µs a syscall) would slow the program, so only a list append happens on
@@ -209,11 +223,10 @@ class RecordingWriter:
         self.syscalls += 1
 
     def _drain_locked(self) -> None:
-        queued = self._queued
-        if not queued:
-            return
-        self._queued = []
-        self._append_locked(b"".join(map(fmt.syscall_block, queued)))
+        take = self._queued.popleft
+        queued = [take() for _ in range(len(self._queued))]
+        if queued:
+            self._append_locked(self._encode_syscalls(queued))
 
     def write_process(self, event: str, pid: int, info: int | None, ts_ns: int | None = None) -> None:
         """A tracer process event (on_process): who was traced, from when, and how it ended.
@@ -225,7 +238,7 @@ class RecordingWriter:
         self._append(fmt.custom_block(fmt.TAG_PROCESS, {"event": event, "pid": pid, "info": info, "ts_ns": when}))
 
     def write_links(self, links: Iterable[Link]) -> None:
-        self._append(b"".join(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in links))
+        self._append(self._encode_links(list(links)))
 
     def close(self, summary: dict[str, Any] | None = None) -> None:
         """Finish the file. A `summary` record marks it complete: pass one (it may be empty)
@@ -242,3 +255,12 @@ class RecordingWriter:
                 self._f.write(fmt.custom_block(fmt.TAG_SUMMARY, {**done, **summary}))
             self._closed = True
             self._f.close()
+
+
+def _format1_blocks(syscalls: list[Syscall]) -> bytes:
+    """Format 1: one JSON Custom Block per syscall."""
+    return b"".join(map(fmt.syscall_block, syscalls))
+
+
+def _format1_link_blocks(links: list[Link]) -> bytes:
+    return b"".join(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in links)

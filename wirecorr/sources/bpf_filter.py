@@ -21,6 +21,10 @@ from wirecorr.errors import WirecorrError
 from wirecorr.model import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Packet
 
 Predicate = Callable[[Packet], bool]
+# The same expression in postfix for the compiled packet core (wirecorr._core.packets.
+# FilterProgram), which decides on its C packet without a Packet object. Each predicate
+# made here carries its program as `.program`.
+Instr = tuple[object, ...]
 
 _TOKEN = re.compile(r"\s*(\(|\)|&&|\|\||!|[^\s()!]+)")
 _PROTOS = {"tcp": PROTO_TCP, "udp": PROTO_UDP, "icmp": PROTO_ICMP, "icmp6": PROTO_ICMPV6}
@@ -47,7 +51,7 @@ def compile_filter(expr: str) -> Predicate:
     if "".join(tokens) != re.sub(r"\s+", "", expr):
         raise FilterError(f"filter: cannot read {expr!r}")
     if not tokens:
-        return lambda pkt: True
+        return _with(lambda pkt: True, [("true",)])
     parser = _Parser(tokens, expr)
     pred = parser.parse_or()
     if parser.pos != len(tokens):
@@ -98,7 +102,7 @@ class _Parser:
             self.nest()
             inner = self.parse_not()
             self.depth -= 1
-            return lambda pkt: not inner(pkt)
+            return _with(lambda pkt: not inner(pkt), [*_program(inner), ("not",)])
         return self.parse_primary()
 
     def parse_primary(self) -> Predicate:
@@ -124,7 +128,7 @@ class _Parser:
             tok = self.take()
         elif tok in ("ip", "ip6"):
             version = 4 if tok == "ip" else 6
-            return lambda pkt: pkt.ip_version == version
+            return _with(lambda pkt: pkt.ip_version == version, [("version", version)])
         if tok in ("src", "dst"):
             direction = tok
             tok = self.take()
@@ -141,6 +145,24 @@ class _Parser:
         return _primitive(qual, value, self.expr)
 
 
+def _with(pred: Predicate, program: list[Instr]) -> Predicate:
+    pred.program = program  # type: ignore[attr-defined]
+    return pred
+
+
+def _program(pred: Predicate) -> list[Instr]:
+    return pred.program  # type: ignore[attr-defined, no-any-return]
+
+
+def _chain(parts: list[Predicate], op: str) -> list[Instr]:
+    """Postfix of a chain: a b op c op …, so the evaluation stack stays two deep."""
+    program = list(_program(parts[0]))
+    for part in parts[1:]:
+        program += _program(part)
+        program.append((op,))
+    return program
+
+
 # A flat list per `or`/`and` chain, not one closure per operator: `port 1 or 2 or … or 5000`
 # would otherwise recurse 5000 deep on every packet.
 def _either(parts: list[Predicate]) -> Predicate:
@@ -148,8 +170,8 @@ def _either(parts: list[Predicate]) -> Predicate:
         return parts[0]
     if len(parts) == 2:
         a, b = parts
-        return lambda pkt: a(pkt) or b(pkt)
-    return lambda pkt: any(p(pkt) for p in parts)
+        return _with(lambda pkt: a(pkt) or b(pkt), _chain(parts, "or"))
+    return _with(lambda pkt: any(p(pkt) for p in parts), _chain(parts, "or"))
 
 
 def _both(parts: list[Predicate]) -> Predicate:
@@ -157,12 +179,12 @@ def _both(parts: list[Predicate]) -> Predicate:
         return parts[0]
     if len(parts) == 2:
         a, b = parts
-        return lambda pkt: a(pkt) and b(pkt)
-    return lambda pkt: all(p(pkt) for p in parts)
+        return _with(lambda pkt: a(pkt) and b(pkt), _chain(parts, "and"))
+    return _with(lambda pkt: all(p(pkt) for p in parts), _chain(parts, "and"))
 
 
 def _proto(proto: int) -> Predicate:
-    return lambda pkt: pkt.proto == proto
+    return _with(lambda pkt: pkt.proto == proto, [("proto", proto)])
 
 
 def _looks_like_address(tok: str) -> bool:
@@ -195,6 +217,7 @@ def _primitive(qual: _Qualifier, value: str, expr: str) -> Predicate:
             return bits == int.from_bytes(base, "big") >> (len(base) * 8 - plen)
 
         pred: Predicate = lambda pkt: (src and match_addr(pkt.src)) or (dst and match_addr(pkt.dst))  # noqa: E731
+        instr: Instr = ("net", qual.proto, src, dst, base, plen)
     else:
         try:
             if qual.kind == "port":
@@ -212,7 +235,10 @@ def _primitive(qual: _Qualifier, value: str, expr: str) -> Predicate:
                 return False
             return (src and lo <= pkt.sport <= hi) or (dst and lo <= pkt.dport <= hi)
 
+        instr = ("port", qual.proto, src, dst, lo, hi)
+
     if qual.proto is None:
-        return pred
+        return _with(pred, [instr])
     proto = qual.proto
-    return lambda pkt: pkt.proto == proto and pred(pkt)
+    # The program's net/port instruction tests the protocol itself.
+    return _with(lambda pkt: pkt.proto == proto and pred(pkt), [instr])

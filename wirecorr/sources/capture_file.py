@@ -260,6 +260,21 @@ class CaptureReader:
 
     # -- entry point -------------------------------------------------------------------
 
+    def readinto(self, view: memoryview) -> int:
+        """Fill the front of `view` with the capture's next bytes (decompressed); 0 at the
+        end. For a caller that walks the records itself (the compiled packet core) in one
+        reused buffer: fresh 4 MiB bytes objects per read cost more than the walk."""
+        assert self._f is not None
+        if self._compressed is None:
+            n = self._f.readinto(view)  # type: ignore[attr-defined]
+        else:
+            chunk = self._read(len(view))
+            n = len(chunk)
+            view[:n] = chunk
+        # `_read` names a damaged gzip stream's position from this count.
+        self._base += n
+        return n
+
     def records_and_blocks(self) -> Iterator[RawRecord | CustomBlock]:
         self._inline_custom = True
         return self.records()  # type: ignore[return-value]  # _pcapng yields the blocks too

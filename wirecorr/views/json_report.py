@@ -139,11 +139,17 @@ def warnings(session: Session) -> list[str]:
     return out
 
 
-def _summary(session: Session) -> dict[str, Any]:
-    error = session.error
+def _connection_records(session: Session) -> Iterator[dict[str, Any]]:
     anchored: dict[int, list[dict[str, Any]]] = {}
     for anchor in session.correlator.anchors:
         anchored.setdefault(anchor.conn, []).append(anchor_record(session, anchor))
+    return (connection_record(c, anchored.get(c.id)) for c in session.analyzer.connections)
+
+
+def _summary(session: Session, *, connections: bool = True) -> dict[str, Any]:
+    """The document without its long arrays; `connections=False` leaves None in the
+    connections' place, for `write` to stream them there."""
+    error = session.error
     return {
         "schema": SCHEMA,
         "wirecorr": __version__,
@@ -154,7 +160,7 @@ def _summary(session: Session) -> dict[str, Any]:
         "last_ts_ns": session.last_ns,
         "error": None if error is None else {"message": str(error), "offset": error.offset, "line": error.line},
         "warnings": warnings(session),
-        "connections": [connection_record(c, anchored.get(c.id)) for c in session.analyzer.connections],
+        "connections": list(_connection_records(session)) if connections else None,
         "analysis": analysis_totals(session),
         "notable": notable_indices(session),
     }
@@ -188,19 +194,32 @@ def _dumps(value: Any) -> str:
 
 def write(session: Session, out: TextIO, *, packets: bool) -> None:
     """Write `document()` without building it: a recording's syscalls and links would
-    otherwise exist three times at once (objects, dicts, one JSON string).
+    otherwise exist three times at once (objects, dicts, one JSON string), and so would
+    the connections of a large capture (100k of them: 0.5 GB of dicts and text).
 
     The arrays go out in chunks of `_CHUNK` records, each encoded by one `dumps` call and
     one write: per record, the two writes and the call were half the cost of the output.
     """
-    head = _dumps(_summary(session))
-    out.write(head[:-1])
+    summary = _summary(session, connections=False)
+    keys = list(summary)
+    at = keys.index("connections")
+    out.write(_dumps({k: summary[k] for k in keys[:at]})[:-1])
+    out.write(',"connections":[')
+    _write_records(out, _connection_records(session))
+    out.write("]")
+    rest = _dumps({k: summary[k] for k in keys[at + 1 :]})[1:-1]
+    if rest:
+        out.write("," + rest)
     for key, records in _arrays(session, packets=packets):
         out.write(f',"{key}":[')
-        sep = ""
-        while chunk := list(islice(records, _CHUNK)):
-            out.write(sep)
-            out.write(_dumps(chunk)[1:-1])
-            sep = ","
+        _write_records(out, records)
         out.write("]")
     out.write("}\n")
+
+
+def _write_records(out: TextIO, records: Iterator[dict[str, Any]]) -> None:
+    sep = ""
+    while chunk := list(islice(records, _CHUNK)):
+        out.write(sep)
+        out.write(_dumps(chunk)[1:-1])
+        sep = ","

@@ -3,8 +3,10 @@
 The child blocks on a pipe until the parent has PTRACE_SEIZEd it, so the tracer is in
 place before the seccomp filter exists (a SECCOMP_RET_TRACE without a tracer fails the
 syscall with ENOSYS) and before exec (so the exec event is seen). Between fork and exec
-the child makes only untraced syscalls (read of the pipe, signal resets, set*id, prctl,
-execve); everything it needs is prepared before the fork. Python ignores SIGPIPE and
+the child makes only untraced syscalls (read of the pipe, signal resets, prctl, set*id,
+execve); everything it needs is prepared before the fork. The filter goes in before
+`--user` drops privileges: still root, the child needs no no_new_privs for it, so setuid
+programs the command runs keep their privilege as they would without wirecorr. Python ignores SIGPIPE and
 SIGXFSZ and exec keeps ignored signals ignored, so the child restores them as subprocess
 does, or the command would see EPIPE where it normally dies.
 """
@@ -39,9 +41,11 @@ class TraceError(WirecorrError):
 
 @dataclass(frozen=True, slots=True)
 class _Identity:
+    name: str
     uid: int
     gid: int
     groups: list[int]
+    home: str
 
 
 def resolve_command(argv: list[str], env: dict[str, str]) -> str:
@@ -64,14 +68,21 @@ def _identity(user: str | None) -> _Identity | None:
         entry = pwd.getpwnam(user)
     except KeyError:
         raise TraceError(f"no such user: {user}") from None
-    return _Identity(entry.pw_uid, entry.pw_gid, os.getgrouplist(user, entry.pw_gid))
+    return _Identity(entry.pw_name, entry.pw_uid, entry.pw_gid, os.getgrouplist(user, entry.pw_gid), entry.pw_dir)
+
+
+def user_environment(environ: dict[str, str], ident: _Identity | None) -> dict[str, str]:
+    """The environment CMD gets: as given, with HOME, USER and LOGNAME of `--user` as su sets them."""
+    if ident is None:
+        return environ
+    return environ | {"HOME": ident.home, "USER": ident.name, "LOGNAME": ident.name}
 
 
 def fork_child(argv: list[str], *, user: str | None, env: dict[str, str] | None, flt: Filter | None) -> tuple[int, int]:
     """Fork the command, stopped before exec; returns (pid, go_fd): write a byte to go_fd once seized."""
-    environ = dict(os.environ) if env is None else env
-    path = resolve_command(argv, environ)
     ident = _identity(user)
+    environ = user_environment(dict(os.environ) if env is None else env, ident)
+    path = resolve_command(argv, environ)
     go_read, go_write = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child only execs or exits
@@ -81,12 +92,12 @@ def fork_child(argv: list[str], *, user: str | None, env: dict[str, str] | None,
             signal.pthread_sigmask(signal.SIG_SETMASK, ())
             for sig in (signal.SIGPIPE, signal.SIGXFSZ):
                 signal.signal(sig, signal.SIG_DFL)
+            if flt is not None:
+                flt.install()
             if ident is not None:
                 os.setgroups(ident.groups)
                 os.setgid(ident.gid)
                 os.setuid(ident.uid)
-            if flt is not None:
-                flt.install()
             os.execve(path, argv, environ)
         except OSError as exc:
             code = EXIT_NOT_FOUND if exc.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE

@@ -15,18 +15,33 @@ running tracee for detaching.
 
 waitpid uses __WNOTHREAD: only children of the thread that calls spawn/attach/run (which
 must be the same thread, ptrace requires it) are reaped, never those of other threads.
+
+The kernel reports a new task's first stop, its parent's fork/clone event and the task's
+exit in any order (it scans the newest tracees first, so a busy child can live and die
+before its parent's event is read). A task is therefore added by whichever of its first
+stop or its creation event comes first and removed only by its own exit (or exec, or
+detach); a task gone before its creation event was read is remembered in `_vanished`, so
+the late event does not bring it back as a tracee that will never report again.
+
+The blocking waitpid is woken by a waker child (see `_start_waker`) that exits when a byte
+arrives on a pipe: stop() writes one, and so does a watchdog thread when none of the tasks
+the loop waits for is still traced by it. On that wake-up the loop handles what is pending
+without blocking, then ends if the traced tree is gone: whatever else is a child of the
+recorder (tcpdump), the loop never waits for a task that cannot report.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import itertools
 import os
 import shutil
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 
 from ptrace import PtraceError
@@ -51,6 +66,8 @@ _WAIT = px.WALL | px.WNOTHREAD
 _NONE: dict[int, Entry] = {}
 # How long launched (seccomp-filtered) commands may run on after stop() before SIGKILL.
 STOP_GRACE_S = 2.0
+# How often the watchdog checks that some task the loop waits for is still traced by it.
+WATCH_S = 0.5
 
 
 def shell_status(status: int) -> int:
@@ -98,11 +115,18 @@ class _Proc:
 
 
 class _Thread:
-    __slots__ = ("args", "call", "exit", "proc", "tid")
+    """A traced task. `announced`: its creation event was read (or it was spawned/attached).
 
-    def __init__(self, tid: int, proc: _Proc) -> None:
+    A task removed before that event arrives must be remembered, or the event would add it
+    again as a tracee that never reports.
+    """
+
+    __slots__ = ("announced", "args", "call", "exit", "proc", "tid")
+
+    def __init__(self, tid: int, proc: _Proc, announced: bool) -> None:
         self.tid = tid
         self.proc = proc
+        self.announced = announced
         self.call: Syscall | None = None
         self.args: tuple[int, ...] = ()
         self.exit: Decoder | None = None
@@ -126,16 +150,26 @@ class Tracer:
         self._ids = itertools.count(1)
         self._threads: dict[int, _Thread] = {}
         self._procs: dict[int, _Proc] = {}
+        # Tasks gone (exit, detach, exec) before the fork/clone event that creates them was read.
+        self._vanished: set[int] = set()
         self._root: int | None = None
         self._root_status: int | None = None
         self._stopping = False
+        self._tracer_tid = threading.get_native_id()
         self._waker: int | None = None
+        # The wake pipe lives as long as the Tracer: stop() may write to it at any moment,
+        # from a signal handler, and must never hit a descriptor closed and reused meanwhile.
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(self._wake_w, False)
+        weakref.finalize(self, _close_all, self._wake_r, self._wake_w)
+        self._watch_done = threading.Event()
         self._kill_at: float | None = None
 
     # -- public API -----------------------------------------------------------------
 
     def spawn(self, argv: list[str], *, user: str | None = None, env: dict[str, str] | None = None) -> int:
         """Start CMD under the seccomp filter; returns its pid once it has exec'd."""
+        self._tracer_tid = threading.get_native_id()
         flt = Filter(self._arch, list(BY_ARCH[self._arch]))
         pid, go = fork_child(argv, user=user, env=env, flt=flt)
         try:
@@ -150,7 +184,7 @@ class Tracer:
         self._await_exec(pid, argv[0])
         filtered = _seccomp_mode(pid) == 2
         proc = self._add_proc(pid, FdTable(pid), filtered)
-        thread = self._add_thread(pid, proc)
+        thread = self._add_thread(pid, proc, announced=True)
         self._root = pid
         self._on_process("spawn", pid, None)
         self._restart(thread)
@@ -158,6 +192,7 @@ class Tracer:
 
     def attach(self, pids: list[int]) -> None:
         """Seize every thread of each pid and interrupt it so syscall tracing can begin."""
+        self._tracer_tid = threading.get_native_id()
         for pid in pids:
             if not os.path.isdir(f"/proc/{pid}/task"):
                 raise TraceError(f"no such process: {pid}")
@@ -180,25 +215,34 @@ class Tracer:
 
     def run(self) -> int:
         """Trace until every tracee is gone or stop() is called; returns CMD's shell-style status."""
-        self._start_waker()
+        self._tracer_tid = threading.get_native_id()
+        watchdog = threading.Thread(target=self._watch, name="wirecorr-tracer-watchdog", daemon=True)
         try:
+            self._start_waker()
+            watchdog.start()
             self._loop()
         finally:
             try:
                 self._detach_all()
             finally:
+                self._watch_done.set()
                 self._end_waker()
         if self._root_status is not None:
             return self._root_status
         return 0
 
     def stop(self) -> None:
-        """Ask run() to detach and return. Safe from a signal handler or another thread."""
+        """Ask run() to detach and return. Safe from a signal handler or another thread.
+
+        A second stop() does not wait out the grace period: launched commands are killed
+        at once (a second Ctrl-C).
+        """
+        again = self._stopping
         self._stopping = True
-        waker = self._waker
-        if waker is not None:
-            with contextlib.suppress(OSError):
-                os.kill(waker, signal.SIGKILL)
+        self._poke()
+        if again:
+            self._kill_at = time.monotonic()
+            self._kill_filtered()
 
     # -- the hot loop -----------------------------------------------------------------
 
@@ -207,14 +251,23 @@ class Tracer:
         waitpid = os.waitpid
         clock = time.time_ns
         info = self._info
+        flags = _WAIT
         while threads and not self._stopping:
             try:
-                tid, status = waitpid(-1, _WAIT)
+                tid, status = waitpid(-1, flags)
             except ChildProcessError:
                 return
+            if tid == 0:  # woken up, and every pending report is handled
+                flags = _WAIT
+                if not self._tree_alive():
+                    self._forget_all()
+                    return
+                self._start_waker()
+                continue
             now = clock()
             if status & 0xFF != 0x7F:
-                self._gone(tid, status)
+                if self._gone(tid, status):
+                    flags = _WAIT | os.WNOHANG
                 continue
             sig = (status >> 8) & 0xFF
             event = status >> 16
@@ -280,63 +333,110 @@ class Tracer:
 
     def _event(self, thread: _Thread, event: int, sig: int) -> None:
         if event in (px.PTRACE_EVENT_FORK, px.PTRACE_EVENT_VFORK, px.PTRACE_EVENT_CLONE):
-            child = ptrace_geteventmsg(thread.tid)
-            if child not in self._threads:
-                self._new_child(thread.proc, child, event == px.PTRACE_EVENT_CLONE)
+            self._announce(thread.proc, ptrace_geteventmsg(thread.tid), event)
         elif event == px.PTRACE_EVENT_STOP and sig in _STOP_SIGNALS:
             px.listen(thread.tid)  # group-stop: stay stopped until SIGCONT, as if untraced
             return
         self._restart(thread)
 
-    def _new_child(self, parent: _Proc, child: int, maybe_thread: bool) -> _Thread:
+    def _announce(self, parent: _Proc, child: int, event: int) -> None:
+        """A fork/vfork/clone event: the child may have stopped, run and even gone already."""
+        known = self._threads.get(child)
+        if known is not None:
+            known.announced = True
+        elif child in self._vanished and not _traced_by(child, self._tracer_tid):
+            self._vanished.discard(child)
+        else:
+            # Not seen yet, or the tid is already used again by a newer tracee of ours that
+            # has not stopped yet: either way a live task that will report.
+            self._vanished.discard(child)
+            self._new_child(parent, child, event == px.PTRACE_EVENT_CLONE, announced=True)
+
+    def _new_child(self, parent: _Proc, child: int, maybe_thread: bool, announced: bool) -> _Thread:
         if maybe_thread and _status_field(child, "Tgid") == parent.pid:
-            return self._add_thread(child, parent)
+            return self._add_thread(child, parent, announced)
         proc = self._add_proc(child, parent.fds.copy(child), parent.filtered)
         self._on_process("fork", child, parent.pid)
         if proc.filtered and self._kill_at is not None and time.monotonic() >= self._kill_at:
             self._kill_filtered()
-        return self._add_thread(child, proc)
+        return self._add_thread(child, proc, announced)
 
     def _adopt(self, tid: int) -> _Thread:
         """A new tracee whose first stop arrived before its parent's fork/clone event."""
+        self._vanished.discard(tid)  # a tid used again: the earlier task's event is long past
         tgid = _status_field(tid, "Tgid")
-        if tgid in self._procs:
-            return self._add_thread(tid, self._procs[tgid])
+        if tgid is not None and tgid in self._procs:
+            return self._add_thread(tid, self._procs[tgid], announced=False)
         parent = self._procs.get(_status_field(tid, "PPid") or -1)
         if parent is None:
             parent = _Proc(0, FdTable(tid), self._data_bytes, filtered=False)
-        return self._new_child(parent, tid, maybe_thread=False)
+        return self._new_child(parent, tid, maybe_thread=False, announced=False)
 
     def _exec(self, tid: int) -> None:
         """PTRACE_EVENT_EXEC: a non-leader that execs takes over the leader's tid."""
-        former = ptrace_geteventmsg(tid)
-        if former != tid and former in self._threads:
-            leader = self._threads.pop(tid, None)
-            if leader is not None:
-                leader.proc.threads -= 1
-                self._unfinished(leader)
-            thread = self._threads.pop(former)
-            thread.tid = tid
-            self._threads[tid] = thread
+        try:
+            former = ptrace_geteventmsg(tid)
+        except PtraceError as exc:
+            if exc.errno != errno.ESRCH:
+                raise
+            former = -1  # killed meanwhile: only its exit report follows
+        if former != tid:
+            self._took_over(tid, former)
         thread = self._threads.get(tid) or self._adopt(tid)
         thread.proc.exec_done()
         self._on_process("exec", thread.proc.pid, None)
         self._restart(thread)
 
-    def _gone(self, tid: int, status: int) -> None:
+    def _took_over(self, tid: int, former: int) -> None:
+        """After an exec the thread group is `tid` alone; the exec'ing thread's former tid
+        and the old leader never report an exit, so they leave the books here."""
+        leader = self._threads.get(tid)
+        moved = self._threads.pop(former, None)
+        if moved is not None:
+            if not moved.announced:
+                self._vanished.add(former)  # its clone event, still to come, names the old tid
+            if leader is not None:
+                del self._threads[tid]
+                leader.proc.threads -= 1
+                self._unfinished(leader)
+            moved.announced = leader.announced if leader is not None else True
+            moved.tid = tid
+            self._threads[tid] = moved
+        elif former == -1 and leader is not None:
+            for other in list(self._threads.values()):
+                if other.proc is leader.proc and other is not leader and not os.path.exists(f"/proc/{other.tid}"):
+                    self._remove(other)
+
+    def _gone(self, tid: int, status: int) -> bool:
+        """An exit report; True if it is the waker's (the loop was woken up)."""
         if tid == self._waker:
             self._waker = None
-            return
-        thread = self._threads.pop(tid, None)
+            return True
+        thread = self._threads.get(tid)
         if thread is None:
-            return
-        self._unfinished(thread)
-        self._forget(thread)
+            self._vanished.add(tid)  # before its creation event, or a child that is no tracee
+            return False
+        self._remove(thread)
         if tid == thread.proc.pid:
             code = shell_status(status)
             if tid == self._root:
                 self._root_status = code
             self._on_process("exit", tid, code)
+        return False
+
+    def _remove(self, thread: _Thread) -> None:
+        """Take a task out of the books: it exited, or was detached."""
+        if self._threads.get(thread.tid) is thread:
+            del self._threads[thread.tid]
+        if not thread.announced:
+            self._vanished.add(thread.tid)
+        self._unfinished(thread)
+        self._forget(thread)
+
+    def _forget_all(self) -> None:
+        """Nothing left in the books can report again (see `_tree_alive`): drop it all."""
+        for thread in list(self._threads.values()):
+            self._remove(thread)
 
     def _unfinished(self, thread: _Thread) -> None:
         """The thread died (or is detached) inside a recorded call: report what we have."""
@@ -357,8 +457,8 @@ class Tracer:
         self._procs[pid] = proc
         return proc
 
-    def _add_thread(self, tid: int, proc: _Proc) -> _Thread:
-        thread = _Thread(tid, proc)
+    def _add_thread(self, tid: int, proc: _Proc, announced: bool) -> _Thread:
+        thread = _Thread(tid, proc, announced)
         proc.threads += 1
         self._threads[tid] = thread
         return thread
@@ -371,7 +471,7 @@ class Tracer:
             if exc.errno == errno.ESRCH:
                 return  # the thread exited meanwhile
             raise TraceError(_ptrace_problem(pid, exc)) from None
-        self._add_thread(tid, proc)
+        self._add_thread(tid, proc, announced=True)
 
     def _await_exec(self, pid: int, name: str) -> None:
         """Let the seized child run to its exec; an exit first means exec failed."""
@@ -386,18 +486,34 @@ class Tracer:
                 return
             ptrace_cont(pid, 0 if event or sig == _SYSCALL_TRAP else sig)
 
-    # -- stopping -----------------------------------------------------------------------
+    # -- waking and stopping ------------------------------------------------------------
 
     def _start_waker(self) -> None:
-        """A child that exists only to be killed by stop(): its exit ends the blocking waitpid.
+        """A child whose exit ends the blocking waitpid: it exits on a byte from the wake pipe.
 
         waitpid cannot time out and a signal handler cannot interrupt it (PEP 475 retries),
-        and stop() may come from another thread that cannot issue ptrace requests.
+        and stop() may come from another thread that cannot issue ptrace requests. The
+        waker reads the pipe's other end, so when this process dies, even by SIGKILL, it
+        reads EOF and exits too: nothing of the recorder outlives it. A byte written while
+        no waker runs waits in the pipe for the next one, so a stop() is never lost, and a
+        new waker needs no poke of its own (after stop(), that would wake the drain at once,
+        again and again, for the whole grace period).
         """
-        sleep = shutil.which("sleep") or "/bin/sleep"
-        self._waker = os.posix_spawn(sleep, ["sleep", "infinity"], dict(os.environ), setpgroup=0)
-        if self._stopping:
-            self.stop()
+        self._waker = os.posix_spawn(
+            _head(),
+            ["head", "-c", "1"],
+            {"LC_ALL": "C"},
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, self._wake_r, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            setpgroup=0,  # not in the terminal's process group: Ctrl-C is not for it
+        )
+
+    def _poke(self) -> None:
+        with contextlib.suppress(OSError):  # a full pipe wakes the waker just as well
+            os.write(self._wake_w, b"w")
 
     def _end_waker(self) -> None:
         waker, self._waker = self._waker, None
@@ -405,6 +521,20 @@ class Tracer:
             with contextlib.suppress(OSError):
                 os.kill(waker, signal.SIGKILL)
                 os.waitpid(waker, 0)
+
+    def _watch(self) -> None:
+        """The watchdog thread: wake the loop when none of its tasks is traced by it any more.
+
+        The books can only go stale through a kernel behaviour not foreseen here; then the
+        loop would wait forever for reports that cannot come. This makes that impossible.
+        """
+        while not self._watch_done.wait(WATCH_S):
+            if self._threads and not self._tree_alive():
+                self._poke()
+
+    def _tree_alive(self) -> bool:
+        """Whether some task in the books is still a tracee of this thread (so it will report)."""
+        return any(_traced_by(tid, self._tracer_tid) for tid in tuple(self._threads))
 
     def _detach_all(self) -> None:
         """Detach attached tracees (left running, or stopped if they were); end launched ones.
@@ -417,8 +547,9 @@ class Tracer:
             self._unfinished(thread)
         self._on_syscall = _drop
         if any(proc.filtered for proc in self._procs.values()):
-            self._kill_at = time.monotonic() + STOP_GRACE_S
-            timer = threading.Timer(STOP_GRACE_S, self._kill_filtered)
+            if self._kill_at is None:
+                self._kill_at = time.monotonic() + STOP_GRACE_S
+            timer = threading.Timer(max(0.0, self._kill_at - time.monotonic()), self._kill_filtered)
             timer.daemon = True
             timer.start()
         else:
@@ -434,17 +565,27 @@ class Tracer:
                 timer.cancel()
 
     def _drain(self) -> None:
+        flags = _WAIT
         while self._threads:
+            if self._waker is None and flags == _WAIT:
+                self._start_waker()
             try:
-                tid, status = os.waitpid(-1, _WAIT)
+                tid, status = os.waitpid(-1, flags)
             except ChildProcessError:
-                return
+                break
+            if tid == 0:
+                flags = _WAIT
+                if not self._tree_alive():
+                    break
+                continue
             if status & 0xFF != 0x7F:
-                self._gone(tid, status)
+                if self._gone(tid, status):
+                    flags = _WAIT | os.WNOHANG
                 continue
             sig, event = (status >> 8) & 0xFF, status >> 16
             if event == px.PTRACE_EVENT_EXEC:
-                self._exec(tid)
+                with _unless_gone():
+                    self._exec(tid)
                 continue
             thread = self._threads.get(tid) or self._adopt(tid)
             with contextlib.suppress(PtraceError):
@@ -455,14 +596,11 @@ class Tracer:
                         self._restart(thread, 0 if sig == _SYSCALL_TRAP else sig)
                     continue
                 if event in (px.PTRACE_EVENT_FORK, px.PTRACE_EVENT_VFORK, px.PTRACE_EVENT_CLONE):
-                    child = ptrace_geteventmsg(tid)
-                    if child not in self._threads:
-                        self._new_child(thread.proc, child, event == px.PTRACE_EVENT_CLONE)
+                    self._announce(thread.proc, ptrace_geteventmsg(tid), event)
                 deliver = sig if not event and sig != _SYSCALL_TRAP else 0
                 ptrace_detach(tid, deliver)
-            self._threads.pop(tid, None)
-            self._unfinished(thread)
-            self._forget(thread)
+            self._remove(thread)
+        self._forget_all()
 
     def _kill_filtered(self) -> None:
         for proc in list(self._procs.values()):
@@ -483,6 +621,28 @@ def _unless_gone() -> Iterator[None]:
 
 def _drop(call: Syscall) -> None:
     """on_syscall after stop(): nothing is recorded any more."""
+
+
+def _close_all(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+@functools.cache
+def _head() -> str:
+    return shutil.which("head") or "/usr/bin/head"
+
+
+def _traced_by(tid: int, tracer: int) -> bool:
+    """Whether `tid` is a tracee of the thread `tracer` (TracerPid is a tid): it can still report.
+
+    A zombie counts: a tracee's exit stays pending for its tracer until waitpid reaps it
+    (the ptrace link ends only then), so the loop will read it. Counting zombies as gone
+    would let a wake-up that races with the command's own exit end the loop before that
+    exit is read, and lose CMD's exit status.
+    """
+    return _status_field(tid, "TracerPid") == tracer
 
 
 def _status_field(tid: int, field: str) -> int | None:

@@ -13,6 +13,7 @@ running (strace --seccomp-bpf implies --kill-on-exit for the same reason).
 from __future__ import annotations
 
 import ctypes
+import errno
 import struct
 
 SECCOMP_RET_ALLOW = 0x7FFF0000
@@ -72,11 +73,19 @@ class Filter:
     def install(self) -> int:
         """In the child: 0 on success, else the errno.
 
+        With CAP_SYS_ADMIN (wirecorr as root, before `--user` drops privileges) the kernel
+        takes the filter as it is; only without it does it demand no_new_privs, which would
+        also take setuid programs (ping, su, sudo) their privilege, so that is the fallback.
         The child goes on to exec either way; the tracer reads the outcome from
         /proc/PID/status (`Seccomp: 2`) and traces an unfiltered child with PTRACE_SYSCALL.
         """
+        prog = ctypes.c_void_p(self._prog_addr)
+        if _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog, 0, 0) == 0:
+            return 0
+        if ctypes.get_errno() != errno.EACCES:
+            return ctypes.get_errno()
         if _prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             return ctypes.get_errno()
-        if _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.c_void_p(self._prog_addr), 0, 0) != 0:
+        if _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog, 0, 0) != 0:
             return ctypes.get_errno()
         return 0

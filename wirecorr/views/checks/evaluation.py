@@ -19,7 +19,6 @@ from wirecorr.views import json_report
 from wirecorr.vocab import DATA_CALLS
 
 SIDES = ("client", "server")
-_RETRANS_NAMES = ("retransmission", "fast_retransmission", "spurious_retransmission")
 
 # Evidence shown per failed rule: enough to find the spot in `analyze` or Wireshark.
 EVIDENCE_IDS = 12
@@ -83,7 +82,11 @@ class Facts:
         return [i for i, mask in enumerate(analysis) if mask & ANY_RETRANSMISSION]
 
     def analysis_packets(self, name: str) -> list[int]:
-        flag = next(int(f) for f, short in SHORT_NAMES.items() if short == name)
+        # As tshark's tcp.analysis.retransmission, which fast and spurious ones carry too.
+        if name == "retransmission":
+            flag = ANY_RETRANSMISSION
+        else:
+            flag = next(int(f) for f, short in SHORT_NAMES.items() if short == name)
         analysis = self.session.analyzer.table.analysis
         return [i for i, mask in enumerate(analysis) if mask & flag]
 
@@ -216,7 +219,8 @@ def _all_findings(facts: Facts) -> Counted:
 
 @_count("retransmissions")
 def _retransmissions(facts: Facts) -> Counted:
-    total = sum(c["analysis"].get(name, 0) for c in facts.connections for name in _RETRANS_NAMES)
+    # "retransmission" counts fast and spurious ones too, as tshark's field does.
+    total = sum(c["analysis"].get("retransmission", 0) for c in facts.connections)
     return total, [], facts.retransmitted(), []
 
 

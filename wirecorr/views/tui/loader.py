@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Iterator
+from operator import attrgetter
 
 from wirecorr.engine.ingest import LinkTypeCheck, RecordedFeed, diagnose
 from wirecorr.errors import InputError
+from wirecorr.model import Syscall
+from wirecorr.recording import format as fmt
 from wirecorr.recording.reader import Recording, add_block
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock, RawRecord
 from wirecorr.sources.packet_at import PacketAt
@@ -27,6 +31,11 @@ from wirecorr.views.tui.packets import FilePackets
 
 # Syscall blocks decoded per batch: ~8 ms of work, within a slice.
 BLOCK_BATCH = 256
+# A format-2 batch of syscalls is decoded as soon as it is read.
+_BATCH_PREFIX = fmt.TAG_SYSCALLS.encode() + b"\n"
+# Syscalls fed between two looks at the clock: ~8 ms. A format-2 block holds up to 16,384,
+# seconds of indexing, so its syscalls are queued and fed over as many slices as they take.
+CALL_BATCH = 256
 
 
 class FileLoader:
@@ -46,6 +55,7 @@ class FileLoader:
         # a row) is read within the slices too, and decoded in bounded batches.
         self.records: Iterator[RawRecord | CustomBlock] = self.reader.records_and_blocks()
         self.blocks: list[CustomBlock] = []
+        self.calls: deque[Syscall] = deque()  # decoded, not fed yet; fed before the next record
         self.count = 0  # packets read
         self.fed = 0  # events fed
         # The same order and the same damage reports as `analyze` (engine/ingest.py).
@@ -79,16 +89,20 @@ class FileLoader:
         start = self.fed
         try:
             while time.perf_counter() < deadline:
+                if self.calls:
+                    self._feed_calls(CALL_BATCH)
+                    continue
                 item = next(self.records, None)
                 if item is None:
                     break
                 if isinstance(item, CustomBlock):
                     self.index.session.custom_at.append(self.count)
                     self.blocks.append(item)
-                    if len(self.blocks) >= BLOCK_BATCH:
+                    if len(self.blocks) >= BLOCK_BATCH or item.data.startswith(_BATCH_PREFIX):
                         self._feed_blocks()
                     continue
                 self._feed_blocks()  # the blocks read before this packet come first, in file order
+                self._feed_calls(len(self.calls))
                 pkt = decode_packet(self.count, item)
                 if pkt.ip_version == 0:
                     self.linktypes.undecoded(item)
@@ -100,6 +114,7 @@ class FileLoader:
         except InputError as e:
             self.index.session.error = e
         self._feed_blocks()
+        self._feed_calls(len(self.calls))
         self._finish()
         return self.fed - start
 
@@ -117,10 +132,21 @@ class FileLoader:
         self.blocks.clear()
         if rec.meta and not session.meta:
             session.meta = rec.meta
-        self.fed += len(rec.syscalls) + len(rec.processes)
-        self.recorded.add(rec.syscalls, rec.processes)
+        # Process events wait in `recorded` for the syscalls, which are queued in the order
+        # it feeds them (by end) and given to it CALL_BATCH at a time.
+        self.fed += len(rec.processes)
+        self.recorded.add([], rec.processes)
+        rec.syscalls.sort(key=attrgetter("end_ns"))
+        self.calls.extend(rec.syscalls)
         rec.processes.clear()
         rec.syscalls.clear()
+
+    def _feed_calls(self, count: int) -> None:
+        """Feed the first `count` queued syscalls (fewer if fewer are queued)."""
+        take = self.calls.popleft
+        batch = [take() for _ in range(min(count, len(self.calls)))]
+        self.recorded.add(batch, ())
+        self.fed += len(batch)
 
     def _finish(self) -> None:
         session = self.index.session

@@ -1,0 +1,11 @@
+"""Builds the compiled packet core; everything else about the package is in pyproject.toml."""
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=cythonize(
+        [Extension("wirecorr._core.packets", ["wirecorr/_core/packets.pyx"], extra_compile_args=["-O2"])],
+        language_level=3,
+    )
+)

@@ -1,0 +1,451 @@
+"""Format 2's syscall and link records: many per Custom Block, as columns in Arrow IPC.
+
+Format 1 spent one JSON Custom Block per syscall, ≈ 450 bytes on the echo workload and a
+JSON parse plus a Python object walk per syscall on every read (bench/RESULTS.md). Here a
+flush of up to `BATCH_ROWS` syscalls becomes one `syscalls` block holding one Arrow IPC
+stream: typed columns, LZ4-compressed, with the values that repeat on every call (names,
+errnos, fd identities, args objects) dictionary-encoded, so a read turns a block into
+numpy/Arrow columns in C and into `Syscall` objects with one constructor call per row.
+Arrow rather than a struct layout of our own was chosen by measurement
+(bench/format_v2, bench/RESULTS.md) and because Arrow is what Parquet, DuckDB and Spark
+read. docs/recording-format.md is the specification.
+
+Every block is a complete stream (its schema and dictionaries included), so a file cut by
+a SIGKILL loses only the block being written. A syscall whose values the columns cannot
+hold exactly (an integer beyond 64 bits, a string with lone surrogates, a value of the
+wrong type) is written as a format-1 `syscall` record instead, which the reader takes in
+either format: the common path stays columnar and the round trip stays exact.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc
+
+from wirecorr.errors import InputError
+from wirecorr.json_codec import dumps, loads
+from wirecorr.model import FdInfo, Link, Syscall
+from wirecorr.recording import format as fmt
+from wirecorr.sources.capture_file import CaptureReader, CustomBlock, TruncatedCapture
+
+TAG_SYSCALLS = fmt.TAG_SYSCALLS
+TAG_LINKS = fmt.TAG_LINKS
+# The block layout version, in the stream's schema metadata; columns may be added within it.
+COLUMNS_KEY = b"wirecorr.syscalls"
+COLUMNS_VERSION = b"1"
+# Rows per block: large enough that the per-block schema and dictionaries (≈ 5 KB) cost
+# well under a byte per syscall, small enough that the TUI decodes one into Syscall objects
+# (≈ 1 µs a row) between two key presses, and that a block stays about a MB.
+BATCH_ROWS = 16384
+# Below this many rows a block of columns (≈ 5 KB of schema and dictionaries alone) is
+# larger than format-1 records (≈ 350 B each on the echo workload): a nearly idle program's
+# one-second flushes stay small.
+SMALL_BATCH = 16
+# Data preview bytes per block (before compression); `record --data-bytes` has no limit.
+BATCH_DATA_BYTES = 8 << 20
+
+_I64 = pa.int64()
+_STR_DICT = pa.dictionary(pa.int32(), pa.string())
+FDINFO_TYPE = pa.struct(
+    [("kind", pa.string()), ("local", pa.string()), ("remote", pa.string()), ("path", pa.string()), ("inode", _I64)]
+)
+_FDINFO_DICT = pa.dictionary(pa.int32(), FDINFO_TYPE)
+SCHEMA = pa.schema(
+    [
+        pa.field("id", _I64, nullable=False),
+        pa.field("pid", _I64, nullable=False),
+        pa.field("tid", _I64, nullable=False),
+        pa.field("name", _STR_DICT, nullable=False),
+        pa.field("enter_ns", _I64, nullable=False),
+        pa.field("exit_ns", _I64),
+        pa.field("ret", _I64),
+        pa.field("errno", _STR_DICT),
+        pa.field("fd", _I64),
+        pa.field("fdinfo", _FDINFO_DICT),
+        pa.field("ret_fdinfo", _FDINFO_DICT),
+        pa.field("nbytes", _I64),
+        pa.field("data", pa.binary()),
+        pa.field("msg_lens", pa.list_(_I64)),
+        # The args object in format 1's tagged JSON value encoding (format.encode_value).
+        pa.field("args", _STR_DICT, nullable=False),
+    ],
+    metadata={COLUMNS_KEY: COLUMNS_VERSION},
+)
+LINK_SCHEMA = pa.schema(
+    [
+        pa.field("id", _I64, nullable=False),
+        pa.field("kind", _STR_DICT, nullable=False),
+        pa.field("syscall", _I64, nullable=False),
+        pa.field("packets", pa.list_(_I64), nullable=False),
+        pa.field("delay_ns", _I64),
+        pa.field("note", _STR_DICT),
+    ],
+    metadata={b"wirecorr.links": b"1"},
+)
+# LZ4 rather than ZSTD: 26 against 11 bytes per syscall on the echo workload, but read 3x
+# faster, as Arrow decompresses each of a block's ~45 buffers with a fresh ZSTD context
+# (bench/format_v2, bench/RESULTS.md). The reader takes either.
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+_GETTERS = tuple(map(attrgetter, SCHEMA.names))
+_LINK_GETTERS = tuple(map(attrgetter, LINK_SCHEMA.names))
+_PREFIX = TAG_SYSCALLS.encode() + b"\n"
+_V1_PREFIX = fmt.TAG_SYSCALL.encode() + b"\n"
+_CUSTOM_HEAD = struct.Struct("<III")  # block type, total length, PEN
+_TOTAL = struct.Struct("<I")
+_INT64 = range(-(2**63), 2**63)
+# What building the columns raises on a value they cannot hold (see `_fits`).
+_CONVERSION_ERRORS = (pa.ArrowException, OverflowError, TypeError, ValueError, UnicodeEncodeError)
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+def syscall_blocks(syscalls: Sequence[Syscall]) -> bytes:
+    """The Custom Blocks for `syscalls`, in order: `syscalls` blocks of up to `BATCH_ROWS`
+    rows, plus a format-1 `syscall` block for each syscall the columns cannot hold (and for
+    each of fewer than `SMALL_BATCH`)."""
+    if len(syscalls) < SMALL_BATCH:
+        return b"".join(map(fmt.syscall_block, syscalls))
+    out: list[bytes] = []
+    for start in range(0, len(syscalls), BATCH_ROWS):
+        chunk = syscalls[start : start + BATCH_ROWS]
+        try:
+            table = build_table(chunk)
+        except _CONVERSION_ERRORS:
+            regular = [sc for sc in chunk if _fits(sc)]
+            out.extend(fmt.syscall_block(sc) for sc in chunk if not _fits(sc))
+            if not regular:
+                continue
+            table = build_table(regular)
+        out.extend(_blocks(table))
+    return b"".join(out)
+
+
+def build_table(syscalls: Sequence[Syscall]) -> pa.Table:
+    """The syscalls as one table of SCHEMA; raises one of `_CONVERSION_ERRORS` when a value
+    does not fit its column."""
+    ids, pids, tids, names, enter, exit_, ret, errno, fd, fdinfo, ret_fdinfo, nbytes, data, msg_lens, args = (
+        list(map(get, syscalls)) for get in _GETTERS
+    )
+    columns = [
+        pa.array(ids, _I64),
+        pa.array(pids, _I64),
+        pa.array(tids, _I64),
+        pa.array(names, pa.string()).dictionary_encode(),
+        pa.array(enter, _I64),
+        pa.array(exit_, _I64),
+        pa.array(ret, _I64),
+        pa.array(errno, pa.string()).dictionary_encode(),
+        pa.array(fd, _I64),
+        _fdinfo_column(fdinfo),
+        _fdinfo_column(ret_fdinfo),
+        pa.array(nbytes, _I64),
+        pa.array(data, pa.binary()),
+        pa.array(msg_lens, pa.list_(_I64)),
+        _args_column(args),
+    ]
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
+def _args_column(args: list[dict[str, Any]]) -> pa.DictionaryArray:
+    """Each distinct args value JSON-encoded once. The tracer makes a new dict per call, so
+    repeats are found by `repr`, which is exact for every type `encode_value` takes (equal
+    reprs, equal values) and, unlike JSON encoding each row, costs no large allocation."""
+    keys = pa.array(list(map(repr, args)), pa.string()).dictionary_encode()
+    _, first = np.unique(keys.indices.to_numpy(), return_index=True)
+    encode = fmt.encode_value
+    values = pa.array([dumps(encode(args[row])) for row in first.tolist()], pa.string())
+    return pa.DictionaryArray.from_arrays(keys.indices, values)
+
+
+def link_blocks(links: Sequence[Link]) -> bytes:
+    """The Custom Blocks for `links`: `links` blocks of up to `BATCH_ROWS` rows, plus a
+    format-1 `link` block for each link the columns cannot hold (as `syscall_blocks`)."""
+    if len(links) < SMALL_BATCH:
+        return b"".join(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in links)
+    out: list[bytes] = []
+    for start in range(0, len(links), BATCH_ROWS):
+        chunk = links[start : start + BATCH_ROWS]
+        try:
+            table = build_link_table(chunk)
+        except _CONVERSION_ERRORS:
+            regular = [link for link in chunk if _link_fits(link)]
+            out.extend(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in chunk if not _link_fits(link))
+            if not regular:
+                continue
+            table = build_link_table(regular)
+        out.append(_custom_block(TAG_LINKS, _ipc(table, LINK_SCHEMA)))
+    return b"".join(out)
+
+
+def build_link_table(links: Sequence[Link]) -> pa.Table:
+    ids, kinds, syscalls, packets, delays, notes = (list(map(get, links)) for get in _LINK_GETTERS)
+    columns = [
+        pa.array(ids, _I64),
+        pa.array(kinds, pa.string()).dictionary_encode(),
+        pa.array(syscalls, _I64),
+        pa.array(packets, pa.list_(_I64)),
+        pa.array(delays, _I64),
+        pa.array(notes, pa.string()).dictionary_encode(),
+    ]
+    return pa.Table.from_arrays(columns, schema=LINK_SCHEMA)
+
+
+def _link_fits(link: Link) -> bool:
+    return (
+        _is_int64(link.id)
+        and _is_text(link.kind)
+        and _is_int64(link.syscall)
+        and type(link.packets) is list
+        and all(map(_is_int64, link.packets))
+        and (link.delay_ns is None or _is_int64(link.delay_ns))
+        and (link.note is None or _is_text(link.note))
+    )
+
+
+def _fdinfo_column(infos: Sequence[FdInfo | None]) -> pa.DictionaryArray:
+    """One dictionary entry per distinct FdInfo object: the tracer shares one object per
+    descriptor, so identity finds the repeats without hashing five fields per row."""
+    ids = pa.array([None if info is None else id(info) for info in infos], pa.uint64()).dictionary_encode()
+    by_id = {id(info): info for info in infos}
+    unique = [by_id[i] for i in ids.dictionary.to_pylist()]
+    for info in unique:
+        if type(info) is not FdInfo:
+            raise TypeError(f"fdinfo is a {type(info).__name__}")
+    values = pa.array(
+        [{"kind": i.kind, "local": i.local, "remote": i.remote, "path": i.path, "inode": i.inode} for i in unique],
+        FDINFO_TYPE,
+    )
+    return pa.DictionaryArray.from_arrays(ids.indices, values)
+
+
+def _blocks(table: pa.Table) -> Iterable[bytes]:
+    """One block per `BATCH_DATA_BYTES` of data previews (usually the whole table)."""
+    data = table.column("data")
+    if data.nbytes <= BATCH_DATA_BYTES or table.num_rows == 1:
+        yield _custom_block(TAG_SYSCALLS, _ipc(table, SCHEMA))
+        return
+    half = table.num_rows // 2
+    yield from _blocks(table.slice(0, half))
+    yield from _blocks(table.slice(half))
+
+
+def _ipc(table: pa.Table, schema: pa.Schema) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema, options=_IPC_OPTIONS) as writer:
+        writer.write_table(table, max_chunksize=BATCH_ROWS)
+    return sink.getvalue().to_pybytes()
+
+
+def _custom_block(tag: str, stream: bytes) -> bytes:
+    body = tag.encode() + b"\n" + stream
+    pad = -len(body) % 4
+    total = 16 + len(body) + pad
+    return b"".join((_CUSTOM_HEAD.pack(fmt.BT_CUSTOM, total, fmt.PEN), body, b"\0" * pad, _TOTAL.pack(total)))
+
+
+def _fits(sc: Syscall) -> bool:
+    """Whether the columns hold `sc` exactly: what pyarrow accepts, stated per row for the
+    one batch in many that held a value it refused (`args` go through JSON, any value)."""
+    return (
+        all(map(_is_int64, (sc.id, sc.pid, sc.tid, sc.enter_ns)))
+        and all(v is None or _is_int64(v) for v in (sc.exit_ns, sc.ret, sc.fd, sc.nbytes))
+        and _is_text(sc.name)
+        and (sc.errno is None or _is_text(sc.errno))
+        and _fdinfo_fits(sc.fdinfo)
+        and _fdinfo_fits(sc.ret_fdinfo)
+        and (sc.data is None or type(sc.data) is bytes)
+        and (sc.msg_lens is None or (type(sc.msg_lens) is list and all(map(_is_int64, sc.msg_lens))))
+    )
+
+
+def _is_int64(value: object) -> bool:
+    return type(value) is int and value in _INT64
+
+
+def _fdinfo_fits(info: FdInfo | None) -> bool:
+    if info is None:
+        return True
+    return (
+        type(info) is FdInfo
+        and _is_text(info.kind)
+        and all(v is None or _is_text(v) for v in (info.local, info.remote, info.path))
+        and (info.inode is None or _is_int64(info.inode))
+    )
+
+
+def _is_text(value: object) -> bool:
+    """A str that UTF-8 holds: not one with lone surrogates (undecodable file names)."""
+    if type(value) is not str:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def decode_block(data: bytes) -> pa.Table:
+    """A `syscalls` block's data (after the PEN, tag line included) as a table of SCHEMA's
+    columns; raises RecordFormatError for anything else."""
+    return _decode(data, TAG_SYSCALLS, SCHEMA)
+
+
+def decode_link_block(data: bytes) -> pa.Table:
+    """A `links` block's data as a table of LINK_SCHEMA's columns (see `decode_block`)."""
+    return _decode(data, TAG_LINKS, LINK_SCHEMA)
+
+
+def _decode(data: bytes, tag: str, schema: pa.Schema) -> pa.Table:
+    prefix = tag.encode() + b"\n"
+    if not data.startswith(prefix):
+        raise fmt.RecordFormatError(f"not a {tag} record")
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(data)[len(prefix) :]).read_all()
+        table.validate(full=True)
+    except (pa.ArrowException, OSError) as e:
+        raise fmt.RecordFormatError(f"{tag} record is not an Arrow IPC stream: {e}") from None
+    key, version = next(iter(schema.metadata.items()))
+    found = (table.schema.metadata or {}).get(key)
+    if found != version:
+        raise fmt.RecordFormatError(f"{tag} record has column layout {found!r}, this wirecorr reads {version!r}")
+    names = set(table.column_names)
+    for want in schema:
+        if want.name not in names:
+            raise fmt.RecordFormatError(f"{tag} record has no `{want.name}` column")
+        got = table.schema.field(want.name).type
+        if got != want.type:
+            raise fmt.RecordFormatError(f"{tag} record: `{want.name}` is {got}, wants {want.type}")
+        column = table.column(want.name)
+        if not want.nullable and column.null_count:
+            raise fmt.RecordFormatError(f"{tag} record: `{want.name}` has nulls")
+        # Nulls no Python value of the model can be: in a list, or an fd identity without a kind.
+        if pa.types.is_list(want.type) and any(chunk.values.null_count for chunk in column.chunks):
+            raise fmt.RecordFormatError(f"{tag} record: `{want.name}` holds a null in a list")
+        if want.type == _FDINFO_DICT and any(chunk.dictionary.field("kind").null_count for chunk in column.chunks):
+            raise fmt.RecordFormatError(f"{tag} record: `{want.name}` has an entry without a kind")
+        # Timestamps within ±2^62, as format 1's schema has them (format.NS_LIMIT).
+        if want.name.endswith("_ns") and column.length() - column.null_count:
+            low, high = pc.min_max(column).values()
+            if not -fmt.NS_LIMIT <= low.as_py() <= high.as_py() <= fmt.NS_LIMIT:
+                raise fmt.RecordFormatError(f"{tag} record: `{want.name}` is out of the timestamp range")
+    return table
+
+
+def syscalls_from_table(table: pa.Table) -> list[Syscall]:
+    """`Syscall` objects for the rows of a decoded block, sharing the repeated values
+    (names, FdInfo, args dicts) between rows as the format-1 reader does."""
+    out: list[Syscall] = []
+    for batch in table.to_batches():
+        col = batch.column
+        out.extend(
+            map(
+                Syscall,
+                col("id").to_pylist(),
+                col("pid").to_pylist(),
+                col("tid").to_pylist(),
+                _lookup(col("name"), _same),
+                col("enter_ns").to_pylist(),
+                _lookup(col("args"), _decode_args),
+                col("exit_ns").to_pylist(),
+                col("ret").to_pylist(),
+                _lookup(col("errno"), _same),
+                col("fd").to_pylist(),
+                _lookup(col("fdinfo"), fmt.fdinfo_from_dict),
+                _lookup(col("ret_fdinfo"), fmt.fdinfo_from_dict),
+                col("nbytes").to_pylist(),
+                col("data").to_pylist(),
+                col("msg_lens").to_pylist(),
+            )
+        )
+    return out
+
+
+def links_from_table(table: pa.Table) -> list[Link]:
+    """`Link` objects for the rows of a decoded `links` block."""
+    out: list[Link] = []
+    for batch in table.to_batches():
+        col = batch.column
+        out.extend(
+            map(
+                Link,
+                col("id").to_pylist(),
+                _lookup(col("kind"), _same),
+                col("syscall").to_pylist(),
+                col("packets").to_pylist(),
+                col("delay_ns").to_pylist(),
+                _lookup(col("note"), _same),
+            )
+        )
+    return out
+
+
+def _lookup(column: pa.DictionaryArray, convert: Any) -> list[Any]:
+    """The column's values, each distinct one converted once and shared by its rows."""
+    table = [convert(v) for v in column.dictionary.to_pylist()]
+    table.append(None)
+    return list(map(table.__getitem__, column.indices.fill_null(len(table) - 1).to_pylist()))
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _decode_args(text: str) -> dict[str, Any]:
+    try:
+        args = fmt.decode_value(loads(text.encode()))
+    except RecursionError:
+        raise fmt.RecordFormatError(f"{TAG_SYSCALLS} record: an `args` value nests too deep") from None
+    except (ValueError, TypeError) as e:
+        raise fmt.RecordFormatError(f"{TAG_SYSCALLS} record: an `args` value is not valid JSON: {e}") from None
+    if not isinstance(args, dict):
+        raise fmt.RecordFormatError(f"{TAG_SYSCALLS} record: an `args` value is not a JSON object")
+    # Shared by every row of the block with this value already; not through format 1's
+    # cache of args dicts, whose keys take False for 0 and 1.0 for 1 (equal in Python).
+    return args
+
+
+def read_syscall_columns(path: str) -> pa.Table:
+    """Every syscall of the recording at `path` as one table of SCHEMA, in file order
+    (completion order), with no Python object per row: each block's columns are chunks.
+
+    Format-1 `syscall` records (a format-1 recording, or the rare odd row of a format-2
+    one) are converted; a row the columns cannot hold (see `_fits`) is left out, as only
+    `read_recording`'s Syscall objects can carry it. A file cut short reads up to the cut.
+    """
+    tables: list[pa.Table] = []
+    legacy: list[Syscall] = []
+
+    def on_custom(block: CustomBlock) -> None:
+        if block.pen != fmt.PEN:
+            return
+        try:
+            if block.data.startswith(_PREFIX):
+                tables.append(decode_block(block.data))
+            elif block.data.startswith(_V1_PREFIX):
+                legacy.append(fmt.syscall_from_dict(fmt.decode_record(block.data)[1]))
+        except (fmt.RecordFormatError, KeyError, TypeError) as e:
+            raise InputError(path, f"bad wirecorr record: {e}", offset=block.offset) from None
+
+    reader = CaptureReader(path, on_custom=on_custom)
+    try:
+        for _ in reader.records():
+            pass
+    except TruncatedCapture:
+        pass
+    finally:
+        reader.close()
+    regular = [sc for sc in legacy if _fits(sc)]
+    if regular:
+        tables.extend(build_table(regular[i : i + BATCH_ROWS]) for i in range(0, len(regular), BATCH_ROWS))
+    return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
