@@ -326,6 +326,7 @@ def file_independent(doc: dict[str, Any], path: Path) -> dict[str, Any]:
         return "packets " + ", ".join(str(index_of[int(n)]) for n in m.group(2).split(", "))
 
     doc.pop("sources", None)
+    doc["warnings"] = [w.replace(str(path), "FILE") for w in doc.get("warnings", [])]
     for packet in doc.get("packets", []):
         packet.pop("offset")
         packet.pop("frame")

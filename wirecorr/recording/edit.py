@@ -22,10 +22,13 @@ from typing import Any, BinaryIO
 
 from wirecorr import __version__
 from wirecorr.errors import InputError, UsageError
+from wirecorr.recording import columns
 from wirecorr.recording import format as fmt
 from wirecorr.recording.writer import open_output
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock, TruncatedCapture
 
+_SYSCALLS = fmt.TAG_SYSCALLS.encode() + b"\n"
+_LINKS = fmt.TAG_LINKS.encode() + b"\n"
 # Record fields that are instants on the recording host's clock.
 TIME_FIELDS = {
     fmt.TAG_HEADER: ("start_ns",),
@@ -83,6 +86,27 @@ class Rewriter:
     def records(self, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
         self.out.write(b"".join(fmt.custom_block(tag, payload) for tag, payload in items))
 
+    def blocks(self, data: bytes) -> None:
+        """Blocks already encoded (format 2's column batches)."""
+        self.out.write(data)
+
+
+def shift_columns(data: bytes, shift: Callable[[int], int]) -> tuple[bytes, int] | None:
+    """A format-2 block of syscall or link columns with its instants moved, re-encoded;
+    (blocks, records in them), or None for a block that is not one of those."""
+    if data.startswith(_SYSCALLS):
+        syscalls = columns.syscalls_from_table(columns.decode_block(data))
+        for sc in syscalls:
+            sc.enter_ns = shift(sc.enter_ns)
+            if sc.exit_ns is not None:
+                sc.exit_ns = shift(sc.exit_ns)
+        return columns.syscall_blocks(syscalls), len(syscalls)
+    if data.startswith(_LINKS):
+        # Links hold delays (differences on one clock) and packet indices: nothing moves.
+        links = columns.links_from_table(columns.decode_link_block(data))
+        return columns.link_blocks(links), len(links)
+    return None
+
 
 def same_file(a: str, b: str) -> bool:
     try:
@@ -117,12 +141,22 @@ def time_shift(src: str, dst: str, shift_ns: int) -> tuple[int, int]:
                 if isinstance(item, CustomBlock):
                     if item.pen != fmt.PEN:
                         continue
+
+                    def move(t: int, o: int = item.offset) -> int:
+                        return shifted(t, o)
+
                     try:
-                        tag, payload = fmt.decode_record(item.data)
+                        batch = shift_columns(item.data, move)
+                        if batch is None:
+                            tag, payload = fmt.decode_record(item.data)
                     except fmt.RecordFormatError as e:
                         raise InputError(src, f"bad wirecorr record: {e}", offset=item.offset) from None
-                    writer.record(tag, shift_record(tag, payload, lambda t, o=item.offset: shifted(t, o)))
-                    records += 1
+                    if batch is not None:
+                        writer.blocks(batch[0])
+                        records += batch[1]
+                    else:
+                        writer.record(tag, shift_record(tag, payload, move))
+                        records += 1
                     continue
                 ts, offset, iface_id, linktype, wirelen, frame, comment = item
                 spec = reader.interfaces[iface_id] if reader.interfaces else None
