@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers import free_port
-from scenario_helpers import Scenario, run
+from helpers.scenario import Scenario, run
 
 from wirecorr.engine.findings._base import Context
 from wirecorr.engine.ingest import diagnose

@@ -13,31 +13,25 @@ import shutil
 import socket
 import subprocess
 import sys
-import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers import FORK_ECHO, NAGLE, free_port
-from loopback_capture import LoopbackCapture
+from helpers import FORK_ECHO, NAGLE, free_port, netns
+from helpers.scenario import Event, capture_traced, script
 
 from wirecorr.engine.correlator import Correlator
 from wirecorr.engine.socket_map import endpoint_key
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
-from wirecorr.labs import rst_on_close
+from wirecorr.labs import refused, rst_on_close, sendmmsg
 from wirecorr.model import ACK, FIN, RST, SYN, FdInfo, Link, Packet, Syscall
-from wirecorr.sources.strace_log import read_strace_log
-from wirecorr.sources.tracer import Tracer
 
 pytestmark = pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
 
 PY = sys.executable
 TCP_WRITES = {"write", "send", "sendto", "sendmsg", "writev"}
 TCP_READS = {"read", "recv", "recvfrom", "recvmsg", "readv"}
-
-# An event of the trace: a syscall, or a tracer process event (event, pid, info).
-Event = Syscall | tuple[str, int, int | None]
 
 
 @dataclass
@@ -112,55 +106,12 @@ def sliced_lo() -> Iterator[str]:
     """
     if shutil.which("ip") is None or os.geteuid() != 0:
         pytest.skip("needs root and iproute2")
-    name = f"wcorr{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "link", "set", "lo", "gso_max_segs", "1"]):
-            subprocess.run(["ip", "netns", "exec", name, *cmd], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
-
-
-def capture_traced(
-    tmp_path: Path,
-    argv: list[str],
-    bpf: str,
-    until: Callable[[list[Packet]], bool],
-    strace: bool = False,
-    netns: str | None = None,
-) -> tuple[list[Packet], list[Event]]:
-    """Run argv under the tracer (or strace) while tcpdump captures lo (of netns, if given)."""
-    events: list[Event] = []
-    if netns is not None:
-        argv = ["ip", "netns", "exec", netns, *argv]
-    capture = LoopbackCapture(tmp_path / "cap.pcap", bpf, netns=netns)
-    with capture as cap:
-        if strace:
-            log = tmp_path / "strace.log"
-            subprocess.run(
-                ["strace", "-f", "-ttt", "-T", "-yy", "-xx", "-s", "65536", "-o", str(log), *argv],
-                check=True,
-                timeout=30,
-            )
-        else:
-            tracer = Tracer(events.append, on_process=lambda e, p, i: events.append((e, p, i)))
-            tracer.spawn(argv)
-            assert tracer.run() == 0
-        packets = cap.stop(until=until)
-    if strace:
-        events.extend(sorted(read_strace_log(log).syscalls, key=lambda c: c.end_ns))
-    return packets, events
+    with netns() as net:
+        yield net.a
 
 
 def count_flags(mask: int, n: int) -> Callable[[list[Packet]], bool]:
     return lambda ps: sum(1 for p in ps if p.flags & mask) >= n
-
-
-def script(tmp_path: Path, name: str, body: str) -> str:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(body))
-    return str(path)
 
 
 # -- truth from sequence arithmetic -----------------------------------------------------------
@@ -481,15 +432,7 @@ def test_close_of_shared_descriptor_sends_nothing(tmp_path: Path) -> None:
     check_all_labelled(run)
 
 
-REFUSED = """
-import socket, sys
-c = socket.socket()
-try:
-    c.connect(("127.0.0.1", int(sys.argv[1])))
-except ConnectionRefusedError:
-    pass
-c.close()
-"""
+REFUSED = refused.PROGRAM
 
 
 def test_connection_refused_is_the_rst(tmp_path: Path) -> None:
@@ -555,75 +498,18 @@ def test_udp_one_datagram_per_call(tmp_path: Path) -> None:
     check_all_labelled(run)
 
 
-MMSG_C = r"""
-#define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-int main(int argc, char **argv) {
-    int port = atoi(argv[1]);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
-    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-    int rx = socket(AF_INET, SOCK_DGRAM, 0);
-    if (bind(rx, (struct sockaddr *)&addr, sizeof addr) < 0) return 2;
-    pid_t pid = fork();
-    if (pid == 0) {
-        int tx = socket(AF_INET, SOCK_DGRAM, 0);
-        static char buf[3][64];
-        struct iovec iov[3];
-        struct mmsghdr msgs[3];
-        memset(msgs, 0, sizeof msgs);
-        for (int i = 0; i < 3; i++) {
-            memset(buf[i], 'a' + i, sizeof buf[i]);
-            iov[i].iov_base = buf[i];
-            iov[i].iov_len = 10 * (i + 1);
-            msgs[i].msg_hdr.msg_iov = &iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-            msgs[i].msg_hdr.msg_name = &addr;
-            msgs[i].msg_hdr.msg_namelen = sizeof addr;
-        }
-        _exit(sendmmsg(tx, msgs, 3, 0) == 3 ? 0 : 3);
-    }
-    static char rbuf[3][256];
-    struct iovec riov[3];
-    struct mmsghdr rmsgs[3];
-    memset(rmsgs, 0, sizeof rmsgs);
-    for (int i = 0; i < 3; i++) {
-        riov[i].iov_base = rbuf[i];
-        riov[i].iov_len = sizeof rbuf[i];
-        rmsgs[i].msg_hdr.msg_iov = &riov[i];
-        rmsgs[i].msg_hdr.msg_iovlen = 1;
-    }
-    int got = 0;
-    for (int tries = 0; got < 3 && tries < 3; tries++) {
-        int n = recvmmsg(rx, rmsgs, 3 - got, 0, NULL);
-        if (n < 0) return 4;
-        got += n;
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    return got == 3 && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 5;
-}
-"""
-
-
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 def test_sendmmsg_recvmmsg_batches(tmp_path: Path) -> None:
     src = tmp_path / "mmsg.c"
-    src.write_text(MMSG_C)
+    src.write_text(sendmmsg.SOURCE)  # the lab's program: k datagrams of 10, 13, 16… bytes
     exe = tmp_path / "mmsg"
     subprocess.run(["gcc", "-O1", "-o", str(exe), str(src)], check=True, timeout=60)
     port = free_port(socket.SOCK_DGRAM)
-    run = correlate(*capture_traced(tmp_path, [str(exe), str(port)], f"udp port {port}", lambda ps: len(ps) >= 3))
+    run = correlate(*capture_traced(tmp_path, [str(exe), str(port), "3"], f"udp port {port}", lambda ps: len(ps) >= 3))
     t = run.analyzer.table
-    assert [t.seglen[p.index] for p in run.packets] == [10, 20, 30]
+    assert [t.seglen[p.index] for p in run.packets] == [10, 13, 16]
     send = first(run, "sendmmsg")
-    assert send.ret == 3 and send.msg_lens == [10, 20, 30]
+    assert send.ret == 3 and send.msg_lens == [10, 13, 16]
     link = run.link(send, "send-datagram")
     assert link.packets == [0, 1, 2]
     received = [i for sc in run.calls if sc.name == "recvmmsg" for i in run.link(sc, "recv-datagram").packets]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from helpers import FORK_ECHO, NAGLE, free_port, netns
-from scenario_helpers import Scenario, run
+from helpers.scenario import Scenario, run
 
 from wirecorr.engine.findings import Thresholds, detect
-from wirecorr.labs import rst_on_close
+from wirecorr.labs import refused, rst_on_close
 from wirecorr.model import FIN, RST, SYN, Finding, Packet
 
 pytestmark = pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
@@ -500,15 +500,7 @@ def test_abort_with_linger_zero_names_the_setsockopt(tmp_path: Path) -> None:
     assert "unread" not in found.message and "failed with ECONNRESET" in found.message
 
 
-REFUSED = """
-import socket, sys
-c = socket.socket()
-try:
-    c.connect(("127.0.0.1", int(sys.argv[1])))
-except ConnectionRefusedError:
-    pass
-c.close()
-"""
+REFUSED = refused.PROGRAM
 
 
 def test_refused_connect(tmp_path: Path) -> None:

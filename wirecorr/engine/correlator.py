@@ -7,7 +7,7 @@ offsets [k, k+n) of its direction, and every segment whose relative sequence ran
 overlaps those offsets belongs to it — MSS slicing (one write, several segments), Nagle
 coalescing (one segment, several writes) and retransmissions all fall out of the overlap
 test with no timing heuristics. Control packets (SYN, FIN, RST) are paired by direction,
-order and time window; UDP datagrams by flow, size and order.
+order and time window; UDP datagrams by flow, size and order (`udp_match`).
 
 Incremental: packets and syscalls arrive in any interleaving (a live tcpdump lags the
 tracer by milliseconds, a replay may feed a whole capture before the trace). Anything
@@ -39,17 +39,22 @@ from dataclasses import dataclass, field
 from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION, AnalysisFlag
 from wirecorr.engine.connections import Connection
 from wirecorr.engine.seq import GE_SEQ, HALF, M32
-from wirecorr.engine.socket_map import ConnectionIndex, Endpoint, Socket, SocketMap, endpoint_key, is_wildcard
+from wirecorr.engine.socket_map import (
+    NEVER,
+    SLACK_NS,
+    ConnectionIndex,
+    Socket,
+    SocketMap,
+    fits_local,
+    is_peek,
+)
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
+from wirecorr.engine.udp_match import UdpMatcher, join_notes
 from wirecorr.model import ACK, FIN, PROTO_TCP, PROTO_UDP, RST, SYN, Link, Packet, Syscall
-from wirecorr.vocab import READS, UDP_RECVS, UDP_SENDS, WRITES
+from wirecorr.vocab import READS, WRITES
 
-# strace prints µs and the tracer's stops bracket the kernel work loosely: timestamps of a
-# syscall and of its packet may disagree by this much in the "wrong" direction.
-SLACK_NS = 10_000
 # A pure ACK this long after the data it acknowledges was held back by delayed-ACK.
 DELAYED_ACK_NS = 30_000_000
-_NEVER = 1 << 62
 
 # Every kind a Link gets here (docs/architecture.md, pairing rules); `checks` validates
 # rule files against it.
@@ -104,11 +109,6 @@ class Anchor:
     packet: int | None
     offset: int | None
     failed: str | None = None
-
-
-def is_peek(sc: Syscall) -> bool:
-    """A MSG_PEEK receive: it returns bytes and leaves them queued for the next read."""
-    return "MSG_PEEK" in str(sc.args.get("flags", ""))
 
 
 # -- per-connection state ----------------------------------------------------------------
@@ -273,22 +273,6 @@ class _SockState:
     pending: list[list[tuple[_Claim, Syscall, bool]]] = field(default_factory=lambda: [[], []])
 
 
-@dataclass(slots=True, eq=False)
-class _UdpClaim:
-    """A UDP syscall and the datagram sizes it still needs (None: size not known)."""
-
-    link: Link
-    sc: Syscall
-    sock: Socket
-    send: bool
-    peer: Endpoint | None
-    sizes: list[int | None]
-    truncatable: bool
-    peek: bool = False
-    first_ts: int | None = None
-    last_ts: int | None = None
-
-
 # -- the correlator -----------------------------------------------------------------------
 
 
@@ -308,12 +292,7 @@ class Correlator:
         self._states: dict[int, _SockState] = {}
         self._bound: dict[tuple[int, int], _SockState] = {}
         self._heap: list[tuple[int, int]] = []
-        self._watermark = -_NEVER
-        self._udp_claims: list[_UdpClaim] = []
-        # Each datagram is taken once by a sending call and once by a receiving one.
-        self._udp_taken: dict[bool, set[int]] = {True: set(), False: set()}
-        self._udp_by_port: dict[int, list[Connection]] = {}
-        self._udp_cursor: dict[tuple[int, bool], int] = {}
+        self._watermark = -NEVER
         self._nconns = 0
         self._finished = False
         # The one answer to "which connection, which side, which links" per syscall, kept as
@@ -326,6 +305,9 @@ class Correlator:
         # can re-read the capture (the session, for a file). Without it recent payloads are kept.
         self.payload_of: Callable[[int], bytes | None] | None = None
         self._recent: dict[int, bytes] = {}
+        self._udp = UdpMatcher(analyzer, self._link, self._add_packet, self._assign, self._sync_connections)
+        # The matcher's own list (it never rebinds it): on_packet tests it without an attribute hop.
+        self._udp_claims = self._udp.claims
 
     # -- input ----------------------------------------------------------------------------
 
@@ -347,7 +329,7 @@ class Correlator:
                 if tcp is not None and idx > tcp.last_idx:
                     self._tcp_packet(tcp, idx)
             elif pkt.proto == PROTO_UDP and self._udp_claims:
-                self._udp_packet(idx)
+                self._udp.on_packet(idx)
         if self._heap and self._heap[0][0] <= self._watermark:
             self._drain()
 
@@ -371,7 +353,7 @@ class Correlator:
         if sock is None or sock.listening:
             return
         if sock.is_udp:
-            self._udp_call(sc, sock)
+            self._udp.on_call(sc, sock)
         elif sock.is_tcp:
             self._own(self._state(sock), sc)
             self._tcp_call(sc, sock, event.released)
@@ -386,7 +368,7 @@ class Correlator:
     def finish(self) -> None:
         """No more input: resolve what waited, note what never matched."""
         self._sync_connections()
-        self._watermark = _NEVER
+        self._watermark = NEVER
         self._heap.clear()
         for state in list(self._states.values()):
             if state.tcp is None and (state.queue or state.calls):
@@ -405,10 +387,7 @@ class Correlator:
             for w in tcp.waiters:
                 if w.matched is None and w.note is None:
                     w.link.note = "no matching packet captured"
-        for uc in self._udp_claims:
-            if uc.sizes:
-                uc.link.note = _join(uc.link.note, f"{len(uc.sizes)} datagram(s) not captured")
-        self._udp_claims.clear()
+        self._udp.finish()
         for link in self.links:
             link.packets.sort()
         self._finished = True
@@ -597,7 +576,7 @@ class Correlator:
         found = self._index.lookup(sock, since, self._bound.keys())
         if found is None and state.connect is not None and sock.remote is not None and (final or sock.closed):
             for conn in self._index.connects_to("tcp", sock.remote, state.connect.enter_ns - SLACK_NS):
-                if (conn.id, 0) not in self._bound and _fits((conn.client_addr, conn.client_port), sock.local):
+                if (conn.id, 0) not in self._bound and fits_local((conn.client_addr, conn.client_port), sock.local):
                     found = (conn, 0)
                     break
         if found is None:
@@ -659,9 +638,9 @@ class Correlator:
         elif action == "accept":
             self._handshake(tcp, "accept-ack", sc)
         elif action == "eof":
-            self._wait(tcp, "eof-fin", sc, peer, FIN, -_NEVER, exclusive=False, from_exit=True)
+            self._wait(tcp, "eof-fin", sc, peer, FIN, -NEVER, exclusive=False, from_exit=True)
         elif action == "reset":
-            self._wait(tcp, "reset", sc, peer, RST, -_NEVER, exclusive=False, from_exit=True)
+            self._wait(tcp, "reset", sc, peer, RST, -NEVER, exclusive=False, from_exit=True)
         elif action == "shutdown":
             self._wait(tcp, "shutdown-fin", sc, ours, FIN, sc.enter_ns - SLACK_NS, exclusive=True, from_exit=False)
         elif action == "close":
@@ -734,7 +713,7 @@ class Correlator:
         why = _NOT_FOUND if any(sc.data for _, sc, _ in state.pending[role]) else _NO_DATA
         self.anchors.append(Anchor(tcp.conn.id, state.side, d, None, None, None, why))
         for claim, _, _ in state.pending[role]:
-            claim.link.note = _join(claim.note, f"stream position unknown: open before tracing began and {why}")
+            claim.link.note = join_notes(claim.note, f"stream position unknown: open before tracing began and {why}")
         state.pending[role] = []
 
     def _match(self, tcp: _Tcp, d: int, claim: _Claim, sc: Syscall, only: int | None) -> Iterator[tuple[int, int]]:
@@ -843,7 +822,7 @@ class Correlator:
         last = claim.last_ts if claim.last_ts is not None else ts
         link.delay_ns = first - claim.enter_ns if claim.write else claim.exit_ns - last
         if claim.retrans:
-            link.note = _join(claim.note, "retransmitted in packet(s) " + ", ".join(map(str, claim.retrans)))
+            link.note = join_notes(claim.note, "retransmitted in packet(s) " + ", ".join(map(str, claim.retrans)))
 
     def _claim_note(self, claim: _Claim, d: _Dir) -> None:
         """At the end: say when some of the claimed bytes never showed on the wire."""
@@ -858,7 +837,7 @@ class Correlator:
                 pos = e
         missing = claim.end - claim.start - covered
         if missing > 0:
-            claim.link.note = _join(claim.link.note, f"{missing} of {claim.end - claim.start} bytes not captured")
+            claim.link.note = join_notes(claim.link.note, f"{missing} of {claim.end - claim.start} bytes not captured")
 
     def _handshake(self, tcp: _Tcp, kind: str, sc: Syscall, lazy: bool = False) -> None:
         hs = _Handshake(None if lazy else self._link(kind, sc), sc, kind)
@@ -925,7 +904,7 @@ class Correlator:
         if w.matched is not None:
             if flags & FIN and table.flags[w.matched] & FIN and table.rel_seq[idx] == table.rel_seq[w.matched]:
                 self._add_packet(w.link, idx)
-                w.link.note = _join(w.note, "FIN retransmitted")
+                w.link.note = join_notes(w.note, "FIN retransmitted")
             return
         ts = table.ts_ns[idx]
         if not flags & w.mask or ts < w.after_ns or table.analysis[idx] & ANY_RETRANSMISSION:
@@ -940,7 +919,7 @@ class Correlator:
         if w.link.kind == "close-fin" and flags & RST:
             w.link.kind = "close-rst"
             unread = self._unread(tcp, w)
-            w.link.note = _join(w.note, f"{unread} received byte(s) unread" if unread else None)
+            w.link.note = join_notes(w.note, f"{unread} received byte(s) unread" if unread else None)
         else:
             w.link.note = w.note
 
@@ -954,7 +933,7 @@ class Correlator:
             return 0
         peer = tcp.dirs[1 - w.d]
         delivered = max(
-            (e for s, e, i in peer.segments(-_NEVER, _NEVER) if self.table.ts_ns[i] <= w.sc.enter_ns), default=shift
+            (e for s, e, i in peer.segments(-NEVER, NEVER) if self.table.ts_ns[i] <= w.sc.enter_ns), default=shift
         )
         return max(delivered - state.received - shift, 0)
 
@@ -1045,125 +1024,6 @@ class Correlator:
             return "delayed-ack"
         return "pure-ack"
 
-    # -- UDP --------------------------------------------------------------------------------
-
-    def _udp_call(self, sc: Syscall, sock: Socket) -> None:
-        name = sc.name
-        ret = sc.ret if isinstance(sc.ret, int) else None
-        if ret is None or ret < 0 or sc.errno is not None:
-            return
-        send = name in UDP_SENDS
-        if not send and name not in UDP_RECVS:
-            return
-        if name in ("sendmmsg", "recvmmsg"):
-            if ret == 0:
-                return
-            sizes: list[int | None] = list(sc.msg_lens) if sc.msg_lens else [None] * ret
-            peer = None
-        else:
-            sizes = [ret]
-            peer = endpoint_key(sc.args.get("addr")) or sock.remote
-        count = sc.args.get("count")
-        truncatable = not send and isinstance(count, int) and count == ret
-        kind = "send-datagram" if send else "recv-datagram"
-        peek = not send and is_peek(sc)
-        note = f"{len(sizes)} messages" if len(sizes) > 1 else None
-        if peek:
-            note = "MSG_PEEK: datagram left in the receive queue"
-        claim = _UdpClaim(self._link(kind, sc, note=note), sc, sock, send, peer, sizes, truncatable, peek)
-        self._sync_connections()
-        self._udp_fill(claim)
-        if claim.sizes:
-            self._udp_claims.append(claim)
-
-    def _udp_fill(self, claim: _UdpClaim) -> None:
-        """Take the earliest fitting unclaimed datagrams, in order, until none fits."""
-        while claim.sizes:
-            best: int | None = None
-            for conn, d in self._udp_candidates(claim):
-                idx = self._udp_first(conn, d, claim)
-                if idx is not None and (best is None or idx < best):
-                    best = idx
-            if best is None:
-                return
-            self._udp_take(claim, best)
-
-    def _udp_candidates(self, claim: _UdpClaim) -> list[tuple[Connection, int]]:
-        """UDP flows (connection, direction) whose datagrams claim's socket could have moved."""
-        local = claim.sock.local
-        conns = self._udp_by_port.get(local[1], []) if local is not None else []
-        if local is None and claim.peer is not None:
-            conns = self._udp_by_port.get(claim.peer[1], [])
-        out = []
-        for conn in conns:
-            ends = ((conn.client_addr, conn.client_port), (conn.server_addr, conn.server_port))
-            for mine in (0, 1):
-                if _fits(ends[mine], local) and (claim.peer is None or ends[1 - mine] == claim.peer):
-                    out.append((conn, mine if claim.send else 1 - mine))
-        return out
-
-    def _udp_first(self, conn: Connection, d: int, claim: _UdpClaim) -> int | None:
-        table = self.table
-        size = claim.sizes[0]
-        lo = claim.sc.enter_ns - SLACK_NS if claim.send else -_NEVER
-        hi = _NEVER if claim.send else claim.sc.end_ns + SLACK_NS
-        indices = conn.packet_indices
-        taken = self._udp_taken[claim.send]
-        for pos in range(self._udp_cursor.get((conn.id, claim.send), 0), len(indices)):
-            idx = indices[pos]
-            if idx in taken or table.direction[idx] != d:
-                continue
-            ts = table.ts_ns[idx]
-            if ts > hi:
-                return None
-            if ts < lo:
-                continue
-            n = table.seglen[idx]
-            if size is None or n == size or (claim.truncatable and n > size):
-                return idx
-        return None
-
-    def _udp_take(self, claim: _UdpClaim, idx: int) -> None:
-        """Link a datagram to the call; a peek links it and leaves it for the call that takes it."""
-        table = self.table
-        ckey = (table.conn[idx], claim.send)
-        if not claim.peek:
-            taken = self._udp_taken[claim.send]
-            taken.add(idx)
-            indices = self.analyzer.connections[ckey[0]].packet_indices
-            cursor = self._udp_cursor.get(ckey, 0)
-            while cursor < len(indices) and indices[cursor] in taken:
-                cursor += 1
-            self._udp_cursor[ckey] = cursor
-        claim.sizes.pop(0)
-        # A UDP socket has no one connection: its call goes with its first datagram's flow.
-        d = table.direction[idx]
-        self._assign(claim.sc.id, table.conn[idx], d if claim.send else 1 - d)
-        ts = table.ts_ns[idx]
-        claim.first_ts = ts if claim.first_ts is None else claim.first_ts
-        claim.last_ts = ts
-        self._add_packet(claim.link, idx)
-        sc = claim.sc
-        claim.link.delay_ns = claim.first_ts - sc.enter_ns if claim.send else sc.end_ns - claim.last_ts
-
-    def _udp_packet(self, idx: int) -> None:
-        """A new datagram goes to the oldest waiting send and the oldest waiting receive it fits."""
-        table = self.table
-        conn = self.analyzer.connections[table.conn[idx]]
-        d = table.direction[idx]
-        ts = table.ts_ns[idx]
-        n = table.seglen[idx]
-        for claim in list(self._udp_claims):
-            if idx in self._udp_taken[claim.send] or (conn, d) not in self._udp_candidates(claim):
-                continue
-            if ts < claim.sc.enter_ns - SLACK_NS if claim.send else ts > claim.sc.end_ns + SLACK_NS:
-                continue
-            size = claim.sizes[0]
-            if size is None or n == size or (claim.truncatable and n > size):
-                self._udp_take(claim, idx)
-                if not claim.sizes:
-                    self._udp_claims.remove(claim)
-
     def _is_datagram(self, idx: int, conn: Connection) -> bool:
         return conn.proto == "udp" and self.table.flags[idx] == 0
 
@@ -1172,21 +1032,5 @@ class Correlator:
     def _sync_connections(self) -> None:
         conns = self.analyzer.connections
         self._index.sync(conns)
-        for conn in conns[self._nconns :]:
-            if conn.proto == "udp":
-                self._udp_by_port.setdefault(conn.client_port, []).append(conn)
-                if conn.server_port != conn.client_port:
-                    self._udp_by_port.setdefault(conn.server_port, []).append(conn)
+        self._udp.add_connections(conns[self._nconns :])
         self._nconns = len(conns)
-
-
-def _join(*notes: str | None) -> str | None:
-    text = "; ".join(n for n in notes if n)
-    return text or None
-
-
-def _fits(end: Endpoint, local: Endpoint | None) -> bool:
-    """Whether a packet endpoint can be a socket's local one (wildcard binds match any address)."""
-    if local is None:
-        return True
-    return end[1] == local[1] and (is_wildcard(local[0]) or end[0] == local[0])

@@ -29,6 +29,11 @@ Endpoint = tuple[bytes, int]
 _MAPPED_V4 = b"\x00" * 10 + b"\xff\xff"
 _DUPFD = re.compile(r"F_DUPFD")
 _SHARES_FILES = re.compile(r"CLONE_FILES|CLONE_THREAD")
+# strace prints µs and the tracer's stops bracket the kernel work loosely: timestamps of a
+# syscall and of its packet may disagree by this much in the "wrong" direction.
+SLACK_NS = 10_000
+# Later than any timestamp: an open end of a time window.
+NEVER = 1 << 62
 _SOCKET_KINDS = frozenset({"tcp", "tcp6", "udp", "udp6", "unix", "netlink", "raw", "socket"})
 
 
@@ -51,6 +56,18 @@ def endpoint_key(text: object) -> Endpoint | None:
 
 def is_wildcard(addr: bytes) -> bool:
     return not any(addr)
+
+
+def fits_local(end: Endpoint, local: Endpoint | None) -> bool:
+    """Whether a packet endpoint can be a socket's local one (wildcard binds match any address)."""
+    if local is None:
+        return True
+    return end[1] == local[1] and (is_wildcard(local[0]) or end[0] == local[0])
+
+
+def is_peek(sc: Syscall) -> bool:
+    """A MSG_PEEK receive: it returns bytes and leaves them queued for the next read."""
+    return "MSG_PEEK" in str(sc.args.get("flags", ""))
 
 
 @dataclass(slots=True, eq=False)

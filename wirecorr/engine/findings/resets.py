@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from wirecorr.engine.connections import CLOSED, ESTABLISHED, TIME_WAIT, Connection
-from wirecorr.engine.correlator import is_peek
 from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, side_name
 from wirecorr.engine.packet_table import PacketTable
 from wirecorr.engine.seq import HALF, M32
+from wirecorr.engine.socket_map import is_peek
 from wirecorr.model import RST, SYN, Finding, Syscall, fmt_ns
 
 RST_ON_CLOSE = "rst_on_close"
