@@ -81,11 +81,7 @@ def read_capture(
     reader = CaptureReader(path, on_custom=on_custom)
     session.sources.append(path)
     check = LinkTypeCheck(session)
-    if os.path.isfile(path):
-        # The correlator re-reads a few payloads to anchor streams that were open before tracing.
-        at = PacketAt(path)
-        offsets = session.analyzer.table.offset
-        session.correlator.payload_of = lambda i: at.payload(i, offsets[i])
+    reread_payloads(session, path)
     records: Iterator[RawRecord] = reader.records() if count is None else islice(reader.records(), count)
     try:
         with paused_gc():
@@ -144,6 +140,15 @@ def keep_host(recording: Recording, host: int) -> None:
     ids = (spec or {}).get("syscall_ids") or [0, -1]
     recording.syscalls = [sc for sc in recording.syscalls if ids[0] <= sc.id <= ids[1]]
     recording.processes = [p for p in recording.processes if p.get("host", 0) == host]
+
+
+def reread_payloads(session: Session, path: str) -> None:
+    """Let the correlator re-read a few payloads of `path` to anchor streams that were open
+    before tracing; a pipe cannot be re-read, so then it keeps recent payloads itself."""
+    if os.path.isfile(path):
+        at = PacketAt(path)
+        offsets = session.analyzer.table.offset
+        session.correlator.payload_of = lambda i: at.payload(i, offsets[i])
 
 
 def feed_packets(

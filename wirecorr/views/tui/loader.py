@@ -12,19 +12,17 @@ wrote them: the same order a live trace delivers, which the correlator is built 
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from collections.abc import Iterator
 from operator import attrgetter
 
-from wirecorr.engine.ingest import LinkTypeCheck, RecordedFeed, diagnose
+from wirecorr.engine.ingest import LinkTypeCheck, RecordedFeed, diagnose, reread_payloads
 from wirecorr.errors import InputError
 from wirecorr.model import Syscall
 from wirecorr.recording import format as fmt
 from wirecorr.recording.reader import Recording, add_block
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock, RawRecord
-from wirecorr.sources.packet_at import PacketAt
 from wirecorr.sources.packet_decode import decode_packet
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.packets import FilePackets
@@ -62,11 +60,7 @@ class FileLoader:
         self.linktypes = LinkTypeCheck(index.session)
         self.recorded = RecordedFeed(index.add_syscall, index.session.on_process_record)
         index.packets = FilePackets(path, index.session.analyzer.table)
-        if os.path.isfile(path):
-            # As `ingest.read_capture`: payloads re-read to anchor streams open before tracing.
-            at = PacketAt(path)
-            offsets = index.session.analyzer.table.offset
-            index.session.correlator.payload_of = lambda i: at.payload(i, offsets[i])
+        reread_payloads(index.session, path)
         index.hold_back = True
         index.session.sources.append(path)
 
