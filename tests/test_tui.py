@@ -372,7 +372,8 @@ def live_session(tmp_path: Path, rounds: int):  # type: ignore[no-untyped-def]
 @pytest.mark.slow
 @sync
 async def test_live_follows_the_tail_then_counts_new_events(tmp_path: Path) -> None:
-    live, out = live_session(tmp_path, rounds=60)
+    # 30 s of traffic at most: q must stop it while it runs (a 3 s run could end first on a slow machine).
+    live, out = live_session(tmp_path, rounds=600)
     app = WirecorrApp(live.index, live.feed, title="live", live=True)
     live.start()
     try:
