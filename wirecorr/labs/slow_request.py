@@ -18,9 +18,8 @@ compares their time splits (engine/requests) part by part:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
+from wirecorr.engine.analysis_flags import AnalysisFlag
+from wirecorr.engine.requests import Request, requests_of
 from wirecorr.labs import Lab, Workdir
 from wirecorr.labs.evidence import Evidence
 from wirecorr.labs.netns import LabNet
@@ -144,8 +143,85 @@ def command(work: Workdir, net: LabNet) -> list[str]:
     return work.python("client", CLIENT, net.b, server, net.addr_b, PORT, THINK_S)
 
 
+# (cause, the normal request's path, the slowed one's, the part of the split that must grow)
+CAUSES = (
+    ("server think time", "/fast", "/think", "server processing"),
+    ("Nagle + delayed ACK", "/nodelay", "/nagle", "request wire"),
+    ("a lost segment", "/quick", "/lossy", "request wire"),
+)
+
+
+def growth(normal: Request, slowed: Request) -> list[tuple[str, int]]:
+    """Each part's time in the slowed request minus the normal one's, largest growth first."""
+    before: dict[str, int] = {}
+    for part, ns in normal.split:
+        before[part] = before.get(part, 0) + ns
+    after: dict[str, int] = {}
+    for part, ns in slowed.split:
+        after[part] = after.get(part, 0) + ns
+    return sorted(((p, after.get(p, 0) - before.get(p, 0)) for p in after.keys() | before.keys()), key=lambda x: -x[1])
+
+
 def explain(ev: Evidence) -> None:
-    ev.say("placeholder")
+    by_uri = {str(r.fields.get("http.uri")): r for r in requests_of(ev.session) if r.protocol == "http"}
+    ev.fact("requests", len(requests_of(ev.session)))
+    for cause, normal_uri, slowed_uri, part in CAUSES:
+        normal, slowed = by_uri.get(normal_uri), by_uri.get(slowed_uri)
+        if not ev.expect(normal and slowed, f"{cause}: the requests {normal_uri} and {slowed_uri} were not found"):
+            continue
+        assert normal is not None and slowed is not None
+        if not ev.expect(
+            normal.total_ns is not None and slowed.total_ns is not None, f"{cause}: a request got no response"
+        ):
+            continue
+        assert normal.total_ns is not None and slowed.total_ns is not None
+        grew = growth(normal, slowed)
+        top, extra = grew[0]
+        ev.fact(f"{slowed_uri} total_ns", slowed.total_ns)
+        ev.fact(f"{slowed_uri} grew", top)
+        ev.say(
+            f"{cause}: {slowed.summary} took {fmt_ns(slowed.total_ns)}, {normal.summary} {fmt_ns(normal.total_ns)}; "
+            f"the part that grew: {top} (+{fmt_ns(extra)})"
+        )
+        ev.say("  " + ", ".join(f"{p} {fmt_ns(ns)}" for p, ns in slowed.split))
+        ev.expect(top == part, f"{cause}: {top} grew most, not {part}")
+        ev.expect(extra > 5_000_000, f"{cause}: {slowed_uri} was not slower by more than 5 ms ({fmt_ns(extra)})")
+        if slowed_uri == "/nagle":
+            _held(ev, slowed)
+        elif slowed_uri == "/lossy":
+            _resent(ev, slowed)
+    ev.cite_findings("nagle_stall", "retransmission", limit=1)
+
+
+def _held(ev: Evidence, req: Request) -> None:
+    """Nagle: the body's write entered at once but its segment left only after the peer's ACK."""
+    writes = [lk for lk in ev.links("write-data") if lk.syscall in req.request.syscalls and lk.packets]
+    late = max(writes, key=lambda lk: lk.delay_ns or 0, default=None)
+    if not ev.expect(late is not None and (late.delay_ns or 0) > 5_000_000, "Nagle: no write of /nagle was held"):
+        return
+    assert late is not None
+    ev.say(
+        f"  {ev.describe(late)}: the body's write waited {fmt_ns(late.delay_ns)} in the client's kernel for the "
+        "ACK of the headers, which the server delayed; no segment was lost"
+    )
+    ev.expect(not _retransmitted(ev, req), "Nagle: /nagle's segments include a retransmission")
+
+
+def _resent(ev: Evidence, req: Request) -> None:
+    """Loss: the request's segment is on the wire twice; the server read it after the second."""
+    again = _retransmitted(ev, req)
+    if not ev.expect(again, "loss: no retransmission of /lossy's segment was captured"):
+        return
+    first = min(req.request.packets)
+    ev.say(
+        f"  {ev.frame(first)} carried the request and was dropped before the server; {ev.frames(again)} sent "
+        f"it again {fmt_ns(ev.ts(again[0]) - ev.ts(first))} later (the client's retransmission timer)"
+    )
+
+
+def _retransmitted(ev: Evidence, req: Request) -> list[int]:
+    bits = AnalysisFlag.RETRANSMISSION | AnalysisFlag.FAST_RETRANSMISSION
+    return [i for i in req.request.packets if ev.table.analysis[i] & bits]
 
 
 LAB = Lab(
@@ -158,5 +234,3 @@ LAB = Lab(
     capture_filter=f"tcp port {PORT}",
     snaplen=256,
 )
-
-_unused: Callable[[Any], str] = fmt_ns

@@ -438,7 +438,9 @@ _UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000
 def _value(kind: str, field_name: str, tok: Token) -> int | str:
     if kind == DURATION:
         if tok.kind not in ("dur", "num"):
-            raise FilterError(f"{field_name} wants a time (100ms, 1.5s, 250us), found {tok.text or 'end of filter'!r}", tok.pos)
+            raise FilterError(
+                f"{field_name} wants a time (100ms, 1.5s, 250us), found {tok.text or 'end of filter'!r}", tok.pos
+            )
         number = tok.text.rstrip("nuµms")
         unit = tok.text[len(number) :] or "s"
         return round(float(number) * _UNITS_NS[unit])
