@@ -10,15 +10,22 @@ and each request's time split adds up to its total.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import pytest
 from helpers import free_port
 from requests_oracle import PYTHON, Recorded, pg_bindir, record_scenario, tshark_fields
+
+from wirecorr.engine.ingest import analyze_file
+from wirecorr.engine.requests import Request, requests_of
+from wirecorr.engine.requests.split import PARTS
+from wirecorr.engine.session import Session
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="record needs root (ptrace and tcpdump)")
 
@@ -141,7 +148,7 @@ def dns(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
 
 
 @pytest.fixture(scope="module")
-def pg() -> Iterator[Recorded]:
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
     """postgres (as user postgres, a throwaway cluster, unix socket + 127.0.0.1) and psql:
     three queries and one error."""
     bindir = pg_bindir()
@@ -168,60 +175,230 @@ def pg() -> Iterator[Recorded]:
         psql = ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres", "-X", "-A", "-t"]
         queries = ["select 1", "select 'two', 2", "select * from no_such_table", "select count(*) from pg_class"]
         clients = [[*psql, "-c", q] for q in queries]
-        yield record_scenario(tmp / "rec", "pg", port, server, clients, stop="SIGINT", user="postgres")
+        done = record_scenario(tmp / "rec", "pg", port, server, clients, stop="SIGINT", user="postgres")
+        kept = tmp_path_factory.mktemp("pg") / done.path.name
+        shutil.copyfile(done.path, kept)
+        done.path = kept
+    yield done
 
 
-# -- the truth itself: the recording holds what the clients said ------------------------
+# -- what wirecorr finds -----------------------------------------------------------------
 
 
-def test_http_python_truth(http_python: Recorded) -> None:
+@cache
+def _found(path: Path) -> tuple[Session, list[Request]]:
+    session = analyze_file(str(path))
+    return session, requests_of(session)
+
+
+def found(rec: Recorded, protocol: str) -> tuple[Session, list[Request]]:
+    session, reqs = _found(rec.path)
+    return session, [r for r in reqs if r.protocol == protocol]
+
+
+def stream_of(session: Session, req: Request) -> int:
+    """Wireshark's tcp.stream / udp.stream of the request's connection."""
+    return session.analyzer.connections[req.conn].stream
+
+
+def check_split(reqs: list[Request]) -> None:
+    """Both ends were traced: every part is measured, and the parts add up to the total."""
+    for req in reqs:
+        assert req.traced == ("client", "server"), req
+        assert req.total_ns is not None and req.total_ns > 0, req
+        assert [part for part, _ in req.split] == list(PARTS), req
+        assert all(ns >= 0 for _, ns in req.split), req
+        assert sum(ns for _, ns in req.split) == req.total_ns, req
+        assert req.points["client.write"] == req.start_ns and req.points["client.read"] == req.end_ns, req
+
+
+def _ns(seconds: str) -> int:
+    return round(float(seconds) * 1e9)
+
+
+def wire_gap(req: Request) -> int:
+    """From the request's last byte on the wire to the response's first: what tshark's
+    http.time and dns.time measure (request frame → response frame)."""
+    return req.points["response.wire.first"] - req.points["request.wire.last"]
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+
+
+def http_truth(rec: Recorded) -> list[tuple[int, str, str, int | None, int | None]]:
+    """(tcp.stream, method, uri, status, http.time ns) per request, from tshark's HTTP dissector;
+    a response is paired with its request by http.request_in."""
+    rows = tshark_fields(
+        rec.path,
+        "http",
+        ["tcp.stream", "http.request.method", "http.request.uri", "http.response.code", "http.time", "http.request_in"],
+    )
+    requests = {r["frame.number"]: r for r in rows if r["http.request.method"]}
+    answers = {r["http.request_in"]: r for r in rows if r["http.response.code"]}
+    out = []
+    for frame, r in requests.items():
+        answer = answers.get(frame)
+        code = int(answer["http.response.code"]) if answer else None
+        took = _ns(answer["http.time"]) if answer and answer["http.time"] else None
+        out.append((int(r["tcp.stream"]), r["http.request.method"], r["http.request.uri"], code, took))
+    return out
+
+
+def check_http(rec: Recorded, truth: list[tuple[int, str, str, int | None, int | None]]) -> None:
+    session, reqs = found(rec, "http")
+    got = [
+        (stream_of(session, r), r.fields["http.method"], r.fields["http.uri"], r.fields.get("http.status"))
+        for r in reqs
+    ]
+    assert got == [t[:4] for t in truth]
+    check_split(reqs)
+    for req, (*_, took) in zip(reqs, truth, strict=True):
+        assert took is not None
+        assert abs(wire_gap(req) - took) <= 1_000, (req.summary, wire_gap(req), took)
+
+
+def test_http_python(http_python: Recorded) -> None:
+    """HTTP/1.0, one connection per request (python's http.server closes after each)."""
     assert http_python.client_output(0).split() == ["200", "404", "200"]
-    rows = tshark_fields(
-        http_python.path, "http", ["tcp.stream", "http.request.method", "http.response.code", "http.time"]
-    )
-    methods = [r["http.request.method"] for r in rows if r["http.request.method"]]
-    codes = [r["http.response.code"] for r in rows if r["http.response.code"]]
-    assert methods == ["GET"] * 3 and codes == ["200", "404", "200"]
+    truth = http_truth(http_python)
+    assert [(t[0], t[3]) for t in truth] == [(0, 200), (1, 404), (2, 200)]
+    check_http(http_python, truth)
 
 
-def test_http_nginx_truth(http_nginx: Recorded) -> None:
-    out = http_nginx.client_output(0).split("\n")
-    assert [line.split()[0] for line in out if line] == ["200", "200", "404", "200"]
-    assert [line.split()[1] for line in out if line] == ["1", "0", "0", "0"], "one keep-alive connection"
-    rows = tshark_fields(
-        http_nginx.path, "http", ["tcp.stream", "http.response.code", "http.transfer_encoding", "http.time"]
-    )
-    codes = [r["http.response.code"] for r in rows if r["http.response.code"]]
-    assert codes == ["200", "200", "404", "200"]
-    assert {r["tcp.stream"] for r in rows} == {"0"}
-    assert any(r["http.transfer_encoding"] == "chunked" for r in rows)
+def test_http_nginx_keepalive_chunked(http_nginx: Recorded) -> None:
+    """Four requests on one keep-alive connection; gzip makes three responses chunked."""
+    out = [line.split() for line in http_nginx.client_output(0).splitlines()]
+    assert [code for code, _ in out] == ["200", "200", "404", "200"]
+    assert [n for _, n in out] == ["1", "0", "0", "0"], "curl reused one connection"
+    truth = http_truth(http_nginx)
+    assert [(t[0], t[3]) for t in truth] == [(0, 200), (0, 200), (0, 404), (0, 200)]
+    chunked = tshark_fields(http_nginx.path, 'http.transfer_encoding == "chunked"', ["http.response.code"])
+    assert chunked, "tshark saw no chunked response"
+    check_http(http_nginx, truth)
+    _, reqs = found(http_nginx, "http")
+    assert reqs[0].fields.get("http.transfer_encoding") == "chunked"
 
 
-def test_redis_truth(redis: Recorded) -> None:
+# -- Redis --------------------------------------------------------------------------------
+
+
+def resp_truth(rec: Recorded) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(tcp.stream, command) per request and (tcp.stream, reply type) per reply, from tshark's
+    RESP dissector: a request is an array whose first bulk string is the command."""
+    fields = ["tcp.stream", "tcp.srcport", "resp.array.length", "resp.bulk_string.value"]
+    fields += ["resp.string", "resp.error", "resp.integer", "resp.bulk_string.length"]
+    rows = tshark_fields(rec.path, "resp", fields, [f"tcp.port=={rec.port},resp"])
+    commands, replies = [], []
+
+    def split(value: str) -> list[str]:
+        return value.split("|") if value else []
+
+    for r in rows:
+        stream = int(r["tcp.stream"])
+        if int(r["tcp.srcport"]) != rec.port:
+            values = split(r["resp.bulk_string.value"])
+            for n in map(int, split(r["resp.array.length"])):
+                commands.append((stream, bytes.fromhex(values[0].replace(":", "")).decode().upper()))
+                values = values[n:]
+        else:
+            for kind, name in (("+", "resp.string"), ("-", "resp.error"), (":", "resp.integer")):
+                replies += [(stream, kind)] * len(split(r[name]))
+            replies += [(stream, "$")] * len(split(r["resp.bulk_string.length"]))
+    return commands, replies
+
+
+def test_redis_single_and_pipelined(redis: Recorded) -> None:
+    """Four redis-cli commands (one error), then --pipe: five commands in one write and the
+    ECHO redis-cli adds to find the last reply."""
     assert [redis.client_output(i).strip() for i in range(4)] == [
         "OK",
         "v",
         "",
         "ERR value is not an integer or out of range",
     ]
-    assert "errors: 0, replies: 5" in redis.clients[4]["stdout"] + redis.clients[4]["stderr"]
-    rows = tshark_fields(redis.path, "resp", ["tcp.stream", "tcp.srcport"], [f"tcp.port=={redis.port},resp"])
-    assert rows
+    assert "errors: 0, replies: 5" in redis.client_output(4)
+    commands, replies = resp_truth(redis)
+    pipe = ["SET", "INCR", "INCR", "GET", "LPUSH", "ECHO"]
+    assert commands == [(0, "SET"), (1, "GET"), (2, "GET"), (3, "INCR")] + [(4, c) for c in pipe]
+    assert len(replies) == len(commands)
+    session, reqs = found(redis, "redis")
+    assert [(stream_of(session, r), r.fields["redis.cmd"]) for r in reqs] == commands
+    check_split(reqs)
+    errors = [r for r in reqs if r.fields.get("redis.error")]
+    assert [r.fields["redis.error"] for r in errors] == [redis.client_output(3).strip()]
+    pipelined = [r for r in reqs if stream_of(session, r) == 4]
+    assert len({r.request.syscalls[0] for r in pipelined[:5]}) == 1, "the pipe's five commands are one write"
 
 
-def test_dns_truth(dns: Recorded) -> None:
-    statuses = [next(w for w in out["stdout"].split(", ") if w.startswith("status:")) for out in dns.clients]
-    assert statuses == ["status: NOERROR", "status: NXDOMAIN", "status: NOERROR", "status: NOERROR"]
+# -- DNS ----------------------------------------------------------------------------------
+
+
+def dns_truth(rec: Recorded) -> list[tuple[str, int, str, int, int]]:
+    """(transport, id, qname, rcode, dns.time ns) per answered query, from tshark's DNS dissector."""
     rows = tshark_fields(
-        dns.path, "dns", ["dns.id", "dns.flags.response", "dns.flags.rcode", "dns.time", "tcp.stream"],
-        [f"udp.port=={dns.port},dns", f"tcp.port=={dns.port},dns"],
-    )  # fmt: skip
-    assert len(rows) == 8, rows
+        rec.path,
+        "dns.flags.response == 1",
+        ["udp", "dns.id", "dns.qry.name", "dns.flags.rcode", "dns.time"],
+        [f"udp.port=={rec.port},dns", f"tcp.port=={rec.port},dns"],
+    )
+    return [
+        (
+            "udp" if r["udp"] else "tcp",
+            int(r["dns.id"], 0),
+            r["dns.qry.name"],
+            int(r["dns.flags.rcode"]),
+            _ns(r["dns.time"]),
+        )
+        for r in rows
+    ]
 
 
-def test_pg_truth(pg: Recorded) -> None:
+def test_dns_udp_and_tcp(dns: Recorded) -> None:
+    """dig over UDP (an answer, an NXDOMAIN) and over TCP (+tcp): ids and rcodes as dig printed them."""
+    headers = [re.search(r"status: (\w+), id: (\d+)", c["stdout"]) for c in dns.clients]
+    assert all(headers)
+    dig = [(m.group(1), int(m.group(2))) for m in headers if m]
+    assert [status for status, _ in dig] == ["NOERROR", "NXDOMAIN", "NOERROR", "NOERROR"]
+    truth = dns_truth(dns)
+    assert [(t[0], t[1]) for t in truth] == list(zip(["udp", "udp", "tcp", "tcp"], [i for _, i in dig], strict=True))
+    session, reqs = found(dns, "dns")
+    got = [
+        (session.analyzer.connections[r.conn].proto, r.fields["dns.id"], r.fields["dns.qname"], r.fields["dns.rcode"])
+        for r in reqs
+    ]
+    assert got == [t[:4] for t in truth]
+    check_split(reqs)
+    for req, (*_, took) in zip(reqs, truth, strict=True):
+        assert abs(wire_gap(req) - took) <= 1_000, (req.summary, wire_gap(req), took)
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------
+
+
+def test_pg_queries_and_error(pg: Recorded) -> None:
+    """psql: four connections (SSL request refused, startup, one simple query each), one error."""
     assert [c["status"] for c in pg.clients] == [0, 0, 1, 0]
     assert "no_such_table" in pg.clients[2]["stderr"]
-    rows = tshark_fields(pg.path, "pgsql", ["tcp.stream", "pgsql.type"], [f"tcp.port=={pg.port},pgsql"])
-    types = [t for r in rows for t in r["pgsql.type"].split("|")]
-    assert types.count("Simple query") == 4 and types.count("Error") == 1, types
+    rows = tshark_fields(
+        pg.path, "pgsql", ["tcp.stream", "pgsql.type", "pgsql.query", "pgsql.code"], [f"tcp.port=={pg.port},pgsql"]
+    )
+    queries = [(int(r["tcp.stream"]), r["pgsql.query"]) for r in rows if r["pgsql.query"]]
+    errors = [(int(r["tcp.stream"]), r["pgsql.code"]) for r in rows if r["pgsql.code"]]
+    startups = [int(r["tcp.stream"]) for r in rows if "Startup message" in r["pgsql.type"].split("|")]
+    ssl = [int(r["tcp.stream"]) for r in rows if "SSL request" in r["pgsql.type"].split("|")]
+    assert [q for _, q in queries] == ["select 1", "select 'two', 2", "select * from no_such_table",
+                                       "select count(*) from pg_class"]  # fmt: skip
+    assert errors == [(2, "42P01")]
+    session, reqs = found(pg, "pgsql")
+    by_kind: dict[str, list[Request]] = {}
+    for r in reqs:
+        by_kind.setdefault(str(r.fields["pgsql.kind"]), []).append(r)
+    assert set(by_kind) == {"ssl", "startup", "query"}
+    assert [(stream_of(session, r), r.fields["pgsql.query"]) for r in by_kind["query"]] == queries
+    assert [stream_of(session, r) for r in by_kind["startup"]] == startups
+    assert [stream_of(session, r) for r in by_kind["ssl"]] == ssl
+    failed = [(stream_of(session, r), r.fields["pgsql.error"]) for r in reqs if r.fields.get("pgsql.error")]
+    assert failed == errors
+    tags = [r.fields.get("pgsql.tag") for r in by_kind["query"]]
+    assert tags == ["SELECT 1", "SELECT 1", None, "SELECT 1"]
+    check_split(reqs)
