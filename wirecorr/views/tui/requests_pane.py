@@ -13,6 +13,7 @@ timeline row, from the same list.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from rich.text import Text
@@ -42,22 +43,35 @@ PART_STYLES = {
 }
 OTHER_STYLE = "white"
 BAR = "█"
+FLOOR_NS = 1_000
 
 # Wireshark's names for a message's values: on the packet that completes the message, as
 # tshark dissects a PDU where its reassembly ends. (request side, response side)
 _WIRESHARK = {
-    "http": ({"http.request.method": "http.method", "http.request.uri": "http.uri"}, {"http.response.code": "http.status"}),
+    "http": (
+        {"http.request.method": "http.method", "http.request.uri": "http.uri"},
+        {"http.response.code": "http.status"},
+    ),
     "dns": ({"dns.id": "dns.id"}, {"dns.id": "dns.id", "dns.flags.rcode": "dns.rcode"}),
-}  # fmt: skip
+}
 
 
-def waterfall(req: Request, width: int) -> Text:
-    """The split as a bar of `width` cells, each part as wide as its share of the total
-    (a part shorter than one cell gets none: the bar is to scale)."""
+def bar_length(total_ns: int, longest_ns: int, width: int) -> int:
+    """Cells for a request of `total_ns` when the longest request gets `width`: log scale from
+    1 µs, so a 200 ms request stands out beside 100 µs ones and those still show their split."""
+    if total_ns <= FLOOR_NS or longest_ns <= FLOOR_NS:
+        return 1
+    return max(1, round(width * math.log(total_ns / FLOOR_NS) / math.log(longest_ns / FLOOR_NS)))
+
+
+def waterfall(req: Request, width: int, length: int | None = None) -> Text:
+    """The split as a bar of `length` cells (default `width`) padded to `width`, each part
+    as long as its share of the total (a part shorter than one cell gets none)."""
     out = Text()
     total = req.total_ns or 0
     if not req.split or total <= 0:
         return Text("·" * width, style="dim")
+    full, width = width, length if length is not None else width
     used, acc = 0, 0
     for part, ns in req.split:
         acc += ns
@@ -65,13 +79,13 @@ def waterfall(req: Request, width: int) -> Text:
         if upto > used:
             out.append(BAR * (upto - used), style=PART_STYLES.get(part, OTHER_STYLE))
             used = upto
-    if used < width:
-        out.append(" " * (width - used))
+    if used < full:
+        out.append(" " * (full - used))
     return out
 
 
 def legend() -> Text:
-    out = Text()
+    out = Text("bar: total, log scale  ", style="dim")
     for part, style in PART_STYLES.items():
         out.append(BAR, style=style)
         out.append(f" {part}  ")
@@ -214,26 +228,29 @@ class RequestTable(DataTable[Text | str]):
 
     @property
     def bar_width(self) -> int:
-        return 40 if self.app.size.width >= 160 else 24 if self.app.size.width >= 120 else 16
+        return 40 if self.app.size.width >= 160 else 24 if self.app.size.width >= 120 else 14
 
     def fill(self) -> None:
         self.clear(columns=True)
         wide = self.app.size.width >= 120
-        self.add_columns("#", "proto", "request", "total", "split", "longest")
+        # Under 120 columns the protocol and the server give way to the bar and the part.
+        self.add_columns(*(("#", "proto", "request") if wide else ("#", "request")), "total", "split", "longest")
         if wide:
             self.add_column("server")
         reqs = self.requests
         if self.by_total:
             reqs = sorted(reqs, key=lambda r: -(r.total_ns or -1))
-        width = 60 if wide else 30
+        width = 60 if wide else 22
+        slowest = max((r.total_ns or 0 for r in reqs), default=0)
+        bar = self.bar_width
         for req in reqs:
             longest = req.dominant()
             cells: list[Text | str] = [
                 str(req.id),
-                req.protocol,
+                *((req.protocol,) if wide else ()),
                 _cut(req.summary, width),
                 fmt_ns(req.total_ns) if req.total_ns is not None else "no answer",
-                waterfall(req, self.bar_width),
+                waterfall(req, bar, bar_length(req.total_ns or 0, slowest, bar)),
                 Text(f"{longest[0]} {fmt_ns(longest[1])}", style=PART_STYLES.get(longest[0], "")) if longest else "-",
             ]
             if wide:
