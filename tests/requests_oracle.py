@@ -128,13 +128,17 @@ TSHARK_OPTIONS = ("-o", "http.desegment_body:FALSE")
 
 
 def tshark_fields(
-    path: Path, display: str, fields: list[str], decode: tuple[str, ...] | list[str] = ()
+    path: Path,
+    display: str,
+    fields: list[str],
+    decode: tuple[str, ...] | list[str] = (),
+    options: tuple[str, ...] = TSHARK_OPTIONS,
 ) -> list[dict[str, str]]:
     """One dict per frame tshark's display filter selects: field → its text ("" when absent).
 
     Fields with several occurrences in a frame (pipelined messages, a RESP array) are
     joined by "|"."""
-    cmd = ["tshark", "-r", str(path), "-n", *TSHARK_OPTIONS, "-Y", display, "-T", "fields", "-E", "aggregator=|"]
+    cmd = ["tshark", "-r", str(path), "-n", *options, "-Y", display, "-T", "fields", "-E", "aggregator=|"]
     for d in decode:
         cmd += ["-d", d]
     for f in ["frame.number", *fields]:

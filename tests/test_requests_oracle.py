@@ -26,6 +26,12 @@ from wirecorr.engine.ingest import analyze_file
 from wirecorr.engine.requests import Request, requests_of
 from wirecorr.engine.requests.split import PARTS
 from wirecorr.engine.session import Session
+from wirecorr.views.tui.display_filter import compile_filter
+from wirecorr.views.tui.index import EventIndex
+from wirecorr.views.tui.loader import FileLoader
+from wirecorr.views.tui.packets import LivePackets
+from wirecorr.views.tui.requests_pane import request_rows
+from wirecorr.views.tui.rows import is_syscall_ref, ref_pos
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="record needs root (ptrace and tcpdump)")
 
@@ -412,3 +418,56 @@ def test_pg_queries_and_error(pg: Recorded) -> None:
     tags = [r.fields.get("pgsql.tag") for r in by_kind["query"]]
     assert tags == ["SELECT 1", "SELECT 1", None, "SELECT 1"]
     check_split(reqs)
+
+
+# -- the TUI filter's Wireshark fields, against tshark -Y on the same recordings -------------
+
+
+def _indexed(path: Path) -> EventIndex:
+    """The recording as the TUI indexes it, with the filter's request fields answering."""
+    index = EventIndex(Session(), LivePackets())
+    loader = FileLoader(index, str(path))
+    for _ in range(100_000):
+        if loader.done:
+            break
+        loader.step(0.05)
+    index.flush()
+    index.request_field = request_rows(index, ready=lambda: True)
+    return index
+
+
+def _frames(index: EventIndex, expr: str) -> list[int]:
+    pred = compile_filter(expr).predicate
+    return [index.frame(ref_pos(ref)) for ref in index.rows.refs if pred(index, ref) and not is_syscall_ref(ref)]
+
+
+def _tshark_frames(rec: Recorded, expr: str, decode: list[str]) -> list[int]:
+    """Frames tshark -Y selects with its default preferences, as a user's Wireshark would."""
+    rows = tshark_fields(rec.path, expr, [], decode, options=())
+    return [int(r["frame.number"]) for r in rows]
+
+
+def test_filter_dns_fields_match_tshark(dns: Recorded) -> None:
+    index = _indexed(dns.path)
+    _, reqs = found(dns, "dns")
+    nx = next(r for r in reqs if r.fields["dns.rcode"] == 3)
+    for expr in (
+        "dns.flags.rcode == 3",
+        "dns.flags.rcode != 0",
+        "dns.flags.rcode == 0",
+        f"dns.id == {nx.fields['dns.id']}",
+    ):
+        assert _frames(index, expr) == _tshark_frames(
+            dns, expr, [f"tcp.port=={dns.port},dns", f"udp.port=={dns.port},dns"]
+        ), expr
+    # wirecorr's own name answers for every row of the request: the query too, and the calls.
+    assert len(_frames(index, "dns.rcode != 0")) == len(nx.packets) == 2
+
+
+def test_filter_http_fields_match_tshark(http_python: Recorded) -> None:
+    """The 404 and the requests; big.txt's 200 is left out: its body is cut at the snaplen, so
+    tshark, reassembling it, never dissects that response at all."""
+    index = _indexed(http_python.path)
+    for expr in ("http.response.code == 404", 'http.request.method == "GET"', 'http.request.uri == "/nope"'):
+        ours = _frames(index, expr)
+        assert ours and ours == _tshark_frames(http_python, expr, [f"tcp.port=={http_python.port},http"]), expr
