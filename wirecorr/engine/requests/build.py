@@ -61,7 +61,7 @@ def _protocol(conn: Connection, dirs: tuple[Direction, Direction]) -> str | None
     s2c = dirs[1].src.get(0, SNIFF)
     candidates = [
         ("http", http.PORTS, lambda: http.is_request(c2s) or (not c2s and http.is_response(s2c))),
-        ("redis", resp.PORTS, lambda: resp.is_command(c2s)),
+        ("redis", resp.PORTS, lambda: resp.is_command(c2s, s2c, port=conn.server_port in resp.PORTS)),
         ("pgsql", pgsql.PORTS, lambda: pgsql.is_startup(c2s)),
         ("dns", dns.PORTS, lambda: dns.is_tcp_query(c2s)),
     ]
