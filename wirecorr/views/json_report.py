@@ -158,7 +158,9 @@ def group_record(g: Group) -> dict[str, Any]:
     if g.endpoint is not None:
         record["server"] = g.server
         record["endpoint"] = g.endpoint
-    record.update(count=g.count, answered=g.answered, p50_ns=g.p50_ns, p90_ns=g.p90_ns, p99_ns=g.p99_ns, max_ns=g.max_ns)
+    record.update(
+        count=g.count, answered=g.answered, p50_ns=g.p50_ns, p90_ns=g.p90_ns, p99_ns=g.p99_ns, max_ns=g.max_ns
+    )
     return record
 
 

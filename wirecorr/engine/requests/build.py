@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from wirecorr.engine.connections import Connection
-from wirecorr.engine.requests import Message, Request, dns, http, pgsql, resp
+from wirecorr.engine.requests import dns, http, pgsql, resp
+from wirecorr.engine.requests.request import Message, Request
 from wirecorr.engine.requests.split import split
 from wirecorr.engine.requests.streams import ByteSource, Direction, Frame, calls_over, tcp_segments
 from wirecorr.engine.session import Session

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from wirecorr.engine.requests import Request
+from wirecorr.engine.requests.request import Request
 
 PERCENTILES = (50, 90, 99)
 
