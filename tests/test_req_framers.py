@@ -5,6 +5,7 @@ prefix, PostgreSQL startup and ReadyForQuery) find every message's end."""
 from __future__ import annotations
 
 import struct
+from itertools import pairwise
 
 import dpkt
 from hypothesis import given, settings
@@ -62,7 +63,7 @@ PG_SERVER = (
 def _source(data: bytes, cuts: list[int]) -> ByteSource:
     """The stream as runs cut at `cuts`, added in a scrambled order (as segments and calls come)."""
     points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
-    runs = [(a, data[a:b]) for a, b in zip(points, points[1:], strict=False)]
+    runs = [(a, data[a:b]) for a, b in pairwise(points)]
     src = ByteSource()
     for off, chunk in runs[1::2] + runs[0::2]:
         src.add(off, chunk)
