@@ -28,9 +28,7 @@ HTTP_RESP = (
     b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n"
     b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 )
-RESP_CMDS = (
-    b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$5\r\nhello\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\nPING\r\n\r\n*2\r\n$3\r\nGET\r\n$2\r\nno\r\n"
-)
+RESP_CMDS = b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$5\r\nhello\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\nPING\r\n\r\n*2\r\n$3\r\nGET\r\n$2\r\nno\r\n"
 RESP_REPLIES = b"+OK\r\n$5\r\nhello\r\n+PONG\r\n$-1\r\n*2\r\n*1\r\n:1\r\n-ERR x\r\n"
 
 

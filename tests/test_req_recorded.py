@@ -22,9 +22,9 @@ PYTHON = str(REPO / ".venv" / "bin" / "python")
 
 
 def _record(out: Path, port: int, script: str) -> None:
+    cmd = [PYTHON, "-m", "wirecorr", "record", "-i", "lo", "-f", f"tcp port {port}", "-o", str(out)]
     proc = subprocess.run(
-        [PYTHON, "-m", "wirecorr", "record", "-i", "lo", "-f", f"tcp port {port}", "-o", str(out)]
-        + ["--", "sh", "-c", script],
+        [*cmd, "--", "sh", "-c", script],
         capture_output=True,
         text=True,
         timeout=60,
