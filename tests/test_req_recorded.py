@@ -107,3 +107,62 @@ def test_redis_commands_and_pipeline(tmp_path: Path) -> None:
     assert piped[3].summary == "GET nosuch → nil" and piped[2].summary == "INCR a → integer"
     for r in reqs:
         _check_split(r)
+
+
+def test_wire_fixture_server_side_only(wire, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Only the server traced (curl runs outside the recording): the split starts on the
+    wire and has the server's parts; `wire.requests` and `[requests]` rules see them."""
+    (tmp_path / "index.html").write_text("hi\n")
+    port = free_port()
+    server = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--protocol", "HTTP/1.1"]
+    url = f"http://127.0.0.1:{port}"
+    with wire.record(
+        ["sh", "-c", f"cd {tmp_path} && exec {' '.join(server)}"], ports=[port], listen_port=port, stop="terminate"
+    ):
+        done = subprocess.run(
+            [
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}\n",
+                f"{url}/index.html",
+                f"{url}/nope",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    assert done.stdout.split() == ["200", "404"]
+    reqs = wire.requests("http")
+    assert [r.fields["http.status"] for r in reqs] == [200, 404]
+    for r in reqs:
+        assert r.traced == ("server",)
+        assert [name for name, _ in r.split] == [
+            "request wire", "server read", "server processing", "server send", "response wire",
+        ]  # fmt: skip
+        assert sum(ns for _, ns in r.split) == r.total_ns
+        assert r.points["request.wire.first"] == r.start_ns
+    assert wire.requests(endpoint="GET /nope")[0].summary == "GET /nope → 404"
+    wire.expect({"requests": {"protocol": "http", "count": 2, "status": [200, "4xx"], "max_latency_ms": 5000}})
+    report = wire.check({"requests": [{"endpoint": "GET /index.html", "status": 404}, {"count": {"min": 3}}]})
+    assert [r.passed for r in report.results] == [False, False]
+    assert "GET /index.html → 200" in report.results[0].notes[0]
+
+
+def test_requests_rules_are_validated() -> None:
+    from wirecorr.views.checks import parse_rules
+    from wirecorr.views.checks.rules import RulesError
+
+    for doc, problem in (
+        ({"requests": {"protocol": "htp", "count": 1}}, "unknown protocol 'htp'"),
+        ({"requests": {"protocol": "http"}}, "nothing to check"),
+        ({"requests": {"max_latency": 5}}, "unknown key"),
+        ({"requests": {"status": [True]}}, "want a status"),
+        ({"requests": {"count": {"mn": 1}}}, "unknown key 'mn'"),
+    ):
+        with pytest.raises(RulesError, match=problem):
+            parse_rules(doc, "r.toml")
