@@ -47,7 +47,7 @@ def _directions(session: Session, conn: Connection) -> tuple[tuple[Direction, Di
         dr.writes.sort()
         dr.reads.sort()
         dr.max_seg = max((e - s for s, e, _ in dr.segments), default=0)
-        dr.src = ByteSource(dr.segments, corr.payload_of)
+        dr.src = ByteSource(dr.segments, corr.payload)
         for calls in (dr.writes, dr.reads):
             for start, end, sid in calls:
                 sc = session.syscall(sid)
@@ -57,24 +57,55 @@ def _directions(session: Session, conn: Connection) -> tuple[tuple[Direction, Di
 
 
 def _protocol(conn: Connection, dirs: tuple[Direction, Direction]) -> str | None:
-    """By port first, then by content; a port's protocol must be confirmed by content too."""
+    """By port first, then by content; a port's protocol must be confirmed by content too.
+    The server's bytes are read only when the client's do not decide."""
     c2s = dirs[0].src.get(0, SNIFF)
-    s2c = dirs[1].src.get(0, SNIFF)
-    candidates = [
-        ("http", http.PORTS, lambda: http.is_request(c2s) or (not c2s and http.is_response(s2c))),
-        ("redis", resp.PORTS, lambda: resp.is_command(c2s, s2c, port=conn.server_port in resp.PORTS)),
-        ("pgsql", pgsql.PORTS, lambda: pgsql.is_startup(c2s)),
-        ("dns", dns.PORTS, lambda: dns.is_tcp_query(c2s)),
-    ]
-    candidates.sort(key=lambda c: conn.server_port not in c[1])
-    for name, _, confirm in candidates:
-        if confirm():
-            return name
+    port = conn.server_port
+    on_port = port in resp.PORTS
+    if (c2s[:1] == b"*" or on_port) and resp.is_command(c2s, dirs[1].src.get(0, SNIFF), port=on_port):
+        return "redis"
+    if http.is_request(c2s):
+        return "http"
+    if pgsql.is_startup(c2s):
+        return "pgsql"
+    if dns.is_tcp_query(c2s):
+        return "dns"
+    if c2s[:1].isalpha() and resp.is_command(c2s, dirs[1].src.get(0, SNIFF)):
+        return "redis"
+    if not c2s and http.is_response(dirs[1].src.get(0, SNIFF)):
+        return "http"
     return None
 
 
+def _sniff(session: Session, conn: Connection) -> tuple[Direction, Direction]:
+    """Each direction's first bytes only: the first data segment (if it starts the stream)
+    and the calls' bytes at offset 0. Enough to rule a connection out without walking all
+    its packets, which on a plain capture of many connections is most of the cost."""
+    table = session.analyzer.table
+    corr = session.correlator
+    direction, seglen, rel_seq = table.direction, table.seglen, table.rel_seq
+    firsts: list[list[tuple[int, int, int]]] = [[], []]
+    for idx in conn.packet_indices:
+        d = direction[idx]
+        if firsts[d] or not seglen[idx]:
+            continue
+        # Only a segment at the stream's start (relative sequence 1) can begin a message.
+        firsts[d].append((0, seglen[idx], idx) if rel_seq[idx] == 1 else (-1, -1, idx))
+        if firsts[0] and firsts[1]:
+            break
+    at_start = [[s for s in f if s[0] == 0] for f in firsts]
+    out = (Direction(src=ByteSource(at_start[0], corr.payload)), Direction(src=ByteSource(at_start[1], corr.payload)))
+    for sid, _ in corr.calls_of(conn.id):
+        rng = corr.stream_range(sid)
+        if rng is not None and rng[1] == 0:
+            sc = session.syscall(sid)
+            if sc is not None and sc.data:
+                out[rng[0]].src.add(0, sc.data[: rng[2]])
+    return out
+
+
 def _tcp_requests(session: Session, conn: Connection) -> list[Request]:
-    if not conn.packet_indices:
+    if not conn.packet_indices or _protocol(conn, _sniff(session, conn)) is None:
         return []
     dirs, traced = _directions(session, conn)
     proto = _protocol(conn, dirs)
@@ -270,7 +301,7 @@ def _udp_requests(session: Session, conn: Connection) -> list[Request]:
         linked = [corr.links[i] for i in corr.packet_links.get(idx, [])]
         found = [sc for sc in (session.syscall(link.syscall) for link in linked) if sc is not None]
         calls[idx] = found
-        payload = corr.payload_of(idx) if corr.payload_of is not None else None
+        payload = corr.payload(idx)
         if not payload:
             payload = next((sc.data for sc in found if sc.data), None)
         fields = dns.parse(payload) if payload else None
