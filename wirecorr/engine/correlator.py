@@ -420,6 +420,11 @@ class Correlator:
         calls, peeks, and calls whose stream position is unknown. Requests frame messages on it."""
         return self._ranges.get(syscall_id)
 
+    def payload(self, index: int) -> bytes | None:
+        """The captured transport payload of packet `index`, re-read from the file or kept
+        from a live feed (recent packets only); None when neither has it."""
+        return self._payload(index)
+
     def label(self, index: int) -> Label | None:
         """Link ids of packet `index`, else why no syscall owns it; None for non-TCP/UDP."""
         links = self.packet_links.get(index)

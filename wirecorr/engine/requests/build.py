@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from wirecorr.engine.connections import Connection
-from wirecorr.engine.requests import Message, Request, dns, http, pgsql, resp
+from wirecorr.engine.requests import dns, http, pgsql, resp
+from wirecorr.engine.requests.request import Gap, Message, Request
 from wirecorr.engine.requests.split import split
 from wirecorr.engine.requests.streams import ByteSource, Direction, Frame, calls_over, tcp_segments
 from wirecorr.engine.session import Session
@@ -17,17 +18,19 @@ SIDES = ("client", "server")
 SNIFF = 64
 
 
-def build(session: Session) -> list[Request]:
+def build(session: Session) -> tuple[list[Request], list[Gap]]:
+    """The session's requests in order of start, and where framing had to stop."""
     out: list[Request] = []
+    gaps: list[Gap] = []
     for conn in session.analyzer.connections:
         if conn.proto == "tcp":
-            out.extend(_tcp_requests(session, conn))
+            out.extend(_tcp_requests(session, conn, gaps))
         elif conn.proto == "udp":
             out.extend(_udp_requests(session, conn))
     out.sort(key=lambda r: (r.start_ns, r.conn))
     for i, req in enumerate(out):
         req.id = i
-    return out
+    return out, gaps
 
 
 def _directions(session: Session, conn: Connection) -> tuple[tuple[Direction, Direction], tuple[str, ...]]:
@@ -46,7 +49,7 @@ def _directions(session: Session, conn: Connection) -> tuple[tuple[Direction, Di
         dr.writes.sort()
         dr.reads.sort()
         dr.max_seg = max((e - s for s, e, _ in dr.segments), default=0)
-        dr.src = ByteSource(dr.segments, corr.payload_of)
+        dr.src = ByteSource(dr.segments, corr.payload)
         for calls in (dr.writes, dr.reads):
             for start, end, sid in calls:
                 sc = session.syscall(sid)
@@ -56,43 +59,83 @@ def _directions(session: Session, conn: Connection) -> tuple[tuple[Direction, Di
 
 
 def _protocol(conn: Connection, dirs: tuple[Direction, Direction]) -> str | None:
-    """By port first, then by content; a port's protocol must be confirmed by content too."""
+    """By port first, then by content; a port's protocol must be confirmed by content too.
+    The server's bytes are read only when the client's do not decide."""
     c2s = dirs[0].src.get(0, SNIFF)
-    s2c = dirs[1].src.get(0, SNIFF)
-    candidates = [
-        ("http", http.PORTS, lambda: http.is_request(c2s) or (not c2s and http.is_response(s2c))),
-        ("redis", resp.PORTS, lambda: resp.is_command(c2s)),
-        ("pgsql", pgsql.PORTS, lambda: pgsql.is_startup(c2s)),
-        ("dns", dns.PORTS, lambda: dns.is_tcp_query(c2s)),
-    ]
-    candidates.sort(key=lambda c: conn.server_port not in c[1])
-    for name, _, confirm in candidates:
-        if confirm():
-            return name
+    port = conn.server_port
+    on_port = port in resp.PORTS
+    if (c2s[:1] == b"*" or on_port) and resp.is_command(c2s, dirs[1].src.get(0, SNIFF), port=on_port):
+        return "redis"
+    if http.is_request(c2s):
+        return "http"
+    if pgsql.is_startup(c2s):
+        return "pgsql"
+    if dns.is_tcp_query(c2s):
+        return "dns"
+    if c2s[:1].isalpha() and resp.is_command(c2s, dirs[1].src.get(0, SNIFF)):
+        return "redis"
+    if not c2s and http.is_response(dirs[1].src.get(0, SNIFF)):
+        return "http"
     return None
 
 
-def _tcp_requests(session: Session, conn: Connection) -> list[Request]:
-    if not conn.packet_indices:
+def _sniff(session: Session, conn: Connection) -> tuple[Direction, Direction]:
+    """Each direction's first bytes only: the first data segment (if it starts the stream)
+    and the calls' bytes at offset 0. Enough to rule a connection out without walking all
+    its packets, which on a plain capture of many connections is most of the cost."""
+    table = session.analyzer.table
+    corr = session.correlator
+    direction, seglen, rel_seq = table.direction, table.seglen, table.rel_seq
+    firsts: list[list[tuple[int, int, int]]] = [[], []]
+    for idx in conn.packet_indices:
+        d = direction[idx]
+        if firsts[d] or not seglen[idx]:
+            continue
+        # Only a segment at the stream's start (relative sequence 1) can begin a message.
+        firsts[d].append((0, seglen[idx], idx) if rel_seq[idx] == 1 else (-1, -1, idx))
+        if firsts[0] and firsts[1]:
+            break
+    at_start = [[s for s in f if s[0] == 0] for f in firsts]
+    out = (Direction(src=ByteSource(at_start[0], corr.payload)), Direction(src=ByteSource(at_start[1], corr.payload)))
+    for sid, _ in corr.calls_of(conn.id):
+        rng = corr.stream_range(sid)
+        if rng is not None and rng[1] == 0:
+            sc = session.syscall(sid)
+            if sc is not None and sc.data:
+                out[rng[0]].src.add(0, sc.data[: rng[2]])
+    return out
+
+
+def _tcp_requests(session: Session, conn: Connection, gaps: list[Gap]) -> list[Request]:
+    if not conn.packet_indices or _protocol(conn, _sniff(session, conn)) is None:
         return []
     dirs, traced = _directions(session, conn)
     proto = _protocol(conn, dirs)
     if proto is None:
         return []
     limits = (dirs[0].end, dirs[1].end)
-    pairs: list[tuple[Frame, list[Frame]]]
+    c_frames: list[Frame]
+    s_frames: list[Frame]
     if proto == "http":
-        reqs = http.requests(dirs[0].src, limits[0])
-        resps = http.responses(dirs[1].src, limits[1], [str(f.fields.get("http.method", "")) for f in reqs])
-        pairs = _pair_http(reqs, resps)
+        c_frames = http.requests(dirs[0].src, limits[0])
+        s_frames = http.responses(dirs[1].src, limits[1], [str(f.fields.get("http.method", "")) for f in c_frames])
+        pairs = _pair_http(c_frames, s_frames)
     elif proto == "redis":
-        pairs = _in_order(resp.frames(dirs[0].src, limits[0]), resp.frames(dirs[1].src, limits[1]))
+        c_frames, s_frames = resp.frames(dirs[0].src, limits[0]), resp.frames(dirs[1].src, limits[1])
+        pairs = _in_order(c_frames, s_frames)
     elif proto == "pgsql":
-        client = pgsql.frames(dirs[0].src, limits[0], client=True)
-        opened = bool(client) and client[0].fields["pgsql.type"] in ("ssl", "gssenc")
-        pairs = pgsql.pair(client, pgsql.frames(dirs[1].src, limits[1], answer_byte=opened))
+        c_frames = pgsql.frames(dirs[0].src, limits[0], client=True)
+        opened = bool(c_frames) and c_frames[0].fields["pgsql.type"] in ("ssl", "gssenc")
+        s_frames = pgsql.frames(dirs[1].src, limits[1], answer_byte=opened)
+        pairs = pgsql.pair(c_frames, s_frames)
     else:
-        pairs = dns.pair(dns.tcp_frames(dirs[0].src, limits[0]), dns.tcp_frames(dirs[1].src, limits[1]))
+        c_frames, s_frames = dns.tcp_frames(dirs[0].src, limits[0]), dns.tcp_frames(dirs[1].src, limits[1])
+        pairs = dns.pair(c_frames, s_frames)
+    for d, frames in enumerate((c_frames, s_frames)):
+        stop = frames[-1].end if frames else 0
+        if stop < limits[d]:
+            known = bool(dirs[d].src.get(stop, 1))
+            gaps.append(Gap(conn.id, d, stop, limits[d], "unparsable" if known else "not recorded"))
     describe = _DESCRIBE[proto]
     out = []
     for req_frame, resp_frames in pairs:
@@ -269,7 +312,7 @@ def _udp_requests(session: Session, conn: Connection) -> list[Request]:
         linked = [corr.links[i] for i in corr.packet_links.get(idx, [])]
         found = [sc for sc in (session.syscall(link.syscall) for link in linked) if sc is not None]
         calls[idx] = found
-        payload = corr.payload_of(idx) if corr.payload_of is not None else None
+        payload = corr.payload(idx)
         if not payload:
             payload = next((sc.data for sc in found if sc.data), None)
         fields = dns.parse(payload) if payload else None

@@ -8,20 +8,29 @@ commands (a plain line). Replies answer commands in order, which covers pipeline
 
 from __future__ import annotations
 
-from wirecorr.engine.requests.streams import ByteSource, Frame, line_at
+from wirecorr.engine.requests.streams import ByteSource, Frame, line_at, runs_to
 
 PORTS = frozenset((6379, 6380, 26379))
 _LINE_TYPES = frozenset(b"+-:_,#(")
 _BLOB_TYPES = frozenset(b"$=!")
 _AGGREGATES = {ord("*"): 1, ord("~"): 1, ord(">"): 1, ord("%"): 2, ord("|"): 2}
+# Inline commands that confirm Redis off its ports (with a RESP reply).
+INLINE_COMMANDS = frozenset(
+    (b"PING", b"SET", b"GET", b"DEL", b"INCR", b"DECR", b"EXISTS", b"EXPIRE", b"KEYS", b"MGET", b"MSET",
+     b"LPUSH", b"RPUSH", b"LPOP", b"RPOP", b"HSET", b"HGET", b"SADD", b"ZADD", b"INFO", b"AUTH", b"SELECT",
+     b"ECHO", b"FLUSHALL", b"FLUSHDB", b"DBSIZE", b"TTL", b"TYPE", b"QUIT", b"HELLO", b"CLIENT")
+)  # fmt: skip
 # Arguments kept per command in the fields (the name and its key, usually).
 KEEP_ARGS = 2
 
 
-def is_command(head: bytes) -> bool:
-    """Whether a client stream starts like a RESP command: an array of bulk strings."""
+def is_command(head: bytes, reply: bytes = b"", port: bool = False) -> bool:
+    """Whether a client stream starts like a RESP command: an array of bulk strings, or an
+    inline command (`PING\r\n`) on a Redis port or answered by a RESP reply."""
     if not head.startswith(b"*"):
-        return False
+        word = head.split(b"\r\n", 1)[0].split(b" ", 1)[0]
+        answered = reply[:1] in (b"+", b"-", b":", b"$", b"*", b"_", b"%")
+        return word.isalpha() and b"\r\n" in head and (port or (answered and word.upper() in INLINE_COMMANDS))
     line, sep, rest = head.partition(b"\r\n")
     return line[1:].isdigit() and (not sep or rest[:1] in (b"$", b""))
 
@@ -85,13 +94,22 @@ def frames(src: ByteSource, limit: int) -> list[Frame]:
             end = _value(src, pos, keep, errors)
         else:
             line = line_at(src, pos)
+            if line is not None and not line.strip():
+                # An empty inline line is skipped by the server, unanswered.
+                pos += len(line) + 2
+                continue
             end = None if line is None else pos + len(line) + 2
             if line is not None:
                 keep = line.split()[:KEEP_ARGS]
-        if end is None or end > limit:
-            out.append(Frame(pos, limit, _fields(head, keep, errors), False))
+        fields = _fields(head, keep, errors)
+        if head[:1] in (b"$", b"*", b"_") and (head[:1] == b"_" or src.get(pos, 3)[1:3] == b"-1"):
+            fields["redis.nil"] = True
+        if end is None and not runs_to(src, pos, limit):
             break
-        out.append(Frame(pos, end, _fields(head, keep, errors)))
+        if end is None or end > limit:
+            out.append(Frame(pos, limit, fields, False))
+            break
+        out.append(Frame(pos, end, fields))
         pos = end
     return out
 
@@ -114,7 +132,7 @@ def pair_fields(command: Frame, reply: Frame | None) -> dict[str, object]:
     if len(words) > 1:
         fields["redis.key"] = words[1]
     if reply is not None:
-        fields["redis.reply"] = reply.fields.get("redis.type")
+        fields["redis.reply"] = "nil" if reply.fields.get("redis.nil") else reply.fields.get("redis.type")
         if "redis.error" in reply.fields:
             fields["redis.error"] = reply.fields["redis.error"]
     return fields
@@ -128,7 +146,7 @@ def describe(fields: dict[str, object], answered: bool) -> tuple[str, str]:
     elif "redis.error" in fields:
         outcome = "-" + str(fields["redis.error"]).split(" ", 1)[0]
     else:
-        outcome = {"+": "OK", "$": "bulk", "*": "array", ":": "integer", "_": "null"}.get(
+        outcome = {"+": "OK", "$": "bulk", "nil": "nil", "*": "array", ":": "integer", "_": "null"}.get(
             str(fields.get("redis.reply")), str(fields.get("redis.reply"))
         )
     return f"{cmd}{key} → {outcome}", cmd
