@@ -165,6 +165,8 @@ def growth(normal: Request, slowed: Request) -> list[tuple[str, int]]:
 def explain(ev: Evidence) -> None:
     by_uri = {str(r.fields.get("http.uri")): r for r in requests_of(ev.session) if r.protocol == "http"}
     ev.fact("requests", len(requests_of(ev.session)))
+    grown = ev.fact("grew", {})
+    totals = ev.fact("total_ns", {})
     for cause, normal_uri, slowed_uri, part in CAUSES:
         normal, slowed = by_uri.get(normal_uri), by_uri.get(slowed_uri)
         if not ev.expect(normal and slowed, f"{cause}: the requests {normal_uri} and {slowed_uri} were not found"):
@@ -177,8 +179,8 @@ def explain(ev: Evidence) -> None:
         assert normal.total_ns is not None and slowed.total_ns is not None
         grew = growth(normal, slowed)
         top, extra = grew[0]
-        ev.fact(f"{slowed_uri} total_ns", slowed.total_ns)
-        ev.fact(f"{slowed_uri} grew", top)
+        totals[slowed_uri], totals[normal_uri] = slowed.total_ns, normal.total_ns
+        grown[slowed_uri] = {"part": top, "by_ns": extra}
         ev.say(
             f"{cause}: {slowed.summary} took {fmt_ns(slowed.total_ns)}, {normal.summary} {fmt_ns(normal.total_ns)}; "
             f"the part that grew: {top} (+{fmt_ns(extra)})"
