@@ -28,7 +28,9 @@ HTTP_RESP = (
     b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n"
     b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 )
-RESP_CMDS = b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$5\r\nhello\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\nPING\r\n\r\n*2\r\n$3\r\nGET\r\n$2\r\nno\r\n"
+RESP_CMDS = b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$5\r\nhello\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\n" + (
+    b"PING\r\n\r\n*2\r\n$3\r\nGET\r\n$2\r\nno\r\n"
+)
 RESP_REPLIES = b"+OK\r\n$5\r\nhello\r\n+PONG\r\n$-1\r\n*2\r\n*1\r\n:1\r\n-ERR x\r\n"
 
 
@@ -184,3 +186,15 @@ def test_split_parts_add_up_and_name_the_peer() -> None:
     # A point a hair early (clocks agree to µs) never makes a part negative.
     _, total, parts = split({**both, "request.wire.first": -3})
     assert min(ns for _, ns in parts) >= 0 and sum(ns for _, ns in parts) == total
+
+
+def test_framing_stops_where_bytes_were_not_recorded() -> None:
+    """Bytes missing inside a pipeline stop framing there (no message is guessed past it);
+    a stream that ends inside a message, every byte known, gives an incomplete last one."""
+    src = ByteSource()
+    src.add(0, RESP_CMDS[:40])
+    src.add(60, RESP_CMDS[60:])
+    frames = resp.frames(src, len(RESP_CMDS))
+    assert _ends(frames) == [(0, 31, True)]
+    cut = RESP_CMDS[:36]
+    assert _ends(resp.frames(_source(cut, []), len(cut))) == [(0, 31, True), (31, 36, False)]

@@ -166,3 +166,72 @@ def test_requests_rules_are_validated() -> None:
     ):
         with pytest.raises(RulesError, match=problem):
             parse_rules(doc, "r.toml")
+
+
+SLOW_SERVER = r"""
+import socket, sys, time
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.listen(8)
+for _ in range(2):
+    conn, _ = srv.accept()
+    buf = b""
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            break
+        buf += data
+        while b"\r\n\r\n" in buf:
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            if head.startswith(b"GET /slow"):
+                time.sleep(0.15)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    conn.close()
+"""
+PIPELINING_CLIENT = r"""
+import socket, sys, time
+port = int(sys.argv[1])
+def get(sock, paths):
+    sock.sendall(b"".join(b"GET " + p + b" HTTP/1.1\r\nHost: x\r\n\r\n" for p in paths))
+    got = b""
+    while got.count(b"ok") < len(paths):
+        got += sock.recv(4096)
+for _ in range(200):
+    try:
+        a = socket.create_connection(("127.0.0.1", port))
+        break
+    except ConnectionRefusedError:
+        time.sleep(0.02)
+for _ in range(5):
+    get(a, [b"/fast"])
+a.close()
+b = socket.create_connection(("127.0.0.1", port))
+get(b, [b"/slow", b"/after"])
+b.close()
+"""
+
+
+def test_slow_request_and_head_of_line_findings(tmp_path: Path) -> None:
+    """A server that thinks 150 ms on /slow: the slow request is an outlier dominated by
+    server processing, and /after, pipelined behind it, waited at the head of the line."""
+    (tmp_path / "server.py").write_text(SLOW_SERVER)
+    (tmp_path / "client.py").write_text(PIPELINING_CLIENT)
+    port = free_port()
+    out = tmp_path / "slow.pcapng"
+    _record(
+        out,
+        port,
+        f"{sys.executable} {tmp_path}/server.py {port} & srv=$!; "
+        f"{sys.executable} {tmp_path}/client.py {port}; wait $srv",
+    )
+    session = analyze_file(str(out))
+    reqs = [r for r in requests_of(session) if r.fields.get("http.uri") != "/"]
+    assert [r.fields["http.uri"] for r in reqs] == ["/fast"] * 5 + ["/slow", "/after"]
+    slow, after = reqs[-2], reqs[-1]
+    assert slow.dominant()[0] == "server processing" and dict(slow.split)["server processing"] >= 150_000_000
+    findings = {(f.kind, f.connection): f for f in session.findings}
+    assert ("slow_request", slow.conn) in findings
+    assert "most of it in server processing" in findings[("slow_request", slow.conn)].message
+    hol = findings[("head_of_line_blocking", after.conn)]
+    assert "GET /after" in hol.message and "GET /slow" in hol.message

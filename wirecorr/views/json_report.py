@@ -15,7 +15,7 @@ from wirecorr import __version__
 from wirecorr.engine.analysis_flags import flag_names
 from wirecorr.engine.connections import Connection, HandshakeOptions
 from wirecorr.engine.correlator import Anchor
-from wirecorr.engine.requests import Message, Request, requests_of
+from wirecorr.engine.requests import Message, Request, framing_gaps, requests_of
 from wirecorr.engine.requests.stats import Group, by_endpoint, by_protocol
 from wirecorr.engine.session import Session
 from wirecorr.json_codec import dumps
@@ -170,6 +170,10 @@ def request_stats(session: Session) -> dict[str, Any]:
     return {
         "protocols": [group_record(g) for g in by_protocol(reqs)],
         "endpoints": [group_record(g) for g in by_endpoint(reqs)],
+        "gaps": [
+            {"conn": g.conn, "dir": ("c2s", "s2c")[g.direction], "offset": g.offset, "end": g.end, "reason": g.reason}
+            for g in framing_gaps(session)
+        ],
     }
 
 

@@ -19,7 +19,7 @@ SLOWEST = 5
 
 
 def write(out: TextIO, session: Session, stats: dict[str, Any]) -> None:
-    if not stats["protocols"]:
+    if not stats["protocols"] and not stats["gaps"]:
         return
     total = sum(g["count"] for g in stats["protocols"])
     out.write(f"\nRequests ({total}):\n")
@@ -31,6 +31,7 @@ def write(out: TextIO, session: Session, stats: dict[str, Any]) -> None:
         _row(out, g["protocol"], f"{g['endpoint']} @{g['server']}", g)
     if len(endpoints) > ENDPOINTS:
         out.write(f"  … {len(endpoints) - ENDPOINTS} more endpoints (--json)\n")
+    _write_gaps(out, stats["gaps"])
     slow = slowest(requests_of(session), SLOWEST)
     if slow:
         out.write("  slowest:\n")
@@ -50,3 +51,19 @@ def _row(out: TextIO, proto: str, name: str, g: dict[str, Any]) -> None:
         f"  {proto:<8} {name:<36} {count:>6} {fmt_ns(g['p50_ns']):>11} {fmt_ns(g['p90_ns']):>11} "
         f"{fmt_ns(g['p99_ns']):>11}\n"
     )
+
+
+def _write_gaps(out: TextIO, gaps: list[dict[str, Any]]) -> None:
+    """Where framing stopped: the requests after it are missing, not absent."""
+    if not gaps:
+        return
+    g = gaps[0]
+    arrow = "client→server" if g["dir"] == "c2s" else "server→client"
+    lost = sum(x["end"] - x["offset"] for x in gaps)
+    out.write(
+        f"  framing stopped early in {len(gaps)} stream direction(s), {lost} bytes unframed; first: #{g['conn']} "
+        f"{arrow} at byte {g['offset']} of {g['end']} ({g['reason']})"
+    )
+    if any(x["reason"] == "not recorded" for x in gaps):
+        out.write(": the capture cut those segments at its snaplen; record with -s 65535 (or a larger --data-bytes)")
+    out.write("\n")

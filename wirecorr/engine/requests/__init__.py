@@ -17,21 +17,31 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wirecorr.engine.requests.build import build
-from wirecorr.engine.requests.request import PROTOCOLS, Message, Request
+from wirecorr.engine.requests.request import PROTOCOLS, Gap, Message, Request
 
 if TYPE_CHECKING:
     from wirecorr.engine.session import Session
 
 
-def requests_of(session: Session) -> list[Request]:
-    """Every request found on the session's connections, in order of start; computed once
-    per finished session and kept (the session's state does not change after `finish`)."""
+def _built(session: Session) -> tuple[list[Request], list[Gap]]:
+    """Computed once per state of the session (a finished session does not change) and kept."""
+    key = (len(session.syscalls), len(session.analyzer.table))
     cached = getattr(session, "_requests", None)
-    if cached is not None and cached[0] == (len(session.syscalls), len(session.analyzer.table)):
-        return cached[1]
-    found = build(session)
-    session._requests = ((len(session.syscalls), len(session.analyzer.table)), found)  # type: ignore[attr-defined]
-    return found
+    if cached is None or cached[0] != key:
+        cached = (key, build(session))
+        session._requests = cached  # type: ignore[attr-defined]
+    return cached[1]
 
 
-__all__ = ["PROTOCOLS", "Message", "Request", "requests_of"]
+def requests_of(session: Session) -> list[Request]:
+    """Every request found on the session's connections, in order of start."""
+    return _built(session)[0]
+
+
+def framing_gaps(session: Session) -> list[Gap]:
+    """Where framing stopped short of a stream's end (reports say so: the requests after
+    it are missing, typically because the capture's snaplen cut a large segment)."""
+    return _built(session)[1]
+
+
+__all__ = ["PROTOCOLS", "Gap", "Message", "Request", "framing_gaps", "requests_of"]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from wirecorr.engine.connections import Connection
 from wirecorr.engine.requests import dns, http, pgsql, resp
-from wirecorr.engine.requests.request import Message, Request
+from wirecorr.engine.requests.request import Gap, Message, Request
 from wirecorr.engine.requests.split import split
 from wirecorr.engine.requests.streams import ByteSource, Direction, Frame, calls_over, tcp_segments
 from wirecorr.engine.session import Session
@@ -18,17 +18,19 @@ SIDES = ("client", "server")
 SNIFF = 64
 
 
-def build(session: Session) -> list[Request]:
+def build(session: Session) -> tuple[list[Request], list[Gap]]:
+    """The session's requests in order of start, and where framing had to stop."""
     out: list[Request] = []
+    gaps: list[Gap] = []
     for conn in session.analyzer.connections:
         if conn.proto == "tcp":
-            out.extend(_tcp_requests(session, conn))
+            out.extend(_tcp_requests(session, conn, gaps))
         elif conn.proto == "udp":
             out.extend(_udp_requests(session, conn))
     out.sort(key=lambda r: (r.start_ns, r.conn))
     for i, req in enumerate(out):
         req.id = i
-    return out
+    return out, gaps
 
 
 def _directions(session: Session, conn: Connection) -> tuple[tuple[Direction, Direction], tuple[str, ...]]:
@@ -104,7 +106,7 @@ def _sniff(session: Session, conn: Connection) -> tuple[Direction, Direction]:
     return out
 
 
-def _tcp_requests(session: Session, conn: Connection) -> list[Request]:
+def _tcp_requests(session: Session, conn: Connection, gaps: list[Gap]) -> list[Request]:
     if not conn.packet_indices or _protocol(conn, _sniff(session, conn)) is None:
         return []
     dirs, traced = _directions(session, conn)
@@ -112,19 +114,28 @@ def _tcp_requests(session: Session, conn: Connection) -> list[Request]:
     if proto is None:
         return []
     limits = (dirs[0].end, dirs[1].end)
-    pairs: list[tuple[Frame, list[Frame]]]
+    c_frames: list[Frame]
+    s_frames: list[Frame]
     if proto == "http":
-        reqs = http.requests(dirs[0].src, limits[0])
-        resps = http.responses(dirs[1].src, limits[1], [str(f.fields.get("http.method", "")) for f in reqs])
-        pairs = _pair_http(reqs, resps)
+        c_frames = http.requests(dirs[0].src, limits[0])
+        s_frames = http.responses(dirs[1].src, limits[1], [str(f.fields.get("http.method", "")) for f in c_frames])
+        pairs = _pair_http(c_frames, s_frames)
     elif proto == "redis":
-        pairs = _in_order(resp.frames(dirs[0].src, limits[0]), resp.frames(dirs[1].src, limits[1]))
+        c_frames, s_frames = resp.frames(dirs[0].src, limits[0]), resp.frames(dirs[1].src, limits[1])
+        pairs = _in_order(c_frames, s_frames)
     elif proto == "pgsql":
-        client = pgsql.frames(dirs[0].src, limits[0], client=True)
-        opened = bool(client) and client[0].fields["pgsql.type"] in ("ssl", "gssenc")
-        pairs = pgsql.pair(client, pgsql.frames(dirs[1].src, limits[1], answer_byte=opened))
+        c_frames = pgsql.frames(dirs[0].src, limits[0], client=True)
+        opened = bool(c_frames) and c_frames[0].fields["pgsql.type"] in ("ssl", "gssenc")
+        s_frames = pgsql.frames(dirs[1].src, limits[1], answer_byte=opened)
+        pairs = pgsql.pair(c_frames, s_frames)
     else:
-        pairs = dns.pair(dns.tcp_frames(dirs[0].src, limits[0]), dns.tcp_frames(dirs[1].src, limits[1]))
+        c_frames, s_frames = dns.tcp_frames(dirs[0].src, limits[0]), dns.tcp_frames(dirs[1].src, limits[1])
+        pairs = dns.pair(c_frames, s_frames)
+    for d, frames in enumerate((c_frames, s_frames)):
+        stop = frames[-1].end if frames else 0
+        if stop < limits[d]:
+            known = bool(dirs[d].src.get(stop, 1))
+            gaps.append(Gap(conn.id, d, stop, limits[d], "unparsable" if known else "not recorded"))
     describe = _DESCRIBE[proto]
     out = []
     for req_frame, resp_frames in pairs:

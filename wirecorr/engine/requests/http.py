@@ -17,7 +17,7 @@ from io import BytesIO
 
 import dpkt
 
-from wirecorr.engine.requests.streams import ByteSource, Frame, line_at
+from wirecorr.engine.requests.streams import ByteSource, Frame, line_at, runs_to
 
 MAX_HEAD = 65536
 METHODS = frozenset(
@@ -91,7 +91,7 @@ def requests(src: ByteSource, limit: int) -> list[Frame]:
     while pos < limit:
         got = _head(src, pos)
         if got is None:
-            if is_request(src.get(pos, 64)):
+            if is_request(src.get(pos, 64)) and runs_to(src, pos, limit):
                 out.append(Frame(pos, limit, _request_fields(src.get(pos, 8192).split(b"\r\n", 1)[0]), False))
             break
         head, line, headers = got
@@ -101,6 +101,8 @@ def requests(src: ByteSource, limit: int) -> list[Frame]:
         fields = _request_fields(b" ".join(line))
         if headers.get("connection"):
             fields["http.connection"] = headers["connection"].lower()
+        if end is None and not runs_to(src, pos, limit):
+            break
         if end is None or end > limit:
             out.append(Frame(pos, limit, fields, False))
             break
@@ -129,7 +131,7 @@ def responses(src: ByteSource, limit: int, methods: list[str]) -> list[Frame]:
     while pos < limit:
         got = _head(src, pos)
         if got is None:
-            if is_response(src.get(pos, 16)):
+            if is_response(src.get(pos, 16)) and runs_to(src, pos, limit):
                 out.append(Frame(pos, limit, _status_fields(src.get(pos, 64)), False))
             break
         head, line, headers = got
@@ -155,6 +157,8 @@ def responses(src: ByteSource, limit: int, methods: list[str]) -> list[Frame]:
             fields["http.transfer_encoding"] = headers["transfer-encoding"].lower()
         if headers.get("connection"):
             fields["http.connection"] = headers["connection"].lower()
+        if end is None and not runs_to(src, pos, limit):
+            break
         if end is None or end > limit:
             out.append(Frame(pos, limit, fields, False))
             break

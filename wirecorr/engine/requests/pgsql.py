@@ -175,12 +175,14 @@ def answer_fields(answer: list[Frame]) -> dict[str, object]:
 def describe(fields: dict[str, object], answered: bool) -> tuple[str, str]:
     kind = str(fields.get("pgsql.kind", "?"))
     query = str(fields.get("pgsql.query", ""))
-    what = " ".join(query.split())[:60] if query else kind
-    endpoint = query.split(None, 1)[0].upper() if query.split() else kind
+    names = {"ssl": "SSLRequest", "gssenc": "GSSENCRequest", "cancel": "CancelRequest"}
+    what = " ".join(query.split())[:60] if query else names.get(kind, kind)
+    endpoint = query.split(None, 1)[0].upper() if query.split() else names.get(kind, kind)
     if not answered:
         outcome = "no answer"
     elif "pgsql.error" in fields:
         outcome = f"ERROR {fields['pgsql.error']}"
     else:
-        outcome = str(fields.get("pgsql.tag") or fields.get("pgsql.answer") or "ready")
+        answer = {"N": "N (no encryption)", "S": "S (TLS follows)", "G": "G (GSSAPI follows)"}
+        outcome = str(fields.get("pgsql.tag") or answer.get(str(fields.get("pgsql.answer")), "ready"))
     return f"{what} → {outcome}", endpoint

@@ -85,3 +85,18 @@ class Request:
     def dominant(self) -> tuple[str, int] | None:
         """The part of the split that took longest."""
         return max(self.split, key=lambda p: p[1]) if self.split else None
+
+
+@dataclass(slots=True)
+class Gap:
+    """Where framing a direction had to stop before its end: at stream offset `offset` of
+    direction `direction` (0 client → server), `end` being where the stream ends. `reason`
+    is "not recorded" (neither the capture, cut at its snaplen, nor the calls' recorded
+    first bytes hold the bytes there) or "unparsable" (they are not the protocol's). The
+    requests before it are exact; none after it is reported."""
+
+    conn: int
+    direction: int
+    offset: int
+    end: int
+    reason: str

@@ -8,7 +8,7 @@ commands (a plain line). Replies answer commands in order, which covers pipeline
 
 from __future__ import annotations
 
-from wirecorr.engine.requests.streams import ByteSource, Frame, line_at
+from wirecorr.engine.requests.streams import ByteSource, Frame, line_at, runs_to
 
 PORTS = frozenset((6379, 6380, 26379))
 _LINE_TYPES = frozenset(b"+-:_,#(")
@@ -104,6 +104,8 @@ def frames(src: ByteSource, limit: int) -> list[Frame]:
         fields = _fields(head, keep, errors)
         if head[:1] in (b"$", b"*", b"_") and (head[:1] == b"_" or src.get(pos, 3)[1:3] == b"-1"):
             fields["redis.nil"] = True
+        if end is None and not runs_to(src, pos, limit):
+            break
         if end is None or end > limit:
             out.append(Frame(pos, limit, fields, False))
             break

@@ -183,3 +183,14 @@ def line_at(src: ByteSource, pos: int, limit: int = 8192) -> bytes | None:
     data = src.get(pos, limit)
     i = data.find(b"\r\n")
     return None if i < 0 else data[:i]
+
+
+# Longest stream tail `runs_to` reads to decide that a stream ended inside a message.
+MAX_TAIL = 1 << 16
+
+
+def runs_to(src: ByteSource, pos: int, limit: int) -> bool:
+    """Whether every byte from `pos` to the stream's end `limit` is known: a message that
+    cannot be framed there was cut by the end of the stream, not by bytes never recorded."""
+    n = limit - pos
+    return n <= MAX_TAIL and len(src.get(pos, n)) >= n
