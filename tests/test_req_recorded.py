@@ -186,7 +186,12 @@ for _ in range(2):
             head, buf = buf.split(b"\r\n\r\n", 1)
             if head.startswith(b"GET /slow"):
                 time.sleep(0.15)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            if head.startswith(b"GET /big"):
+                body = b"x" * 3000 + b"ok"
+                chunk = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk)
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     conn.close()
 """
 PIPELINING_CLIENT = r"""
@@ -203,8 +208,8 @@ for _ in range(200):
         break
     except ConnectionRefusedError:
         time.sleep(0.02)
-for _ in range(5):
-    get(a, [b"/fast"])
+for path in (b"/fast", b"/fast", b"/big", b"/fast", b"/fast"):
+    get(a, [path])
 a.close()
 b = socket.create_connection(("127.0.0.1", port))
 get(b, [b"/slow", b"/after"])
@@ -214,7 +219,8 @@ b.close()
 
 def test_slow_request_and_head_of_line_findings(tmp_path: Path) -> None:
     """A server that thinks 150 ms on /slow: the slow request is an outlier dominated by
-    server processing, and /after, pipelined behind it, waited at the head of the line."""
+    server processing, and /after, pipelined behind it, waited at the head of the line.
+    Its chunked /big response is cut by the capture's snaplen, and framing carries on."""
     (tmp_path / "server.py").write_text(SLOW_SERVER)
     (tmp_path / "client.py").write_text(PIPELINING_CLIENT)
     port = free_port()
@@ -227,7 +233,13 @@ def test_slow_request_and_head_of_line_findings(tmp_path: Path) -> None:
     )
     session = analyze_file(str(out))
     reqs = [r for r in requests_of(session) if r.fields.get("http.uri") != "/"]
-    assert [r.fields["http.uri"] for r in reqs] == ["/fast"] * 5 + ["/slow", "/after"]
+    assert [r.fields["http.uri"] for r in reqs] == ["/fast", "/fast", "/big", "/fast", "/fast", "/slow", "/after"]
+    # /big's chunked body went out in one segment longer than the snaplen (2048): framing
+    # resumed at the next response, so every request still has its own.
+    assert all(r.fields.get("http.status") == 200 and r.response is not None for r in reqs)
+    big = reqs[2]
+    assert big.response.size > 3000 and big.response.end == reqs[3].response.start  # type: ignore[union-attr]
+    assert big.fields["http.transfer_encoding"] == "chunked"
     slow, after = reqs[-2], reqs[-1]
     assert slow.dominant()[0] == "server processing" and dict(slow.split)["server processing"] >= 150_000_000
     findings = {(f.kind, f.connection): f for f in session.findings}
