@@ -370,7 +370,9 @@ def _describe_http(fields: dict[str, object], answered: bool) -> tuple[str, str]
     method, uri = fields.get("http.method", "?"), str(fields.get("http.uri", "?"))
     path = uri.split("?", 1)[0]
     status = fields.get("http.status") if answered else None
-    return f"{method} {uri} → {status if status is not None else 'no response'}", f"{method} {path}"
+    if status is None:
+        status = "response not recorded" if fields.get("http.response") == "not recorded" else "no response"
+    return f"{method} {uri} → {status}", f"{method} {path}"
 
 
 _DESCRIBE: dict[str, Callable[[dict[str, object], bool], tuple[str, str]]] = {
