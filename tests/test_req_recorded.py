@@ -247,3 +247,66 @@ def test_slow_request_and_head_of_line_findings(tmp_path: Path) -> None:
     assert "most of it in server processing" in findings[("slow_request", slow.conn)].message
     hol = findings[("head_of_line_blocking", after.conn)]
     assert "GET /after" in hol.message and "GET /slow" in hol.message
+
+
+NAGLE_HTTP = r"""
+import socket, sys
+port = int(sys.argv[1])
+srv = socket.socket()
+srv.bind(("127.0.0.1", port))
+srv.listen(1)
+c = socket.create_connection(("127.0.0.1", port))
+s, _ = srv.accept()
+def serve(body_len):
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    got = 0
+    while got < body_len:
+        got += len(s.recv(body_len - got))
+    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+def answer(n):
+    got = b""
+    while len(got) < n:
+        got += c.recv(100)
+# Request/response rounds put the server's end into delayed-ACK (pingpong) mode ...
+for _ in range(3):
+    c.send(b"GET / HTTP/1.1\r\n\r\n")
+    serve(0)
+    answer(40)
+# ... so the body's small write waits, by Nagle, for the ACK of the head's.
+c.send(b"POST /form HTTP/1.1\r\nContent-Length: 5\r\n\r\n")
+c.send(b"hello")
+serve(5)
+answer(40)
+# A server that answers before it has read the body.
+c.send(b"POST /early HTTP/1.1\r\nContent-Length: 5\r\n\r\n")
+head = b""
+while b"\r\n\r\n" not in head:
+    head += s.recv(1)
+s.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
+answer(len(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"))
+c.send(b"early")
+s.recv(5)
+c.close()
+s.close()
+"""
+
+
+def test_nagle_and_early_response_findings(tmp_path: Path) -> None:
+    """A POST written as head + body behind a delayed ACK is a request_nagle_delay; a 413
+    sent before the body was read is an early_response."""
+    (tmp_path / "prog.py").write_text(NAGLE_HTTP)
+    port = free_port()
+    out = tmp_path / "nagle.pcapng"
+    _record(out, port, f"{sys.executable} {tmp_path}/prog.py {port}")
+    session = analyze_file(str(out))
+    reqs = requests_of(session)
+    assert [r.summary for r in reqs] == ["GET / → 200"] * 3 + ["POST /form → 200", "POST /early → 413"]
+    form, early = reqs[3], reqs[4]
+    nagle = [f for f in session.findings if f.kind == "request_nagle_delay"]
+    assert len(nagle) == 1 and "POST /form → 200" in nagle[0].message and "request" in nagle[0].message
+    # The wait shows in the split: the request's last byte left ≥ 30 ms after its first.
+    assert dict(form.split)["request wire"] >= 30_000_000
+    (found,) = [f for f in session.findings if f.kind == "early_response"]
+    assert found.connection == early.conn and "POST /early → 413" in found.message
