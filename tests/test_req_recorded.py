@@ -13,7 +13,7 @@ import pytest
 from helpers import free_port
 
 from wirecorr.engine.ingest import analyze_file
-from wirecorr.engine.requests import requests_of
+from wirecorr.engine.requests import requests_of, settle
 
 pytest.importorskip("wirecorr.sources.tracer", reason="the ptrace tracer has not landed yet")
 
@@ -107,6 +107,15 @@ def test_redis_commands_and_pipeline(tmp_path: Path) -> None:
     assert piped[3].summary == "GET nosuch → nil" and piped[2].summary == "INCR a → integer"
     for r in reqs:
         _check_split(r)
+    # Settled before a streaming analysis drops the calls, a connection's requests stay whole.
+    session = analyze_file(str(out))
+    for conn in session.analyzer.connections:
+        settle(session, conn.id)
+    session._by_id.clear()  # what the streaming analyze's drop_syscalls does to the calls it wrote out
+    session.syscalls.clear()
+    assert [(r.summary, r.split, r.syscalls) for r in requests_of(session) if r.fields.get("redis.cmd") != "PING"] == [
+        (r.summary, r.split, r.syscalls) for r in reqs
+    ]
 
 
 def test_wire_fixture_server_side_only(wire, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -21,19 +21,33 @@ SNIFF = 64
 RESUME_TRIES = 256
 
 
-def build(session: Session) -> tuple[list[Request], list[Gap]]:
-    """The session's requests in order of start, and where framing had to stop."""
+def build(
+    session: Session, settled: dict[int, tuple[list[Request], list[Gap]]] | None = None
+) -> tuple[list[Request], list[Gap]]:
+    """The session's requests in order of start, and where framing had to stop; `settled`
+    holds those of connections computed before their calls were dropped."""
     out: list[Request] = []
     gaps: list[Gap] = []
     for conn in session.analyzer.connections:
-        if conn.proto == "tcp":
-            out.extend(_tcp_requests(session, conn, gaps))
-        elif conn.proto == "udp":
-            out.extend(_udp_requests(session, conn))
+        found = settled.get(conn.id) if settled else None
+        if found is None:
+            found = connection_requests(session, conn)
+        out.extend(found[0])
+        gaps.extend(found[1])
     out.sort(key=lambda r: (r.start_ns, r.conn))
     for i, req in enumerate(out):
         req.id = i
     return out, gaps
+
+
+def connection_requests(session: Session, conn: Connection) -> tuple[list[Request], list[Gap]]:
+    """One connection's requests and framing gaps."""
+    gaps: list[Gap] = []
+    if conn.proto == "tcp":
+        return _tcp_requests(session, conn, gaps), gaps
+    if conn.proto == "udp":
+        return _udp_requests(session, conn), gaps
+    return [], gaps
 
 
 def _directions(session: Session, conn: Connection) -> tuple[tuple[Direction, Direction], tuple[str, ...]]:
