@@ -10,7 +10,7 @@ from wirecorr.engine.connections import Connection
 from wirecorr.engine.requests import dns, http, pgsql, resp
 from wirecorr.engine.requests.request import Gap, Message, Request
 from wirecorr.engine.requests.split import split
-from wirecorr.engine.requests.streams import ByteSource, Direction, Frame, calls_over, tcp_segments
+from wirecorr.engine.requests.streams import ByteSource, Direction, Frame, calls_over, printable, tcp_segments
 from wirecorr.engine.session import Session
 from wirecorr.model import PSH, Syscall
 
@@ -360,8 +360,10 @@ def finish_request(
     fields: dict[str, object],
     points: dict[str, int],
 ) -> Request:
-    """A Request with its split computed from `points`."""
+    """A Request with its split computed from `points`; text from the wire made printable."""
     start, total, parts = split(points)
+    summary, endpoint = printable(summary), printable(endpoint)
+    fields = {k: printable(v) if isinstance(v, str) else v for k, v in fields.items()}
     return Request(
         id=0,
         protocol=proto,
