@@ -271,12 +271,6 @@ def test_http_python(http_python: Recorded) -> None:
     check_http(http_python, truth)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine defect: the framer stops at byte 304 of nginx's responses ('unparsable': the head of "
-    "big.txt's gzip-chunked 200, in a segment of 2601 bytes cut at the snaplen of 2048), so the last three "
-    "requests on the keep-alive connection get no response; tshark finds all four",
-)
 def test_http_nginx_keepalive_chunked(http_nginx: Recorded) -> None:
     """Four requests on one keep-alive connection; gzip makes three responses chunked."""
     out = [line.split() for line in http_nginx.client_output(0).splitlines()]
