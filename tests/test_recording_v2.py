@@ -31,6 +31,8 @@ from wirecorr.views import json_report
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = str(REPO / ".venv" / "bin" / "python")
 CAPTURES = sorted((REPO / "captures").glob("*.pcapng"))
+# The captures recorded before format 2 (lab-slow-request.pcapng was recorded in format 2).
+FORMAT1_CAPTURES = [p for p in CAPTURES if p.stem != "lab-slow-request"]
 
 # -- strategies: what the tracer writes, and the odd values it might -------------------
 
@@ -340,7 +342,7 @@ def analysis(path: Path) -> dict[str, Any]:
     return file_independent(json_report.document(analyze_file(str(path)), packets=True), path)
 
 
-@pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("capture", FORMAT1_CAPTURES, ids=lambda p: p.stem)
 def test_shipped_format1_captures_analyse_the_same_as_format2(capture: Path, tmp_path: Path) -> None:
     v1 = read_recording(str(capture))
     assert v1.meta["format"] == 1 and v1.syscalls
