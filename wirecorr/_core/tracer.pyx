@@ -215,6 +215,8 @@ cdef class TraceCore:
     cdef uint8_t kinds[NR_MAX]
     cdef list names
     cdef public int64_t next_id
+    # Stops handled here without Python (the tests check that this loop is the one used).
+    cdef public int64_t stops
     cdef Rec *recs
     cdef int nrec
     cdef char *arena
@@ -245,6 +247,7 @@ cdef class TraceCore:
                 self.kinds[nr] = _FAST.get(name, K_NONE)
                 self.names[nr] = name
         self.next_id = 1
+        self.stops = 0
         self.recs = <Rec *>malloc(BATCH * sizeof(Rec))
         self.arena_size = max(1 << 20, 4 * (self.data_bytes + 2 * SOCKADDR_MAX))
         self.arena = <char *>malloc(self.arena_size)
@@ -327,6 +330,7 @@ cdef class TraceCore:
                 if errno == ESRCH:
                     continue  # killed meanwhile: its exit report follows
                 return (tid, status, now)
+            self.stops += 1
             if self.info.op == OP_EXIT:
                 if thread.cpending:
                     self._finish(thread, now)
@@ -340,6 +344,7 @@ cdef class TraceCore:
                     self._restart(thread)  # an attached process's unrecorded call
                     continue
                 if not self._begin(thread, now):
+                    self.stops -= 1
                     return (tid, status, now)
                 self._restart(thread)
             else:
