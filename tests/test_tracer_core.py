@@ -19,6 +19,9 @@ from tracer_oracle import compile_c
 
 from wirecorr.errors import WirecorrError
 from wirecorr.model import FdInfo, Syscall
+from wirecorr.recording.columns import batch_table, build_table, syscalls_from_table
+from wirecorr.recording.reader import read_recording
+from wirecorr.recording.writer import RecordingWriter
 from wirecorr.sources.tracer import Tracer
 
 PROGRAM = r"""
@@ -180,3 +183,32 @@ def test_compiled_loop_is_built_and_used(program: Path, tmp_path: Path, monkeypa
     monkeypatch.setitem(sys.modules, "wirecorr._core.tracer", None)  # as if the .so were missing
     with pytest.raises(WirecorrError, match=r"compiled tracer core is not built.*WIRECORR_PURE=1"):
         Tracer(lambda call: None)
+
+
+def test_batches_become_the_same_columns_as_their_syscalls(
+    program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorder writes the compiled loop's batches straight into format-2 columns; read
+    back, they are the rows `build_table` makes of the same calls as `Syscall` objects."""
+    monkeypatch.delenv("WIRECORR_PURE", raising=False)
+    batches: list[Any] = []
+    others: list[Syscall] = []
+    tracer = Tracer(others.append, data_bytes=5, on_batch=batches.append)
+    tracer.spawn([str(program), str(tmp_path / "file")])
+    assert tracer.run() == 0
+    assert batches and others
+    objects = [sc for batch in batches for sc in batch.syscalls()]
+    assert {sc.name for sc in objects} >= {"read", "readv", "sendto", "recvfrom", "pread64"}
+    assert syscalls_from_table(batch_table(batches)) == syscalls_from_table(build_table(objects))
+
+    out = tmp_path / "rec.pcapng"
+    writer = RecordingWriter(str(out))
+    writer.write_header({})
+    for batch in batches:
+        writer.write_syscall_batch(batch)
+    for sc in others:
+        writer.write_syscall(sc)
+    writer.close({})
+    assert sorted(read_recording(str(out)).syscalls, key=lambda sc: sc.id) == sorted(
+        objects + others, key=lambda sc: sc.id
+    )

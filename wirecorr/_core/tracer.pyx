@@ -127,27 +127,32 @@ DEF DRAIN_NS = 20000000
 
 
 cdef struct Rec:
+    # All 64-bit, so that `Batch.records()` is a numpy view with one field per member.
     int64_t id
     int64_t pid
     int64_t tid
     int64_t enter_ns
     int64_t exit_ns
     int64_t ret
-    uint64_t a2
-    uint64_t a3
-    int32_t nr
-    int32_t fd
-    int32_t kind
-    int32_t err         # errno of a failed call, else 0
-    int32_t flags       # MSG_* of recvfrom/sendto
-    int32_t info        # index into the batch's fdinfo list
-    int32_t done        # 0: the thread died inside the call (no exit)
-    int32_t has_data
-    int32_t has_addr    # the args carry an `addr` key
-    int64_t data_off
+    int64_t a2          # count, or iovcnt
+    int64_t a3          # offset of pread64/pwrite64
+    int64_t nr
+    int64_t fd
+    int64_t kind
+    int64_t err         # errno of a failed call, else 0
+    int64_t flags       # MSG_* of recvfrom/sendto
+    int64_t info        # index into the batch's distinct fdinfo objects
+    int64_t done        # 0: the thread died inside the call (no exit)
+    int64_t has_data
+    int64_t addr        # index into the batch's distinct sockaddrs; -1: no `addr` key
+    int64_t data_off    # the data preview in the batch's data bytes
     int64_t data_len
-    int64_t addr_off
-    int64_t addr_len
+
+
+REC_FIELDS = (
+    "id", "pid", "tid", "enter_ns", "exit_ns", "ret", "a2", "a3", "nr", "fd", "kind", "err", "flags", "info",
+    "done", "has_data", "addr", "data_off", "data_len",
+)
 
 
 cdef class CoreThread:
@@ -213,7 +218,7 @@ cdef class TraceCore:
     cdef int64_t data_bytes
     cdef uint8_t recorded[NR_MAX]
     cdef uint8_t kinds[NR_MAX]
-    cdef list names
+    cdef readonly list names
     cdef public int64_t next_id
     # Stops handled here without Python (the tests check that this loop is the one used).
     cdef public int64_t stops
@@ -224,9 +229,12 @@ cdef class TraceCore:
     cdef int64_t arena_size
     cdef int64_t first_mono
     cdef list infos
+    cdef dict info_index
+    cdef list addrs
+    cdef dict addr_index
     cdef dict errnames
     cdef dict msgflags
-    cdef dict addrs
+    cdef dict addr_text
     cdef wc_syscall_info info
 
     def __cinit__(self):
@@ -256,9 +264,12 @@ cdef class TraceCore:
         self.nrec = 0
         self.arena_used = 0
         self.infos = []
+        self.info_index = {}
+        self.addrs = []
+        self.addr_index = {}
         self.errnames = {}
         self.msgflags = {}
-        self.addrs = {}
+        self.addr_text = {}
 
     def __dealloc__(self):
         free(self.recs)
@@ -425,26 +436,25 @@ cdef class TraceCore:
         rec.nr = thread.c_nr
         rec.kind = thread.c_kind
         rec.fd = thread.c_fd
-        rec.info = len(self.infos)
-        self.infos.append(thread.c_fdinfo)
+        rec.info = self._intern(self.info_index, self.infos, id(thread.c_fdinfo), thread.c_fdinfo)
         thread.c_fdinfo = None
         rec.a2 = thread.c_args[2]
         rec.a3 = thread.c_args[3]
         rec.flags = _s32(thread.c_args[3])
-        rec.has_addr = thread.c_has_addr
+        rec.addr = -1
+        rec.data_off = self.arena_used
         if thread.c_has_addr:
-            rec.addr_off = self.arena_used
-            rec.addr_len = thread.c_addr_len
-            memcpy(self.arena + self.arena_used, thread.c_addr, thread.c_addr_len)
-            self.arena_used += thread.c_addr_len
+            raw = PyBytes_FromStringAndSize(thread.c_addr, thread.c_addr_len)
+            rec.addr = self._intern(self.addr_index, self.addrs, raw, raw)
         thread.cpending = False
         return rec
 
     cdef int _finish(self, CoreThread thread, int64_t now) except -1:
         """The exit of a pending data call: return value, data preview, peer address."""
         cdef Rec *rec = self._record(thread)
-        cdef int64_t ret
+        cdef int64_t ret, got
         cdef uint32_t alen
+        cdef char addr[SOCKADDR_MAX]
         rec.done = 1
         rec.exit_ns = now
         if self.info.u.exit.is_error:
@@ -462,17 +472,27 @@ cdef class TraceCore:
                 rec.data_len = self._read(thread.tid, thread.c_args[1], min(ret, self.data_bytes))
         if rec.kind == K_RECVFROM and ret >= 0 and thread.c_args[4]:
             # read_sockaddr(a[4], read_u32(a[5]) or 0), as io._recvfrom_exit.
-            rec.has_addr = 1
             alen = 0
             if thread.c_args[5]:
                 if self._peek(thread.tid, thread.c_args[5], &alen, 4) != 4:
                     alen = 0
-            rec.addr_off = self.arena_used
-            rec.addr_len = self._read(thread.tid, thread.c_args[4], min(<int64_t>alen, SOCKADDR_MAX)) if alen else 0
+            got = self._peek(thread.tid, thread.c_args[4], addr, min(<int64_t>alen, SOCKADDR_MAX)) if alen else 0
+            raw = PyBytes_FromStringAndSize(addr, max(0, got))
+            rec.addr = self._intern(self.addr_index, self.addrs, raw, raw)
         return 0
+
+    cdef int64_t _intern(self, dict index, list values, object key, object value) except -1:
+        """The position of `value` in the batch's list of distinct values, added if new."""
+        found = index.get(key)
+        if found is None:
+            found = index[key] = len(values)
+            values.append(value)
+        return found
 
     cdef int64_t _peek(self, int tid, uint64_t addr, void *out, int64_t size) noexcept:
         cdef iovec local, remote
+        if size <= 0:
+            return 0
         local.iov_base = out
         local.iov_len = size
         remote.iov_base = <void *>addr
@@ -508,27 +528,139 @@ cdef class TraceCore:
     # -- draining ------------------------------------------------------------------------
 
     def drain(self):
-        """The buffered records as `Syscall` objects, in completion order; empties the buffer."""
-        cdef int i
-        cdef Rec *rec
+        """The buffered records as a `Batch` (None when there are none); empties the buffer."""
+        if self.nrec == 0:
+            return None
+        batch = Batch(
+            PyBytes_FromStringAndSize(<char *>self.recs, self.nrec * sizeof(Rec)),
+            PyBytes_FromStringAndSize(self.arena, self.arena_used),
+            self.infos,
+            self.addrs,
+            self,
+        )
+        self.nrec = 0
+        self.arena_used = 0
+        self.infos = []
+        self.info_index = {}
+        self.addrs = []
+        self.addr_index = {}
+        return batch
+
+    cdef object _msg_flags(self, int32_t value):
+        name = self.msgflags.get(value)
+        if name is None:
+            name = self.msgflags[value] = consts.flags(value, consts.MSG)
+        return name
+
+    cdef object _addr(self, bytes raw):
+        text = self.addr_text.get(raw, _MISSING)
+        if text is _MISSING:
+            text = self.addr_text[raw] = sockaddr.decode(raw)
+        return text
+
+    cdef object _errno(self, int32_t code):
+        name = self.errnames.get(code)
+        if name is None:
+            name = self.errnames[code] = consts.errno_name(code)
+        return name
+
+
+
+_MISSING = object()
+
+
+cdef class Batch:
+    """A drained batch of records: a numpy view for the recording's columns
+    (recording/columns.py, `batch_table`), or `Syscall` objects for everyone else."""
+
+    cdef readonly bytes raw
+    cdef readonly bytes data
+    cdef readonly list fdinfos
+    cdef list raw_addrs
+    cdef TraceCore core
+
+    def __init__(self, bytes raw, bytes data, list fdinfos, list raw_addrs, TraceCore core):
+        self.raw = raw
+        self.data = data
+        self.fdinfos = fdinfos
+        self.raw_addrs = raw_addrs
+        self.core = core
+
+    def __len__(self):
+        return len(self.raw) // sizeof(Rec)
+
+    def records(self):
+        """The records as a numpy structured array (fields: REC_FIELDS, all int64)."""
+        import numpy as np
+
+        return np.frombuffer(self.raw, np.dtype([(name, "<i8") for name in REC_FIELDS]))
+
+    @property
+    def names(self):
+        """nr → syscall name (a list indexed by the `nr` field)."""
+        return self.core.names
+
+    @property
+    def addrs(self):
+        """The sockaddrs the `addr` field indexes, as endpoint strings (or None)."""
+        return [self.core._addr(raw) for raw in self.raw_addrs]
+
+    def errno_name(self, int code):
+        return self.core._errno(code)
+
+    def msg_flags(self, int value):
+        return self.core._msg_flags(value)
+
+    def args(self, record):
+        """The args dict of one record (a row of `records()`), as the decoders build it."""
+        return self._args(record["kind"], record["fd"], record["a2"], record["a3"], record["flags"], record["addr"])
+
+    cdef dict _args(self, int64_t kind, int64_t fd, int64_t a2, int64_t a3, int64_t flags, int64_t addr):
+        cdef dict args = {"fd": fd}
+        if kind == K_RWV:
+            args["iovcnt"] = _s32(<uint64_t>a2)
+        else:
+            args["count"] = <uint64_t>a2
+        if kind == K_PRW:
+            args["offset"] = <uint64_t>a3
+        elif kind == K_RECVFROM or kind == K_SENDTO:
+            args["flags"] = self.core._msg_flags(<int32_t>flags)
+            if addr >= 0:
+                args["addr"] = self.core._addr(self.raw_addrs[addr])
+        return args
+
+    def args_column(self):
+        """(distinct args dicts, per-record index into them): the recording's dictionary column."""
+        import numpy as np
+
+        cdef const Rec *recs = <const Rec *><const char *>self.raw
+        cdef Py_ssize_t n = len(self.raw) // sizeof(Rec), i
+        cdef const Rec *rec
+        cdef dict seen = {}
+        cdef list values = []
+        index = np.empty(n, np.int32)
+        cdef int32_t[:] out = index
+        for i in range(n):
+            rec = &recs[i]
+            key = (rec.kind, rec.fd, rec.a2, rec.a3 if rec.kind == K_PRW else 0, rec.flags, rec.addr)
+            found = seen.get(key)
+            if found is None:
+                found = seen[key] = len(values)
+                values.append(self._args(rec.kind, rec.fd, rec.a2, rec.a3, rec.flags, rec.addr))
+            out[i] = found
+        return values, index
+
+    def syscalls(self):
+        """The records as `Syscall` objects, in completion order."""
+        cdef const Rec *recs = <const Rec *><const char *>self.raw
+        cdef Py_ssize_t n = len(self.raw) // sizeof(Rec), i
+        cdef const Rec *rec
         cdef list out = []
-        cdef list infos = self.infos
-        cdef dict args
-        cdef object data, exit_ns, ret, errname, nbytes
-        cdef int64_t data_bytes = self.data_bytes
-        for i in range(self.nrec):
-            rec = &self.recs[i]
-            args = {"fd": rec.fd}
-            if rec.kind == K_RWV:
-                args["iovcnt"] = _s32(rec.a2)
-            else:
-                args["count"] = rec.a2
-            if rec.kind == K_PRW:
-                args["offset"] = rec.a3
-            elif rec.kind == K_RECVFROM or rec.kind == K_SENDTO:
-                args["flags"] = self._msg_flags(rec.flags)
-                if rec.has_addr:
-                    args["addr"] = self._addr(rec.addr_off, rec.addr_len)
+        cdef list infos = self.fdinfos
+        cdef list names = self.core.names
+        cdef const char *blob = self.data
+        for i in range(n):
+            rec = &recs[i]
             data = None
             nbytes = None
             errname = None
@@ -538,39 +670,16 @@ cdef class TraceCore:
                 exit_ns = rec.exit_ns
                 ret = rec.ret
                 if rec.err:
-                    errname = self._errno(rec.err)
+                    errname = self.core._errno(<int32_t>rec.err)
                 elif rec.ret > 0:
                     nbytes = rec.ret
                     if rec.has_data:
-                        data = PyBytes_FromStringAndSize(self.arena + rec.data_off, rec.data_len)
+                        data = PyBytes_FromStringAndSize(blob + rec.data_off, rec.data_len)
             out.append(
                 Syscall(
-                    rec.id, rec.pid, rec.tid, self.names[rec.nr], rec.enter_ns, args, exit_ns, ret, errname,
-                    rec.fd, infos[rec.info], None, nbytes, data, None,
+                    rec.id, rec.pid, rec.tid, names[rec.nr], rec.enter_ns,
+                    self._args(rec.kind, rec.fd, rec.a2, rec.a3, rec.flags, rec.addr),
+                    exit_ns, ret, errname, rec.fd, infos[rec.info], None, nbytes, data, None,
                 )
             )
-        self.nrec = 0
-        self.arena_used = 0
-        self.infos = []
         return out
-
-    cdef object _msg_flags(self, int32_t value):
-        name = self.msgflags.get(value)
-        if name is None:
-            name = self.msgflags[value] = consts.flags(value, consts.MSG)
-        return name
-
-    cdef object _addr(self, int64_t off, int64_t length):
-        raw = PyBytes_FromStringAndSize(self.arena + off, length)
-        try:
-            return self.addrs[raw]
-        except KeyError:
-            text = self.addrs[raw] = sockaddr.decode(raw)
-            return text
-
-    cdef object _errno(self, int32_t code):
-        name = self.errnames.get(code)
-        if name is None:
-            name = self.errnames[code] = consts.errno_name(code)
-        return name
-

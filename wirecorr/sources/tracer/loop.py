@@ -60,7 +60,9 @@ from wirecorr.sources.tracer.launch import EXIT_NOT_FOUND, TraceError, fork_chil
 from wirecorr.sources.tracer.seccomp import Filter
 
 OnSyscall = Callable[[Syscall], None]
-OnBatch = Callable[[list[Syscall]], None]
+# A drained batch of the compiled loop (wirecorr/_core/tracer.pyx `Batch`): `syscalls()`
+# gives its Syscall objects, recording/columns.py `batch_table` its format-2 columns.
+OnBatch = Callable[[Any], None]
 OnProcess = Callable[[str, int, "int | None"], None]
 Entry = tuple[str, Decoder | None, Decoder | None]
 
@@ -149,8 +151,9 @@ class Tracer:
         on_process: OnProcess | None = None,
         on_batch: OnBatch | None = None,
     ) -> None:
-        """`on_syscall` gets each recorded syscall at its exit; with `on_batch`, the compiled
-        loop hands its calls over as lists instead (one call per batch, in completion order)."""
+        """`on_syscall` gets each recorded syscall at its exit; with `on_batch`, the calls the
+        compiled loop decoded itself come as batches instead (their records, not yet objects),
+        and only the others through `on_syscall`."""
         arch = native_arch()
         if arch is None:
             raise TraceError("syscall tracing supports x86_64 and aarch64 only")
@@ -346,13 +349,13 @@ class Tracer:
     def _flush_core(self) -> None:
         """Hand the compiled loop's buffered records to the callbacks."""
         assert self._core is not None
-        calls = self._core.drain()
-        if not calls:
+        batch = self._core.drain()
+        if batch is None:
             return
         if self._on_batch is not None:
-            self._on_batch(calls)
+            self._on_batch(batch)
         else:
-            for call in calls:
+            for call in batch.syscalls():
                 self._on_syscall(call)
 
     def _enter(self, thread: _Thread, now: int) -> Syscall | None:
