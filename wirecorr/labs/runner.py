@@ -9,18 +9,17 @@ other file: what the lab explains is exactly what `wirecorr analyze` and
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from wirecorr.commands import record
 from wirecorr.engine.hosts import load_merged, merged_header
-from wirecorr.engine.ingest import analyze_file
+from wirecorr.engine.ingest import analyze_file, annotate
 from wirecorr.labs import Lab, Workdir
 from wirecorr.labs.evidence import Evidence
 from wirecorr.labs.netns import entered, private_network
+from wirecorr.recording.recorder import Recorder, RecordOptions
 
 
 @dataclass
@@ -35,14 +34,6 @@ class LabResult:
         return self.evidence.shown
 
 
-def record_args(iface: str, capture_filter: str, snaplen: int) -> argparse.Namespace:
-    """`wirecorr record`'s options as its own parser fills them, changed only where a lab needs it."""
-    parser = argparse.ArgumentParser()
-    record.add_parser(parser.add_subparsers())
-    argv = ["record", "-i", iface, "-s", str(snaplen), "-f", capture_filter, "--", "true"]
-    return parser.parse_args(argv)
-
-
 def run(lab: Lab, output: str, *, small: bool = False) -> LabResult:
     """Record `lab` into `output` and explain it; namespaces and programs are gone on return."""
     with tempfile.TemporaryDirectory(prefix="wclab-") as tmp:
@@ -55,8 +46,10 @@ def run(lab: Lab, output: str, *, small: bool = False) -> LabResult:
             if lab.record is not None:
                 status = lab.record(work, net, argv, output)
             else:
-                args = record_args(net.iface, lab.capture_filter, lab.snaplen)
-                recorder = record.Recorder(args, output, argv, [])
+                options = RecordOptions(
+                    output, argv, interface=net.iface, capture_filter=lab.capture_filter, snaplen=lab.snaplen
+                )
+                recorder = Recorder(options, linker=annotate)
                 with entered(net.a):
                     status = recorder.run()
                 if recorder.signum is not None:
