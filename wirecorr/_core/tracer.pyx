@@ -120,8 +120,8 @@ BATCH_FULL = -1
 INTERRUPTED = -3
 NO_CHILD = -2
 
-# Records per batch; a batch is also drained when the loop goes idle with records older
-# than DRAIN_NS, so a live view sees them promptly while a busy tracee is batched.
+# Records per batch; a batch is also drained once its first record is DRAIN_NS old, and the
+# Tracer's watchdog wakes an idle loop whose records wait (loop.py, STALE_S).
 BATCH = 4096
 DEF DRAIN_NS = 20000000
 
@@ -304,7 +304,11 @@ cdef class TraceCore:
         cdef object found
         cdef int blocking = not (flags & WNOHANG)
         while True:
-            if self.nrec >= BATCH or self.arena_size - self.arena_used < self.data_bytes + 2 * SOCKADDR_MAX + 16:
+            if self.nrec and (
+                self.nrec >= BATCH
+                or self.arena_size - self.arena_used < self.data_bytes + 2 * SOCKADDR_MAX + 16
+                or _mono() - self.first_mono > DRAIN_NS
+            ):
                 return (BATCH_FULL, 0, 0)
             # Poll first, holding the GIL: a busy tracee has a stop pending, and handing the
             # GIL to another thread and back per stop costs more than this syscall.
@@ -312,8 +316,6 @@ cdef class TraceCore:
             if tid == 0:
                 if not blocking:
                     return (0, 0, 0)
-                if self.nrec and _mono() - self.first_mono > DRAIN_NS:
-                    return (BATCH_FULL, 0, 0)
                 with nogil:
                     tid = waitpid(-1, &status, flags)
             if tid < 0:
@@ -332,7 +334,7 @@ cdef class TraceCore:
             if sig != SYSCALL_TRAP and event != PTRACE_EVENT_SECCOMP:
                 return (tid, status, now)
             found = self.threads.get(tid)
-            if found is None:
+            if type(found) is not CoreThread:  # not (yet) in the books: loop.py adopts it
                 return (tid, status, now)
             thread = <CoreThread>found
             if thread.call is not None:

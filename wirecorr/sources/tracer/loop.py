@@ -3,6 +3,9 @@
 python-ptrace's PtraceDebugger.waitSyscall() polls each process with sleeps in between,
 which costs ~30x with two or more processes; this loop blocks in the kernel instead and
 spends per stop one waitpid, one PTRACE_GET_SYSCALL_INFO, the decoder and one restart.
+Those stops run compiled for the data calls (wirecorr/_core/tracer.pyx, `_loop_core`),
+which return here only for what needs Python (`_handle`); WIRECORR_PURE=1 runs this
+module's own loop, the reference.
 
 Launched commands run under a seccomp filter (see seccomp.py): recorded syscalls arrive as
 PTRACE_EVENT_SECCOMP at entry, are restarted with PTRACE_SYSCALL to catch their exit, then
@@ -74,6 +77,10 @@ _NONE: dict[int, Entry] = {}
 STOP_GRACE_S = 2.0
 # How often the watchdog checks that some task the loop waits for is still traced by it.
 WATCH_S = 0.5
+# How long records may wait in the compiled loop's batch while the tracees are idle (it
+# drains a busy tracee's batch by itself, every 4096 records or 20 ms): what a live view
+# lags behind at most, and a SIGKILLed recorder loses on top of the writer's second.
+STALE_S = 0.1
 
 
 def shell_status(status: int) -> int:
@@ -599,10 +606,15 @@ class Tracer:
         The books can only go stale through a kernel behaviour not foreseen here; then the
         loop would wait forever for reports that cannot come. This makes that impossible.
         """
-        while not self._watch_done.wait(WATCH_S):
-            if self._threads and not self._tree_alive():
-                self._poke()
-            elif self._core is not None and self._core.stale(int(WATCH_S * 1e9)):
+        ticks = 0
+        while not self._watch_done.wait(STALE_S):
+            ticks += 1
+            if ticks * STALE_S >= WATCH_S:
+                ticks = 0
+                if self._threads and not self._tree_alive():
+                    self._poke()
+                    continue
+            if self._core is not None and self._core.stale(int(STALE_S * 1e9)):
                 self._poke()  # an idle tracee: its last records wait in the compiled loop's batch
 
     def _tree_alive(self) -> bool:
