@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tracer_oracle import compile_c
+from tracer_oracle import PYTHON, compile_c
 
 from wirecorr.errors import WirecorrError
 from wirecorr.model import FdInfo, Syscall
@@ -212,3 +214,26 @@ def test_batches_become_the_same_columns_as_their_syscalls(
     assert sorted(read_recording(str(out)).syscalls, key=lambda sc: sc.id) == sorted(
         objects + others, key=lambda sc: sc.id
     )
+
+
+def test_records_of_an_idle_tracee_are_handed_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call made just before the tracee goes quiet does not wait in the compiled loop's
+    batch for the next stop: the watchdog wakes the loop (a live view shows it, a SIGKILLed
+    recorder has written it)."""
+    monkeypatch.delenv("WIRECORR_PURE", raising=False)
+    seen: list[tuple[float, Syscall]] = []
+
+    def on_batch(batch: Any) -> None:
+        seen.extend((time.monotonic(), sc) for sc in batch.syscalls())
+
+    tracer = Tracer(lambda sc: None, on_batch=on_batch)
+    tracer.spawn([PYTHON, "-c", "import os, time; os.write(1, b''); os.write(1, b'quiet'); time.sleep(3)"])
+    timer = threading.Timer(8, tracer.stop)
+    timer.start()
+    try:
+        start = time.monotonic()
+        assert tracer.run() == 0
+    finally:
+        timer.cancel()
+    writes = [at - start for at, sc in seen if sc.name == "write" and sc.data == b"quiet"]
+    assert writes and writes[0] < 1.5, writes  # not at the end of the 3 s sleep
