@@ -22,7 +22,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -163,6 +163,117 @@ def _args_column(args: list[dict[str, Any]]) -> pa.DictionaryArray:
     encode = fmt.encode_value
     values = pa.array([dumps(encode(args[row])) for row in first.tolist()], pa.string())
     return pa.DictionaryArray.from_arrays(keys.indices, values)
+
+
+class RecordBatch(Protocol):
+    """What the tracer's compiled loop drains (wirecorr/_core/tracer.pyx `Batch`): its records
+    as a numpy structured array, with the values they index kept once per batch."""
+
+    names: list[str | None]
+    fdinfos: list[FdInfo]
+    data: bytes
+
+    def __len__(self) -> int: ...
+
+    def records(self) -> np.ndarray: ...
+
+    def args_column(self) -> tuple[list[dict[str, Any]], np.ndarray]: ...
+
+    def errno_name(self, code: int) -> str: ...
+
+    def syscalls(self) -> list[Syscall]: ...
+
+
+def batch_blocks(batches: Sequence[RecordBatch]) -> bytes:
+    """The Custom Blocks for the tracer's record batches: their columns are taken from the
+    records as numpy arrays, with Python work only per distinct value (names, errnos, fd
+    identities, args), not per syscall. Few rows, or values the columns cannot hold, go
+    through `syscall_blocks` as `Syscall` objects."""
+    rows = sum(map(len, batches))
+    if rows < SMALL_BATCH:
+        return syscall_blocks([sc for batch in batches for sc in batch.syscalls()])
+    try:
+        table = batch_table(batches)
+    except _CONVERSION_ERRORS:
+        return syscall_blocks([sc for batch in batches for sc in batch.syscalls()])
+    return b"".join(_blocks(table))
+
+
+def batch_table(batches: Sequence[RecordBatch]) -> pa.Table:
+    """The batches' records as one table of SCHEMA, the same rows `build_table` makes of
+    their `syscalls()` (tests/test_tracer_core.py compares the two)."""
+    recs = np.concatenate([batch.records() for batch in batches])
+    infos: list[FdInfo] = []
+    args: list[dict[str, Any]] = []
+    info_index: list[np.ndarray] = []
+    args_index: list[np.ndarray] = []
+    data_off: list[np.ndarray] = []
+    base = 0
+    for batch in batches:
+        part = batch.records()
+        info_index.append(part["info"] + len(infos))
+        infos.extend(batch.fdinfos)
+        values, index = batch.args_column()
+        args_index.append(index + len(args))
+        args.extend(values)
+        data_off.append(part["data_off"] + base)
+        base += len(batch.data)
+    first = batches[0]
+    done = recs["done"] != 0
+    err = recs["err"]
+    failed = err != 0
+    ret = recs["ret"]
+    moved = done & ~failed & (ret > 0)
+    nrs, name_index = np.unique(recs["nr"], return_inverse=True)
+    codes = np.unique(err[failed])
+    offsets = np.append(np.concatenate(data_off), base).astype(np.int32)
+    has_data = moved & (recs["has_data"] != 0)
+    data = pa.Array.from_buffers(
+        pa.binary(),
+        len(recs),
+        [
+            pa.py_buffer(np.packbits(has_data, bitorder="little")),
+            pa.py_buffer(offsets),
+            pa.py_buffer(b"".join(b.data for b in batches)),
+        ],
+    )
+    encode = fmt.encode_value
+    columns = [
+        pa.array(recs["id"], _I64),
+        pa.array(recs["pid"], _I64),
+        pa.array(recs["tid"], _I64),
+        pa.DictionaryArray.from_arrays(
+            pa.array(name_index.astype(np.int32)), pa.array([first.names[nr] for nr in nrs.tolist()], pa.string())
+        ),
+        pa.array(recs["enter_ns"], _I64),
+        pa.array(recs["exit_ns"], _I64, mask=~done),
+        pa.array(ret, _I64, mask=~done),
+        pa.DictionaryArray.from_arrays(
+            pa.array(np.searchsorted(codes, err).astype(np.int32), mask=~failed),
+            pa.array([first.errno_name(code) for code in codes.tolist()], pa.string()),
+        ),
+        pa.array(recs["fd"], _I64),
+        _fdinfo_dictionary(np.concatenate(info_index).astype(np.int32), infos),
+        pa.DictionaryArray.from_arrays(pa.nulls(len(recs), pa.int32()), pa.array([], FDINFO_TYPE)),
+        pa.array(ret, _I64, mask=~moved),
+        data,
+        pa.nulls(len(recs), pa.list_(_I64)),
+        pa.DictionaryArray.from_arrays(
+            pa.array(np.concatenate(args_index)), pa.array([dumps(encode(value)) for value in args], pa.string())
+        ),
+    ]
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
+def _fdinfo_dictionary(index: np.ndarray, infos: Sequence[FdInfo]) -> pa.DictionaryArray:
+    for info in infos:
+        if type(info) is not FdInfo:
+            raise TypeError(f"fdinfo is a {type(info).__name__}")
+    values = pa.array(
+        [{"kind": i.kind, "local": i.local, "remote": i.remote, "path": i.path, "inode": i.inode} for i in infos],
+        FDINFO_TYPE,
+    )
+    return pa.DictionaryArray.from_arrays(pa.array(index), values)
 
 
 def link_blocks(links: Sequence[Link]) -> bytes:

@@ -31,6 +31,7 @@ from wirecorr.sources import netns
 from wirecorr.sources.live_capture import DEFAULT_BUFFER_KIB, DEFAULT_GRACE, DEFAULT_SNAPLEN, CaptureStats, LiveCapture
 
 if TYPE_CHECKING:
+    from wirecorr.recording.columns import RecordBatch
     from wirecorr.sources.tracer import Tracer
 
 DEFAULT_DATA_BYTES = 64
@@ -168,6 +169,13 @@ class Recorder:
         if self.listener is not None:
             self.listener.on_syscall(sc)
 
+    def on_batch(self, batch: RecordBatch) -> None:
+        """A batch of the tracer's compiled loop: written as columns, objects only for a listener."""
+        self._emit(lambda: self._writer.write_syscall_batch(batch))
+        if self.listener is not None:
+            for sc in batch.syscalls():
+                self.listener.on_syscall(sc)
+
     def on_process(self, event: str, pid: int, info: int | None) -> None:
         when = time.time_ns()
         self._emit(lambda: self._writer.write_process(event, pid, info, when))
@@ -271,7 +279,7 @@ class Recorder:
                     print(f"wirecorr record: capturing in the {netns.describe(self.netns)}", file=sys.stderr)
             self.writer = RecordingWriter(self.output)
             tracer = self.tracer = Tracer(
-                self.on_syscall, data_bytes=self.options.data_bytes, on_process=self.on_process
+                self.on_syscall, data_bytes=self.options.data_bytes, on_process=self.on_process, on_batch=self.on_batch
             )
             if self.signum is not None:
                 return self._abandon()

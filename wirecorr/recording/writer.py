@@ -18,12 +18,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wirecorr import __version__
 from wirecorr.errors import UsageError, WirecorrError
 from wirecorr.model import Link, Syscall
 from wirecorr.recording import format as fmt
+
+if TYPE_CHECKING:
+    from wirecorr.recording.columns import RecordBatch
 
 # Nice value of the flush thread (Linux sets it per thread); see _flush_loop.
 FLUSH_NICE = 10
@@ -95,11 +98,13 @@ class RecordingWriter:
         self.format_version = format_version
         if format_version == 1:
             self._encode_syscalls, self._encode_links = _format1_blocks, _format1_link_blocks
+            self._encode_batches = _format1_batch_blocks
         else:
             # Imported here, not with this module: reading a recording need not load pyarrow.
-            from wirecorr.recording.columns import link_blocks, syscall_blocks
+            from wirecorr.recording.columns import batch_blocks, link_blocks, syscall_blocks
 
             self._encode_syscalls, self._encode_links = syscall_blocks, link_blocks
+            self._encode_batches = batch_blocks
         self.packets = 0
         self.syscalls = 0
         self._ifaces: dict[tuple[int, str | None, int], int] = {}
@@ -110,6 +115,7 @@ class RecordingWriter:
         # A deque, drained by count: the tracer's thread appends without the lock, so a
         # swapped-out list could take an append after the flush thread had copied it.
         self._queued: deque[Syscall] = deque()
+        self._batches: deque[RecordBatch] = deque()
         fd = open_output(path)
         self._f = os.fdopen(fd, "wb", buffering=1 << 16)
         uname = platform.uname()
@@ -222,11 +228,23 @@ class RecordingWriter:
         self._queued.append(sc)
         self.syscalls += 1
 
+    def write_syscall_batch(self, batch: RecordBatch) -> None:
+        """Queue a batch of the tracer's compiled loop, encoded as `write_syscall`'s calls are:
+        its records become columns without a Python object per syscall (columns.batch_blocks)."""
+        if self._error is not None:
+            raise self._error
+        self._batches.append(batch)
+        self.syscalls += len(batch)
+
     def _drain_locked(self) -> None:
         take = self._queued.popleft
         queued = [take() for _ in range(len(self._queued))]
         if queued:
             self._append_locked(self._encode_syscalls(queued))
+        take_batch = self._batches.popleft
+        batches = [take_batch() for _ in range(len(self._batches))]
+        if batches:
+            self._append_locked(self._encode_batches(batches))
 
     def write_process(self, event: str, pid: int, info: int | None, ts_ns: int | None = None) -> None:
         """A tracer process event (on_process): who was traced, from when, and how it ended.
@@ -260,6 +278,10 @@ class RecordingWriter:
 def _format1_blocks(syscalls: list[Syscall]) -> bytes:
     """Format 1: one JSON Custom Block per syscall."""
     return b"".join(map(fmt.syscall_block, syscalls))
+
+
+def _format1_batch_blocks(batches: list[RecordBatch]) -> bytes:
+    return b"".join(fmt.syscall_block(sc) for batch in batches for sc in batch.syscalls())
 
 
 def _format1_link_blocks(links: list[Link]) -> bytes:

@@ -3,6 +3,9 @@
 python-ptrace's PtraceDebugger.waitSyscall() polls each process with sleeps in between,
 which costs ~30x with two or more processes; this loop blocks in the kernel instead and
 spends per stop one waitpid, one PTRACE_GET_SYSCALL_INFO, the decoder and one restart.
+Those stops run compiled for the data calls (wirecorr/_core/tracer.pyx, `_loop_core`),
+which return here only for what needs Python (`_handle`); WIRECORR_PURE=1 runs this
+module's own loop, the reference.
 
 Launched commands run under a seccomp filter (see seccomp.py): recorded syscalls arrive as
 PTRACE_EVENT_SECCOMP at entry, are restarted with PTRACE_SYSCALL to catch their exit, then
@@ -43,10 +46,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 from ptrace import PtraceError
 from ptrace.binding.func import ptrace_cont, ptrace_detach, ptrace_geteventmsg
 
+from wirecorr._core import pure_requested
+from wirecorr.errors import WirecorrError
 from wirecorr.model import Syscall
 from wirecorr.sources.syscalls import DECODERS, Decoder
 from wirecorr.sources.syscalls.consts import errno_name
@@ -57,6 +63,9 @@ from wirecorr.sources.tracer.launch import EXIT_NOT_FOUND, TraceError, fork_chil
 from wirecorr.sources.tracer.seccomp import Filter
 
 OnSyscall = Callable[[Syscall], None]
+# A drained batch of the compiled loop (wirecorr/_core/tracer.pyx `Batch`): `syscalls()`
+# gives its Syscall objects, recording/columns.py `batch_table` its format-2 columns.
+OnBatch = Callable[[Any], None]
 OnProcess = Callable[[str, int, "int | None"], None]
 Entry = tuple[str, Decoder | None, Decoder | None]
 
@@ -68,6 +77,10 @@ _NONE: dict[int, Entry] = {}
 STOP_GRACE_S = 2.0
 # How often the watchdog checks that some task the loop waits for is still traced by it.
 WATCH_S = 0.5
+# How long records may wait in the compiled loop's batch while the tracees are idle (it
+# drains a busy tracee's batch by itself, every 4096 records or 20 ms): what a live view
+# lags behind at most, and a SIGKILLed recorder loses on top of the writer's second.
+STALE_S = 0.1
 
 
 def shell_status(status: int) -> int:
@@ -118,10 +131,12 @@ class _Thread:
     """A traced task. `announced`: its creation event was read (or it was spawned/attached).
 
     A task removed before that event arrives must be remembered, or the event would add it
-    again as a tracee that never reports.
+    again as a tracee that never reports. The compiled loop's `CoreThread` has the same
+    fields, and in `cpending` whether a data call of the task is pending in its C fields.
     """
 
     __slots__ = ("announced", "args", "call", "exit", "proc", "tid")
+    cpending = False
 
     def __init__(self, tid: int, proc: _Proc, announced: bool) -> None:
         self.tid = tid
@@ -135,20 +150,35 @@ class _Thread:
 class Tracer:
     """Traces launched or attached processes and reports each recorded syscall at its exit."""
 
-    def __init__(self, on_syscall: OnSyscall, *, data_bytes: int = 64, on_process: OnProcess | None = None) -> None:
+    def __init__(
+        self,
+        on_syscall: OnSyscall,
+        *,
+        data_bytes: int = 64,
+        on_process: OnProcess | None = None,
+        on_batch: OnBatch | None = None,
+    ) -> None:
+        """`on_syscall` gets each recorded syscall at its exit; with `on_batch`, the calls the
+        compiled loop decoded itself come as batches instead (their records, not yet objects),
+        and only the others through `on_syscall`."""
         arch = native_arch()
         if arch is None:
             raise TraceError("syscall tracing supports x86_64 and aarch64 only")
         self._arch = arch
         self._on_syscall = on_syscall
+        self._on_batch = on_batch
         self._on_process = on_process or (lambda event, pid, info: None)
         self._data_bytes = max(0, data_bytes)
         self._dispatch: dict[int, dict[int, Entry]] = {
             audit: {nr: (name, *DECODERS[name]) for nr, name in table.items()} for audit, table in BY_ARCH.items()
         }
         self._info = px.SyscallInfo()
-        self._ids = itertools.count(1)
         self._threads: dict[int, _Thread] = {}
+        self._core = None if pure_requested() else _compiled_core(self._threads, arch, self._data_bytes)
+        self._thread_type: Callable[[int, _Proc, bool], _Thread] = _Thread if self._core is None else _core_thread()
+        self._new_id: Callable[[], int] = (
+            functools.partial(next, itertools.count(1)) if self._core is None else self._core.new_id
+        )
         self._procs: dict[int, _Proc] = {}
         # Tasks gone (exit, detach, exec) before the fork/clone event that creates them was read.
         self._vanished: set[int] = set()
@@ -247,10 +277,12 @@ class Tracer:
     # -- the hot loop -----------------------------------------------------------------
 
     def _loop(self) -> None:
+        if self._core is not None:
+            self._loop_core()
+            return
         threads = self._threads
         waitpid = os.waitpid
         clock = time.time_ns
-        info = self._info
         flags = _WAIT
         while threads and not self._stopping:
             try:
@@ -264,31 +296,74 @@ class Tracer:
                     return
                 self._start_waker()
                 continue
-            now = clock()
-            if status & 0xFF != 0x7F:
-                if self._gone(tid, status):
-                    flags = _WAIT | os.WNOHANG
-                continue
-            sig = (status >> 8) & 0xFF
-            event = status >> 16
-            if event == px.PTRACE_EVENT_EXEC:
-                with _unless_gone():
-                    self._exec(tid)
-                continue
-            thread = threads.get(tid) or self._adopt(tid)
-            if sig == _SYSCALL_TRAP or event == px.PTRACE_EVENT_SECCOMP:
-                op = info.fetch(tid)
-                if op < 0:
+            flags = self._handle(tid, status, clock(), flags)
+
+    def _loop_core(self) -> None:
+        """The compiled loop: it handles the data calls' stops and returns for everything
+        else, which `_handle` takes as the pure loop does, after its records are drained."""
+        core = self._core
+        assert core is not None
+        threads = self._threads
+        flags = _WAIT
+        try:
+            while threads and not self._stopping:
+                tid, status, now = core.run(flags)
+                if core.buffered:
+                    self._flush_core()
+                if tid < 0:
+                    if tid == _NO_CHILD:
+                        return
+                    continue  # a full batch, or a signal handler ran (maybe stop())
+                if tid == 0:  # woken up, and every pending report is handled
+                    flags = _WAIT
+                    if not self._tree_alive():
+                        self._forget_all()
+                        return
+                    self._start_waker()
                     continue
-                done = self._exit(thread, now) if op == px.SYSCALL_INFO_EXIT else self._enter(thread, now)
-                self._restart(thread)
-                if done is not None:
-                    self._on_syscall(done)  # after the restart: the callback is off the tracee's path
-            elif event:
-                with _unless_gone():
-                    self._event(thread, event, sig)
-            else:
-                self._restart(thread, sig)  # signal-delivery-stop: deliver it
+                flags = self._handle(tid, status, now, flags)
+        finally:
+            self._flush_core()
+
+    def _handle(self, tid: int, status: int, now: int, flags: int) -> int:
+        """One report of waitpid; returns the wait flags for the next (WNOHANG after the waker's exit)."""
+        if status & 0xFF != 0x7F:
+            if self._gone(tid, status):
+                return _WAIT | os.WNOHANG
+            return flags
+        sig = (status >> 8) & 0xFF
+        event = status >> 16
+        if event == px.PTRACE_EVENT_EXEC:
+            with _unless_gone():
+                self._exec(tid)
+            return flags
+        thread = self._threads.get(tid) or self._adopt(tid)
+        if sig == _SYSCALL_TRAP or event == px.PTRACE_EVENT_SECCOMP:
+            op = self._info.fetch(tid)
+            if op < 0:
+                return flags
+            done = self._exit(thread, now) if op == px.SYSCALL_INFO_EXIT else self._enter(thread, now)
+            self._restart(thread)
+            if done is not None:
+                self._on_syscall(done)  # after the restart: the callback is off the tracee's path
+        elif event:
+            with _unless_gone():
+                self._event(thread, event, sig)
+        else:
+            self._restart(thread, sig)  # signal-delivery-stop: deliver it
+        return flags
+
+    def _flush_core(self) -> None:
+        """Hand the compiled loop's buffered records to the callbacks."""
+        assert self._core is not None
+        batch = self._core.drain()
+        if batch is None:
+            return
+        if self._on_batch is not None:
+            self._on_batch(batch)
+        else:
+            for call in batch.syscalls():
+                self._on_syscall(call)
 
     def _enter(self, thread: _Thread, now: int) -> Syscall | None:
         info = self._info.entry()
@@ -296,7 +371,7 @@ class Tracer:
         if entry is None:
             return None
         name, enter, exit_ = entry
-        call = Syscall(next(self._ids), thread.proc.pid, thread.tid, name, now)
+        call = Syscall(self._new_id(), thread.proc.pid, thread.tid, name, now)
         args = info[3:]
         if enter is not None:
             enter(call, args, thread.proc)
@@ -324,7 +399,7 @@ class Tracer:
 
     def _restart(self, thread: _Thread, sig: int = 0) -> None:
         """PTRACE_CONT where the filter will stop us at the next recorded call, else PTRACE_SYSCALL."""
-        if thread.proc.filtered and thread.call is None:
+        if thread.proc.filtered and thread.call is None and not thread.cpending:
             px.resume(px.PTRACE_CONT, thread.tid, sig)
         else:
             px.resume(px.PTRACE_SYSCALL, thread.tid, sig)
@@ -444,6 +519,9 @@ class Tracer:
         if call is not None:
             thread.call = None
             self._on_syscall(call)
+        elif thread.cpending and self._core is not None:
+            self._core.unfinished(thread)
+            self._flush_core()
 
     def _forget(self, thread: _Thread) -> None:
         proc = thread.proc
@@ -458,7 +536,7 @@ class Tracer:
         return proc
 
     def _add_thread(self, tid: int, proc: _Proc, announced: bool) -> _Thread:
-        thread = _Thread(tid, proc, announced)
+        thread = self._thread_type(tid, proc, announced)
         proc.threads += 1
         self._threads[tid] = thread
         return thread
@@ -528,9 +606,16 @@ class Tracer:
         The books can only go stale through a kernel behaviour not foreseen here; then the
         loop would wait forever for reports that cannot come. This makes that impossible.
         """
-        while not self._watch_done.wait(WATCH_S):
-            if self._threads and not self._tree_alive():
-                self._poke()
+        ticks = 0
+        while not self._watch_done.wait(STALE_S):
+            ticks += 1
+            if ticks * STALE_S >= WATCH_S:
+                ticks = 0
+                if self._threads and not self._tree_alive():
+                    self._poke()
+                    continue
+            if self._core is not None and self._core.stale(int(STALE_S * 1e9)):
+                self._poke()  # an idle tracee: its last records wait in the compiled loop's batch
 
     def _tree_alive(self) -> bool:
         """Whether some task in the books is still a tracee of this thread (so it will report)."""
@@ -543,9 +628,10 @@ class Tracer:
         recorded syscall once detached, so it runs on unrecorded for STOP_GRACE_S (it got the
         user's Ctrl-C too) and is then killed, as strace --seccomp-bpf does.
         """
-        for thread in self._threads.values():
+        for thread in list(self._threads.values()):
             self._unfinished(thread)
         self._on_syscall = _drop
+        self._on_batch = None
         if any(proc.filtered for proc in self._procs.values()):
             if self._kill_at is None:
                 self._kill_at = time.monotonic() + STOP_GRACE_S
@@ -621,6 +707,31 @@ def _unless_gone() -> Iterator[None]:
 
 def _drop(call: Syscall) -> None:
     """on_syscall after stop(): nothing is recorded any more."""
+
+
+_NO_CHILD = -2  # TraceCore.run: nothing left to wait for (tracer.pyx, NO_CHILD)
+
+
+def _compiled_core(threads: dict[int, _Thread], arch: int, data_bytes: int) -> Any:
+    """The compiled stop loop (wirecorr/_core/tracer.pyx) over the Tracer's books.
+
+    An ImportError means the extension was not built: failing is deliberate, as for the
+    packet core (engine/packet_feed.py); WIRECORR_PURE=1 selects the Python loop.
+    """
+    try:
+        from wirecorr._core.tracer import TraceCore
+    except ImportError as e:
+        raise WirecorrError(
+            f"the compiled tracer core is not built ({e}): run `make` or `pip install -e .`, "
+            "or set WIRECORR_PURE=1 for the (slower) pure-Python tracer"
+        ) from None
+    return TraceCore(threads, arch, BY_ARCH[arch], data_bytes)
+
+
+def _core_thread() -> Callable[[int, _Proc, bool], _Thread]:
+    from wirecorr._core.tracer import CoreThread
+
+    return cast("Callable[[int, _Proc, bool], _Thread]", CoreThread)
 
 
 def _close_all(*fds: int) -> None:
