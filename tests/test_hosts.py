@@ -411,9 +411,9 @@ def test_merge_matches_repeated_pure_acks_by_ip_id(tmp_path: Path) -> None:
     with private_network(pair=True, sysctls={"net.ipv4.tcp_timestamps": "0"}) as net:
         assert net.b is not None
         common = ["record", "--no-annotate", "-f", f"tcp port {port}"]
+        server_argv = [sys.executable, "-I", str(tmp_path / "server.py"), net.addr_b, str(port)]
         server = subprocess.Popen(
-            [sys.executable, "-m", "wirecorr", *common, "--netns", net.b, "-i", "b0", "-o", str(b), "--"]
-            + [sys.executable, "-I", str(tmp_path / "server.py"), net.addr_b, str(port)],
+            [sys.executable, "-m", "wirecorr", *common, "--netns", net.b, "-i", "b0", "-o", str(b), "--", *server_argv],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,
