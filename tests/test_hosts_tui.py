@@ -123,3 +123,31 @@ async def test_l_on_a_merged_recording_opens_both_hosts_ladder() -> None:
         await pilot.press("g", "j", "j", "enter")  # the SYN's row: back to its sender's copy
         await pilot.pause()
         assert app.timeline.current_ref == packet_ref(ladder.rows[2].ref)
+
+
+def test_merged_json_reaches_all_four_lanes() -> None:
+    """From `analyze --json` alone: the client's write, its segments on the client's wire,
+    their copies on the server's wire, and the server's reads linked to those copies."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "wirecorr", "analyze", "--json", MERGED], capture_output=True, text=True, timeout=60
+    )
+    doc = json.loads(done.stdout)
+    (cv,) = doc["conversations"]
+    assert (cv["client"]["host"], cv["server"]["host"]) == (0, 1)
+    assert cv["client"]["client"] != cv["server"]["client"]  # the server saw the router's address (NAT)
+    assert cv["crossings"] == 50 and cv["one_way_delay"]["client_to_server"]["max_ns"] > 1_000_000
+    client, server = (h["report"] for h in doc["hosts"])
+    received = {c["sent"]: c["received"] for c in doc["crossings"]}
+    (write,) = [lk for lk in client["links"] if lk["kind"] == "write-data"]
+    on_server = {received[p] for p in write["packets"]}
+    assert len(on_server) == len(write["packets"]) == 21
+    reads = [lk for lk in server["links"] if lk["kind"] == "read-data"]
+    assert on_server == {p for lk in reads for p in lk["packets"]}
+    server_calls = {sc["id"]: sc for sc in server["syscalls"]}
+    assert {server_calls[lk["syscall"]]["name"] for lk in reads} == {"recvfrom"}
+    assert {lk["kind"] for lk in server["links"]} >= {"accept-ack", "write-data", "close-fin"}
+    assert {lk["kind"] for lk in client["links"]} >= {"connect-syn", "read-data", "close-fin"}
