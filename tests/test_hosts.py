@@ -445,3 +445,86 @@ def test_merge_matches_repeated_pure_acks_by_ip_id(tmp_path: Path) -> None:
               for r in (client_report, server_report)]  # fmt: skip
     assert counts[0] == counts[1] == len(doc["crossings"]), (counts, len(doc["crossings"]))
     assert all(c["delay_ns"] >= 0 for c in doc["crossings"])
+
+
+NS_SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(8)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    c.sendall(c.recv(100))
+    c.close()
+"""
+
+NS_CLIENT = """
+import socket, sys, time
+print("ready", flush=True)
+for i in range(600):
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+    c.sendall(b"ping %d" % i)
+    c.recv(100)
+    c.close()
+    time.sleep(0.05)
+"""
+
+
+def test_record_attaches_to_processes_in_two_namespaces_one_capture_each(tmp_path: Path) -> None:
+    """`record -p CLIENT -p SERVER` across two namespaces: a tcpdump inside each, the two
+    recordings merged into one (a host per namespace, one clock), links on both sides."""
+    _need_namespaces()
+    (tmp_path / "server.py").write_text(NS_SERVER)
+    (tmp_path / "client.py").write_text(NS_CLIENT)
+    out = tmp_path / "two-ns.pcapng"
+    port = PORT + 2
+    procs: list[subprocess.Popen[str]] = []
+    with private_network(pair=True) as net:
+        assert net.b is not None
+        try:
+            for ns, script in ((net.b, "server.py"), (net.a, "client.py")):
+                argv = ["ip", "netns", "exec", ns, sys.executable, "-I", str(tmp_path / script), net.addr_b, str(port)]
+                procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))
+                assert procs[-1].stdout is not None and procs[-1].stdout.readline().strip() == "ready"
+            server, client = procs
+            pids = ["-p", str(client.pid), "-p", str(server.pid)]
+            recorder = subprocess.Popen(
+                [sys.executable, "-m", "wirecorr", "record", "-f", f"tcp port {port}", "-o", str(out), *pids],
+                cwd=ROOT,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            assert recorder.stderr is not None
+            started = [recorder.stderr.readline(), recorder.stderr.readline()]
+            time.sleep(1.5)
+            inodes = [os.stat(f"/run/netns/{ns}").st_ino for ns in (net.a, net.b)]
+            recorder.send_signal(signal.SIGINT)
+            _, err = recorder.communicate(timeout=60)
+            err = "".join(started) + err
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+    assert recorder.returncode == 130, err
+    assert err.count("capturing in the network namespace") == 2, err
+    assert "2 network namespaces, one capture each, merged" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["client.py", "server.py", "two-ns.pcapng"]
+
+    doc = json.loads(wirecorr("analyze", "--json", str(out)).stdout)
+    assert doc["merged"] is True, doc
+    hosts = doc["hosts"]
+    assert [h["netns"]["inode"] for h in hosts] == inodes
+    assert [h["name"] for h in hosts] == [net.a, net.b]
+    assert [h["pids"] for h in hosts] == [[client.pid], [server.pid]]
+    assert hosts[1]["sync"]["model"] == "same clock" and hosts[1]["offset_ns"] == 0
+    convs = doc["conversations"]
+    assert len(convs) >= 5 and all((c["client"]["host"], c["server"]["host"]) == (0, 1) for c in convs)
+    assert all(c["delay_ns"] >= 0 for c in doc["crossings"])
+    client_kinds = {lk["kind"] for lk in hosts[0]["report"]["links"]}
+    server_kinds = {lk["kind"] for lk in hosts[1]["report"]["links"]}
+    assert {"connect-syn", "write-data", "read-data"} <= client_kinds, client_kinds
+    assert {"accept-ack", "read-data", "write-data"} <= server_kinds, server_kinds
+    text = wirecorr("analyze", str(out)).stdout
+    assert f"captured in the network namespace net:[{inodes[0]}] ({net.a})" in text, text[:800]

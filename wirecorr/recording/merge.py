@@ -100,6 +100,7 @@ class ClockFit:
     forward: int
     backward: int
     consistent: bool = True
+    model: str | None = None  # None: "offset+drift" or "offset", by the drift fitted
 
     def at(self, t: int) -> int:
         return self.offset_ns + round(self.drift_ppb * (t - self.ref_ns) / 1e9)
@@ -268,9 +269,20 @@ def fit_clock(a: _Input, b: _Input, pairs: list[tuple[int, int, bool]]) -> Clock
     return ClockFit(round(mid0), slope * 1e9, t0, int(error) + 1, span, len(upper), len(lower))
 
 
-def _labels(inputs: list[_Input]) -> list[str]:
-    """Each host's name: its hostname, numbered when two namespaces share one."""
-    names = [str(i.meta.get("hostname") or os.path.basename(i.path)) for i in inputs]
+def _netns_label(meta: dict[str, Any]) -> str:
+    """A namespace of this machine by what says most: its `ip netns` name, its container, its inode."""
+    ns = meta.get("netns") or {}
+    if not ns:
+        return str(meta.get("hostname") or "host")
+    return str(ns.get("name") or ns.get("container") or f"net:[{ns.get('inode')}]")
+
+
+def _labels(inputs: list[_Input], *, by_netns: bool = False) -> list[str]:
+    """Each host's name: its hostname, numbered when two namespaces share one (or, for the
+    namespaces of one machine, the namespace's own name)."""
+    names = [
+        _netns_label(i.meta) if by_netns else str(i.meta.get("hostname") or os.path.basename(i.path)) for i in inputs
+    ]
     seen: Counter[str] = Counter()
     out = []
     for name in names:
@@ -287,8 +299,13 @@ class MergeResult:
     crossings: int
 
 
-def merge(paths: list[str], output: str) -> MergeResult:
-    """Merge the recordings at `paths` (the first is the reference clock) into `output`."""
+def merge(paths: list[str], output: str, *, same_clock: bool = False) -> MergeResult:
+    """Merge the recordings at `paths` (the first is the reference clock) into `output`.
+
+    `same_clock`: the recordings are of network namespaces of this one machine (record -p
+    across namespaces), whose timestamps all come from one kernel clock: nothing to estimate,
+    so the offsets are 0 within 0, and namespaces that share no connection are merged too.
+    """
     if len(paths) < 2:
         raise UsageError("merge: give at least two recordings")
     for p in paths:
@@ -302,12 +319,19 @@ def merge(paths: list[str], output: str) -> MergeResult:
             if same_file(p, q):
                 raise MergeRefused(f"merge: {p} and {q} are the same file; merge recordings of different hosts")
     inputs = [_load(p) for p in paths]
+    labels = _labels(inputs, by_netns=same_clock)
+    fits: list[ClockFit | None] = [None]
+    all_pairs: list[list[tuple[int, int, bool]]] = [[]]
+    if same_clock:
+        for item in inputs[1:]:
+            pairs = match(inputs[0], item)
+            all_pairs.append(pairs)
+            fwd = sum(f for *_, f in pairs)
+            fits.append(ClockFit(0, 0.0, 0, 0, 0, fwd, len(pairs) - fwd, model="same clock"))
+        return _write(inputs, labels, fits, all_pairs, output)
     for item in inputs:
         if not item.packets:
             raise MergeRefused(f"merge: {item.path} has no packets to synchronise its clock on")
-    labels = _labels(inputs)
-    fits: list[ClockFit | None] = [None]
-    all_pairs: list[list[tuple[int, int, bool]]] = [[]]
     for item in inputs[1:]:
         pairs = match(inputs[0], item)
         if not pairs:
@@ -384,7 +408,7 @@ def _write(
                     "backward": fit.backward,
                     "span_ns": fit.span_ns,
                     "consistent": fit.consistent,
-                    "model": "offset+drift" if fit.drift_ppb else "offset",
+                    "model": fit.model or ("offset+drift" if fit.drift_ppb else "offset"),
                 },
             }
         )

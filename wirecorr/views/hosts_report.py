@@ -14,6 +14,7 @@ from wirecorr import __version__
 from wirecorr.engine.hosts import Conversation, Crossing, MergedSession, host_summary
 from wirecorr.json_codec import dumps
 from wirecorr.model import fmt_ns as fmt_duration
+from wirecorr.sources.netns import describe
 from wirecorr.views import json_report, text_report
 
 SCHEMA = "wirecorr.analyze-merged/1"
@@ -75,6 +76,9 @@ def clock_line(host: dict[str, Any], reference: str) -> str:
     if not host.get("sync"):
         return "reference clock"
     sync = host["sync"]
+    if sync.get("model") == "same clock":
+        crossed = sync["forward"] + sync["backward"]
+        return f"same clock as {reference}'s (namespaces of one machine; {crossed} crossings)"
     drift = f", drift {host.get('drift_ppb', 0) / 1e3:+.3f} ppm" if host.get("drift_ppb") else ""
     shaky = "; timestamps contradict causality, bound widened to the overlap" if not sync.get("consistent") else ""
     return (
@@ -93,6 +97,8 @@ def write_text(merged: MergedSession, out: TextIO, *, notable: int) -> None:
         where = f"interface {info.get('interface')}" if info.get("interface") else "no capture interface named"
         pids = ", ".join(map(str, info.get("pids") or [])) or "-"
         out.write(f"  host {info['id']} {h.name} ({where}, pids {pids}): {clock_line(info, reference)}\n")
+        if info.get("netns"):
+            out.write(f"    captured in the {describe(info['netns'])}\n")
     stats = delay_stats(merged.crossings)
     if stats:
         out.write(
