@@ -528,3 +528,139 @@ def test_record_attaches_to_processes_in_two_namespaces_one_capture_each(tmp_pat
     assert {"accept-ack", "read-data", "write-data"} <= server_kinds, server_kinds
     text = wirecorr("analyze", str(out)).stdout
     assert f"captured in the network namespace net:[{inodes[0]}] ({net.a})" in text, text[:800]
+
+
+SYNPROXY = """
+table ip wctest_syn {
+    chain prerouting_syn {
+        type filter hook prerouting priority raw; policy accept;
+        iifname "ra" tcp dport PORT tcp flags syn notrack
+    }
+    chain forward_syn {
+        type filter hook forward priority filter; policy accept;
+        iifname "ra" tcp dport PORT ct state invalid,untracked synproxy mss 1460 wscale 7 timestamp sack-perm
+        ct state invalid drop
+    }
+}
+"""
+
+ONE_SHOT_SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+c, _ = s.accept()
+got = 0
+while True:
+    d = c.recv(65536)
+    if not d:
+        break
+    got += len(d)
+c.sendall(b"got %d\\n" % got)
+c.close()
+"""
+
+ONE_SHOT_CLIENT = """
+import socket, sys, time
+for _ in range(200):
+    try:
+        c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+        break
+    except OSError:
+        time.sleep(0.02)
+for i in range(6):
+    c.sendall(b"%d" % i * 700)
+    time.sleep(0.005)
+c.shutdown(socket.SHUT_WR)
+assert c.recv(100).startswith(b"got ")
+c.close()
+"""
+
+
+def test_merge_matches_across_a_middlebox_that_rewrites_sequence_numbers(tmp_path: Path) -> None:
+    """A SYN proxy (nftables `synproxy`) in a router between client and server answers the
+    client's SYN itself, then opens its own connection to the server, whose ISN differs:
+    from there on it rewrites the server's sequence numbers (and the client's ACKs, and the
+    TCP timestamps) as NAT rewrites addresses. Only IP ID, length and payload still match."""
+    _need_namespaces()
+    from wirecorr.labs.netns import PREFIX, _add, _ip, entered, remove, set_sysctl
+
+    (tmp_path / "server.py").write_text(ONE_SHOT_SERVER)
+    (tmp_path / "client.py").write_text(ONE_SHOT_CLIENT)
+    port = PORT + 3
+    net = LabNet(a=f"{PREFIX}{os.urandom(4).hex()}")
+    client_ns, router, server_ns = net.a, f"{net.a}-r", f"{net.a}-s"
+    a, b = tmp_path / "client.pcapng", tmp_path / "server.pcapng"
+    try:
+        for ns in (client_ns, router, server_ns):
+            _add(net, ns)
+        _ip("link", "add", "a0", "netns", client_ns, "type", "veth", "peer", "name", "ra", "netns", router)
+        _ip("link", "add", "b0", "netns", server_ns, "type", "veth", "peer", "name", "rb", "netns", router)
+        for ns, dev, addr, gw in (
+            (client_ns, "a0", "10.83.1.1", "10.83.1.254"),
+            (server_ns, "b0", "10.84.1.2", "10.84.1.254"),
+        ):
+            with entered(ns):
+                _ip("link", "set", "lo", "up")
+                _ip("addr", "add", f"{addr}/24", "dev", dev)
+                _ip("link", "set", dev, "gso_max_segs", "1", "up")
+                _ip("route", "add", "default", "via", gw)
+        with entered(router):
+            for dev, addr in (("ra", "10.83.1.254/24"), ("rb", "10.84.1.254/24")):
+                _ip("addr", "add", addr, "dev", dev)
+                _ip("link", "set", dev, "gso_max_segs", "1", "up")
+            set_sysctl("net.ipv4.ip_forward", "1")
+            set_sysctl("net.netfilter.nf_conntrack_tcp_loose", "0")
+        _ip("nft", "-f", "-", ns=router, stdin=SYNPROXY.replace("PORT", str(port)))
+        common = ["record", "--no-annotate", "-f", f"tcp port {port}"]
+        server_argv = [sys.executable, "-I", str(tmp_path / "server.py"), "10.84.1.2", str(port)]
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wirecorr",
+                *common,
+                "--netns",
+                server_ns,
+                "-i",
+                "b0",
+                "-o",
+                str(b),
+                "--",
+                *server_argv,
+            ],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            client_argv = [sys.executable, "-I", str(tmp_path / "client.py"), "10.84.1.2", str(port)]
+            client = wirecorr(*common, "--netns", client_ns, "-i", "a0", "-o", str(a), "--", *client_argv)
+            assert client.returncode == 0, client.stderr
+            _, err = server.communicate(timeout=30)
+            assert server.returncode == 0, err
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+    finally:
+        remove(net)
+    merged = tmp_path / "merged.pcapng"
+    done = wirecorr("merge", str(a), str(b), "-o", str(merged))
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(wirecorr("analyze", "--json", "--packets", str(merged)).stdout)
+    client_report, server_report = (h["report"] for h in doc["hosts"])
+    # (The client may have been answered by the proxy and reset before the server listened.)
+    (cv,) = [cv for cv in doc["conversations"] if cv["crossings"] > 2]
+    assert cv["one_way_delay"]["client_to_server"] and cv["one_way_delay"]["server_to_client"], cv
+    # Every data segment both captured is one crossing, each way; none arrives before it left.
+    data = {p["index"] for p in client_report["packets"] if p["len"] > 0}
+    crossed = {c["sent"] for c in doc["crossings"]} | {c["received"] for c in doc["crossings"]}
+    assert data and data <= crossed, (data, crossed)
+    # The server's pure ACKs too (its own copies: on the server's side of the proxy).
+    acks = {p["index"] for p in server_report["packets"] if p["dir"] == "s2c" and p["len"] == 0 and p["flags"] == "."}
+    assert len(acks & crossed) >= 4, (acks, crossed)
+    assert all(c["delay_ns"] >= 0 for c in doc["crossings"]), doc["crossings"]
+    host = doc["hosts"][1]
+    assert abs(host["offset_ns"]) <= host["offset_error_ns"] <= 1_000_000, host

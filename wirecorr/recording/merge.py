@@ -119,7 +119,9 @@ def _keys(pkt: Any, ip_id: int | None) -> tuple[tuple[Any, ...] | None, tuple[An
     crc = zlib.crc32(pkt.payload)
     if pkt.proto == PROTO_TCP:
         key = (PROTO_TCP, ip_id, pkt.seq, pkt.ack, pkt.flags, pkt.payload_len, pkt.ts_val, crc)
-        return key, (PROTO_TCP, ip_id, pkt.flags, pkt.payload_len, crc) if ip_id is not None else None
+        # IP ID 0 is what Linux gives packets sent without a full socket (a SYN-ACK, a RST,
+        # a TIME_WAIT ACK): no identity to match on without the sequence numbers.
+        return key, (PROTO_TCP, ip_id, pkt.flags, pkt.payload_len, crc) if ip_id else None
     if pkt.proto == PROTO_UDP:
         return (PROTO_UDP, ip_id, pkt.payload_len, crc), None
     return None, None
