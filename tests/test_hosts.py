@@ -273,15 +273,20 @@ def test_record_attaches_to_a_process_in_its_own_namespace(tmp_path: Path) -> No
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            time.sleep(2.0)
+            assert recorder.stderr is not None
+            started = recorder.stderr.readline()  # tcpdump listens: tracing follows at once
+            time.sleep(1.5)
             inode = os.stat(f"/run/netns/{net.a}").st_ino
             recorder.send_signal(signal.SIGINT)
             _, err = recorder.communicate(timeout=30)
+            err = started + err
         finally:
             proc.kill()
             proc.wait()
     assert "capturing in the network namespace" in err, err
-    doc = json.loads(wirecorr("analyze", "--json", str(out)).stdout)
+    done = wirecorr("analyze", "--json", str(out))
+    assert done.returncode == 0, (err, done.stderr)
+    doc = json.loads(done.stdout)
     conns = [c for c in doc["connections"] if c["server"] == "127.0.0.1:9320"]
     assert len(conns) >= 5, err
     kinds = {lk["kind"] for lk in doc["links"]}

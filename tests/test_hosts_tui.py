@@ -11,11 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tui_helpers import REPO, make_app, settle, sync
+from tui_helpers import REPO, make_app, settle
 
 from wirecorr.engine.hosts import load_merged, merged_header
 from wirecorr.engine.ingest import analyze_file
-from wirecorr.views.tui.app import WirecorrApp
 from wirecorr.views.tui.conn_events import CLIENT_SIDE, SERVER_SIDE
 from wirecorr.views.tui.ladder import PKT, LadderView
 from wirecorr.views.tui.rows import packet_ref
@@ -104,25 +103,6 @@ def _ladder_snapshot(snap_compare: Callable[..., bool], size: tuple[int, int]) -
 @SIZES
 def test_snapshot_merged_ladder(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
     assert _ladder_snapshot(snap_compare, size)
-
-
-@sync
-async def test_l_on_a_merged_recording_opens_both_hosts_ladder() -> None:
-    app: WirecorrApp = make_app(MERGED)
-    async with app.run_test(size=(160, 45)) as pilot:
-        await settle(pilot, app)
-        app.timeline.goto_ref(packet_ref(1))  # the server's copy of the SYN
-        await pilot.press("l")
-        for _ in range(250):
-            ladders = app.screen.query(LadderView)
-            if ladders and not ladders.first().loading_rows:
-                break
-            await pilot.pause(0.02)
-        ladder = app.screen.query_one(LadderView)
-        assert [e.name for e in ladder.ends] == ["vm#1", "vm#2"]
-        await pilot.press("g", "j", "j", "enter")  # the SYN's row: back to its sender's copy
-        await pilot.pause()
-        assert app.timeline.current_ref == packet_ref(ladder.rows[2].ref)
 
 
 def test_merged_json_reaches_all_four_lanes() -> None:
