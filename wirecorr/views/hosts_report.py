@@ -18,6 +18,7 @@ from wirecorr.sources.netns import describe
 from wirecorr.views import json_report, text_report
 
 SCHEMA = "wirecorr.analyze-merged/1"
+CONVERSATIONS_SHOWN = 10
 
 
 def crossing_record(c: Crossing) -> dict[str, Any]:
@@ -105,7 +106,8 @@ def write_text(merged: MergedSession, out: TextIO, *, notable: int) -> None:
             f"  one-way delay of the crossings: min {fmt_duration(stats['min_ns'])}, median "
             f"{fmt_duration(stats['median_ns'])}, max {fmt_duration(stats['max_ns'])}\n"
         )
-    for cv in merged.conversations():
+    conversations = merged.conversations()
+    for cv in conversations[:CONVERSATIONS_SHOWN]:
         rec = conversation_record(merged, cv)
         ends = []
         for role in ("client", "server"):
@@ -119,6 +121,9 @@ def write_text(merged: MergedSession, out: TextIO, *, notable: int) -> None:
             if d
         ]
         out.write(f"  connection {ends[0]} is {ends[1]}: {rec['crossings']} packets both saw; {', '.join(delays)}\n")
+    if len(conversations) > CONVERSATIONS_SHOWN:
+        more = len(conversations) - CONVERSATIONS_SHOWN
+        out.write(f"  … and {more} more connections seen by two hosts (--json lists all)\n")
     for h in hosts:
         out.write(f"\n=== host {h.host['id']} {h.name} ===\n")
         text_report.write(h.session, out, notable=notable)
