@@ -367,6 +367,10 @@ class WirecorrApp(App[None]):
         elif timeline.unseen:
             parts.append(f"{timeline.unseen:,} new events (G to follow)")
         parts += [self.feed.status(), f"{self.index.events:,} events"]
+        hosts = (self.index.session.meta or {}).get("hosts")
+        if hosts:
+            # The timeline reads a merged file as one capture; the ladder and analyze do not.
+            parts.append(f"merged: {len(hosts)} hosts, each crossing twice here; l shows both ends")
         self.query_one("#status-text", Static).update("  ·  ".join(parts))
 
     # -- panes talking to each other -----------------------------------------------------
