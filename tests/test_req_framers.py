@@ -198,3 +198,26 @@ def test_framing_stops_where_bytes_were_not_recorded() -> None:
     assert _ends(frames) == [(0, 31, True)]
     cut = RESP_CMDS[:36]
     assert _ends(resp.frames(_source(cut, []), len(cut))) == [(0, 31, True), (31, 36, False)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from([b"", b"GET / HTTP/1.1\r\n", b"HTTP/1.1 200 OK\r\n", b"*2\r\n$3\r\n"]))
+def test_framers_take_any_bytes(data: bytes, prefix: bytes) -> None:
+    """Whatever the wire carries: no framer raises, frames are in order and inside the stream."""
+    stream = prefix + data
+    src = _source(stream, [])
+    n = len(stream)
+    results = [
+        http.requests(src, n),
+        http.responses(src, n, ["GET", "HEAD"]),
+        resp.frames(src, n),
+        pgsql.frames(src, n, client=True),
+        pgsql.frames(src, n, answer_byte=True),
+        dns.tcp_frames(src, n),
+    ]
+    for frames in results:
+        ends = [(f.start, f.end) for f in frames]
+        assert all(0 <= s <= e <= n for s, e in ends)
+        assert all(a[1] <= b[0] for a, b in pairwise(ends))
+    dns.parse(stream)
+    pgsql.pair(results[3], results[4])

@@ -13,7 +13,7 @@ import pytest
 from helpers import free_port
 
 from wirecorr.engine.ingest import analyze_file
-from wirecorr.engine.requests import requests_of
+from wirecorr.engine.requests import requests_of, settle
 
 pytest.importorskip("wirecorr.sources.tracer", reason="the ptrace tracer has not landed yet")
 
@@ -107,6 +107,15 @@ def test_redis_commands_and_pipeline(tmp_path: Path) -> None:
     assert piped[3].summary == "GET nosuch → nil" and piped[2].summary == "INCR a → integer"
     for r in reqs:
         _check_split(r)
+    # Settled before a streaming analysis drops the calls, a connection's requests stay whole.
+    session = analyze_file(str(out))
+    for conn in session.analyzer.connections:
+        settle(session, conn.id)
+    session._by_id.clear()  # what the streaming analyze's drop_syscalls does to the calls it wrote out
+    session.syscalls.clear()
+    assert [(r.summary, r.split, r.syscalls) for r in requests_of(session) if r.fields.get("redis.cmd") != "PING"] == [
+        (r.summary, r.split, r.syscalls) for r in reqs
+    ]
 
 
 def test_wire_fixture_server_side_only(wire, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -186,7 +195,12 @@ for _ in range(2):
             head, buf = buf.split(b"\r\n\r\n", 1)
             if head.startswith(b"GET /slow"):
                 time.sleep(0.15)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            if head.startswith(b"GET /big"):
+                body = b"x" * 3000 + b"ok"
+                chunk = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk)
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     conn.close()
 """
 PIPELINING_CLIENT = r"""
@@ -203,8 +217,8 @@ for _ in range(200):
         break
     except ConnectionRefusedError:
         time.sleep(0.02)
-for _ in range(5):
-    get(a, [b"/fast"])
+for path in (b"/fast", b"/fast", b"/big", b"/fast", b"/fast"):
+    get(a, [path])
 a.close()
 b = socket.create_connection(("127.0.0.1", port))
 get(b, [b"/slow", b"/after"])
@@ -214,7 +228,8 @@ b.close()
 
 def test_slow_request_and_head_of_line_findings(tmp_path: Path) -> None:
     """A server that thinks 150 ms on /slow: the slow request is an outlier dominated by
-    server processing, and /after, pipelined behind it, waited at the head of the line."""
+    server processing, and /after, pipelined behind it, waited at the head of the line.
+    Its chunked /big response is cut by the capture's snaplen, and framing carries on."""
     (tmp_path / "server.py").write_text(SLOW_SERVER)
     (tmp_path / "client.py").write_text(PIPELINING_CLIENT)
     port = free_port()
@@ -227,7 +242,13 @@ def test_slow_request_and_head_of_line_findings(tmp_path: Path) -> None:
     )
     session = analyze_file(str(out))
     reqs = [r for r in requests_of(session) if r.fields.get("http.uri") != "/"]
-    assert [r.fields["http.uri"] for r in reqs] == ["/fast"] * 5 + ["/slow", "/after"]
+    assert [r.fields["http.uri"] for r in reqs] == ["/fast", "/fast", "/big", "/fast", "/fast", "/slow", "/after"]
+    # /big's chunked body went out in one segment longer than the snaplen (2048): framing
+    # resumed at the next response, so every request still has its own.
+    assert all(r.fields.get("http.status") == 200 and r.response is not None for r in reqs)
+    big = reqs[2]
+    assert big.response.size > 3000 and big.response.end == reqs[3].response.start  # type: ignore[union-attr]
+    assert big.fields["http.transfer_encoding"] == "chunked"
     slow, after = reqs[-2], reqs[-1]
     assert slow.dominant()[0] == "server processing" and dict(slow.split)["server processing"] >= 150_000_000
     findings = {(f.kind, f.connection): f for f in session.findings}
@@ -235,3 +256,66 @@ def test_slow_request_and_head_of_line_findings(tmp_path: Path) -> None:
     assert "most of it in server processing" in findings[("slow_request", slow.conn)].message
     hol = findings[("head_of_line_blocking", after.conn)]
     assert "GET /after" in hol.message and "GET /slow" in hol.message
+
+
+NAGLE_HTTP = r"""
+import socket, sys
+port = int(sys.argv[1])
+srv = socket.socket()
+srv.bind(("127.0.0.1", port))
+srv.listen(1)
+c = socket.create_connection(("127.0.0.1", port))
+s, _ = srv.accept()
+def serve(body_len):
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    got = 0
+    while got < body_len:
+        got += len(s.recv(body_len - got))
+    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+def answer(n):
+    got = b""
+    while len(got) < n:
+        got += c.recv(100)
+# Request/response rounds put the server's end into delayed-ACK (pingpong) mode ...
+for _ in range(3):
+    c.send(b"GET / HTTP/1.1\r\n\r\n")
+    serve(0)
+    answer(40)
+# ... so the body's small write waits, by Nagle, for the ACK of the head's.
+c.send(b"POST /form HTTP/1.1\r\nContent-Length: 5\r\n\r\n")
+c.send(b"hello")
+serve(5)
+answer(40)
+# A server that answers before it has read the body.
+c.send(b"POST /early HTTP/1.1\r\nContent-Length: 5\r\n\r\n")
+head = b""
+while b"\r\n\r\n" not in head:
+    head += s.recv(1)
+s.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
+answer(len(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"))
+c.send(b"early")
+s.recv(5)
+c.close()
+s.close()
+"""
+
+
+def test_nagle_and_early_response_findings(tmp_path: Path) -> None:
+    """A POST written as head + body behind a delayed ACK is a request_nagle_delay; a 413
+    sent before the body was read is an early_response."""
+    (tmp_path / "prog.py").write_text(NAGLE_HTTP)
+    port = free_port()
+    out = tmp_path / "nagle.pcapng"
+    _record(out, port, f"{sys.executable} {tmp_path}/prog.py {port}")
+    session = analyze_file(str(out))
+    reqs = requests_of(session)
+    assert [r.summary for r in reqs] == ["GET / → 200"] * 3 + ["POST /form → 200", "POST /early → 413"]
+    form, early = reqs[3], reqs[4]
+    nagle = [f for f in session.findings if f.kind == "request_nagle_delay"]
+    assert len(nagle) == 1 and "POST /form → 200" in nagle[0].message and "request" in nagle[0].message
+    # The wait shows in the split: the request's last byte left ≥ 30 ms after its first.
+    assert dict(form.split)["request wire"] >= 30_000_000
+    (found,) = [f for f in session.findings if f.kind == "early_response"]
+    assert found.connection == early.conn and "POST /early → 413" in found.message

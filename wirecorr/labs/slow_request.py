@@ -190,7 +190,9 @@ def explain(ev: Evidence) -> None:
             _held(ev, slowed)
         elif slowed_uri == "/lossy":
             _resent(ev, slowed)
-    ev.cite_findings("nagle_stall", "retransmission", limit=1)
+    # The engine's own diagnosis in its words: the same lines `wirecorr analyze` prints.
+    ev.cite_findings("slow_request", limit=3)
+    ev.cite_findings("request_nagle_delay", "retransmission", limit=1)
 
 
 def _held(ev: Evidence, req: Request) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wirecorr.engine.requests.build import build
+from wirecorr.engine.requests.build import build, connection_requests
 from wirecorr.engine.requests.request import PROTOCOLS, Gap, Message, Request
 
 if TYPE_CHECKING:
@@ -28,9 +28,19 @@ def _built(session: Session) -> tuple[list[Request], list[Gap]]:
     key = (len(session.syscalls), len(session.analyzer.table))
     cached = getattr(session, "_requests", None)
     if cached is None or cached[0] != key:
-        cached = (key, build(session))
+        cached = (key, build(session, getattr(session, "_settled_requests", None)))
         session._requests = cached  # type: ignore[attr-defined]
     return cached[1]
+
+
+def settle(session: Session, conn_id: int) -> None:
+    """Compute and keep the requests of a connection now, before its calls are dropped:
+    the streaming `analyze --json` calls it as it retires a connection (engine/streaming.py),
+    so `requests_of` at the end gives what the whole-table path gives."""
+    settled = getattr(session, "_settled_requests", None)
+    if settled is None:
+        settled = session._settled_requests = {}  # type: ignore[attr-defined]
+    settled[conn_id] = connection_requests(session, session.analyzer.connections[conn_id])
 
 
 def requests_of(session: Session) -> list[Request]:
@@ -44,4 +54,4 @@ def framing_gaps(session: Session) -> list[Gap]:
     return _built(session)[1]
 
 
-__all__ = ["PROTOCOLS", "Gap", "Message", "Request", "framing_gaps", "requests_of"]
+__all__ = ["PROTOCOLS", "Gap", "Message", "Request", "framing_gaps", "requests_of", "settle"]

@@ -4,33 +4,50 @@ directions, pair requests with responses, and locate each message's calls and pa
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 
 from wirecorr.engine.connections import Connection
 from wirecorr.engine.requests import dns, http, pgsql, resp
 from wirecorr.engine.requests.request import Gap, Message, Request
 from wirecorr.engine.requests.split import split
-from wirecorr.engine.requests.streams import ByteSource, Direction, Frame, calls_over, tcp_segments
+from wirecorr.engine.requests.streams import ByteSource, Direction, Frame, calls_over, printable, tcp_segments
 from wirecorr.engine.session import Session
-from wirecorr.model import Syscall
+from wirecorr.model import PSH, Syscall
 
 SIDES = ("client", "server")
 # Bytes of a stream's start read to confirm its protocol by content.
 SNIFF = 64
+# Places tried to resume framing HTTP responses after bytes that were not recorded.
+RESUME_TRIES = 256
 
 
-def build(session: Session) -> tuple[list[Request], list[Gap]]:
-    """The session's requests in order of start, and where framing had to stop."""
+def build(
+    session: Session, settled: dict[int, tuple[list[Request], list[Gap]]] | None = None
+) -> tuple[list[Request], list[Gap]]:
+    """The session's requests in order of start, and where framing had to stop; `settled`
+    holds those of connections computed before their calls were dropped."""
     out: list[Request] = []
     gaps: list[Gap] = []
     for conn in session.analyzer.connections:
-        if conn.proto == "tcp":
-            out.extend(_tcp_requests(session, conn, gaps))
-        elif conn.proto == "udp":
-            out.extend(_udp_requests(session, conn))
+        found = settled.get(conn.id) if settled else None
+        if found is None:
+            found = connection_requests(session, conn)
+        out.extend(found[0])
+        gaps.extend(found[1])
     out.sort(key=lambda r: (r.start_ns, r.conn))
     for i, req in enumerate(out):
         req.id = i
     return out, gaps
+
+
+def connection_requests(session: Session, conn: Connection) -> tuple[list[Request], list[Gap]]:
+    """One connection's requests and framing gaps."""
+    gaps: list[Gap] = []
+    if conn.proto == "tcp":
+        return _tcp_requests(session, conn, gaps), gaps
+    if conn.proto == "udp":
+        return _udp_requests(session, conn), gaps
+    return [], gaps
 
 
 def _directions(session: Session, conn: Connection) -> tuple[tuple[Direction, Direction], tuple[str, ...]]:
@@ -116,10 +133,12 @@ def _tcp_requests(session: Session, conn: Connection, gaps: list[Gap]) -> list[R
     limits = (dirs[0].end, dirs[1].end)
     c_frames: list[Frame]
     s_frames: list[Frame]
+    lost: set[int] = set()
     if proto == "http":
         c_frames = http.requests(dirs[0].src, limits[0])
-        s_frames = http.responses(dirs[1].src, limits[1], [str(f.fields.get("http.method", "")) for f in c_frames])
-        pairs = _pair_http(c_frames, s_frames)
+        runs = _http_runs(session, dirs[1], limits[1], [str(f.fields.get("http.method", "")) for f in c_frames])
+        s_frames = [f for run in runs for f in run]
+        pairs, lost = _pair_http(session, dirs, c_frames, runs)
     elif proto == "redis":
         c_frames, s_frames = resp.frames(dirs[0].src, limits[0]), resp.frames(dirs[1].src, limits[1])
         pairs = _in_order(c_frames, s_frames)
@@ -133,6 +152,9 @@ def _tcp_requests(session: Session, conn: Connection, gaps: list[Gap]) -> list[R
         pairs = dns.pair(c_frames, s_frames)
     for d, frames in enumerate((c_frames, s_frames)):
         stop = frames[-1].end if frames else 0
+        for f, after in pairwise(frames):
+            if after.start > f.end:
+                gaps.append(Gap(conn.id, d, f.end, after.start, "not recorded"))
         if stop < limits[d]:
             known = bool(dirs[d].src.get(stop, 1))
             gaps.append(Gap(conn.id, d, stop, limits[d], "unparsable" if known else "not recorded"))
@@ -145,6 +167,8 @@ def _tcp_requests(session: Session, conn: Connection, gaps: list[Gap]) -> list[R
             start, end = resp_frames[0].start, resp_frames[-1].end
             response = _message(session, dirs[1], 1, start, end, resp_frames[-1].complete)
         fields = _fields(proto, req_frame, resp_frames)
+        if id(req_frame) in lost:
+            fields["http.response"] = "not recorded"
         summary, endpoint = describe(fields, bool(resp_frames))
         out.append(_request(session, proto, conn, traced, summary, endpoint, request, response, fields, dirs))
     return out
@@ -165,9 +189,81 @@ def _fields(proto: str, request: Frame, answer: list[Frame]) -> dict[str, object
     return fields
 
 
-def _pair_http(reqs: list[Frame], resps: list[Frame]) -> list[tuple[Frame, list[Frame]]]:
+def _http_runs(session: Session, dr: Direction, limit: int, methods: list[str]) -> list[list[Frame]]:
+    """The responses, in runs: where a response's bytes were not recorded (a chunked body
+    cut by the snaplen), framing resumes at the next point that starts a response, as
+    tshark's dissector does at the next segment; what lay between is lost."""
+    runs = [http.responses(dr.src, limit, methods)]
+    while runs[-1]:
+        last = runs[-1][-1]
+        open_ended = bool(last.fields.get("http.end_unknown"))
+        stop = last.start + 1 if open_ended else last.end
+        if stop >= limit or (last.end >= limit and not open_ended):
+            break
+        resume = _resume(session, dr, stop, limit)
+        if resume is None:
+            break
+        answered = sum(1 for run in runs for f in run if not f.fields.get("http.interim"))
+        if open_ended:
+            # Nothing was skipped: the open response ends where the next begins, and the
+            # requests' order still holds.
+            last.end, last.complete = resume, True
+            del last.fields["http.end_unknown"]
+        run = http.responses(dr.src, limit, methods[answered:] if open_ended else [], start=resume)
+        if not run:
+            break
+        runs.append(run)
+    if not runs[-1] and len(runs) > 1:
+        runs.pop()
+    return runs
+
+
+def _resume(session: Session, dr: Direction, after: int, limit: int) -> int | None:
+    """The first offset past `after` where a write began or a segment followed a pushed one
+    (where the sender's messages usually begin) and the bytes there start an HTTP response."""
+    flags = session.analyzer.table.flags
+    starts = {s for s, _, _ in dr.writes if after < s < limit}
+    pushed = True
+    for s, _, idx in dr.segments:
+        if pushed and after < s < limit:
+            starts.add(s)
+        pushed = bool(flags[idx] & PSH)
+    for s in sorted(starts)[:RESUME_TRIES]:
+        if http.is_response(dr.src.get(s, 16)):
+            return s
+    return None
+
+
+def _pair_http(
+    session: Session, dirs: tuple[Direction, Direction], reqs: list[Frame], runs: list[list[Frame]]
+) -> tuple[list[tuple[Frame, list[Frame]]], set[int]]:
     """Responses answer requests in order (pipelining included); interim ones go with the
-    final response that follows them."""
+    final response that follows them. A run of responses after lost bytes answers, from
+    the latest request that was on the wire before it began: with one request at a time on
+    a keep-alive connection that is exact, and the requests skipped had their answers in
+    the lost bytes (returned by id, to be marked)."""
+    answers: dict[int, list[Frame]] = {}
+    lost: set[int] = set()
+    ts = session.analyzer.table.ts_ns
+    next_free = 0
+    for n, run in enumerate(runs):
+        groups = _group_interim(run)
+        k = next_free
+        if n > 0 and groups and groups[0][0].start != runs[n - 1][-1].end:
+            first = [ts[idx] for s, e, idx in dirs[1].segments_over(groups[0][0].start, groups[0][0].start + 1)]
+            began = min(first) if first else None
+            for i in range(next_free, len(reqs)):
+                sent = [ts[idx] for s, e, idx in dirs[0].segments_over(reqs[i].end - 1, reqs[i].end)]
+                if began is not None and sent and min(sent) <= began:
+                    k = i
+        lost.update(id(reqs[i]) for i in range(next_free, min(k, len(reqs))))
+        for j, group in enumerate(groups):
+            answers[k + j] = group
+        next_free = k + len(groups)
+    return [(r, answers.get(i, [])) for i, r in enumerate(reqs)], lost
+
+
+def _group_interim(resps: list[Frame]) -> list[list[Frame]]:
     grouped: list[list[Frame]] = []
     pending: list[Frame] = []
     for f in resps:
@@ -177,7 +273,7 @@ def _pair_http(reqs: list[Frame], resps: list[Frame]) -> list[tuple[Frame, list[
             pending = []
     if pending:
         grouped.append(pending)
-    return [(r, grouped[i] if i < len(grouped) else []) for i, r in enumerate(reqs)]
+    return grouped
 
 
 def _in_order(reqs: list[Frame], resps: list[Frame]) -> list[tuple[Frame, list[Frame]]]:
@@ -264,8 +360,10 @@ def finish_request(
     fields: dict[str, object],
     points: dict[str, int],
 ) -> Request:
-    """A Request with its split computed from `points`."""
+    """A Request with its split computed from `points`; text from the wire made printable."""
     start, total, parts = split(points)
+    summary, endpoint = printable(summary), printable(endpoint)
+    fields = {k: printable(v) if isinstance(v, str) else v for k, v in fields.items()}
     return Request(
         id=0,
         protocol=proto,
@@ -288,7 +386,9 @@ def _describe_http(fields: dict[str, object], answered: bool) -> tuple[str, str]
     method, uri = fields.get("http.method", "?"), str(fields.get("http.uri", "?"))
     path = uri.split("?", 1)[0]
     status = fields.get("http.status") if answered else None
-    return f"{method} {uri} → {status if status is not None else 'no response'}", f"{method} {path}"
+    if status is None:
+        status = "response not recorded" if fields.get("http.response") == "not recorded" else "no response"
+    return f"{method} {uri} → {status}", f"{method} {path}"
 
 
 _DESCRIBE: dict[str, Callable[[dict[str, object], bool], tuple[str, str]]] = {

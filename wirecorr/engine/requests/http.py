@@ -121,12 +121,12 @@ def _request_fields(line: bytes) -> dict[str, object]:
     return fields
 
 
-def responses(src: ByteSource, limit: int, methods: list[str]) -> list[Frame]:
-    """The responses of a server → client stream; `methods` are the requests' methods in
-    order (a response to HEAD has no body). Interim (1xx) responses are frames of their own
-    with `http.interim`."""
+def responses(src: ByteSource, limit: int, methods: list[str], start: int = 0) -> list[Frame]:
+    """The responses of a server → client stream from offset `start`; `methods` are the
+    requests' methods in order (a response to HEAD has no body). Interim (1xx) responses
+    are frames of their own with `http.interim`."""
     out: list[Frame] = []
-    pos = 0
+    pos = start
     n_final = 0
     while pos < limit:
         got = _head(src, pos)
@@ -158,6 +158,10 @@ def responses(src: ByteSource, limit: int, methods: list[str]) -> list[Frame]:
         if headers.get("connection"):
             fields["http.connection"] = headers["connection"].lower()
         if end is None and not runs_to(src, pos, limit):
+            # The head is known, the body's end is not (a chunk header was not recorded):
+            # the caller ends it where framing resumes.
+            fields["http.end_unknown"] = True
+            out.append(Frame(pos, limit, fields, False))
             break
         if end is None or end > limit:
             out.append(Frame(pos, limit, fields, False))

@@ -185,6 +185,15 @@ def line_at(src: ByteSource, pos: int, limit: int = 8192) -> bytes | None:
     return None if i < 0 else data[:i]
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+
+
+def printable(text: str) -> str:
+    """Wire text made safe to print: control characters (an escape sequence in a URI would
+    reach the user's terminal) shown as \\xNN."""
+    return text.translate(_CONTROL) if not text.isprintable() else text
+
+
 # Longest stream tail `runs_to` reads to decide that a stream ended inside a message.
 MAX_TAIL = 1 << 16
 
