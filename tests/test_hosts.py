@@ -273,15 +273,20 @@ def test_record_attaches_to_a_process_in_its_own_namespace(tmp_path: Path) -> No
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            time.sleep(2.0)
+            assert recorder.stderr is not None
+            started = recorder.stderr.readline()  # tcpdump listens: tracing follows at once
+            time.sleep(1.5)
             inode = os.stat(f"/run/netns/{net.a}").st_ino
             recorder.send_signal(signal.SIGINT)
             _, err = recorder.communicate(timeout=30)
+            err = started + err
         finally:
             proc.kill()
             proc.wait()
     assert "capturing in the network namespace" in err, err
-    doc = json.loads(wirecorr("analyze", "--json", str(out)).stdout)
+    done = wirecorr("analyze", "--json", str(out))
+    assert done.returncode == 0, (err, done.stderr)
+    doc = json.loads(done.stdout)
     conns = [c for c in doc["connections"] if c["server"] == "127.0.0.1:9320"]
     assert len(conns) >= 5, err
     kinds = {lk["kind"] for lk in doc["links"]}
@@ -370,3 +375,297 @@ def test_edit_and_merge_bad_input_is_one_line_and_leaves_no_output(tmp_path: Pat
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and words in lines[0], (argv, done.stderr)
         assert not out.exists(), argv
+
+
+SLOW_SERVER = """
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+c, _ = s.accept()
+time.sleep(1.5)  # the window is shut meanwhile: the client probes it, the server answers
+while c.recv(65536):
+    pass
+c.close()
+"""
+
+BULK_CLIENT = """
+import socket, sys, time
+for _ in range(200):
+    try:
+        c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+        break
+    except ConnectionRefusedError:
+        time.sleep(0.02)
+c.sendall(b"z" * 60000)
+c.close()
+"""
+
+
+def test_merge_matches_repeated_pure_acks_by_ip_id(tmp_path: Path) -> None:
+    """Without TCP timestamps, the zero-window probes of a stalled connection and the
+    server's answers are pure ACKs with identical headers; only the IPv4 ID tells them
+    apart. Every packet both hosts captured must be matched, each to its own copy."""
+    _need_namespaces()
+    (tmp_path / "server.py").write_text(SLOW_SERVER)
+    (tmp_path / "client.py").write_text(BULK_CLIENT)
+    a, b = tmp_path / "client.pcapng", tmp_path / "server.pcapng"
+    port = PORT + 1
+    with private_network(pair=True, sysctls={"net.ipv4.tcp_timestamps": "0"}) as net:
+        assert net.b is not None
+        common = ["record", "--no-annotate", "-f", f"tcp port {port}"]
+        server_argv = [sys.executable, "-I", str(tmp_path / "server.py"), net.addr_b, str(port)]
+        server = subprocess.Popen(
+            [sys.executable, "-m", "wirecorr", *common, "--netns", net.b, "-i", "b0", "-o", str(b), "--", *server_argv],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            client = wirecorr(
+                *common, "--netns", net.a, "-i", "a0", "-o", str(a), "--",
+                sys.executable, "-I", str(tmp_path / "client.py"), net.addr_b, str(port),
+            )  # fmt: skip
+            assert client.returncode == 0, client.stderr
+            _, err = server.communicate(timeout=30)
+            assert server.returncode == 0, err
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+    merged = tmp_path / "merged.pcapng"
+    done = wirecorr("merge", str(a), str(b), "-o", str(merged))
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(wirecorr("analyze", "--json", "--packets", str(merged)).stdout)
+    client_report, server_report = (h["report"] for h in doc["hosts"])
+    # Linux probes a zero window with an empty segment one below the window (Wireshark: keep-alive).
+    probes = [p for p in client_report["packets"] if "keep_alive" in (p.get("analysis") or [])]
+    assert len(probes) >= 2, client_report["analysis"]
+    sent_by_client = {c["sent"] for c in doc["crossings"] if c["sender"] == 0}
+    assert {p["index"] for p in probes} <= sent_by_client
+    # Each capture holds every packet of the one connection (a veth loses none): all matched.
+    counts = [sum(c["packets"]["client_to_server"] + c["packets"]["server_to_client"] for c in r["connections"])
+              for r in (client_report, server_report)]  # fmt: skip
+    assert counts[0] == counts[1] == len(doc["crossings"]), (counts, len(doc["crossings"]))
+    assert all(c["delay_ns"] >= 0 for c in doc["crossings"])
+
+
+NS_SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(8)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    c.sendall(c.recv(100))
+    c.close()
+"""
+
+NS_CLIENT = """
+import socket, sys, time
+print("ready", flush=True)
+for i in range(600):
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+    c.sendall(b"ping %d" % i)
+    c.recv(100)
+    c.close()
+    time.sleep(0.05)
+"""
+
+
+def test_record_attaches_to_processes_in_two_namespaces_one_capture_each(tmp_path: Path) -> None:
+    """`record -p CLIENT -p SERVER` across two namespaces: a tcpdump inside each, the two
+    recordings merged into one (a host per namespace, one clock), links on both sides."""
+    _need_namespaces()
+    (tmp_path / "server.py").write_text(NS_SERVER)
+    (tmp_path / "client.py").write_text(NS_CLIENT)
+    out = tmp_path / "two-ns.pcapng"
+    port = PORT + 2
+    procs: list[subprocess.Popen[str]] = []
+    with private_network(pair=True) as net:
+        assert net.b is not None
+        try:
+            for ns, script in ((net.b, "server.py"), (net.a, "client.py")):
+                argv = ["ip", "netns", "exec", ns, sys.executable, "-I", str(tmp_path / script), net.addr_b, str(port)]
+                procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))
+                assert procs[-1].stdout is not None and procs[-1].stdout.readline().strip() == "ready"
+            server, client = procs
+            pids = ["-p", str(client.pid), "-p", str(server.pid)]
+            recorder = subprocess.Popen(
+                [sys.executable, "-m", "wirecorr", "record", "-f", f"tcp port {port}", "-o", str(out), *pids],
+                cwd=ROOT,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            assert recorder.stderr is not None
+            started = [recorder.stderr.readline(), recorder.stderr.readline()]
+            time.sleep(1.5)
+            inodes = [os.stat(f"/run/netns/{ns}").st_ino for ns in (net.a, net.b)]
+            recorder.send_signal(signal.SIGINT)
+            _, err = recorder.communicate(timeout=60)
+            err = "".join(started) + err
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+    assert recorder.returncode == 130, err
+    assert err.count("capturing in the network namespace") == 2, err
+    assert "2 network namespaces, one capture each, merged" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["client.py", "server.py", "two-ns.pcapng"]
+
+    doc = json.loads(wirecorr("analyze", "--json", str(out)).stdout)
+    assert doc["merged"] is True, doc
+    hosts = doc["hosts"]
+    assert [h["netns"]["inode"] for h in hosts] == inodes
+    assert [h["name"] for h in hosts] == [net.a, net.b]
+    assert [h["pids"] for h in hosts] == [[client.pid], [server.pid]]
+    assert hosts[1]["sync"]["model"] == "same clock" and hosts[1]["offset_ns"] == 0
+    convs = doc["conversations"]
+    assert len(convs) >= 5 and all((c["client"]["host"], c["server"]["host"]) == (0, 1) for c in convs)
+    assert all(c["delay_ns"] >= 0 for c in doc["crossings"])
+    client_kinds = {lk["kind"] for lk in hosts[0]["report"]["links"]}
+    server_kinds = {lk["kind"] for lk in hosts[1]["report"]["links"]}
+    assert {"connect-syn", "write-data", "read-data"} <= client_kinds, client_kinds
+    assert {"accept-ack", "read-data", "write-data"} <= server_kinds, server_kinds
+    text = wirecorr("analyze", str(out)).stdout
+    assert f"captured in the network namespace net:[{inodes[0]}] ({net.a})" in text, text[:800]
+
+
+SYNPROXY = """
+table ip wctest_syn {
+    chain prerouting_syn {
+        type filter hook prerouting priority raw; policy accept;
+        iifname "ra" tcp dport PORT tcp flags syn notrack
+    }
+    chain forward_syn {
+        type filter hook forward priority filter; policy accept;
+        iifname "ra" tcp dport PORT ct state invalid,untracked synproxy mss 1460 wscale 7 timestamp sack-perm
+        ct state invalid drop
+    }
+}
+"""
+
+ONE_SHOT_SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+c, _ = s.accept()
+got = 0
+while True:
+    d = c.recv(65536)
+    if not d:
+        break
+    got += len(d)
+c.sendall(b"got %d\\n" % got)
+c.close()
+"""
+
+ONE_SHOT_CLIENT = """
+import socket, sys, time
+for _ in range(200):
+    try:
+        c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+        break
+    except OSError:
+        time.sleep(0.02)
+for i in range(6):
+    c.sendall(b"%d" % i * 700)
+    time.sleep(0.005)
+c.shutdown(socket.SHUT_WR)
+assert c.recv(100).startswith(b"got ")
+c.close()
+"""
+
+
+def test_merge_matches_across_a_middlebox_that_rewrites_sequence_numbers(tmp_path: Path) -> None:
+    """A SYN proxy (nftables `synproxy`) in a router between client and server answers the
+    client's SYN itself, then opens its own connection to the server, whose ISN differs:
+    from there on it rewrites the server's sequence numbers (and the client's ACKs, and the
+    TCP timestamps) as NAT rewrites addresses. Only IP ID, length and payload still match."""
+    _need_namespaces()
+    from wirecorr.labs.netns import PREFIX, _add, _ip, entered, remove, set_sysctl
+
+    (tmp_path / "server.py").write_text(ONE_SHOT_SERVER)
+    (tmp_path / "client.py").write_text(ONE_SHOT_CLIENT)
+    port = PORT + 3
+    net = LabNet(a=f"{PREFIX}{os.urandom(4).hex()}")
+    client_ns, router, server_ns = net.a, f"{net.a}-r", f"{net.a}-s"
+    a, b = tmp_path / "client.pcapng", tmp_path / "server.pcapng"
+    try:
+        for ns in (client_ns, router, server_ns):
+            _add(net, ns)
+        _ip("link", "add", "a0", "netns", client_ns, "type", "veth", "peer", "name", "ra", "netns", router)
+        _ip("link", "add", "b0", "netns", server_ns, "type", "veth", "peer", "name", "rb", "netns", router)
+        for ns, dev, addr, gw in (
+            (client_ns, "a0", "10.83.1.1", "10.83.1.254"),
+            (server_ns, "b0", "10.84.1.2", "10.84.1.254"),
+        ):
+            with entered(ns):
+                _ip("link", "set", "lo", "up")
+                _ip("addr", "add", f"{addr}/24", "dev", dev)
+                _ip("link", "set", dev, "gso_max_segs", "1", "up")
+                _ip("route", "add", "default", "via", gw)
+        with entered(router):
+            for dev, addr in (("ra", "10.83.1.254/24"), ("rb", "10.84.1.254/24")):
+                _ip("addr", "add", addr, "dev", dev)
+                _ip("link", "set", dev, "gso_max_segs", "1", "up")
+            set_sysctl("net.ipv4.ip_forward", "1")
+            set_sysctl("net.netfilter.nf_conntrack_tcp_loose", "0")
+        _ip("nft", "-f", "-", ns=router, stdin=SYNPROXY.replace("PORT", str(port)))
+        common = ["record", "--no-annotate", "-f", f"tcp port {port}"]
+        server_argv = [sys.executable, "-I", str(tmp_path / "server.py"), "10.84.1.2", str(port)]
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wirecorr",
+                *common,
+                "--netns",
+                server_ns,
+                "-i",
+                "b0",
+                "-o",
+                str(b),
+                "--",
+                *server_argv,
+            ],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            client_argv = [sys.executable, "-I", str(tmp_path / "client.py"), "10.84.1.2", str(port)]
+            client = wirecorr(*common, "--netns", client_ns, "-i", "a0", "-o", str(a), "--", *client_argv)
+            assert client.returncode == 0, client.stderr
+            _, err = server.communicate(timeout=30)
+            assert server.returncode == 0, err
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+    finally:
+        remove(net)
+    merged = tmp_path / "merged.pcapng"
+    done = wirecorr("merge", str(a), str(b), "-o", str(merged))
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(wirecorr("analyze", "--json", "--packets", str(merged)).stdout)
+    client_report, server_report = (h["report"] for h in doc["hosts"])
+    # (The client may have been answered by the proxy and reset before the server listened.)
+    (cv,) = [cv for cv in doc["conversations"] if cv["crossings"] > 2]
+    assert cv["one_way_delay"]["client_to_server"] and cv["one_way_delay"]["server_to_client"], cv
+    # Every data segment both captured is one crossing, each way; none arrives before it left.
+    data = {p["index"] for p in client_report["packets"] if p["len"] > 0}
+    crossed = {c["sent"] for c in doc["crossings"]} | {c["received"] for c in doc["crossings"]}
+    assert data and data <= crossed, (data, crossed)
+    # The server's pure ACKs too (its own copies: on the server's side of the proxy).
+    acks = {p["index"] for p in server_report["packets"] if p["dir"] == "s2c" and p["len"] == 0 and p["flags"] == "."}
+    assert len(acks & crossed) >= 4, (acks, crossed)
+    assert all(c["delay_ns"] >= 0 for c in doc["crossings"]), doc["crossings"]
+    host = doc["hosts"][1]
+    assert abs(host["offset_ns"]) <= host["offset_error_ns"] <= 1_000_000, host

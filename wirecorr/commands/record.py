@@ -104,4 +104,14 @@ def options(args: argparse.Namespace, command: str = "record") -> RecordOptions:
 def run(args: argparse.Namespace) -> int:
     from wirecorr.engine.ingest import annotate
 
-    return record(options(args), linker=None if args.no_annotate else annotate)
+    opts = options(args)
+    if opts.pids and opts.capture:
+        from wirecorr.sources.netns import groups
+
+        split = groups(opts.pids)
+        if len(split) > 1:
+            # One capture per namespace, merged (a merged recording is linked when read).
+            from wirecorr.recording.netns_split import record_namespaces
+
+            return record_namespaces(opts, split)
+    return record(opts, linker=None if args.no_annotate else annotate)

@@ -47,6 +47,20 @@ class HostSession:
 
 
 @dataclass
+class Conversation:
+    """One connection as two hosts captured it: the client's end (on the host whose capture
+    the client→server packets leave from) and the server's end, which NAT may have given
+    other addresses. `client_host`/`server_host` are positions in `MergedSession.hosts`,
+    the connection ids are those hosts' own; `crossings` are the packets both captured."""
+
+    client_host: int
+    client_conn: int
+    server_host: int
+    server_conn: int
+    crossings: list[Crossing] = field(default_factory=list)
+
+
+@dataclass
 class MergedSession:
     path: str
     meta: dict[str, Any]
@@ -56,6 +70,46 @@ class MergedSession:
     @property
     def error(self) -> Any:
         return next((h.session.error for h in self.hosts if h.session.error is not None), None)
+
+    def locate(self, index: int) -> tuple[int, int] | None:
+        """(host position, that host's connection id) of packet `index`, or None."""
+        for pos, h in enumerate(self.hosts):
+            table = h.session.analyzer.table
+            if index < len(table) and table.offset[index] and table.conn[index] >= 0:
+                return pos, int(table.conn[index])
+        return None
+
+    def conversations(self) -> list[Conversation]:
+        """The connections both ends of which were captured, each joined across hosts by
+        the crossings: the same connection under its two names."""
+        position = {h.host["id"]: pos for pos, h in enumerate(self.hosts)}
+        found: dict[tuple[int, int, int, int], Conversation] = {}
+        for c in self.crossings:
+            sender, receiver = position.get(c.sender), position.get(c.receiver)
+            if sender is None or receiver is None:
+                continue
+            sent_table = self.hosts[sender].session.analyzer.table
+            received_table = self.hosts[receiver].session.analyzer.table
+            ends = (sender, int(sent_table.conn[c.sent])), (receiver, int(received_table.conn[c.received]))
+            if ends[0][1] < 0 or ends[1][1] < 0:
+                continue
+            # Direction 0 is client → server on the sender's own view of the connection.
+            client, server = ends if sent_table.direction[c.sent] == 0 else ends[::-1]
+            key = (*client, *server)
+            if key not in found:
+                found[key] = Conversation(*key)
+            found[key].crossings.append(c)
+        return sorted(found.values(), key=lambda cv: (cv.client_host, cv.client_conn, cv.server_host))
+
+    def conversation_of(self, host: int, conn_id: int) -> Conversation | None:
+        """The conversation one of whose ends is connection `conn_id` of host position `host`."""
+        for cv in self.conversations():
+            if (cv.client_host, cv.client_conn) == (host, conn_id) or (cv.server_host, cv.server_conn) == (
+                host,
+                conn_id,
+            ):
+                return cv
+        return None
 
 
 def merged_header(path: str) -> dict[str, Any] | None:

@@ -14,12 +14,19 @@ span the slope cannot be told from noise (±40 µs over one second is ±40 ppm),
 `DRIFT_MIN_SPAN_NS` the model is a constant offset, whose bound assumes the drift over
 the recording is small against it.
 
-Packets are matched without addresses or ports, which NAT rewrites: by TCP sequence and
-acknowledgement numbers, flags, length, TCP timestamp and a hash of the captured
-payload (UDP: length and payload hash). A key met more than once in either capture (a
-retransmission, a repeated ACK) is left out rather than guessed. Which side sent a
-matched packet is read from the timing itself: per connection, the direction whose
-crossings show the larger tB - tA is A→B (d and d' are both ≥ 0).
+Packets are matched without addresses or ports, which NAT rewrites: by the IPv4
+identification, TCP sequence and acknowledgement numbers, flags, length, TCP timestamp
+and a hash of the captured payload (UDP: IP ID, length and payload hash). Linux numbers
+the IP ID per socket, one more for each packet, and NAT leaves it alone, so it tells apart
+the packets nothing else does: a retransmission from its original, the repeated pure
+ACKs of a zero window or a keepalive, where a connection without TCP timestamps has
+identical headers and no payload. A key met more than once in either capture is left out
+rather than guessed. What is left is matched a second time without sequence numbers,
+which a middlebox may rewrite (pf's `modulate state`, a SYN proxy): a segment with a
+payload by IP ID, flags, length and payload hash; one without, by IP ID and flags within
+a connection pair the first matches already tied together. Which side sent a matched
+packet is read from the timing itself: per connection, the direction whose crossings
+show the larger tB - tA is A→B (d and d' are both ≥ 0).
 
 The merged file keeps every host's packets (both copies of a crossing, each on its own
 host's interface) and syscalls, corrected to the first host's clock; docs/recording-format.md
@@ -44,7 +51,7 @@ from wirecorr.recording.edit import Rewriter, same_file
 from wirecorr.recording.reader import read_recording
 from wirecorr.recording.writer import open_output
 from wirecorr.sources.capture_file import CaptureReader, TruncatedCapture
-from wirecorr.sources.packet_decode import decode_packet
+from wirecorr.sources.packet_decode import decode_packet, network_offset
 
 TAG_CROSSING = "crossing"
 DRIFT_MIN_SPAN_NS = 10_000_000_000
@@ -66,6 +73,8 @@ class _Pkt:
     key: tuple[Any, ...] | None
     conn: tuple[Any, ...] | None
     flow: tuple[Any, ...] | None
+    # (proto, IP ID, flags, length, payload hash): the key without sequence numbers (IPv4 only)
+    loose: tuple[Any, ...] | None = None
 
 
 @dataclass
@@ -91,17 +100,31 @@ class ClockFit:
     forward: int
     backward: int
     consistent: bool = True
+    model: str | None = None  # None: "offset+drift" or "offset", by the drift fitted
 
     def at(self, t: int) -> int:
         return self.offset_ns + round(self.drift_ppb * (t - self.ref_ns) / 1e9)
 
 
-def _key(pkt: Any) -> tuple[Any, ...] | None:
+def _ip_id(linktype: int, frame: bytes, version: int) -> int | None:
+    """The IPv4 identification field of a frame (None for IPv6, which has none)."""
+    if version != 4:
+        return None
+    off, _ = network_offset(linktype, frame)
+    return int.from_bytes(frame[off + 4 : off + 6], "big") if off >= 0 and len(frame) >= off + 6 else None
+
+
+def _keys(pkt: Any, ip_id: int | None) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
+    """(exact key, loose key without sequence numbers) of a decoded packet."""
+    crc = zlib.crc32(pkt.payload)
     if pkt.proto == PROTO_TCP:
-        return (PROTO_TCP, pkt.seq, pkt.ack, pkt.flags, pkt.payload_len, pkt.ts_val, zlib.crc32(pkt.payload))
+        key = (PROTO_TCP, ip_id, pkt.seq, pkt.ack, pkt.flags, pkt.payload_len, pkt.ts_val, crc)
+        # IP ID 0 is what Linux gives packets sent without a full socket (a SYN-ACK, a RST,
+        # a TIME_WAIT ACK): no identity to match on without the sequence numbers.
+        return key, (PROTO_TCP, ip_id, pkt.flags, pkt.payload_len, crc) if ip_id else None
     if pkt.proto == PROTO_UDP:
-        return (PROTO_UDP, pkt.payload_len, zlib.crc32(pkt.payload))
-    return None
+        return (PROTO_UDP, ip_id, pkt.payload_len, crc), None
+    return None, None
 
 
 def _load(path: str) -> _Input:
@@ -118,6 +141,7 @@ def _load(path: str) -> _Input:
             spec = reader.interfaces[raw[2]] if reader.interfaces else None
             flow = (pkt.src, pkt.sport, pkt.dst, pkt.dport) if pkt.proto in (PROTO_TCP, PROTO_UDP) else None
             conn = (pkt.proto, *sorted(((pkt.src, pkt.sport), (pkt.dst, pkt.dport)))) if flow else None
+            key, loose = _keys(pkt, _ip_id(raw[3], raw[5], pkt.ip_version))
             item.packets.append(
                 _Pkt(
                     raw[0],
@@ -127,9 +151,10 @@ def _load(path: str) -> _Input:
                     raw[4],
                     bytes(raw[5]),
                     raw[6],
-                    _key(pkt),
+                    key,
                     conn,
                     flow,
+                    loose,
                 )
             )
     except TruncatedCapture:
@@ -137,15 +162,46 @@ def _load(path: str) -> _Input:
     return item
 
 
-def _unique(packets: list[_Pkt]) -> dict[tuple[Any, ...], int]:
-    counts = Counter(p.key for p in packets if p.key is not None)
-    return {p.key: i for i, p in enumerate(packets) if p.key is not None and counts[p.key] == 1}
+def _unique(keyed: list[tuple[Any, int]]) -> dict[Any, int]:
+    """key → index for the keys met exactly once."""
+    counts = Counter(k for k, _ in keyed)
+    return {k: i for k, i in keyed if counts[k] == 1}
+
+
+def _join(keyed_a: list[tuple[Any, int]], keyed_b: list[tuple[Any, int]]) -> list[tuple[int, int]]:
+    keys_a, keys_b = _unique(keyed_a), _unique(keyed_b)
+    return [(ia, keys_b[k]) for k, ia in keys_a.items() if k in keys_b]
+
+
+def _pairs(a: _Input, b: _Input) -> list[tuple[int, int]]:
+    """(index in a, index in b) of the packets both captured, by the exact key, then by the
+    loose one among those left (see the module docstring)."""
+    exact = [(p.key, i) for i, p in enumerate(a.packets) if p.key is not None]
+    pairs = _join(exact, [(p.key, i) for i, p in enumerate(b.packets) if p.key is not None])
+    taken_a, taken_b = {ia for ia, _ in pairs}, {ib for _, ib in pairs}
+
+    def loose(item: _Input, taken: set[int], data: bool) -> list[tuple[Any, int]]:
+        return [
+            (p.loose, i)
+            for i, p in enumerate(item.packets)
+            if p.loose is not None and i not in taken and (p.loose[3] > 0) == data
+        ]
+
+    pairs += _join(loose(a, taken_a, True), loose(b, taken_b, True))
+    # A pure ACK's loose key is short: only within connections the matches so far tie together.
+    tied = {(a.packets[ia].conn, b.packets[ib].conn) for ia, ib in pairs}
+    conn_a = {ca: n for n, (ca, _) in enumerate(tied)}
+    conn_b = {cb: n for n, (_, cb) in enumerate(tied)}
+    taken_a, taken_b = {ia for ia, _ in pairs}, {ib for _, ib in pairs}
+    pure_a = [((conn_a.get(a.packets[i].conn), k), i) for k, i in loose(a, taken_a, False)]
+    pure_b = [((conn_b.get(b.packets[i].conn), k), i) for k, i in loose(b, taken_b, False)]
+    pairs += _join([x for x in pure_a if x[0][0] is not None], [x for x in pure_b if x[0][0] is not None])
+    return pairs
 
 
 def match(a: _Input, b: _Input) -> list[tuple[int, int, bool]]:
     """(index in a, index in b, sent by a) for every packet both captured, once each."""
-    keys_a, keys_b = _unique(a.packets), _unique(b.packets)
-    pairs = [(ia, keys_b[k]) for k, ia in keys_a.items() if k in keys_b]
+    pairs = _pairs(a, b)
     # Per connection as a saw it: the flow whose crossings show the larger tB - tA is a→b.
     by_flow: dict[tuple[Any, ...], list[int]] = defaultdict(list)
     for ia, ib in pairs:
@@ -215,9 +271,20 @@ def fit_clock(a: _Input, b: _Input, pairs: list[tuple[int, int, bool]]) -> Clock
     return ClockFit(round(mid0), slope * 1e9, t0, int(error) + 1, span, len(upper), len(lower))
 
 
-def _labels(inputs: list[_Input]) -> list[str]:
-    """Each host's name: its hostname, numbered when two namespaces share one."""
-    names = [str(i.meta.get("hostname") or os.path.basename(i.path)) for i in inputs]
+def _netns_label(meta: dict[str, Any]) -> str:
+    """A namespace of this machine by what says most: its `ip netns` name, its container, its inode."""
+    ns = meta.get("netns") or {}
+    if not ns:
+        return str(meta.get("hostname") or "host")
+    return str(ns.get("name") or ns.get("container") or f"net:[{ns.get('inode')}]")
+
+
+def _labels(inputs: list[_Input], *, by_netns: bool = False) -> list[str]:
+    """Each host's name: its hostname, numbered when two namespaces share one (or, for the
+    namespaces of one machine, the namespace's own name)."""
+    names = [
+        _netns_label(i.meta) if by_netns else str(i.meta.get("hostname") or os.path.basename(i.path)) for i in inputs
+    ]
     seen: Counter[str] = Counter()
     out = []
     for name in names:
@@ -234,8 +301,13 @@ class MergeResult:
     crossings: int
 
 
-def merge(paths: list[str], output: str) -> MergeResult:
-    """Merge the recordings at `paths` (the first is the reference clock) into `output`."""
+def merge(paths: list[str], output: str, *, same_clock: bool = False) -> MergeResult:
+    """Merge the recordings at `paths` (the first is the reference clock) into `output`.
+
+    `same_clock`: the recordings are of network namespaces of this one machine (record -p
+    across namespaces), whose timestamps all come from one kernel clock: nothing to estimate,
+    so the offsets are 0 within 0, and namespaces that share no connection are merged too.
+    """
     if len(paths) < 2:
         raise UsageError("merge: give at least two recordings")
     for p in paths:
@@ -249,12 +321,19 @@ def merge(paths: list[str], output: str) -> MergeResult:
             if same_file(p, q):
                 raise MergeRefused(f"merge: {p} and {q} are the same file; merge recordings of different hosts")
     inputs = [_load(p) for p in paths]
+    labels = _labels(inputs, by_netns=same_clock)
+    fits: list[ClockFit | None] = [None]
+    all_pairs: list[list[tuple[int, int, bool]]] = [[]]
+    if same_clock:
+        for item in inputs[1:]:
+            pairs = match(inputs[0], item)
+            all_pairs.append(pairs)
+            fwd = sum(f for *_, f in pairs)
+            fits.append(ClockFit(0, 0.0, 0, 0, 0, fwd, len(pairs) - fwd, model="same clock"))
+        return _write(inputs, labels, fits, all_pairs, output)
     for item in inputs:
         if not item.packets:
             raise MergeRefused(f"merge: {item.path} has no packets to synchronise its clock on")
-    labels = _labels(inputs)
-    fits: list[ClockFit | None] = [None]
-    all_pairs: list[list[tuple[int, int, bool]]] = [[]]
     for item in inputs[1:]:
         pairs = match(inputs[0], item)
         if not pairs:
@@ -331,7 +410,7 @@ def _write(
                     "backward": fit.backward,
                     "span_ns": fit.span_ns,
                     "consistent": fit.consistent,
-                    "model": "offset+drift" if fit.drift_ppb else "offset",
+                    "model": fit.model or ("offset+drift" if fit.drift_ppb else "offset"),
                 },
             }
         )

@@ -98,11 +98,8 @@ def container_in(cgroup: str) -> str | None:
     return None
 
 
-def of_pids(pids: list[int]) -> dict[str, Any] | None:
-    """The network namespace of `pids` when it is not wirecorr's own, described for the header.
-
-    Processes in several namespaces would need one capture each; refused with what to do.
-    """
+def _inodes(pids: list[int]) -> dict[int, int]:
+    """pid → inode of its network namespace, for the pids that exist."""
     found: dict[int, int] = {}
     for pid in pids:
         try:
@@ -111,17 +108,50 @@ def of_pids(pids: list[int]) -> dict[str, Any] | None:
             continue  # no such process: the tracer says so when it attaches
         except OSError as e:
             raise NetnsError(f"record: cannot see the network namespace of pid {pid}: {e.strerror}") from None
+    return found
+
+
+def groups(pids: list[int]) -> list[list[int]]:
+    """`pids` grouped by network namespace, in the order given; a pid that does not exist
+    joins the first group, where the tracer's attach reports it."""
+    by_inode: dict[int | None, list[int]] = {}
+    found = _inodes(pids)
+    for pid in pids:
+        by_inode.setdefault(found.get(pid, next(iter(found.values()), None)), []).append(pid)
+    return list(by_inode.values())
+
+
+def of_pids(pids: list[int]) -> dict[str, Any] | None:
+    """The network namespace of `pids` when it is not wirecorr's own, described for the header.
+
+    One capture serves one namespace; `record -p` splits processes of several namespaces
+    into one session each (recording/netns_split.py), so only `live` meets them here.
+    """
+    found = _inodes(pids)
     inodes = set(found.values())
     if len(inodes) > 1:
         raise UsageError(
-            "record: the processes are in different network namespaces ("
+            "live: the processes are in different network namespaces ("
             + ", ".join(f"pid {p}: net:[{i}]" for p, i in found.items())
-            + "); record each namespace separately and join the recordings with `wirecorr merge`"
+            + "); `wirecorr record -p` records them, one capture per namespace, merged into one recording"
         )
     if not inodes or inodes == {ns_inode("/proc/self/ns/net")}:
         return None
     pid = next(iter(found))
-    return {"inode": inodes.pop(), "pid": pid, "path": f"/proc/{pid}/ns/net", "container": container_of(pid)}
+    inode = inodes.pop()
+    info = {"inode": inode, "pid": pid, "path": f"/proc/{pid}/ns/net", "container": container_of(pid)}
+    name = _ip_netns_name(inode)
+    return info if name is None else {**info, "name": name}
+
+
+def _ip_netns_name(inode: int) -> str | None:
+    """The `ip netns` name of the namespace with this inode, if it has one."""
+    with contextlib.suppress(OSError):
+        for name in sorted(os.listdir("/run/netns")):
+            with contextlib.suppress(OSError):
+                if ns_inode(f"/run/netns/{name}") == inode:
+                    return name
+    return None
 
 
 def describe(info: dict[str, Any]) -> str:

@@ -11,12 +11,14 @@ import statistics
 from typing import Any, TextIO
 
 from wirecorr import __version__
-from wirecorr.engine.hosts import Crossing, MergedSession, host_summary
+from wirecorr.engine.hosts import Conversation, Crossing, MergedSession, host_summary
 from wirecorr.json_codec import dumps
 from wirecorr.model import fmt_ns as fmt_duration
+from wirecorr.sources.netns import describe
 from wirecorr.views import json_report, text_report
 
 SCHEMA = "wirecorr.analyze-merged/1"
+CONVERSATIONS_SHOWN = 10
 
 
 def crossing_record(c: Crossing) -> dict[str, Any]:
@@ -30,6 +32,27 @@ def delay_stats(crossings: list[Crossing]) -> dict[str, Any] | None:
     return {"min_ns": min(delays), "median_ns": int(statistics.median(delays)), "max_ns": max(delays)}
 
 
+def _end(merged: MergedSession, host: int, conn_id: int) -> dict[str, Any]:
+    h = merged.hosts[host]
+    conn = h.session.analyzer.connections[conn_id]
+    return {"host": h.host["id"], "connection": conn_id, "client": conn.client, "server": conn.server}
+
+
+def conversation_record(merged: MergedSession, cv: Conversation) -> dict[str, Any]:
+    """One connection's two ends (each host's connection id and the addresses that host saw)
+    and its crossings' one-way delays in each direction: what a four-lane ladder is drawn from."""
+    client_id = merged.hosts[cv.client_host].host["id"]
+    return {
+        "client": _end(merged, cv.client_host, cv.client_conn),
+        "server": _end(merged, cv.server_host, cv.server_conn),
+        "crossings": len(cv.crossings),
+        "one_way_delay": {
+            "client_to_server": delay_stats([c for c in cv.crossings if c.sender == client_id]),
+            "server_to_client": delay_stats([c for c in cv.crossings if c.sender != client_id]),
+        },
+    }
+
+
 def document(merged: MergedSession, *, packets: bool) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
@@ -41,6 +64,7 @@ def document(merged: MergedSession, *, packets: bool) -> dict[str, Any]:
         ],
         "crossings": [crossing_record(c) for c in merged.crossings],
         "one_way_delay": delay_stats(merged.crossings),
+        "conversations": [conversation_record(merged, cv) for cv in merged.conversations()],
     }
 
 
@@ -53,6 +77,9 @@ def clock_line(host: dict[str, Any], reference: str) -> str:
     if not host.get("sync"):
         return "reference clock"
     sync = host["sync"]
+    if sync.get("model") == "same clock":
+        crossed = sync["forward"] + sync["backward"]
+        return f"same clock as {reference}'s (namespaces of one machine; {crossed} crossings)"
     drift = f", drift {host.get('drift_ppb', 0) / 1e3:+.3f} ppm" if host.get("drift_ppb") else ""
     shaky = "; timestamps contradict causality, bound widened to the overlap" if not sync.get("consistent") else ""
     return (
@@ -71,12 +98,32 @@ def write_text(merged: MergedSession, out: TextIO, *, notable: int) -> None:
         where = f"interface {info.get('interface')}" if info.get("interface") else "no capture interface named"
         pids = ", ".join(map(str, info.get("pids") or [])) or "-"
         out.write(f"  host {info['id']} {h.name} ({where}, pids {pids}): {clock_line(info, reference)}\n")
+        if info.get("netns"):
+            out.write(f"    captured in the {describe(info['netns'])}\n")
     stats = delay_stats(merged.crossings)
     if stats:
         out.write(
             f"  one-way delay of the crossings: min {fmt_duration(stats['min_ns'])}, median "
             f"{fmt_duration(stats['median_ns'])}, max {fmt_duration(stats['max_ns'])}\n"
         )
+    conversations = merged.conversations()
+    for cv in conversations[:CONVERSATIONS_SHOWN]:
+        rec = conversation_record(merged, cv)
+        ends = []
+        for role in ("client", "server"):
+            end = rec[role]
+            ends.append(f"{hosts[cv.client_host if role == 'client' else cv.server_host].name} #{end['connection']} "
+                        f"{end['client']} → {end['server']}")  # fmt: skip
+        delays = [
+            f"{way.replace('_to_', '→').replace('client', 'c').replace('server', 's')} median "
+            f"{fmt_duration(d['median_ns'])} (max {fmt_duration(d['max_ns'])})"
+            for way, d in rec["one_way_delay"].items()
+            if d
+        ]
+        out.write(f"  connection {ends[0]} is {ends[1]}: {rec['crossings']} packets both saw; {', '.join(delays)}\n")
+    if len(conversations) > CONVERSATIONS_SHOWN:
+        more = len(conversations) - CONVERSATIONS_SHOWN
+        out.write(f"  … and {more} more connections seen by two hosts (--json lists all)\n")
     for h in hosts:
         out.write(f"\n=== host {h.host['id']} {h.name} ===\n")
         text_report.write(h.session, out, notable=notable)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import select
@@ -42,6 +43,7 @@ from wirecorr.views.tui.timeline import Timeline
 from wirecorr.views.tui.viewer import ViewerScreen
 
 if TYPE_CHECKING:
+    from wirecorr.engine.hosts import MergedSession
     from wirecorr.views.tui.conversations import Conversations
     from wirecorr.views.tui.delays import DelayView
     from wirecorr.views.tui.ladder import LadderView
@@ -189,6 +191,7 @@ class WirecorrApp(App[None]):
         self._unshown = 0
         # Run before the process leaves on a hang-up whose shutdown hangs (tui: its temporary copy).
         self.cleanups: list[Callable[[], object]] = []
+        self._merged: Callable[[], MergedSession] | None = None
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, (events.Key, events.MouseEvent)):
@@ -369,6 +372,10 @@ class WirecorrApp(App[None]):
         elif timeline.unseen:
             parts.append(f"{timeline.unseen:,} new events (G to follow)")
         parts += [self.feed.status(), f"{self.index.events:,} events"]
+        hosts = (self.index.session.meta or {}).get("hosts")
+        if hosts:
+            # The timeline reads a merged file as one capture; the ladder and analyze do not.
+            parts.append(f"merged: {len(hosts)} hosts, each crossing twice here; l shows both ends")
         self.query_one("#status-text", Static).update("  ·  ".join(parts))
 
     # -- panes talking to each other -----------------------------------------------------
@@ -665,9 +672,24 @@ class WirecorrApp(App[None]):
         if (conn := self._current_conn()) is not None:
             from wirecorr.views.tui.ladder import LadderView
 
+            merged = self._merged_hosts()
             self._open(
-                f"Ladder — connection #{conn}", lambda: LadderView(self.index.session, conn, background=self.feed.done)
+                f"Ladder — connection #{conn}",
+                lambda: LadderView(self.index.session, conn, background=self.feed.done, merged=merged),
             )
+
+    def _merged_hosts(self) -> Callable[[], MergedSession] | None:
+        """For a merged recording read whole, its hosts each correlated on their own (read
+        once, on the first call), so the ladder can draw both hosts' ends of a connection."""
+        meta = self.index.session.meta or {}
+        path = getattr(self.feed, "path", None)
+        if not meta.get("hosts") or not self.feed.done or path is None:
+            return None
+        if self._merged is None:
+            from wirecorr.engine.hosts import load_merged
+
+            self._merged = functools.cache(lambda: load_merged(path, meta))
+        return self._merged
 
     def on_ladder_view_selected(self, message: LadderView.Selected) -> None:
         """Enter in the ladder: back to the timeline, on the row chosen there."""

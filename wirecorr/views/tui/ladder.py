@@ -18,6 +18,15 @@ packets (entry: connect, write, shutdown, close) or consumed them (return: accep
 to each packet's row. Gutter tracks are few; a link that finds none free is drawn as `#id`
 markers on both ends instead.
 
+A merged recording (`wirecorr merge`) has four lanes from real data: client app | client
+wire | server wire | server app, where the client's wire is the client host's capture and
+the server's wire the server host's (under NAT the same connection has other addresses
+there). Each host's links come from that host's own correlation (engine/hosts.py). A
+packet both hosts captured is one crossing: an arrow on the row of its sending, from the
+sender's wire to the receiver's, with its one-way delay in parentheses; the receiver's
+links end on that row. A packet only one host captured is solid on that host's half and
+dotted (`┄`) on the other.
+
 Rows are built once (cheap tuples); lines are drawn only when Textual asks for them, so a
 connection with thousands of packets costs nothing until it is scrolled to.
 """
@@ -26,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_left, bisect_right
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 from rich.segment import Segment
@@ -40,8 +49,9 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from wirecorr.engine.analysis_flags import flag_names
+from wirecorr.engine.hosts import MergedSession
 from wirecorr.engine.session import Session
-from wirecorr.model import ACK, FIN, PSH, RST, SYN, Link, Syscall
+from wirecorr.model import ACK, FIN, PSH, RST, SYN, Link, Syscall, fmt_ns
 from wirecorr.views.tui.conn_events import (
     CAUSE_KINDS,
     CLIENT_SIDE,
@@ -88,10 +98,23 @@ class Row:
     kind: int
     ref: int
     side: int
+    end: int = 0  # which `_End` captured the packet
+
+
+@dataclass(slots=True)
+class _End:
+    """One capture's view of the connection: a host of a merged recording (`name`), or
+    the whole file, whose one capture holds both wires."""
+
+    session: Session
+    conn_id: int
+    name: str | None = None
 
 
 @dataclass(slots=True)
 class _Built:
+    ends: list[_End]
+    crossings: dict[int, tuple[int, int]]
     rows: list[Row]
     calls: list[ConnCall]
     t0: int
@@ -161,15 +184,24 @@ class LadderView(ScrollView, can_focus=True):
         conn_id: int,
         *,
         background: bool = False,
+        merged: Callable[[], MergedSession] | None = None,
         name: str | None = None,
         id: str | None = None,
     ) -> None:
-        """`background`: build the rows in a thread once mounted (only for a session that no
+        """`background`: build the rows in slices once mounted (only for a session that no
         longer changes: a file done indexing), so a connection of a million events does not
-        freeze the UI while it is laid out."""
+        freeze the UI while it is laid out. `merged`: the file is a merged recording whose
+        hosts this returns correlated each on its own (read in a thread when `background`);
+        connection `conn_id` of `session` (the file read as one capture) is then drawn from
+        both hosts' ends of it."""
         super().__init__(name=name, id=id)
         self.session = session
         self.conn_id = conn_id
+        self._merged_source = merged
+        self._merged: MergedSession | None = None
+        self.ends: list[_End] = [_End(session, conn_id)]
+        # sent packet index → (received index, one-way delay) for the packets both hosts captured
+        self.crossings: dict[int, tuple[int, int]] = {}
         self.rows: list[Row] = []
         self.calls: list[ConnCall] = []
         # markers: row → "#id" texts per side, for links that found no free gutter track
@@ -188,6 +220,8 @@ class LadderView(ScrollView, can_focus=True):
 
     def reload(self) -> None:
         """Rebuild rows from the session (call again while a live capture grows)."""
+        if self._merged_source is not None and self._merged is None:
+            self._merged = self._merged_source()
         for step in self._build():
             if step is not None:
                 self._apply(step)
@@ -195,7 +229,10 @@ class LadderView(ScrollView, can_focus=True):
     @work(exclusive=True, group="ladder")
     async def _build_in_background(self) -> None:
         """The same build in slices on the UI's event loop, so keys and redraws go on between
-        them (a thread would hold the GIL: keys took 2 s each while it ran)."""
+        them (a thread would hold the GIL: keys took 2 s each while it ran). Only reading a
+        merged recording's hosts, one blocking call, goes to a thread."""
+        if self._merged_source is not None and self._merged is None:
+            self._merged = await asyncio.to_thread(self._merged_source)
         for step in self._build():
             if step is None:
                 await asyncio.sleep(0)
@@ -206,31 +243,54 @@ class LadderView(ScrollView, can_focus=True):
         if self.loading_rows:
             self._build_in_background()
 
+    def _ends(self) -> tuple[list[_End], dict[int, tuple[int, int]]]:
+        """The captures to draw and the crossings between them: one end for an ordinary
+        file; for a merged recording the client's and the server's hosts, or the one host
+        that captured the connection when no other host saw it."""
+        merged = self._merged
+        if merged is None:
+            return [_End(self.session, self.conn_id)], {}
+        conn = self.session.analyzer.connections[self.conn_id]
+        at = merged.locate(conn.packet_indices[0]) if len(conn.packet_indices) else None
+        if at is None:
+            return [_End(self.session, self.conn_id)], {}
+        cv = merged.conversation_of(*at)
+        if cv is None:
+            host = merged.hosts[at[0]]
+            return [_End(host.session, at[1], host.name)], {}
+        client, server = merged.hosts[cv.client_host], merged.hosts[cv.server_host]
+        ends = [_End(client.session, cv.client_conn, client.name), _End(server.session, cv.server_conn, server.name)]
+        return ends, {c.sent: (c.received, c.delay_ns) for c in cv.crossings}
+
     def _build(self) -> Iterator[_Built | None]:
         """Rows, link tracks and busy spans, computed apart from the widget: yields None
         between slices of work and the result last."""
-        conn = self.session.analyzer.connections[self.conn_id]
-        table = self.session.analyzer.table
+        ends, crossings = self._ends()
         yield None  # the screen shows "laying out…" before the first long step
-        calls = connection_calls(self.session, self.conn_id)
+        calls = [call for end in ends for call in connection_calls(end.session, end.conn_id)]
+        calls.sort(key=lambda c: (c.sc.enter_ns, c.sc.id))
         yield None
-        events: list[tuple[int, int, int, int, int]] = []  # ts, tie, kind, ref, side
-        ts_ns, directions = table.ts_ns, table.direction
-        for n, idx in enumerate(conn.packet_indices):
-            events.append((ts_ns[idx], 1, PKT, idx, directions[idx]))
-            if not n % SLICE:
-                yield None
+        events: list[tuple[int, int, int, int, int, int]] = []  # ts, tie, kind, ref, side, end
+        received = {rcv: sent for sent, (rcv, _) in crossings.items()}
+        for e, end in enumerate(ends):
+            table = end.session.analyzer.table
+            ts_ns, directions = table.ts_ns, table.direction
+            for n, idx in enumerate(end.session.analyzer.connections[end.conn_id].packet_indices):
+                if idx not in received:  # drawn on the row where its sender's copy left
+                    events.append((ts_ns[idx], 1, PKT, idx, directions[idx], e))
+                if not n % SLICE:
+                    yield None
         for ci, call in enumerate(calls):
-            events.append((call.sc.enter_ns, 0, CALL, ci, call.side))
+            events.append((call.sc.enter_ns, 0, CALL, ci, call.side, 0))
             if call.sc.exit_ns is not None:
-                events.append((call.sc.exit_ns, 2, RET, ci, call.side))
+                events.append((call.sc.exit_ns, 2, RET, ci, call.side, 0))
         yield None
         events.sort(key=lambda e: (e[0], e[1]))
         yield None
         rows: list[Row] = []
         call_row: dict[int, int] = {}
         ret_row: dict[int, int] = {}
-        for n, (ts, _, kind, ref, side) in enumerate(events):
+        for n, (ts, _, kind, ref, side, e) in enumerate(events):
             if not n % SLICE:
                 yield None
             if kind == RET and rows and rows[-1].kind == CALL and rows[-1].ref == ref:
@@ -239,8 +299,11 @@ class LadderView(ScrollView, can_focus=True):
                 continue
             if kind != PKT:
                 (call_row if kind == CALL else ret_row)[ref] = len(rows)
-            rows.append(Row(ts, kind, ref, side))
+            rows.append(Row(ts, kind, ref, side, e))
         pkt_row = {r.ref: i for i, r in enumerate(rows) if r.kind == PKT}
+        for rcv, sent in received.items():
+            if sent in pkt_row:
+                pkt_row[rcv] = pkt_row[sent]
         layout = yield from self._layout_links(calls, call_row, ret_row, pkt_row)
         tracks, track_tops, markers = layout
         spans: tuple[list[tuple[int, int]], ...] = ([], [])
@@ -255,10 +318,13 @@ class LadderView(ScrollView, can_focus=True):
                 furthest = max(furthest, end)
                 reach.append(furthest)
             busy.append(([start for start, _ in side_spans], reach))
-        t0 = rows[0].ts_ns if rows else conn.first_ts_ns
-        yield _Built(rows, calls, t0, sorted({c.side for c in calls}), tracks, track_tops, markers, busy)
+        first = ends[0].session.analyzer.connections[ends[0].conn_id].first_ts_ns
+        t0 = rows[0].ts_ns if rows else first
+        sides = sorted({c.side for c in calls})
+        yield _Built(ends, crossings, rows, calls, t0, sides, tracks, track_tops, markers, busy)
 
     def _apply(self, built: _Built) -> None:
+        self.ends, self.crossings = built.ends, built.crossings
         self.rows, self.calls, self.t0, self.sides = built.rows, built.calls, built.t0, built.sides
         self._tracks, self._track_tops, self._markers = built.tracks, built.track_tops, built.markers
         self._busy = built.busy
@@ -366,7 +432,8 @@ class LadderView(ScrollView, can_focus=True):
         base = self.rich_style
         if self.loading_rows:
             conn = self.session.analyzer.connections[self.conn_id]
-            text = f" laying out {conn.packets:,} packets and their syscalls…" if y == 0 else ""
+            what = "reading each host of the merged recording for" if self._merged_source else "laying out"
+            text = f" {what} {conn.packets:,} packets and their syscalls…" if y == 0 else ""
             return Strip([Segment(text, base + DIM)]).crop_extend(0, width, base)
         if y == 0:
             return Strip(self._header(width, base)).crop_extend(0, width, base)
@@ -380,13 +447,23 @@ class LadderView(ScrollView, can_focus=True):
         return strip
 
     def _header(self, width: int, base: Style) -> list[Segment]:
-        conn = self.session.analyzer.connections[self.conn_id]
+        first, last = self.ends[0], self.ends[-1]
+        client = first.session.analyzer.connections[first.conn_id].client
+        server = last.session.analyzer.connections[last.conn_id].server
         app, gutter, wire = self._widths(width)
         bold = base + Style(bold=True)
         segs = [Segment(f"{'ms':>{TIME_W - 1}} ", bold)]
         if CLIENT_SIDE in self.sides:
             segs.append(Segment(f"{'client app':<{app + gutter}}", bold))
-        left, right = f"client {conn.client}", f"server {conn.server}"
+        if len(self.ends) == 2:
+            # Each wire is a host's capture, under the addresses that host saw.
+            left, right = f"{first.name} {client}", f"{server} {last.name}"
+        elif first.name is not None:
+            left, right = f"{first.name}: client {client}", f"server {server}"
+        else:
+            left, right = f"client {client}", f"server {server}"
+        if len(self.ends) == 2 and len(left) + len(right) + 1 > wire:
+            left, right = f"{first.name} wire", f"wire {last.name}"  # too narrow for the addresses
         pad = max(wire - len(left) - len(right), 1)
         segs.append(Segment(left, base + DIR_STYLES[0] + Style(bold=True)))
         segs.append(Segment(" " * pad, base))
@@ -455,20 +532,24 @@ class LadderView(ScrollView, can_focus=True):
         inner = wire - 2
         if row.kind != PKT:
             return [lane, Segment(" " * inner, base), lane]
-        t = self.session.analyzer.table
+        session = self.ends[row.end].session
+        t = session.analyzer.table
         idx = row.ref
         flags, seglen, direction = t.flags[idx], t.seglen[idx], t.direction[idx]
-        parts = [segment_label(flags, seglen), f"seq {t.rel_seq[idx]}"]
+        crossing = self.crossings.get(idx)
+        name = segment_label(flags, seglen)
+        # A crossing's one-way delay is part of its name: it is kept however narrow the lane.
+        parts = [name if crossing is None else f"{name} ({fmt_ns(crossing[1])})", f"seq {t.rel_seq[idx]}"]
         if flags & ACK:
             parts.append(f"ack {t.rel_ack[idx]}")
         parts.append(f"win {t.window[idx]}")
         tags = flag_names(t.analysis[idx])
-        reason = self.session.correlator.label(idx) if self.calls else None
+        reason = session.correlator.label(idx) if self.calls else None
         if isinstance(reason, str) and reason.replace("-", "_") not in tags:
             tags.append(kernel_label(reason))  # kernel-only traffic on a traced connection: why no call owns it
         label = ""
         for part in parts:
-            if len(label) + len(part) + 1 > inner - 8:
+            if label and len(label) + len(part) + 1 > inner - 8:
                 break
             label = f"{label} {part}" if label else part
         style = base + DIR_STYLES[direction]
@@ -480,12 +561,17 @@ class LadderView(ScrollView, can_focus=True):
             tag, fill = "", inner - len(label) - 2
         left_fill, right_fill = fill // 2, fill - fill // 2
         tail = [Segment(" " + tag, base + (RETRANS_STYLE if "retrans" in tag else DIM))] if tag else []
+        # Of two hosts' wires, the half of a packet that only one of them captured is solid
+        # on that host's side and dotted on the other's.
+        alone = len(self.ends) == 2 and crossing is None
+        lf = "┄" if alone and row.end == 1 else "─"
+        rf = "┄" if alone and row.end == 0 else "─"
         if direction == 0:
-            head = "├" + "─" * left_fill + " "
-            end = " " + "─" * (right_fill - 1) + "▶┤"
+            head = "├" + lf * left_fill + " "
+            end = " " + rf * (right_fill - 1) + "▶┤"
         else:
-            head = "├◀" + "─" * (left_fill - 1) + " "
-            end = " " + "─" * right_fill + "┤"
+            head = "├◀" + lf * (left_fill - 1) + " "
+            end = " " + rf * right_fill + "┤"
         return [Segment(head, style), Segment(label, style), *tail, Segment(end, style)]
 
     # -- cursor -----------------------------------------------------------------------------

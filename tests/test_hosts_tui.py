@@ -1,0 +1,133 @@
+"""The TUI on a merged recording: the ladder's four lanes from both hosts' real data.
+
+The recording is the one the two-hosts lab ships (captures/lab-two-hosts.pcapng: a client
+and a NATed server recorded in two namespaces, the server's clock skewed by 0.75 s, merged).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tui_helpers import REPO, make_app, settle
+
+from wirecorr.engine.hosts import load_merged, merged_header
+from wirecorr.engine.ingest import analyze_file
+from wirecorr.views.tui.conn_events import CLIENT_SIDE, SERVER_SIDE
+from wirecorr.views.tui.ladder import PKT, LadderView
+from wirecorr.views.tui.rows import packet_ref
+
+MERGED = str(Path("captures") / "lab-two-hosts.pcapng")
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+
+
+def test_merged_ladder_draws_four_lanes_and_each_crossing_once() -> None:
+    whole = analyze_file(MERGED)  # the file read as one capture, as the TUI's timeline reads it
+    merged = load_merged(MERGED, merged_header(MERGED))
+    (cv,) = merged.conversations()
+    assert (cv.client_host, cv.server_host) == (0, 1)
+    # Under NAT the timeline has the connection twice (two 4-tuples); either opens the same ladder.
+    assert len(whole.analyzer.connections) == 2
+    for conn_id in (0, 1):
+        ladder = LadderView(whole, conn_id, merged=lambda: merged)
+        client, server = ladder.ends
+        assert (client.name, server.name) == ("vm#1", "vm#2")
+        assert client.session is merged.hosts[0].session and server.session is merged.hosts[1].session
+
+        # Every packet either host captured is on a row, a crossing only once (its sender's copy).
+        drawn = [r for r in ladder.rows if r.kind == PKT]
+        assert {r.ref for r in drawn} == {c.sent for c in cv.crossings}
+        assert len(cv.crossings) == 50 and all(r.ref in ladder.crossings for r in drawn)
+
+        # Both apps, each with its links drawn to its own host's wire.
+        calls = {(c.side, c.sc.name) for c in ladder.calls}
+        assert {(CLIENT_SIDE, "connect"), (CLIENT_SIDE, "sendto"), (SERVER_SIDE, "accept4")} <= calls
+        assert (SERVER_SIDE, "recvfrom") in calls
+        for side in (CLIENT_SIDE, SERVER_SIDE):
+            assert any(ladder._tracks[side]), side
+
+        lines = ladder.text_lines(200)
+        assert lines[0].split()[:3] == ["ms", "client", "app"] and lines[0].rstrip().endswith("server app")
+        assert "vm#1 10.81.76.1:" in lines[0] and "10.82.76.2:9400 vm#2" in lines[0]
+        syn = next(ln for ln in lines if " SYN (" in ln)
+        delay = next(c.delay_ns for c in cv.crossings if c.sent == drawn[0].ref)
+        assert f"SYN ({delay / 1000:.1f} µs)" in syn and "▶┤" in syn
+        # The server's accept4 returns with the handshake it took, on the server's side.
+        accept_ret = next(ln for ln in lines if "… = 4" in ln)
+        assert accept_ret.index("… = 4") > len(lines[0]) // 2
+        # No crossing arrives before it left: the merge put both hosts on one clock.
+        assert all(c.delay_ns >= 0 for c in cv.crossings)
+
+
+def test_a_packet_one_host_alone_captured_is_half_dotted() -> None:
+    whole = analyze_file(MERGED)
+    merged = load_merged(MERGED, merged_header(MERGED))
+    # Forget the crossings of the client's data: each copy is then drawn on its own host's half.
+    data = {c.sent for c in merged.crossings if merged.hosts[0].session.analyzer.table.seglen[c.sent] > 0}
+    merged.crossings = [c for c in merged.crossings if c.sent not in data]
+    ladder = LadderView(whole, 0, merged=lambda: merged)
+    lines = ladder.text_lines(160)
+    sent = [ln for ln in lines if re.search(r" (DATA|PSH) \d+ B seq", ln)]  # no "(delay)": not a crossing
+    assert len(sent) == 2 * len(data)
+    assert any("├──" in ln and "┄▶┤" in ln for ln in sent)  # left the client; the server's capture lacks it
+    assert any("├┄┄" in ln and "─▶┤" in ln for ln in sent)  # reached the server; not in the client's capture
+
+
+SIZES = pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=["80x24", "200x50"])
+
+
+def _ladder_snapshot(snap_compare: Callable[..., bool], size: tuple[int, int]) -> bool:
+    app = make_app(MERGED)
+
+    async def ready(pilot: object) -> None:
+        await settle(pilot, app)
+        app.timeline.goto_ref(packet_ref(0))
+        await settle(pilot, app)
+        await pilot.press("l")  # type: ignore[attr-defined]
+        for _ in range(250):
+            ladders = app.screen.query(LadderView)
+            if ladders and not ladders.first().loading_rows:
+                break
+            await pilot.pause(0.02)  # type: ignore[attr-defined]
+        await pilot.pause()  # type: ignore[attr-defined]
+
+    return snap_compare(app, press=["j", "j", "j", "j"], terminal_size=size, run_before=ready)
+
+
+@SIZES
+def test_snapshot_merged_ladder(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
+    assert _ladder_snapshot(snap_compare, size)
+
+
+def test_merged_json_reaches_all_four_lanes() -> None:
+    """From `analyze --json` alone: the client's write, its segments on the client's wire,
+    their copies on the server's wire, and the server's reads linked to those copies."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "wirecorr", "analyze", "--json", MERGED], capture_output=True, text=True, timeout=60
+    )
+    doc = json.loads(done.stdout)
+    (cv,) = doc["conversations"]
+    assert (cv["client"]["host"], cv["server"]["host"]) == (0, 1)
+    assert cv["client"]["client"] != cv["server"]["client"]  # the server saw the router's address (NAT)
+    assert cv["crossings"] == 50 and cv["one_way_delay"]["client_to_server"]["max_ns"] > 1_000_000
+    client, server = (h["report"] for h in doc["hosts"])
+    received = {c["sent"]: c["received"] for c in doc["crossings"]}
+    (write,) = [lk for lk in client["links"] if lk["kind"] == "write-data"]
+    on_server = {received[p] for p in write["packets"]}
+    assert len(on_server) == len(write["packets"]) == 21
+    reads = [lk for lk in server["links"] if lk["kind"] == "read-data"]
+    assert on_server == {p for lk in reads for p in lk["packets"]}
+    server_calls = {sc["id"]: sc for sc in server["syscalls"]}
+    assert {server_calls[lk["syscall"]]["name"] for lk in reads} == {"recvfrom"}
+    assert {lk["kind"] for lk in server["links"]} >= {"accept-ack", "write-data", "close-fin"}
+    assert {lk["kind"] for lk in client["links"]} >= {"connect-syn", "read-data", "close-fin"}
