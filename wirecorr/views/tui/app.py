@@ -190,9 +190,15 @@ class WirecorrApp(App[None]):
             self._input_at = time.perf_counter()
         await super().on_event(event)
 
-    async def _stand_aside(self, at_least: float) -> None:
-        """Sleep through the quiet period that follows user input, and at least `at_least`."""
-        await asyncio.sleep(at_least)
+    async def _stand_aside(self, at_least: float, woken: asyncio.Event | None = None) -> None:
+        """Sleep through the quiet period that follows user input, and at least `at_least`
+        (or until `woken` is set: a live feed's first event after a quiet spell)."""
+        if woken is None:
+            await asyncio.sleep(at_least)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), at_least)
+            woken.clear()
         while (wait := self._input_at + INPUT_QUIET_S - time.perf_counter()) > 0:
             await asyncio.sleep(wait)
 
@@ -274,6 +280,18 @@ class WirecorrApp(App[None]):
     @work(group="ingest", exclusive=True)
     async def ingest(self) -> None:
         feed = self.feed
+        # A live feed wakes the idle loop when events arrive, from the recorder's threads:
+        # without it the first packet after a quiet spell waited up to IDLE_S for its row.
+        woken: asyncio.Event | None = None
+        set_waker = getattr(feed, "set_waker", None)
+        if set_waker is not None:
+            loop, woken = asyncio.get_running_loop(), asyncio.Event()
+
+            def wake() -> None:
+                with contextlib.suppress(RuntimeError):  # the app has ended and its loop closed
+                    loop.call_soon_threadsafe(woken.set)
+
+            set_waker(wake)
         while True:
             if self.filtering:
                 await asyncio.sleep(0.01)
@@ -296,7 +314,7 @@ class WirecorrApp(App[None]):
             if feed.done:
                 break
             self._update_panes(force=False)
-            await self._stand_aside(YIELD_S if fed else IDLE_S)
+            await self._stand_aside(YIELD_S if fed else IDLE_S, None if fed else woken)
         self._indexed()
 
     def _add_rows(self, new: list[tuple[int, int]]) -> None:
