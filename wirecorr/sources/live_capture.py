@@ -4,7 +4,8 @@ Why a file and not tcpdump's stdout: a Python consumer of a pipe keeps up with o
 ~35k pkt/s and the kernel drops the rest, while tcpdump writing to a file lost nothing
 (docs/architecture.md, live capture facts). `--immediate-mode` keeps delivery latency sub-millisecond
 (without it TPACKET_V3 hands packets over up to 1 s late) and `-U` makes tcpdump write
-each packet as it comes, so `CaptureReader(follow=True)` sees it at once.
+each packet as it comes; the reader waits on inotify for those writes (`FileGrowth`), so
+it sees each packet at once, where polling the file cost up to its interval every time.
 
 The file lives in a 0700 temp directory and is unlinked as soon as both tcpdump and the
 reader hold it open: nothing is left behind however wirecorr ends. tcpdump gets SIGTERM
@@ -18,6 +19,7 @@ import contextlib
 import ctypes
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -115,7 +117,46 @@ def real_loss(received: int, captured: int, loopback_captured: int, all_loopback
     return max(0, round(total) - captured)
 
 
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
+_libc = ctypes.CDLL(None, use_errno=True)
+_prctl = _libc.prctl
+IN_MODIFY = 0x2
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = os.O_CLOEXEC
+# How long the reader waits for a write before it asks whether tcpdump has ended.
+WAIT_S = 0.1
+
+
+class FileGrowth:
+    """Wakes a reader following a file when its writer writes (inotify IN_MODIFY).
+
+    The watch is on the inode, so it keeps working after the file is unlinked. Where
+    inotify is unavailable (out of instances) `wait` sleeps a few milliseconds instead.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if self.fd >= 0 and _libc.inotify_add_watch(self.fd, os.fsencode(path), IN_MODIFY) < 0:
+            os.close(self.fd)
+            self.fd = -1
+        self._poll = select.poll()
+        if self.fd >= 0:
+            self._poll.register(self.fd, select.POLLIN)
+
+    def wait(self) -> None:
+        """Return once the file was written to since the last call, or after WAIT_S."""
+        if self.fd < 0:
+            time.sleep(0.005)
+            return
+        if self._poll.poll(WAIT_S * 1000):
+            # Drained before the caller reads, so a write after this read wakes the next wait.
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self.fd, 4096):
+                    pass
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _die_with_parent() -> None:
@@ -156,6 +197,7 @@ class LiveCapture:
         self._read_thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._stats: CaptureStats | None = None
+        self._growth: FileGrowth | None = None
 
     def command(self, path: str) -> list[str]:
         tcpdump = shutil.which("tcpdump")
@@ -242,7 +284,8 @@ class LiveCapture:
             time.sleep(0.01)
         proc = self._proc
         assert proc is not None
-        return CaptureReader(path, follow=True, should_stop=lambda: proc.poll() is not None, poll_interval=0.01)
+        growth = self._growth = FileGrowth(path)
+        return CaptureReader(path, follow=True, should_stop=lambda: proc.poll() is not None, wait_for_data=growth.wait)
 
     def start_delivery(self) -> None:
         self._read_thread = threading.Thread(target=self._deliver, name="live-capture", daemon=True)
@@ -267,6 +310,8 @@ class LiveCapture:
                 self.delivered += 1
         except BaseException as e:
             self._error = e
+        finally:
+            self._close_reader()
 
     def request_counts(self) -> None:
         """Ask the running tcpdump for its counters (SIGUSR1); `kernel_drops` reads the answer.
@@ -307,8 +352,8 @@ class LiveCapture:
         for thread in (self._read_thread, self._stderr_thread):
             if thread is not None:
                 thread.join(timeout=10)
-        if self._read_thread is None and self._reader is not None:
-            self._reader.close()
+        if self._read_thread is None:
+            self._close_reader()
         if self._error is not None:
             raise self._error
         stats = parse_stats(self._stderr)
@@ -324,8 +369,14 @@ class LiveCapture:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
-        if self._reader is not None and self._read_thread is None:
+        if self._read_thread is None:
+            self._close_reader()  # else the reader thread does, when it sees tcpdump ended
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
             self._reader.close()
+        if self._growth is not None:
+            self._growth.close()
 
 
 def _loopback_index() -> int:
