@@ -33,17 +33,20 @@ from dataclasses import dataclass, field
 from wirecorr.errors import EXIT_BAD_INPUT, MissingTool, WirecorrError
 from wirecorr.model import Packet
 from wirecorr.sources.capture_file import CaptureReader
-from wirecorr.sources.packet_decode import LINKTYPE_LINUX_SLL2, decode_packet
+from wirecorr.sources.packet_decode import decode_packet
 
 PR_SET_PDEATHSIG = 1
-# Bytes kept per packet. In --immediate-mode libpcap uses a TPACKET_V2 ring of fixed-size
-# slots, each sized for a whole snaplen (or the MTU when that is smaller; `any` has none),
-# so the snaplen decides how many packets the ring holds: with -B 8192, about 30 at
-# tcpdump's default of 262144 on `any`, 127 on `lo`, about 3900 at 2048. Measured here, a
-# 2000-datagram burst on `any` kept 400-1000 packets at 262144 and all 2000 at 2048.
-# 2048 keeps every header and the first ~2 KiB of payload; losing packets is worse.
-DEFAULT_SNAPLEN = 2048
-DEFAULT_BUFFER_KIB = 8192
+# Bytes kept per packet, and the kernel buffer (tcpdump -B). In --immediate-mode libpcap
+# uses a TPACKET_V2 ring of fixed-size slots, each sized for a whole snaplen (or the MTU
+# when that is smaller; `any` has none) plus 68-84 bytes of headers, so the snaplen decides
+# how many packets the ring holds: with -B 8192, about 30 at tcpdump's default of 262144
+# on `any`, 127 on `lo`, 3942 at 2048. Slots are laid out in pages: at 2048 a slot takes
+# 2128 bytes and so a page of its own (-B 8192 pinned 16 MiB), at 1960 two fit in one
+# (-B 16384: 8192 slots in the same 16 MiB). Measured here, a 2000-datagram burst on `any`
+# kept 400-1000 packets at 262144 and all 2000 at 2048. 1960 keeps every header and the
+# first ~1.9 KiB of payload; losing packets is worse.
+DEFAULT_SNAPLEN = 1960
+DEFAULT_BUFFER_KIB = 16384
 # After the traced program ends: SIGINT does not drain tcpdump's ring buffer, so packets
 # still in it would be lost silently; with --immediate-mode 200 ms is ample.
 DEFAULT_GRACE = 0.2
@@ -65,10 +68,11 @@ class CaptureStats:
     """tcpdump's closing counters, and the loss they imply.
 
     `received` and `dropped_kernel` are the kernel's figures as tcpdump prints them; on
-    loopback the kernel counts each packet twice there (once leaving, once arriving,
-    while libpcap keeps one), so they overstate traffic and loss. `lost` is the real
-    loss: packets that crossed the interface and are not in the capture, including any
-    left in the ring when tcpdump stopped. None means tcpdump printed no counters.
+    `lo` the kernel counts each packet twice there (once leaving, once arriving, while
+    libpcap keeps one), so they overstate traffic and loss (on `any` the filter drops the
+    leaving copy in the kernel: `LiveCapture.kernel_filter`). `lost` is the real loss:
+    packets that crossed the interface and are not in the capture, including any left in
+    the ring when tcpdump stopped. None means tcpdump printed no counters.
     """
 
     captured: int | None = None
@@ -101,19 +105,13 @@ def parse_stats(lines: list[str]) -> CaptureStats:
     return stats
 
 
-def real_loss(received: int, captured: int, loopback_captured: int, all_loopback: bool) -> int:
+def real_loss(received: int, captured: int, doubled: bool) -> int:
     """Packets lost, from the kernel's `received` count and what reached the file.
 
-    Loopback packets count twice in `received`. With a mix (`-i any`), the share of
-    loopback among captured packets stands in for their share among all, which is exact
-    when the traffic is all loopback or none.
+    `doubled`: every packet counts twice in `received` (all of them cross `lo`, whose
+    leaving copy the kernel filter keeps: see `LiveCapture.kernel_filter`).
     """
-    if all_loopback:
-        total = received / 2
-    elif captured:
-        total = received * captured / (captured + loopback_captured)
-    else:
-        total = received
+    total = received / 2 if doubled else received
     return max(0, round(total) - captured)
 
 
@@ -188,7 +186,6 @@ class LiveCapture:
         self.buffer_kib = buffer_kib
         self.delivered = 0
         self.linktype: int | None = None
-        self._loopback_delivered = 0
         self._proc: subprocess.Popen[str] | None = None
         self._reader: CaptureReader | None = None
         self._stderr: list[str] = []
@@ -198,6 +195,20 @@ class LiveCapture:
         self._error: BaseException | None = None
         self._stats: CaptureStats | None = None
         self._growth: FileGrowth | None = None
+
+    def kernel_filter(self) -> str | None:
+        """The BPF program tcpdump gets: the user's, and on `any` no leaving loopback copy.
+
+        On loopback the kernel hands a capture each packet twice, leaving and arriving,
+        and libpcap throws the leaving copy away only after it took a slot of the ring:
+        half the ring, and half the counters, were copies. On `any` the filter drops them
+        in the kernel (pkttype and ifindex of the SLL2 header). Not on `lo`: there libpcap
+        1.10 then hands each packet over only when the next one arrives.
+        """
+        if self.interface != "any":
+            return self.bpf
+        unique = f"not (outbound and ifindex {_loopback_index()})"
+        return f"({self.bpf}) and {unique}" if self.bpf else unique
 
     def command(self, path: str) -> list[str]:
         tcpdump = shutil.which("tcpdump")
@@ -209,8 +220,9 @@ class LiveCapture:
             # Staying root (without -Z tcpdump switches to the tcpdump user) keeps the
             # parent-death signal, which the kernel clears on any change of user id.
             cmd += ["-Z", "root"]
-        if self.bpf:
-            cmd.append(self.bpf)
+        bpf = self.kernel_filter()
+        if bpf:
+            cmd.append(bpf)
         return cmd
 
     def start(self, timeout: float = 10.0) -> None:
@@ -294,18 +306,10 @@ class LiveCapture:
     def _deliver(self) -> None:
         assert self._reader is not None
         reader = self._reader
-        lo_index = _loopback_index()
         try:
             for rec in reader.records():
                 if self.linktype is None:
                     self.linktype = reader.interfaces[0].linktype
-                frame = rec[5]
-                if (
-                    self.linktype == LINKTYPE_LINUX_SLL2
-                    and len(frame) >= 8
-                    and int.from_bytes(frame[4:8], "big") == lo_index
-                ):
-                    self._loopback_delivered += 1
                 self.on_packet(decode_packet(self.delivered, rec))
                 self.delivered += 1
         except BaseException as e:
@@ -359,7 +363,7 @@ class LiveCapture:
         stats = parse_stats(self._stderr)
         stats.exit_status = proc.returncode
         if stats.received is not None and stats.captured is not None:
-            stats.lost = real_loss(stats.received, stats.captured, self._loopback_delivered, self.interface == "lo")
+            stats.lost = real_loss(stats.received, stats.captured, doubled=self.interface == "lo")
         self._stats = stats
         return stats
 

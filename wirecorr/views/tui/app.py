@@ -412,7 +412,10 @@ class WirecorrApp(App[None]):
     def _show_selection(self) -> None:
         """The Detail pane, the match position and the expanded row, for the selected row."""
         self._detail_timer = None
-        timeline = self.timeline
+        found = self.query(Timeline)  # a timer's call: the app may be ending, or on another screen
+        if not found:
+            return
+        timeline = found.first()
         ref = timeline.current_ref
         self.query_one(Detail).show(ref)
         if self.matches is not None and ref is not None and timeline.cursor_key is not None:
