@@ -153,3 +153,43 @@ def test_missing_capability_names_it(tmp_path: Path) -> None:
     )  # fmt: skip
     assert "CAP_NET_RAW and CAP_NET_ADMIN" in proc.stdout, proc.stdout + proc.stderr
     assert "permission" in proc.stdout.lower()
+
+
+def test_kernel_drops_reported_while_running_and_at_the_end(private_tmp: Path) -> None:
+    """A ring of 64 KiB (32 slots) under a burst: the kernel drops, and it is said, exactly."""
+    from wirecorr.engine.session import Session
+    from wirecorr.views.tui.index import EventIndex
+    from wirecorr.views.tui.live import LiveFeed
+    from wirecorr.views.tui.packets import LivePackets
+
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    port = sink.getsockname()[1]
+    got: list[Packet] = []
+    cap = LiveCapture(got.append, interface="any", bpf=f"udp and dst port {port}", buffer_kib=64)
+    feed = LiveFeed(EventIndex(Session(), LivePackets()), str(private_tmp / "x.pcapng"))
+    feed.set_capture(lambda: cap)
+    cap.start()
+    cap.start_delivery()
+    sent = 20_000
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("127.0.0.1", port))
+            for i in range(sent):
+                s.send(b"%d" % i)
+        # The status bar asks tcpdump for its counters (SIGUSR1) while it runs.
+        deadline = time.monotonic() + 10
+        while "drops …" in (text := feed.status()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        shown = int(text.rsplit("· ", 1)[-1].split(" dropped")[0].replace(",", ""))
+        assert shown > 0
+    finally:
+        stats = cap.stop()
+        sink.close()
+    assert stats.dropped_kernel is not None and stats.dropped_kernel >= shown
+    # One count per datagram (the leaving loopback copy never reached the counters), so
+    # the kernel's drops are the loss, and received is what was sent.
+    assert stats.received == sent
+    assert stats.lost == stats.dropped_kernel == sent - stats.captured == sent - len(got) > 0
+    feed.done, feed.result = True, "exit status 0"
+    assert f"{stats.lost:,} packets lost by the capture" in feed.status()
