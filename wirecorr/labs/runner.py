@@ -28,6 +28,9 @@ class LabResult:
     output: str
     status: int
     evidence: Evidence
+    # The stem of every namespace the run made ("wclab-1a2b3c4d"): a test can tell its own
+    # leftovers from those of labs running beside it.
+    namespaces: str = ""
 
     @property
     def shown(self) -> bool:
@@ -42,6 +45,7 @@ def run(lab: Lab, output: str, *, small: bool = False) -> LabResult:
         work = Workdir(Path(tmp), small)
         sysctls = {**lab.sysctls, **(lab.small_sysctls if small else {})}
         with private_network(pair=lab.pair, sysctls=sysctls, nft_b=lab.nft, mtu=lab.mtu) as net:
+            stem = net.a.removesuffix("-a")
             argv = lab.command(work, net)
             if lab.record is not None:
                 status = lab.record(work, net, argv, output)
@@ -63,4 +67,4 @@ def run(lab: Lab, output: str, *, small: bool = False) -> LabResult:
     evidence.expect(status == 0, f"the lab's programs exited with status {status}")
     evidence.expect(session.error is None, f"the recording is damaged: {session.error}")
     lab.explain(evidence)
-    return LabResult(lab, output, status, evidence)
+    return LabResult(lab, output, status, evidence, stem)
