@@ -48,7 +48,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=f"bytes kept per packet (default {DEFAULT_SNAPLEN}: smaller packets fit more of them in tcpdump's ring)",
     )
     p.add_argument(
-        "-B", "--buffer-kib", type=int, default=DEFAULT_BUFFER_KIB, help="kernel capture buffer, KiB (default 8192)"
+        "-B",
+        "--buffer-kib",
+        type=int,
+        default=DEFAULT_BUFFER_KIB,
+        help=f"kernel capture buffer, KiB (default {DEFAULT_BUFFER_KIB})",
     )
     p.add_argument(
         "--data-bytes", type=int, default=DEFAULT_DATA_BYTES, help="payload bytes kept per read/write syscall"

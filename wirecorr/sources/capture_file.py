@@ -147,13 +147,15 @@ class CaptureReader:
     recorder writes tens of thousands of syscall blocks in a row). With `follow=True` the reader
     waits at the end for more data until `should_stop()` answers True, then a partial
     last record is dropped silently (its writer was interrupted, nothing was lost that was
-    ever complete).
+    ever complete). It waits with `wait_for_data()` when given (returning when the file may
+    have grown, or after a while), else by sleeping `poll_interval`.
     """
 
     path: str
     follow: bool = False
     should_stop: Callable[[], bool] | None = None
     poll_interval: float = 0.05
+    wait_for_data: Callable[[], None] | None = None
     on_custom: Callable[[CustomBlock], None] | None = None
     format: str = ""
     interfaces: list[Interface] = field(default_factory=list)
@@ -233,7 +235,10 @@ class CaptureReader:
             chunk = self._read(max(CHUNK, need))
             if not chunk and self.follow:
                 if self.should_stop is None or not self.should_stop():
-                    time.sleep(self.poll_interval)
+                    if self.wait_for_data is not None:
+                        self.wait_for_data()
+                    else:
+                        time.sleep(self.poll_interval)
                     continue
                 # Stopping: one last read, the writer may have flushed just before.
                 chunk = self._read(max(CHUNK, need))

@@ -4,7 +4,8 @@ Why a file and not tcpdump's stdout: a Python consumer of a pipe keeps up with o
 ~35k pkt/s and the kernel drops the rest, while tcpdump writing to a file lost nothing
 (docs/architecture.md, live capture facts). `--immediate-mode` keeps delivery latency sub-millisecond
 (without it TPACKET_V3 hands packets over up to 1 s late) and `-U` makes tcpdump write
-each packet as it comes, so `CaptureReader(follow=True)` sees it at once.
+each packet as it comes; the reader waits on inotify for those writes (`FileGrowth`), so
+it sees each packet at once, where polling the file cost up to its interval every time.
 
 The file lives in a 0700 temp directory and is unlinked as soon as both tcpdump and the
 reader hold it open: nothing is left behind however wirecorr ends. tcpdump gets SIGTERM
@@ -18,6 +19,7 @@ import contextlib
 import ctypes
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -31,17 +33,20 @@ from dataclasses import dataclass, field
 from wirecorr.errors import EXIT_BAD_INPUT, MissingTool, WirecorrError
 from wirecorr.model import Packet
 from wirecorr.sources.capture_file import CaptureReader
-from wirecorr.sources.packet_decode import LINKTYPE_LINUX_SLL2, decode_packet
+from wirecorr.sources.packet_decode import decode_packet
 
 PR_SET_PDEATHSIG = 1
-# Bytes kept per packet. In --immediate-mode libpcap uses a TPACKET_V2 ring of fixed-size
-# slots, each sized for a whole snaplen (or the MTU when that is smaller; `any` has none),
-# so the snaplen decides how many packets the ring holds: with -B 8192, about 30 at
-# tcpdump's default of 262144 on `any`, 127 on `lo`, about 3900 at 2048. Measured here, a
-# 2000-datagram burst on `any` kept 400-1000 packets at 262144 and all 2000 at 2048.
-# 2048 keeps every header and the first ~2 KiB of payload; losing packets is worse.
-DEFAULT_SNAPLEN = 2048
-DEFAULT_BUFFER_KIB = 8192
+# Bytes kept per packet, and the kernel buffer (tcpdump -B). In --immediate-mode libpcap
+# uses a TPACKET_V2 ring of fixed-size slots, each sized for a whole snaplen (or the MTU
+# when that is smaller; `any` has none) plus 68-84 bytes of headers, so the snaplen decides
+# how many packets the ring holds: with -B 8192, about 30 at tcpdump's default of 262144
+# on `any`, 127 on `lo`, 3942 at 2048. Slots are laid out in pages: at 2048 a slot takes
+# 2128 bytes and so a page of its own (-B 8192 pinned 16 MiB), at 1960 two fit in one
+# (-B 16384: 8192 slots in the same 16 MiB). Measured here, a 2000-datagram burst on `any`
+# kept 400-1000 packets at 262144 and all 2000 at 2048. 1960 keeps every header and the
+# first ~1.9 KiB of payload; losing packets is worse.
+DEFAULT_SNAPLEN = 1960
+DEFAULT_BUFFER_KIB = 16384
 # After the traced program ends: SIGINT does not drain tcpdump's ring buffer, so packets
 # still in it would be lost silently; with --immediate-mode 200 ms is ample.
 DEFAULT_GRACE = 0.2
@@ -63,10 +68,11 @@ class CaptureStats:
     """tcpdump's closing counters, and the loss they imply.
 
     `received` and `dropped_kernel` are the kernel's figures as tcpdump prints them; on
-    loopback the kernel counts each packet twice there (once leaving, once arriving,
-    while libpcap keeps one), so they overstate traffic and loss. `lost` is the real
-    loss: packets that crossed the interface and are not in the capture, including any
-    left in the ring when tcpdump stopped. None means tcpdump printed no counters.
+    `lo` the kernel counts each packet twice there (once leaving, once arriving, while
+    libpcap keeps one), so they overstate traffic and loss (on `any` the filter drops the
+    leaving copy in the kernel: `LiveCapture.kernel_filter`). `lost` is the real loss:
+    packets that crossed the interface and are not in the capture, including any left in
+    the ring when tcpdump stopped. None means tcpdump printed no counters.
     """
 
     captured: int | None = None
@@ -99,23 +105,56 @@ def parse_stats(lines: list[str]) -> CaptureStats:
     return stats
 
 
-def real_loss(received: int, captured: int, loopback_captured: int, all_loopback: bool) -> int:
+def real_loss(received: int, captured: int, doubled: bool) -> int:
     """Packets lost, from the kernel's `received` count and what reached the file.
 
-    Loopback packets count twice in `received`. With a mix (`-i any`), the share of
-    loopback among captured packets stands in for their share among all, which is exact
-    when the traffic is all loopback or none.
+    `doubled`: every packet counts twice in `received` (all of them cross `lo`, whose
+    leaving copy the kernel filter keeps: see `LiveCapture.kernel_filter`).
     """
-    if all_loopback:
-        total = received / 2
-    elif captured:
-        total = received * captured / (captured + loopback_captured)
-    else:
-        total = received
+    total = received / 2 if doubled else received
     return max(0, round(total) - captured)
 
 
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
+_libc = ctypes.CDLL(None, use_errno=True)
+_prctl = _libc.prctl
+IN_MODIFY = 0x2
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = os.O_CLOEXEC
+# How long the reader waits for a write before it asks whether tcpdump has ended.
+WAIT_S = 0.1
+
+
+class FileGrowth:
+    """Wakes a reader following a file when its writer writes (inotify IN_MODIFY).
+
+    The watch is on the inode, so it keeps working after the file is unlinked. Where
+    inotify is unavailable (out of instances) `wait` sleeps a few milliseconds instead.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if self.fd >= 0 and _libc.inotify_add_watch(self.fd, os.fsencode(path), IN_MODIFY) < 0:
+            os.close(self.fd)
+            self.fd = -1
+        self._poll = select.poll()
+        if self.fd >= 0:
+            self._poll.register(self.fd, select.POLLIN)
+
+    def wait(self) -> None:
+        """Return once the file was written to since the last call, or after WAIT_S."""
+        if self.fd < 0:
+            time.sleep(0.005)
+            return
+        if self._poll.poll(WAIT_S * 1000):
+            # Drained before the caller reads, so a write after this read wakes the next wait.
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self.fd, 4096):
+                    pass
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _die_with_parent() -> None:
@@ -147,7 +186,6 @@ class LiveCapture:
         self.buffer_kib = buffer_kib
         self.delivered = 0
         self.linktype: int | None = None
-        self._loopback_delivered = 0
         self._proc: subprocess.Popen[str] | None = None
         self._reader: CaptureReader | None = None
         self._stderr: list[str] = []
@@ -156,6 +194,21 @@ class LiveCapture:
         self._read_thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._stats: CaptureStats | None = None
+        self._growth: FileGrowth | None = None
+
+    def kernel_filter(self) -> str | None:
+        """The BPF program tcpdump gets: the user's, and on `any` no leaving loopback copy.
+
+        On loopback the kernel hands a capture each packet twice, leaving and arriving,
+        and libpcap throws the leaving copy away only after it took a slot of the ring:
+        half the ring, and half the counters, were copies. On `any` the filter drops them
+        in the kernel (pkttype and ifindex of the SLL2 header). Not on `lo`: there libpcap
+        1.10 then hands each packet over only when the next one arrives.
+        """
+        if self.interface != "any":
+            return self.bpf
+        unique = f"not (outbound and ifindex {_loopback_index()})"
+        return f"({self.bpf}) and {unique}" if self.bpf else unique
 
     def command(self, path: str) -> list[str]:
         tcpdump = shutil.which("tcpdump")
@@ -167,8 +220,9 @@ class LiveCapture:
             # Staying root (without -Z tcpdump switches to the tcpdump user) keeps the
             # parent-death signal, which the kernel clears on any change of user id.
             cmd += ["-Z", "root"]
-        if self.bpf:
-            cmd.append(self.bpf)
+        bpf = self.kernel_filter()
+        if bpf:
+            cmd.append(bpf)
         return cmd
 
     def start(self, timeout: float = 10.0) -> None:
@@ -242,7 +296,8 @@ class LiveCapture:
             time.sleep(0.01)
         proc = self._proc
         assert proc is not None
-        return CaptureReader(path, follow=True, should_stop=lambda: proc.poll() is not None, poll_interval=0.01)
+        growth = self._growth = FileGrowth(path)
+        return CaptureReader(path, follow=True, should_stop=lambda: proc.poll() is not None, wait_for_data=growth.wait)
 
     def start_delivery(self) -> None:
         self._read_thread = threading.Thread(target=self._deliver, name="live-capture", daemon=True)
@@ -251,22 +306,16 @@ class LiveCapture:
     def _deliver(self) -> None:
         assert self._reader is not None
         reader = self._reader
-        lo_index = _loopback_index()
         try:
             for rec in reader.records():
                 if self.linktype is None:
                     self.linktype = reader.interfaces[0].linktype
-                frame = rec[5]
-                if (
-                    self.linktype == LINKTYPE_LINUX_SLL2
-                    and len(frame) >= 8
-                    and int.from_bytes(frame[4:8], "big") == lo_index
-                ):
-                    self._loopback_delivered += 1
                 self.on_packet(decode_packet(self.delivered, rec))
                 self.delivered += 1
         except BaseException as e:
             self._error = e
+        finally:
+            self._close_reader()
 
     def request_counts(self) -> None:
         """Ask the running tcpdump for its counters (SIGUSR1); `kernel_drops` reads the answer.
@@ -307,14 +356,14 @@ class LiveCapture:
         for thread in (self._read_thread, self._stderr_thread):
             if thread is not None:
                 thread.join(timeout=10)
-        if self._read_thread is None and self._reader is not None:
-            self._reader.close()
+        if self._read_thread is None:
+            self._close_reader()
         if self._error is not None:
             raise self._error
         stats = parse_stats(self._stderr)
         stats.exit_status = proc.returncode
         if stats.received is not None and stats.captured is not None:
-            stats.lost = real_loss(stats.received, stats.captured, self._loopback_delivered, self.interface == "lo")
+            stats.lost = real_loss(stats.received, stats.captured, doubled=self.interface == "lo")
         self._stats = stats
         return stats
 
@@ -324,8 +373,14 @@ class LiveCapture:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
-        if self._reader is not None and self._read_thread is None:
+        if self._read_thread is None:
+            self._close_reader()  # else the reader thread does, when it sees tcpdump ended
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
             self._reader.close()
+        if self._growth is not None:
+            self._growth.close()
 
 
 def _loopback_index() -> int:

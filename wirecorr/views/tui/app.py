@@ -27,6 +27,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Footer, Input, ProgressBar, Static
 
@@ -62,6 +63,12 @@ INPUT_QUIET_S = 0.1
 # each time costs a layout pass and a redraw of every visible line (~12 ms), which after
 # every slice made key presses wait.
 VIEW_EVERY_S = 0.1
+# While it follows a live tail, at most this often: each time the whole timeline scrolls
+# and is drawn again, which at Textual's 60 frames a second took most of a core.
+FOLLOW_EVERY_S = 0.03
+# The Detail pane follows a moving live tail at most this often: each new text is a
+# layout pass of the whole screen.
+DETAIL_EVERY_S = 0.25
 PANES_EVERY_S = 0.5
 # How often an idle feed (live mode with nothing happening) is asked for events.
 IDLE_S = 0.1
@@ -189,6 +196,7 @@ class WirecorrApp(App[None]):
         self._input_at = 0.0
         self._shown_at = 0.0
         self._unshown = 0
+        self._detail_timer: Timer | None = None
         # Run before the process leaves on a hang-up whose shutdown hangs (tui: its temporary copy).
         self.cleanups: list[Callable[[], object]] = []
         self._merged: Callable[[], MergedSession] | None = None
@@ -198,9 +206,15 @@ class WirecorrApp(App[None]):
             self._input_at = time.perf_counter()
         await super().on_event(event)
 
-    async def _stand_aside(self, at_least: float) -> None:
-        """Sleep through the quiet period that follows user input, and at least `at_least`."""
-        await asyncio.sleep(at_least)
+    async def _stand_aside(self, at_least: float, woken: asyncio.Event | None = None) -> None:
+        """Sleep through the quiet period that follows user input, and at least `at_least`
+        (or until `woken` is set: a live feed's first event after a quiet spell)."""
+        if woken is None:
+            await asyncio.sleep(at_least)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), at_least)
+            woken.clear()
         while (wait := self._input_at + INPUT_QUIET_S - time.perf_counter()) > 0:
             await asyncio.sleep(wait)
 
@@ -282,6 +296,18 @@ class WirecorrApp(App[None]):
     @work(group="ingest", exclusive=True)
     async def ingest(self) -> None:
         feed = self.feed
+        # A live feed wakes the idle loop when events arrive, from the recorder's threads:
+        # without it the first packet after a quiet spell waited up to IDLE_S for its row.
+        woken: asyncio.Event | None = None
+        set_waker = getattr(feed, "set_waker", None)
+        if set_waker is not None:
+            loop, woken = asyncio.get_running_loop(), asyncio.Event()
+
+            def wake() -> None:
+                with contextlib.suppress(RuntimeError):  # the app has ended and its loop closed
+                    loop.call_soon_threadsafe(woken.set)
+
+            set_waker(wake)
         while True:
             if self.filtering:
                 await asyncio.sleep(0.01)
@@ -298,13 +324,17 @@ class WirecorrApp(App[None]):
             new = self.index.flush()
             if new:
                 self._add_rows(new)
-            due = feed.done or self.timeline.follow_tail or time.perf_counter() - self._shown_at >= VIEW_EVERY_S
-            if self._unshown and due:
+            every = FOLLOW_EVERY_S if self.timeline.follow_tail else VIEW_EVERY_S
+            wait = self._shown_at + every - time.perf_counter()
+            if self._unshown and (feed.done or wait <= 0):
                 self._show_rows()
             if feed.done:
                 break
             self._update_panes(force=False)
-            await self._stand_aside(YIELD_S if fed else IDLE_S)
+            if fed:
+                await self._stand_aside(YIELD_S)
+            else:  # until events come, or rows held back are due
+                await self._stand_aside(min(IDLE_S, max(wait, YIELD_S)) if self._unshown else IDLE_S, woken)
         self._indexed()
 
     def _add_rows(self, new: list[tuple[int, int]]) -> None:
@@ -382,9 +412,26 @@ class WirecorrApp(App[None]):
 
     @on(Timeline.Moved)
     def _moved(self, event: Timeline.Moved) -> None:
-        self.query_one(Detail).show(event.ref)
-        if self.matches is not None and event.ref is not None and self.timeline.cursor_key is not None:
-            pos = self.matches.position(*self.timeline.cursor_key)
+        if self.timeline.follow_tail and not self.feed.done:
+            # Following a live tail, the selection moves with every batch of rows: the panes
+            # that show it (each new text a layout pass of the whole screen) follow at most
+            # every DETAIL_EVERY_S.
+            if self._detail_timer is None:
+                self._detail_timer = self.set_timer(DETAIL_EVERY_S, self._show_selection)
+            return
+        self._show_selection()
+
+    def _show_selection(self) -> None:
+        """The Detail pane, the match position and the expanded row, for the selected row."""
+        self._detail_timer = None
+        found = self.query(Timeline)  # a timer's call: the app may be ending, or on another screen
+        if not found:
+            return
+        timeline = found.first()
+        ref = timeline.current_ref
+        self.query_one(Detail).show(ref)
+        if self.matches is not None and ref is not None and timeline.cursor_key is not None:
+            pos = self.matches.position(*timeline.cursor_key)
             self.match_at = pos + 1 if pos is not None else None
             self._update_status()
         self._show_row_full()

@@ -50,24 +50,39 @@ class LiveFeed:
         self._fed = 0
         self._capture: Callable[[], LiveCapture | None] | None = None
         self._drops_asked = 0.0
+        self._waker: Callable[[], None] | None = None
+        self._woken = False
 
     # -- RecordListener: called from the recorder's threads -----------------------------
 
     def on_syscall(self, sc: Syscall) -> None:
         self.queue.put((_SYSCALL, sc))
+        self._wake()
 
     def on_process(self, event: str, pid: int, info: int | None) -> None:
         self.queue.put((_PROCESS, (event, pid, info)))
+        self._wake()
         self.begun.set()
 
     def on_packet(self, pkt: Packet) -> None:
         self.queue.put((_PACKET, pkt))
+        self._wake()
+
+    def _wake(self) -> None:
+        """Tell an idle UI that events wait: once, until its next `step` takes them."""
+        if not self._woken and self._waker is not None:
+            self._woken = True
+            self._waker()
 
     # -- Feed: called on the UI thread --------------------------------------------------
 
     def set_stopper(self, stop: Any) -> None:
         """How `stop()` ends the recording (the command knows its Recorder and CMD)."""
         self._stop = stop
+
+    def set_waker(self, wake: Callable[[], None]) -> None:
+        """How to wake the app's idle ingest loop; called from the recorder's threads."""
+        self._waker = wake
 
     def set_capture(self, capture: Callable[[], LiveCapture | None]) -> None:
         """Where the recorder's capture is, once it has started (None until then)."""
@@ -103,6 +118,7 @@ class LiveFeed:
         index, session = self.index, self.index.session
         n = 0
         finished = self.finished  # read first: events queued before it was set are all here
+        self._woken = False  # cleared before the queue is read: an event put after it wakes again
         try:
             while True:
                 kind, event = self.queue.get_nowait()
