@@ -89,7 +89,9 @@ def test_format2_recording_indexes_as_analyze_and_as_its_format1_original(name: 
 
     assert rows(index) == rows(original)
     assert len(index.rows) == len(loaded.syscalls) + len(loaded.analyzer.table)
-    assert [index.field(ref, "net") for ref in index.rows.refs] == [original.field(r, "net") for r in original.rows.refs]
+    assert [index.field(ref, "net") for ref in index.rows.refs] == [
+        original.field(r, "net") for r in original.rows.refs
+    ]
 
 
 def test_rows_of_columns_make_no_syscall_objects_until_looked_at(tmp_path: Path) -> None:
