@@ -19,6 +19,7 @@ Two phases, in the order `analyze` feeds the engine (engine/ingest.py, read_capt
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator
 from itertools import islice
 
@@ -36,6 +37,8 @@ from wirecorr.views.tui.packets import FilePackets
 
 # Syscalls fed between two looks at the clock: a few ms of the correlator's work.
 CALL_BATCH = 128
+# Bytes of the file the compiled feed walks per call: ≈ 8k packets, a few ms.
+WALK_CHUNK = 1 << 20
 # Packets per look at the clock on the reference path (WIRECORR_PURE=1, or syscalls from
 # an strace log loaded first): one Python object each there, ≈ 10 µs.
 REFERENCE_BATCH = 512
@@ -66,11 +69,14 @@ class FileLoader:
         # Syscalls already in the index (an strace log, loaded and fed first) are not fed again.
         self.first_call = len(index.calls)
         self.walk: Iterator[object] | None = (
-            feed_compiled(session, self.reader, path, self.check, packet_filter=None, count=None)
+            feed_compiled(session, self.reader, path, self.check, packet_filter=None, count=None, chunk=WALK_CHUNK)
             if compiled_feed_applies(session, None)
             else self._reference_walk()
         )
         self.rows_made = 0  # packets that have rows
+        # Syscall blocks met by the walk, decoded one per call of `_walk_chunk` (≈ 20 ms each
+        # for 16k rows) rather than inside the walk, which would then take them all at once.
+        self.blocks: deque[CustomBlock] = deque()
         self.order: np.ndarray | None = None  # phase 2: call positions in the order they ended
         self.next_call = 0
         self.fed = 0  # events indexed
@@ -113,6 +119,9 @@ class FileLoader:
 
     def _walk_chunk(self) -> None:
         assert self.walk is not None
+        if self.blocks:
+            self._call_block(self.blocks.popleft())
+            return
         try:
             more = next(self.walk, None) is not None
         except InputError as e:
@@ -120,6 +129,8 @@ class FileLoader:
             more = False
         self._packet_rows()
         if not more:
+            while self.blocks:
+                self._call_block(self.blocks.popleft())
             self.walk = None
             self._walked()
 
@@ -146,13 +157,10 @@ class FileLoader:
         session.custom_at.append(self.check.read)
         try:
             if block.pen == fmt.PEN and block.data.startswith(_SYSCALLS_PREFIX):
-                try:
-                    table = columns.decode_block(block.data)
-                except fmt.RecordFormatError as e:
-                    raise InputError(self.path, f"bad wirecorr record: {e}", offset=block.offset) from None
-                for batch in table.to_batches():
-                    self.index.add_call_rows(columns.SyscallRows(batch))
+                self.blocks.append(block)
                 return
+            while self.blocks:  # a format-1 syscall next to a batch keeps its place in file order
+                self._call_block(self.blocks.popleft())
             add_block(self.recording, block)
         except InputError as e:
             session.error = session.error or e
@@ -169,6 +177,17 @@ class FileLoader:
             self.index.adopt(rec.syscalls)
             self.index.raise_watermark(max(self.index.calls.end_ns[first:]))
             rec.syscalls.clear()
+
+    def _call_block(self, block: CustomBlock) -> None:
+        """A format-2 block of syscall columns: its rows, no objects yet."""
+        try:
+            table = columns.decode_block(block.data)
+        except fmt.RecordFormatError as e:
+            session = self.index.session
+            session.error = session.error or InputError(self.path, f"bad wirecorr record: {e}", offset=block.offset)
+            return
+        for batch in table.to_batches():
+            self.index.add_call_rows(columns.SyscallRows(batch))
 
     def _walked(self) -> None:
         """Every packet and syscall of the file has a row: show them all."""
