@@ -37,8 +37,9 @@ def test_the_tui_loader_links_and_diagnoses_as_analyze_does(name: str) -> None:
     analyzed = analyze_file(str(CAPTURES / name))
     loaded = _tui_session(CAPTURES / name)
 
-    def links(session: Session) -> list[tuple[str, int, list[int]]]:
-        return sorted((lk.kind, lk.syscall, sorted(lk.packets)) for lk in session.correlator.links)
+    def links(session: Session) -> list[tuple[int, str, int, list[int]]]:
+        # By id too: the timeline's `L3` is link 3 of `analyze --json`.
+        return [(lk.id, lk.kind, lk.syscall, sorted(lk.packets)) for lk in session.correlator.links]
 
     assert links(loaded) == links(analyzed)
     assert [(f.kind, f.message) for f in loaded.findings] == [(f.kind, f.message) for f in analyzed.findings]

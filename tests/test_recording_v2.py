@@ -419,7 +419,7 @@ def test_a_real_run_in_either_format_gives_the_same_analyze_json(tmp_path: Path)
 
 def test_the_tui_feeds_a_batch_over_several_slices(tmp_path: Path) -> None:
     """A block of thousands of syscalls is fed CALL_BATCH at a time, between key presses,
-    and before the packet that follows it in the file."""
+    after the packets (in `analyze`'s order), with every row there before."""
     from wirecorr.views.tui.index import EventIndex
     from wirecorr.views.tui.loader import CALL_BATCH, FileLoader
     from wirecorr.views.tui.packets import LivePackets
@@ -435,14 +435,16 @@ def test_the_tui_feeds_a_batch_over_several_slices(tmp_path: Path) -> None:
         w.write_packet(2_000_000, frame, len(frame), 101)  # LINKTYPE_RAW
     index = EventIndex(Session(), LivePackets())
     loader = FileLoader(index, str(path))
-    for _ in range(20):  # a slice far shorter than any work: one batch of syscalls at most
+    while loader.walk is not None:  # a slice far shorter than any work: one unit of it
         loader.step(1e-6)
-        if loader.fed:
-            break
-    assert 0 < loader.fed <= CALL_BATCH and loader.count == 0
+    index.flush()
+    assert len(index.rows) == len(scs) + 1 and loader.count == 1 and not index.session.syscalls
+    walked = loader.fed
+    loader.step(1e-6)
+    assert 0 < loader.fed - walked <= CALL_BATCH
     while not loader.done:
         loader.step()
-    assert index.calls == scs and loader.count == 1
+    assert list(index.calls) == scs and index.session.syscalls == scs
 
 
 def test_equal_but_different_args_stay_apart() -> None:

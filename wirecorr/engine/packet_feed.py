@@ -88,12 +88,14 @@ def feed_compiled(
     *,
     packet_filter: PacketFilter | None,
     count: int | None,
+    chunk: int = capture_file.CHUNK,
 ) -> Iterator[int]:
     """Walk all of `reader` (or its first `count` packets) in compiled code into `session`.
 
     Keeps `ingest.LinkTypeCheck`'s counts (`check.read` is up to date whenever the reader's
     `on_custom` runs, for the frame numbers of Custom Blocks), and the reader's counts of
-    skipped blocks and clamped timestamps. Yields the packets read so far after every chunk.
+    skipped blocks and clamped timestamps. Yields the packets read so far after every chunk
+    (`chunk` bytes of the file; the TUI's loader takes smaller ones than the 4 MB default).
     """
     from wirecorr._core.packets import FilterProgram, Walker
 
@@ -110,7 +112,7 @@ def feed_compiled(
 
     walker.on_custom = custom
     try:
-        for _ in walk_file(walker, reader):
+        for _ in walk_file(walker, reader, chunk):
             analyzer.sync()
             check.read = walker.index
             # `reader.position` (for progress) is where the walk has read to.
@@ -135,7 +137,7 @@ def feed_compiled(
             session.correlator.caught_up(walker.max_ns)
 
 
-def walk_file(walker: Any, reader: CaptureReader) -> Iterator[None]:
+def walk_file(walker: Any, reader: CaptureReader, chunk: int = capture_file.CHUNK) -> Iterator[None]:
     """Run `walker` (a compiled `Walker`) over the whole of `reader`'s data, yielding after
     every chunk.
 
@@ -143,7 +145,7 @@ def walk_file(walker: Any, reader: CaptureReader) -> Iterator[None]:
     last read that held no complete record, which moves to the front each time. A record
     larger than the buffer doubles it.
     """
-    buf = bytearray(capture_file.CHUNK)
+    buf = bytearray(chunk)
     filled = 0
     base = 0
     try:

@@ -458,28 +458,89 @@ def syscalls_from_table(table: pa.Table) -> list[Syscall]:
     (names, FdInfo, args dicts) between rows as the format-1 reader does."""
     out: list[Syscall] = []
     for batch in table.to_batches():
-        col = batch.column
-        out.extend(
+        rows = SyscallRows(batch)
+        out.extend(rows.rows(0, len(rows)))
+    return out
+
+
+class SyscallRows:
+    """One record batch of syscall columns, made into `Syscall` objects a range at a time.
+
+    The TUI shows a million syscalls without an object per row until one is looked at or
+    fed to the correlator: each distinct dictionary value (name, args, errno, FdInfo) is
+    converted once per batch, and `rows(lo, hi)` builds only the objects asked for.
+    """
+
+    __slots__ = ("_batch", "_dicts", "_indices")
+
+    def __init__(self, batch: pa.RecordBatch) -> None:
+        self._batch = batch
+        self._dicts: dict[str, list[Any]] = {}
+        self._indices: dict[str, np.ndarray] = {}
+        dict_columns = (
+            ("name", _same),
+            ("args", _decode_args),
+            ("errno", _same),
+            ("fdinfo", fmt.fdinfo_from_dict),
+            ("ret_fdinfo", fmt.fdinfo_from_dict),
+        )
+        for name, convert in dict_columns:
+            column = batch.column(name)
+            values = [convert(v) for v in column.dictionary.to_pylist()]
+            values.append(None)
+            self._dicts[name] = values
+            self._indices[name] = column.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False)
+
+    def __len__(self) -> int:
+        return self._batch.num_rows
+
+    def values(self, name: str) -> list[Any]:
+        """A dictionary column's distinct values, converted, with None last (for nulls)."""
+        return self._dicts[name]
+
+    def indices(self, name: str) -> np.ndarray:
+        """Each row's position in `values(name)`."""
+        return self._indices[name]
+
+    def int_column(self, name: str, fill: int = 0) -> np.ndarray:
+        """An int64 column as numpy, nulls as `fill`."""
+        return self._batch.column(name).fill_null(fill).to_numpy(zero_copy_only=False)
+
+    def end_ns(self) -> np.ndarray:
+        """`Syscall.end_ns` of every row: the exit, or the entry for a call that never returned."""
+        exit_ns = self._batch.column("exit_ns")
+        enter = self._batch.column("enter_ns").to_numpy(zero_copy_only=False)
+        if not exit_ns.null_count:
+            return exit_ns.to_numpy(zero_copy_only=False)
+        return np.where(exit_ns.is_null().to_numpy(zero_copy_only=False), enter, exit_ns.fill_null(0).to_numpy())
+
+    def rows(self, lo: int, hi: int) -> list[Syscall]:
+        part = self._batch.slice(lo, hi - lo)
+        col = part.column
+
+        def lookup(name: str) -> list[Any]:
+            return list(map(self._dicts[name].__getitem__, self._indices[name][lo:hi].tolist()))
+
+        return list(
             map(
                 Syscall,
                 col("id").to_pylist(),
                 col("pid").to_pylist(),
                 col("tid").to_pylist(),
-                _lookup(col("name"), _same),
+                lookup("name"),
                 col("enter_ns").to_pylist(),
-                _lookup(col("args"), _decode_args),
+                lookup("args"),
                 col("exit_ns").to_pylist(),
                 col("ret").to_pylist(),
-                _lookup(col("errno"), _same),
+                lookup("errno"),
                 col("fd").to_pylist(),
-                _lookup(col("fdinfo"), fmt.fdinfo_from_dict),
-                _lookup(col("ret_fdinfo"), fmt.fdinfo_from_dict),
+                lookup("fdinfo"),
+                lookup("ret_fdinfo"),
                 col("nbytes").to_pylist(),
                 col("data").to_pylist(),
                 col("msg_lens").to_pylist(),
             )
         )
-    return out
 
 
 def links_from_table(table: pa.Table) -> list[Link]:

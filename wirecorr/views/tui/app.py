@@ -22,6 +22,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
 from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -326,7 +327,8 @@ class WirecorrApp(App[None]):
                 self._add_rows(new)
             every = FOLLOW_EVERY_S if self.timeline.follow_tail else VIEW_EVERY_S
             wait = self._shown_at + every - time.perf_counter()
-            if self._unshown and (feed.done or wait <= 0):
+            # Rows that gained links are redrawn as often as new rows are shown.
+            if (feed.done or wait <= 0) and (self._unshown or self.index.dirty or self.index.dirty_all):
                 self._show_rows()
             if feed.done:
                 break
@@ -337,14 +339,16 @@ class WirecorrApp(App[None]):
                 await self._stand_aside(min(IDLE_S, max(wait, YIELD_S)) if self._unshown else IDLE_S, woken)
         self._indexed()
 
-    def _add_rows(self, new: list[tuple[int, int]]) -> None:
+    def _add_rows(self, new: RowIndex) -> None:
         timeline = self.timeline
         first = not len(timeline.view) and timeline.cursor_key is None
         if self.filter is not None and self.matches is not None:
             pred, index = self.filter.predicate, self.index
-            hits = [row for row in new if pred(index, row[1])]
-            self.matches.add(hits)
-            self._unshown += len(hits) if self.only_matches else len(new)
+            hit = np.fromiter((pred(index, ref) for ref in new.refs), dtype=bool, count=len(new))
+            ts, refs = np.frombuffer(new.ts, dtype=np.int64), np.frombuffer(new.refs, dtype=np.int64)
+            self.matches.add_arrays(ts[hit], refs[hit])
+            hits = int(hit.sum())
+            self._unshown += hits if self.only_matches else len(new)
         else:
             self._unshown += len(new)
         if first:

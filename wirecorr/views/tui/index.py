@@ -9,16 +9,18 @@ its state, so one thread owns the Session.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from wirecorr.engine.analysis_flags import FIELD_NAMES, wireshark_fields
 from wirecorr.engine.connections import Connection
 from wirecorr.engine.session import Session
 from wirecorr.engine.socket_map import Endpoint, endpoint_key
 from wirecorr.model import ACK, FIN, PSH, RST, SYN, URG, Finding, Link, Packet, Syscall
-from wirecorr.views.syscall_format import is_network
+from wirecorr.recording.columns import SyscallRows
+from wirecorr.views.tui.calls import CallList, owner_mask
 from wirecorr.views.tui.display_filter import REQUEST_FIELDS, FieldValue
 from wirecorr.views.tui.packets import PacketSource
 from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref, ref_pos, syscall_ref
@@ -49,7 +51,7 @@ _WIRESHARK_FIELDS = frozenset(
 class EventIndex:
     session: Session
     packets: PacketSource
-    calls: list[Syscall] = field(default_factory=list)
+    calls: CallList = field(default_factory=CallList)
     rows: RowIndex = field(default_factory=RowIndex)
     pos_of_id: dict[int, int] = field(default_factory=dict)
     # Findings by row ref (index into session.findings), rebuilt when findings change.
@@ -69,7 +71,9 @@ class EventIndex:
     _nlinks: int = 0
     # (pid, fd) strings of the sockets behind each connection, as the app knew them.
     owners: dict[int, set[str]] = field(default_factory=dict)
-    pending: list[tuple[int, int]] = field(default_factory=list)
+    # Rows not flushed yet: (timestamps, refs) array pairs, and single rows as they come live.
+    pending: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    _pending_one: list[tuple[int, int]] = field(default_factory=list)
     # connect/accept rows whose connection is not known yet (they name its pid/fd owner).
     unowned: list[int] = field(default_factory=list)
     events: int = 0
@@ -87,15 +91,48 @@ class EventIndex:
 
     def add_packet(self, pkt: Packet) -> None:
         self.session.feed_packet(pkt)
-        self.pending.append((pkt.ts_ns, packet_ref(pkt.index)))
+        self._pending_one.append((pkt.ts_ns, packet_ref(pkt.index)))
+
+    def add_packet_rows(self, start: int, end: int) -> None:
+        """Rows for packets `start`..`end` - 1, which went into the Session's table by
+        themselves (the loader's compiled feed): their times come from the table."""
+        if end > start:
+            ts = np.frombuffer(self.session.analyzer.table.ts_ns, dtype=np.int64)[start:end].copy()
+            self.pending.append((ts, np.arange(start, end, dtype=np.int64) << 1))
+
+    def add_call_rows(self, rows: SyscallRows) -> None:
+        """Rows for a batch of a recording's syscall columns, before the Session is fed
+        them (`feed_call`): objects are made only for rows that are looked at."""
+        calls = self.calls
+        start = calls.extend_rows(rows)
+        n = len(rows)
+        if not n:
+            return
+        positions = np.arange(start, start + n, dtype=np.int64)
+        self.pos_of_id.update(zip(calls.ids[start:].tolist(), positions.tolist(), strict=True))
+        enter = np.frombuffer(calls.enter_ns, dtype=np.int64)[start:].copy()
+        self.pending.append((enter, positions << 1 | 1))
+        self.unowned.extend((positions[owner_mask(rows)] << 1 | 1).tolist())
+        for column in ("fdinfo", "ret_fdinfo"):
+            for info in rows.values(column):
+                key = endpoint_key(info.local) if info is not None else None
+                if key is not None:
+                    self._local.add(key)
+        self.raise_watermark(int(np.frombuffer(calls.end_ns, dtype=np.int64)[start:].max()))
+
+    def feed_call(self, sc: Syscall) -> None:
+        """Give the Session a syscall whose row `add_call_rows` made already."""
+        self.session.feed_syscall(sc)
+
+    def raise_watermark(self, end: int) -> None:
+        if self._watermark is None or end > self._watermark:
+            self._watermark = end
+            self._watermark_moved = True
 
     def add_syscall(self, sc: Syscall) -> None:
         self.session.feed_syscall(sc)
         self.adopt([sc])
-        end = sc.end_ns
-        if self._watermark is None or end > self._watermark:
-            self._watermark = end
-            self._watermark_moved = True
+        self.raise_watermark(sc.end_ns)
 
     def adopt(self, calls: Iterable[Syscall]) -> None:
         """Make rows of syscalls already fed to the Session (an strace log loads whole)."""
@@ -103,7 +140,7 @@ class EventIndex:
             pos = len(self.calls)
             self.calls.append(sc)
             self.pos_of_id[sc.id] = pos
-            self.pending.append((sc.enter_ns, syscall_ref(pos)))
+            self._pending_one.append((sc.enter_ns, syscall_ref(pos)))
             if sc.name in OWNER_CALLS and sc.errno in (None, "EINPROGRESS"):
                 self.unowned.append(syscall_ref(pos))
             for info in (sc.fdinfo, sc.ret_fdinfo):
@@ -111,19 +148,31 @@ class EventIndex:
                 if key is not None:
                     self._local.add(key)
 
-    def flush(self) -> list[tuple[int, int]]:
+    def flush(self) -> RowIndex:
         """Turn pending events into rows; return them (sorted) for views that filter."""
+        new = RowIndex()
+        if self.hold_back and self._watermark is not None and not self._watermark_moved:
+            return new
+        self._watermark_moved = False
+        if self._pending_one:
+            pairs = np.array(self._pending_one, dtype=np.int64).reshape(-1, 2)
+            self.pending.append((pairs[:, 0], pairs[:, 1]))
+            self._pending_one = []
+        if not self.pending:
+            return new
+        ts = np.concatenate([p[0] for p in self.pending])
+        refs = np.concatenate([p[1] for p in self.pending])
+        order = np.lexsort((refs, ts))
+        ts, refs = ts[order], refs[order]
+        self.pending = []
         if self.hold_back and self._watermark is not None:
-            if not self._watermark_moved:
-                return []
-            self._watermark_moved = False
-            pending = sorted(self.pending)
-            cut = bisect_right(pending, (self._watermark, 1 << 62))
-            new, self.pending = pending[:cut], pending[cut:]
-        else:
-            new, self.pending = sorted(self.pending), []
+            cut = int(np.searchsorted(ts, self._watermark, side="right"))
+            if cut < len(ts):
+                self.pending.append((ts[cut:], refs[cut:]))
+            ts, refs = ts[:cut], refs[:cut]
+        new.add_arrays(ts, refs)
         t0 = self.t0
-        self.rows.add(new)
+        self.rows.add_arrays(ts, refs)
         self.events += len(new)
         if self.t0 != t0:  # an earlier first row: every relative time moved
             self.dirty_all = True
@@ -159,7 +208,7 @@ class EventIndex:
 
     def ts(self, ref: int) -> int:
         if is_syscall_ref(ref):
-            return self.calls[ref_pos(ref)].enter_ns
+            return self.calls.enter_ns[ref_pos(ref)]
         return self.session.analyzer.table.ts_ns[ref_pos(ref)]
 
     def ref_of_call_id(self, call_id: int) -> int | None:
@@ -174,7 +223,7 @@ class EventIndex:
     def links(self, ref: int) -> list[Link]:
         correlator = self.session.correlator
         if is_syscall_ref(ref):
-            return correlator.links_of(self.calls[ref_pos(ref)].id)
+            return correlator.links_of(self.calls.ids[ref_pos(ref)])
         return [correlator.links[i] for i in correlator.packet_links.get(ref_pos(ref), ())]
 
     def related(self, ref: int) -> list[int]:
@@ -221,13 +270,15 @@ class EventIndex:
         return (conn.client_addr, conn.client_port) in self._local, (conn.server_addr, conn.server_port) in self._local
 
     def conn_of(self, ref: int) -> int | None:
+        """The engine's answer (`Correlator.connection_of`), the one findings and the ladder use."""
         if not is_syscall_ref(ref):
             cid = self.session.analyzer.table.conn[ref_pos(ref)]
             return cid if cid >= 0 else None
         cached = self._conn_cache.get(ref)
         if cached is not None:
             return cached
-        cid = self._call_conn(self.calls[ref_pos(ref)])
+        found = self.session.correlator.connection_of(self.calls.ids[ref_pos(ref)])
+        cid = found[0] if found is not None else None
         if cid is not None:
             self._conn_cache[ref] = cid
             sc = self.calls[ref_pos(ref)]
@@ -235,11 +286,6 @@ class EventIndex:
                 fd = sc.ret if sc.name != "connect" and isinstance(sc.ret, int) and sc.ret >= 0 else sc.fd
                 self.owners.setdefault(cid, set()).add(f"{sc.pid}/{fd}")
         return cid
-
-    def _call_conn(self, sc: Syscall) -> int | None:
-        """The engine's answer (`Correlator.connection_of`), the one findings and the ladder use."""
-        found = self.session.correlator.connection_of(sc.id)
-        return found[0] if found is not None else None
 
     def field(self, ref: int, name: str) -> FieldValue:
         """The display filter's view of a row (display_filter.RowFacts)."""
@@ -258,7 +304,7 @@ class EventIndex:
         if name == "packet":
             return not is_syscall_ref(ref)
         if name == "net":
-            return not is_syscall_ref(ref) or is_network(self.calls[ref_pos(ref)])
+            return not is_syscall_ref(ref) or bool(self.calls.net[ref_pos(ref)])
         if name == "text":
             return self.text_of(ref) if self.text_of is not None else None
         if name in REQUEST_FIELDS:

@@ -1,13 +1,19 @@
 """Index a capture or recording in short time slices, so the first screen never waits.
 
-A 1M-event recording takes the engine tens of seconds (bench/RESULTS.md); the TUI shows
-the first rows after the first slice and keeps indexing between key presses. The slices
-run on the UI thread's event loop (an async Textual worker) rather than in a thread: the
-Session is not thread-safe, and a thread would compete with rendering for the GIL
-anyway, so a short slice bounds the latency of a key press better than any lock could.
+The slices run on the UI thread's event loop (an async Textual worker) rather than in a
+thread: the Session is not thread-safe, and a thread would compete with rendering for the
+GIL anyway, so a short slice bounds the latency of a key press better than any lock could.
 
-Records are fed in file order, packets and syscall blocks interleaved as the recorder
-wrote them: the same order a live trace delivers, which the correlator is built for.
+Two phases, in the order `analyze` feeds the engine (engine/ingest.py, read_capture):
+
+1. The packets, through the compiled packet feed (`packet_feed.feed_compiled`, one 4 MB
+   chunk of the file per call, no Python object per packet); their rows are made from
+   the packet table's columns. A recording's format-2 syscall blocks met on the way
+   become rows straight from their Arrow columns (`EventIndex.add_call_rows`): every
+   row of the file is on screen once the walk is done, before any syscall is an object.
+2. The syscalls, fed to the Session in the order they ended (as `RecordedFeed` does for
+   `analyze`), a batch per look at the clock; their objects are made from the columns a
+   batch at a time, and the links they get redraw their rows.
 """
 
 from __future__ import annotations
@@ -15,25 +21,28 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterator
-from operator import attrgetter
+from itertools import islice
 
-from wirecorr.engine.ingest import LinkTypeCheck, RecordedFeed, diagnose, reread_payloads
+import numpy as np
+
+from wirecorr.engine.ingest import LinkTypeCheck, RecordedFeed, diagnose, feed_packets, reread_payloads
+from wirecorr.engine.packet_feed import compiled_feed_applies, feed_compiled
 from wirecorr.errors import InputError
-from wirecorr.model import Syscall
+from wirecorr.recording import columns
 from wirecorr.recording import format as fmt
 from wirecorr.recording.reader import Recording, add_block
-from wirecorr.sources.capture_file import CaptureReader, CustomBlock, RawRecord
-from wirecorr.sources.packet_decode import decode_packet
+from wirecorr.sources.capture_file import CaptureReader, CustomBlock
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.packets import FilePackets
 
-# Syscall blocks decoded per batch: ~8 ms of work, within a slice.
-BLOCK_BATCH = 256
-# A format-2 batch of syscalls is decoded as soon as it is read.
-_BATCH_PREFIX = fmt.TAG_SYSCALLS.encode() + b"\n"
-# Syscalls fed between two looks at the clock: ~8 ms. A format-2 block holds up to 16,384,
-# seconds of indexing, so its syscalls are queued and fed over as many slices as they take.
-CALL_BATCH = 256
+# Syscalls fed between two looks at the clock: a few ms of the correlator's work.
+CALL_BATCH = 128
+# Bytes of the file the compiled feed walks per call: ≈ 8k packets, a few ms.
+WALK_CHUNK = 1 << 20
+# Packets per look at the clock on the reference path (WIRECORR_PURE=1, or syscalls from
+# an strace log loaded first): one Python object each there, ≈ 10 µs.
+REFERENCE_BATCH = 512
+_SYSCALLS_PREFIX = fmt.TAG_SYSCALLS.encode() + b"\n"
 
 
 class FileLoader:
@@ -46,26 +55,43 @@ class FileLoader:
         # decompressed copy.
         self.name = name or path
         self.done = False
-        self.reader = CaptureReader(path)
+        session = index.session
+        self.reader = CaptureReader(path, on_custom=self._on_custom)
         self.total = self.reader.size
         self.recording = Recording(path)
-        # Blocks come in place, so a run of a recorder's syscall blocks (tens of thousands in
-        # a row) is read within the slices too, and decoded in bounded batches.
-        self.records: Iterator[RawRecord | CustomBlock] = self.reader.records_and_blocks()
-        self.blocks: list[CustomBlock] = []
-        self.calls: deque[Syscall] = deque()  # decoded, not fed yet; fed before the next record
-        self.count = 0  # packets read
-        self.fed = 0  # events fed
         # The same order and the same damage reports as `analyze` (engine/ingest.py).
-        self.linktypes = LinkTypeCheck(index.session)
-        self.recorded = RecordedFeed(index.add_syscall, index.session.on_process_record)
-        index.packets = FilePackets(path, index.session.analyzer.table)
-        reread_payloads(index.session, path)
+        self.check = LinkTypeCheck(session)
+        self.recorded = RecordedFeed(index.feed_call, session.on_process_record)
+        index.packets = FilePackets(path, session.analyzer.table)
+        reread_payloads(session, path)
         index.hold_back = True
-        index.session.sources.append(path)
+        session.sources.append(path)
+        # Syscalls already in the index (an strace log, loaded and fed first) are not fed again.
+        self.first_call = len(index.calls)
+        self.walk: Iterator[object] | None = (
+            feed_compiled(session, self.reader, path, self.check, packet_filter=None, count=None, chunk=WALK_CHUNK)
+            if compiled_feed_applies(session, None)
+            else self._reference_walk()
+        )
+        self.rows_made = 0  # packets that have rows
+        # Syscall blocks met by the walk, decoded one per call of `_walk_chunk` (≈ 20 ms each
+        # for 16k rows) rather than inside the walk, which would then take them all at once.
+        self.blocks: deque[CustomBlock] = deque()
+        self.order: np.ndarray | None = None  # phase 2: call positions in the order they ended
+        self.next_call = 0
+        self.fed = 0  # events indexed
+
+    @property
+    def count(self) -> int:
+        """Packets read so far."""
+        return self.check.read
 
     def progress(self) -> float:
-        return min(self.reader.position / self.total, 1.0) if self.total else 1.0
+        """The walk's bytes and the syscalls fed, half and half."""
+        walked = min(self.reader.position / self.total, 1.0) if self.total and self.walk is not None else 1.0
+        if self.order is None:
+            return walked / 2
+        return 0.5 + 0.5 * (self.next_call / len(self.order) if len(self.order) else 1.0)
 
     def status(self) -> str:
         if self.done:
@@ -76,79 +102,117 @@ class FileLoader:
         """Nothing to stop: quitting simply abandons the rest of the file."""
 
     def step(self, budget_s: float = 0.02) -> int:
-        """Feed records for about `budget_s`; return how many."""
-        if self.done:
-            return 0
+        """Index for about `budget_s` (one chunk of the file, or one batch of syscalls, at
+        least); return how many events."""
         deadline = time.perf_counter() + budget_s
         start = self.fed
-        try:
-            while time.perf_counter() < deadline:
-                if self.calls:
-                    self._feed_calls(CALL_BATCH)
-                    continue
-                item = next(self.records, None)
-                if item is None:
-                    break
-                if isinstance(item, CustomBlock):
-                    self.index.session.custom_at.append(self.count)
-                    self.blocks.append(item)
-                    if len(self.blocks) >= BLOCK_BATCH or item.data.startswith(_BATCH_PREFIX):
-                        self._feed_blocks()
-                    continue
-                self._feed_blocks()  # the blocks read before this packet come first, in file order
-                self._feed_calls(len(self.calls))
-                pkt = decode_packet(self.count, item)
-                if pkt.ip_version == 0:
-                    self.linktypes.undecoded(item)
-                self.index.add_packet(pkt)
-                self.count += 1
-                self.fed += 1
+        while not self.done:
+            if self.walk is not None:
+                self._walk_chunk()
+            elif self.next_call < len(self._order()):
+                self._feed_calls()
             else:
-                return self.fed - start
-        except InputError as e:
-            self.index.session.error = e
-        self._feed_blocks()
-        self._feed_calls(len(self.calls))
-        self._finish()
+                self._finish()
+            if time.perf_counter() >= deadline:
+                break
         return self.fed - start
 
-    def _feed_blocks(self) -> None:
-        """Decode the queued blocks (at most BLOCK_BATCH) and feed their events."""
-        if not self.blocks:
+    def _walk_chunk(self) -> None:
+        assert self.walk is not None
+        if self.blocks:
+            self._call_block(self.blocks.popleft())
+            return
+        try:
+            more = next(self.walk, None) is not None
+        except InputError as e:
+            self.index.session.error = e
+            more = False
+        self._packet_rows()
+        if not more:
+            while self.blocks:
+                self._call_block(self.blocks.popleft())
+            self.walk = None
+            self._walked()
+
+    def _packet_rows(self) -> None:
+        made = len(self.index.session.analyzer.table)
+        self.index.add_packet_rows(self.rows_made, made)
+        self.fed += made - self.rows_made
+        self.rows_made = made
+
+    def _reference_walk(self) -> Iterator[int]:
+        """The pure-Python packet path (`ingest.feed_packets`), in short batches."""
+        session = self.index.session
+        records = self.reader.records()
+        while True:
+            n = feed_packets(session, islice(records, REFERENCE_BATCH), self.check)
+            yield n
+            if n < REFERENCE_BATCH:
+                return
+
+    def _on_custom(self, block: CustomBlock) -> None:
+        """A Custom Block met by the walk: syscall columns become rows, other wirecorr
+        records (header, process events, format-1 syscalls) go through the reader."""
+        session = self.index.session
+        session.custom_at.append(self.check.read)
+        try:
+            if block.pen == fmt.PEN and block.data.startswith(_SYSCALLS_PREFIX):
+                self.blocks.append(block)
+                return
+            while self.blocks:  # a format-1 syscall next to a batch keeps its place in file order
+                self._call_block(self.blocks.popleft())
+            add_block(self.recording, block)
+        except InputError as e:
+            session.error = session.error or e
             return
         rec = self.recording
-        session = self.index.session
-        for block in self.blocks:
-            try:
-                add_block(rec, block)
-            except InputError as e:
-                session.error = session.error or e
-        self.blocks.clear()
         if rec.meta and not session.meta:
             session.meta = rec.meta
-        # Process events wait in `recorded` for the syscalls, which are queued in the order
-        # it feeds them (by end) and given to it CALL_BATCH at a time.
-        self.fed += len(rec.processes)
-        self.recorded.add([], rec.processes)
-        rec.syscalls.sort(key=attrgetter("end_ns"))
-        self.calls.extend(rec.syscalls)
-        rec.processes.clear()
-        rec.syscalls.clear()
+        if rec.processes:
+            self.fed += len(rec.processes)
+            self.recorded.add([], rec.processes)
+            rec.processes.clear()
+        if rec.syscalls:
+            first = len(self.index.calls)
+            self.index.adopt(rec.syscalls)
+            self.index.raise_watermark(max(self.index.calls.end_ns[first:]))
+            rec.syscalls.clear()
 
-    def _feed_calls(self, count: int) -> None:
-        """Feed the first `count` queued syscalls (fewer if fewer are queued)."""
-        take = self.calls.popleft
-        batch = [take() for _ in range(min(count, len(self.calls)))]
-        self.recorded.add(batch, ())
+    def _call_block(self, block: CustomBlock) -> None:
+        """A format-2 block of syscall columns: its rows, no objects yet."""
+        try:
+            table = columns.decode_block(block.data)
+        except fmt.RecordFormatError as e:
+            session = self.index.session
+            session.error = session.error or InputError(self.path, f"bad wirecorr record: {e}", offset=block.offset)
+            return
+        for batch in table.to_batches():
+            self.index.add_call_rows(columns.SyscallRows(batch))
+
+    def _walked(self) -> None:
+        """Every packet and syscall of the file has a row: show them all."""
+        session = self.index.session
+        session.packets_read += self.check.read
+        session.skipped_blocks += self.reader.skipped_blocks
+        self.index.hold_back = False
+
+    def _order(self) -> np.ndarray:
+        if self.order is None:
+            ends = np.frombuffer(self.index.calls.end_ns, dtype=np.int64)[self.first_call :]
+            self.order = np.argsort(ends, kind="stable") + self.first_call
+        return self.order
+
+    def _feed_calls(self) -> None:
+        """Feed the Session the next CALL_BATCH syscalls in the order they ended."""
+        calls = self.index.calls
+        batch = self._order()[self.next_call : self.next_call + CALL_BATCH].tolist()
+        self.recorded.add([calls[pos] for pos in batch], ())
+        self.next_call += len(batch)
         self.fed += len(batch)
 
     def _finish(self) -> None:
         session = self.index.session
-        session.packets_read += self.count
-        session.skipped_blocks += self.reader.skipped_blocks
         self.recorded.close()
-        self.linktypes.read = self.count
-        self.linktypes.done(self.path)
+        self.check.done(self.path)
         diagnose(session)
-        self.index.hold_back = False
         self.done = True

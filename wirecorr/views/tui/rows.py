@@ -7,7 +7,7 @@ cost ~100 MB and seconds of GC. A ref packs what a row shows: `index << 1` for p
 Events arrive nearly in time order (a live capture, or a recording written as events
 happened) but not exactly: a syscall is recorded when it returns, after packets that
 came during it, and a recorder writes syscalls in batches. `add` appends what is later
-than the last row, and merges late rows into the tail with array slice copies.
+than the last row, and merges late rows into the tail in numpy.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
+
+import numpy as np
 
 
 def packet_ref(index: int) -> int:
@@ -48,34 +50,38 @@ class RowIndex:
 
     def add(self, rows: Iterable[tuple[int, int]]) -> int:
         """Insert (ts, ref) rows; return the lowest position that changed (len if none)."""
-        ts, refs = self.ts, self.refs
-        new = sorted(rows)
-        if not new:
-            return len(ts)
-        if not ts or new[0][0] >= ts[-1]:
-            at = len(ts)
-            new_ts, new_refs = zip(*new, strict=True)
-            ts.extend(new_ts)
-            refs.extend(new_refs)
+        pairs = np.array(list(rows), dtype=np.int64).reshape(-1, 2)
+        return self.add_arrays(pairs[:, 0], pairs[:, 1])
+
+    def add_arrays(self, ts: np.ndarray, refs: np.ndarray) -> int:
+        """`add` for rows as two int64 arrays: what the loader builds from the columns."""
+        ts_col, refs_col = self.ts, self.refs
+        if not len(ts):
+            return len(ts_col)
+        order = np.lexsort((refs, ts))
+        ts, refs = ts[order], refs[order]
+        if not ts_col or ts[0] >= ts_col[-1]:
+            at = len(ts_col)
+            ts_col.frombytes(ts.tobytes())
+            refs_col.frombytes(refs.tobytes())
             return at
-        # Late rows (a recorder's batch of syscalls, a blocking call's early entry): rebuild
-        # the tail from array slices between their insertion points, so the old rows move
-        # as memory copies, never one Python object at a time.
-        lo = bisect_right(ts, new[0][0])
-        tail_ts, tail_refs = ts[lo:], refs[lo:]
-        del ts[lo:]
-        del refs[lo:]
-        done = 0
-        for t, ref in new:
-            at = bisect_right(tail_ts, t, done)
-            if at > done:
-                ts.extend(tail_ts[done:at])
-                refs.extend(tail_refs[done:at])
-                done = at
-            ts.append(t)
-            refs.append(ref)
-        ts.extend(tail_ts[done:])
-        refs.extend(tail_refs[done:])
+        # Late rows (a recorder's batch of syscalls, a blocking call's early entry): merge
+        # them into the tail after their first insertion point, in numpy, so the old rows
+        # move as memory copies, never one Python object at a time.
+        lo = bisect_right(ts_col, int(ts[0]))
+        tail_ts = np.frombuffer(ts_col, dtype=np.int64)[lo:].copy()
+        tail_refs = np.frombuffer(refs_col, dtype=np.int64)[lo:].copy()
+        at_new = np.searchsorted(tail_ts, ts, side="right") + np.arange(len(ts))
+        is_new = np.zeros(len(tail_ts) + len(ts), dtype=bool)
+        is_new[at_new] = True
+        merged_ts = np.empty(len(is_new), dtype=np.int64)
+        merged_refs = np.empty(len(is_new), dtype=np.int64)
+        merged_ts[at_new], merged_refs[at_new] = ts, refs
+        merged_ts[~is_new], merged_refs[~is_new] = tail_ts, tail_refs
+        del ts_col[lo:]
+        del refs_col[lo:]
+        ts_col.frombytes(merged_ts.tobytes())
+        refs_col.frombytes(merged_refs.tobytes())
         return lo
 
     def position(self, ts: int, ref: int) -> int | None:

@@ -148,6 +148,8 @@ class Timeline(ScrollView, can_focus=True):
     def clear_cache(self) -> None:
         """Row text depends on engine state that changes at the end of indexing (links, labels)."""
         self._cache.clear()
+        self.index.dirty.clear()
+        self.index.dirty_all = False
         self._select(self.current_ref)
         self.refresh()
 
