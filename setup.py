@@ -1,11 +1,14 @@
-"""Builds the compiled packet core; everything else about the package is in pyproject.toml."""
+"""Builds the compiled cores (packets, correlate); everything else about the package is in pyproject.toml."""
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 setup(
     ext_modules=cythonize(
-        [Extension("wirecorr._core.packets", ["wirecorr/_core/packets.pyx"], extra_compile_args=["-O2"])],
+        [
+            Extension("wirecorr._core.packets", ["wirecorr/_core/packets.pyx"], extra_compile_args=["-O2"]),
+            Extension("wirecorr._core.correlate", ["wirecorr/_core/correlate.pyx"], extra_compile_args=["-O2"]),
+        ],
         language_level=3,
     )
 )
