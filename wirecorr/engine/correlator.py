@@ -34,8 +34,8 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections.abc import Callable, Iterator
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 from wirecorr._core import pure_requested
 from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION, AnalysisFlag

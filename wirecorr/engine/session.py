@@ -20,7 +20,6 @@ from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.errors import InputError
 from wirecorr.model import Finding, Packet, Syscall
 
-
 _ID = attrgetter("id")
 
 
