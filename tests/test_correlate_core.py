@@ -68,6 +68,7 @@ def _facts(corr: Correlator, syscalls: list[Syscall]) -> dict[str, Any]:
         "connection_of": {sc.id: corr.connection_of(sc.id) for sc in syscalls},
         "calls_of": {cid: corr.calls_of(cid) for cid in sorted(conns)},
         "links_of": {sc.id: [lk.id for lk in corr.links_of(sc.id)] for sc in syscalls},
+        "stream_range": {sc.id: corr.stream_range(sc.id) for sc in syscalls},
         "anchors": corr.anchors,
     }
 

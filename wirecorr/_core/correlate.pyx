@@ -113,6 +113,7 @@ cdef class Lane:
         cdef dict calls_by_conn = corr._calls_by_conn
         cdef dict links_by_call = corr._links_by_call
         cdef dict packet_links = corr.packet_links
+        cdef dict ranges = corr._ranges
         cdef list links = corr.links
         cdef list seg_start, seg_rest, ids, lst
         cdef const long long[:] ts_col = corr.table.ts_ns
@@ -213,6 +214,8 @@ cdef class Lane:
             claim.start = start
             claim.end = end
             d = side if write else 1 - side
+            if not peek:
+                ranges[sid] = (d, start, end)
             dr = tcp.dirs[d]
             claims = dr.writes if write else (dr.peeks if peek else dr.reads)
             lst = claims.starts
