@@ -35,7 +35,9 @@ import bisect
 import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+from wirecorr._core import pure_requested
 from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION, AnalysisFlag
 from wirecorr.engine.connections import Connection
 from wirecorr.engine.seq import GE_SEQ, HALF, M32
@@ -50,6 +52,7 @@ from wirecorr.engine.socket_map import (
 )
 from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.engine.udp_match import UdpMatcher, join_notes
+from wirecorr.errors import WirecorrError
 from wirecorr.model import ACK, FIN, PROTO_TCP, PROTO_UDP, RST, SYN, Link, Packet, Syscall
 from wirecorr.vocab import READS, WRITES
 
@@ -276,12 +279,27 @@ class _SockState:
 # -- the correlator -----------------------------------------------------------------------
 
 
+def _new_lane() -> Any:
+    """The compiled lane; a missing build is an error, never a silent fall back to the
+    slower path (as `packet_feed.new_analyzer`)."""
+    try:
+        from wirecorr._core.correlate import Lane
+    except ImportError as e:
+        raise WirecorrError(
+            f"the compiled correlator is not built ({e}): run `make` or `pip install -e .`, "
+            "or set WIRECORR_PURE=1 for the (slower) pure-Python path"
+        ) from None
+    return Lane()
+
+
 class Correlator:
     """Feed `on_packet(pkt)` right after `analyzer.feed(pkt)` and `on_syscall(sc)` as calls
     complete; read `links`, `packet_links` and `label(i)` at any time; `finish()` at the end.
     """
 
-    def __init__(self, analyzer: PacketAnalyzer) -> None:
+    def __init__(self, analyzer: PacketAnalyzer, *, compiled: bool | None = None) -> None:
+        """`compiled` chooses how `on_syscalls` runs: the compiled lane (`_core.correlate`)
+        or `on_syscall` per call; None lets WIRECORR_PURE decide (compiled unless it is set)."""
         self.analyzer = analyzer
         self.table = analyzer.table
         self.links: list[Link] = []
@@ -310,6 +328,7 @@ class Correlator:
         self._udp = UdpMatcher(analyzer, self._link, self._add_packet, self._assign, self._sync_connections)
         # The matcher's own list (it never rebinds it): on_packet tests it without an attribute hop.
         self._udp_claims = self._udp.claims
+        self._lane = _new_lane() if (not pure_requested() if compiled is None else compiled) else None
 
     # -- input ----------------------------------------------------------------------------
 
@@ -359,6 +378,21 @@ class Correlator:
         elif sock.is_tcp:
             self._own(self._state(sock), sc)
             self._tcp_call(sc, sock, event.released)
+
+    def on_syscalls(self, syscalls: list[Syscall]) -> None:
+        """`on_syscall` for each of `syscalls` (in completion order, no process event
+        between them): the common data calls on bound TCP sockets run compiled, on the
+        same state (`_core/correlate.pyx`)."""
+        if self._lane is None:
+            for sc in syscalls:
+                self.on_syscall(sc)
+        else:
+            self._lane.feed(self, syscalls)
+
+    @property
+    def compiled_calls(self) -> int:
+        """How many syscalls the compiled lane took (the rest went through `on_syscall`)."""
+        return self._lane.taken if self._lane is not None else 0
 
     def on_process(self, event: str, pid: int, info: int | None) -> None:
         """The tracer's process events (its `on_process` callback): forks share sockets."""

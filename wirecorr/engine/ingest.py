@@ -127,7 +127,7 @@ def read_capture(
                 f"{recording.path} is incomplete: it has no summary record, so the recorder was killed or crashed "
                 "before its end; the report covers what was written until then"
             )
-        feed = RecordedFeed(session.feed_syscall, session.on_process_record)
+        feed = RecordedFeed(session.feed_syscall, session.on_process_record, feed_batch=session.feed_syscalls)
         feed.add(recording.syscalls, recording.processes)
         feed.close()
     check.done(path)
@@ -212,8 +212,17 @@ class RecordedFeed:
     process's descriptors stay until its last calls are in. `close` feeds what is left.
     """
 
-    def __init__(self, feed_syscall: Callable[[Syscall], None], on_process: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        feed_syscall: Callable[[Syscall], None],
+        on_process: Callable[[dict[str, Any]], None],
+        *,
+        feed_batch: Callable[[list[Syscall]], None] | None = None,
+    ) -> None:
+        """`feed_batch`, if given, takes each run of syscalls between two process events
+        at once (`Session.feed_syscalls`: the correlator's compiled lane)."""
         self._feed_syscall = feed_syscall
+        self._feed_batch = feed_batch
         self._on_process = on_process
         self._held: list[tuple[int, int, dict[str, Any]]] = []
         self._seq = 0
@@ -226,10 +235,27 @@ class RecordedFeed:
         # In place and by an int key: a (time, kind, event) tuple per syscall was 80 MB at
         # the peak of a 800k-syscall load. Stable, and a recording is nearly in order already.
         syscalls.sort(key=_END_NS)
+        # Runs of syscalls between two process events go to the correlator's batch entry.
+        start = 0
+        if held:
+            for at, sc in enumerate(syscalls):
+                done = sc.end_ns
+                if held[0][0] <= done:
+                    if at > start:
+                        self._feed_syscalls(syscalls[start:at])
+                        start = at
+                    while held and held[0][0] <= done:
+                        self._on_process(heapq.heappop(held)[2])
+                    if not held:
+                        break
+        if start < len(syscalls):
+            self._feed_syscalls(syscalls[start:] if start else syscalls)
+
+    def _feed_syscalls(self, syscalls: list[Syscall]) -> None:
+        if self._feed_batch is not None:
+            self._feed_batch(syscalls)
+            return
         for sc in syscalls:
-            done = sc.end_ns
-            while held and held[0][0] <= done:
-                self._on_process(heapq.heappop(held)[2])
             self._feed_syscall(sc)
 
     def close(self) -> None:

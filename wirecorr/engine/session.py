@@ -20,6 +20,8 @@ from wirecorr.engine.tcp_analysis import PacketAnalyzer
 from wirecorr.errors import InputError
 from wirecorr.model import Finding, Packet, Syscall
 
+_ID = attrgetter("id")
+
 
 @dataclass
 class Session:
@@ -82,6 +84,13 @@ class Session:
         self.syscalls.append(sc)
         self._by_id[sc.id] = sc
         self.correlator.on_syscall(sc)
+
+    def feed_syscalls(self, syscalls: list[Syscall]) -> None:
+        """`feed_syscall` for a run of syscalls with no process event between them: the
+        correlator takes them in one compiled loop (`Correlator.on_syscalls`)."""
+        self.syscalls.extend(syscalls)
+        self._by_id.update(zip(map(_ID, syscalls), syscalls, strict=True))
+        self.correlator.on_syscalls(syscalls)
 
     def on_process(self, event: str, pid: int, info: int | None) -> None:
         """Process events (fork, exec, exit) as the Tracer reports them: forks share fds."""

@@ -1,0 +1,287 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""The correlator's per-syscall hot path, compiled: data calls on bound TCP sockets.
+
+On a busy recording nearly every syscall is a read or a write on a socket whose
+connection is already known (bench/correlate: all but ~20 of 800k). For such a call the
+Python correlator resolves (pid, fd) through the socket map, counts the bytes, makes a
+Link and a claim, and walks the direction's segments; ≈ 18 µs of interpreted code.
+`feed_syscalls` does the same work here on the correlator's own state (the same
+dicts, lists, Links and claims), and hands every other call (socket, connect, accept,
+close, shutdown, poll, UDP, fork, an fd it has not seen resolved, a stream not yet
+anchored, a retransmitted segment) to `Correlator.on_syscall`, the reference. So the two
+paths cannot drift apart in what they keep: there is one state, and the compiled lane
+only skips steps that are proved to be no-ops for the call (see `_resolved`).
+
+`WIRECORR_PURE=1` makes the correlator call `on_syscall` for every syscall
+(tests/test_correlate_core.py runs both and compares links and connection identity).
+"""
+
+from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION
+from wirecorr.model import Link
+from wirecorr.vocab import READS, WRITES
+
+# Writes and reads the lane takes: every one the vocabulary lists, except splice (its
+# direction depends on which fd is the socket) and the mmsg calls (they count msg_lens).
+_WRITES = frozenset(WRITES)
+_READS = frozenset(READS)
+_TCP_KINDS = frozenset(("tcp", "tcp6"))
+
+cdef long long _RETRANS = ANY_RETRANSMISSION
+# Byte counts beyond this go the reference way (C integers hold the stream offsets here).
+_BIG = 1 << 60
+
+
+cdef Py_ssize_t _bisect(list a, long long x, bint right):
+    """bisect_right (or bisect_left) of x in the sorted ints `a`, galloping from the end:
+    a call's offsets are nearly always at the end of what its direction holds."""
+    cdef Py_ssize_t n = len(a), lo = 0, hi = n, step = 1, mid
+    cdef long long v
+    while step <= n:
+        v = a[n - step]
+        if v < x or (right and v == x):
+            lo = n - step + 1
+            break
+        hi = n - step
+        step <<= 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        v = a[mid]
+        if v < x or (right and v == x):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef class Claim:
+    """Stream offsets [start, end) of one direction that one data syscall moved: the
+    compiled lane's `correlator._Claim` (same fields, read and written by the correlator's
+    Python code alike)."""
+
+    cdef public object link
+    cdef public long long start
+    cdef public long long end
+    cdef public bint write
+    cdef public long long enter_ns
+    cdef public long long exit_ns
+    cdef public object note
+    cdef public object first_ts
+    cdef public object last_ts
+    cdef public object retrans
+    cdef public long long covered_to
+
+    def __init__(self, link, long long start, long long end, bint write, long long enter_ns, long long exit_ns, note):
+        self.link = link
+        self.start = start
+        self.end = end
+        self.write = write
+        self.enter_ns = enter_ns
+        self.exit_ns = exit_ns
+        self.note = note
+        self.first_ts = None
+        self.last_ts = None
+        self.retrans = None
+        self.covered_to = -1
+
+
+cdef class Lane:
+    """What the lane remembers between batches: which FdInfo was last applied to which
+    socket through each (pid, fd), and how many calls it took."""
+
+    # (pid, fd) -> (socket, fdinfo applied to it, socket.local after that)
+    cdef dict resolved
+    cdef public long long taken
+    cdef public long long passed
+
+    def __init__(self):
+        self.resolved = {}
+        self.taken = 0
+        self.passed = 0
+
+    def feed(self, corr, list syscalls):
+        """Feed `syscalls` (in completion order) to `corr`: the common data calls here,
+        every other one through `corr.on_syscall`."""
+        cdef object sc, sock, state, tcp, args, ret, count, flags, note, link, claims, shift
+        cdef Claim claim
+        cdef object key, entry, info, table
+        cdef bint write, peek
+        cdef long long n, start, end, s
+        cdef int role, d, i, lo, hi
+        cdef dict tables = corr.sockets._tables
+        cdef dict states = corr._states
+        cdef dict conn_of = corr._conn_of
+        cdef dict calls_by_conn = corr._calls_by_conn
+        cdef dict links_by_call = corr._links_by_call
+        cdef dict packet_links = corr.packet_links
+        cdef dict ranges = corr._ranges
+        cdef list links = corr.links
+        cdef list seg_start, seg_rest, ids, lst
+        cdef const long long[:] ts_col = corr.table.ts_ns
+        cdef const unsigned short[:] an_col = corr.table.analysis
+        cdef object on_syscall = corr.on_syscall
+        cdef object claim_segment = corr._claim_segment
+        cdef dict resolved = self.resolved
+        cdef long long idx, ts, first, last, seg_end
+        for sc in syscalls:
+            name = sc.name
+            write = name in _WRITES
+            if not write and name not in _READS:
+                self._slow(on_syscall, tables, sc)
+                continue
+            ret = sc.ret
+            if sc.errno is not None or not isinstance(ret, int) or not 0 < ret < _BIG or sc.fd is None:
+                self._slow(on_syscall, tables, sc)
+                continue
+            args = sc.args
+            if type(args) is not dict:
+                self._slow(on_syscall, tables, sc)
+                continue
+            key = (sc.pid, sc.fd)
+            entry = resolved.get(key)
+            if entry is None:
+                self._slow(on_syscall, tables, sc)
+                continue
+            sock = entry[0]
+            table = tables.get(sc.pid)
+            if table is None or table.fds.get(sc.fd) is not sock or sock.local is not entry[2]:
+                self._slow(on_syscall, tables, sc)
+                continue
+            info = sc.fdinfo
+            if info is not None and info is not entry[1] and not info == entry[1]:
+                self._slow(on_syscall, tables, sc)
+                continue
+            if sock.kind not in _TCP_KINDS or sock.listening:
+                self._slow(on_syscall, tables, sc)
+                continue
+            state = states.get(sock.id)
+            if state is None:
+                self._slow(on_syscall, tables, sc)
+                continue
+            tcp = state.tcp
+            if tcp is None:
+                self._slow(on_syscall, tables, sc)
+                continue
+            peek = False
+            if not write:
+                flags = args.get("flags", "")
+                peek = "MSG_PEEK" in str(flags)
+            role = 0 if write else 1
+            shift = state.shift[role]
+            if shift is None:
+                self._slow(on_syscall, tables, sc)
+                continue
+            # From here on this is on_syscall's path for the call, step by step.
+            self.taken += 1
+            side = state.side
+            conn_id = tcp.conn.id
+            sid = sc.id
+            if sid not in conn_of:
+                conn_of[sid] = (conn_id, side)
+                lst = calls_by_conn.get(conn_id)
+                if lst is None:
+                    calls_by_conn[conn_id] = [(sid, side)]
+                else:
+                    lst.append((sid, side))
+            n = ret
+            if write:
+                start = state.sent
+                state.sent = start + n
+            else:
+                start = state.received
+                if not peek:
+                    state.received = start + n
+            end = start + n
+            note = None
+            if write:
+                count = args.get("count")
+                if isinstance(count, int) and 0 < n < count:
+                    note = f"partial write: {n} of {count} bytes"
+            elif peek:
+                note = "MSG_PEEK: bytes left in the receive queue"
+            link = Link(len(links), "write-data" if write else "read-data", sid, [], None, note)
+            links.append(link)
+            lst = links_by_call.get(sid)
+            if lst is None:
+                links_by_call[sid] = [link]
+            else:
+                lst.append(link)
+            enter_ns = sc.enter_ns
+            exit_ns = sc.exit_ns
+            claim = Claim(link, start, end, write, enter_ns, exit_ns if exit_ns is not None else enter_ns, note)
+            # _place: offsets in the capture's stream, into the sorted claims, then the segments.
+            start += shift
+            end += shift
+            claim.start = start
+            claim.end = end
+            d = side if write else 1 - side
+            if not peek:
+                ranges[sid] = (d, start, end)
+            dr = tcp.dirs[d]
+            claims = dr.writes if write else (dr.peeks if peek else dr.reads)
+            lst = claims.starts
+            i = _bisect(lst, start, True)
+            if i == len(lst):
+                lst.append(start)
+                claims.claims.append(claim)
+            else:
+                lst.insert(i, start)
+                claims.claims.insert(i, claim)
+            seg_start = dr.seg_start
+            seg_rest = dr.seg_rest
+            lo = _bisect(seg_start, start - <long long>dr.max_len, True)
+            hi = _bisect(seg_start, end, False)
+            for i in range(lo, hi):
+                rest = seg_rest[i]
+                seg_end = rest[0]
+                if seg_end <= start:
+                    continue
+                s = seg_start[i]
+                idx = rest[1]
+                if an_col[idx] & _RETRANS or claim.retrans is not None:
+                    claim_segment(claim, idx, s, seg_end)
+                    continue
+                _claim_fresh(claim, link, idx, s, seg_end, ts_col[idx], packet_links)
+
+    cdef inline void _slow(self, object on_syscall, dict tables, object sc):
+        """The reference path, then what it left (pid, fd) bound to, for the next call."""
+        on_syscall(sc)
+        self.passed += 1
+        fd = sc.fd
+        if fd is None:
+            return
+        table = tables.get(sc.pid)
+        sock = table.fds.get(fd) if table is not None else None
+        key = (sc.pid, fd)
+        if sock is None:
+            self.resolved.pop(key, None)
+        else:
+            self.resolved[key] = (sock, sc.fdinfo, sock.local)
+
+
+cdef inline void _claim_fresh(Claim claim, object link, long long idx, long long start, long long end,
+                              long long ts, dict packet_links):
+    """`Correlator._claim_segment` for a segment that is no retransmission, on a claim
+    that has seen none: its packet, its coverage, its first/last time and the delay."""
+    cdef list packets = link.packets
+    cdef list ids
+    cdef long long covered, first, last, cend
+    if idx not in packets:
+        packets.append(idx)
+        ids = packet_links.get(idx)
+        if ids is None:
+            packet_links[idx] = [link.id]
+        else:
+            ids.append(link.id)
+    cend = claim.end
+    covered = claim.covered_to
+    if covered < claim.start:
+        covered = claim.start
+    if start <= covered < end:
+        claim.covered_to = end if end < cend else cend
+    f = claim.first_ts
+    l = claim.last_ts
+    first = ts if f is None or ts < f else f
+    last = ts if l is None or ts > l else l
+    claim.first_ts = first
+    claim.last_ts = last
+    link.delay_ns = first - claim.enter_ns if claim.write else claim.exit_ns - last
