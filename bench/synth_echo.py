@@ -27,6 +27,9 @@ SERVER = b"\x7f\x00\x00\x01"
 PORT = 7007
 T0 = 1_800_000_000_000_000_000
 PAYLOAD = bytes(range(64))
+# One round trip every 100 µs: the traced C echo of bench/correlate takes ≈ 300 µs, and a
+# connection must outlive streaming's retirement grace (1 s) by a realistic margin only.
+ROUND_NS = 100_000
 _ETH = b"\x00" * 12 + b"\x08\x00"
 _IP = struct.Struct("!BBHHHBBH4s4s")
 _TCP = struct.Struct("!HHIIBBHHH")
@@ -124,7 +127,7 @@ def write(path: Path, rounds: int, rounds_per_conn: int = 1000) -> dict[str, int
             w.packet(t + 4000, _frame(PORT, cport, sseq, cseq, ACK | PSH, PAYLOAD))
             sseq += 64
             server_idle = t + 4500
-            t += 6000
+            t += ROUND_NS
             w.flush()
         w.packet(t - 500, _frame(cport, PORT, cseq, sseq, ACK))
         w.call(CLIENT_TID, "close", t, t + 1500, {"fd": 4}, ret=0, fd=4, fdinfo=cinfo)

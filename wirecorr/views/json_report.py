@@ -243,30 +243,39 @@ class _Spool:
     """Encoded records in temporary files, handed back in key order.
 
     Records come in any order (syscalls as they complete, links as their connection
-    retires) and leave sorted: each run of `RUN` records is sorted in memory and written
-    out, and `merged` merges the runs. Memory holds one run and one record per run.
+    retires) and leave sorted: each run of up to `RUN` records is sorted in memory and
+    written out, and `merged` merges the runs. A record is copied into the run's buffer at
+    once: orjson's bytes keep the capacity they were encoded in (≈ 4 KB for a 200-byte
+    record). Memory holds one run and one record per run.
     """
 
     RUN = 1 << 16
 
     def __init__(self) -> None:
-        self._run: list[tuple[bytes, bytes]] = []
+        self._keys: list[tuple[int, int, int, int]] = []
+        self._buf = bytearray()
         self._files: list[IO[bytes]] = []
 
     def add(self, major: int, minor: int, record: bytes) -> None:
-        self._run.append((_KEY.pack(major + _BIAS, minor + _BIAS, len(record)), record))
-        if len(self._run) >= self.RUN:
+        self._keys.append((major, minor, len(self._buf), len(record)))
+        self._buf += record
+        if len(self._keys) >= self.RUN:
             self._flush()
 
     def _flush(self) -> None:
-        if not self._run:
+        if not self._keys:
             return
-        self._run.sort()
+        self._keys.sort()
+        buf = self._buf
         f = tempfile.TemporaryFile(prefix="wirecorr-analyze-")  # noqa: SIM115 - closed by `merged`
-        f.writelines(b"".join(pair) for pair in self._run)
+        pack = _KEY.pack
+        f.writelines(
+            pack(major + _BIAS, minor + _BIAS, size) + buf[at : at + size] for major, minor, at, size in self._keys
+        )
         f.seek(0)
         self._files.append(f)
-        self._run = []
+        self._keys = []
+        self._buf = bytearray()
 
     def merged(self) -> Iterator[bytes]:
         """Every record, in key order; the files are closed once read."""
