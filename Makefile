@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The benchmarks are scripts without a .py suffix: ruff lints them only when named.
 BENCH_SCRIPTS := $(filter-out %.md,$(wildcard bench/*))
-APT_TOOLS := tcpdump:tcpdump tshark:tshark nc:netcat-openbsd nft:nftables ip:iproute2 strace:strace cc:gcc python3-config:python3-dev tmux:tmux curl:curl nginx:nginx redis-server:redis-server redis-cli:redis-tools socat:socat ncat:ncat openssl:openssl java:default-jre-headless
+APT_TOOLS := tcpdump:tcpdump tshark:tshark nc:netcat-openbsd nft:nftables ip:iproute2 strace:strace cc:gcc python3-config:python3-dev tmux:tmux curl:curl nginx:nginx redis-server:redis-server redis-cli:redis-tools socat:socat ncat:ncat openssl:openssl java:default-jre-headless dnsmasq:dnsmasq-base dig:bind9-dnsutils psql:postgresql
 
 .PHONY: run test lint system clean fuzz
 

@@ -53,7 +53,7 @@ def test_shipped_recording_report_agrees_with_tshark_and_links_every_packet() ->
     result = wirecorr("analyze", str(SHIPPED), "--json", "--packets")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["schema"] == "wirecorr.analyze/1"
+    assert doc["schema"] == "wirecorr.analyze/2"
     (conn,) = doc["connections"]
     convs = tshark_conversations(SHIPPED)
     key = (conn["client"], conn["server"]) if (conn["client"], conn["server"]) in convs else None

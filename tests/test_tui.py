@@ -358,6 +358,8 @@ with socket.create_connection(srv.getsockname()) as cli:
 
 def live_session(tmp_path: Path, rounds: int):  # type: ignore[no-untyped-def]
     from wirecorr.commands.live import LiveRecording
+    from wirecorr.commands.record import options
+    from wirecorr.engine.ingest import annotate
 
     if os.geteuid() != 0:
         pytest.skip("live mode traces and captures: needs root")
@@ -365,7 +367,7 @@ def live_session(tmp_path: Path, rounds: int):  # type: ignore[no-untyped-def]
     script.write_text(ECHO)
     out = str(tmp_path / "live.pcapng")
     args = build_parser().parse_args(["live", "-o", out, "-i", "lo", "--", sys.executable, str(script), str(rounds)])
-    live = LiveRecording(args, out, args.cmd[1:], [])
+    live = LiveRecording(options(args, "live"), annotate)
     return live, out
 
 

@@ -19,11 +19,11 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator
 
 from wirecorr.commands import record
-from wirecorr.errors import UsageError, WirecorrError
+from wirecorr.errors import WirecorrError
+from wirecorr.recording.recorder import Linker, Recorder, RecordOptions
 from wirecorr.recording.writer import open_output
 
 
@@ -74,22 +74,22 @@ def program_stdio(log_path: str) -> Iterator[None]:
 class LiveRecording:
     """One live session: the Recorder in its thread, feeding a LiveFeed the app shows."""
 
-    def __init__(self, args: argparse.Namespace, output: str, argv: list[str], pids: list[int]) -> None:
+    def __init__(self, options: RecordOptions, linker: Linker | None) -> None:
         from wirecorr.engine.session import Session
         from wirecorr.views.tui.index import EventIndex
         from wirecorr.views.tui.live import LiveFeed
         from wirecorr.views.tui.packets import LivePackets
 
-        self.argv = argv
+        self.argv = options.argv
         self.index = EventIndex(Session(), LivePackets())
-        self.feed = LiveFeed(self.index, output)
-        self.recorder = record.Recorder(args, output, argv, pids, listener=self.feed, handle_signals=False)
+        self.feed = LiveFeed(self.index, options.output)
+        self.recorder = Recorder(options, listener=self.feed, linker=linker, handle_signals=False)
         self.status: int | None = None
         self.error: BaseException | None = None
         self.user_stopped = threading.Event()
         self.thread = threading.Thread(target=self._record, name="recorder")
         self.feed.set_stopper(self.stop)
-        if not args.no_capture:
+        if options.capture:
             self.feed.set_capture(lambda: self.recorder.capture)
 
     def _record(self) -> None:
@@ -141,16 +141,14 @@ class LiveRecording:
 
 
 def run(args: argparse.Namespace) -> int:
+    from wirecorr.engine.ingest import annotate
     from wirecorr.views.tui.app import WirecorrApp, require_terminal
 
-    argv = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-    pids = record.parse_pids(args.pid)
-    if bool(argv) == bool(pids):
-        raise UsageError("live: give either -- CMD [ARGS...] or -p PID[,PID...]")
+    options = record.options(args, "live")
     require_terminal("live", instead="`wirecorr record` makes the recording without it")
-    output = args.output or time.strftime("wirecorr-%Y%m%d-%H%M%S.pcapng")
-    live = LiveRecording(args, output, argv, pids)
-    title = " ".join(argv) if argv else f"pid {','.join(map(str, pids))}"
+    output = options.output
+    live = LiveRecording(options, None if args.no_annotate else annotate)
+    title = " ".join(options.argv) if options.argv else f"pid {','.join(map(str, options.pids))}"
     log = output + ".log"
     with program_stdio(log):
         try:

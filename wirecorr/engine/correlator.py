@@ -301,6 +301,8 @@ class Correlator:
         self._conn_of: dict[int, tuple[int, int]] = {}
         self._calls_by_conn: dict[int, list[tuple[int, int]]] = {}
         self._links_by_call: dict[int, list[Link]] = {}
+        # Syscall id → (direction, start, end) of the stream bytes a TCP data call moved (not peeks).
+        self._ranges: dict[int, tuple[int, int, int]] = {}
         self.anchors: list[Anchor] = []
         # Packet index → captured transport payload, for anchoring by content; set by whoever
         # can re-read the capture (the session, for a file). Without it recent payloads are kept.
@@ -475,6 +477,17 @@ class Correlator:
 
     def links_of(self, syscall_id: int) -> list[Link]:
         return self._links_by_call.get(syscall_id, [])
+
+    def stream_range(self, syscall_id: int) -> tuple[int, int, int] | None:
+        """(direction, start, end): the capture's stream offsets [start, end) of direction
+        0 (client → server) or 1 that a TCP read or write moved, once placed; None for other
+        calls, peeks, and calls whose stream position is unknown. Requests frame messages on it."""
+        return self._ranges.get(syscall_id)
+
+    def payload(self, index: int) -> bytes | None:
+        """The captured transport payload of packet `index`, re-read from the file or kept
+        from a live feed (recent packets only); None when neither has it."""
+        return self._payload(index)
 
     def label(self, index: int) -> Label | None:
         """Link ids of packet `index`, else why no syscall owns it; None for non-TCP/UDP."""
@@ -727,6 +740,8 @@ class Correlator:
         """Give a data claim its place in direction d's stream and the segments already there."""
         claim.start += shift
         claim.end += shift
+        if not peek:
+            self._ranges[claim.link.syscall] = (d, claim.start, claim.end)
         dr = tcp.dirs[d]
         (dr.writes if claim.write else dr.peeks if peek else dr.reads).add(claim)
         for seg_start, seg_end, idx in dr.segments(claim.start, claim.end):

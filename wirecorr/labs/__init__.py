@@ -44,6 +44,7 @@ _MODULES = {
     "retransmit": "retransmit",
     "refused": "refused",
     "two-hosts": "two_hosts",
+    "slow-request": "slow_request",
 }
 NAMES = tuple(_MODULES)
 

@@ -9,18 +9,17 @@ other file: what the lab explains is exactly what `wirecorr analyze` and
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from wirecorr.commands import record
 from wirecorr.engine.hosts import load_merged, merged_header
-from wirecorr.engine.ingest import analyze_file
+from wirecorr.engine.ingest import analyze_file, annotate
 from wirecorr.labs import Lab, Workdir
 from wirecorr.labs.evidence import Evidence
 from wirecorr.labs.netns import entered, private_network
+from wirecorr.recording.recorder import Recorder, RecordOptions
 
 
 @dataclass
@@ -29,18 +28,13 @@ class LabResult:
     output: str
     status: int
     evidence: Evidence
+    # The stem of every namespace the run made ("wclab-1a2b3c4d"): a test can tell its own
+    # leftovers from those of labs running beside it.
+    namespaces: str = ""
 
     @property
     def shown(self) -> bool:
         return self.evidence.shown
-
-
-def record_args(iface: str, capture_filter: str, snaplen: int) -> argparse.Namespace:
-    """`wirecorr record`'s options as its own parser fills them, changed only where a lab needs it."""
-    parser = argparse.ArgumentParser()
-    record.add_parser(parser.add_subparsers())
-    argv = ["record", "-i", iface, "-s", str(snaplen), "-f", capture_filter, "--", "true"]
-    return parser.parse_args(argv)
 
 
 def run(lab: Lab, output: str, *, small: bool = False) -> LabResult:
@@ -51,12 +45,15 @@ def run(lab: Lab, output: str, *, small: bool = False) -> LabResult:
         work = Workdir(Path(tmp), small)
         sysctls = {**lab.sysctls, **(lab.small_sysctls if small else {})}
         with private_network(pair=lab.pair, sysctls=sysctls, nft_b=lab.nft, mtu=lab.mtu) as net:
+            stem = net.a.removesuffix("-a")
             argv = lab.command(work, net)
             if lab.record is not None:
                 status = lab.record(work, net, argv, output)
             else:
-                args = record_args(net.iface, lab.capture_filter, lab.snaplen)
-                recorder = record.Recorder(args, output, argv, [])
+                options = RecordOptions(
+                    output, argv, interface=net.iface, capture_filter=lab.capture_filter, snaplen=lab.snaplen
+                )
+                recorder = Recorder(options, linker=annotate)
                 with entered(net.a):
                     status = recorder.run()
                 if recorder.signum is not None:
@@ -70,4 +67,4 @@ def run(lab: Lab, output: str, *, small: bool = False) -> LabResult:
     evidence.expect(status == 0, f"the lab's programs exited with status {status}")
     evidence.expect(session.error is None, f"the recording is damaged: {session.error}")
     lab.explain(evidence)
-    return LabResult(lab, output, status, evidence)
+    return LabResult(lab, output, status, evidence, stem)

@@ -26,6 +26,7 @@ from wirecorr.labs.programs import PRELUDE
 from wirecorr.model import fmt_ns, format_endpoint
 from wirecorr.recording.edit import time_shift
 from wirecorr.recording.merge import merge
+from wirecorr.recording.recorder import RecordOptions
 
 PORT = 9400
 SHIFT_NS = 750_000_000
@@ -132,19 +133,20 @@ def record(work: Workdir, net: LabNet, argv: list[str], output: str) -> int:
     server_ns, _, server_addr = _topology(net)
     total = SMALL_BYTES if work.small else FULL_BYTES
     server_argv = work.python("server", SERVER, server_addr, PORT, total)
-    rec = [sys.executable, "-m", "wirecorr", "record", "-f", f"tcp port {PORT}", "-s", "128", "--no-annotate"]
     client_out, server_out = str(work.path / "client.pcapng"), str(work.path / "server.pcapng")
     skewed = str(work.path / "server-skewed.pcapng")
-    server = subprocess.Popen(
-        [*rec, "--netns", server_ns, "-i", "b0", "-o", server_out, "--", *server_argv], stderr=subprocess.PIPE
-    )
+
+    def rec(output: str, cmd: list[str], ns: str, iface: str) -> list[str]:
+        """One host's recorder as its own process, as the two machines would run it."""
+        options = RecordOptions(
+            output, cmd, interface=iface, capture_filter=f"tcp port {PORT}", snaplen=128, netns_name=ns
+        )
+        return [sys.executable, "-m", "wirecorr", *options.command_line(link=False)]
+
+    server = subprocess.Popen(rec(server_out, server_argv, server_ns, "b0"), stderr=subprocess.PIPE)
     try:
         _wait_listening(server_ns, server)
-        client = subprocess.run(
-            [*rec, "--netns", net.a, "-i", "a0", "-o", client_out, "--", *argv],
-            stderr=subprocess.PIPE,
-            timeout=120,
-        )
+        client = subprocess.run(rec(client_out, argv, net.a, "a0"), stderr=subprocess.PIPE, timeout=120)
         _, server_err = server.communicate(timeout=60)
     finally:
         if server.poll() is None:

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from wirecorr.engine.requests import Request
     from wirecorr.engine.session import Session
     from wirecorr.model import Finding, Link, Syscall
     from wirecorr.views.checks import Report
@@ -90,6 +91,20 @@ class Recorded:
     def syscalls(self, name: str | None = None) -> list[Syscall]:
         return [sc for sc in self.session.syscalls if name is None or sc.name == name]
 
+    def requests(self, protocol: str | None = None, endpoint: str | None = None) -> list[Request]:
+        """The requests found (docs/requests.md), optionally of one protocol ("http", "redis",
+        "dns", "pgsql") and one endpoint glob ("GET /api/*")."""
+        import fnmatch
+
+        from wirecorr.engine.requests import requests_of
+
+        return [
+            r
+            for r in requests_of(self.session)
+            if (protocol is None or r.protocol == protocol)
+            and (endpoint is None or fnmatch.fnmatchcase(r.endpoint, endpoint))
+        ]
+
     @property
     def connections(self) -> list[dict[str, Any]]:
         """The connection records of `analyze --json` (docs/json-schema.md)."""
@@ -124,7 +139,7 @@ class Recorded:
 class Wire:
     """The `wire` fixture: starts recordings and answers for the latest one.
 
-    `wire.links(…)`, `wire.findings(…)`, `wire.syscalls(…)`, `wire.check(…)`, `wire.expect(…)`
+    `wire.links(…)`, `wire.findings(…)`, `wire.syscalls(…)`, `wire.requests(…)`, `wire.check(…)`, `wire.expect(…)`
     are those of the last recording; `wire.recordings` holds them all.
     """
 
@@ -146,6 +161,9 @@ class Wire:
 
     def syscalls(self, name: str | None = None) -> list[Syscall]:
         return self.last.syscalls(name)
+
+    def requests(self, protocol: str | None = None, endpoint: str | None = None) -> list[Request]:
+        return self.last.requests(protocol, endpoint)
 
     @property
     def connections(self) -> list[dict[str, Any]]:

@@ -23,6 +23,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import pytest
 
+from wirecorr.recording.recorder import RecordOptions
+
 if TYPE_CHECKING:
     from wirecorr.pytest_plugin import Recorded
 
@@ -41,7 +43,7 @@ def recording(
     timeout: float,
 ) -> Iterator[None]:
     """Record `cmd` for the body of the block; `Wire.record` documents the options."""
-    proc, log = start(rec, ["--", *cmd], ports, bpf, interface)
+    proc, log = start(rec, cmd, [], ports, bpf, interface)
     try:
         await_header(rec, proc, log, timeout)
         if listen_port is not None:
@@ -79,7 +81,7 @@ def call_traced(
     log: IO[bytes] | None = None
     reaped = False
     try:
-        proc, log = start(rec, ["-p", str(child)], ports, bpf, interface)
+        proc, log = start(rec, [], [child], ports, bpf, interface)
         await_header(rec, proc, log, timeout)
         os.write(go_w, b"g")
         payload = _read_all(res_r, timeout)
@@ -104,16 +106,21 @@ def call_traced(
 
 
 def start(
-    rec: Recorded, target: list[str], ports: Sequence[int], bpf: str | None, interface: str
+    rec: Recorded, cmd: list[str], pids: list[int], ports: Sequence[int], bpf: str | None, interface: str
 ) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
     if shutil.which("tcpdump") is None:
         pytest.skip("wirecorr's wire fixture needs tcpdump")
-    argv = [sys.executable, "-m", "wirecorr", "record", "-o", str(rec.path), "-i", interface]
-    capture_filter = bpf or " or ".join(f"port {int(p)}" for p in ports)
-    if capture_filter:
-        argv += ["-f", capture_filter]
+    # The recorder runs in a child: ptrace and its signal handling stay out of the test process.
+    options = RecordOptions(
+        str(rec.path),
+        cmd,
+        pids,
+        interface=interface,
+        capture_filter=bpf or " or ".join(f"port {int(p)}" for p in ports) or None,
+    )
+    argv = [sys.executable, "-m", "wirecorr", *options.command_line()]
     log = open(rec.path.with_suffix(".log"), "w+b")  # noqa: SIM115 - closed by finish
-    return subprocess.Popen([*argv, *target], stdout=log, stderr=subprocess.STDOUT), log
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT), log
 
 
 def await_header(rec: Recorded, proc: subprocess.Popen[bytes], log: IO[bytes], timeout: float) -> None:

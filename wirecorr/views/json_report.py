@@ -18,6 +18,8 @@ from wirecorr import __version__
 from wirecorr.engine.analysis_flags import flag_names
 from wirecorr.engine.connections import Connection, HandshakeOptions
 from wirecorr.engine.correlator import Anchor
+from wirecorr.engine.requests import Message, Request, framing_gaps, requests_of
+from wirecorr.engine.requests.stats import Group, by_endpoint, by_protocol
 from wirecorr.engine.session import Session
 from wirecorr.json_codec import dumps
 from wirecorr.model import Link, Syscall, format_flags
@@ -25,7 +27,7 @@ from wirecorr.recording.format import finding_to_dict as finding_record
 from wirecorr.recording.format import link_to_dict as link_record
 from wirecorr.recording.format import syscall_to_dict
 
-SCHEMA = "wirecorr.analyze/1"
+SCHEMA = "wirecorr.analyze/2"
 
 
 def options_record(opts: HandshakeOptions | None) -> dict[str, Any] | None:
@@ -120,6 +122,64 @@ def syscall_record(sc: Syscall) -> dict[str, Any]:
     return record
 
 
+def _message_record(msg: Message | None) -> dict[str, Any] | None:
+    if msg is None:
+        return None
+    return {
+        "dir": ("c2s", "s2c")[msg.direction],
+        "start": msg.start,
+        "end": msg.end,
+        "complete": msg.complete,
+        "syscalls": msg.syscalls,
+        "packets": msg.packets,
+        "wire_first_ns": msg.wire_first_ns,
+        "wire_last_ns": msg.wire_last_ns,
+    }
+
+
+def request_record(req: Request) -> dict[str, Any]:
+    return {
+        "id": req.id,
+        "protocol": req.protocol,
+        "conn": req.conn,
+        "server": req.server,
+        "traced": list(req.traced),
+        "summary": req.summary,
+        "endpoint": req.endpoint,
+        "fields": req.fields,
+        "start_ns": req.start_ns,
+        "total_ns": req.total_ns,
+        "split": [{"part": name, "ns": ns} for name, ns in req.split],
+        "points": req.points,
+        "request": _message_record(req.request),
+        "response": _message_record(req.response),
+    }
+
+
+def group_record(g: Group) -> dict[str, Any]:
+    record: dict[str, Any] = {"protocol": g.protocol}
+    if g.endpoint is not None:
+        record["server"] = g.server
+        record["endpoint"] = g.endpoint
+    record.update(
+        count=g.count, answered=g.answered, p50_ns=g.p50_ns, p90_ns=g.p90_ns, p99_ns=g.p99_ns, max_ns=g.max_ns
+    )
+    return record
+
+
+def request_stats(session: Session) -> dict[str, Any]:
+    """Counts and latency percentiles of the requests, per protocol and per endpoint."""
+    reqs = requests_of(session)
+    return {
+        "protocols": [group_record(g) for g in by_protocol(reqs)],
+        "endpoints": [group_record(g) for g in by_endpoint(reqs)],
+        "gaps": [
+            {"conn": g.conn, "dir": ("c2s", "s2c")[g.direction], "offset": g.offset, "end": g.end, "reason": g.reason}
+            for g in framing_gaps(session)
+        ],
+    }
+
+
 def analysis_totals(session: Session) -> dict[str, int]:
     totals: Counter[str] = Counter()
     for conn in session.analyzer.connections:
@@ -166,6 +226,7 @@ def _summary(session: Session, *, connections: bool = True) -> dict[str, Any]:
         "connections": list(_connection_records(session)) if connections else None,
         "analysis": analysis_totals(session),
         "notable": notable_indices(session),
+        "request_stats": request_stats(session),
     }
 
 
@@ -178,6 +239,7 @@ def _arrays(session: Session, *, packets: bool) -> Iterator[tuple[str, Iterator[
     if session.syscalls:
         yield "syscalls", (syscall_record(sc) for sc in session.syscalls)
         yield "links", (link_record(link) for link in session.correlator.links)
+    yield "requests", (request_record(r) for r in requests_of(session))
     yield "findings", (finding_record(f) for f in session.findings)
 
 

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from wirecorr.engine.session import Session
 from wirecorr.model import fmt_ns
-from wirecorr.views import json_report
+from wirecorr.views import json_report, requests_report
 from wirecorr.views.syscall_format import format_syscall, is_network
 
 # Findings of one kind shown in full; the rest are counted (see _write_findings).
@@ -69,6 +69,7 @@ def write(session: Session, out: TextIO, *, notable: int) -> None:
     if session.syscalls:
         _write_syscalls(out, session, t0, notable)
         _write_links(out, session, notable)
+    requests_report.write(out, session, doc["request_stats"])
     _write_findings(out, doc["findings"])
     indices = doc["notable"]
     if indices and notable > 0:

@@ -30,7 +30,9 @@ from wirecorr.engine.connections import (
     TIME_WAIT,
 )
 from wirecorr.engine.correlator import LINK_KINDS
+from wirecorr.engine.requests import PROTOCOLS
 from wirecorr.errors import EXIT_BAD_INPUT, WirecorrError
+from wirecorr.views.checks import request_rules
 from wirecorr.views.checks.evaluation import (
     COUNTS,
     SIDES,
@@ -62,7 +64,7 @@ STATES = frozenset(
 )
 ANALYSIS_NAMES = frozenset(SHORT_NAMES.values())
 
-SECTIONS = ("findings", "counts", "links", "max_delay_ms", "close")
+SECTIONS = ("findings", "counts", "links", "max_delay_ms", "close", "requests")
 _SYSCALL_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _ERRNO_NAME = re.compile(r"E[A-Z0-9]+")
 _EVERY = re.compile(r"\s*([a-z0-9_|]+)\s*->\s*([a-z-]+)\s*")
@@ -145,7 +147,7 @@ def parse_rules(doc: dict[str, Any], source: str = "<rules>") -> list[Rule]:
         if section not in SECTIONS:
             raise RulesError(source, section, f"unknown section (known: {', '.join(SECTIONS)})")
         parser = _PARSERS[section]
-        if section == "close":
+        if section in ("close", "requests"):
             rules += parser(source, body)
         else:
             if not isinstance(body, dict):
@@ -313,10 +315,53 @@ def _parse_close(source: str, body: Any) -> list[Rule]:
     return rules
 
 
+def _parse_requests(source: str, body: Any) -> list[Rule]:
+    """`[requests]` holds for every request; `[[requests]]` tables may select by protocol,
+    endpoint and port (docs/checks.md)."""
+    tables = body if isinstance(body, list) else [body]
+    rules = []
+    for table in tables:
+        if not isinstance(table, dict):
+            raise RulesError(source, "requests", f"want a table [requests] or tables [[requests]], got {table!r}")
+        picked = [f"{k}={table[k]}" for k in request_rules.SELECTORS if k in table]
+        prefix = f"requests[{','.join(picked)}]" if picked else "requests"
+        for key, value in table.items():
+            err = _errors(source, f"{prefix}.{key}")
+            if key == "protocol":
+                if not isinstance(value, str):
+                    raise err(f"want a protocol name, got {value!r}")
+                _known(value, PROTOCOLS, "protocol", err)
+            elif key == "endpoint":
+                if not isinstance(value, str):
+                    raise err(f'want an endpoint glob like "GET /api/*", got {value!r}')
+            elif key == "port":
+                if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+                    raise err(f"want a port number, got {value!r}")
+            elif key in request_rules.LIMITS:
+                if not _number(value):
+                    raise err(f"want milliseconds (a non-negative number), got {value!r}")
+            elif key in request_rules.COUNTS:
+                parse_bound(value, err)
+            elif key == "status":
+                values = value if isinstance(value, list) else [value]
+                if not values or not all(isinstance(v, int | str) and not isinstance(v, bool) for v in values):
+                    raise err(f'want a status or a list: 200, "4xx", "NXDOMAIN", "ok", "error", got {value!r}')
+            else:
+                known = ", ".join((*request_rules.SELECTORS, *request_rules.ASSERTIONS))
+                raise err(f"unknown key (requests takes {known})")
+        if not any(k in request_rules.ASSERTIONS for k in table):
+            raise RulesError(source, prefix, "nothing to check (give count, max_latency_ms, status, …)")
+        err = _errors(source, prefix)
+        for key, check in request_rules.rules_of(table, lambda v, e=err: parse_bound(v, e)):
+            rules.append(Rule(f"{prefix}.{key}", check))
+    return rules
+
+
 _PARSERS: dict[str, Callable[[str, Any], list[Rule]]] = {
     "findings": _parse_findings,
     "counts": _parse_counts,
     "links": _parse_links,
     "max_delay_ms": _parse_delays,
     "close": _parse_close,
+    "requests": _parse_requests,
 }

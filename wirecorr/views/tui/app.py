@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from wirecorr.views.tui.conversations import Conversations
     from wirecorr.views.tui.delays import DelayView
     from wirecorr.views.tui.ladder import LadderView
+    from wirecorr.views.tui.requests_pane import RequestsView
 
 SLICE_S = 0.010
 # Idle time after each slice. Textual's messages (key → action → refresh → compositor)
@@ -162,6 +163,9 @@ class WirecorrApp(App[None]):
         super().__init__()
         self.index = index
         index.text_of = lambda ref: row_text(index, ref, False).plain
+        from wirecorr.views.tui.requests_pane import request_rows
+
+        index.request_field = request_rows(index, ready=lambda: self.feed.done or self.live)
         self.feed = feed
         self.live = live
         self.sub_title = title
@@ -175,6 +179,7 @@ class WirecorrApp(App[None]):
         self.going = False  # the bar holds a frame number to go to (ctrl+g)
         self.found: str | None = None  # the text of the ctrl-f search the filter came from
         self._jump_after_scan = False
+        self._goto_after_scan: int | None = None  # a row to put the cursor on once the scan ends
         self.match_at: int | None = None  # 1-based position of the cursor among the matches
         self.indexed_in: float | None = None
         self._started = time.perf_counter()
@@ -458,7 +463,10 @@ class WirecorrApp(App[None]):
             self.filtering = False
             self.filter_done = 1.0
         timeline.rows_changed(0)
-        if self._jump_after_scan:
+        if self._goto_after_scan is not None:
+            timeline.goto_ref(self._goto_after_scan)
+            self._goto_after_scan = None
+        elif self._jump_after_scan:
             self._jump_after_scan = False
             self._match(1)
         else:
@@ -702,6 +710,28 @@ class WirecorrApp(App[None]):
         ref = self.index.ref_of_call_id(message.syscall_id)
         if ref is not None:
             self.show_ref(ref)
+
+    def action_requests(self) -> None:
+        from wirecorr.views.tui.requests_pane import RequestsView
+
+        self._open(
+            "Requests — enter: its syscalls and segments in the timeline, s: sort by time / start",
+            lambda: RequestsView(self.index),
+        )
+
+    def on_requests_view_chosen(self, message: RequestsView.Chosen) -> None:
+        """Enter on a request: the timeline filtered to its rows, on the first of them."""
+        from wirecorr.engine.requests import requests_of
+        from wirecorr.views.tui.requests_pane import RequestRows
+
+        if isinstance(self.screen, ViewerScreen):
+            self.pop_screen()
+        req = next((r for r in requests_of(self.index.session) if r.id == message.request_id), None)
+        refs = RequestRows.refs(self.index, req) if req is not None else []
+        self._goto_after_scan = refs[0] if refs else None
+        self.only_matches = True
+        self.set_filter(f"request == {message.request_id}")
+        self.timeline.focus()
 
     def show_ref(self, ref: int) -> None:
         """Put the timeline's cursor on `ref`, showing all rows when the filter hides it."""

@@ -63,6 +63,7 @@ TEXT = "text"
 BOOL = "bool"
 ADDR = "addr"  # packed IP address(es); compared with an address or a network
 BYTES = "bytes"  # payload or syscall data: contains / matches only
+DURATION = "duration"  # ns; written 100ms, 1.5s, 250us, 80ns (a bare number is seconds, as Wireshark's)
 
 # Field name → type. Row-kind fields answer for one kind of row only.
 FIELDS: dict[str, str] = {
@@ -115,6 +116,29 @@ FIELDS: dict[str, str] = {
     **{name: BOOL for name in FIELD_NAMES.values()},
     "tcp.analysis.flags": BOOL,
 }
+# The request layer's fields (engine/requests): wirecorr's own names answer for every row of
+# a request (its syscalls and segments, both messages); Wireshark's names answer, as in
+# Wireshark, for the packet that completes the message (tshark dissects a PDU where its
+# reassembly ends).
+REQUEST_FIELDS: dict[str, str] = {
+    "request": INT,
+    "req.time": DURATION,
+    "req.proto": TEXT,
+    "http.method": TEXT,
+    "http.uri": TEXT,
+    "http.status": INT,
+    "redis.cmd": TEXT,
+    "dns.qname": TEXT,
+    "dns.qtype": TEXT,
+    "dns.rcode": INT,
+    "pgsql.tag": TEXT,
+    "http.request.method": TEXT,
+    "http.request.uri": TEXT,
+    "http.response.code": INT,
+    "dns.id": INT,
+    "dns.flags.rcode": INT,
+}
+FIELDS.update(REQUEST_FIELDS)
 ALIASES = {
     "tcp.win": "tcp.window",
     "tcp.window_size": "tcp.window",
@@ -151,6 +175,7 @@ _NAMES = {"syscall": (SYSCALLS, "syscall"), "errno": (ERRNOS, "errno name")}
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<addr>\d+\.\d+\.\d+\.\d+(?:/\d+)?|[0-9a-fA-F]*:[0-9a-fA-F:.]*:[0-9a-fA-F.]*(?:/\d+)?)
+      | (?P<dur>\d+(?:\.\d+)?(?:ns|us|µs|ms|s)\b|\d+\.\d+)
       | (?P<op>==|!=|<=|>=|<|>|&&|\|\||!|\(|\)|\{|\}|,|\.\.)
       | (?P<num>0[xX][0-9a-fA-F]+|\d+)
       | (?P<str>"(?:[^"\\]|\\.)*")
@@ -328,7 +353,7 @@ class _Parser:
                 self.take()
                 high = self.take()
                 ranges.append((int(_value(kind, shown, value_tok)), int(_value(kind, shown, high))))
-            elif kind in (INT, TEXT):
+            elif kind in (INT, TEXT, DURATION):
                 singles.append(_value(kind, shown, value_tok))
             else:
                 raise FilterError(f"{shown} cannot be tested with in", value_tok.pos)
@@ -407,7 +432,18 @@ def _addr_test(name: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6N
     return pred
 
 
+_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
 def _value(kind: str, field_name: str, tok: Token) -> int | str:
+    if kind == DURATION:
+        if tok.kind not in ("dur", "num"):
+            raise FilterError(
+                f"{field_name} wants a time (100ms, 1.5s, 250us), found {tok.text or 'end of filter'!r}", tok.pos
+            )
+        number = tok.text.rstrip("nuµms")
+        unit = tok.text[len(number) :] or "s"
+        return round(float(number) * _UNITS_NS[unit])
     if kind == INT:
         if tok.kind != "num":
             raise FilterError(f"{field_name} wants a number, found {tok.text or 'end of filter'!r}", tok.pos)
@@ -430,7 +466,7 @@ def _value(kind: str, field_name: str, tok: Token) -> int | str:
 
 
 # Fields whose answer changes as the correlator links events that arrived later.
-LINK_FIELDS = frozenset({"conn", "link", "linked", "kernel_only", "finding", "text"})
+LINK_FIELDS = frozenset({"conn", "link", "linked", "kernel_only", "finding", "text", *REQUEST_FIELDS})
 
 
 @dataclass(frozen=True, slots=True)

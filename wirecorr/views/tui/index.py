@@ -19,7 +19,7 @@ from wirecorr.engine.session import Session
 from wirecorr.engine.socket_map import Endpoint, endpoint_key
 from wirecorr.model import ACK, FIN, PSH, RST, SYN, URG, Finding, Link, Packet, Syscall
 from wirecorr.views.syscall_format import is_network
-from wirecorr.views.tui.display_filter import FieldValue
+from wirecorr.views.tui.display_filter import REQUEST_FIELDS, FieldValue
 from wirecorr.views.tui.packets import PacketSource
 from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref, ref_pos, syscall_ref
 from wirecorr.vocab import OWNER_CALLS
@@ -63,6 +63,9 @@ class EventIndex:
     # The row as the timeline shows it, for the filter's `text` field (set by the app: the
     # formatting lives in row_text, which imports this module).
     text_of: Callable[[int], str] | None = None
+    # The request fields of the filter (request, http.status, req.time…), answered by the
+    # Requests pane's row map once indexing has ended (requests_pane.RequestRows).
+    request_field: Callable[[int, str], FieldValue] | None = None
     _nlinks: int = 0
     # (pid, fd) strings of the sockets behind each connection, as the app knew them.
     owners: dict[int, set[str]] = field(default_factory=dict)
@@ -258,6 +261,8 @@ class EventIndex:
             return not is_syscall_ref(ref) or is_network(self.calls[ref_pos(ref)])
         if name == "text":
             return self.text_of(ref) if self.text_of is not None else None
+        if name in REQUEST_FIELDS:
+            return self.request_field(ref, name) if self.request_field is not None else None
         if is_syscall_ref(ref):
             return _call_field(self.calls[ref_pos(ref)], name)
         return self._packet_field(ref_pos(ref), name)

@@ -70,6 +70,7 @@ APP_KEYS = (
     Key("d", "dissect", "full dissection of the packet (tshark)", "dissect"),
     Key("c", "conversations", "conversations: every connection's packets, bytes, states; sortable", "convs"),
     Key("H", "delays", "syscall → wire delays: histogram per link kind, the slowest links", "delays"),
+    Key("R", "requests", "requests (HTTP, Redis, DNS, PostgreSQL): where each one's time went"),
     Key("b", "toggle_sidebar", "show / hide connections and findings (below when narrow)", "sidebar"),
     Key("e", "expand_row", "show the selected row whole under the timeline", "expand"),
     Key("w", "export_connection", "save the row's connection (packets + syscalls) as pcapng", "save conn"),
@@ -112,6 +113,7 @@ class HelpScreen(ModalScreen[None]):
         lines.append("")
         lines.append("[b]Filter[/b]  syscall == accept4, fd == 5, pid == 1234, conn == 3, tcp.len > 0,")
         lines.append("  tcp.flags.syn/fin/rst/ack/psh, linked, kernel_only, finding, errno, link == 2,")
-        lines.append("  frame == 4, ret, tid, tcp.seq/ack/window; and/or/not (&& || !), parentheses")
+        lines.append("  frame == 4, ret, tid, tcp.seq/ack/window; and/or/not (&& || !), parentheses;")
+        lines.append("  request == 3, http.status >= 500, redis.cmd == GET, dns.rcode != 0, req.time > 100ms")
         with VerticalScroll():
             yield Static("\n".join(lines))
