@@ -447,6 +447,7 @@ class Correlator:
         packet_links = self.packet_links
         for sid in syscall_ids:
             self._conn_of.pop(sid, None)
+            self._ranges.pop(sid, None)
             for link in self._links_by_call.pop(sid, ()):
                 out.append(link)
                 self.links[link.id] = None

@@ -30,7 +30,7 @@ from operator import attrgetter
 from typing import Protocol
 
 from wirecorr.bulk import paused_gc
-from wirecorr.engine import findings
+from wirecorr.engine import findings, requests
 from wirecorr.engine.ingest import SLICE, LinkTypeCheck, OnProgress, RecordedFeed, feed_packets, reread_payloads
 from wirecorr.engine.session import Session
 from wirecorr.errors import InputError
@@ -187,6 +187,7 @@ class Streamer:
             # A side the trace had not bound yet (a late accept) may bind after retirement,
             # and its connection retire again: only its new links go out then.
             self._send([link for link in links if not _was_sent(self._sent, link)])
+            requests.settle(session, cid)
             if findings.keeps_data(connections[cid], links, self.thresholds):
                 continue
             plain = set()
