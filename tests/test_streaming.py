@@ -94,3 +94,41 @@ def test_streaming_peak_memory_does_not_grow_with_the_recording(tmp_path: Path) 
     print(f"growth 15k → 60k round trips: streaming {grow_stream} KB, whole-table {grow_whole} KB", file=sys.stderr)
     assert grow_whole > 100_000  # the whole-table path holds every call: the test can tell
     assert grow_stream < grow_whole / 3
+
+
+def _v2_helpers():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("v2_helpers", REPO / "tests" / "test_recording_v2.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_real_run_recorded_v2_and_converted_to_v1_streams_the_same_analysis(tmp_path: Path) -> None:
+    """Issue 13's differential test on the streaming path: one real traced run (a Python echo
+    client and server thread), recorded in format 2, re-encoded as format 1; `analyze --json`
+    streams both and gives the same syscalls, links and findings, and what the whole-table
+    path gives."""
+    import json
+
+    v2 = _v2_helpers()
+    v2_path, v1_path = tmp_path / "run.pcapng", tmp_path / "run-v1.pcapng"
+    port = v2.free_port()
+    done = subprocess.run(
+        [PYTHON, "-m", "wirecorr", "record", "-o", str(v2_path), "-i", "lo", "-f", f"tcp port {port}",
+         "--", PYTHON, "-c", v2.ECHO, str(port)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    v2.reencode(v2_path, v1_path, 1)
+
+    def analyze(path: Path, **env: str) -> dict:
+        cmd = [PYTHON, "-m", "wirecorr", "analyze", "--json", str(path)]
+        out = subprocess.run(cmd, capture_output=True, timeout=60, check=True, env={**os.environ, **env}).stdout
+        return v2.file_independent(json.loads(out), path)
+
+    streamed_v2, streamed_v1 = analyze(v2_path), analyze(v1_path)
+    for key in ("syscalls", "links", "findings"):
+        assert streamed_v2[key] == streamed_v1[key]
+    assert streamed_v2 == analyze(v2_path, WIRECORR_NO_STREAM="1")
+    assert len(streamed_v2["syscalls"]) > 40 and len(streamed_v2["links"]) >= 40
