@@ -10,6 +10,7 @@ from wirecorr.commands.pipe_input import reading_through_ctrl_c
 from wirecorr.engine.hosts import load_merged, merged_header
 from wirecorr.engine.ingest import PacketFilter, diagnose, is_truncation, load_capture, load_strace
 from wirecorr.engine.session import Session
+from wirecorr.engine.streaming import Streamer, streamable
 from wirecorr.errors import UsageError
 from wirecorr.sources.bpf_filter import compile_filter
 from wirecorr.sources.capture_file import STDIN
@@ -64,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         header = merged_header(path)
         if header is not None:
             return _run_merged(args, path, header, packet_filter)
+    if args.json and streamable(
+        path, strace=args.strace, packets=args.packets, count=args.count, filtered=packet_filter is not None
+    ):
+        return _run_streaming(args, path)
     session = Session()
     if args.strace is not None:
         load_strace(session, args.strace)
@@ -78,6 +83,28 @@ def run(args: argparse.Namespace) -> int:
             json_report.write(session, sys.stdout, packets=args.packets)
         else:
             text_report.write(session, sys.stdout, notable=args.notable)
+        sys.stdout.flush()
+    if error is not None:
+        print(f"wirecorr: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+def _run_streaming(args: argparse.Namespace, path: str) -> int:
+    """`--json` of one file in memory that follows the connections open at a time, not the
+    file's length (engine/streaming.py); the same document as the whole-table path."""
+    session = Session()
+    writer = json_report.StreamWriter()
+    streamer = Streamer(session, writer)
+    with reading_through_ctrl_c(path), showing_progress(path) as progress:
+        for _ in streamer.read(path, on_progress=progress):
+            pass
+    diagnose(session)
+    streamer.finish()
+    error = session.error
+    partial = args.partial if args.partial is not None else is_truncation(error)
+    if error is None or partial:
+        writer.finish(session, sys.stdout)
         sys.stdout.flush()
     if error is not None:
         print(f"wirecorr: {error}", file=sys.stderr)

@@ -302,7 +302,8 @@ class Correlator:
         or `on_syscall` per call; None lets WIRECORR_PURE decide (compiled unless it is set)."""
         self.analyzer = analyzer
         self.table = analyzer.table
-        self.links: list[Link] = []
+        # None where `forget` dropped a link (only the streaming analyze does).
+        self.links: list[Link | None] = []
         self.packet_links: dict[int, list[int]] = {}
         self.sockets = SocketMap()
         self._index = ConnectionIndex()
@@ -410,23 +411,87 @@ class Correlator:
             if state.tcp is None and (state.queue or state.calls):
                 self._resolve(state, final=True)
         for tcp in self._tcp.values():
-            for state in list(tcp.unanchored):
-                for role in (0, 1):
-                    if state.pending[role]:
-                        self._anchor(state, role, final=True)
-                    if state.pending[role]:
-                        self._give_up(state, role)
-            for d in tcp.dirs:
-                for claims in (d.writes, d.reads, d.peeks):
-                    for claim in claims.claims:
-                        self._claim_note(claim, d)
-            for w in tcp.waiters:
-                if w.matched is None and w.note is None:
-                    w.link.note = "no matching packet captured"
+            self._settle(tcp)
         self._udp.finish()
         for link in self.links:
-            link.packets.sort()
+            if link is not None:
+                link.packets.sort()
         self._finished = True
+
+    def _settle(self, tcp: _Tcp) -> None:
+        """No more input for this connection: anchor or give up, note what never matched."""
+        for state in list(tcp.unanchored):
+            for role in (0, 1):
+                if state.pending[role]:
+                    self._anchor(state, role, final=True)
+                if state.pending[role]:
+                    self._give_up(state, role)
+        for d in tcp.dirs:
+            for claims in (d.writes, d.reads, d.peeks):
+                for claim in claims.claims:
+                    self._claim_note(claim, d)
+        for w in tcp.waiters:
+            if w.matched is None and w.note is None:
+                w.link.note = "no matching packet captured"
+
+    # -- retirement (the streaming `analyze --json`, engine/streaming.py) -------------------
+
+    def retire(self, grace_ns: int) -> list[int]:
+        """Settle and drop the state of TCP connections nothing can change any more; return their ids.
+
+        A connection is over for the correlator once each direction carried a FIN or RST,
+        every socket bound to it was released by its last close with no work queued, and
+        no packet of it came for `grace_ns` of capture time (a FIN retransmitted later than
+        that would no longer be added to its close link). Its links are final then, sorted
+        as `finish()` sorts them; `label()` rebuilds the state from the packets if asked.
+        """
+        if self._finished:
+            return []
+        horizon = self._watermark - grace_ns
+        flags = self.table.flags
+        done = []
+        for cid, tcp in self._tcp.items():
+            if tcp.conn.last_ts_ns > horizon:
+                continue
+            if not all(d.fin is not None or any(flags[i] & RST for i in d.ctrl) for d in tcp.dirs):
+                continue
+            states = [s for s in (self._bound.get((cid, 0)), self._bound.get((cid, 1))) if s is not None]
+            if any(not s.sock.closed or s.queue or s.pending[0] or s.pending[1] for s in states):
+                continue
+            done.append(cid)
+        for cid in done:
+            tcp = self._tcp.pop(cid)
+            self._settle(tcp)
+            for sid, _ in self._calls_by_conn.get(cid, ()):
+                for link in self._links_by_call.get(sid, ()):
+                    link.packets.sort()
+            for side in (0, 1):
+                state = self._bound.get((cid, side))
+                if state is not None:
+                    state.tcp = None
+        return done
+
+    def forget(self, conn_id: int, syscall_ids: set[int]) -> list[Link]:
+        """Drop a retired connection's calls `syscall_ids` from every index and return their
+        links, which become None in `links`: the streaming analyze has written them out."""
+        calls = self._calls_by_conn.get(conn_id)
+        if calls:
+            self._calls_by_conn[conn_id] = [c for c in calls if c[0] not in syscall_ids]
+        out: list[Link] = []
+        packet_links = self.packet_links
+        for sid in syscall_ids:
+            self._conn_of.pop(sid, None)
+            self._ranges.pop(sid, None)
+            for link in self._links_by_call.pop(sid, ()):
+                out.append(link)
+                self.links[link.id] = None
+                for idx in link.packets:
+                    ids = packet_links.get(idx)
+                    if ids is not None:
+                        ids.remove(link.id)
+                        if not ids:
+                            del packet_links[idx]
+        return out
 
     # -- output ---------------------------------------------------------------------------
 

@@ -160,7 +160,7 @@ def feed_packets(
     go to the analyzer alone and the session catches up once per call. (With a filter the
     table holds empty rows for the packets left out, which `fed_directly` would count.)
     """
-    direct = packet_filter is None and not session.syscalls
+    direct = packet_filter is None and not session.syscall_count
     rows_before = len(session.analyzer.table)
     feed = session.analyzer.feed if direct else session.feed_packet
     index = start = check.read

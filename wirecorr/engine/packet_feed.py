@@ -68,7 +68,7 @@ def compiled_feed_applies(session: Session, packet_filter: PacketFilter | None) 
     PacketAnalyzer), nor when syscalls came first (the correlator must then see each packet
     as it is fed), nor for a filter predicate that carries no compiled program.
     """
-    if isinstance(session.analyzer, PacketAnalyzer) or session.syscalls:
+    if isinstance(session.analyzer, PacketAnalyzer) or session.syscall_count:
         return False
     return packet_filter is None or _program_of(packet_filter) is not None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -47,6 +48,13 @@ class Session:
     # For each Custom Block of the capture, how many packets preceded it: Wireshark 4.x lists
     # those blocks as frames, so they shift every later packet's frame number.
     custom_at: array[int] = field(default_factory=lambda: array("Q"))
+    # Every syscall fed, and the span of their times (`syscalls` may hold fewer: streaming).
+    syscall_count: int = 0
+    first_call_ns: int | None = None
+    last_call_end_ns: int | None = None
+    # The streaming analyze's filter (engine/streaming.py): a syscall it refuses is not kept
+    # past its feed. None keeps every syscall, in `syscalls`, as every other front end needs.
+    keep_syscall: Callable[[Syscall], bool] | None = None
     correlator: Correlator = field(init=False)
     _by_id: dict[int, Syscall] = field(init=False, default_factory=dict)
 
@@ -81,16 +89,43 @@ class Session:
             self.correlator.caught_up(max(ts[rows_before:]))
 
     def feed_syscall(self, sc: Syscall) -> None:
-        self.syscalls.append(sc)
-        self._by_id[sc.id] = sc
+        self.syscall_count += 1
+        if self.first_call_ns is None or sc.enter_ns < self.first_call_ns:
+            self.first_call_ns = sc.enter_ns
+        if self.last_call_end_ns is None or sc.end_ns > self.last_call_end_ns:
+            self.last_call_end_ns = sc.end_ns
+        if self.keep_syscall is None:
+            self.syscalls.append(sc)
+            self._by_id[sc.id] = sc
+        elif self.keep_syscall(sc):
+            self._by_id[sc.id] = sc
         self.correlator.on_syscall(sc)
 
     def feed_syscalls(self, syscalls: list[Syscall]) -> None:
         """`feed_syscall` for a run of syscalls with no process event between them: the
         correlator takes them in one compiled loop (`Correlator.on_syscalls`)."""
-        self.syscalls.extend(syscalls)
-        self._by_id.update(zip(map(_ID, syscalls), syscalls, strict=True))
+        if not syscalls:
+            return
+        self.syscall_count += len(syscalls)
+        first = min(sc.enter_ns for sc in syscalls)
+        last = max(sc.end_ns for sc in syscalls)
+        if self.first_call_ns is None or first < self.first_call_ns:
+            self.first_call_ns = first
+        if self.last_call_end_ns is None or last > self.last_call_end_ns:
+            self.last_call_end_ns = last
+        if self.keep_syscall is None:
+            self.syscalls.extend(syscalls)
+            self._by_id.update(zip(map(_ID, syscalls), syscalls, strict=True))
+        else:
+            keep = self.keep_syscall
+            self._by_id.update((sc.id, sc) for sc in syscalls if keep(sc))
         self.correlator.on_syscalls(syscalls)
+
+    def drop_syscalls(self, ids: Iterable[int]) -> None:
+        """Forget syscalls the streaming analyze has written out and no finding reads."""
+        by_id = self._by_id
+        for sid in ids:
+            by_id.pop(sid, None)
 
     def on_process(self, event: str, pid: int, info: int | None) -> None:
         """Process events (fork, exec, exit) as the Tracer reports them: forks share fds."""
@@ -103,6 +138,8 @@ class Session:
     def finish(self) -> None:
         self.correlator.finish()
         self.analyzer.finish()
+        if self.keep_syscall is not None:
+            self.syscalls = list(self._by_id.values())
         # Two stable sorts give (enter_ns, id) order without a key tuple per syscall.
         self.syscalls.sort(key=attrgetter("id"))
         self.syscalls.sort(key=attrgetter("enter_ns"))

@@ -6,10 +6,13 @@ later the checks read the same records, so the two outputs cannot disagree.
 
 from __future__ import annotations
 
+import heapq
+import struct
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from itertools import compress, islice
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from wirecorr import __version__
 from wirecorr.engine.analysis_flags import flag_names
@@ -19,7 +22,7 @@ from wirecorr.engine.requests import Message, Request, framing_gaps, requests_of
 from wirecorr.engine.requests.stats import Group, by_endpoint, by_protocol
 from wirecorr.engine.session import Session
 from wirecorr.json_codec import dumps
-from wirecorr.model import Syscall, format_flags
+from wirecorr.model import Link, Syscall, format_flags
 from wirecorr.recording.format import finding_to_dict as finding_record
 from wirecorr.recording.format import link_to_dict as link_record
 from wirecorr.recording.format import syscall_to_dict
@@ -262,6 +265,16 @@ def write(session: Session, out: TextIO, *, packets: bool) -> None:
     The arrays go out in chunks of `_CHUNK` records, each encoded by one `dumps` call and
     one write: per record, the two writes and the call were half the cost of the output.
     """
+    _write_summary(session, out)
+    for key, records in _arrays(session, packets=packets):
+        out.write(f',"{key}":[')
+        _write_records(out, records)
+        out.write("]")
+    out.write("}\n")
+
+
+def _write_summary(session: Session, out: TextIO) -> None:
+    """The document up to its long arrays, its connections streamed."""
     summary = _summary(session, connections=False)
     keys = list(summary)
     at = keys.index("connections")
@@ -272,11 +285,6 @@ def write(session: Session, out: TextIO, *, packets: bool) -> None:
     rest = _dumps({k: summary[k] for k in keys[at + 1 :]})[1:-1]
     if rest:
         out.write("," + rest)
-    for key, records in _arrays(session, packets=packets):
-        out.write(f',"{key}":[')
-        _write_records(out, records)
-        out.write("]")
-    out.write("}\n")
 
 
 def _write_records(out: TextIO, records: Iterator[dict[str, Any]]) -> None:
@@ -284,4 +292,109 @@ def _write_records(out: TextIO, records: Iterator[dict[str, Any]]) -> None:
     while chunk := list(islice(records, _CHUNK)):
         out.write(sep)
         out.write(_dumps(chunk)[1:-1])
+        sep = ","
+
+
+# -- the streaming analyze (engine/streaming.py) ------------------------------------------
+
+_KEY = struct.Struct(">QQI")  # sort key (two biased int64), record length
+_BIAS = 1 << 63
+
+
+class _Spool:
+    """Encoded records in temporary files, handed back in key order.
+
+    Records come in any order (syscalls as they complete, links as their connection
+    retires) and leave sorted: each run of up to `RUN` records is sorted in memory and
+    written out, and `merged` merges the runs. A record is copied into the run's buffer at
+    once: orjson's bytes keep the capacity they were encoded in (≈ 4 KB for a 200-byte
+    record). Memory holds one run and one record per run.
+    """
+
+    RUN = 1 << 16
+
+    def __init__(self) -> None:
+        self._keys: list[tuple[int, int, int, int]] = []
+        self._buf = bytearray()
+        self._files: list[IO[bytes]] = []
+
+    def add(self, major: int, minor: int, record: bytes) -> None:
+        self._keys.append((major, minor, len(self._buf), len(record)))
+        self._buf += record
+        if len(self._keys) >= self.RUN:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._keys:
+            return
+        self._keys.sort()
+        buf = self._buf
+        f = tempfile.TemporaryFile(prefix="wirecorr-analyze-")  # noqa: SIM115 - closed by `merged`
+        pack = _KEY.pack
+        f.writelines(
+            pack(major + _BIAS, minor + _BIAS, size) + buf[at : at + size] for major, minor, at, size in self._keys
+        )
+        f.seek(0)
+        self._files.append(f)
+        self._keys = []
+        self._buf = bytearray()
+
+    def merged(self) -> Iterator[bytes]:
+        """Every record, in key order; the files are closed once read."""
+        self._flush()
+        try:
+            for _, record in heapq.merge(*map(_read_run, self._files)):
+                yield record
+        finally:
+            for f in self._files:
+                f.close()
+
+
+def _read_run(f: IO[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    size = _KEY.size
+    while head := f.read(size):
+        yield head, f.read(_KEY.unpack(head)[2])
+
+
+class StreamWriter:
+    """`write` for the streaming analyze: the `Sink` of engine/streaming.py.
+
+    Syscall and link records are encoded as they become final and spooled to temporary
+    files; `finish` writes the document in the order and bytes `write` gives (one record
+    per `dumps` call instead of a chunk's: equal unless a chunk holds a value orjson
+    refuses, when `write` encodes that whole chunk with the standard library).
+    """
+
+    def __init__(self) -> None:
+        self._calls = _Spool()
+        self._links = _Spool()
+
+    def syscalls(self, calls: list[Syscall]) -> None:
+        for sc in calls:
+            self._calls.add(sc.enter_ns, sc.id, dumps(syscall_record(sc)))
+
+    def links(self, links: list[Link]) -> None:
+        for link in links:
+            self._links.add(link.id, 0, dumps(link_record(link)))
+
+    def finish(self, session: Session, out: TextIO) -> None:
+        _write_summary(session, out)
+        if session.syscall_count:
+            for key, spool in (("syscalls", self._calls), ("links", self._links)):
+                out.write(f',"{key}":[')
+                _write_encoded(out, spool.merged())
+                out.write("]")
+        out.write(',"requests":[')
+        _write_records(out, (request_record(r) for r in requests_of(session)))
+        out.write("]")
+        out.write(',"findings":[')
+        _write_records(out, (finding_record(f) for f in session.findings))
+        out.write("]}\n")
+
+
+def _write_encoded(out: TextIO, records: Iterator[bytes]) -> None:
+    sep = ""
+    while chunk := list(islice(records, _CHUNK)):
+        out.write(sep)
+        out.write(b",".join(chunk).decode())
         sep = ","

@@ -20,15 +20,16 @@ from collections.abc import Callable, Iterable
 from functools import cache
 from typing import TYPE_CHECKING
 
+from wirecorr.engine.connections import Connection
 from wirecorr.engine.findings._base import ERROR, INFO, SEVERITY_RANK, WARNING, Context, Thresholds
-from wirecorr.model import Finding
+from wirecorr.model import Finding, Link
 
 if TYPE_CHECKING:
     from wirecorr.engine.session import Session
 
 Detector = Callable[[Context], Iterable[Finding]]
 
-__all__ = ["ERROR", "INFO", "WARNING", "Detector", "Thresholds", "detect", "detectors", "kinds"]
+__all__ = ["ERROR", "INFO", "WARNING", "Detector", "Thresholds", "detect", "detectors", "keeps_data", "kinds"]
 
 
 @cache
@@ -56,6 +57,26 @@ def kinds() -> frozenset[str]:
         module = importlib.import_module(f"{__name__}.{name}")
         out.update(module.KINDS if hasattr(module, "KINDS") else (module.KIND,))
     return frozenset(out)
+
+
+@cache
+def _data_readers() -> tuple[Callable[[Connection, list[Link], Thresholds], bool], ...]:
+    return tuple(
+        module.keeps_data
+        for name, _ in detectors()
+        if hasattr(module := importlib.import_module(f"{__name__}.{name}"), "keeps_data")
+    )
+
+
+def keeps_data(conn: Connection, links: list[Link], thresholds: Thresholds) -> bool:
+    """Whether some detector reads the data transfers of `conn` (its successful reads and
+    writes, and their links), given its links: the streaming analyze drops them otherwise.
+
+    A detector that reads a connection's transfers defines `keeps_data(conn, links,
+    thresholds)` saying for which connections it does; the others read only the calls and
+    links that are no plain transfer, which the streaming analyze always keeps.
+    """
+    return any(keep(conn, links, thresholds) for keep in _data_readers())
 
 
 def detect(session: Session, thresholds: Thresholds | None = None) -> list[Finding]:

@@ -120,7 +120,8 @@ class Context:
 
     @cached_property
     def links(self) -> list[Link]:
-        return self.session.correlator.links
+        """The links a finding may cite; the streaming analyze has forgotten some (None)."""
+        return [link for link in self.session.correlator.links if link is not None]
 
     @cached_property
     def syscalls(self) -> list[Syscall]:
@@ -148,6 +149,12 @@ class Context:
                 return sc
         return None
 
+    def link(self, lid: int) -> Link:
+        """A link by id, as `packet_links` and `links_of` name it (never a forgotten one)."""
+        link = self.session.correlator.links[lid]
+        assert link is not None
+        return link
+
     def syscall(self, sid: int) -> Syscall | None:
         return self.session.syscall(sid)
 
@@ -157,16 +164,15 @@ class Context:
     @cached_property
     def t0(self) -> int:
         """The first event of either kind: message times count from it, as the text report's do."""
-        starts = [self.session.first_ns] if self.session.first_ns is not None else []
-        if self.syscalls:
-            starts.append(self.syscalls[0].enter_ns)
+        session = self.session
+        starts = [t for t in (session.first_ns, session.first_call_ns) if t is not None]
         return min(starts, default=0)
 
     @cached_property
     def end_ns(self) -> int:
         """The last moment the input covers: last packet or last syscall exit."""
-        ends = [self.session.last_ns] if self.session.last_ns is not None else []
-        ends += [sc.end_ns for sc in self.session.syscalls]
+        session = self.session
+        ends = [t for t in (session.last_ns, session.last_call_end_ns) if t is not None]
         return max(ends, default=0)
 
     def frame(self, index: int) -> int:

@@ -12,11 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from wirecorr.engine.connections import CLOSE_WAIT, FIN_WAIT_2, LAST_ACK, Connection
-from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, side_name
-from wirecorr.model import Finding, fmt_ns
+from wirecorr.engine.connections import CLIENT, CLOSE_WAIT, FIN_WAIT_2, LAST_ACK, SERVER, Connection
+from wirecorr.engine.findings._base import WARNING, Context, Thresholds, call_text, endpoint_of, evidence, side_name
+from wirecorr.model import Finding, Link, fmt_ns
 
 KIND = "close_wait_leak"
+
+
+def keeps_data(conn: Connection, links: list[Link], thresholds: Thresholds) -> bool:
+    """A leak names the side's first call, which may be a transfer (a socket open before tracing)."""
+    for side in (CLIENT, SERVER):
+        history = conn.state_of(side)
+        at = next((i for i, change in enumerate(history) if change[2] == CLOSE_WAIT), None)
+        held = history[at + 1][0] - history[at][0] if at is not None and at + 1 < len(history) else None
+        if at is not None and (held is None or held > thresholds.close_wait_ns):
+            return True
+    return False
 
 
 def detect(ctx: Context) -> Iterator[Finding]:

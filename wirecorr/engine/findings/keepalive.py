@@ -12,19 +12,26 @@ from collections.abc import Iterator, Sequence
 from itertools import pairwise
 
 from wirecorr.engine.analysis_flags import AnalysisFlag
+from wirecorr.engine.connections import Connection
 from wirecorr.engine.findings._base import (
     INFO,
     KEEPALIVE_MIN_IDLE_NS,
     Context,
+    Thresholds,
     call_text,
     endpoint_of,
     evidence,
     side_name,
 )
-from wirecorr.model import Finding, fmt_ns
+from wirecorr.model import Finding, Link, fmt_ns
 
 KIND = "keepalive"
 _OPTIONS = frozenset({"SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"})
+
+
+def keeps_data(conn: Connection, links: list[Link], thresholds: Thresholds) -> bool:
+    """The fds of the connection's calls name the setsockopt calls that configured the probes."""
+    return bool(conn.analysis_counts.get("keep_alive"))
 
 
 def detect(ctx: Context) -> Iterator[Finding]:

@@ -13,10 +13,12 @@ import bisect
 from collections.abc import Iterator, Sequence
 
 from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION, AnalysisFlag
+from wirecorr.engine.connections import Connection
 from wirecorr.engine.findings._base import (
     NAGLE_ACK_GAP_NS,
     WARNING,
     Context,
+    Thresholds,
     call_text,
     endpoint_of,
     evidence,
@@ -28,6 +30,12 @@ KIND = "nagle_stall"
 _FLOW_CONTROL = int(AnalysisFlag.WINDOW_UPDATE | AnalysisFlag.ZERO_WINDOW | AnalysisFlag.ZERO_WINDOW_PROBE_ACK)
 # The MSS Linux assumes when the handshake did not say (RFC 1122's default is 536).
 _DEFAULT_MSS = 536
+
+
+def keeps_data(conn: Connection, links: list[Link], thresholds: Thresholds) -> bool:
+    """A write that reached the wire late is a candidate stall."""
+    limit = thresholds.nagle_delay_ns
+    return any(lk.kind == "write-data" and lk.delay_ns is not None and lk.delay_ns >= limit for lk in links)
 
 
 def detect(ctx: Context) -> Iterator[Finding]:

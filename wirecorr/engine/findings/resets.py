@@ -19,17 +19,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from wirecorr.engine.connections import CLOSED, ESTABLISHED, TIME_WAIT, Connection
-from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, side_name
+from wirecorr.engine.findings._base import WARNING, Context, Thresholds, call_text, endpoint_of, evidence, side_name
 from wirecorr.engine.packet_table import PacketTable
 from wirecorr.engine.seq import HALF, M32
 from wirecorr.engine.socket_map import is_peek
-from wirecorr.model import RST, SYN, Finding, Syscall, fmt_ns
+from wirecorr.model import RST, SYN, Finding, Link, Syscall, fmt_ns
 
 RST_ON_CLOSE = "rst_on_close"
 REFUSED = "connection_refused"
 RESET = "connection_reset"
 KINDS = (RST_ON_CLOSE, REFUSED, RESET)
 _CLOSED = frozenset({TIME_WAIT, CLOSED})
+
+
+def keeps_data(conn: Connection, links: list[Link], thresholds: Thresholds) -> bool:
+    """A reset's finding counts the bytes read before a close and names the calls that failed."""
+    return conn.reset_by is not None
 
 
 def detect(ctx: Context) -> Iterator[Finding]:

@@ -11,16 +11,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION, SHORT_NAMES, AnalysisFlag
-from wirecorr.engine.findings._base import WARNING, Context, call_text, endpoint_of, evidence, side_name
+from wirecorr.engine.connections import Connection
+from wirecorr.engine.findings._base import WARNING, Context, Thresholds, call_text, endpoint_of, evidence, side_name
 from wirecorr.engine.packet_table import PacketTable
 from wirecorr.engine.seq import M32
-from wirecorr.model import Finding, fmt_ns
+from wirecorr.model import Finding, Link, fmt_ns
 
 KIND = "retransmission"
 # Links whose packets the call itself sent, so a resent one is that call's data (or SYN/FIN).
 _SENDING_KINDS = frozenset({"write-data", "connect-syn", "shutdown-fin", "close-fin"})
 _RETRANS_FLAGS = (AnalysisFlag.RETRANSMISSION, AnalysisFlag.FAST_RETRANSMISSION, AnalysisFlag.SPURIOUS_RETRANSMISSION)
 _RETRANS_NAMES = tuple(SHORT_NAMES[flag] for flag in _RETRANS_FLAGS)
+
+
+def keeps_data(conn: Connection, links: list[Link], thresholds: Thresholds) -> bool:
+    return any(name in conn.analysis_counts for name in _RETRANS_NAMES)
 
 
 def detect(ctx: Context) -> Iterator[Finding]:
@@ -37,10 +42,7 @@ def detect(ctx: Context) -> Iterator[Finding]:
             if not resent:
                 continue
             links = [
-                ctx.links[lid]
-                for i in resent
-                for lid in packet_links.get(i, ())
-                if ctx.links[lid].kind in _SENDING_KINDS
+                ctx.link(lid) for i in resent for lid in packet_links.get(i, ()) if ctx.link(lid).kind in _SENDING_KINDS
             ]
             links = list({lk.id: lk for lk in links}.values())
             fast = sum(1 for i in resent if table.analysis[i] & AnalysisFlag.FAST_RETRANSMISSION)

@@ -16,16 +16,21 @@ from wirecorr.engine.connections import Connection
 from wirecorr.engine.findings._base import (
     WARNING,
     Context,
+    Thresholds,
     call_text,
     endpoint_of,
     evidence,
     side_name,
 )
-from wirecorr.model import Finding, Syscall, fmt_ns
+from wirecorr.model import Finding, Link, Syscall, fmt_ns
 from wirecorr.vocab import READINESS_CALLS, READS, WRITES
 
 KIND = "zero_window"
 _ZERO = int(AnalysisFlag.ZERO_WINDOW)
+
+
+def keeps_data(conn: Connection, links: list[Link], thresholds: Thresholds) -> bool:
+    return bool(conn.analysis_counts.get("zero_window"))
 
 
 def detect(ctx: Context) -> Iterator[Finding]:

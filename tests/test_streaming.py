@@ -1,0 +1,134 @@
+"""The streaming `analyze --json` (engine/streaming.py): the same document as the whole-table
+path, and a peak memory that does not follow the length of the recording."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wirecorr.engine.ingest import diagnose
+from wirecorr.engine.session import Session
+from wirecorr.engine.streaming import Streamer
+from wirecorr.views import json_report
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = str(REPO / ".venv" / "bin" / "python")
+# Merged recordings take the per-host path, never the streaming one.
+CAPTURES = sorted(p for p in (REPO / "captures").glob("*.pcap*") if "two-hosts" not in p.name)
+
+
+def _synth():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("synth_echo", REPO / "bench" / "synth_echo.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def whole(path: Path) -> str:
+    out = io.StringIO()
+    session = Session()
+    from wirecorr.engine.ingest import load_capture
+
+    load_capture(session, str(path))
+    json_report.write(diagnose(session), out, packets=False)
+    return out.getvalue()
+
+
+def streamed(path: Path, *, every: int) -> str:
+    """Retiring as early as possible (no grace, a pass every `every` packets)."""
+    session = Session()
+    writer = json_report.StreamWriter()
+    streamer = Streamer(session, writer, grace_ns=0, every=every)
+    for _ in streamer.read(str(path)):
+        pass
+    diagnose(session)
+    streamer.finish()
+    out = io.StringIO()
+    writer.finish(session, out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: p.stem)
+def test_streaming_gives_the_same_document_for_every_shipped_capture(capture: Path) -> None:
+    expected = whole(capture)
+    for every in (1, 7):
+        assert streamed(capture, every=every) == expected
+
+
+def test_the_cli_streams_and_writes_the_same_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "echo.pcapng"
+    _synth().write(path, 3000, 500)
+    env = {**os.environ, "WIRECORR_NO_STREAM": "1"}
+    cmd = [PYTHON, "-m", "wirecorr", "analyze", "--json", str(path)]
+    plain = subprocess.run(cmd, capture_output=True, check=True, env=env).stdout
+    streaming = subprocess.run(cmd, capture_output=True, check=True).stdout
+    assert streaming == plain and b'"links":[{' in streaming
+
+
+def _peak_kb(path: Path, stream: bool) -> int:
+    env = {**os.environ, **({} if stream else {"WIRECORR_NO_STREAM": "1"})}
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "wirecorr", "analyze", "--json", str(path)], stdout=subprocess.DEVNULL, env=env
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return usage.ru_maxrss
+
+
+def test_streaming_peak_memory_does_not_grow_with_the_recording(tmp_path: Path) -> None:
+    """A memory-shape assertion, not a timing one: 4x the round trips (connections of 1000,
+    about ten open within the retirement grace) must not cost the whole-table path's growth."""
+    synth = _synth()
+    small, large = tmp_path / "small.pcapng", tmp_path / "large.pcapng"
+    synth.write(small, 15_000, 1000)
+    synth.write(large, 60_000, 1000)
+    grow_stream = _peak_kb(large, True) - _peak_kb(small, True)
+    grow_whole = _peak_kb(large, False) - _peak_kb(small, False)
+    print(f"growth 15k → 60k round trips: streaming {grow_stream} KB, whole-table {grow_whole} KB", file=sys.stderr)
+    assert grow_whole > 100_000  # the whole-table path holds every call: the test can tell
+    assert grow_stream < grow_whole / 3
+
+
+def _v2_helpers():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("v2_helpers", REPO / "tests" / "test_recording_v2.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_real_run_recorded_v2_and_converted_to_v1_streams_the_same_analysis(tmp_path: Path) -> None:
+    """Issue 13's differential test on the streaming path: one real traced run (a Python echo
+    client and server thread), recorded in format 2, re-encoded as format 1; `analyze --json`
+    streams both and gives the same syscalls, links and findings, and what the whole-table
+    path gives."""
+    import json
+
+    v2 = _v2_helpers()
+    v2_path, v1_path = tmp_path / "run.pcapng", tmp_path / "run-v1.pcapng"
+    port = v2.free_port()
+    done = subprocess.run(
+        [PYTHON, "-m", "wirecorr", "record", "-o", str(v2_path), "-i", "lo", "-f", f"tcp port {port}",
+         "--", PYTHON, "-c", v2.ECHO, str(port)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    v2.reencode(v2_path, v1_path, 1)
+
+    def analyze(path: Path, **env: str) -> dict:
+        cmd = [PYTHON, "-m", "wirecorr", "analyze", "--json", str(path)]
+        out = subprocess.run(cmd, capture_output=True, timeout=60, check=True, env={**os.environ, **env}).stdout
+        return v2.file_independent(json.loads(out), path)
+
+    streamed_v2, streamed_v1 = analyze(v2_path), analyze(v1_path)
+    for key in ("syscalls", "links", "findings"):
+        assert streamed_v2[key] == streamed_v1[key]
+    assert streamed_v2 == analyze(v2_path, WIRECORR_NO_STREAM="1")
+    assert len(streamed_v2["syscalls"]) > 40 and len(streamed_v2["links"]) >= 40

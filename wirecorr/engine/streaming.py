@@ -1,0 +1,232 @@
+"""The streaming analysis behind `analyze --json`: a recording read once, in file order, in
+memory that follows the connections open at one time rather than the length of the file.
+
+The whole-table path (`ingest.load_capture`, then `diagnose`) keeps every Syscall, Link and
+claim until the end, which the text report, the TUI and `annotate` need; on a 200k-round-trip
+recording that was 1.4 GB, two thirds of it objects no output needed any more
+(bench/RESULTS.md, scaling). Here instead:
+
+- the packets and the recording's blocks are fed in file order, each block of syscalls as
+  it is met (`RecordedFeed` per block), so the recording's syscalls never exist as a whole;
+- every syscall goes to the sink as soon as it is fed (a syscall record never changes);
+- every `RETIRE_EVERY` events the correlator settles the TCP connections nothing can change
+  any more (`Correlator.retire`): their links go to the sink, final;
+- of a retired connection the findings keep what they read: its calls and links that are
+  not plain data transfers, and all of them when a detector looks at its data
+  (`findings.keeps_data`). The rest is dropped (`Correlator.forget`).
+
+What stays is what the findings need at the end (their thresholds and messages depend on
+the whole run), the packet table and the connections. `diagnose` then runs as usual, and
+the sink writes the document in the same order and bytes as the whole-table path.
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_right
+from collections.abc import Iterator
+from itertools import islice
+from operator import attrgetter
+from typing import Protocol
+
+from wirecorr.bulk import paused_gc
+from wirecorr.engine import findings, requests
+from wirecorr.engine.ingest import SLICE, LinkTypeCheck, OnProgress, RecordedFeed, feed_packets, reread_payloads
+from wirecorr.engine.session import Session
+from wirecorr.errors import InputError
+from wirecorr.model import Link, Syscall
+from wirecorr.recording.reader import Recording, add_block
+from wirecorr.sources.capture_file import CaptureReader, CustomBlock, RawRecord
+from wirecorr.vocab import DATA_CALLS
+
+# A connection's state is dropped once no packet of it came for this long (capture time)
+# after both directions closed: a FIN retransmitted later is no longer added to its link.
+RETIRE_GRACE_NS = 1_000_000_000
+_END_NS = attrgetter("end_ns")
+# Packets between two retirement passes (a pass also follows each block of syscalls).
+RETIRE_EVERY = 8192
+
+
+class Sink(Protocol):
+    """Where the final records go (views/json_report.StreamWriter)."""
+
+    def syscalls(self, calls: list[Syscall]) -> None:
+        """Calls as fed (completion order): final at once."""
+
+    def links(self, links: list[Link]) -> None:
+        """Links of a retired connection, or at the end the rest: final, in any order."""
+
+
+def is_plain(sc: Syscall) -> bool:
+    """A data transfer that succeeded: what makes a recording long, and what no finding
+    reads unless `findings.keeps_data` says so for its connection."""
+    return sc.name in DATA_CALLS and sc.errno is None and isinstance(sc.ret, int) and sc.ret > 0
+
+
+class Streamer:
+    """Feeds one recording into a Session and hands out what became final."""
+
+    def __init__(
+        self,
+        session: Session,
+        sink: Sink,
+        thresholds: findings.Thresholds | None = None,
+        *,
+        grace_ns: int = RETIRE_GRACE_NS,
+        every: int = RETIRE_EVERY,
+    ) -> None:
+        self.session = session
+        self.sink = sink
+        self.grace_ns = grace_ns
+        self.every = every
+        self.thresholds = thresholds or findings.Thresholds()
+        # One byte per link id: 1 once the link went to the sink.
+        self._sent = bytearray()
+        # Syscalls read but not fed yet (in end order), and the latest packet time seen.
+        self._pending: list[Syscall] = []
+        self._watermark = -(1 << 63)
+        self._rows = 0
+        session.keep_syscall = self._keep
+
+    def _keep(self, sc: Syscall) -> bool:
+        """Syscalls the session keeps past their feed: all but plain transfers on what is
+        no TCP socket (files, pipes; UDP flows are never retired, so their calls stay)."""
+        self.sink.syscalls([sc])
+        info = sc.fdinfo
+        return not (is_plain(sc) and info is not None and not info.kind.startswith(("tcp", "udp")))
+
+    def read(self, path: str, on_progress: OnProgress | None = None) -> Iterator[int]:
+        """`ingest.read_capture` for one file, streaming: yields packets read after each slice."""
+        session = self.session
+        recording = Recording(path)
+        feed = RecordedFeed(session.feed_syscall, session.on_process_record, feed_batch=session.feed_syscalls)
+
+        # Called inside `feed_packets`, which decided for its whole slice whether the correlator
+        # sees each packet (not before the first syscall): syscalls are fed between slices.
+        def on_custom(block: CustomBlock) -> None:
+            session.custom_at.append(check.read)
+            add_block(recording, block)
+            if recording.syscalls or recording.processes:
+                self._pending.extend(recording.syscalls)
+                self._pending.sort(key=_END_NS)
+                feed.add([], recording.processes)
+                recording.syscalls, recording.processes = [], []
+
+        reader = CaptureReader(path, on_custom=on_custom)
+        session.sources.append(path)
+        check = LinkTypeCheck(session)
+        reread_payloads(session, path)
+        records: Iterator[RawRecord] = reader.records()
+        try:
+            with paused_gc():
+                while True:
+                    n = feed_packets(session, islice(records, self.every), check)
+                    table = session.analyzer.table
+                    if len(table) > self._rows:
+                        self._watermark = max(self._watermark, max(table.ts_ns[self._rows :]))
+                        self._rows = len(table)
+                    self._feed_ready(feed)
+                    if n < self.every:
+                        break
+                    if check.read % SLICE < self.every:
+                        if on_progress is not None:
+                            on_progress(reader.position, reader.size, check.read)
+                        yield check.read
+        except InputError as e:
+            session.error = e
+        finally:
+            session.packets_read += check.read
+            session.skipped_blocks += reader.skipped_blocks
+            if reader.clamped:
+                session.warnings.append(
+                    f"{reader.clamped:,} packet(s) of {path} have a timestamp beyond 2116 or before 1823 (first at "
+                    f"byte {reader.first_clamped}): shown at that limit"
+                )
+        feed.add(self._pending, [])
+        self._pending = []
+        feed.close()
+        if recording.meta.get("hosts"):
+            session.warnings.append(
+                f"{path} is a merged recording of {len(recording.meta['hosts'])} hosts, read here as one capture "
+                "(each crossing twice); `wirecorr analyze` and `check` report each host on its own"
+            )
+        if recording.is_recording or session.syscall_count or recording.processes:
+            if recording.meta:
+                session.meta = recording.meta
+            session.summary = recording.summary
+            if recording.is_recording and not recording.complete:
+                session.warnings.append(
+                    f"{recording.path} is incomplete: it has no summary record, so the recorder was killed or crashed "
+                    "before its end; the report covers what was written until then"
+                )
+        check.done(path)
+        yield check.read
+
+    def _feed_ready(self, feed: RecordedFeed) -> None:
+        """Feed the syscalls that ended before the latest packet, then retire.
+
+        A call is fed only once the capture has passed its end, as in the whole-table
+        path (all packets first): the correlator then binds its socket and creates its
+        links at once, so links get the same ids in both paths.
+        """
+        pending = self._pending
+        if pending and pending[0].end_ns <= self._watermark:
+            ready = bisect_right(pending, self._watermark, key=_END_NS)
+            feed.add(pending[:ready], [])
+            del pending[:ready]
+        self.retire()
+
+    def retire(self) -> None:
+        """Settle the connections nothing can change any more; drop what no finding reads."""
+        session = self.session
+        correlator = session.correlator
+        connections = session.analyzer.connections
+        for cid in correlator.retire(self.grace_ns):
+            calls = [sid for sid, _ in correlator.calls_of(cid)]
+            links = [link for sid in calls for link in correlator.links_of(sid)]
+            # A side the trace had not bound yet (a late accept) may bind after retirement,
+            # and its connection retire again: only its new links go out then.
+            self._send([link for link in links if not _was_sent(self._sent, link)])
+            requests.settle(session, cid)
+            if findings.keeps_data(connections[cid], links, self.thresholds):
+                continue
+            plain = set()
+            for sid in calls:
+                sc = session.syscall(sid)
+                if sc is not None and is_plain(sc):
+                    plain.add(sid)
+            correlator.forget(cid, plain)
+            session.drop_syscalls(plain)
+
+    def finish(self) -> None:
+        """After `diagnose`: the links no retirement handed out."""
+        sent = self._sent
+        self._send([link for link in self.session.correlator.links if link is not None and not _was_sent(sent, link)])
+
+    def _send(self, links: list[Link]) -> None:
+        sent = self._sent
+        top = max((link.id for link in links), default=-1)
+        if top >= len(sent):
+            sent.extend(bytes(top + 1 - len(sent)))
+        for link in links:
+            sent[link.id] = 1
+        self.sink.links(links)
+
+
+def _was_sent(sent: bytearray, link: Link) -> bool:
+    return link.id < len(sent) and sent[link.id] == 1
+
+
+def streamable(path: str | None, *, strace: str | None, packets: bool, count: int | None, filtered: bool) -> bool:
+    """Whether `analyze --json` can take the streaming path: one regular file, nothing fed
+    before it, every packet kept (`--packets` lists them with their final labels, which the
+    whole-table path has)."""
+    return (
+        path is not None
+        and strace is None
+        and not packets
+        and count is None
+        and not filtered
+        and os.path.isfile(path)
+        and not os.environ.get("WIRECORR_NO_STREAM")
+    )
