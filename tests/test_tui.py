@@ -386,6 +386,11 @@ async def test_live_follows_the_tail_then_counts_new_events(tmp_path: Path) -> N
             while len(timeline.view) < 20 and time.monotonic() < deadline:
                 await pilot.pause(0.1)
             assert len(timeline.view) >= 20
+            # Following the tail redraws at most every 30 ms: rows may be in the view a moment
+            # before the cursor reaches them.
+            at_tail = time.monotonic() + 2
+            while timeline.cursor != len(timeline.view) - 1 and time.monotonic() < at_tail:
+                await pilot.pause(0.01)
             assert timeline.follow_tail and timeline.cursor == len(timeline.view) - 1
             await pilot.press("k")
             assert not timeline.follow_tail
