@@ -61,7 +61,7 @@ class FileLoader:
         self.recording = Recording(path)
         # The same order and the same damage reports as `analyze` (engine/ingest.py).
         self.check = LinkTypeCheck(session)
-        self.recorded = RecordedFeed(index.feed_call, session.on_process_record)
+        self.recorded = RecordedFeed(index.feed_call, session.on_process_record, feed_batch=session.feed_syscalls)
         index.packets = FilePackets(path, session.analyzer.table)
         reread_payloads(session, path)
         index.hold_back = True
