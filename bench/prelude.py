@@ -42,7 +42,7 @@ def run_child(cmd: list[str], cwd: Path | None = None) -> tuple[float, int, int]
     return wall, usage.ru_maxrss, code
 
 
-def free_port() -> int:
-    with socket.socket() as s:
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

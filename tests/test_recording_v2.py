@@ -7,7 +7,6 @@ import io
 import json
 import re
 import shutil
-import socket
 import struct
 import subprocess
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from helpers import free_port
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -370,12 +370,6 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as cli:
         cli.recv(100)
 t.join()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.skipif(shutil.which("tcpdump") is None or shutil.which("tshark") is None, reason="needs tcpdump, tshark")
