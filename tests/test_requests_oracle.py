@@ -153,6 +153,34 @@ def dns(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     return record_scenario(tmp, "dns", port, server, clients)
 
 
+# A DNS server that stays silent on the first query of each id and answers the next
+# (NXDOMAIN, no records): dig's second try is a retry of the first. The TCP listener is
+# there only for the driver, which waits for one.
+SILENT_ONCE = """
+import socket, sys
+port = int(sys.argv[1])
+ready = socket.create_server(("127.0.0.1", port))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", port))
+seen = set()
+for _ in range(20):
+    query, peer = s.recvfrom(512)
+    if query[:2] not in seen:
+        seen.add(query[:2])
+        continue
+    s.sendto(query[:2] + bytes([0x81, 0x83]) + query[4:], peer)
+"""
+
+
+@pytest.fixture(scope="module")
+def dns_retry(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
+    """dig with two tries of one second against a server that ignores each first query."""
+    tmp = tmp_path_factory.mktemp("dns-retry")
+    port = free_port()
+    dig = ["dig", "@127.0.0.1", "-p", str(port), "+tries=2", "+time=1", "+nocookie", "+noedns"]
+    return record_scenario(tmp, "dns-retry", port, [PYTHON, "-c", SILENT_ONCE, str(port)], [[*dig, "gone.test"]])
+
+
 @pytest.fixture(scope="module")
 def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
     """postgres (as user postgres, a throwaway cluster, unix socket + 127.0.0.1) and psql:
@@ -376,6 +404,27 @@ def test_dns_udp_and_tcp(dns: Recorded) -> None:
     check_split(reqs)
     for req, (*_, took) in zip(reqs, truth, strict=True):
         assert abs(wire_gap(req) - took) <= 1_000, (req.summary, wire_gap(req), took)
+
+
+def test_dns_retry_counted_on_its_query(dns_retry: Recorded) -> None:
+    """dig sent its query twice, the second from a new source port (tshark's DNS dissector
+    sees two conversations, so it does not call it a retransmission), and got one NXDOMAIN:
+    one lookup, its retry counted, timed from the first try, and one dns_error finding."""
+    assert "status: NXDOMAIN" in dns_retry.client_output(0), dns_retry.client_output(0)
+    queries = tshark_fields(
+        dns_retry.path, "dns.flags.response == 0", ["dns.id", "udp.srcport"], [f"udp.port=={dns_retry.port},dns"]
+    )
+    assert [q["dns.id"] for q in queries] == [queries[0]["dns.id"]] * 2
+    assert queries[0]["udp.srcport"] != queries[1]["udp.srcport"]
+    session, reqs = found(dns_retry, "dns")
+    assert [(r.fields["dns.id"], r.fields["dns.rcode"], r.fields.get("dns.retries")) for r in reqs] == [
+        (int(queries[0]["dns.id"], 0), 3, 1)
+    ]
+    check_split(reqs)
+    assert reqs[0].total_ns is not None and reqs[0].total_ns >= 900_000_000, "timed from the try dig gave up on"
+    assert len(reqs[0].request.packets) == 2
+    messages = [f.message for f in session.findings if f.kind == "dns_error"]
+    assert len(messages) == 1 and "was sent 2 times" in messages[0], messages
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------

@@ -19,6 +19,10 @@ SIDES = ("client", "server")
 SNIFF = 64
 # Places tried to resume framing HTTP responses after bytes that were not recorded.
 RESUME_TRIES = 256
+# A DNS query repeated from another source port this soon after an unanswered one is its
+# retry (dig and most stub resolvers open a new socket per try; their tries span ≤ 30 s).
+RETRY_WINDOW_NS = 30_000_000_000
+_RESPONSE_POINTS = ("server.write", "response.wire.first", "response.wire.last", "client.read")
 
 
 def build(
@@ -35,6 +39,7 @@ def build(
         out.extend(found[0])
         gaps.extend(found[1])
     out.sort(key=lambda r: (r.start_ns, r.conn))
+    out = _merge_dns_retries(session, out)
     for i, req in enumerate(out):
         req.id = i
     return out, gaps
@@ -446,6 +451,52 @@ def _udp_requests(session: Session, conn: Connection) -> list[Request]:
         summary, endpoint = dns.describe(fields, bool(answers))
         out.append(finish_request("dns", conn, traced, summary, endpoint, request, response, fields, points))
     return out
+
+
+def _merge_dns_retries(session: Session, reqs: list[Request]) -> list[Request]:
+    """Fold a UDP DNS query sent again from a new flow into the unanswered one it repeats
+    (same client address, server, id, name and type), as a same-flow repeat already is
+    (`dns.pair`): one lookup, its retries counted, its total from the first try to the
+    answer. The request side keeps the first try's points, the response side the answer's."""
+    connections = session.analyzer.connections
+    waiting: dict[tuple[object, ...], Request] = {}
+    out: list[Request] = []
+    for req in reqs:
+        conn = connections[req.conn]
+        if req.protocol != "dns" or conn.proto != "udp":
+            out.append(req)
+            continue
+        key = (conn.client_addr, req.server, *dns.key(req.fields))
+        first = waiting.get(key)
+        if first is None or req.start_ns - first.start_ns > RETRY_WINDOW_NS:
+            out.append(req)
+            if req.response is None:
+                waiting[key] = req
+            continue
+        merged = _fold_retry(session, first, req)
+        out[out.index(first)] = merged
+        if merged.response is None:
+            waiting[key] = merged
+        else:
+            del waiting[key]
+    return out
+
+
+def _fold_retry(session: Session, first: Request, retry: Request) -> Request:
+    request = first.request
+    request.packets = sorted(request.packets + retry.request.packets)
+    request.syscalls = sorted(set(request.syscalls) | set(retry.request.syscalls))
+    fields = dict(first.fields)
+    fields["dns.retries"] = int(first.fields.get("dns.retries", 0)) + 1 + int(retry.fields.get("dns.retries", 0))  # type: ignore[call-overload]
+    for name in ("dns.rcode", "dns.answers"):
+        if name in retry.fields:
+            fields[name] = retry.fields[name]
+    points = {k: v for k, v in first.points.items() if k not in _RESPONSE_POINTS}
+    points.update((k, v) for k, v in retry.points.items() if k in _RESPONSE_POINTS)
+    traced = tuple(side for side in SIDES if side in first.traced or side in retry.traced)
+    summary, endpoint = dns.describe(fields, retry.response is not None)
+    conn = session.analyzer.connections[first.conn]
+    return finish_request("dns", conn, traced, summary, endpoint, request, retry.response, fields, points)
 
 
 def _datagram(idx: int, ts: int, d: int, calls: dict[int, list[Syscall]], retries: list[int]) -> Message:

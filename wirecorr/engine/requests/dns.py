@@ -2,7 +2,9 @@
 length prefix (RFC 1035 §4.2.2). Messages are parsed with dpkt.dns.
 
 A response answers the oldest open query with the same id, name and type on the same
-flow; a query repeated before its answer is a retry of the first (`dns.retries`).
+flow; a query repeated before its answer is a retry of the first (`dns.retries`). A
+repeat from another flow (a new source port, as dig and most stub resolvers send each try)
+is folded in the same way once every flow is framed (`build._merge_dns_retries`).
 """
 
 from __future__ import annotations
