@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from wirecorr.bulk import paused_gc
 from wirecorr.commands.pipe_input import reading_through_ctrl_c
@@ -11,7 +12,7 @@ from wirecorr.engine.hosts import load_merged, merged_header
 from wirecorr.engine.ingest import PacketFilter, diagnose, is_truncation, load_capture, load_strace
 from wirecorr.engine.session import Session
 from wirecorr.engine.streaming import Streamer, streamable
-from wirecorr.errors import UsageError
+from wirecorr.errors import InputError, UsageError
 from wirecorr.sources.bpf_filter import compile_filter
 from wirecorr.sources.capture_file import STDIN
 from wirecorr.views import hosts_report, json_report, text_report
@@ -76,18 +77,9 @@ def run(args: argparse.Namespace) -> int:
         with reading_through_ctrl_c(path), showing_progress(path) as progress:
             load_capture(session, path, packet_filter=packet_filter, on_progress=progress, count=args.count)
     diagnose(session)
-    error = session.error
-    partial = args.partial if args.partial is not None else is_truncation(error)
-    if error is None or partial:
-        if args.json:
-            json_report.write(session, sys.stdout, packets=args.packets)
-        else:
-            text_report.write(session, sys.stdout, notable=args.notable)
-        sys.stdout.flush()
-    if error is not None:
-        print(f"wirecorr: {error}", file=sys.stderr)
-        return error.exit_code
-    return 0
+    if args.json:
+        return _report(args, session.error, lambda: json_report.write(session, sys.stdout, packets=args.packets))
+    return _report(args, session.error, lambda: text_report.write(session, sys.stdout, notable=args.notable))
 
 
 def _run_streaming(args: argparse.Namespace, path: str) -> int:
@@ -101,27 +93,24 @@ def _run_streaming(args: argparse.Namespace, path: str) -> int:
             pass
     diagnose(session)
     streamer.finish()
-    error = session.error
-    partial = args.partial if args.partial is not None else is_truncation(error)
-    if error is None or partial:
-        writer.finish(session, sys.stdout)
-        sys.stdout.flush()
-    if error is not None:
-        print(f"wirecorr: {error}", file=sys.stderr)
-        return error.exit_code
-    return 0
+    return _report(args, session.error, lambda: writer.finish(session, sys.stdout))
 
 
 def _run_merged(args: argparse.Namespace, path: str, header: dict, packet_filter: PacketFilter | None) -> int:
     """A merged recording (`wirecorr merge`): each host correlated on its own, one clock."""
     merged = load_merged(path, header, packet_filter=packet_filter)
-    error = merged.error
+    if args.json:
+        return _report(args, merged.error, lambda: hosts_report.write_json(merged, sys.stdout, packets=args.packets))
+    return _report(args, merged.error, lambda: hosts_report.write_text(merged, sys.stdout, notable=args.notable))
+
+
+def _report(args: argparse.Namespace, error: InputError | None, write: Callable[[], None]) -> int:
+    """Every input path ends alike: the report of what was read is printed unless damage
+    stopped the read and `--partial` (default: only for a cut-short file) does not ask for
+    it, then the one error line and its exit code."""
     partial = args.partial if args.partial is not None else is_truncation(error)
     if error is None or partial:
-        if args.json:
-            hosts_report.write_json(merged, sys.stdout, packets=args.packets)
-        else:
-            hosts_report.write_text(merged, sys.stdout, notable=args.notable)
+        write()
         sys.stdout.flush()
     if error is not None:
         print(f"wirecorr: {error}", file=sys.stderr)
