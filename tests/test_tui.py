@@ -20,14 +20,17 @@ from textual.widgets import Input
 from tui_helpers import CAPTURE, SIZE, make_app, settle, sync
 
 from wirecorr.cli import build_parser
+from wirecorr.engine.session import Session
 from wirecorr.recording import read_recording
 from wirecorr.views.tui import app as app_module
 from wirecorr.views.tui.app import WirecorrApp
 from wirecorr.views.tui.connections import ConnectionsPane
 from wirecorr.views.tui.detail import Detail, describe
 from wirecorr.views.tui.display_filter import FilterError, compile_filter, tokenize
+from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.keys import APP_KEYS, HelpScreen
 from wirecorr.views.tui.loader import FileLoader
+from wirecorr.views.tui.packets import LivePackets
 from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref
 from wirecorr.views.tui.timeline import Timeline
 from wirecorr.views.tui.viewer import ViewerScreen
@@ -474,6 +477,12 @@ async def test_live_frame_numbers_are_tsharks_in_the_recording_being_written(tmp
     assert shown == frames
     assert shown[0] > 1  # the header block is frame 1
     assert f"frame {frames[syn]}" in syn_detail
+    # The same file opened again (`wirecorr tui REC`), linked since: the same numbers.
+    replay = EventIndex(Session(), LivePackets())
+    loader = FileLoader(replay, out)
+    while not loader.done:
+        loader.step(1.0)
+    assert [replay.frame(i) for i in range(loader.count)] == frames
 
 
 def test_bare_file_argument_opens_the_tui(monkeypatch: pytest.MonkeyPatch) -> None:
