@@ -10,14 +10,18 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.geometry import Region
 from textual.widgets import Input, Static
 from tui_helpers import REPO, make_app, settle, sync
 
 from wirecorr.engine.ingest import diagnose, load_capture
 from wirecorr.engine.session import Session
 from wirecorr.views.tui.follow import FollowStream
+from wirecorr.views.tui.keys import APP_KEYS, FILTER_HELP, TIMELINE_KEYS, help_sections
 from wirecorr.views.tui.ladder import LadderView
-from wirecorr.views.tui.row_text import fit_call
+from wirecorr.views.tui.row_text import LEGEND, fit_call
 from wirecorr.views.tui.rows import is_syscall_ref, packet_ref
 from wirecorr.views.tui.seqplot import SeqPlot, fmt_axis
 from wirecorr.views.tui.viewer import ViewerScreen
@@ -359,3 +363,34 @@ async def test_save_a_connection_as_pcapng_and_copy_rows(tmp_path: Path, monkeyp
     assert rec.complete and rec.meta["export"] == "connection #0"
     names = {sc.name for sc in rec.syscalls}
     assert {"connect", "accept4", "sendto", "recvfrom", "close"} <= names
+
+
+async def _help_lines(size: tuple[int, int]) -> tuple[list[str], int, int]:
+    app = make_app(ECHO)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, app)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        box = app.screen.query_one(VerticalScroll)
+        body = box.query_one(Static)
+        width, height = body.size
+        lines = [strip.text for strip in body.render_lines(Region(0, 0, width, height))]
+        return lines, box.outer_size.width, box.max_scroll_y
+
+
+@sync
+async def test_help_fits_80_columns_in_columns_and_200x50_whole() -> None:
+    lines, width, _ = await _help_lines(SMALL)
+    assert width <= 80
+    starts = {k.keys for k in (*TIMELINE_KEYS, *APP_KEYS)} | {Text.from_markup(s).plain.strip() for s, _ in LEGEND}
+    starts |= {title for title, _ in help_sections()} | {name for name, _ in FILTER_HELP}
+    # A description too long for its line goes on in its own column, never under the keys.
+    for line in lines:
+        if line.strip() and not any(line.lstrip().startswith(s) for s in starts):
+            assert not line[:11].strip(), line
+    assert any(line.startswith("ctrl+t") for line in lines)
+    # At 200x50 the keys, the colours and the filter fields are all on screen, side by side.
+    lines, width, scroll = await _help_lines(LARGE)
+    assert width <= 200 and scroll == 0
+    assert any("Everywhere" in line and "Timeline" in line for line in lines)
+    assert any(line.lstrip().startswith("requests") or "requests  " in line for line in lines)
