@@ -144,6 +144,26 @@ async def test_follow_stream_wraps_long_lines() -> None:
 
 
 @sync
+async def test_follow_stream_colours_the_two_directions_on_screen() -> None:
+    """Wireshark's red client and blue server, as drawn (not only as built)."""
+    app = make_app(ECHO)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot, app)
+        app.timeline.goto_ref(packet_ref(4))
+        await pilot.press("f")
+        await pilot.pause()
+        follow = app.screen.query_one(FollowStream)
+        drawn = [follow.render_line(y) for y in range(len(follow.lines))]
+    heads = {strip.text.split()[1]: strip for strip in drawn if strip.text.startswith("── ")}
+    colour = {who: next(iter(strip)).style.color for who, strip in heads.items()}
+    assert colour["client"] is not None and colour["server"] is not None
+    assert colour["client"] != colour["server"]
+    # The bytes of each chunk carry its direction's colour too.
+    data = [strip for strip in drawn if strip.text.rstrip() in ("hello", "world")]
+    assert data and all(next(iter(strip)).style.color in colour.values() for strip in data)
+
+
+@sync
 async def test_ladder_keys_move_and_enter_shows_the_row_in_the_timeline() -> None:
     app = make_app(ECHO)
     async with app.run_test(size=SMALL) as pilot:
