@@ -54,6 +54,7 @@ async def test_at_80_columns_the_event_text_and_the_result_are_on_screen() -> No
         await settle(pilot, app)
         rows = screen_rows(app)
         assert rows[0].split() == ["time", "pid/#fr", "dir", "link", "delay", "event"]
+        assert all(s.style is not None and s.style.bold for s in app.timeline.render_line(0) if s.text.strip())
         connect = next(row for row in rows if "connect(" in row)
         # the arguments are cut, with …, and the result is kept
         assert connect.rstrip().endswith("…) = -1 ECONNREFUSED") and len(connect) <= 80

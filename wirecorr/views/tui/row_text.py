@@ -115,7 +115,7 @@ def fit_call(line: str, width: int) -> str:
 
 
 def header(cols: Columns, view: TimeView | None = None) -> Text:
-    text = Text(no_wrap=True, end="", style="bold")
+    text = Text(no_wrap=True, end="")
     text.append("  ")
     title = "time"
     if view is not None and view.delta:
@@ -129,6 +129,9 @@ def header(cols: Columns, view: TimeView | None = None) -> Text:
     if cols.delay:
         text.append(f"{'delay':>{cols.delay}} ")
     text.append("event")
+    # A span, not the Text's style: the timeline draws lines with `Text.render`, which
+    # leaves a Text's own style out.
+    text.stylize("bold")
     return text
 
 
