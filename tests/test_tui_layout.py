@@ -415,3 +415,24 @@ async def test_help_fits_80_columns_in_columns_and_200x50_whole() -> None:
     assert width <= 200 and scroll == 0
     assert any("Everywhere" in line and "Timeline" in line for line in lines)
     assert any(line.lstrip().startswith("requests") or "requests  " in line for line in lines)
+
+
+def test_a_kernel_reason_already_shown_as_an_analysis_flag_is_not_repeated() -> None:
+    from wirecorr.views.tui.index import EventIndex
+    from wirecorr.views.tui.loader import FileLoader
+    from wirecorr.views.tui.packets import LivePackets
+    from wirecorr.views.tui.row_text import row_text
+
+    seen = set()
+    for name in ("lab-keepalive", "lab-zero-window"):
+        index = EventIndex(Session(), LivePackets())
+        loader = FileLoader(index, str(CAPTURES / f"{name}.pcapng"))
+        while not loader.done:
+            loader.step(1.0)
+        for i in range(loader.count):
+            row = row_text(index, packet_ref(i), False).plain
+            for flag in ("keep_alive", "keep_alive_ack", "window_update"):
+                if f" {flag} " in row:
+                    seen.add(flag)
+                    assert f"· {flag.replace('_', '-')}" not in row, row
+    assert seen == {"keep_alive", "keep_alive_ack", "window_update"}
