@@ -436,3 +436,12 @@ def test_a_kernel_reason_already_shown_as_an_analysis_flag_is_not_repeated() -> 
                     seen.add(flag)
                     assert f"· {flag.replace('_', '-')}" not in row, row
     assert seen == {"keep_alive", "keep_alive_ack", "window_update"}
+
+
+def test_ladder_counts_seconds_on_a_long_connection() -> None:
+    from wirecorr.views.tui.ladder import TIME_W, fmt_time, time_unit
+
+    assert time_unit(2_601_092_000) == "ms" and fmt_time(2_601_092_000, "ms") == " 2601.092"
+    assert time_unit(84_521_518_000) == "s" and fmt_time(84_521_518_000, "s") == "84.521518"
+    assert fmt_time(4_000_000_000_000, "s") == "4000.0000"
+    assert all(len(fmt_time(ns, "s")) == TIME_W - 1 for ns in (0, 10**10, 10**12, 10**14))
