@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,14 +20,17 @@ from textual.widgets import Input
 from tui_helpers import CAPTURE, SIZE, make_app, settle, sync
 
 from wirecorr.cli import build_parser
+from wirecorr.engine.session import Session
 from wirecorr.recording import read_recording
 from wirecorr.views.tui import app as app_module
 from wirecorr.views.tui.app import WirecorrApp
 from wirecorr.views.tui.connections import ConnectionsPane
-from wirecorr.views.tui.detail import Detail
+from wirecorr.views.tui.detail import Detail, describe
 from wirecorr.views.tui.display_filter import FilterError, compile_filter, tokenize
+from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.keys import APP_KEYS, HelpScreen
 from wirecorr.views.tui.loader import FileLoader
+from wirecorr.views.tui.packets import LivePackets
 from wirecorr.views.tui.rows import RowIndex, is_syscall_ref, packet_ref
 from wirecorr.views.tui.timeline import Timeline
 from wirecorr.views.tui.viewer import ViewerScreen
@@ -434,6 +439,50 @@ async def test_live_shows_a_whole_short_run(tmp_path: Path) -> None:
         await pilot.press("q")
     assert live.join() == 0
     assert read_recording(out).complete
+
+
+def tshark_packet_frames(path: str) -> list[int]:
+    """tshark's frame numbers of the packets of `path`, in file order: its Custom Blocks
+    are frames too (protocol `data`), so they are left out here but counted."""
+    out = subprocess.run(
+        ["tshark", "-n", "-r", path, "-T", "fields", "-e", "frame.number", "-e", "frame.protocols"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [int(number) for number, protocols in (line.split("\t") for line in out.splitlines()) if protocols != "data"]
+
+
+@pytest.mark.slow
+@sync
+async def test_live_frame_numbers_are_tsharks_in_the_recording_being_written(tmp_path: Path) -> None:
+    if shutil.which("tshark") is None:
+        pytest.skip("needs tshark")
+    # 2 s of traffic: the writer's flush thread puts syscall blocks between packets, once a second.
+    live, out = live_session(tmp_path, rounds=40)
+    app = WirecorrApp(live.index, live.feed, title="live", live=True)
+    live.start()
+    async with app.run_test(size=SIZE) as pilot:
+        deadline = time.monotonic() + 30
+        while not live.feed.done and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        assert live.feed.done
+        shown = [live.index.frame(i) for i in range(len(live.index.session.analyzer.table))]
+        syn = next(i for i, flags in enumerate(live.index.session.analyzer.table.flags) if flags & 0x02)
+        syn_detail = describe(live.index, packet_ref(syn)).plain
+        await pilot.press("q")
+    assert live.join() == 0
+    frames = tshark_packet_frames(out)
+    assert len(shown) == len(frames) > 40
+    assert shown == frames
+    assert shown[0] > 1  # the header block is frame 1
+    assert f"frame {frames[syn]}" in syn_detail
+    # The same file opened again (`wirecorr tui REC`), linked since: the same numbers.
+    replay = EventIndex(Session(), LivePackets())
+    loader = FileLoader(replay, out)
+    while not loader.done:
+        loader.step(1.0)
+    assert [replay.frame(i) for i in range(loader.count)] == frames
 
 
 def test_bare_file_argument_opens_the_tui(monkeypatch: pytest.MonkeyPatch) -> None:

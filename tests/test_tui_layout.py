@@ -10,14 +10,18 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.geometry import Region
 from textual.widgets import Input, Static
 from tui_helpers import REPO, make_app, settle, sync
 
 from wirecorr.engine.ingest import diagnose, load_capture
 from wirecorr.engine.session import Session
 from wirecorr.views.tui.follow import FollowStream
+from wirecorr.views.tui.keys import APP_KEYS, FILTER_HELP, TIMELINE_KEYS, help_sections
 from wirecorr.views.tui.ladder import LadderView
-from wirecorr.views.tui.row_text import fit_call
+from wirecorr.views.tui.row_text import LEGEND, fit_call
 from wirecorr.views.tui.rows import is_syscall_ref, packet_ref
 from wirecorr.views.tui.seqplot import SeqPlot, fmt_axis
 from wirecorr.views.tui.viewer import ViewerScreen
@@ -50,6 +54,7 @@ async def test_at_80_columns_the_event_text_and_the_result_are_on_screen() -> No
         await settle(pilot, app)
         rows = screen_rows(app)
         assert rows[0].split() == ["time", "pid/#fr", "dir", "link", "delay", "event"]
+        assert all(s.style is not None and s.style.bold for s in app.timeline.render_line(0) if s.text.strip())
         connect = next(row for row in rows if "connect(" in row)
         # the arguments are cut, with …, and the result is kept
         assert connect.rstrip().endswith("…) = -1 ECONNREFUSED") and len(connect) <= 80
@@ -137,6 +142,26 @@ async def test_follow_stream_wraps_long_lines() -> None:
         follow = app.screen.query_one(FollowStream)
         assert max(line.cell_len for line in follow.lines) <= 78
         assert len(follow.lines) > len(follow.text_lines())
+
+
+@sync
+async def test_follow_stream_colours_the_two_directions_on_screen() -> None:
+    """Wireshark's red client and blue server, as drawn (not only as built)."""
+    app = make_app(ECHO)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot, app)
+        app.timeline.goto_ref(packet_ref(4))
+        await pilot.press("f")
+        await pilot.pause()
+        follow = app.screen.query_one(FollowStream)
+        drawn = [follow.render_line(y) for y in range(len(follow.lines))]
+    heads = {strip.text.split()[1]: strip for strip in drawn if strip.text.startswith("── ")}
+    colour = {who: next(iter(strip)).style.color for who, strip in heads.items()}
+    assert colour["client"] is not None and colour["server"] is not None
+    assert colour["client"] != colour["server"]
+    # The bytes of each chunk carry its direction's colour too.
+    data = [strip for strip in drawn if strip.text.rstrip() in ("hello", "world")]
+    assert data and all(next(iter(strip)).style.color in colour.values() for strip in data)
 
 
 @sync
@@ -359,3 +384,64 @@ async def test_save_a_connection_as_pcapng_and_copy_rows(tmp_path: Path, monkeyp
     assert rec.complete and rec.meta["export"] == "connection #0"
     names = {sc.name for sc in rec.syscalls}
     assert {"connect", "accept4", "sendto", "recvfrom", "close"} <= names
+
+
+async def _help_lines(size: tuple[int, int]) -> tuple[list[str], int, int]:
+    app = make_app(ECHO)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, app)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        box = app.screen.query_one(VerticalScroll)
+        body = box.query_one(Static)
+        width, height = body.size
+        lines = [strip.text for strip in body.render_lines(Region(0, 0, width, height))]
+        return lines, box.outer_size.width, box.max_scroll_y
+
+
+@sync
+async def test_help_fits_80_columns_in_columns_and_200x50_whole() -> None:
+    lines, width, _ = await _help_lines(SMALL)
+    assert width <= 80
+    starts = {k.keys for k in (*TIMELINE_KEYS, *APP_KEYS)} | {Text.from_markup(s).plain.strip() for s, _ in LEGEND}
+    starts |= {title for title, _ in help_sections()} | {name for name, _ in FILTER_HELP}
+    # A description too long for its line goes on in its own column, never under the keys.
+    for line in lines:
+        if line.strip() and not any(line.lstrip().startswith(s) for s in starts):
+            assert not line[:11].strip(), line
+    assert any(line.startswith("ctrl+t") for line in lines)
+    # At 200x50 the keys, the colours and the filter fields are all on screen, side by side.
+    lines, width, scroll = await _help_lines(LARGE)
+    assert width <= 200 and scroll == 0
+    assert any("Everywhere" in line and "Timeline" in line for line in lines)
+    assert any(line.lstrip().startswith("requests") or "requests  " in line for line in lines)
+
+
+def test_a_kernel_reason_already_shown_as_an_analysis_flag_is_not_repeated() -> None:
+    from wirecorr.views.tui.index import EventIndex
+    from wirecorr.views.tui.loader import FileLoader
+    from wirecorr.views.tui.packets import LivePackets
+    from wirecorr.views.tui.row_text import row_text
+
+    seen = set()
+    for name in ("lab-keepalive", "lab-zero-window"):
+        index = EventIndex(Session(), LivePackets())
+        loader = FileLoader(index, str(CAPTURES / f"{name}.pcapng"))
+        while not loader.done:
+            loader.step(1.0)
+        for i in range(loader.count):
+            row = row_text(index, packet_ref(i), False).plain
+            for flag in ("keep_alive", "keep_alive_ack", "window_update"):
+                if f" {flag} " in row:
+                    seen.add(flag)
+                    assert f"· {flag.replace('_', '-')}" not in row, row
+    assert seen == {"keep_alive", "keep_alive_ack", "window_update"}
+
+
+def test_ladder_counts_seconds_on_a_long_connection() -> None:
+    from wirecorr.views.tui.ladder import TIME_W, fmt_time, time_unit
+
+    assert time_unit(2_601_092_000) == "ms" and fmt_time(2_601_092_000, "ms") == " 2601.092"
+    assert time_unit(84_521_518_000) == "s" and fmt_time(84_521_518_000, "s") == "84.521518"
+    assert fmt_time(4_000_000_000_000, "s") == "4000.0000"
+    assert all(len(fmt_time(ns, "s")) == TIME_W - 1 for ns in (0, 10**10, 10**12, 10**14))

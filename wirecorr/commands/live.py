@@ -89,6 +89,7 @@ class LiveRecording:
         self.user_stopped = threading.Event()
         self.thread = threading.Thread(target=self._record, name="recorder")
         self.feed.set_stopper(self.stop)
+        self.feed.set_writer(lambda: self.recorder.writer)
         if options.capture:
             self.feed.set_capture(lambda: self.recorder.capture)
 

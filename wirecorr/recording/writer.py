@@ -14,8 +14,10 @@ import errno
 import os
 import platform
 import stat
+import struct
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -116,6 +118,10 @@ class RecordingWriter:
         # swapped-out list could take an append after the flush thread had copied it.
         self._queued: deque[Syscall] = deque()
         self._batches: deque[RecordBatch] = deque()
+        # For each Custom Block written, how many packets preceded it (`Session.custom_at`):
+        # Wireshark counts those blocks as frames, and a live view numbers its packets as
+        # Wireshark will number them in this file while it is being written.
+        self.custom_at: array[int] = array("Q")
         fd = open_output(path)
         self._f = os.fdopen(fd, "wb", buffering=1 << 16)
         uname = platform.uname()
@@ -151,9 +157,18 @@ class RecordingWriter:
                 self._error = e
                 return
 
-    def _append(self, block: bytes) -> None:
+    def _append(self, blocks: bytes) -> None:
         with self._lock:
-            self._append_locked(block)
+            self._append_custom_locked(blocks)
+
+    def _append_custom_locked(self, blocks: bytes) -> None:
+        """Append Custom Blocks (one or several, whole), noting where each one falls."""
+        self._append_locked(blocks)
+        count, offset, end = 0, 0, len(blocks)
+        while offset < end:
+            offset += struct.unpack_from("<I", blocks, offset + 4)[0]
+            count += 1
+        self.custom_at.extend([self.packets] * count)
 
     def _append_locked(self, block: bytes) -> None:
         if self._error is not None:
@@ -240,11 +255,11 @@ class RecordingWriter:
         take = self._queued.popleft
         queued = [take() for _ in range(len(self._queued))]
         if queued:
-            self._append_locked(self._encode_syscalls(queued))
+            self._append_custom_locked(self._encode_syscalls(queued))
         take_batch = self._batches.popleft
         batches = [take_batch() for _ in range(len(self._batches))]
         if batches:
-            self._append_locked(self._encode_batches(batches))
+            self._append_custom_locked(self._encode_batches(batches))
 
     def write_process(self, event: str, pid: int, info: int | None, ts_ns: int | None = None) -> None:
         """A tracer process event (on_process): who was traced, from when, and how it ended.

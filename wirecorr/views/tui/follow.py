@@ -235,7 +235,11 @@ class FollowStream(ScrollView, can_focus=True):
         base = self.rich_style
         if i >= len(self.lines):
             return Strip.blank(width, base)
-        segments = Segment.apply_style(self.lines[i].render(self.app.console), base)
+        line = self.lines[i]
+        # `Text.render` leaves out the Text's own style (its spans only): the direction's
+        # colour is that style, so it goes on here, over the widget's.
+        console = self.app.console
+        segments = Segment.apply_style(line.render(console), base + console.get_style(line.style))
         return Strip(segments).crop_extend(0, width, base)
 
     def text_lines(self) -> list[str]:

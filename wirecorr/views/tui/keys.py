@@ -7,8 +7,12 @@ forgotten in the others.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -94,26 +98,78 @@ def app_bindings() -> list[Binding]:
     ]
 
 
+# The filter language in four rows of the help: wirecorr's fields, Wireshark's, the operators, requests'.
+FILTER_HELP = (
+    (
+        "wirecorr",
+        "syscall == accept4, fd == 5, pid, tid, conn == 3, ret, errno == ECONNRESET, linked, kernel_only, "
+        "finding, link == 2, frame == 4, net",
+    ),
+    (
+        "Wireshark",
+        "ip.addr, ip.src/dst, tcp.port, tcp.srcport/dstport, udp.port, tcp.stream, frame.number, tcp.len, "
+        "tcp.seq/ack/window, tcp.flags.syn == 1 (fin rst ack psh), tcp.analysis.*",
+    ),
+    ("operators", '== != < <= > >=, contains "GET", matches "re", in {80 443}, and/or/not (&& || !), ( )'),
+    ("requests", "request == 3, http.status >= 500, redis.cmd == GET, dns.rcode != 0, req.time > 100ms"),
+)
+# From this width on the help is laid out in two columns and fits a 50-line screen whole.
+HELP_TWO_COLUMNS = 150
+
+
+def _pairs(rows: Iterable[tuple[str, str]], key_style: str = "cyan", key_width: int = 11) -> Table:
+    """A key and what it does, the description wrapped in its own column (never under the key)."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style=key_style, no_wrap=True, min_width=key_width)
+    table.add_column(ratio=1, overflow="fold")
+    for key, meaning in rows:
+        table.add_row(Text.from_markup(key), Text.from_markup(meaning))
+    return table
+
+
+def help_sections() -> list[tuple[str, Table]]:
+    return [
+        ("Timeline", _pairs((k.keys, k.description) for k in TIMELINE_KEYS)),
+        ("Everywhere", _pairs((k.keys, k.description) for k in APP_KEYS)),
+        ("Colours and marks (Wireshark's default colouring rules)", _pairs(LEGEND, key_style="")),
+        ("Filter (/)", _pairs(FILTER_HELP, key_style="bold")),
+    ]
+
+
+def help_body(width: int) -> Group:
+    """The help laid out for a screen `width` columns wide: one column when narrow, else the
+    app-wide keys beside the timeline keys, colours and filter."""
+    blocks = [Group(Text(title, style="bold"), table, Text("")) for title, table in help_sections()]
+    if width < HELP_TWO_COLUMNS:
+        return Group(*blocks)
+    grid = Table.grid(padding=(0, 3), expand=True)
+    grid.add_column(ratio=1)
+    grid.add_column(ratio=1)
+    grid.add_row(blocks[1], Group(blocks[0], *blocks[2:]))
+    return Group(grid)
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 84; max-width: 100%; height: 80%; border: round $accent;
-        background: $surface; }
+    HelpScreen > VerticalScroll { width: 100%; max-width: 180; height: auto; max-height: 100%;
+        border: round $accent; background: $surface; padding: 0 1; }
+    HelpScreen > VerticalScroll > Static { width: 100%; }
     """
 
     def compose(self) -> ComposeResult:
-        lines = ["[b]wirecorr — keys[/b]", ""]
-        for title, keys in (("Timeline", TIMELINE_KEYS), ("Everywhere", APP_KEYS)):
-            lines.append(f"[b]{title}[/b]")
-            lines += [f"  [cyan]{k.keys:<14}[/cyan] {k.description}" for k in keys]
-            lines.append("")
-        lines.append("[b]Colours and marks[/b] (Wireshark's default colouring rules)")
-        lines += [f"  {sample}  {meaning}" for sample, meaning in LEGEND]
-        lines.append("")
-        lines.append("[b]Filter[/b]  syscall == accept4, fd == 5, pid == 1234, conn == 3, tcp.len > 0,")
-        lines.append("  tcp.flags.syn/fin/rst/ack/psh, linked, kernel_only, finding, errno, link == 2,")
-        lines.append("  frame == 4, ret, tid, tcp.seq/ack/window; and/or/not (&& || !), parentheses;")
-        lines.append("  request == 3, http.status >= 500, redis.cmd == GET, dns.rcode != 0, req.time > 100ms")
-        with VerticalScroll():
-            yield Static("\n".join(lines))
+        box = VerticalScroll()
+        box.border_title = "wirecorr — keys"
+        box.border_subtitle = "↑↓ scroll · esc close"
+        with box:
+            yield Static(id="help-body")
+
+    def on_mount(self) -> None:
+        self._lay_out()
+
+    def on_resize(self) -> None:
+        self._lay_out()
+
+    def _lay_out(self) -> None:
+        self.query_one("#help-body", Static).update(help_body(self.size.width))

@@ -69,6 +69,22 @@ PKT, CALL, RET, CALLRET = range(4)
 SLICE = 5_000
 TIME_W = 10
 TRACKS = 4
+# From this span on the time column counts seconds: 84.521518, not 84521.518 ms.
+SECONDS_FROM_NS = 10_000_000_000
+
+
+def time_unit(span_ns: int) -> str:
+    return "s" if span_ns >= SECONDS_FROM_NS else "ms"
+
+
+def fmt_time(ns: int, unit: str) -> str:
+    """A row's time since the first, in `unit`, in the TIME_W - 1 cells of its column."""
+    if unit == "ms":
+        return f"{ns / 1e6:{TIME_W - 1}.3f}"
+    secs = ns / 1e9
+    decimals = min(6, max(TIME_W - 2 - len(str(int(secs))), 0))
+    return f"{secs:{TIME_W - 1}.{decimals}f}"
+
 
 # Gutter cells are unions of these; `_BOX` turns a union into its box-drawing character.
 N, S, E, W = 1, 2, 4, 8
@@ -211,6 +227,7 @@ class LadderView(ScrollView, can_focus=True):
         # per side: (entry rows, sorted) and the furthest return row of the calls so far
         self._busy: list[tuple[list[int], list[int]]] = [([], []), ([], [])]
         self.t0 = 0
+        self.unit = "ms"
         self.sides: list[int] = []
         self.loading_rows = background
         if not background:
@@ -326,6 +343,7 @@ class LadderView(ScrollView, can_focus=True):
     def _apply(self, built: _Built) -> None:
         self.ends, self.crossings = built.ends, built.crossings
         self.rows, self.calls, self.t0, self.sides = built.rows, built.calls, built.t0, built.sides
+        self.unit = time_unit(self.rows[-1].ts_ns - self.t0 if self.rows else 0)
         self._tracks, self._track_tops, self._markers = built.tracks, built.track_tops, built.markers
         self._busy = built.busy
         self.loading_rows = False
@@ -452,7 +470,7 @@ class LadderView(ScrollView, can_focus=True):
         server = last.session.analyzer.connections[last.conn_id].server
         app, gutter, wire = self._widths(width)
         bold = base + Style(bold=True)
-        segs = [Segment(f"{'ms':>{TIME_W - 1}} ", bold)]
+        segs = [Segment(f"{self.unit:>{TIME_W - 1}} ", bold)]
         if CLIENT_SIDE in self.sides:
             segs.append(Segment(f"{'client app':<{app + gutter}}", bold))
         if len(self.ends) == 2:
@@ -475,8 +493,7 @@ class LadderView(ScrollView, can_focus=True):
     def _row_segments(self, i: int, width: int, base: Style) -> list[Segment]:
         row = self.rows[i]
         app, _, wire = self._widths(width)
-        ms = (row.ts_ns - self.t0) / 1e6
-        segs = [Segment(f"{ms:{TIME_W - 1}.3f} ", base + DIM)]
+        segs = [Segment(f"{fmt_time(row.ts_ns - self.t0, self.unit)} ", base + DIM)]
         if CLIENT_SIDE in self.sides:
             segs += self._app_cell(row, i, CLIENT_SIDE, app, base)
             segs += self._gutter_cells(i, CLIENT_SIDE, base)

@@ -20,8 +20,10 @@ from wirecorr.engine.ingest import diagnose
 from wirecorr.model import Packet, Syscall
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.packets import LivePackets
+from wirecorr.views.tui.rows import packet_ref
 
 if TYPE_CHECKING:
+    from wirecorr.recording.writer import RecordingWriter
     from wirecorr.sources.live_capture import LiveCapture
 
 _PACKET, _SYSCALL, _PROCESS = 0, 1, 2
@@ -49,6 +51,8 @@ class LiveFeed:
         self._times: deque[tuple[float, int]] = deque()
         self._fed = 0
         self._capture: Callable[[], LiveCapture | None] | None = None
+        self._writer: Callable[[], RecordingWriter | None] | None = None
+        self._customs_seen = 0
         self._drops_asked = 0.0
         self._waker: Callable[[], None] | None = None
         self._woken = False
@@ -87,6 +91,25 @@ class LiveFeed:
     def set_capture(self, capture: Callable[[], LiveCapture | None]) -> None:
         """Where the recorder's capture is, once it has started (None until then)."""
         self._capture = capture
+
+    def set_writer(self, writer: Callable[[], RecordingWriter | None]) -> None:
+        """Where the recorder's writer is, once it exists: its Custom Blocks number the frames."""
+        self._writer = writer
+
+    def _number_frames(self) -> None:
+        """Number packets as Wireshark will in the file being written (`Session.frame_number`).
+
+        The writer notes each Custom Block it writes; a block written between the packet's
+        arrival here and its write moves the frames from there on, so those rows are redrawn.
+        """
+        session = self.index.session
+        writer = self._writer() if self._writer is not None else None
+        if writer is None:
+            return
+        custom = session.custom_at = writer.custom_at
+        if len(custom) != self._customs_seen:
+            first, self._customs_seen = custom[self._customs_seen], len(custom)
+            self.index.dirty.update(packet_ref(i) for i in range(first, len(session.analyzer.table)))
 
     def _drop_text(self) -> str:
         if self._capture is None:
@@ -137,9 +160,13 @@ class LiveFeed:
                 if not n & 63 and time.perf_counter() > deadline:
                     break
         except Empty:
-            if finished:
-                diagnose(session)
-                self.done = True
+            drained = True
+        else:
+            drained = False
+        self._number_frames()
+        if drained and finished:
+            diagnose(session)
+            self.done = True
         self._fed += n
         now = time.monotonic()
         self._times.append((now, self._fed))

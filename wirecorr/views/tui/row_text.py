@@ -61,6 +61,12 @@ def kernel_label(label: str) -> str:
     return _LABEL_NAMES.get(label, label)
 
 
+def _flagged(index: EventIndex, i: int, label: str) -> bool:
+    """The kernel's reason is already on the row as an analysis flag (`keep_alive` and the
+    label `keep-alive`): said once is enough."""
+    return label.replace("-", "_") in flag_names(index.session.analyzer.table.analysis[i])
+
+
 def fmt_time(ts_ns: int, t0: int, absolute: bool, *, short: bool = False) -> str:
     if absolute:
         secs, frac = divmod(ts_ns, 1_000_000_000)
@@ -115,7 +121,7 @@ def fit_call(line: str, width: int) -> str:
 
 
 def header(cols: Columns, view: TimeView | None = None) -> Text:
-    text = Text(no_wrap=True, end="", style="bold")
+    text = Text(no_wrap=True, end="")
     text.append("  ")
     title = "time"
     if view is not None and view.delta:
@@ -129,6 +135,9 @@ def header(cols: Columns, view: TimeView | None = None) -> Text:
     if cols.delay:
         text.append(f"{'delay':>{cols.delay}} ")
     text.append("event")
+    # A span, not the Text's style: the timeline draws lines with `Text.render`, which
+    # leaves a Text's own style out.
+    text.stylize("bold")
     return text
 
 
@@ -242,7 +251,7 @@ def row_text(
         direction = index.direction(ref)
         summary = packet_summary(index, i)
         style = packet_style(index, i, direction, index.kernel_only(ref))
-        if not links and isinstance(label := index.label(ref), str):
+        if not links and isinstance(label := index.label(ref), str) and not _flagged(index, i, label):
             summary += f"  · {kernel_label(label)}"
     marker = ",".join(f"L{link.id}" for link in links)
     delay = next((link.delay_ns for link in links if link.delay_ns is not None), None)
