@@ -669,3 +669,47 @@ def test_merge_matches_across_a_middlebox_that_rewrites_sequence_numbers(tmp_pat
     assert all(c["delay_ns"] >= 0 for c in doc["crossings"]), doc["crossings"]
     host = doc["hosts"][1]
     assert abs(host["offset_ns"]) <= host["offset_error_ns"] <= 1_000_000, host
+
+
+def test_live_attaches_inside_the_target_namespace_and_says_which(tmp_path: Path) -> None:
+    """`live -p PID` shares record -p's session: tcpdump inside the target's namespace (the
+    traffic on its own loopback, which the host's interfaces never carry), and the status
+    bar names that namespace beside the pids."""
+    _need_namespaces()
+    from wirecorr.cli import build_parser
+    from wirecorr.commands.live import LiveRecording
+    from wirecorr.commands.record import options
+    from wirecorr.engine.ingest import annotate
+
+    script = tmp_path / "loop.py"
+    script.write_text(LOOP)
+    out = tmp_path / "live.pcapng"
+    with private_network() as net:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", net.a, sys.executable, "-I", str(script)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            args = build_parser().parse_args(["live", "-p", str(proc.pid), "-o", str(out)])
+            live = LiveRecording(options(args, "live"), annotate)
+            live.start()
+            try:
+                deadline = time.monotonic() + 15
+                session = live.index.session
+                while time.monotonic() < deadline and not any(
+                    lk.kind == "write-data" for lk in session.correlator.links
+                ):
+                    live.feed.step(0.05)
+                    time.sleep(0.05)
+                status = live.feed.status()
+            finally:
+                assert live.join() == 0
+            inode = os.stat(f"/run/netns/{net.a}").st_ino
+        finally:
+            proc.kill()
+            proc.wait()
+    assert f"pids {proc.pid} in netns {net.a}" in status, status
+    assert any(lk.kind == "write-data" for lk in session.correlator.links)
+    assert read_recording(str(out)).meta["netns"]["inode"] == inode
+    doc = json.loads(wirecorr("analyze", "--json", str(out)).stdout)
+    assert any(c["server"] == "127.0.0.1:9320" for c in doc["connections"])

@@ -25,6 +25,7 @@ from wirecorr.commands import record
 from wirecorr.errors import WirecorrError
 from wirecorr.recording.recorder import Linker, Recorder, RecordOptions
 from wirecorr.recording.writer import open_output
+from wirecorr.sources import netns
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -118,6 +119,9 @@ class LiveRecording:
             raise
         if self.error is not None:
             self.join()
+        if self.recorder.netns is not None:
+            # Known once tracing began: the recorder entered it for tcpdump (record -p's code).
+            self.feed.where = netns.label(self.recorder.netns)
 
     def stop(self) -> None:
         """What ctrl-c does to `record`: the launched CMD gets SIGINT, the tracer stops."""

@@ -154,6 +154,13 @@ def _ip_netns_name(inode: int) -> str | None:
     return None
 
 
+def label(info: dict[str, Any]) -> str:
+    """The namespace in a few words, for a status bar: `netns NAME`, or its inode, and the container."""
+    name = info.get("name") or f"net:[{info['inode']}]"
+    where = f"netns {name}"
+    return where + (f" (container {info['container']})" if info.get("container") else "")
+
+
 def describe(info: dict[str, Any]) -> str:
     where = f"network namespace net:[{info['inode']}]"
     if info.get("name"):
