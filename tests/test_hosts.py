@@ -713,3 +713,24 @@ def test_live_attaches_inside_the_target_namespace_and_says_which(tmp_path: Path
     assert read_recording(str(out)).meta["netns"]["inode"] == inode
     doc = json.loads(wirecorr("analyze", "--json", str(out)).stdout)
     assert any(c["server"] == "127.0.0.1:9320" for c in doc["connections"])
+
+
+def test_merged_timeline_of_a_fresh_merge_shows_each_crossing_once(
+    two_hosts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A merge writes its crossings, with each pair's sending host, ahead of the packets:
+    the TUI's timeline knows them before the first row and shows each crossing once."""
+    from test_hosts_tui import assert_each_crossing_one_row
+
+    from wirecorr.recording import format as fmt
+    from wirecorr.sources.capture_file import CaptureReader
+
+    a, b = two_hosts
+    merged = tmp_path / "merged.pcapng"
+    assert wirecorr("merge", str(a), str(b), "-o", str(merged)).returncode == 0
+    seen: list[str] = []
+    reader = CaptureReader(str(merged), on_custom=lambda blk: seen.append(fmt.decode_record(blk.data)[0]))
+    next(iter(reader.records()))
+    reader.close()
+    assert seen == [fmt.TAG_HEADER, "crossing"], seen  # read before the first packet
+    assert_each_crossing_one_row(str(merged))

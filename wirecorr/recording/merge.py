@@ -438,6 +438,8 @@ def _write(
                         [new_index[(0, ia)], new_index[(h, ib)]] if fwd else [new_index[(h, ib)], new_index[(0, ia)]]
                         for ia, ib, fwd in pairs
                     ],
+                    # Each pair's sending host, so a reader needs no packet's interface to tell.
+                    "senders": [0 if fwd else h for *_, fwd in pairs],
                 }
             )
     syscalls = 0
@@ -445,6 +447,10 @@ def _write(
         try:
             writer = Rewriter(out)
             writer.record(fmt.TAG_HEADER, header)
+            # Before the packets: a viewer that shows each crossing once knows them before
+            # the first packet's row is made, and a reader of them alone stops there.
+            for crossing in crossings:
+                writer.record(TAG_CROSSING, crossing)
             for ts, h, i in order:
                 p = inputs[h].packets[i]
                 iface = writer.iface(p.linktype, f"{labels[h]}:{p.iface or 'unknown'}", p.snaplen)
@@ -460,8 +466,6 @@ def _write(
                     records.append((fmt.TAG_SYSCALL, moved))
                 syscalls += len(item.syscalls)
                 writer.records(records)
-            for crossing in crossings:
-                writer.record(TAG_CROSSING, crossing)
             ends = [corrected(h, (i.summary or {}).get("end_ns")) for h, i in enumerate(inputs)]
             writer.record(
                 fmt.TAG_SUMMARY,

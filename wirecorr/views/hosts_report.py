@@ -53,6 +53,27 @@ def conversation_record(merged: MergedSession, cv: Conversation) -> dict[str, An
     }
 
 
+def timeline(merged: MergedSession) -> list[dict[str, Any]]:
+    """Every packet of the merged recording on the common clock, a crossing once: the
+    sender's copy, with the receiver's copy and the one-way delay (both hosts' reports list
+    their own copy of it)."""
+    by_sent = {c.sent: c for c in merged.crossings}
+    received = {c.received for c in merged.crossings}
+    rows: list[tuple[int, int, int]] = []
+    for h in merged.hosts:
+        table = h.session.analyzer.table
+        for index in range(len(table)):
+            if table.offset[index] and index not in received:
+                rows.append((int(table.ts_ns[index]), index, h.host["id"]))
+    out = []
+    for ts, index, host in sorted(rows):
+        row: dict[str, Any] = {"index": index, "host": host, "ts_ns": ts}
+        if (c := by_sent.get(index)) is not None:
+            row["crossing"] = {"received": c.received, "to": c.receiver, "delay_ns": c.delay_ns}
+        out.append(row)
+    return out
+
+
 def document(merged: MergedSession, *, packets: bool) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
@@ -65,7 +86,7 @@ def document(merged: MergedSession, *, packets: bool) -> dict[str, Any]:
         "crossings": [crossing_record(c) for c in merged.crossings],
         "one_way_delay": delay_stats(merged.crossings),
         "conversations": [conversation_record(merged, cv) for cv in merged.conversations()],
-    }
+    } | ({"timeline": timeline(merged)} if packets else {})
 
 
 def write_json(merged: MergedSession, out: TextIO, *, packets: bool) -> None:
