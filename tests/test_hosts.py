@@ -89,48 +89,7 @@ pytestmark = pytest.mark.netns
 def two_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """(client's recording, server's recording), made in two namespaces across a veth."""
     _need_namespaces()
-    tmp = tmp_path_factory.mktemp("hosts")
-    (tmp / "server.py").write_text(SERVER)
-    (tmp / "client.py").write_text(CLIENT)
-    a, b = tmp / "client.pcapng", tmp / "server.pcapng"
-    net: LabNet
-    with private_network(pair=True) as net:
-        assert net.b is not None
-        common = ["-m", "wirecorr", "record", "-f", f"tcp port {PORT}"]
-        server_argv = [sys.executable, "-I", str(tmp / "server.py"), net.addr_b, str(PORT), str(CONNECTIONS)]
-        server = subprocess.Popen(
-            [sys.executable, *common, "--netns", net.b, "-i", "b0", "-o", str(b), "--", *server_argv],
-            cwd=ROOT,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            client = wirecorr(
-                "record",
-                "-f",
-                f"tcp port {PORT}",
-                "--netns",
-                net.a,
-                "-i",
-                "a0",
-                "-o",
-                str(a),
-                "--",
-                sys.executable,
-                "-I",
-                str(tmp / "client.py"),
-                net.addr_b,
-                str(PORT),
-                str(CONNECTIONS),
-            )
-            assert client.returncode == 0, client.stderr
-            _, err = server.communicate(timeout=30)
-            assert server.returncode == 0, err
-        finally:
-            if server.poll() is None:
-                server.kill()
-                server.wait()
-    yield a, b
+    yield record_two_hosts(tmp_path_factory.mktemp("hosts"), SERVER, CLIENT, PORT, str(CONNECTIONS))
 
 
 def test_merge_recovers_a_known_clock_shift_within_its_bound(two_hosts: tuple[Path, Path], tmp_path: Path) -> None:
@@ -734,3 +693,122 @@ def test_merged_timeline_of_a_fresh_merge_shows_each_crossing_once(
     reader.close()
     assert seen == [fmt.TAG_HEADER, "crossing"], seen  # read before the first packet
     assert_each_crossing_one_row(str(merged))
+
+
+HTTP_SERVER = """
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+c, _ = s.accept()
+buf = b""
+while True:
+    while b"\\r\\n\\r\\n" not in buf:
+        d = c.recv(4096)
+        if not d:
+            c.close()
+            sys.exit(0)
+        buf += d
+    _, buf = buf.split(b"\\r\\n\\r\\n", 1)
+    time.sleep(0.02)  # the server's processing
+    c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 5\\r\\n\\r\\nhello")
+"""
+
+HTTP_CLIENT = """
+import socket, sys, time
+for _ in range(200):
+    try:
+        c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+        break
+    except ConnectionRefusedError:
+        time.sleep(0.02)
+for i in range(3):
+    c.sendall(b"GET /item/%d HTTP/1.1\\r\\nHost: server\\r\\n\\r\\n" % i)
+    got = b""
+    while not got.endswith(b"hello"):
+        got += c.recv(4096)
+    time.sleep(0.005)
+c.close()
+"""
+
+
+def record_two_hosts(tmp: Path, server_src: str, client_src: str, port: int, *args: str) -> tuple[Path, Path]:
+    """(client's recording, server's recording): each program (given the server's address,
+    `port` and `args`) recorded by its own `wirecorr record --netns` in one of two
+    namespaces joined by a veth."""
+    (tmp / "server.py").write_text(server_src)
+    (tmp / "client.py").write_text(client_src)
+    a, b = tmp / "client.pcapng", tmp / "server.pcapng"
+    with private_network(pair=True) as net:
+        assert net.b is not None
+        common = [sys.executable, "-m", "wirecorr", "record", "-f", f"tcp port {port}"]
+        server = subprocess.Popen(
+            [*common, "--netns", net.b, "-i", "b0", "-o", str(b), "--",
+             sys.executable, "-I", str(tmp / "server.py"), net.addr_b, str(port), *args],
+            cwd=ROOT, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            client = subprocess.run(
+                [*common, "--netns", net.a, "-i", "a0", "-o", str(a), "--",
+                 sys.executable, "-I", str(tmp / "client.py"), net.addr_b, str(port), *args],
+                cwd=ROOT, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert client.returncode == 0, client.stderr
+            _, err = server.communicate(timeout=30)
+            assert server.returncode == 0, err
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+    return a, b
+
+
+def test_merged_requests_split_with_both_sides_measured(tmp_path: Path) -> None:
+    """HTTP across two namespaces, the server's clock shifted: each request's split has
+    the client's send, the way across, the server's delivery, processing and send, the
+    way back and the client's delivery, each measured on the host where it happens."""
+    from wirecorr.engine.requests.split import POINTS
+
+    _need_namespaces()
+    a, b = record_two_hosts(tmp_path, HTTP_SERVER, HTTP_CLIENT, PORT + 4)
+    shifted = tmp_path / "server-shifted.pcapng"
+    assert wirecorr("edit", "-t", "0.250", str(b), "-o", str(shifted)).returncode == 0
+    merged = tmp_path / "merged.pcapng"
+    done = wirecorr("merge", str(a), str(shifted), "-o", str(merged))
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(wirecorr("analyze", "--json", str(merged)).stdout)
+    client_report, server_report = (h["report"] for h in doc["hosts"])
+    own_client = {r["id"]: r for r in client_report["requests"]}
+    own_server = {r["id"]: r for r in server_report["requests"]}
+    reqs = doc["requests"]
+    assert [r["summary"] for r in reqs] == [f"GET /item/{i} → 200" for i in range(3)], reqs
+    bound = doc["hosts"][1]["offset_error_ns"]
+    for r in reqs:
+        assert r["traced"] == ["client", "server"] and (r["client_host"], r["server_host"]) == (0, 1)
+        assert r["clock_error_ns"] == bound
+        parts = dict((p["part"], p["ns"]) for p in r["split"])
+        assert list(parts) == ["send", "request wire", "server read", "server processing", "server send",
+                               "response wire", "delivery"]  # fmt: skip
+        assert sum(parts.values()) == r["total_ns"]
+        # No point came before the one it follows (no negative one-way delay on the merged clock).
+        times = [r["points"][name] for name in POINTS]
+        assert times == sorted(times), r["points"]
+        # Each side's part as that host alone measures it; the server's on its corrected clock.
+        client, server = own_client[r["client_request"]], own_server[r["server_request"]]
+        client_parts = dict((p["part"], p["ns"]) for p in client["split"])
+        assert parts["send"] == client_parts["send"] and parts["delivery"] == client_parts["delivery"]
+        assert r["total_ns"] == client["total_ns"]
+        assert client_parts["peer + network"] == sum(
+            parts[p] for p in ("request wire", "server read", "server processing", "server send", "response wire")
+        )
+        server_points = server["points"]
+        assert parts["server processing"] == server_points["server.write"] - server_points["server.read"]
+        assert parts["server processing"] >= 20_000_000  # the server's sleep
+        # A one-segment request: its way across is that packet's one-way delay.
+        assert len(r["request"]["packets"]) == 1
+        way = r["one_way_delay"]["request"]
+        assert way is not None and parts["request wire"] == way["min_ns"] == way["max_ns"] >= 0
+    text = wirecorr("analyze", str(merged)).stdout
+    assert "requests with both sides measured (3)" in text, text[:1500]
+    assert "server processing 2" in text and "one-way delay: request " in text, text[:1500]
