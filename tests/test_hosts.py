@@ -270,7 +270,7 @@ def test_clock_fit_recovers_a_drift_within_its_bound() -> None:
     namespace tests above give it real packets)."""
     import random
 
-    from wirecorr.recording.merge import _Input, _Pkt, fit_clock
+    from wirecorr.recording.merge import MergeInput, _Pkt, fit_clock
 
     rng = random.Random(7)
 
@@ -280,7 +280,7 @@ def test_clock_fit_recovers_a_drift_within_its_bound() -> None:
     def pkt(ts: int) -> _Pkt:
         return _Pkt(ts, 1, None, 0, 0, b"", None, None, None, None)
 
-    a, b = _Input("a", {}), _Input("b", {})
+    a, b = MergeInput("a", {}), MergeInput("b", {})
     pairs = []
     base = 1_700_000_000_000_000_000
     for i in range(600):
@@ -812,3 +812,60 @@ def test_merged_requests_split_with_both_sides_measured(tmp_path: Path) -> None:
     text = wirecorr("analyze", str(merged)).stdout
     assert "requests with both sides measured (3)" in text, text[:1500]
     assert "server processing 2" in text and "one-way delay: request " in text, text[:1500]
+
+
+ONE_SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+c, _ = s.accept()
+while d := c.recv(4096):
+    c.sendall(d)
+c.close()
+"""
+
+
+def test_record_follows_a_child_into_another_namespace(tmp_path: Path) -> None:
+    """`record --netns A -- sh -c 'server & ip netns exec B client'`: the client runs in B,
+    whose packets A's capture never sees. The recorder notices the namespace at the
+    client's exec, captures in B as well, and merges: a host per namespace, each side's
+    calls linked to its own capture, the connection joined across them."""
+    _need_namespaces()
+    (tmp_path / "server.py").write_text(ONE_SERVER)
+    (tmp_path / "client.py").write_text(CLIENT)
+    out = tmp_path / "followed.pcapng"
+    port = PORT + 5
+    with private_network(pair=True) as net:
+        assert net.b is not None
+        py = f"{sys.executable} -I"
+        script = (
+            f"{py} {tmp_path / 'server.py'} {net.addr_a} {port} & "
+            f"ip netns exec {net.b} {py} {tmp_path / 'client.py'} {net.addr_a} {port} 1; wait"
+        )
+        done = wirecorr("record", "--netns", net.a, "-f", f"tcp port {port}", "-o", str(out), "--", "sh", "-c", script)
+        inodes = [os.stat(f"/run/netns/{ns}").st_ino for ns in (net.a, net.b)]
+    assert done.returncode == 0, done.stderr
+    assert f"is in the network namespace net:[{inodes[1]}] ({net.b}): capturing there too" in done.stderr
+    assert "2 network namespaces, one capture each, merged" in done.stderr, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["client.py", "followed.pcapng", "server.py"]
+
+    doc = json.loads(wirecorr("analyze", "--json", str(out)).stdout)
+    assert doc["merged"] is True
+    server_host, client_host = doc["hosts"]
+    assert [h["name"] for h in doc["hosts"]] == [net.a, net.b]
+    assert client_host["netns"]["inode"] == inodes[1] and client_host["sync"]["model"] == "same clock"
+    (cv,) = [c for c in doc["conversations"] if c["crossings"] > 3]
+    assert (cv["client"]["host"], cv["server"]["host"]) == (1, 0)
+    assert all(c["delay_ns"] >= 0 for c in doc["crossings"])
+    client_kinds = {lk["kind"] for lk in client_host["report"]["links"]}
+    server_kinds = {lk["kind"] for lk in server_host["report"]["links"]}
+    assert {"connect-syn", "write-data", "read-data", "close-fin"} <= client_kinds, client_kinds
+    assert {"accept-ack", "read-data", "write-data"} <= server_kinds, server_kinds
+    # The client's calls are on B's host (its `ip` before the exec on A's), every socket call linked.
+    report = client_host["report"]
+    linked = {lk["syscall"] for lk in report["links"]}
+    calls = [sc for sc in report["syscalls"] if sc["name"] in ("sendto", "recvfrom")]
+    assert len(calls) == 8 and all(sc["id"] in linked for sc in calls)
+    assert not {sc["name"] for sc in server_host["report"]["syscalls"]} & {"connect"}

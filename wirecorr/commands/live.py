@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 from wirecorr.commands import record
 from wirecorr.errors import WirecorrError
@@ -84,6 +85,8 @@ class LiveRecording:
         self.argv = options.argv
         self.index = EventIndex(Session(), LivePackets())
         self.feed = LiveFeed(self.index, options.output)
+        # The feed shows one capture: a namespace a child enters is not followed live.
+        options = replace(options, follow_namespaces=False)
         self.recorder = Recorder(options, listener=self.feed, linker=linker, handle_signals=False)
         self.status: int | None = None
         self.error: BaseException | None = None
