@@ -154,7 +154,7 @@ def assert_each_crossing_one_row(path: str) -> None:
     its one-way delay, the receiver's copy has none, and a row linked to the receiver's copy
     (the server's read) leads to the sender's row."""
     from wirecorr.model import fmt_ns
-    from wirecorr.views.tui.row_text import row_text
+    from wirecorr.views.tui.row_text import Columns, row_text
     from wirecorr.views.tui.rows import is_syscall_ref, ref_pos, syscall_ref
 
     merged = load_merged(path, merged_header(path))
@@ -168,6 +168,8 @@ def assert_each_crossing_one_row(path: str) -> None:
         assert c.sent in shown and c.received not in shown
         text = row_text(index, packet_ref(c.sent), False).plain
         assert f"{names[c.sender]}→{names[c.receiver]} {fmt_ns(c.delay_ns)} · " in text, text
+        narrow = row_text(index, packet_ref(c.sent), False, Columns.for_width(78, False)).plain
+        assert f" →{names[c.receiver]} {fmt_ns(c.delay_ns)} · " in narrow, narrow  # the sender: the row's direction
     received = {c.received: c.sent for c in merged.crossings}
     reads = [pos for pos in range(len(index.calls)) if index.calls[pos].name == "recvfrom"]
     led = False

@@ -244,7 +244,8 @@ def row_text(
         if (crossing := index.crossings.get(i)) is not None:  # a merged recording's crossing, shown once
             received, sender, receiver = crossing
             one_way = index.session.analyzer.table.ts_ns[received] - index.session.analyzer.table.ts_ns[i]
-            summary = f"{sender}→{receiver} {fmt_ns(one_way)} · {summary}"
+            hosts = f"→{receiver}" if short else f"{sender}→{receiver}"  # narrow: the sender is the row's direction
+            summary = f"{hosts} {fmt_ns(one_way)} · {summary}"
         style = packet_style(index, i, direction, index.kernel_only(ref))
         if not links and isinstance(label := index.label(ref), str):
             summary += f"  · {kernel_label(label)}"
