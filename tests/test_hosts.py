@@ -89,48 +89,7 @@ pytestmark = pytest.mark.netns
 def two_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """(client's recording, server's recording), made in two namespaces across a veth."""
     _need_namespaces()
-    tmp = tmp_path_factory.mktemp("hosts")
-    (tmp / "server.py").write_text(SERVER)
-    (tmp / "client.py").write_text(CLIENT)
-    a, b = tmp / "client.pcapng", tmp / "server.pcapng"
-    net: LabNet
-    with private_network(pair=True) as net:
-        assert net.b is not None
-        common = ["-m", "wirecorr", "record", "-f", f"tcp port {PORT}"]
-        server_argv = [sys.executable, "-I", str(tmp / "server.py"), net.addr_b, str(PORT), str(CONNECTIONS)]
-        server = subprocess.Popen(
-            [sys.executable, *common, "--netns", net.b, "-i", "b0", "-o", str(b), "--", *server_argv],
-            cwd=ROOT,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            client = wirecorr(
-                "record",
-                "-f",
-                f"tcp port {PORT}",
-                "--netns",
-                net.a,
-                "-i",
-                "a0",
-                "-o",
-                str(a),
-                "--",
-                sys.executable,
-                "-I",
-                str(tmp / "client.py"),
-                net.addr_b,
-                str(PORT),
-                str(CONNECTIONS),
-            )
-            assert client.returncode == 0, client.stderr
-            _, err = server.communicate(timeout=30)
-            assert server.returncode == 0, err
-        finally:
-            if server.poll() is None:
-                server.kill()
-                server.wait()
-    yield a, b
+    yield record_two_hosts(tmp_path_factory.mktemp("hosts"), SERVER, CLIENT, PORT, str(CONNECTIONS))
 
 
 def test_merge_recovers_a_known_clock_shift_within_its_bound(two_hosts: tuple[Path, Path], tmp_path: Path) -> None:
@@ -311,7 +270,7 @@ def test_clock_fit_recovers_a_drift_within_its_bound() -> None:
     namespace tests above give it real packets)."""
     import random
 
-    from wirecorr.recording.merge import _Input, _Pkt, fit_clock
+    from wirecorr.recording.merge import MergeInput, _Pkt, fit_clock
 
     rng = random.Random(7)
 
@@ -321,7 +280,7 @@ def test_clock_fit_recovers_a_drift_within_its_bound() -> None:
     def pkt(ts: int) -> _Pkt:
         return _Pkt(ts, 1, None, 0, 0, b"", None, None, None, None)
 
-    a, b = _Input("a", {}), _Input("b", {})
+    a, b = MergeInput("a", {}), MergeInput("b", {})
     pairs = []
     base = 1_700_000_000_000_000_000
     for i in range(600):
@@ -669,3 +628,244 @@ def test_merge_matches_across_a_middlebox_that_rewrites_sequence_numbers(tmp_pat
     assert all(c["delay_ns"] >= 0 for c in doc["crossings"]), doc["crossings"]
     host = doc["hosts"][1]
     assert abs(host["offset_ns"]) <= host["offset_error_ns"] <= 1_000_000, host
+
+
+def test_live_attaches_inside_the_target_namespace_and_says_which(tmp_path: Path) -> None:
+    """`live -p PID` shares record -p's session: tcpdump inside the target's namespace (the
+    traffic on its own loopback, which the host's interfaces never carry), and the status
+    bar names that namespace beside the pids."""
+    _need_namespaces()
+    from wirecorr.cli import build_parser
+    from wirecorr.commands.live import LiveRecording
+    from wirecorr.commands.record import options
+    from wirecorr.engine.ingest import annotate
+
+    script = tmp_path / "loop.py"
+    script.write_text(LOOP)
+    out = tmp_path / "live.pcapng"
+    with private_network() as net:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", net.a, sys.executable, "-I", str(script)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            args = build_parser().parse_args(["live", "-p", str(proc.pid), "-o", str(out)])
+            live = LiveRecording(options(args, "live"), annotate)
+            live.start()
+            try:
+                deadline = time.monotonic() + 15
+                session = live.index.session
+                while time.monotonic() < deadline and not any(
+                    lk.kind == "write-data" for lk in session.correlator.links
+                ):
+                    live.feed.step(0.05)
+                    time.sleep(0.05)
+                status = live.feed.status()
+            finally:
+                assert live.join() == 0
+            inode = os.stat(f"/run/netns/{net.a}").st_ino
+        finally:
+            proc.kill()
+            proc.wait()
+    assert f"pids {proc.pid} in netns {net.a}" in status, status
+    assert any(lk.kind == "write-data" for lk in session.correlator.links)
+    assert read_recording(str(out)).meta["netns"]["inode"] == inode
+    doc = json.loads(wirecorr("analyze", "--json", str(out)).stdout)
+    assert any(c["server"] == "127.0.0.1:9320" for c in doc["connections"])
+
+
+def test_merged_timeline_of_a_fresh_merge_shows_each_crossing_once(
+    two_hosts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A merge writes its crossings, with each pair's sending host, ahead of the packets:
+    the TUI's timeline knows them before the first row and shows each crossing once."""
+    from test_hosts_tui import assert_each_crossing_one_row
+
+    from wirecorr.recording import format as fmt
+    from wirecorr.sources.capture_file import CaptureReader
+
+    a, b = two_hosts
+    merged = tmp_path / "merged.pcapng"
+    assert wirecorr("merge", str(a), str(b), "-o", str(merged)).returncode == 0
+    seen: list[str] = []
+    reader = CaptureReader(str(merged), on_custom=lambda blk: seen.append(fmt.decode_record(blk.data)[0]))
+    next(iter(reader.records()))
+    reader.close()
+    assert seen == [fmt.TAG_HEADER, "crossing"], seen  # read before the first packet
+    assert_each_crossing_one_row(str(merged))
+
+
+HTTP_SERVER = """
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+c, _ = s.accept()
+buf = b""
+while True:
+    while b"\\r\\n\\r\\n" not in buf:
+        d = c.recv(4096)
+        if not d:
+            c.close()
+            sys.exit(0)
+        buf += d
+    _, buf = buf.split(b"\\r\\n\\r\\n", 1)
+    time.sleep(0.02)  # the server's processing
+    c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 5\\r\\n\\r\\nhello")
+"""
+
+HTTP_CLIENT = """
+import socket, sys, time
+for _ in range(200):
+    try:
+        c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+        break
+    except ConnectionRefusedError:
+        time.sleep(0.02)
+for i in range(3):
+    c.sendall(b"GET /item/%d HTTP/1.1\\r\\nHost: server\\r\\n\\r\\n" % i)
+    got = b""
+    while not got.endswith(b"hello"):
+        got += c.recv(4096)
+    time.sleep(0.005)
+c.close()
+"""
+
+
+def record_two_hosts(tmp: Path, server_src: str, client_src: str, port: int, *args: str) -> tuple[Path, Path]:
+    """(client's recording, server's recording): each program (given the server's address,
+    `port` and `args`) recorded by its own `wirecorr record --netns` in one of two
+    namespaces joined by a veth."""
+    (tmp / "server.py").write_text(server_src)
+    (tmp / "client.py").write_text(client_src)
+    a, b = tmp / "client.pcapng", tmp / "server.pcapng"
+    with private_network(pair=True) as net:
+        assert net.b is not None
+        common = [sys.executable, "-m", "wirecorr", "record", "-f", f"tcp port {port}"]
+        server = subprocess.Popen(
+            [*common, "--netns", net.b, "-i", "b0", "-o", str(b), "--",
+             sys.executable, "-I", str(tmp / "server.py"), net.addr_b, str(port), *args],
+            cwd=ROOT, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            client = subprocess.run(
+                [*common, "--netns", net.a, "-i", "a0", "-o", str(a), "--",
+                 sys.executable, "-I", str(tmp / "client.py"), net.addr_b, str(port), *args],
+                cwd=ROOT, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert client.returncode == 0, client.stderr
+            _, err = server.communicate(timeout=30)
+            assert server.returncode == 0, err
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+    return a, b
+
+
+def test_merged_requests_split_with_both_sides_measured(tmp_path: Path) -> None:
+    """HTTP across two namespaces, the server's clock shifted: each request's split has
+    the client's send, the way across, the server's delivery, processing and send, the
+    way back and the client's delivery, each measured on the host where it happens."""
+    from wirecorr.engine.requests.split import POINTS
+
+    _need_namespaces()
+    a, b = record_two_hosts(tmp_path, HTTP_SERVER, HTTP_CLIENT, PORT + 4)
+    shifted = tmp_path / "server-shifted.pcapng"
+    assert wirecorr("edit", "-t", "0.250", str(b), "-o", str(shifted)).returncode == 0
+    merged = tmp_path / "merged.pcapng"
+    done = wirecorr("merge", str(a), str(shifted), "-o", str(merged))
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(wirecorr("analyze", "--json", str(merged)).stdout)
+    client_report, server_report = (h["report"] for h in doc["hosts"])
+    own_client = {r["id"]: r for r in client_report["requests"]}
+    own_server = {r["id"]: r for r in server_report["requests"]}
+    reqs = doc["requests"]
+    assert [r["summary"] for r in reqs] == [f"GET /item/{i} → 200" for i in range(3)], reqs
+    bound = doc["hosts"][1]["offset_error_ns"]
+    for r in reqs:
+        assert r["traced"] == ["client", "server"] and (r["client_host"], r["server_host"]) == (0, 1)
+        assert r["clock_error_ns"] == bound
+        parts = dict((p["part"], p["ns"]) for p in r["split"])
+        assert list(parts) == ["send", "request wire", "server read", "server processing", "server send",
+                               "response wire", "delivery"]  # fmt: skip
+        assert sum(parts.values()) == r["total_ns"]
+        # No point came before the one it follows (no negative one-way delay on the merged clock).
+        times = [r["points"][name] for name in POINTS]
+        assert times == sorted(times), r["points"]
+        # Each side's part as that host alone measures it; the server's on its corrected clock.
+        client, server = own_client[r["client_request"]], own_server[r["server_request"]]
+        client_parts = dict((p["part"], p["ns"]) for p in client["split"])
+        assert parts["send"] == client_parts["send"] and parts["delivery"] == client_parts["delivery"]
+        assert r["total_ns"] == client["total_ns"]
+        assert client_parts["peer + network"] == sum(
+            parts[p] for p in ("request wire", "server read", "server processing", "server send", "response wire")
+        )
+        server_points = server["points"]
+        assert parts["server processing"] == server_points["server.write"] - server_points["server.read"]
+        assert parts["server processing"] >= 20_000_000  # the server's sleep
+        # A one-segment request: its way across is that packet's one-way delay.
+        assert len(r["request"]["packets"]) == 1
+        way = r["one_way_delay"]["request"]
+        assert way is not None and parts["request wire"] == way["min_ns"] == way["max_ns"] >= 0
+    text = wirecorr("analyze", str(merged)).stdout
+    assert "requests with both sides measured (3)" in text, text[:1500]
+    assert "server processing 2" in text and "one-way delay: request " in text, text[:1500]
+
+
+ONE_SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+c, _ = s.accept()
+while d := c.recv(4096):
+    c.sendall(d)
+c.close()
+"""
+
+
+def test_record_follows_a_child_into_another_namespace(tmp_path: Path) -> None:
+    """`record --netns A -- sh -c 'server & ip netns exec B client'`: the client runs in B,
+    whose packets A's capture never sees. The recorder notices the namespace at the
+    client's exec, captures in B as well, and merges: a host per namespace, each side's
+    calls linked to its own capture, the connection joined across them."""
+    _need_namespaces()
+    (tmp_path / "server.py").write_text(ONE_SERVER)
+    (tmp_path / "client.py").write_text(CLIENT)
+    out = tmp_path / "followed.pcapng"
+    port = PORT + 5
+    with private_network(pair=True) as net:
+        assert net.b is not None
+        py = f"{sys.executable} -I"
+        script = (
+            f"{py} {tmp_path / 'server.py'} {net.addr_a} {port} & "
+            f"ip netns exec {net.b} {py} {tmp_path / 'client.py'} {net.addr_a} {port} 1; wait"
+        )
+        done = wirecorr("record", "--netns", net.a, "-f", f"tcp port {port}", "-o", str(out), "--", "sh", "-c", script)
+        inodes = [os.stat(f"/run/netns/{ns}").st_ino for ns in (net.a, net.b)]
+    assert done.returncode == 0, done.stderr
+    assert f"is in the network namespace net:[{inodes[1]}] ({net.b}): capturing there too" in done.stderr
+    assert "2 network namespaces, one capture each, merged" in done.stderr, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["client.py", "followed.pcapng", "server.py"]
+
+    doc = json.loads(wirecorr("analyze", "--json", str(out)).stdout)
+    assert doc["merged"] is True
+    server_host, client_host = doc["hosts"]
+    assert [h["name"] for h in doc["hosts"]] == [net.a, net.b]
+    assert client_host["netns"]["inode"] == inodes[1] and client_host["sync"]["model"] == "same clock"
+    (cv,) = [c for c in doc["conversations"] if c["crossings"] > 3]
+    assert (cv["client"]["host"], cv["server"]["host"]) == (1, 0)
+    assert all(c["delay_ns"] >= 0 for c in doc["crossings"])
+    client_kinds = {lk["kind"] for lk in client_host["report"]["links"]}
+    server_kinds = {lk["kind"] for lk in server_host["report"]["links"]}
+    assert {"connect-syn", "write-data", "read-data", "close-fin"} <= client_kinds, client_kinds
+    assert {"accept-ack", "read-data", "write-data"} <= server_kinds, server_kinds
+    # The client's calls are on B's host (its `ip` before the exec on A's), every socket call linked.
+    report = client_host["report"]
+    linked = {lk["syscall"] for lk in report["links"]}
+    calls = [sc for sc in report["syscalls"] if sc["name"] in ("sendto", "recvfrom")]
+    assert len(calls) == 8 and all(sc["id"] in linked for sc in calls)
+    assert not {sc["name"] for sc in server_host["report"]["syscalls"]} & {"connect"}

@@ -131,3 +131,80 @@ def test_merged_json_reaches_all_four_lanes() -> None:
     assert {server_calls[lk["syscall"]]["name"] for lk in reads} == {"recvfrom"}
     assert {lk["kind"] for lk in server["links"]} >= {"accept-ack", "write-data", "close-fin"}
     assert {lk["kind"] for lk in client["links"]} >= {"connect-syn", "read-data", "close-fin"}
+
+
+def _indexed(path: str):  # type: ignore[no-untyped-def]
+    """The timeline's EventIndex of `path`, indexed to the end as the app's loader does."""
+    from wirecorr.engine.session import Session
+    from wirecorr.views.tui.index import EventIndex
+    from wirecorr.views.tui.loader import FileLoader
+    from wirecorr.views.tui.packets import LivePackets
+
+    index = EventIndex(Session(), LivePackets())
+    loader = FileLoader(index, path)
+    while not loader.done:
+        loader.step()
+        index.flush()
+    index.flush()
+    return index
+
+
+def assert_each_crossing_one_row(path: str) -> None:
+    """The merged timeline: a crossing is one row (its sender's copy) naming both hosts and
+    its one-way delay, the receiver's copy has none, and a row linked to the receiver's copy
+    (the server's read) leads to the sender's row."""
+    from wirecorr.model import fmt_ns
+    from wirecorr.views.tui.row_text import Columns, row_text
+    from wirecorr.views.tui.rows import is_syscall_ref, ref_pos, syscall_ref
+
+    merged = load_merged(path, merged_header(path))
+    names = {h.host["id"]: h.name for h in merged.hosts}
+    index = _indexed(path)
+    shown = {ref_pos(r) for r in index.rows.refs if not is_syscall_ref(r)}
+    captured = sum(int(bool(h.session.analyzer.table.offset[i])) for h in merged.hosts
+                   for i in range(len(h.session.analyzer.table)))  # fmt: skip
+    assert merged.crossings and len(shown) == captured - len(merged.crossings)
+    for c in merged.crossings:
+        assert c.sent in shown and c.received not in shown
+        text = row_text(index, packet_ref(c.sent), False).plain
+        assert f"{names[c.sender]}→{names[c.receiver]} {fmt_ns(c.delay_ns)} · " in text, text
+        narrow = row_text(index, packet_ref(c.sent), False, Columns.for_width(78, False)).plain
+        assert f" →{names[c.receiver]} {fmt_ns(c.delay_ns)} · " in narrow, narrow  # the sender: the row's direction
+    received = {c.received: c.sent for c in merged.crossings}
+    reads = [pos for pos in range(len(index.calls)) if index.calls[pos].name == "recvfrom"]
+    led = False
+    for pos in reads:
+        ends = {lk_pkt for lk in index.links(syscall_ref(pos)) for lk_pkt in lk.packets}
+        related = set(index.related(syscall_ref(pos)))
+        for i in ends & received.keys():
+            assert packet_ref(received[i]) in related and packet_ref(i) not in related
+            led = True
+    assert led  # some read was linked to a copy its host received
+
+
+def test_merged_timeline_shows_each_crossing_once() -> None:
+    assert_each_crossing_one_row(MERGED)  # merged before the records named senders: read by interface
+
+
+def test_merged_json_timeline_has_each_crossing_once() -> None:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "wirecorr", "analyze", "--json", "--packets", MERGED],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    doc = json.loads(done.stdout)
+    rows = doc["timeline"]
+    crossings = {c["sent"]: c for c in doc["crossings"]}
+    per_host = [p["index"] for h in doc["hosts"] for p in h["report"]["packets"]]
+    assert len(per_host) == 100 and len(rows) == len(per_host) - len(crossings) == 50
+    assert [r["ts_ns"] for r in rows] == sorted(r["ts_ns"] for r in rows)
+    for r in rows:
+        c = crossings[r["index"]]
+        assert r["host"] == c["sender"] and r["crossing"] == {"received": c["received"], "to": c["receiver"],
+                                                               "delay_ns": c["delay_ns"]}  # fmt: skip
+    assert not {c["received"] for c in doc["crossings"]} & {r["index"] for r in rows}

@@ -20,11 +20,13 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 from wirecorr.commands import record
 from wirecorr.errors import WirecorrError
 from wirecorr.recording.recorder import Linker, Recorder, RecordOptions
 from wirecorr.recording.writer import open_output
+from wirecorr.sources import netns
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -83,6 +85,8 @@ class LiveRecording:
         self.argv = options.argv
         self.index = EventIndex(Session(), LivePackets())
         self.feed = LiveFeed(self.index, options.output)
+        # The feed shows one capture: a namespace a child enters is not followed live.
+        options = replace(options, follow_namespaces=False)
         self.recorder = Recorder(options, listener=self.feed, linker=linker, handle_signals=False)
         self.status: int | None = None
         self.error: BaseException | None = None
@@ -119,6 +123,9 @@ class LiveRecording:
             raise
         if self.error is not None:
             self.join()
+        if self.recorder.netns is not None:
+            # Known once tracing began: the recorder entered it for tcpdump (record -p's code).
+            self.feed.where = netns.label(self.recorder.netns)
 
     def stop(self) -> None:
         """What ctrl-c does to `record`: the launched CMD gets SIGINT, the tracer stops."""

@@ -71,6 +71,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run CMD and the capture in the network namespace NAME (as `ip netns exec NAME`); -p PIDs are "
         "captured in their own namespace without it",
     )
+    p.add_argument(
+        "--no-follow-netns",
+        action="store_true",
+        help="capture only where the session starts, also when a traced process execs in another network "
+        "namespace (by default it gets a capture there too, merged into the recording)",
+    )
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     p.set_defaults(run=run)
 
@@ -100,6 +106,7 @@ def options(args: argparse.Namespace, command: str = "record") -> RecordOptions:
         capture=not args.no_capture,
         user=args.user,
         netns_name=args.netns,
+        follow_namespaces=not args.no_follow_netns,
     )
     opts.check(command)
     return opts

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from wirecorr.engine.ingest import PacketFilter, diagnose, load_capture
 from wirecorr.engine.session import Session
 from wirecorr.errors import InputError
 from wirecorr.recording import format as fmt
+from wirecorr.recording.merge import host_of_packet
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock
 
 TAG_CROSSING = "crossing"
@@ -138,19 +140,63 @@ def merged_header(path: str) -> dict[str, Any] | None:
     return header if header and header.get("hosts") else None
 
 
-def _crossing_records(path: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+@dataclass(frozen=True)
+class CrossingPair:
+    """A `crossing` record's pair as read from the file: packet indices and host ids."""
+
+    sent: int
+    received: int
+    sender: int
+    receiver: int
+
+
+def read_crossings(path: str, meta: dict[str, Any]) -> list[CrossingPair]:
+    """The crossings of the merged recording at `path` whose header is `meta`.
+
+    A merge writes them before the packets, each pair with its sender's host, so the
+    reading stops at the first packet; a file whose records lack the senders (or come
+    after the packets) is walked to the end for each packet's interface, which names its host.
+    """
+    records: list[dict[str, Any]] = []
 
     def on_custom(block: CustomBlock) -> None:
         if block.pen == fmt.PEN and block.data.startswith(TAG_CROSSING.encode() + b"\n"):
-            out.append(fmt.decode_record(block.data)[1])
+            records.append(fmt.decode_record(block.data)[1])
 
+    ifaces = array("l")
     reader = CaptureReader(path, on_custom=on_custom)
-    # Damage stops here quietly: each host's Session has met it too and reports it.
-    with contextlib.suppress(InputError, fmt.RecordFormatError):
-        for _ in reader.records():
-            pass
+    try:
+        # Damage stops here quietly: each host's Session meets it too and reports it.
+        with contextlib.suppress(InputError, fmt.RecordFormatError):
+            for raw in reader.records():
+                if not ifaces and records and all("senders" in r for r in records):
+                    break
+                ifaces.append(raw[2])
+    finally:
+        reader.close()
+    host_of = host_of_packet(meta)
+    out: list[CrossingPair] = []
+    for record in records:
+        hosts = record.get("hosts") or [0, 0]
+        senders = record.get("senders")
+        for k, (sent, received) in enumerate(record.get("pairs", [])):
+            if senders is not None:
+                sender = senders[k]
+            elif sent < len(ifaces) and ifaces[sent] in host_of:
+                sender = host_of[ifaces[sent]]
+            else:
+                continue
+            out.append(CrossingPair(sent, received, sender, hosts[1] if sender == hosts[0] else hosts[0]))
     return out
+
+
+def crossing_rows(path: str, meta: dict[str, Any]) -> dict[int, tuple[int, str, str]]:
+    """For a timeline that shows each crossing once: the sender's copy → (the receiver's
+    copy, the sending host's name, the receiving host's name)."""
+    names = {h["id"]: str(h.get("name") or h["id"]) for h in meta.get("hosts") or []}
+    return {
+        p.sent: (p.received, names.get(p.sender, "?"), names.get(p.receiver, "?")) for p in read_crossings(path, meta)
+    }
 
 
 def load_merged(path: str, meta: dict[str, Any], *, packet_filter: PacketFilter | None = None) -> MergedSession:
@@ -167,11 +213,10 @@ def load_merged(path: str, meta: dict[str, Any], *, packet_filter: PacketFilter 
         load_capture(session, path, packet_filter=mine, host=hid)
         diagnose(session)
         merged.hosts.append(HostSession(spec, session))
-    for record in _crossing_records(path):
-        for sent, received in record.get("pairs", []):
-            a, b = _row(merged, sent), _row(merged, received)
-            if a is not None and b is not None:
-                merged.crossings.append(Crossing(sent, received, a[0], b[0], b[1] - a[1]))
+    for pair in read_crossings(path, meta):
+        a, b = _row(merged, pair.sent), _row(merged, pair.received)
+        if a is not None and b is not None:
+            merged.crossings.append(Crossing(pair.sent, pair.received, a[0], b[0], b[1] - a[1]))
     return merged
 
 

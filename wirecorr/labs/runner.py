@@ -50,8 +50,15 @@ def run(lab: Lab, output: str, *, small: bool = False) -> LabResult:
             if lab.record is not None:
                 status = lab.record(work, net, argv, output)
             else:
+                # A lab's capture on its veth's end sees both namespaces' packets once; its
+                # client in `b` is explained from that one capture, not followed into `b`.
                 options = RecordOptions(
-                    output, argv, interface=net.iface, capture_filter=lab.capture_filter, snaplen=lab.snaplen
+                    output,
+                    argv,
+                    interface=net.iface,
+                    capture_filter=lab.capture_filter,
+                    snaplen=lab.snaplen,
+                    follow_namespaces=False,
                 )
                 recorder = Recorder(options, linker=annotate)
                 with entered(net.a):

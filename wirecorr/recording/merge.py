@@ -78,7 +78,7 @@ class _Pkt:
 
 
 @dataclass
-class _Input:
+class MergeInput:
     path: str
     meta: dict[str, Any]
     syscalls: list[dict[str, Any]] = field(default_factory=list)
@@ -127,9 +127,9 @@ def _keys(pkt: Any, ip_id: int | None) -> tuple[tuple[Any, ...] | None, tuple[An
     return None, None
 
 
-def _load(path: str) -> _Input:
+def load_input(path: str) -> MergeInput:
     rec = read_recording(path)
-    item = _Input(path, dict(rec.meta), summary=rec.summary)
+    item = MergeInput(path, dict(rec.meta), summary=rec.summary)
     item.syscalls = [fmt.syscall_to_dict(sc) for sc in rec.syscalls]
     item.processes = rec.processes
     reader = CaptureReader(path)
@@ -173,14 +173,14 @@ def _join(keyed_a: list[tuple[Any, int]], keyed_b: list[tuple[Any, int]]) -> lis
     return [(ia, keys_b[k]) for k, ia in keys_a.items() if k in keys_b]
 
 
-def _pairs(a: _Input, b: _Input) -> list[tuple[int, int]]:
+def _pairs(a: MergeInput, b: MergeInput) -> list[tuple[int, int]]:
     """(index in a, index in b) of the packets both captured, by the exact key, then by the
     loose one among those left (see the module docstring)."""
     exact = [(p.key, i) for i, p in enumerate(a.packets) if p.key is not None]
     pairs = _join(exact, [(p.key, i) for i, p in enumerate(b.packets) if p.key is not None])
     taken_a, taken_b = {ia for ia, _ in pairs}, {ib for _, ib in pairs}
 
-    def loose(item: _Input, taken: set[int], data: bool) -> list[tuple[Any, int]]:
+    def loose(item: MergeInput, taken: set[int], data: bool) -> list[tuple[Any, int]]:
         return [
             (p.loose, i)
             for i, p in enumerate(item.packets)
@@ -199,7 +199,7 @@ def _pairs(a: _Input, b: _Input) -> list[tuple[int, int]]:
     return pairs
 
 
-def match(a: _Input, b: _Input) -> list[tuple[int, int, bool]]:
+def match(a: MergeInput, b: MergeInput) -> list[tuple[int, int, bool]]:
     """(index in a, index in b, sent by a) for every packet both captured, once each."""
     pairs = _pairs(a, b)
     # Per connection as a saw it: the flow whose crossings show the larger tB - tA is a→b.
@@ -233,7 +233,7 @@ def _hull(points: list[tuple[float, float]], upper: bool) -> list[tuple[float, f
     return out
 
 
-def fit_clock(a: _Input, b: _Input, pairs: list[tuple[int, int, bool]]) -> ClockFit:
+def fit_clock(a: MergeInput, b: MergeInput, pairs: list[tuple[int, int, bool]]) -> ClockFit:
     """θ of b against a from the crossings (see the module docstring), with its bound."""
     upper = [(a.packets[ia].ts, b.packets[ib].ts - a.packets[ia].ts) for ia, ib, fwd in pairs if fwd]
     lower = [(a.packets[ia].ts, b.packets[ib].ts - a.packets[ia].ts) for ia, ib, fwd in pairs if not fwd]
@@ -279,7 +279,7 @@ def _netns_label(meta: dict[str, Any]) -> str:
     return str(ns.get("name") or ns.get("container") or f"net:[{ns.get('inode')}]")
 
 
-def _labels(inputs: list[_Input], *, by_netns: bool = False) -> list[str]:
+def _labels(inputs: list[MergeInput], *, by_netns: bool = False) -> list[str]:
     """Each host's name: its hostname, numbered when two namespaces share one (or, for the
     namespaces of one machine, the namespace's own name)."""
     names = [
@@ -320,7 +320,11 @@ def merge(paths: list[str], output: str, *, same_clock: bool = False) -> MergeRe
         for q in paths[i + 1 :]:
             if same_file(p, q):
                 raise MergeRefused(f"merge: {p} and {q} are the same file; merge recordings of different hosts")
-    inputs = [_load(p) for p in paths]
+    return merge_inputs([load_input(p) for p in paths], output, same_clock=same_clock)
+
+
+def merge_inputs(inputs: list[MergeInput], output: str, *, same_clock: bool = False) -> MergeResult:
+    """`merge` of recordings already read (record's namespace split builds some in memory)."""
     labels = _labels(inputs, by_netns=same_clock)
     fits: list[ClockFit | None] = [None]
     all_pairs: list[list[tuple[int, int, bool]]] = [[]]
@@ -356,7 +360,7 @@ def merge(paths: list[str], output: str, *, same_clock: bool = False) -> MergeRe
 
 
 def _write(
-    inputs: list[_Input],
+    inputs: list[MergeInput],
     labels: list[str],
     fits: list[ClockFit | None],
     all_pairs: list[list[tuple[int, int, bool]]],
@@ -438,6 +442,8 @@ def _write(
                         [new_index[(0, ia)], new_index[(h, ib)]] if fwd else [new_index[(h, ib)], new_index[(0, ia)]]
                         for ia, ib, fwd in pairs
                     ],
+                    # Each pair's sending host, so a reader needs no packet's interface to tell.
+                    "senders": [0 if fwd else h for *_, fwd in pairs],
                 }
             )
     syscalls = 0
@@ -445,6 +451,10 @@ def _write(
         try:
             writer = Rewriter(out)
             writer.record(fmt.TAG_HEADER, header)
+            # Before the packets: a viewer that shows each crossing once knows them before
+            # the first packet's row is made, and a reader of them alone stops there.
+            for crossing in crossings:
+                writer.record(TAG_CROSSING, crossing)
             for ts, h, i in order:
                 p = inputs[h].packets[i]
                 iface = writer.iface(p.linktype, f"{labels[h]}:{p.iface or 'unknown'}", p.snaplen)
@@ -460,8 +470,6 @@ def _write(
                     records.append((fmt.TAG_SYSCALL, moved))
                 syscalls += len(item.syscalls)
                 writer.records(records)
-            for crossing in crossings:
-                writer.record(TAG_CROSSING, crossing)
             ends = [corrected(h, (i.summary or {}).get("end_ns")) for h, i in enumerate(inputs)]
             writer.record(
                 fmt.TAG_SUMMARY,

@@ -21,6 +21,7 @@ from dataclasses import replace
 from types import FrameType
 
 from wirecorr.recording.merge import merge
+from wirecorr.recording.netns_follow import merged_line
 from wirecorr.recording.recorder import Recorder, RecordOptions
 from wirecorr.recording.writer import open_output
 from wirecorr.sources import netns
@@ -41,7 +42,7 @@ def record_namespaces(options: RecordOptions, groups: list[list[int]]) -> int:
     os.close(open_output(options.output))
     parts = [part_path(options.output, group) for group in groups]
     recorders = [
-        Recorder(replace(options, output=part, pids=group), handle_signals=False)
+        Recorder(replace(options, output=part, pids=group, follow_namespaces=False), handle_signals=False)
         for part, group in zip(parts, groups, strict=True)
     ]
     results: list[int | BaseException | None] = [None] * len(recorders)
@@ -88,10 +89,5 @@ def record_namespaces(options: RecordOptions, groups: list[list[int]]) -> int:
     for part in parts:
         with contextlib.suppress(OSError):
             os.unlink(part)
-    names = ", ".join(f"{h['name']} (pids {', '.join(map(str, h['pids']))})" for h in done.hosts)
-    print(
-        f"wirecorr record: {len(parts)} network namespaces, one capture each, merged: {names}; "
-        f"{done.crossings} packets seen in two of them -> {options.output}",
-        file=sys.stderr,
-    )
+    print(f"wirecorr record: {merged_line(done, options.output)}", file=sys.stderr)
     return next((s for s in statuses if s), 0)

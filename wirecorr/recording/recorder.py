@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from wirecorr.errors import UsageError, WirecorrError
 from wirecorr.model import Packet, Syscall
+from wirecorr.recording.netns_follow import NamespaceFollower, merged_line
 from wirecorr.recording.writer import RecordingWriter
 from wirecorr.sources import netns
 from wirecorr.sources.live_capture import DEFAULT_BUFFER_KIB, DEFAULT_GRACE, DEFAULT_SNAPLEN, CaptureStats, LiveCapture
@@ -63,6 +64,9 @@ class RecordOptions:
     capture: bool = True
     user: str | None = None
     netns_name: str | None = None
+    # A traced process that execs (or is born) in another network namespace gets a capture
+    # there too, merged at the end (recording/netns_follow.py).
+    follow_namespaces: bool = True
 
     def check(self, command: str = "record") -> None:
         if bool(self.argv) == bool(self.pids):
@@ -88,6 +92,8 @@ class RecordOptions:
             out += ["--user", self.user]
         if self.netns_name:
             out += ["--netns", self.netns_name]
+        if not self.follow_namespaces:
+            out.append("--no-follow-netns")
         if self.pids:
             return [*out, "-p", ",".join(map(str, self.pids))]
         return [*out, "--", *self.argv]
@@ -154,6 +160,7 @@ class Recorder:
         self.linking = False
         # The network namespace captured in when it is not wirecorr's own (sources/netns.py).
         self.netns: dict[str, Any] | None = None
+        self.follower: NamespaceFollower | None = None
 
     def _named_netns(self) -> str:
         """Resolve --netns NAME to its path and note it for the header."""
@@ -178,6 +185,8 @@ class Recorder:
 
     def on_process(self, event: str, pid: int, info: int | None) -> None:
         when = time.time_ns()
+        if self.follower is not None:
+            self.follower.seen(event, pid)  # while the process waits: before its first packet
         self._emit(lambda: self._writer.write_process(event, pid, info, when))
         if self.listener is not None:
             self.listener.on_process(event, pid, info)
@@ -278,6 +287,8 @@ class Recorder:
                 if self.netns is not None:
                     print(f"wirecorr record: capturing in the {netns.describe(self.netns)}", file=sys.stderr)
             self.writer = RecordingWriter(self.output)
+            if self.capture is not None and self.options.follow_namespaces:
+                self.follower = self._follower()
             tracer = self.tracer = Tracer(
                 self.on_syscall, data_bytes=self.options.data_bytes, on_process=self.on_process, on_batch=self.on_batch
             )
@@ -299,16 +310,40 @@ class Recorder:
             self.signals_while_tracing = self.signals
             if self.capture is not None:
                 stats = self.capture.stop(DEFAULT_GRACE)
+            if self.follower is not None:
+                self.follower.stop()
         except BaseException:
             self._abandon()
             raise
         self._finish(status, stats)
-        if self.error is None and self.linker is not None:
+        if self.error is None and self.follower is not None and self.follower.captures:
+            # A merged recording is linked when it is read, host by host.
+            done = self.follower.merge_into(self.output)
+            print(f"wirecorr record: {merged_line(done, self.output)}", file=sys.stderr)
+        elif self.error is None and self.linker is not None:
             self._annotate(self.linker)
         if self.error is not None:
             reason = self.error.strerror if isinstance(self.error, OSError) else self.error
             raise WirecorrError(f"recording into {self.output} failed: {reason}")
         return 128 + self.signum if self.signum is not None else status
+
+    def _follower(self) -> NamespaceFollower:
+        """Where the session captures now (the target's namespace, --netns's, or wirecorr's
+        own) is home; a traced process seen anywhere else gets a capture there."""
+        home = self.netns["inode"] if self.netns else netns.ns_inode("/proc/thread-self/ns/net")
+        base = {
+            "user": self.options.user,
+            "filter": self.options.capture_filter,
+            "snaplen": self.options.snaplen,
+            "data_bytes": self.options.data_bytes,
+            "hostname": socket.gethostname(),
+            "interface": "any",
+        }
+        opts = self.options
+        return NamespaceFollower(
+            self.output, home, capture_filter=opts.capture_filter, snaplen=opts.snaplen, buffer_kib=opts.buffer_kib,
+            header=base,
+        )  # fmt: skip
 
     def _write_header(self) -> None:
         meta = {
@@ -337,6 +372,8 @@ class Recorder:
         """
         if self.capture is not None:
             self.capture.close()
+        if self.follower is not None:
+            self.follower.close()
         if self.writer is not None:
             with contextlib.suppress(OSError):
                 self.writer.close()

@@ -140,11 +140,11 @@ def of_pids(pids: list[int]) -> dict[str, Any] | None:
     pid = next(iter(found))
     inode = inodes.pop()
     info = {"inode": inode, "pid": pid, "path": f"/proc/{pid}/ns/net", "container": container_of(pid)}
-    name = _ip_netns_name(inode)
+    name = ip_netns_name(inode)
     return info if name is None else {**info, "name": name}
 
 
-def _ip_netns_name(inode: int) -> str | None:
+def ip_netns_name(inode: int) -> str | None:
     """The `ip netns` name of the namespace with this inode, if it has one."""
     with contextlib.suppress(OSError):
         for name in sorted(os.listdir("/run/netns")):
@@ -152,6 +152,13 @@ def _ip_netns_name(inode: int) -> str | None:
                 if ns_inode(f"/run/netns/{name}") == inode:
                     return name
     return None
+
+
+def label(info: dict[str, Any]) -> str:
+    """The namespace in a few words, for a status bar: `netns NAME`, or its inode, and the container."""
+    name = info.get("name") or f"net:[{info['inode']}]"
+    where = f"netns {name}"
+    return where + (f" (container {info['container']})" if info.get("container") else "")
 
 
 def describe(info: dict[str, Any]) -> str:

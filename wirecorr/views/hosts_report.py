@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from wirecorr import __version__
 from wirecorr.engine.hosts import Conversation, Crossing, MergedSession, host_summary
+from wirecorr.engine.requests.merged import MergedRequest, merged_requests
 from wirecorr.json_codec import dumps
 from wirecorr.model import fmt_ns as fmt_duration
 from wirecorr.sources.netns import describe
@@ -19,6 +20,7 @@ from wirecorr.views import json_report, text_report
 
 SCHEMA = "wirecorr.analyze-merged/1"
 CONVERSATIONS_SHOWN = 10
+REQUESTS_SHOWN = 10
 
 
 def crossing_record(c: Crossing) -> dict[str, Any]:
@@ -53,6 +55,42 @@ def conversation_record(merged: MergedSession, cv: Conversation) -> dict[str, An
     }
 
 
+def timeline(merged: MergedSession) -> list[dict[str, Any]]:
+    """Every packet of the merged recording on the common clock, a crossing once: the
+    sender's copy, with the receiver's copy and the one-way delay (both hosts' reports list
+    their own copy of it)."""
+    by_sent = {c.sent: c for c in merged.crossings}
+    received = {c.received for c in merged.crossings}
+    rows: list[tuple[int, int, int]] = []
+    for h in merged.hosts:
+        table = h.session.analyzer.table
+        for index in range(len(table)):
+            if table.offset[index] and index not in received:
+                rows.append((int(table.ts_ns[index]), index, h.host["id"]))
+    out = []
+    for ts, index, host in sorted(rows):
+        row: dict[str, Any] = {"index": index, "host": host, "ts_ns": ts}
+        if (c := by_sent.get(index)) is not None:
+            row["crossing"] = {"received": c.received, "to": c.receiver, "delay_ns": c.delay_ns}
+        out.append(row)
+    return out
+
+
+def merged_request_record(m: MergedRequest) -> dict[str, Any]:
+    """A request as both hosts measured it: the single-host record's fields, split on the
+    common clock, plus where each side was and the one-way delays of its packets."""
+    return json_report.request_record(m.request) | {
+        "client_host": m.client_host,
+        "server_host": m.server_host,
+        "client_request": m.client_request,
+        "server_request": m.server_request,
+        "clock_error_ns": m.clock_error_ns,
+        "one_way_delay": {
+            way: None if span is None else {"min_ns": span[0], "max_ns": span[1]} for way, span in m.one_way_ns.items()
+        },
+    }
+
+
 def document(merged: MergedSession, *, packets: bool) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
@@ -65,7 +103,8 @@ def document(merged: MergedSession, *, packets: bool) -> dict[str, Any]:
         "crossings": [crossing_record(c) for c in merged.crossings],
         "one_way_delay": delay_stats(merged.crossings),
         "conversations": [conversation_record(merged, cv) for cv in merged.conversations()],
-    }
+        "requests": [merged_request_record(m) for m in merged_requests(merged)],
+    } | ({"timeline": timeline(merged)} if packets else {})
 
 
 def write_json(merged: MergedSession, out: TextIO, *, packets: bool) -> None:
@@ -124,6 +163,29 @@ def write_text(merged: MergedSession, out: TextIO, *, notable: int) -> None:
     if len(conversations) > CONVERSATIONS_SHOWN:
         more = len(conversations) - CONVERSATIONS_SHOWN
         out.write(f"  … and {more} more connections seen by two hosts (--json lists all)\n")
+    _write_requests(merged, out)
     for h in hosts:
         out.write(f"\n=== host {h.host['id']} {h.name} ===\n")
         text_report.write(h.session, out, notable=notable)
+
+
+def _write_requests(merged: MergedSession, out: TextIO) -> None:
+    """The requests both hosts saw, the slowest first, each split with both sides measured."""
+    found = merged_requests(merged)
+    if not found:
+        return
+    names = {h.host["id"]: h.name for h in merged.hosts}
+    out.write(f"  requests with both sides measured ({len(found)}), slowest first:\n")
+    for m in sorted(found, key=lambda m: -(m.request.total_ns or 0))[:REQUESTS_SHOWN]:
+        req = m.request
+        total = fmt_duration(req.total_ns) if req.total_ns is not None else "no response"
+        out.write(f"    {total:>12}  {req.summary}  [{names[m.client_host]} → {names[m.server_host]}]\n")
+        if req.split:
+            out.write("                  " + ", ".join(f"{name} {fmt_duration(ns)}" for name, ns in req.split) + "\n")
+        ways = [f"{way} {fmt_duration(span[0])}" + (f" to {fmt_duration(span[1])}" if span[1] != span[0] else "")
+                for way, span in m.one_way_ns.items() if span is not None]  # fmt: skip
+        bound = f" (clocks ± {fmt_duration(m.clock_error_ns)})" if m.clock_error_ns else ""
+        if ways:
+            out.write(f"                  one-way delay: {', '.join(ways)}{bound}\n")
+    if len(found) > REQUESTS_SHOWN:
+        out.write(f"    … and {len(found) - REQUESTS_SHOWN} more (--json lists all)\n")

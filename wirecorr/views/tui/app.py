@@ -408,8 +408,8 @@ class WirecorrApp(App[None]):
         parts += [self.feed.status(), f"{self.index.events:,} events"]
         hosts = (self.index.session.meta or {}).get("hosts")
         if hosts:
-            # The timeline reads a merged file as one capture; the ladder and analyze do not.
-            parts.append(f"merged: {len(hosts)} hosts, each crossing twice here; l shows both ends")
+            # The timeline reads a merged file as one capture, each crossing once; the ladder both hosts.
+            parts.append(f"merged: {len(hosts)} hosts, a crossing is its sender's row; l shows both ends")
         self.query_one("#status-text", Static).update("  ·  ".join(parts))
 
     # -- panes talking to each other -----------------------------------------------------

@@ -68,6 +68,12 @@ class EventIndex:
     # The request fields of the filter (request, http.status, req.time…), answered by the
     # Requests pane's row map once indexing has ended (requests_pane.RequestRows).
     request_field: Callable[[int, str], FieldValue] | None = None
+    # A merged recording's packets both hosts captured (engine/hosts.py, `set_crossings`):
+    # the sender's copy → (the receiver's copy, sender's name, receiver's name). Each is one
+    # row, the sender's; `shown_as` sends the receiver's copy there.
+    crossings: dict[int, tuple[int, str, str]] = field(default_factory=dict)
+    shown_as: dict[int, int] = field(default_factory=dict)
+    _hidden: np.ndarray | None = None
     _nlinks: int = 0
     # (pid, fd) strings of the sockets behind each connection, as the app knew them.
     owners: dict[int, set[str]] = field(default_factory=dict)
@@ -148,6 +154,12 @@ class EventIndex:
                 if key is not None:
                     self._local.add(key)
 
+    def set_crossings(self, crossings: dict[int, tuple[int, str, str]]) -> None:
+        """Show each crossing once (before any packet has a row): its receiver's copy gets none."""
+        self.crossings = crossings
+        self.shown_as = {received: sent for sent, (received, _, _) in crossings.items()}
+        self._hidden = np.sort(np.fromiter((packet_ref(i) for i in self.shown_as), dtype=np.int64))
+
     def flush(self) -> RowIndex:
         """Turn pending events into rows; return them (sorted) for views that filter."""
         new = RowIndex()
@@ -162,6 +174,9 @@ class EventIndex:
             return new
         ts = np.concatenate([p[0] for p in self.pending])
         refs = np.concatenate([p[1] for p in self.pending])
+        if self._hidden is not None:
+            shown = ~np.isin(refs, self._hidden)
+            ts, refs = ts[shown], refs[shown]
         order = np.lexsort((refs, ts))
         ts, refs = ts[order], refs[order]
         self.pending = []
@@ -233,7 +248,7 @@ class EventIndex:
             call = self.ref_of_call_id(link.syscall)
             if call is not None:
                 out.add(call)
-            out.update(packet_ref(i) for i in link.packets)
+            out.update(packet_ref(self.shown_as.get(i, i)) for i in link.packets)
         out.discard(ref)
         return sorted(out, key=lambda r: (self.ts(r), r))
 

@@ -56,6 +56,9 @@ class LiveFeed:
         self._drops_asked = 0.0
         self._waker: Callable[[], None] | None = None
         self._woken = False
+        # Where the capture runs when not in wirecorr's own network namespace (live -p of a
+        # process in a container): said beside the pids, since it decides what is seen.
+        self.where = ""
 
     # -- RecordListener: called from the recorder's threads -----------------------------
 
@@ -188,6 +191,7 @@ class LiveFeed:
         if self.done:
             return f"recorded → {self.output}: {self.result or 'finished'}{self._final_loss()}"
         backlog = self.queue.qsize()
-        return f"LIVE → {self.output} · {self.rate():,.0f} events/s · pids {pids or '-'} · {self._drop_text()}" + (
+        pids = (pids or "-") + (f" in {self.where}" if self.where else "")
+        return f"LIVE → {self.output} · {self.rate():,.0f} events/s · pids {pids} · {self._drop_text()}" + (
             f" · backlog {backlog:,}" if backlog > 1000 else ""
         )

@@ -25,6 +25,7 @@ from itertools import islice
 
 import numpy as np
 
+from wirecorr.engine.hosts import crossing_rows, merged_header
 from wirecorr.engine.ingest import LinkTypeCheck, RecordedFeed, diagnose, feed_packets, reread_payloads
 from wirecorr.engine.packet_feed import compiled_feed_applies, feed_compiled
 from wirecorr.errors import InputError
@@ -65,6 +66,8 @@ class FileLoader:
         index.packets = FilePackets(path, session.analyzer.table)
         reread_payloads(session, path)
         index.hold_back = True
+        if (merged := merged_header(path)) is not None:
+            index.set_crossings(crossing_rows(path, merged))
         session.sources.append(path)
         # Syscalls already in the index (an strace log, loaded and fed first) are not fed again.
         self.first_call = len(index.calls)
