@@ -445,3 +445,27 @@ def test_ladder_counts_seconds_on_a_long_connection() -> None:
     assert time_unit(84_521_518_000) == "s" and fmt_time(84_521_518_000, "s") == "84.521518"
     assert fmt_time(4_000_000_000_000, "s") == "4000.0000"
     assert all(len(fmt_time(ns, "s")) == TIME_W - 1 for ns in (0, 10**10, 10**12, 10**14))
+
+
+@sync
+async def test_sidebar_tables_fit_their_pane_and_mark_cuts() -> None:
+    """No column runs off the pane's edge: columns that do not fit are left out, and a cell
+    cut to fit ends in …; at 200x50 the whole 4-tuple and the state are there."""
+    from wirecorr.views.tui.connections import ConnectionsPane
+    from wirecorr.views.tui.findings_pane import FindingsPane
+
+    drawn: dict[tuple[int, int], list[str]] = {}
+    for size in (SMALL, LARGE):
+        app = make_app(PORT_BOMB)
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot, app)
+            if size == SMALL:
+                await pilot.press("b")  # the sidebar, below the timeline at 80 columns
+                await pilot.pause()
+            drawn[size] = []
+            for table in (app.query_one(ConnectionsPane), app.query_one(FindingsPane)):
+                assert table.row_count and table.max_scroll_x == 0
+                drawn[size] += [table.render_line(y).text for y in range(3)]
+    small, large = "\n".join(drawn[SMALL]), "\n".join(drawn[LARGE])
+    assert "127.0.0.1:40046 → 127.0.0.1…" in small and "connect() t…" in small
+    assert "127.0.0.1:40046 → 127.0.0.1:8080" in large and "TIME_WAIT/CLOSED" in large
