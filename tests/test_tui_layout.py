@@ -469,3 +469,20 @@ async def test_sidebar_tables_fit_their_pane_and_mark_cuts() -> None:
     small, large = "\n".join(drawn[SMALL]), "\n".join(drawn[LARGE])
     assert "127.0.0.1:40046 → 127.0.0.1…" in small and "connect() t…" in small
     assert "127.0.0.1:40046 → 127.0.0.1:8080" in large and "TIME_WAIT/CLOSED" in large
+
+
+def test_a_delay_too_wide_for_its_column_keeps_its_unit() -> None:
+    from wirecorr.views.tui.row_text import fmt_delay
+
+    assert fmt_delay(50_604_000, 8) == "50.6 ms" and fmt_delay(50_604_000, 9) == "50.604 ms"
+    assert fmt_delay(901_000, 8) == "901.0 µs" and fmt_delay(114_900, 7) == "115 µs"
+    assert fmt_delay(1_973_000, 7) == "1.97 ms" and fmt_delay(1_234_000_000_000, 8) == "1234 s"
+
+
+@sync
+async def test_at_80_columns_a_delay_of_tens_of_ms_is_shown_with_its_unit() -> None:
+    app = make_app(str(CAPTURES / "lab-udp-vs-tcp.pcapng"))
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot, app)
+        rows = [row for row in screen_rows(app) if "recvfrom(" in row]
+    assert rows and all(" ms " in row and "… recvfrom" not in row for row in rows[:2]), rows
