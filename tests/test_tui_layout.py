@@ -486,3 +486,15 @@ async def test_at_80_columns_a_delay_of_tens_of_ms_is_shown_with_its_unit() -> N
         await settle(pilot, app)
         rows = [row for row in screen_rows(app) if "recvfrom(" in row]
     assert rows and all(" ms " in row and "… recvfrom" not in row for row in rows[:2]), rows
+
+
+@sync
+async def test_end_of_a_file_read_whole_does_not_say_following() -> None:
+    app = make_app(ECHO)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot, app)
+        await pilot.press("G")
+        await pilot.pause()
+        status = str(app.query_one("#status-text", Static).render())
+        assert app.timeline.cursor == len(app.timeline.view) - 1
+    assert "following" not in status

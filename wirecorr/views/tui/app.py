@@ -401,7 +401,7 @@ class WirecorrApp(App[None]):
                     parts.append(f"match {self.match_at:,}/{shown:,}")
                 where = "shown" if self.only_matches else "match"
                 parts.append(f"{what}: {shown:,} {where}")
-        if timeline.follow_tail:
+        if timeline.follow_tail and not self.feed.done:  # a file read to its end has no tail to follow
             parts.append("following (k/↑ to stop)")
         elif timeline.unseen:
             parts.append(f"{timeline.unseen:,} new events (G to follow)")
