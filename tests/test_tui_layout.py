@@ -498,3 +498,33 @@ async def test_end_of_a_file_read_whole_does_not_say_following() -> None:
         status = str(app.query_one("#status-text", Static).render())
         assert app.timeline.cursor == len(app.timeline.view) - 1
     assert "following" not in status
+
+
+@sync
+async def test_ladder_opens_on_the_row_it_was_opened_from() -> None:
+    """From a retransmission far down the connection, `l` shows that packet selected, on
+    screen, as Wireshark's flow graph selects the current packet; likewise for a syscall."""
+    app = make_app(str(CAPTURES / "lab-retransmit.pcapng"))
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot, app)
+        table = app.index.session.analyzer.table
+        late = [i for i in range(len(table)) if table.analysis[i] and table.conn[i] >= 0][-1]
+        call = next(
+            r for r in reversed(app.timeline.view.refs) if is_syscall_ref(r) and app.index.conn_of(r) is not None
+        )
+        for ref in (packet_ref(late), call):
+            app.timeline.goto_ref(ref)
+            await pilot.press("l")
+            ladder = app.screen.query_one(LadderView)
+            while ladder.loading_rows:
+                await pilot.pause(0.05)
+            await pilot.pause()
+            row = ladder.rows[ladder.cursor]
+            if ref == call:
+                assert row.kind != 0 and ladder.calls[row.ref].sc.id == app.index.call(call).id
+            else:
+                assert row.kind == 0 and row.ref == late
+            top = int(ladder.scroll_offset.y)
+            assert ladder.cursor > SMALL[1] and top <= ladder.cursor < top + ladder.size.height - 1
+            await pilot.press("escape")
+            await pilot.pause()

@@ -724,9 +724,23 @@ class WirecorrApp(App[None]):
             from wirecorr.views.tui.ladder import LadderView
 
             merged = self._merged_hosts()
+            ref = self.timeline.current_ref
+            at_packet = at_syscall = None
+            if ref is not None:
+                if is_syscall_ref(ref):
+                    at_syscall = self.index.call(ref).id
+                else:
+                    at_packet = ref_pos(ref)
             self._open(
                 f"Ladder — connection #{conn}",
-                lambda: LadderView(self.index.session, conn, background=self.feed.done, merged=merged),
+                lambda: LadderView(
+                    self.index.session,
+                    conn,
+                    background=self.feed.done,
+                    merged=merged,
+                    at_packet=at_packet,
+                    at_syscall=at_syscall,
+                ),
             )
 
     def _merged_hosts(self) -> Callable[[], MergedSession] | None:
