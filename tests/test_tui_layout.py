@@ -445,3 +445,86 @@ def test_ladder_counts_seconds_on_a_long_connection() -> None:
     assert time_unit(84_521_518_000) == "s" and fmt_time(84_521_518_000, "s") == "84.521518"
     assert fmt_time(4_000_000_000_000, "s") == "4000.0000"
     assert all(len(fmt_time(ns, "s")) == TIME_W - 1 for ns in (0, 10**10, 10**12, 10**14))
+
+
+@sync
+async def test_sidebar_tables_fit_their_pane_and_mark_cuts() -> None:
+    """No column runs off the pane's edge: columns that do not fit are left out, and a cell
+    cut to fit ends in …; at 200x50 the whole 4-tuple and the state are there."""
+    from wirecorr.views.tui.connections import ConnectionsPane
+    from wirecorr.views.tui.findings_pane import FindingsPane
+
+    drawn: dict[tuple[int, int], list[str]] = {}
+    for size in (SMALL, LARGE):
+        app = make_app(PORT_BOMB)
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot, app)
+            if size == SMALL:
+                await pilot.press("b")  # the sidebar, below the timeline at 80 columns
+                await pilot.pause()
+            drawn[size] = []
+            for table in (app.query_one(ConnectionsPane), app.query_one(FindingsPane)):
+                assert table.row_count and table.max_scroll_x == 0
+                drawn[size] += [table.render_line(y).text for y in range(3)]
+    small, large = "\n".join(drawn[SMALL]), "\n".join(drawn[LARGE])
+    assert "127.0.0.1:40046 → 127.0.0.1…" in small and "connect() t…" in small
+    assert "127.0.0.1:40046 → 127.0.0.1:8080" in large and "TIME_WAIT/CLOSED" in large
+
+
+def test_a_delay_too_wide_for_its_column_keeps_its_unit() -> None:
+    from wirecorr.views.tui.row_text import fmt_delay
+
+    assert fmt_delay(50_604_000, 8) == "50.6 ms" and fmt_delay(50_604_000, 9) == "50.604 ms"
+    assert fmt_delay(901_000, 8) == "901.0 µs" and fmt_delay(114_900, 7) == "115 µs"
+    assert fmt_delay(1_973_000, 7) == "1.97 ms" and fmt_delay(1_234_000_000_000, 8) == "1234 s"
+
+
+@sync
+async def test_at_80_columns_a_delay_of_tens_of_ms_is_shown_with_its_unit() -> None:
+    app = make_app(str(CAPTURES / "lab-udp-vs-tcp.pcapng"))
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot, app)
+        rows = [row for row in screen_rows(app) if "recvfrom(" in row]
+    assert rows and all(" ms " in row and "… recvfrom" not in row for row in rows[:2]), rows
+
+
+@sync
+async def test_end_of_a_file_read_whole_does_not_say_following() -> None:
+    app = make_app(ECHO)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot, app)
+        await pilot.press("G")
+        await pilot.pause()
+        status = str(app.query_one("#status-text", Static).render())
+        assert app.timeline.cursor == len(app.timeline.view) - 1
+    assert "following" not in status
+
+
+@sync
+async def test_ladder_opens_on_the_row_it_was_opened_from() -> None:
+    """From a retransmission far down the connection, `l` shows that packet selected, on
+    screen, as Wireshark's flow graph selects the current packet; likewise for a syscall."""
+    app = make_app(str(CAPTURES / "lab-retransmit.pcapng"))
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot, app)
+        table = app.index.session.analyzer.table
+        late = [i for i in range(len(table)) if table.analysis[i] and table.conn[i] >= 0][-1]
+        call = next(
+            r for r in reversed(app.timeline.view.refs) if is_syscall_ref(r) and app.index.conn_of(r) is not None
+        )
+        for ref in (packet_ref(late), call):
+            app.timeline.goto_ref(ref)
+            await pilot.press("l")
+            ladder = app.screen.query_one(LadderView)
+            while ladder.loading_rows:
+                await pilot.pause(0.05)
+            await pilot.pause()
+            row = ladder.rows[ladder.cursor]
+            if ref == call:
+                assert row.kind != 0 and ladder.calls[row.ref].sc.id == app.index.call(call).id
+            else:
+                assert row.kind == 0 and row.ref == late
+            top = int(ladder.scroll_offset.y)
+            assert ladder.cursor > SMALL[1] and top <= ladder.cursor < top + ladder.size.height - 1
+            await pilot.press("escape")
+            await pilot.pause()

@@ -401,7 +401,7 @@ class WirecorrApp(App[None]):
                     parts.append(f"match {self.match_at:,}/{shown:,}")
                 where = "shown" if self.only_matches else "match"
                 parts.append(f"{what}: {shown:,} {where}")
-        if timeline.follow_tail:
+        if timeline.follow_tail and not self.feed.done:  # a file read to its end has no tail to follow
             parts.append("following (k/↑ to stop)")
         elif timeline.unseen:
             parts.append(f"{timeline.unseen:,} new events (G to follow)")
@@ -724,9 +724,23 @@ class WirecorrApp(App[None]):
             from wirecorr.views.tui.ladder import LadderView
 
             merged = self._merged_hosts()
+            ref = self.timeline.current_ref
+            at_packet = at_syscall = None
+            if ref is not None:
+                if is_syscall_ref(ref):
+                    at_syscall = self.index.call(ref).id
+                else:
+                    at_packet = ref_pos(ref)
             self._open(
                 f"Ladder — connection #{conn}",
-                lambda: LadderView(self.index.session, conn, background=self.feed.done, merged=merged),
+                lambda: LadderView(
+                    self.index.session,
+                    conn,
+                    background=self.feed.done,
+                    merged=merged,
+                    at_packet=at_packet,
+                    at_syscall=at_syscall,
+                ),
             )
 
     def _merged_hosts(self) -> Callable[[], MergedSession] | None:

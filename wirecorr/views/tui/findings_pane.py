@@ -6,18 +6,25 @@ in the filter bar why the timeline changed and can refine or clear it like any f
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
+from wirecorr.views.tui.connections import Col, FittedTable
 from wirecorr.views.tui.index import EventIndex
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-COLUMNS = ("#", "severity", "kind", "conn", "message")
-
-
-class FindingsPane(DataTable[str]):
+class FindingsPane(FittedTable):
+    # The message takes what is left; a narrow pane leaves out the connection, then the severity.
+    COLUMNS = (
+        Col("#", 2, 9),
+        Col("severity", 8, 3),
+        Col("kind", 16, 10),
+        Col("conn", 4, 2),
+        Col("message", None, 8, least=20),
+    )
     DEFAULT_CSS = """
     FindingsPane { height: 1fr; border: round $panel; }
     FindingsPane:focus { border: round $accent; }
@@ -34,19 +41,15 @@ class FindingsPane(DataTable[str]):
         self.border_title = "Findings"
         self.shown = 0
 
-    def on_mount(self) -> None:
-        self.add_columns(*COLUMNS)
-
     def refresh_rows(self) -> None:
         findings = self.index.findings
         if len(findings) == self.shown:
             return
-        # Columns too: their widths then fit these findings, not every finding ever shown.
-        self.clear(columns=True)
-        self.add_columns(*COLUMNS)
+        self.reset_rows()
         for number, f in enumerate(findings):
             conn = str(f.connection) if f.connection is not None else "-"
-            self.add_row(str(number), f.severity, f.kind, conn, f.message, key=str(number))
+            severity = Text(f.severity, style=SEVERITY_STYLE.get(f.severity, ""))
+            self.append_row((str(number), severity, f.kind, conn, f.message))
         self.shown = len(findings)
         self.border_title = f"Findings ({self.shown})"
 

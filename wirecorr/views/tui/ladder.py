@@ -201,6 +201,8 @@ class LadderView(ScrollView, can_focus=True):
         *,
         background: bool = False,
         merged: Callable[[], MergedSession] | None = None,
+        at_packet: int | None = None,
+        at_syscall: int | None = None,
         name: str | None = None,
         id: str | None = None,
     ) -> None:
@@ -209,8 +211,10 @@ class LadderView(ScrollView, can_focus=True):
         freeze the UI while it is laid out. `merged`: the file is a merged recording whose
         hosts this returns correlated each on its own (read in a thread when `background`);
         connection `conn_id` of `session` (the file read as one capture) is then drawn from
-        both hosts' ends of it."""
+        both hosts' ends of it. `at_packet` / `at_syscall` (a syscall id): the row the
+        ladder opens on, the one the user was on, as Wireshark's flow graph does."""
         super().__init__(name=name, id=id)
+        self._opens_at = (at_packet, at_syscall)
         self.session = session
         self.conn_id = conn_id
         self._merged_source = merged
@@ -259,6 +263,27 @@ class LadderView(ScrollView, can_focus=True):
     def on_mount(self) -> None:
         if self.loading_rows:
             self._build_in_background()
+        else:
+            self.call_after_refresh(self._open_at)
+
+    def _open_at(self) -> None:
+        """Put the cursor on the row the ladder was opened from, in the middle of the screen."""
+        packet, syscall = self._opens_at
+        self._opens_at = (None, None)
+        if len(self.ends) != 1 or (packet is None and syscall is None):
+            return  # a merged ladder numbers each host's packets on its own
+        for i, row in enumerate(self.rows):
+            if (row.kind == PKT and row.ref == packet) or (
+                row.kind != PKT and syscall is not None and self.calls[row.ref].sc.id == syscall
+            ):
+                self.cursor = i
+                # After the next refresh: the scroll range of rows laid out just now is not
+                # known before it, and a scroll past it would stop at the old range's end.
+                self.call_after_refresh(self._centre, i)
+                return
+
+    def _centre(self, row: int) -> None:
+        self.scroll_to(y=max(row - max(self.size.height - 1, 1) // 2, 0), animate=False, immediate=True)
 
     def _ends(self) -> tuple[list[_End], dict[int, tuple[int, int]]]:
         """The captures to draw and the crossings between them: one end for an ordinary
@@ -349,6 +374,8 @@ class LadderView(ScrollView, can_focus=True):
         self.loading_rows = False
         self.virtual_size = Size(0, len(self.rows) + 1)
         self.cursor = min(self.cursor, max(len(self.rows) - 1, 0))
+        if self.is_mounted:
+            self._open_at()
         self.refresh()
 
     @staticmethod

@@ -67,6 +67,17 @@ def _flagged(index: EventIndex, i: int, label: str) -> bool:
     return label.replace("-", "_") in flag_names(index.session.analyzer.table.analysis[i])
 
 
+def fmt_delay(ns: int, width: int) -> str:
+    """`fmt_ns`, or with three significant digits when that is wider than the column:
+    `50.6 ms` keeps its unit where `50.604 ms` would lose it to the cut."""
+    text = fmt_ns(ns)
+    if len(text) <= width:
+        return text
+    value, unit = text.split(" ")
+    number = float(value)
+    return f"{number:.{max(3 - len(str(int(number))), 0)}f} {unit}"
+
+
 def fmt_time(ts_ns: int, t0: int, absolute: bool, *, short: bool = False) -> str:
     if absolute:
         secs, frac = divmod(ts_ns, 1_000_000_000)
@@ -277,7 +288,8 @@ def row_text(
     text.append(f"{direction or '-':<3} ", DIR_STYLE[direction])
     text.append(f"{fit(marker, cols.link):<{cols.link}} ", "bold")
     if cols.delay:
-        text.append(f"{fit(delay_text, cols.delay):>{cols.delay}} ", "dim")
+        short_delay = fmt_delay(delay, cols.delay) if delay is not None else ""
+        text.append(f"{fit(short_delay, cols.delay):>{cols.delay}} ", "dim")
     body = fit_call(summary, cols.summary) if is_syscall_ref(ref) else fit(summary, cols.summary)
     text.append(body, style)
     return text
