@@ -869,3 +869,42 @@ def test_record_follows_a_child_into_another_namespace(tmp_path: Path) -> None:
     calls = [sc for sc in report["syscalls"] if sc["name"] in ("sendto", "recvfrom")]
     assert len(calls) == 8 and all(sc["id"] in linked for sc in calls)
     assert not {sc["name"] for sc in server_host["report"]["syscalls"]} & {"connect"}
+
+
+LOOPBACK_ECHO = """
+import socket, sys, threading
+srv = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+def serve():
+    c, _ = srv.accept()
+    while d := c.recv(100):
+        c.sendall(d)
+threading.Thread(target=serve, daemon=True).start()
+with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as c:
+    for i in range(3):
+        c.sendall(b"x%d" % i)
+        c.recv(100)
+"""
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["exec", "fork"])
+def test_record_follows_unshare_into_a_new_namespace(tmp_path: Path, fork: bool) -> None:
+    """`unshare -n` (the program execs in the namespace it made) and `unshare -n --fork`
+    (a child born in it): the loopback of a namespace that has no name is captured too,
+    its calls linked there, and nothing of it is left on the session's own namespace."""
+    _need_namespaces()
+    (tmp_path / "echo.py").write_text(LOOPBACK_ECHO)
+    out = tmp_path / "unshared.pcapng"
+    port = PORT + 6
+    inner = f"ip link set lo up && {sys.executable} -I {tmp_path / 'echo.py'} {port}"
+    unshare = ["unshare", "-n", *(["--fork"] if fork else []), "sh", "-c", inner]
+    with private_network() as net:
+        done = wirecorr("record", "--netns", net.a, "-f", f"tcp port {port}", "-o", str(out), "--", *unshare)
+    assert done.returncode == 0, done.stderr
+    assert "capturing there too" in done.stderr and "2 network namespaces" in done.stderr, done.stderr
+    doc = json.loads(wirecorr("analyze", "--json", str(out)).stdout)
+    home, unshared = (h["report"] for h in doc["hosts"])
+    assert doc["hosts"][1]["name"].startswith("net:[")
+    assert not home["connections"] and not home["links"]
+    kinds = {lk["kind"] for lk in unshared["links"]}
+    assert {"connect-syn", "accept-ack", "write-data", "read-data"} <= kinds, kinds
+    assert [c["server"] for c in unshared["connections"]] == [f"127.0.0.1:{port}"]
