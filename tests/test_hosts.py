@@ -908,3 +908,57 @@ def test_record_follows_unshare_into_a_new_namespace(tmp_path: Path, fork: bool)
     kinds = {lk["kind"] for lk in unshared["links"]}
     assert {"connect-syn", "accept-ack", "write-data", "read-data"} <= kinds, kinds
     assert [c["server"] for c in unshared["connections"]] == [f"127.0.0.1:{port}"]
+
+
+def test_live_attaches_to_processes_in_two_namespaces(tmp_path: Path) -> None:
+    """`live -p CLIENT -p SERVER` across two namespaces: the session captures in the first
+    pid's, follows the second into its own, the feed gets both captures' packets (numbered
+    as they come) and names both namespaces; the recording is merged at the end."""
+    _need_namespaces()
+    from wirecorr.cli import build_parser
+    from wirecorr.commands.live import LiveRecording
+    from wirecorr.commands.record import options
+    from wirecorr.engine.ingest import annotate
+
+    (tmp_path / "server.py").write_text(NS_SERVER)
+    (tmp_path / "client.py").write_text(NS_CLIENT)
+    out = tmp_path / "live.pcapng"
+    port = PORT + 7
+    procs: list[subprocess.Popen[str]] = []
+    with private_network(pair=True) as net:
+        assert net.b is not None
+        try:
+            for ns, script in ((net.b, "server.py"), (net.a, "client.py")):
+                argv = ["ip", "netns", "exec", ns, sys.executable, "-I", str(tmp_path / script), net.addr_b, str(port)]
+                procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))
+                assert procs[-1].stdout is not None and procs[-1].stdout.readline().strip() == "ready"
+            server, client = procs
+            args = build_parser().parse_args(["live", "-p", f"{client.pid},{server.pid}", "-o", str(out)])
+            live = LiveRecording(options(args, "live"), annotate)
+            live.start()
+            try:
+                session = live.index.session
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline and not {"connect-syn", "accept-ack"} <= {
+                    lk.kind for lk in session.correlator.links
+                }:
+                    live.feed.step(0.05)
+                    time.sleep(0.05)
+                status = live.feed.status()
+            finally:
+                assert live.join() == 0
+            while not live.feed.done:
+                live.feed.step(0.05)
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+    assert {"connect-syn", "accept-ack"} <= {lk.kind for lk in session.correlator.links}
+    assert f"in netns {net.a}, netns {net.b} ·" in status, status
+    doc = json.loads(wirecorr("analyze", "--json", "--packets", str(out)).stdout)
+    assert doc["merged"] is True and [h["name"] for h in doc["hosts"]] == [net.a, net.b]
+    assert [h["pids"] for h in doc["hosts"]] == [[client.pid], [server.pid]]
+    assert any((c["client"]["host"], c["server"]["host"]) == (0, 1) for c in doc["conversations"])
+    # The feed had every packet of both captures, each once, numbered as they came.
+    table = session.analyzer.table
+    assert len(table) == sum(len(h["report"]["packets"]) for h in doc["hosts"]) > 2 * len(doc["conversations"])
