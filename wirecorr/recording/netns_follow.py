@@ -93,7 +93,7 @@ class NamespaceFollower:
         if inode != self.home and inode not in self.captures:
             try:
                 self._start(inode, pid)
-            except Exception as e:  # the session goes on; the summary says what was missed
+            except Exception as e:  # the session goes on, with this said once; no further namespace is tried
                 self.error = e
                 print(f"wirecorr record: cannot capture in the namespace of pid {pid}: {e}", file=sys.stderr)
                 return
@@ -175,6 +175,8 @@ class NamespaceFollower:
             split_processes[by_inode.get(self.where(proc["pid"], at), 0)].append(proc)
         for k, item in enumerate(inputs):
             item.syscalls, item.processes = split_syscalls[k], split_processes[k]
+        for item, cap in zip(parts, self.captures.values(), strict=True):
+            item.meta["pids"] = cap.pids  # all seen there, not only the first (the part's header)
         # A pid attached (or born) in another namespace was never in the session's own.
         elsewhere = {pid for pid, moves in self.moves.items() if moves[0][0] == 0}
         main.meta["pids"] = [pid for pid in main.meta.get("pids") or [] if pid not in elsewhere]
