@@ -869,3 +869,96 @@ def test_record_follows_a_child_into_another_namespace(tmp_path: Path) -> None:
     calls = [sc for sc in report["syscalls"] if sc["name"] in ("sendto", "recvfrom")]
     assert len(calls) == 8 and all(sc["id"] in linked for sc in calls)
     assert not {sc["name"] for sc in server_host["report"]["syscalls"]} & {"connect"}
+
+
+LOOPBACK_ECHO = """
+import socket, sys, threading
+srv = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+def serve():
+    c, _ = srv.accept()
+    while d := c.recv(100):
+        c.sendall(d)
+threading.Thread(target=serve, daemon=True).start()
+with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as c:
+    for i in range(3):
+        c.sendall(b"x%d" % i)
+        c.recv(100)
+"""
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["exec", "fork"])
+def test_record_follows_unshare_into_a_new_namespace(tmp_path: Path, fork: bool) -> None:
+    """`unshare -n` (the program execs in the namespace it made) and `unshare -n --fork`
+    (a child born in it): the loopback of a namespace that has no name is captured too,
+    its calls linked there, and nothing of it is left on the session's own namespace."""
+    _need_namespaces()
+    (tmp_path / "echo.py").write_text(LOOPBACK_ECHO)
+    out = tmp_path / "unshared.pcapng"
+    port = PORT + 6
+    inner = f"ip link set lo up && {sys.executable} -I {tmp_path / 'echo.py'} {port}"
+    unshare = ["unshare", "-n", *(["--fork"] if fork else []), "sh", "-c", inner]
+    with private_network() as net:
+        done = wirecorr("record", "--netns", net.a, "-f", f"tcp port {port}", "-o", str(out), "--", *unshare)
+    assert done.returncode == 0, done.stderr
+    assert "capturing there too" in done.stderr and "2 network namespaces" in done.stderr, done.stderr
+    doc = json.loads(wirecorr("analyze", "--json", str(out)).stdout)
+    home, unshared = (h["report"] for h in doc["hosts"])
+    assert doc["hosts"][1]["name"].startswith("net:[")
+    assert not home["connections"] and not home["links"]
+    kinds = {lk["kind"] for lk in unshared["links"]}
+    assert {"connect-syn", "accept-ack", "write-data", "read-data"} <= kinds, kinds
+    assert [c["server"] for c in unshared["connections"]] == [f"127.0.0.1:{port}"]
+
+
+def test_live_attaches_to_processes_in_two_namespaces(tmp_path: Path) -> None:
+    """`live -p CLIENT -p SERVER` across two namespaces: the session captures in the first
+    pid's, follows the second into its own, the feed gets both captures' packets (numbered
+    as they come) and names both namespaces; the recording is merged at the end."""
+    _need_namespaces()
+    from wirecorr.cli import build_parser
+    from wirecorr.commands.live import LiveRecording
+    from wirecorr.commands.record import options
+    from wirecorr.engine.ingest import annotate
+
+    (tmp_path / "server.py").write_text(NS_SERVER)
+    (tmp_path / "client.py").write_text(NS_CLIENT)
+    out = tmp_path / "live.pcapng"
+    port = PORT + 7
+    procs: list[subprocess.Popen[str]] = []
+    with private_network(pair=True) as net:
+        assert net.b is not None
+        try:
+            for ns, script in ((net.b, "server.py"), (net.a, "client.py")):
+                argv = ["ip", "netns", "exec", ns, sys.executable, "-I", str(tmp_path / script), net.addr_b, str(port)]
+                procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))
+                assert procs[-1].stdout is not None and procs[-1].stdout.readline().strip() == "ready"
+            server, client = procs
+            args = build_parser().parse_args(["live", "-p", f"{client.pid},{server.pid}", "-o", str(out)])
+            live = LiveRecording(options(args, "live"), annotate)
+            live.start()
+            try:
+                session = live.index.session
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline and not {"connect-syn", "accept-ack"} <= {
+                    lk.kind for lk in session.correlator.links
+                }:
+                    live.feed.step(0.05)
+                    time.sleep(0.05)
+                status = live.feed.status()
+            finally:
+                assert live.join() == 0
+            while not live.feed.done:
+                live.feed.step(0.05)
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+    assert {"connect-syn", "accept-ack"} <= {lk.kind for lk in session.correlator.links}
+    assert f"in netns {net.a}, netns {net.b} ·" in status, status
+    doc = json.loads(wirecorr("analyze", "--json", "--packets", str(out)).stdout)
+    assert doc["merged"] is True and [h["name"] for h in doc["hosts"]] == [net.a, net.b]
+    assert [h["pids"] for h in doc["hosts"]] == [[client.pid], [server.pid]]
+    assert any((c["client"]["host"], c["server"]["host"]) == (0, 1) for c in doc["conversations"])
+    # The feed had every packet of both captures, each once, numbered as they came.
+    table = session.analyzer.table
+    assert len(table) == sum(len(h["report"]["packets"]) for h in doc["hosts"]) > 2 * len(doc["conversations"])

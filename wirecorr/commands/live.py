@@ -20,7 +20,6 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 
 from wirecorr.commands import record
 from wirecorr.errors import WirecorrError
@@ -85,8 +84,6 @@ class LiveRecording:
         self.argv = options.argv
         self.index = EventIndex(Session(), LivePackets())
         self.feed = LiveFeed(self.index, options.output)
-        # The feed shows one capture: a namespace a child enters is not followed live.
-        options = replace(options, follow_namespaces=False)
         self.recorder = Recorder(options, listener=self.feed, linker=linker, handle_signals=False)
         self.status: int | None = None
         self.error: BaseException | None = None
@@ -123,9 +120,16 @@ class LiveRecording:
             raise
         if self.error is not None:
             self.join()
-        if self.recorder.netns is not None:
-            # Known once tracing began: the recorder entered it for tcpdump (record -p's code).
-            self.feed.where = netns.label(self.recorder.netns)
+        self.feed.where = self.places
+
+    def places(self) -> str:
+        """The namespaces captured in, when not only wirecorr's own: the one the recorder
+        entered for tcpdump (record -p's code), then those it followed processes into."""
+        recorder = self.recorder
+        found = ([recorder.netns] if recorder.netns is not None else []) + (
+            recorder.follower.places() if recorder.follower is not None else []
+        )
+        return ", ".join(netns.label(info) for info in found)
 
     def stop(self) -> None:
         """What ctrl-c does to `record`: the launched CMD gets SIGINT, the tracer stops."""

@@ -26,6 +26,7 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +53,15 @@ class NamespaceFollower:
     """The extra captures of one session, and which process was in which namespace when."""
 
     def __init__(
-        self, output: str, home: int, *, capture_filter: str | None, snaplen: int, buffer_kib: int, header: dict
+        self,
+        output: str,
+        home: int,
+        *,
+        capture_filter: str | None,
+        snaplen: int,
+        buffer_kib: int,
+        header: dict,
+        listen: Callable[[Packet], None] | None = None,
     ) -> None:
         self.output = output
         self.home = home
@@ -65,6 +74,8 @@ class NamespaceFollower:
         # pid → [(since ns, namespace inode)], in time order: where the pid's calls belong.
         self.moves: dict[int, list[tuple[int, int]]] = {}
         self.error: BaseException | None = None
+        # Who else gets the packets as they come (live's feed, through the Recorder).
+        self.listen = listen
 
     def seen(self, event: str, pid: int) -> None:
         """A process event (the process is stopped): note its namespace, capture in a new one."""
@@ -82,7 +93,7 @@ class NamespaceFollower:
         if inode != self.home and inode not in self.captures:
             try:
                 self._start(inode, pid)
-            except Exception as e:  # the session goes on; the summary says what was missed
+            except Exception as e:  # the session goes on, with this said once; no further namespace is tried
                 self.error = e
                 print(f"wirecorr record: cannot capture in the namespace of pid {pid}: {e}", file=sys.stderr)
                 return
@@ -112,6 +123,8 @@ class NamespaceFollower:
             writer.write_packet(
                 pkt.ts_ns, pkt.frame, pkt.wirelen, capture.linktype, iface_name="any", snaplen=self.snaplen
             )
+            if self.listen is not None:
+                self.listen(pkt)
 
         capture = LiveCapture(
             on_packet, interface="any", bpf=self.capture_filter, snaplen=self.snaplen, buffer_kib=self.buffer_kib
@@ -141,6 +154,10 @@ class NamespaceFollower:
             with contextlib.suppress(OSError):
                 cap.writer.close()
 
+    def places(self) -> list[dict[str, Any]]:
+        """The namespaces captured in besides the session's own."""
+        return [cap.info for cap in list(self.captures.values())]
+
     def merge_into(self, output: str) -> MergeResult:
         """Split the finished recording at `output` by namespace and merge the parts into it."""
         home_path = f"{output}.net{self.home}.pcapng"
@@ -158,6 +175,11 @@ class NamespaceFollower:
             split_processes[by_inode.get(self.where(proc["pid"], at), 0)].append(proc)
         for k, item in enumerate(inputs):
             item.syscalls, item.processes = split_syscalls[k], split_processes[k]
+        for item, cap in zip(parts, self.captures.values(), strict=True):
+            item.meta["pids"] = cap.pids  # all seen there, not only the first (the part's header)
+        # A pid attached (or born) in another namespace was never in the session's own.
+        elsewhere = {pid for pid, moves in self.moves.items() if moves[0][0] == 0}
+        main.meta["pids"] = [pid for pid in main.meta.get("pids") or [] if pid not in elsewhere]
         done = merge_inputs(inputs, output, same_clock=True)
         for path in [home_path, *(cap.path for cap in self.captures.values())]:
             with contextlib.suppress(OSError):

@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -161,6 +162,8 @@ class Recorder:
         # The network namespace captured in when it is not wirecorr's own (sources/netns.py).
         self.netns: dict[str, Any] | None = None
         self.follower: NamespaceFollower | None = None
+        self._listened = 0
+        self._listened_lock = threading.Lock()
 
     def _named_netns(self) -> str:
         """Resolve --netns NAME to its path and note it for the header."""
@@ -194,7 +197,7 @@ class Recorder:
     def on_packet(self, pkt: Packet) -> None:
         assert self.capture is not None and self.capture.linktype is not None
         if self.listener is not None:
-            self.listener.on_packet(pkt)
+            self._listen(pkt)
         if self.error is not None:
             return
         try:
@@ -208,6 +211,14 @@ class Recorder:
             )
         except Exception as e:
             self._fail(e)
+
+    def _listen(self, pkt: Packet) -> None:
+        """Hand a packet of any of the session's captures to the listener, numbered in the
+        order it gets them: each capture counts its own from 0."""
+        with self._listened_lock:
+            pkt.index = self._listened
+            self._listened += 1
+            self.listener.on_packet(pkt)  # type: ignore[union-attr]
 
     @property
     def _writer(self) -> RecordingWriter:
@@ -272,8 +283,8 @@ class Recorder:
         status = 0
         stats: CaptureStats | None = None
         try:
-            if self.pids and not self.argv:
-                self.netns = netns.of_pids(self.pids)
+            if self.pids and not self.argv and self.options.capture:
+                self.netns = netns.of_pids(self.pids, several=self.options.follow_namespaces)
             if self.options.capture:
                 self.capture = LiveCapture(
                     self.on_packet,
@@ -342,7 +353,7 @@ class Recorder:
         opts = self.options
         return NamespaceFollower(
             self.output, home, capture_filter=opts.capture_filter, snaplen=opts.snaplen, buffer_kib=opts.buffer_kib,
-            header=base,
+            header=base, listen=self._listen if self.listener is not None else None,
         )  # fmt: skip
 
     def _write_header(self) -> None:

@@ -121,19 +121,25 @@ def groups(pids: list[int]) -> list[list[int]]:
     return list(by_inode.values())
 
 
-def of_pids(pids: list[int]) -> dict[str, Any] | None:
+def of_pids(pids: list[int], *, several: bool = False) -> dict[str, Any] | None:
     """The network namespace of `pids` when it is not wirecorr's own, described for the header.
 
     One capture serves one namespace; `record -p` splits processes of several namespaces
-    into one session each (recording/netns_split.py), so only `live` meets them here.
+    into one session each (recording/netns_split.py). `several`: the session follows its
+    processes into other namespaces (recording/netns_follow.py, as `live` does), so the
+    first pid's namespace is the session's and the others get their captures at attach.
     """
     found = _inodes(pids)
+    if several and found:
+        first = next(iter(found.values()))
+        found = {pid: inode for pid, inode in found.items() if inode == first}
     inodes = set(found.values())
     if len(inodes) > 1:
         raise UsageError(
-            "live: the processes are in different network namespaces ("
+            "the processes are in different network namespaces ("
             + ", ".join(f"pid {p}: net:[{i}]" for p, i in found.items())
-            + "); `wirecorr record -p` records them, one capture per namespace, merged into one recording"
+            + ") and this session captures in one only; `wirecorr record -p` records them, one capture per "
+            "namespace, merged into one recording"
         )
     if not inodes or inodes == {ns_inode("/proc/self/ns/net")}:
         return None

@@ -58,7 +58,7 @@ class LiveFeed:
         self._woken = False
         # Where the capture runs when not in wirecorr's own network namespace (live -p of a
         # process in a container): said beside the pids, since it decides what is seen.
-        self.where = ""
+        self.where: Callable[[], str] | None = None
 
     # -- RecordListener: called from the recorder's threads -----------------------------
 
@@ -191,7 +191,8 @@ class LiveFeed:
         if self.done:
             return f"recorded → {self.output}: {self.result or 'finished'}{self._final_loss()}"
         backlog = self.queue.qsize()
-        pids = (pids or "-") + (f" in {self.where}" if self.where else "")
+        where = self.where() if self.where is not None else ""
+        pids = (pids or "-") + (f" in {where}" if where else "")
         return f"LIVE → {self.output} · {self.rate():,.0f} events/s · pids {pids} · {self._drop_text()}" + (
             f" · backlog {backlog:,}" if backlog > 1000 else ""
         )
