@@ -93,6 +93,10 @@ LINK_SCHEMA = pa.schema(
 # faster, as Arrow decompresses each of a block's ~45 buffers with a fresh ZSTD context
 # (bench/format_v2, bench/RESULTS.md). The reader takes either.
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+# A block's buffers decompressed in the reading thread: Arrow's pool spreads a block's ~45
+# small buffers over threads, which costs more than it saves at this size (the 24 blocks of
+# bench/correlate's recording: 26 against 40 ms, medians of 15 alternating reads).
+_READ_OPTIONS = pa.ipc.IpcReadOptions(use_threads=False)
 _GETTERS = tuple(map(attrgetter, SCHEMA.names))
 _LINK_GETTERS = tuple(map(attrgetter, LINK_SCHEMA.names))
 _PREFIX = TAG_SYSCALLS.encode() + b"\n"
@@ -426,7 +430,7 @@ def _decode(data: bytes, tag: str, schema: pa.Schema) -> pa.Table:
     if not data.startswith(prefix):
         raise fmt.RecordFormatError(f"not a {tag} record")
     try:
-        table = pa.ipc.open_stream(pa.py_buffer(data)[len(prefix) :]).read_all()
+        table = pa.ipc.open_stream(pa.py_buffer(data)[len(prefix) :], options=_READ_OPTIONS).read_all()
         table.validate(full=True)
     except (pa.ArrowException, OSError) as e:
         raise fmt.RecordFormatError(f"{tag} record is not an Arrow IPC stream: {e}") from None
