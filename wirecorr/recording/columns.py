@@ -227,7 +227,7 @@ def batch_table(batches: Sequence[RecordBatch]) -> pa.Table:
     err = recs["err"]
     failed = err != 0
     ret = recs["ret"]
-    moved = done & ~failed & (ret > 0)
+    moved = recs["moved"] != 0  # nbytes = ret: a data call's bytes moved, or sendmsg/recvmsg's ret
     nrs, name_index = np.unique(recs["nr"], return_inverse=True)
     # With return_inverse: np.unique without it imports numpy.ma (≈ 50 ms, on the flush
     # thread, holding the GIL the tracer's loop needs) to check for a masked array.
@@ -235,7 +235,7 @@ def batch_table(batches: Sequence[RecordBatch]) -> pa.Table:
     errno_index = np.zeros(len(recs), np.int32)
     errno_index[failed] = code_index
     offsets = np.append(np.concatenate(data_off), base).astype(np.int32)
-    has_data = moved & (recs["has_data"] != 0)
+    has_data = recs["has_data"] != 0  # sendmsg/recvmsg of 0 bytes: b"", not None
     data = pa.Array.from_buffers(
         pa.binary(),
         len(recs),
