@@ -1,9 +1,10 @@
 """The compiled stop loop (wirecorr/_core/tracer.pyx) against the Python loop it replaces.
 
 A C program making every kind of data call the compiled loop decodes itself — read/write,
-pread/pwrite, readv/writev (data spread over iovecs), sendto/recvfrom with and without
-addresses, failed calls, an unbound UDP socket that a send binds, descriptors first seen by
-a data call — and the calls that stay on the Python path between them, is traced by both
+pread/pwrite, readv/writev (data spread over iovecs), sendto/recvfrom and sendmsg/recvmsg
+with and without addresses, failed calls, an unbound UDP socket that a send binds,
+descriptors first seen by a data call — and the calls that stay on the Python path between
+them, is traced by both
 loops (WIRECORR_PURE=1 and unset): the records must be the same, timestamps aside.
 """
 
@@ -69,6 +70,19 @@ int main(int argc, char **argv) {
     read(987, buf, 4);                              /* EBADF: never a known descriptor */
     write(c, (char *)argv[0] - (long)argv[0] + 8, 4);  /* EFAULT */
     write(c, "x", 0);                               /* nothing moved */
+    struct msghdr m = {.msg_iov = out, .msg_iovlen = 3};
+    sendmsg(c, &m, MSG_NOSIGNAL);                   /* TCP: no address, data over iovecs */
+    char q1[1], q2[64];
+    struct iovec qin[2] = {{q1, 1}, {q2, 64}};
+    struct msghdr r = {.msg_iov = qin, .msg_iovlen = 2};
+    recvmsg(s, &r, 0);
+    recvmsg(s, &r, MSG_DONTWAIT);                   /* EAGAIN */
+    struct msghdr empty = {0};
+    sendmsg(c, &empty, 0);                          /* no iovecs: 0 bytes, data b"" */
+    sendmsg(c, (struct msghdr *)8, 0);              /* EFAULT */
+    struct iovec huge[2] = {{"yz", 2}, {"", (size_t)-1}};
+    struct msghdr h = {.msg_iov = huge, .msg_iovlen = 2};
+    sendmsg(c, &h, MSG_DONTWAIT);                   /* EINVAL: the lengths total more than SSIZE_MAX */
 
     /* UDP: the first send binds the socket (Python path), the next ones are compiled. */
     int u = socket(AF_INET, SOCK_DGRAM, 0);
@@ -85,6 +99,18 @@ int main(int argc, char **argv) {
     }
     sendto(u, "bad", 3, 0, (void *)&b, 3);          /* EINVAL, short address */
     recvfrom(v, buf, sizeof buf, MSG_DONTWAIT, (void *)&from, &flen);  /* EAGAIN */
+    struct iovec dg[2] = {{"msg", 3}, {"-dgram", 6}};
+    struct msghdr to = {.msg_name = &b, .msg_namelen = sizeof b, .msg_iov = dg, .msg_iovlen = 2};
+    sendmsg(u, &to, 0);
+    struct sockaddr_in peer;
+    struct msghdr got = {.msg_name = &peer, .msg_namelen = sizeof peer, .msg_iov = qin, .msg_iovlen = 2};
+    recvmsg(v, &got, 0);
+    sendmsg(u, &to, 0);
+    got.msg_namelen = 0;                            /* a name buffer of no length */
+    recvmsg(v, &got, 0);
+    int w = socket(AF_INET, SOCK_DGRAM, 0);
+    sendmsg(w, &to, 0);                             /* unbound: the send binds it (Python path) */
+    recvmsg(v, &r, 0);
 
     /* A file opened by an unrecorded call: its first data call goes through Python. */
     int f = open(argv[1], O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -165,6 +191,7 @@ def test_compiled_loop_records_what_the_python_loop_records(
     assert _facts(compiled) == _facts(pure)
     names = {c.name for c in pure}
     assert {"read", "write", "readv", "writev", "pread64", "pwrite64", "sendto", "recvfrom", "dup2"} <= names
+    assert {"sendmsg", "recvmsg"} <= names
     # Most data calls were the compiled loop's own, not handed back to Python.
     assert tracer._core is not None and tracer._core.stops >= 40
 
@@ -200,7 +227,7 @@ def test_batches_become_the_same_columns_as_their_syscalls(
     assert tracer.run() == 0
     assert batches and others
     objects = [sc for batch in batches for sc in batch.syscalls()]
-    assert {sc.name for sc in objects} >= {"read", "readv", "sendto", "recvfrom", "pread64"}
+    assert {sc.name for sc in objects} >= {"read", "readv", "sendto", "recvfrom", "pread64", "sendmsg", "recvmsg"}
     assert syscalls_from_table(batch_table(batches)) == syscalls_from_table(build_table(objects))
 
     out = tmp_path / "rec.pcapng"

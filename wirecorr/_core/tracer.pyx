@@ -3,11 +3,12 @@
 
 Issue 13: in Python a ptrace stop cost ≈ 14 µs of interpreter (ctypes calls, tuple unpacking,
 a `Syscall` and its args dict, the decoder) against strace's ≈ 2.5 µs. Here the stops of the
-data calls (read, write, pread64, pwrite64, readv, writev, recvfrom, sendto) — the ones a
-busy program makes by the hundred thousand — are handled without a Python object: the entry
-is kept in the thread's C fields, the exit reads the data preview (and the peer sockaddr)
-with process_vm_readv, and a fixed-size record plus its bytes go into a buffer that
-`drain()` turns into `Syscall` objects in one pass, batch by batch.
+data calls (read, write, pread64, pwrite64, readv, writev, recvfrom, sendto, recvmsg,
+sendmsg) — the ones a busy program makes by the hundred thousand — are handled without a
+Python object: the entry is kept in the thread's C fields, the exit reads the data preview
+(and the peer sockaddr; for recvmsg/sendmsg the msghdr and its iovecs) with
+process_vm_readv, and a fixed-size record plus its bytes go into a buffer that `drain()`
+turns into `Syscall` objects in one pass, batch by batch.
 
 Everything else comes back to `Tracer` in sources/tracer/loop.py, which handles it exactly
 as the pure-Python loop does (WIRECORR_PURE=1 runs that loop alone; tests/test_tracer_core.py
@@ -109,10 +110,13 @@ DEF K_PRW = 2       # pread64, pwrite64: fd, count, offset
 DEF K_RWV = 3       # readv, writev: fd, iovcnt
 DEF K_RECVFROM = 4  # fd, count, flags; peer address at exit
 DEF K_SENDTO = 5    # fd, count, flags, target address at entry
+DEF K_SENDMSG = 6   # fd, flags; the msghdr (address, iovecs) at exit
+DEF K_RECVMSG = 7   # as sendmsg
+DEF MSGHDR_SIZE = 56  # struct msghdr on 64-bit Linux
 
 _FAST = {
     "read": K_RW, "write": K_RW, "pread64": K_PRW, "pwrite64": K_PRW, "readv": K_RWV, "writev": K_RWV,
-    "recvfrom": K_RECVFROM, "sendto": K_SENDTO,
+    "recvfrom": K_RECVFROM, "sendto": K_SENDTO, "sendmsg": K_SENDMSG, "recvmsg": K_RECVMSG,
 }
 
 # What run() returns besides a (tid, status, now) for Python to handle.
@@ -134,8 +138,8 @@ cdef struct Rec:
     int64_t enter_ns
     int64_t exit_ns
     int64_t ret
-    int64_t a2          # count, or iovcnt
-    int64_t a3          # offset of pread64/pwrite64
+    int64_t a2          # count, or iovcnt; sendmsg/recvmsg: the iovecs' total length, low 64 bits
+    int64_t a3          # offset of pread64/pwrite64; sendmsg/recvmsg: the total's high bits
     int64_t nr
     int64_t fd
     int64_t kind
@@ -143,7 +147,9 @@ cdef struct Rec:
     int64_t flags       # MSG_* of recvfrom/sendto
     int64_t info        # index into the batch's distinct fdinfo objects
     int64_t done        # 0: the thread died inside the call (no exit)
-    int64_t has_data
+    int64_t moved       # nbytes is ret
+    int64_t counted     # sendmsg/recvmsg: the msghdr was read (args has `count`)
+    int64_t has_data    # data is the preview at data_off (else None)
     int64_t addr        # index into the batch's distinct sockaddrs; -1: no `addr` key
     int64_t data_off    # the data preview in the batch's data bytes
     int64_t data_len
@@ -151,7 +157,7 @@ cdef struct Rec:
 
 REC_FIELDS = (
     "id", "pid", "tid", "enter_ns", "exit_ns", "ret", "a2", "a3", "nr", "fd", "kind", "err", "flags", "info",
-    "done", "has_data", "addr", "data_off", "data_len",
+    "done", "moved", "counted", "has_data", "addr", "data_off", "data_len",
 )
 
 
@@ -384,7 +390,7 @@ cdef class TraceCore:
         fdinfo = thread.fds.get(fd)
         if fdinfo is None:
             return False  # resolved by the Python path, from /proc, while the process lives
-        if kind == K_SENDTO and fdinfo.local is None:
+        if (kind == K_SENDTO or kind == K_SENDMSG) and fdinfo.local is None:
             return False  # the send may bind it: the Python path refreshes at exit
         thread.cpending = True
         thread.c_nr = nr
@@ -440,9 +446,12 @@ cdef class TraceCore:
         rec.fd = thread.c_fd
         rec.info = self._intern(self.info_index, self.infos, id(thread.c_fdinfo), thread.c_fdinfo)
         thread.c_fdinfo = None
-        rec.a2 = thread.c_args[2]
-        rec.a3 = thread.c_args[3]
-        rec.flags = _s32(thread.c_args[3])
+        if thread.c_kind == K_SENDMSG or thread.c_kind == K_RECVMSG:
+            rec.flags = _s32(thread.c_args[2])  # a2, a3: the iovecs' total, set at exit
+        else:
+            rec.a2 = thread.c_args[2]
+            rec.a3 = thread.c_args[3]
+            rec.flags = _s32(thread.c_args[3])
         rec.addr = -1
         rec.data_off = self.arena_used
         if thread.c_has_addr:
@@ -465,6 +474,10 @@ cdef class TraceCore:
             return 0
         ret = self.info.u.exit.rval
         rec.ret = ret
+        if rec.kind == K_SENDMSG or rec.kind == K_RECVMSG:
+            return self._finish_msg(thread, rec, ret)
+        if ret > 0:
+            rec.moved = 1
         if ret > 0 and self.data_bytes:
             rec.has_data = 1
             rec.data_off = self.arena_used
@@ -481,6 +494,41 @@ cdef class TraceCore:
             got = self._peek(thread.tid, thread.c_args[4], addr, min(<int64_t>alen, SOCKADDR_MAX)) if alen else 0
             raw = PyBytes_FromStringAndSize(addr, max(0, got))
             rec.addr = self._intern(self.addr_index, self.addrs, raw, raw)
+        return 0
+
+    cdef int _finish_msg(self, CoreThread thread, Rec *rec, int64_t ret) except -1:
+        """sendmsg/recvmsg's exit, as io._msg_exit: the msghdr's address, the iovecs' total
+        length, the bytes moved and their first bytes; nothing more if the msghdr is unreadable."""
+        cdef uint8_t hdr[MSGHDR_SIZE]
+        cdef uint64_t vec[2 * IOV_MAX]
+        cdef uint64_t name, iov, iovlen, lo = 0, hi = 0
+        cdef uint32_t namelen
+        cdef int64_t entries, got, i
+        cdef char addr[SOCKADDR_MAX]
+        if self._peek(thread.tid, thread.c_args[1], hdr, MSGHDR_SIZE) != MSGHDR_SIZE:
+            return 0
+        memcpy(&name, hdr, 8)
+        memcpy(&namelen, hdr + 8, 4)
+        memcpy(&iov, hdr + 16, 8)
+        memcpy(&iovlen, hdr + 24, 8)
+        rec.counted = 1
+        rec.moved = 1
+        entries = self._iovecs(thread.tid, iov, <int64_t>min(iovlen, <uint64_t>IOV_MAX), vec)
+        for i in range(entries):
+            lo += vec[2 * i + 1]
+            if lo < vec[2 * i + 1]:
+                hi += 1  # carried: 1024 lengths of up to 2^64 - 1 need 74 bits
+        rec.a2 = <int64_t>lo
+        rec.a3 = <int64_t>hi
+        if name:
+            got = self._peek(thread.tid, name, addr, min(<int64_t>namelen, SOCKADDR_MAX)) if namelen else 0
+            raw = PyBytes_FromStringAndSize(addr, max(0, got))
+            rec.addr = self._intern(self.addr_index, self.addrs, raw, raw)
+        if self.data_bytes:
+            rec.has_data = 1
+            rec.data_off = self.arena_used
+            if ret > 0:
+                rec.data_len = self._gather_from(thread.tid, vec, entries, min(ret, self.data_bytes))
         return 0
 
     cdef int64_t _intern(self, dict index, list values, object key, object value) except -1:
@@ -505,20 +553,26 @@ cdef class TraceCore:
         """The first `want` bytes over readv/writev's iovecs (base.read_iovecs + base.gather)."""
         cdef uint64_t vec[2 * IOV_MAX]
         cdef int64_t count = _s32(thread.c_args[2])
-        cdef int64_t got, entries, i, take, total = 0
-        count = max(0, min(count, IOV_MAX))
-        if not thread.c_args[1] or not count:
+        cdef int64_t entries = self._iovecs(thread.tid, thread.c_args[1], max(0, min(count, IOV_MAX)), vec)
+        return self._gather_from(thread.tid, vec, entries, want)
+
+    cdef int64_t _iovecs(self, int tid, uint64_t addr, int64_t count, uint64_t *vec) noexcept:
+        """The (base, len) pairs of up to `count` iovecs at `addr` into `vec`; how many were read."""
+        cdef int64_t got
+        if not addr or count <= 0:
             return 0
-        got = self._peek(thread.tid, thread.c_args[1], vec, count * 16)
-        if got <= 0:
-            return 0
-        entries = got // 16
+        got = self._peek(tid, addr, vec, count * 16)
+        return got // 16 if got > 0 else 0
+
+    cdef int64_t _gather_from(self, int tid, uint64_t *vec, int64_t entries, int64_t want) noexcept:
+        """The first `want` bytes scattered over `entries` iovecs, into the arena (base.gather)."""
+        cdef int64_t i, take, total = 0
         for i in range(entries):
             if want <= 0:
                 break
             take = min(<int64_t>min(vec[2 * i + 1], <uint64_t>0x7FFFFFFFFFFFFFFF), want)
             if take:
-                total += self._read(thread.tid, vec[2 * i], take)
+                total += self._read(tid, vec[2 * i], take)
                 want -= take
         return total
 
@@ -615,10 +669,21 @@ cdef class Batch:
 
     def args(self, record):
         """The args dict of one record (a row of `records()`), as the decoders build it."""
-        return self._args(record["kind"], record["fd"], record["a2"], record["a3"], record["flags"], record["addr"])
+        return self._args(
+            record["kind"], record["fd"], record["a2"], record["a3"], record["flags"], record["addr"], record["counted"]
+        )
 
-    cdef dict _args(self, int64_t kind, int64_t fd, int64_t a2, int64_t a3, int64_t flags, int64_t addr):
+    cdef dict _args(self, int64_t kind, int64_t fd, int64_t a2, int64_t a3, int64_t flags, int64_t addr,
+                    int64_t counted):
         cdef dict args = {"fd": fd}
+        if kind == K_SENDMSG or kind == K_RECVMSG:
+            # In io._msg_enter/_msghdr's order: flags at entry; at exit the address, then the count.
+            args["flags"] = self.core._msg_flags(<int32_t>flags)
+            if counted:
+                if addr >= 0:
+                    args["addr"] = self.core._addr(self.raw_addrs[addr])
+                args["count"] = (<object><uint64_t>a3 << 64) | <uint64_t>a2
+            return args
         if kind == K_RWV:
             args["iovcnt"] = _s32(<uint64_t>a2)
         else:
@@ -644,11 +709,12 @@ cdef class Batch:
         cdef int32_t[:] out = index
         for i in range(n):
             rec = &recs[i]
-            key = (rec.kind, rec.fd, rec.a2, rec.a3 if rec.kind == K_PRW else 0, rec.flags, rec.addr)
+            key = (rec.kind, rec.fd, rec.a2, rec.a3 if rec.kind in (K_PRW, K_SENDMSG, K_RECVMSG) else 0, rec.flags,
+                   rec.addr, rec.counted)
             found = seen.get(key)
             if found is None:
                 found = seen[key] = len(values)
-                values.append(self._args(rec.kind, rec.fd, rec.a2, rec.a3, rec.flags, rec.addr))
+                values.append(self._args(rec.kind, rec.fd, rec.a2, rec.a3, rec.flags, rec.addr, rec.counted))
             out[i] = found
         return values, index
 
@@ -673,14 +739,15 @@ cdef class Batch:
                 ret = rec.ret
                 if rec.err:
                     errname = self.core._errno(<int32_t>rec.err)
-                elif rec.ret > 0:
-                    nbytes = rec.ret
+                else:
+                    if rec.moved:
+                        nbytes = rec.ret
                     if rec.has_data:
                         data = PyBytes_FromStringAndSize(blob + rec.data_off, rec.data_len)
             out.append(
                 Syscall(
                     rec.id, rec.pid, rec.tid, names[rec.nr], rec.enter_ns,
-                    self._args(rec.kind, rec.fd, rec.a2, rec.a3, rec.flags, rec.addr),
+                    self._args(rec.kind, rec.fd, rec.a2, rec.a3, rec.flags, rec.addr, rec.counted),
                     exit_ns, ret, errname, rec.fd, infos[rec.info], None, nbytes, data, None,
                 )
             )

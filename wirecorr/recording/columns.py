@@ -93,6 +93,10 @@ LINK_SCHEMA = pa.schema(
 # faster, as Arrow decompresses each of a block's ~45 buffers with a fresh ZSTD context
 # (bench/format_v2, bench/RESULTS.md). The reader takes either.
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+# A block's buffers decompressed in the reading thread: Arrow's pool spreads a block's ~45
+# small buffers over threads, which costs more than it saves at this size (the 24 blocks of
+# bench/correlate's recording: 26 against 40 ms, medians of 15 alternating reads).
+_READ_OPTIONS = pa.ipc.IpcReadOptions(use_threads=False)
 _GETTERS = tuple(map(attrgetter, SCHEMA.names))
 _LINK_GETTERS = tuple(map(attrgetter, LINK_SCHEMA.names))
 _PREFIX = TAG_SYSCALLS.encode() + b"\n"
@@ -223,11 +227,15 @@ def batch_table(batches: Sequence[RecordBatch]) -> pa.Table:
     err = recs["err"]
     failed = err != 0
     ret = recs["ret"]
-    moved = done & ~failed & (ret > 0)
+    moved = recs["moved"] != 0  # nbytes = ret: a data call's bytes moved, or sendmsg/recvmsg's ret
     nrs, name_index = np.unique(recs["nr"], return_inverse=True)
-    codes = np.unique(err[failed])
+    # With return_inverse: np.unique without it imports numpy.ma (≈ 50 ms, on the flush
+    # thread, holding the GIL the tracer's loop needs) to check for a masked array.
+    codes, code_index = np.unique(err[failed], return_inverse=True)
+    errno_index = np.zeros(len(recs), np.int32)
+    errno_index[failed] = code_index
     offsets = np.append(np.concatenate(data_off), base).astype(np.int32)
-    has_data = moved & (recs["has_data"] != 0)
+    has_data = recs["has_data"] != 0  # sendmsg/recvmsg of 0 bytes: b"", not None
     data = pa.Array.from_buffers(
         pa.binary(),
         len(recs),
@@ -249,7 +257,7 @@ def batch_table(batches: Sequence[RecordBatch]) -> pa.Table:
         pa.array(recs["exit_ns"], _I64, mask=~done),
         pa.array(ret, _I64, mask=~done),
         pa.DictionaryArray.from_arrays(
-            pa.array(np.searchsorted(codes, err).astype(np.int32), mask=~failed),
+            pa.array(errno_index, mask=~failed),
             pa.array([first.errno_name(code) for code in codes.tolist()], pa.string()),
         ),
         pa.array(recs["fd"], _I64),
@@ -422,7 +430,7 @@ def _decode(data: bytes, tag: str, schema: pa.Schema) -> pa.Table:
     if not data.startswith(prefix):
         raise fmt.RecordFormatError(f"not a {tag} record")
     try:
-        table = pa.ipc.open_stream(pa.py_buffer(data)[len(prefix) :]).read_all()
+        table = pa.ipc.open_stream(pa.py_buffer(data)[len(prefix) :], options=_READ_OPTIONS).read_all()
         table.validate(full=True)
     except (pa.ArrowException, OSError) as e:
         raise fmt.RecordFormatError(f"{tag} record is not an Arrow IPC stream: {e}") from None
