@@ -355,6 +355,38 @@ class Correlator:
         if self._heap and self._heap[0][0] <= self._watermark:
             self._drain()
 
+    def on_rows(self, lo: int, hi: int) -> None:
+        """`on_packet` for the packets of table rows lo..hi-1, which the compiled feed gave
+        the analyzer already (a chunk of a file: `payload_of` re-reads payloads, so none is
+        kept here). The rows' packets are taken in order; later rows being in the table
+        changes nothing, as `on_packet` meets the same when it builds a connection's state
+        from all its packets (`_tcp_state`)."""
+        assert self.payload_of is not None, "on_rows wants payloads re-read from the file"
+        table = self.table
+        conns, ts = table.conn, table.ts_ns
+        connections = self.analyzer.connections
+        tcps = self._tcp
+        heap = self._heap
+        for idx in range(lo, hi):
+            cid = conns[idx]
+            if cid >= self._nconns:
+                self._sync_connections()
+            t = ts[idx]
+            if t > self._watermark:
+                self._watermark = t
+            if cid >= 0:
+                conn = connections[cid]
+                if conn.icmp_errors and idx in conn.icmp_indices:
+                    pass
+                elif conn.proto == "tcp":
+                    tcp = tcps.get(cid)
+                    if tcp is not None and idx > tcp.last_idx:
+                        self._tcp_packet(tcp, idx)
+                elif conn.proto == "udp" and self._udp_claims:
+                    self._udp.on_packet(idx)
+            if heap and heap[0][0] <= self._watermark:
+                self._drain()
+
     def caught_up(self, last_ts_ns: int) -> None:
         """Packets up to `last_ts_ns` (the latest) went to the analyzer without `on_packet`, which is
         sound only before the first syscall: no link can exist yet, so all there is to
