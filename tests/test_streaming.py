@@ -41,9 +41,12 @@ def whole(path: Path) -> str:
     return out.getvalue()
 
 
-def streamed(path: Path, *, every: int) -> str:
-    """Retiring as early as possible (no grace, a pass every `every` packets)."""
+def streamed(path: Path, *, every: int, lane: bool = True) -> str:
+    """Retiring as early as possible (no grace, a pass every `every` packets); `lane`
+    False runs the correlator's reference code for syscalls and packet rows."""
     session = Session()
+    if not lane:
+        session.correlator._lane = None
     writer = json_report.StreamWriter()
     streamer = Streamer(session, writer, grace_ns=0, every=every)
     for _ in streamer.read(str(path)):
@@ -60,6 +63,7 @@ def test_streaming_gives_the_same_document_for_every_shipped_capture(capture: Pa
     expected = whole(capture)
     for every in (1, 7):
         assert streamed(capture, every=every) == expected
+    assert streamed(capture, every=50, lane=False) == expected
 
 
 def test_the_cli_streams_and_writes_the_same_bytes(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ only skips steps that are proved to be no-ops for the call (see `_resolved`).
 """
 
 from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION
-from wirecorr.model import Link
+from wirecorr.engine.seq import HALF, M32
+from wirecorr.model import FIN, RST, SYN, Link
 from wirecorr.vocab import READS, WRITES
 
 # Writes and reads the lane takes: every one the vocabulary lists, except splice (its
@@ -27,6 +28,9 @@ _READS = frozenset(READS)
 _TCP_KINDS = frozenset(("tcp", "tcp6"))
 
 cdef long long _RETRANS = ANY_RETRANSMISSION
+cdef long long _CTRL = FIN | SYN | RST
+cdef long long _HALF = HALF
+cdef long long _M32 = M32
 # Byte counts beyond this go the reference way (C integers hold the stream offsets here).
 _BIG = 1 << 60
 
@@ -241,6 +245,97 @@ cdef class Lane:
                     claim_segment(claim, idx, s, seg_end)
                     continue
                 _claim_fresh(claim, link, idx, s, seg_end, ts_col[idx], packet_links)
+
+    def rows(self, corr, Py_ssize_t lo, Py_ssize_t hi):
+        """`Correlator.on_rows`: a TCP segment with no SYN, FIN or RST on a tracked
+        connection is placed here (its segment list, the claims it overlaps); every
+        other packet goes through the correlator's own `_tcp_packet` or UDP matcher."""
+        table = corr.table
+        cdef const int[:] conns = table.conn
+        cdef const long long[:] ts = table.ts_ns
+        cdef const unsigned char[:] flags = table.flags
+        cdef const signed char[:] direction = table.direction
+        cdef const unsigned int[:] seglen = table.seglen
+        cdef const unsigned int[:] rel_seq = table.rel_seq
+        cdef const unsigned short[:] an_col = table.analysis
+        cdef list connections = corr.analyzer.connections
+        cdef dict tcps = corr._tcp
+        cdef dict packet_links = corr.packet_links
+        cdef list heap = corr._heap
+        cdef object tcp_packet = corr._tcp_packet
+        cdef object claim_segment = corr._claim_segment
+        cdef long long watermark = corr._watermark, t, top, pos, start, end, seg, max_len
+        cdef long long nconns = corr._nconns
+        cdef Py_ssize_t idx, i, n
+        cdef int cid, d
+        cdef list seg_start, seg_rest, starts, claims_list
+        cdef object conn, tcp, dr, claims, claim
+        for idx in range(lo, hi):
+            cid = conns[idx]
+            if cid >= nconns:
+                corr._sync_connections()
+                nconns = corr._nconns
+                connections = corr.analyzer.connections
+            t = ts[idx]
+            if t > watermark:
+                watermark = t
+                corr._watermark = t
+            if cid >= 0:
+                conn = connections[cid]
+                if conn.icmp_errors and idx in conn.icmp_indices:
+                    pass
+                elif conn.proto == "tcp":
+                    tcp = tcps.get(cid)
+                    if tcp is not None and idx > tcp.last_idx:
+                        if flags[idx] & _CTRL or tcp.unanchored or (tcp.final_ack is None and tcp.synacks):
+                            tcp_packet(tcp, idx)
+                        else:
+                            tcp.last_idx = idx
+                            d = direction[idx]
+                            dr = tcp.dirs[d]
+                            top = dr.top
+                            pos = top + ((<long long>rel_seq[idx] - top + _HALF) & _M32) - _HALF
+                            seg = seglen[idx]
+                            if seg:
+                                start = pos - 1
+                                end = start + seg
+                                seg_start = dr.seg_start
+                                seg_rest = dr.seg_rest
+                                i = _bisect(seg_start, start, True)
+                                if i == len(seg_start):
+                                    seg_start.append(start)
+                                    seg_rest.append((end, idx))
+                                else:
+                                    seg_start.insert(i, start)
+                                    seg_rest.insert(i, (end, idx))
+                                max_len = dr.max_len
+                                if seg > max_len:
+                                    dr.max_len = seg
+                                for claims in (dr.writes, dr.reads, dr.peeks):
+                                    starts = claims.starts
+                                    n = len(starts)
+                                    if not n:
+                                        continue
+                                    claims_list = claims.claims
+                                    i = _bisect(starts, start, True) - 1
+                                    if i < 0:
+                                        i = 0
+                                    while i < n:
+                                        claim = claims_list[i]
+                                        if claim.start >= end:
+                                            break
+                                        if claim.end > start:
+                                            if type(claim) is Claim and not an_col[idx] & _RETRANS and claim.retrans is None:
+                                                _claim_fresh(claim, claim.link, idx, start, end, t, packet_links)
+                                            else:
+                                                claim_segment(claim, idx, start, end)
+                                        i += 1
+                            if pos + seg > top:
+                                dr.top = pos + seg
+                elif conn.proto == "udp" and corr._udp_claims:
+                    corr._udp.on_packet(idx)
+            if heap and heap[0][0] <= watermark:
+                corr._drain()
 
     cdef inline void _slow(self, object on_syscall, dict tables, object sc):
         """The reference path, then what it left (pid, fd) bound to, for the next call."""

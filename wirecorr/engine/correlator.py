@@ -362,6 +362,9 @@ class Correlator:
         changes nothing, as `on_packet` meets the same when it builds a connection's state
         from all its packets (`_tcp_state`)."""
         assert self.payload_of is not None, "on_rows wants payloads re-read from the file"
+        if self._lane is not None:
+            self._lane.rows(self, lo, hi)
+            return
         table = self.table
         conns, ts = table.conn, table.ts_ns
         connections = self.analyzer.connections
