@@ -16,6 +16,8 @@ only skips steps that are proved to be no-ops for the call (see `_resolved`).
 (tests/test_correlate_core.py runs both and compares links and connection identity).
 """
 
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+
 from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION
 from wirecorr.engine.seq import HALF, M32
 from wirecorr.model import FIN, RST, SYN, Link
@@ -55,6 +57,184 @@ cdef Py_ssize_t _bisect(list a, long long x, bint right):
         else:
             hi = mid
     return lo
+
+
+cdef struct Row:
+    int conn          # -1: no connection yet
+    signed char side
+    signed char d     # -1: no stream range
+    long long link    # first link's id, -1: none
+    long long start
+    long long end
+
+
+# Syscall ids are dense from 0 in recordings and strace logs; one this far past the rows
+# held (or negative) goes to a dict instead of growing the rows to it.
+cdef long long _DENSE_SLACK = 1 << 20
+
+
+cdef class CallIndex:
+    """Per syscall id: its connection and side, its links and its stream range, in 32 bytes
+    a call (`correlator._CallIndex`, three dicts of tuples and lists, is the reference and
+    held ≈ 400 bytes a call: bench/correlate's one long connection kept 800k of them).
+
+    A call's first link is held by id (into the correlator's `links`); a call with more
+    links (connect, a refused connect) has them all listed in `more`.
+    """
+
+    cdef Row* rows
+    cdef Py_ssize_t cap
+    cdef dict sparse
+    cdef dict more
+    cdef list links
+
+    def __cinit__(self, list links):
+        self.rows = NULL
+        self.cap = 0
+        self.sparse = {}
+        self.more = {}
+        self.links = links
+
+    def __dealloc__(self):
+        PyMem_Free(self.rows)
+
+    cdef Row* _row(self, long long sid, bint create) except? NULL:
+        cdef Py_ssize_t n, i
+        cdef Row* grown
+        if 0 <= sid < self.cap:
+            return &self.rows[sid]
+        if sid < 0 or sid > 2 * self.cap + _DENSE_SLACK:
+            return NULL
+        if not create:
+            return NULL
+        n = max(sid + 1, 2 * self.cap, 1024)
+        grown = <Row*>PyMem_Realloc(self.rows, n * sizeof(Row))
+        if grown == NULL:
+            raise MemoryError()
+        for i in range(self.cap, n):
+            grown[i].conn = -1
+            grown[i].side = 0
+            grown[i].d = -1
+            grown[i].link = -1
+            grown[i].start = 0
+            grown[i].end = 0
+        self.rows = grown
+        self.cap = n
+        if self.sparse:
+            self._migrate()
+        return &self.rows[sid]
+
+    cdef _migrate(self):
+        """Calls kept in `sparse` whose ids the rows now reach move into them."""
+        cdef Row* row
+        for key in [k for k in self.sparse if 0 <= k < self.cap]:
+            pair, links, found = self.sparse.pop(key)
+            row = &self.rows[<long long>key]
+            if pair is not None:
+                row.conn, row.side = pair
+            if links:
+                row.link = links[0].id
+                if len(links) > 1:
+                    self.more[key] = links
+            if found is not None:
+                row.d, row.start, row.end = found
+
+    cdef list _sparse(self, object sid, bint create):
+        entry = self.sparse.get(sid)
+        if entry is None and create:
+            entry = self.sparse[sid] = [None, None, None]
+        return entry
+
+    cpdef bint assign(self, object sid, int conn, int side) except -1:
+        """Put the call on (conn, side) unless it is on one already; True if it was not."""
+        cdef Row* row = self._row(sid, True)
+        cdef list entry
+        if row != NULL:
+            if row.conn >= 0:
+                return False
+            row.conn = conn
+            row.side = side
+            return True
+        entry = self._sparse(sid, True)
+        if entry[0] is not None:
+            return False
+        entry[0] = (conn, side)
+        return True
+
+    cpdef object conn_of(self, object sid):
+        cdef Row* row = self._row(sid, False)
+        if row != NULL:
+            return (row.conn, row.side) if row.conn >= 0 else None
+        entry = self._sparse(sid, False)
+        return entry[0] if entry is not None else None
+
+    cpdef unassign(self, object sid):
+        cdef Row* row = self._row(sid, False)
+        if row != NULL:
+            row.conn = -1
+            row.d = -1
+            return
+        entry = self._sparse(sid, False)
+        if entry is not None:
+            entry[0] = entry[2] = None
+
+    cpdef add_link(self, object sid, object link):
+        cdef Row* row = self._row(sid, True)
+        cdef list entry
+        if row != NULL:
+            if row.link < 0:
+                row.link = link.id
+                return
+            found = self.more.get(sid)
+            if found is None:
+                self.more[sid] = [self.links[row.link], link]
+            else:
+                found.append(link)
+            return
+        entry = self._sparse(sid, True)
+        if entry[1] is None:
+            entry[1] = [link]
+        else:
+            entry[1].append(link)
+
+    cpdef list links_of(self, object sid):
+        cdef Row* row = self._row(sid, False)
+        if row != NULL:
+            if row.link < 0:
+                return []
+            found = self.more.get(sid)
+            return list(found) if found is not None else [self.links[row.link]]
+        entry = self._sparse(sid, False)
+        return list(entry[1]) if entry is not None and entry[1] is not None else []
+
+    cpdef list pop_links(self, object sid):
+        cdef list out = self.links_of(sid)
+        cdef Row* row = self._row(sid, False)
+        if row != NULL:
+            row.link = -1
+            self.more.pop(sid, None)
+        else:
+            entry = self._sparse(sid, False)
+            if entry is not None:
+                entry[1] = None
+        return out
+
+    cpdef set_range(self, object sid, int d, long long start, long long end):
+        cdef Row* row = self._row(sid, True)
+        if row != NULL:
+            row.d = d
+            row.start = start
+            row.end = end
+            return
+        self._sparse(sid, True)[2] = (d, start, end)
+
+    cpdef object range_of(self, object sid):
+        cdef Row* row = self._row(sid, False)
+        if row != NULL:
+            return (row.d, row.start, row.end) if row.d >= 0 else None
+        entry = self._sparse(sid, False)
+        return entry[2] if entry is not None else None
+
 
 
 cdef class Claim:
@@ -113,11 +293,9 @@ cdef class Lane:
         cdef int role, d, i, lo, hi
         cdef dict tables = corr.sockets._tables
         cdef dict states = corr._states
-        cdef dict conn_of = corr._conn_of
+        cdef CallIndex calls = corr._calls
         cdef dict calls_by_conn = corr._calls_by_conn
-        cdef dict links_by_call = corr._links_by_call
         cdef dict packet_links = corr.packet_links
-        cdef dict ranges = corr._ranges
         cdef list links = corr.links
         cdef list seg_start, seg_rest, ids, lst
         cdef const long long[:] ts_col = corr.table.ts_ns
@@ -179,8 +357,7 @@ cdef class Lane:
             side = state.side
             conn_id = tcp.conn.id
             sid = sc.id
-            if sid not in conn_of:
-                conn_of[sid] = (conn_id, side)
+            if calls.assign(sid, conn_id, side):
                 lst = calls_by_conn.get(conn_id)
                 if lst is None:
                     calls_by_conn[conn_id] = [(sid, side)]
@@ -204,11 +381,7 @@ cdef class Lane:
                 note = "MSG_PEEK: bytes left in the receive queue"
             link = Link(len(links), "write-data" if write else "read-data", sid, [], None, note)
             links.append(link)
-            lst = links_by_call.get(sid)
-            if lst is None:
-                links_by_call[sid] = [link]
-            else:
-                lst.append(link)
+            calls.add_link(sid, link)
             enter_ns = sc.enter_ns
             exit_ns = sc.exit_ns
             claim = Claim(link, start, end, write, enter_ns, exit_ns if exit_ns is not None else enter_ns, note)
@@ -219,7 +392,7 @@ cdef class Lane:
             claim.end = end
             d = side if write else 1 - side
             if not peek:
-                ranges[sid] = (d, start, end)
+                calls.set_range(sid, d, start, end)
             dr = tcp.dirs[d]
             claims = dr.writes if write else (dr.peeks if peek else dr.reads)
             lst = claims.starts
