@@ -437,12 +437,11 @@ cdef class Lane:
         cdef list heap = corr._heap
         cdef object tcp_packet = corr._tcp_packet
         cdef object claim_segment = corr._claim_segment
-        cdef long long watermark = corr._watermark, t, top, pos, start, end, seg, max_len
+        cdef long long watermark = corr._watermark, t
         cdef long long nconns = corr._nconns
-        cdef Py_ssize_t idx, i, n
-        cdef int cid, d
-        cdef list seg_start, seg_rest, starts, claims_list
-        cdef object conn, tcp, dr, claims, claim
+        cdef Py_ssize_t idx
+        cdef int cid
+        cdef object conn, tcp
         for idx in range(lo, hi):
             cid = conns[idx]
             if cid >= nconns:
@@ -460,55 +459,30 @@ cdef class Lane:
                 elif conn.proto == "tcp":
                     tcp = tcps.get(cid)
                     if tcp is not None and idx > tcp.last_idx:
-                        if flags[idx] & _CTRL or tcp.unanchored or (tcp.final_ack is None and tcp.synacks):
-                            tcp_packet(tcp, idx)
-                        else:
-                            tcp.last_idx = idx
-                            d = direction[idx]
-                            dr = tcp.dirs[d]
-                            top = dr.top
-                            pos = top + ((<long long>rel_seq[idx] - top + _HALF) & _M32) - _HALF
-                            seg = seglen[idx]
-                            if seg:
-                                start = pos - 1
-                                end = start + seg
-                                seg_start = dr.seg_start
-                                seg_rest = dr.seg_rest
-                                i = _bisect(seg_start, start, True)
-                                if i == len(seg_start):
-                                    seg_start.append(start)
-                                    seg_rest.append((end, idx))
-                                else:
-                                    seg_start.insert(i, start)
-                                    seg_rest.insert(i, (end, idx))
-                                max_len = dr.max_len
-                                if seg > max_len:
-                                    dr.max_len = seg
-                                for claims in (dr.writes, dr.reads, dr.peeks):
-                                    starts = claims.starts
-                                    n = len(starts)
-                                    if not n:
-                                        continue
-                                    claims_list = claims.claims
-                                    i = _bisect(starts, start, True) - 1
-                                    if i < 0:
-                                        i = 0
-                                    while i < n:
-                                        claim = claims_list[i]
-                                        if claim.start >= end:
-                                            break
-                                        if claim.end > start:
-                                            if type(claim) is Claim and not an_col[idx] & _RETRANS and claim.retrans is None:
-                                                _claim_fresh(claim, claim.link, idx, start, end, t, packet_links)
-                                            else:
-                                                claim_segment(claim, idx, start, end)
-                                        i += 1
-                            if pos + seg > top:
-                                dr.top = pos + seg
+                        _place_packet(tcp, idx, flags, direction, seglen, rel_seq, an_col, t, packet_links,
+                                      tcp_packet, claim_segment)
                 elif conn.proto == "udp" and corr._udp_claims:
                     corr._udp.on_packet(idx)
             if heap and heap[0][0] <= watermark:
                 corr._drain()
+
+    def packets(self, corr, tcp, indices):
+        """`Correlator._tcp_state`'s catch-up: the connection's packets so far, given to its new
+        state in order (on a whole recording, every packet of the connection at once)."""
+        table = corr.table
+        cdef const long long[:] ts = table.ts_ns
+        cdef const unsigned char[:] flags = table.flags
+        cdef const signed char[:] direction = table.direction
+        cdef const unsigned int[:] seglen = table.seglen
+        cdef const unsigned int[:] rel_seq = table.rel_seq
+        cdef const unsigned short[:] an_col = table.analysis
+        cdef dict packet_links = corr.packet_links
+        cdef object tcp_packet = corr._tcp_packet
+        cdef object claim_segment = corr._claim_segment
+        cdef Py_ssize_t idx
+        for idx in indices:
+            _place_packet(tcp, idx, flags, direction, seglen, rel_seq, an_col, ts[idx], packet_links,
+                          tcp_packet, claim_segment)
 
     cdef inline void _slow(self, object on_syscall, dict tables, object sc):
         """The reference path, then what it left (pid, fd) bound to, for the next call."""
@@ -524,6 +498,63 @@ cdef class Lane:
             self.resolved.pop(key, None)
         else:
             self.resolved[key] = (sock, sc.fdinfo, sock.local)
+
+
+cdef _place_packet(object tcp, Py_ssize_t idx, const unsigned char[:] flags, const signed char[:] direction,
+                   const unsigned int[:] seglen, const unsigned int[:] rel_seq, const unsigned short[:] an_col,
+                   long long t, dict packet_links, object tcp_packet, object claim_segment):
+    """`Correlator._tcp_packet` for one packet of a tracked connection: a segment with no
+    SYN, FIN or RST, past the handshake, on a connection with no stream waiting to be
+    anchored, is placed here; any other goes to `tcp_packet`."""
+    cdef long long top, pos, start, end, seg
+    cdef Py_ssize_t i, n
+    cdef int d
+    cdef list seg_start, seg_rest, starts, claims_list
+    cdef object dr, claims, claim
+    if flags[idx] & _CTRL or tcp.unanchored or (tcp.final_ack is None and tcp.synacks):
+        tcp_packet(tcp, idx)
+        return
+    tcp.last_idx = idx
+    d = direction[idx]
+    dr = tcp.dirs[d]
+    top = dr.top
+    pos = top + ((<long long>rel_seq[idx] - top + _HALF) & _M32) - _HALF
+    seg = seglen[idx]
+    if seg:
+        start = pos - 1
+        end = start + seg
+        seg_start = dr.seg_start
+        seg_rest = dr.seg_rest
+        i = _bisect(seg_start, start, True)
+        if i == len(seg_start):
+            seg_start.append(start)
+            seg_rest.append((end, idx))
+        else:
+            seg_start.insert(i, start)
+            seg_rest.insert(i, (end, idx))
+        if seg > dr.max_len:
+            dr.max_len = seg
+        for claims in (dr.writes, dr.reads, dr.peeks):
+            starts = claims.starts
+            n = len(starts)
+            if not n:
+                continue
+            claims_list = claims.claims
+            i = _bisect(starts, start, True) - 1
+            if i < 0:
+                i = 0
+            while i < n:
+                claim = claims_list[i]
+                if claim.start >= end:
+                    break
+                if claim.end > start:
+                    if type(claim) is Claim and not an_col[idx] & _RETRANS and claim.retrans is None:
+                        _claim_fresh(claim, claim.link, idx, start, end, t, packet_links)
+                    else:
+                        claim_segment(claim, idx, start, end)
+                i += 1
+    if pos + seg > top:
+        dr.top = pos + seg
 
 
 cdef inline void _claim_fresh(Claim claim, object link, long long idx, long long start, long long end,

@@ -1133,8 +1133,11 @@ class Correlator:
         tcp = self._tcp.get(conn.id)
         if tcp is None:
             tcp = self._tcp[conn.id] = _Tcp(conn)
-            for idx in conn.packet_indices:
-                self._tcp_packet(tcp, idx)
+            if self._lane is not None:
+                self._lane.packets(self, tcp, conn.packet_indices)
+            else:
+                for idx in conn.packet_indices:
+                    self._tcp_packet(tcp, idx)
         return tcp
 
     def _tcp_packet(self, tcp: _Tcp, idx: int) -> None:
