@@ -370,10 +370,18 @@ class _Spool:
         order = np.lexsort((minor, major))
         sizes = np.array(self._sizes, dtype=np.int64)
         starts = (np.cumsum(sizes) - sizes)[order].tolist()
-        buf = self._buf
+        view = memoryview(self._buf)
         f = tempfile.TemporaryFile(prefix="wirecorr-analyze-")  # noqa: SIM115 - closed by `merged`
-        f.write(b",".join([buf[at : at + size] for at, size in zip(starts, sizes[order].tolist(), strict=True)]))
-        # Each record but the last is followed by a comma: its end is the comma's offset.
+        # Written a record at a time from the run's buffer: a joined copy of the run (and a
+        # list of its records) was twice the run's size again at the peak.
+        comma = b","
+        f.writelines(
+            part
+            for at, size in zip(starts, sizes[order].tolist(), strict=True)
+            for part in (view[at : at + size], comma)
+        )
+        view.release()
+        # Each record is followed by a comma: its end is the comma's offset.
         ends = np.cumsum(sizes[order] + 1) - 1
         self._runs.append(_Run(f, major[order], minor[order], ends))
         self._major, self._minor, self._sizes, self._buf = [], [], [], bytearray()
