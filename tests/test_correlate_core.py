@@ -185,3 +185,48 @@ def test_same_links_and_identity_on_generated_streams(
     top = max(sc.id for sc in syscalls)
     mutated = [out for i, sc in enumerate(syscalls) for out in _mutate(sc, how.get(i, 0), top + 1 + i)]
     _both(packets, mutated, processes, order=order, cuts=cuts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["assign", "link", "range", "unassign", "pop"]),
+            st.one_of(st.integers(0, 3000), st.integers(-5, -1), st.integers(1 << 21, 1 << 40)),
+            st.integers(0, 5),
+        ),
+        max_size=200,
+    )
+)
+def test_call_index_answers_as_the_reference(ops: list[tuple[str, int, int]]) -> None:
+    """The compiled per-call index (dense rows, sparse ids in a dict, rows that grow over
+    ids kept sparse before) against the dict-based reference, one operation at a time."""
+    from wirecorr._core.correlate import CallIndex
+
+    from wirecorr.engine.correlator import _CallIndex
+    from wirecorr.model import Link
+
+    links: list[Link | None] = []
+    compiled, reference = CallIndex(links), _CallIndex(links)
+    touched = set()
+    for op, sid, value in ops:
+        touched.add(sid)
+        if op == "assign":
+            assert compiled.assign(sid, value, value % 2) == reference.assign(sid, value, value % 2)
+        elif op == "link":
+            link = Link(len(links), "write-data", sid, [])
+            links.append(link)
+            compiled.add_link(sid, link)
+            reference.add_link(sid, link)
+        elif op == "range":
+            compiled.set_range(sid, value % 2, value, value + 10)
+            reference.set_range(sid, value % 2, value, value + 10)
+        elif op == "unassign":
+            compiled.unassign(sid)
+            reference.unassign(sid)
+        else:
+            assert compiled.pop_links(sid) == reference.pop_links(sid)
+        for t in touched:
+            assert compiled.conn_of(t) == reference.conn_of(t)
+            assert compiled.links_of(t) == reference.links_of(t)
+            assert compiled.range_of(t) == reference.range_of(t)

@@ -16,8 +16,11 @@ only skips steps that are proved to be no-ops for the call (see `_resolved`).
 (tests/test_correlate_core.py runs both and compares links and connection identity).
 """
 
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+
 from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION
-from wirecorr.model import Link
+from wirecorr.engine.seq import HALF, M32
+from wirecorr.model import FIN, RST, SYN, Link
 from wirecorr.vocab import READS, WRITES
 
 # Writes and reads the lane takes: every one the vocabulary lists, except splice (its
@@ -27,6 +30,9 @@ _READS = frozenset(READS)
 _TCP_KINDS = frozenset(("tcp", "tcp6"))
 
 cdef long long _RETRANS = ANY_RETRANSMISSION
+cdef long long _CTRL = FIN | SYN | RST
+cdef long long _HALF = HALF
+cdef long long _M32 = M32
 # Byte counts beyond this go the reference way (C integers hold the stream offsets here).
 _BIG = 1 << 60
 
@@ -53,6 +59,184 @@ cdef Py_ssize_t _bisect(list a, long long x, bint right):
     return lo
 
 
+cdef struct Row:
+    int conn          # -1: no connection yet
+    signed char side
+    signed char d     # -1: no stream range
+    long long link    # first link's id, -1: none
+    long long start
+    long long end
+
+
+# Syscall ids are dense from 0 in recordings and strace logs; one this far past the rows
+# held (or negative) goes to a dict instead of growing the rows to it.
+cdef long long _DENSE_SLACK = 1 << 20
+
+
+cdef class CallIndex:
+    """Per syscall id: its connection and side, its links and its stream range, in 32 bytes
+    a call (`correlator._CallIndex`, three dicts of tuples and lists, is the reference and
+    held ≈ 400 bytes a call: bench/correlate's one long connection kept 800k of them).
+
+    A call's first link is held by id (into the correlator's `links`); a call with more
+    links (connect, a refused connect) has them all listed in `more`.
+    """
+
+    cdef Row* rows
+    cdef Py_ssize_t cap
+    cdef dict sparse
+    cdef dict more
+    cdef list links
+
+    def __cinit__(self, list links):
+        self.rows = NULL
+        self.cap = 0
+        self.sparse = {}
+        self.more = {}
+        self.links = links
+
+    def __dealloc__(self):
+        PyMem_Free(self.rows)
+
+    cdef Row* _row(self, long long sid, bint create) except? NULL:
+        cdef Py_ssize_t n, i
+        cdef Row* grown
+        if 0 <= sid < self.cap:
+            return &self.rows[sid]
+        if sid < 0 or sid > 2 * self.cap + _DENSE_SLACK:
+            return NULL
+        if not create:
+            return NULL
+        n = max(sid + 1, 2 * self.cap, 1024)
+        grown = <Row*>PyMem_Realloc(self.rows, n * sizeof(Row))
+        if grown == NULL:
+            raise MemoryError()
+        for i in range(self.cap, n):
+            grown[i].conn = -1
+            grown[i].side = 0
+            grown[i].d = -1
+            grown[i].link = -1
+            grown[i].start = 0
+            grown[i].end = 0
+        self.rows = grown
+        self.cap = n
+        if self.sparse:
+            self._migrate()
+        return &self.rows[sid]
+
+    cdef _migrate(self):
+        """Calls kept in `sparse` whose ids the rows now reach move into them."""
+        cdef Row* row
+        for key in [k for k in self.sparse if 0 <= k < self.cap]:
+            pair, links, found = self.sparse.pop(key)
+            row = &self.rows[<long long>key]
+            if pair is not None:
+                row.conn, row.side = pair
+            if links:
+                row.link = links[0].id
+                if len(links) > 1:
+                    self.more[key] = links
+            if found is not None:
+                row.d, row.start, row.end = found
+
+    cdef list _sparse(self, object sid, bint create):
+        entry = self.sparse.get(sid)
+        if entry is None and create:
+            entry = self.sparse[sid] = [None, None, None]
+        return entry
+
+    cpdef bint assign(self, object sid, int conn, int side) except -1:
+        """Put the call on (conn, side) unless it is on one already; True if it was not."""
+        cdef Row* row = self._row(sid, True)
+        cdef list entry
+        if row != NULL:
+            if row.conn >= 0:
+                return False
+            row.conn = conn
+            row.side = side
+            return True
+        entry = self._sparse(sid, True)
+        if entry[0] is not None:
+            return False
+        entry[0] = (conn, side)
+        return True
+
+    cpdef object conn_of(self, object sid):
+        cdef Row* row = self._row(sid, False)
+        if row != NULL:
+            return (row.conn, row.side) if row.conn >= 0 else None
+        entry = self._sparse(sid, False)
+        return entry[0] if entry is not None else None
+
+    cpdef unassign(self, object sid):
+        cdef Row* row = self._row(sid, False)
+        if row != NULL:
+            row.conn = -1
+            row.d = -1
+            return
+        entry = self._sparse(sid, False)
+        if entry is not None:
+            entry[0] = entry[2] = None
+
+    cpdef add_link(self, object sid, object link):
+        cdef Row* row = self._row(sid, True)
+        cdef list entry
+        if row != NULL:
+            if row.link < 0:
+                row.link = link.id
+                return
+            found = self.more.get(sid)
+            if found is None:
+                self.more[sid] = [self.links[row.link], link]
+            else:
+                found.append(link)
+            return
+        entry = self._sparse(sid, True)
+        if entry[1] is None:
+            entry[1] = [link]
+        else:
+            entry[1].append(link)
+
+    cpdef list links_of(self, object sid):
+        cdef Row* row = self._row(sid, False)
+        if row != NULL:
+            if row.link < 0:
+                return []
+            found = self.more.get(sid)
+            return list(found) if found is not None else [self.links[row.link]]
+        entry = self._sparse(sid, False)
+        return list(entry[1]) if entry is not None and entry[1] is not None else []
+
+    cpdef list pop_links(self, object sid):
+        cdef list out = self.links_of(sid)
+        cdef Row* row = self._row(sid, False)
+        if row != NULL:
+            row.link = -1
+            self.more.pop(sid, None)
+        else:
+            entry = self._sparse(sid, False)
+            if entry is not None:
+                entry[1] = None
+        return out
+
+    cpdef set_range(self, object sid, int d, long long start, long long end):
+        cdef Row* row = self._row(sid, True)
+        if row != NULL:
+            row.d = d
+            row.start = start
+            row.end = end
+            return
+        self._sparse(sid, True)[2] = (d, start, end)
+
+    cpdef object range_of(self, object sid):
+        cdef Row* row = self._row(sid, False)
+        if row != NULL:
+            return (row.d, row.start, row.end) if row.d >= 0 else None
+        entry = self._sparse(sid, False)
+        return entry[2] if entry is not None else None
+
+
+
 cdef class Claim:
     """Stream offsets [start, end) of one direction that one data syscall moved: the
     compiled lane's `correlator._Claim` (same fields, read and written by the correlator's
@@ -65,8 +249,12 @@ cdef class Claim:
     cdef public long long enter_ns
     cdef public long long exit_ns
     cdef public object note
-    cdef public object first_ts
-    cdef public object last_ts
+    # first_ts / last_ts: C integers with a flag for None (two int objects a claim were
+    # 51 MB on bench/correlate's 800k claims).
+    cdef long long _first
+    cdef long long _last
+    cdef bint _has_first
+    cdef bint _has_last
     cdef public object retrans
     cdef public long long covered_to
 
@@ -78,10 +266,31 @@ cdef class Claim:
         self.enter_ns = enter_ns
         self.exit_ns = exit_ns
         self.note = note
-        self.first_ts = None
-        self.last_ts = None
+        self._has_first = False
+        self._has_last = False
         self.retrans = None
         self.covered_to = -1
+
+
+    @property
+    def first_ts(self):
+        return self._first if self._has_first else None
+
+    @first_ts.setter
+    def first_ts(self, value):
+        self._has_first = value is not None
+        if self._has_first:
+            self._first = value
+
+    @property
+    def last_ts(self):
+        return self._last if self._has_last else None
+
+    @last_ts.setter
+    def last_ts(self, value):
+        self._has_last = value is not None
+        if self._has_last:
+            self._last = value
 
 
 cdef class Lane:
@@ -109,11 +318,9 @@ cdef class Lane:
         cdef int role, d, i, lo, hi
         cdef dict tables = corr.sockets._tables
         cdef dict states = corr._states
-        cdef dict conn_of = corr._conn_of
+        cdef CallIndex calls = corr._calls
         cdef dict calls_by_conn = corr._calls_by_conn
-        cdef dict links_by_call = corr._links_by_call
         cdef dict packet_links = corr.packet_links
-        cdef dict ranges = corr._ranges
         cdef list links = corr.links
         cdef list seg_start, seg_rest, ids, lst
         cdef const long long[:] ts_col = corr.table.ts_ns
@@ -175,8 +382,7 @@ cdef class Lane:
             side = state.side
             conn_id = tcp.conn.id
             sid = sc.id
-            if sid not in conn_of:
-                conn_of[sid] = (conn_id, side)
+            if calls.assign(sid, conn_id, side):
                 lst = calls_by_conn.get(conn_id)
                 if lst is None:
                     calls_by_conn[conn_id] = [(sid, side)]
@@ -200,11 +406,7 @@ cdef class Lane:
                 note = "MSG_PEEK: bytes left in the receive queue"
             link = Link(len(links), "write-data" if write else "read-data", sid, [], None, note)
             links.append(link)
-            lst = links_by_call.get(sid)
-            if lst is None:
-                links_by_call[sid] = [link]
-            else:
-                lst.append(link)
+            calls.add_link(sid, link)
             enter_ns = sc.enter_ns
             exit_ns = sc.exit_ns
             claim = Claim(link, start, end, write, enter_ns, exit_ns if exit_ns is not None else enter_ns, note)
@@ -215,7 +417,7 @@ cdef class Lane:
             claim.end = end
             d = side if write else 1 - side
             if not peek:
-                ranges[sid] = (d, start, end)
+                calls.set_range(sid, d, start, end)
             dr = tcp.dirs[d]
             claims = dr.writes if write else (dr.peeks if peek else dr.reads)
             lst = claims.starts
@@ -242,6 +444,71 @@ cdef class Lane:
                     continue
                 _claim_fresh(claim, link, idx, s, seg_end, ts_col[idx], packet_links)
 
+    def rows(self, corr, Py_ssize_t lo, Py_ssize_t hi):
+        """`Correlator.on_rows`: a TCP segment with no SYN, FIN or RST on a tracked
+        connection is placed here (its segment list, the claims it overlaps); every
+        other packet goes through the correlator's own `_tcp_packet` or UDP matcher."""
+        table = corr.table
+        cdef const int[:] conns = table.conn
+        cdef const long long[:] ts = table.ts_ns
+        cdef const unsigned char[:] flags = table.flags
+        cdef const signed char[:] direction = table.direction
+        cdef const unsigned int[:] seglen = table.seglen
+        cdef const unsigned int[:] rel_seq = table.rel_seq
+        cdef const unsigned short[:] an_col = table.analysis
+        cdef list connections = corr.analyzer.connections
+        cdef dict tcps = corr._tcp
+        cdef dict packet_links = corr.packet_links
+        cdef list heap = corr._heap
+        cdef object tcp_packet = corr._tcp_packet
+        cdef object claim_segment = corr._claim_segment
+        cdef long long watermark = corr._watermark, t
+        cdef long long nconns = corr._nconns
+        cdef Py_ssize_t idx
+        cdef int cid
+        cdef object conn, tcp
+        for idx in range(lo, hi):
+            cid = conns[idx]
+            if cid >= nconns:
+                corr._sync_connections()
+                nconns = corr._nconns
+                connections = corr.analyzer.connections
+            t = ts[idx]
+            if t > watermark:
+                watermark = t
+                corr._watermark = t
+            if cid >= 0:
+                conn = connections[cid]
+                if conn.icmp_errors and idx in conn.icmp_indices:
+                    pass
+                elif conn.proto == "tcp":
+                    tcp = tcps.get(cid)
+                    if tcp is not None and idx > tcp.last_idx:
+                        _place_packet(tcp, idx, flags, direction, seglen, rel_seq, an_col, t, packet_links,
+                                      tcp_packet, claim_segment)
+                elif conn.proto == "udp" and corr._udp_claims:
+                    corr._udp.on_packet(idx)
+            if heap and heap[0][0] <= watermark:
+                corr._drain()
+
+    def packets(self, corr, tcp, indices):
+        """`Correlator._tcp_state`'s catch-up: the connection's packets so far, given to its new
+        state in order (on a whole recording, every packet of the connection at once)."""
+        table = corr.table
+        cdef const long long[:] ts = table.ts_ns
+        cdef const unsigned char[:] flags = table.flags
+        cdef const signed char[:] direction = table.direction
+        cdef const unsigned int[:] seglen = table.seglen
+        cdef const unsigned int[:] rel_seq = table.rel_seq
+        cdef const unsigned short[:] an_col = table.analysis
+        cdef dict packet_links = corr.packet_links
+        cdef object tcp_packet = corr._tcp_packet
+        cdef object claim_segment = corr._claim_segment
+        cdef Py_ssize_t idx
+        for idx in indices:
+            _place_packet(tcp, idx, flags, direction, seglen, rel_seq, an_col, ts[idx], packet_links,
+                          tcp_packet, claim_segment)
+
     cdef inline void _slow(self, object on_syscall, dict tables, object sc):
         """The reference path, then what it left (pid, fd) bound to, for the next call."""
         on_syscall(sc)
@@ -256,6 +523,63 @@ cdef class Lane:
             self.resolved.pop(key, None)
         else:
             self.resolved[key] = (sock, sc.fdinfo, sock.local)
+
+
+cdef _place_packet(object tcp, Py_ssize_t idx, const unsigned char[:] flags, const signed char[:] direction,
+                   const unsigned int[:] seglen, const unsigned int[:] rel_seq, const unsigned short[:] an_col,
+                   long long t, dict packet_links, object tcp_packet, object claim_segment):
+    """`Correlator._tcp_packet` for one packet of a tracked connection: a segment with no
+    SYN, FIN or RST, past the handshake, on a connection with no stream waiting to be
+    anchored, is placed here; any other goes to `tcp_packet`."""
+    cdef long long top, pos, start, end, seg
+    cdef Py_ssize_t i, n
+    cdef int d
+    cdef list seg_start, seg_rest, starts, claims_list
+    cdef object dr, claims, claim
+    if flags[idx] & _CTRL or tcp.unanchored or (tcp.final_ack is None and tcp.synacks):
+        tcp_packet(tcp, idx)
+        return
+    tcp.last_idx = idx
+    d = direction[idx]
+    dr = tcp.dirs[d]
+    top = dr.top
+    pos = top + ((<long long>rel_seq[idx] - top + _HALF) & _M32) - _HALF
+    seg = seglen[idx]
+    if seg:
+        start = pos - 1
+        end = start + seg
+        seg_start = dr.seg_start
+        seg_rest = dr.seg_rest
+        i = _bisect(seg_start, start, True)
+        if i == len(seg_start):
+            seg_start.append(start)
+            seg_rest.append((end, idx))
+        else:
+            seg_start.insert(i, start)
+            seg_rest.insert(i, (end, idx))
+        if seg > dr.max_len:
+            dr.max_len = seg
+        for claims in (dr.writes, dr.reads, dr.peeks):
+            starts = claims.starts
+            n = len(starts)
+            if not n:
+                continue
+            claims_list = claims.claims
+            i = _bisect(starts, start, True) - 1
+            if i < 0:
+                i = 0
+            while i < n:
+                claim = claims_list[i]
+                if claim.start >= end:
+                    break
+                if claim.end > start:
+                    if type(claim) is Claim and not an_col[idx] & _RETRANS and claim.retrans is None:
+                        _claim_fresh(claim, claim.link, idx, start, end, t, packet_links)
+                    else:
+                        claim_segment(claim, idx, start, end)
+                i += 1
+    if pos + seg > top:
+        dr.top = pos + seg
 
 
 cdef inline void _claim_fresh(Claim claim, object link, long long idx, long long start, long long end,
@@ -278,10 +602,9 @@ cdef inline void _claim_fresh(Claim claim, object link, long long idx, long long
         covered = claim.start
     if start <= covered < end:
         claim.covered_to = end if end < cend else cend
-    f = claim.first_ts
-    l = claim.last_ts
-    first = ts if f is None or ts < f else f
-    last = ts if l is None or ts > l else l
-    claim.first_ts = first
-    claim.last_ts = last
+    first = ts if not claim._has_first or ts < claim._first else claim._first
+    last = ts if not claim._has_last or ts > claim._last else claim._last
+    claim._first = first
+    claim._last = last
+    claim._has_first = claim._has_last = True
     link.delay_ns = first - claim.enter_ns if claim.write else claim.exit_ns - last

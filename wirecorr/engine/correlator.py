@@ -276,6 +276,48 @@ class _SockState:
     pending: list[list[tuple[_Claim, Syscall, bool]]] = field(default_factory=lambda: [[], []])
 
 
+class _CallIndex:
+    """Per syscall id: its connection and side, its links and its stream range. The
+    reference for the compiled `CallIndex` (`_core/correlate.pyx`), which holds the same
+    in 32 bytes a call; same methods."""
+
+    __slots__ = ("_conn_of", "_links", "_ranges")
+
+    def __init__(self, links: list[Link | None]) -> None:
+        self._conn_of: dict[int, tuple[int, int]] = {}
+        self._links: dict[int, list[Link]] = {}
+        self._ranges: dict[int, tuple[int, int, int]] = {}
+
+    def assign(self, sid: int, conn: int, side: int) -> bool:
+        """Put the call on (conn, side) unless it is on one already; True if it was not."""
+        if sid in self._conn_of:
+            return False
+        self._conn_of[sid] = (conn, side)
+        return True
+
+    def conn_of(self, sid: int) -> tuple[int, int] | None:
+        return self._conn_of.get(sid)
+
+    def unassign(self, sid: int) -> None:
+        self._conn_of.pop(sid, None)
+        self._ranges.pop(sid, None)
+
+    def add_link(self, sid: int, link: Link) -> None:
+        self._links.setdefault(sid, []).append(link)
+
+    def links_of(self, sid: int) -> list[Link]:
+        return list(self._links.get(sid, ()))
+
+    def pop_links(self, sid: int) -> list[Link]:
+        return self._links.pop(sid, [])
+
+    def set_range(self, sid: int, d: int, start: int, end: int) -> None:
+        self._ranges[sid] = (d, start, end)
+
+    def range_of(self, sid: int) -> tuple[int, int, int] | None:
+        return self._ranges.get(sid)
+
+
 # -- the correlator -----------------------------------------------------------------------
 
 
@@ -290,6 +332,12 @@ def _new_lane() -> Any:
             "or set WIRECORR_PURE=1 for the (slower) pure-Python path"
         ) from None
     return Lane()
+
+
+def _new_call_index(links: list[Link | None]) -> Any:
+    from wirecorr._core.correlate import CallIndex
+
+    return CallIndex(links)
 
 
 class Correlator:
@@ -316,11 +364,9 @@ class Correlator:
         self._finished = False
         # The one answer to "which connection, which side, which links" per syscall, kept as
         # sockets bind and links grow; findings and every view read it (docs/architecture.md).
-        self._conn_of: dict[int, tuple[int, int]] = {}
         self._calls_by_conn: dict[int, list[tuple[int, int]]] = {}
-        self._links_by_call: dict[int, list[Link]] = {}
-        # Syscall id → (direction, start, end) of the stream bytes a TCP data call moved (not peeks).
-        self._ranges: dict[int, tuple[int, int, int]] = {}
+        # Per syscall id: connection and side, links, and (direction, start, end) of the
+        # stream bytes a TCP data call moved (not peeks).
         self.anchors: list[Anchor] = []
         # Packet index → captured transport payload, for anchoring by content; set by whoever
         # can re-read the capture (the session, for a file). Without it recent payloads are kept.
@@ -330,6 +376,7 @@ class Correlator:
         # The matcher's own list (it never rebinds it): on_packet tests it without an attribute hop.
         self._udp_claims = self._udp.claims
         self._lane = _new_lane() if (not pure_requested() if compiled is None else compiled) else None
+        self._calls = _new_call_index(self.links) if self._lane is not None else _CallIndex(self.links)
 
     # -- input ----------------------------------------------------------------------------
 
@@ -354,6 +401,41 @@ class Correlator:
                 self._udp.on_packet(idx)
         if self._heap and self._heap[0][0] <= self._watermark:
             self._drain()
+
+    def on_rows(self, lo: int, hi: int) -> None:
+        """`on_packet` for the packets of table rows lo..hi-1, which the compiled feed gave
+        the analyzer already (a chunk of a file: `payload_of` re-reads payloads, so none is
+        kept here). The rows' packets are taken in order; later rows being in the table
+        changes nothing, as `on_packet` meets the same when it builds a connection's state
+        from all its packets (`_tcp_state`)."""
+        assert self.payload_of is not None, "on_rows wants payloads re-read from the file"
+        if self._lane is not None:
+            self._lane.rows(self, lo, hi)
+            return
+        table = self.table
+        conns, ts = table.conn, table.ts_ns
+        connections = self.analyzer.connections
+        tcps = self._tcp
+        heap = self._heap
+        for idx in range(lo, hi):
+            cid = conns[idx]
+            if cid >= self._nconns:
+                self._sync_connections()
+            t = ts[idx]
+            if t > self._watermark:
+                self._watermark = t
+            if cid >= 0:
+                conn = connections[cid]
+                if conn.icmp_errors and idx in conn.icmp_indices:
+                    pass
+                elif conn.proto == "tcp":
+                    tcp = tcps.get(cid)
+                    if tcp is not None and idx > tcp.last_idx:
+                        self._tcp_packet(tcp, idx)
+                elif conn.proto == "udp" and self._udp_claims:
+                    self._udp.on_packet(idx)
+            if heap and heap[0][0] <= self._watermark:
+                self._drain()
 
     def caught_up(self, last_ts_ns: int) -> None:
         """Packets up to `last_ts_ns` (the latest) went to the analyzer without `on_packet`, which is
@@ -463,7 +545,7 @@ class Correlator:
             tcp = self._tcp.pop(cid)
             self._settle(tcp)
             for sid, _ in self._calls_by_conn.get(cid, ()):
-                for link in self._links_by_call.get(sid, ()):
+                for link in self._calls.links_of(sid):
                     link.packets.sort()
             for side in (0, 1):
                 state = self._bound.get((cid, side))
@@ -480,9 +562,8 @@ class Correlator:
         out: list[Link] = []
         packet_links = self.packet_links
         for sid in syscall_ids:
-            self._conn_of.pop(sid, None)
-            self._ranges.pop(sid, None)
-            for link in self._links_by_call.pop(sid, ()):
+            self._calls.unassign(sid)
+            for link in self._calls.pop_links(sid):
                 out.append(link)
                 self.links[link.id] = None
                 for idx in link.packets:
@@ -503,7 +584,7 @@ class Correlator:
         including calls that moved no packet; a UDP call gets the flow of the first
         datagram it was paired with.
         """
-        return self._conn_of.get(syscall_id)
+        return self._calls.conn_of(syscall_id)
 
     def calls_of(self, conn_id: int) -> list[tuple[int, int]]:
         """(syscall id, side) of every call `connection_of` puts on the connection, in the
@@ -511,13 +592,13 @@ class Correlator:
         return self._calls_by_conn.get(conn_id, [])
 
     def links_of(self, syscall_id: int) -> list[Link]:
-        return self._links_by_call.get(syscall_id, [])
+        return self._calls.links_of(syscall_id)
 
     def stream_range(self, syscall_id: int) -> tuple[int, int, int] | None:
         """(direction, start, end): the capture's stream offsets [start, end) of direction
         0 (client → server) or 1 that a TCP read or write moved, once placed; None for other
         calls, peeks, and calls whose stream position is unknown. Requests frame messages on it."""
-        return self._ranges.get(syscall_id)
+        return self._calls.range_of(syscall_id)
 
     def payload(self, index: int) -> bytes | None:
         """The captured transport payload of packet `index`, re-read from the file or kept
@@ -614,8 +695,7 @@ class Correlator:
             heapq.heappush(self._heap, (sc.end_ns, state.sock.id))
 
     def _assign(self, syscall_id: int, conn_id: int, side: int) -> None:
-        if syscall_id not in self._conn_of:
-            self._conn_of[syscall_id] = (conn_id, side)
+        if self._calls.assign(syscall_id, conn_id, side):
             self._calls_by_conn.setdefault(conn_id, []).append((syscall_id, side))
 
     def _poll_errors(self, sc: Syscall) -> None:
@@ -776,7 +856,7 @@ class Correlator:
         claim.start += shift
         claim.end += shift
         if not peek:
-            self._ranges[claim.link.syscall] = (d, claim.start, claim.end)
+            self._calls.set_range(claim.link.syscall, d, claim.start, claim.end)
         dr = tcp.dirs[d]
         (dr.writes if claim.write else dr.peeks if peek else dr.reads).add(claim)
         for seg_start, seg_end, idx in dr.segments(claim.start, claim.end):
@@ -900,11 +980,7 @@ class Correlator:
     def _link(self, kind: str, sc: Syscall, note: str | None = None) -> Link:
         link = Link(id=len(self.links), kind=kind, syscall=sc.id, packets=[], note=note)
         self.links.append(link)
-        links = self._links_by_call.get(sc.id)
-        if links is None:
-            self._links_by_call[sc.id] = [link]
-        else:
-            links.append(link)
+        self._calls.add_link(sc.id, link)
         return link
 
     def _add_packet(self, link: Link, idx: int) -> None:
@@ -1057,8 +1133,11 @@ class Correlator:
         tcp = self._tcp.get(conn.id)
         if tcp is None:
             tcp = self._tcp[conn.id] = _Tcp(conn)
-            for idx in conn.packet_indices:
-                self._tcp_packet(tcp, idx)
+            if self._lane is not None:
+                self._lane.packets(self, tcp, conn.packet_indices)
+            else:
+                for idx in conn.packet_indices:
+                    self._tcp_packet(tcp, idx)
         return tcp
 
     def _tcp_packet(self, tcp: _Tcp, idx: int) -> None:

@@ -128,8 +128,9 @@ def read_capture(
                 "before its end; the report covers what was written until then"
             )
         feed = RecordedFeed(session.feed_syscall, session.on_process_record, feed_batch=session.feed_syscalls)
-        feed.add(recording.syscalls, recording.processes)
-        feed.close()
+        with paused_gc():
+            feed.add(recording.syscalls, recording.processes)
+            feed.close()
     check.done(path)
     yield check.read
 
@@ -298,6 +299,14 @@ def annotate(path: str) -> Annotation | None:
     # lstat: a symlink put in the recording's place is not followed, nor replaced.
     if not stat.S_ISREG(os.lstat(path).st_mode):
         return None
+    # The collector would walk the session's millions of objects again and again (3 of the
+    # pass's 11 s on bench/correlate's recording); nothing here makes reference cycles, and
+    # the session is freed by reference counting when `_annotate` returns, before it resumes.
+    with paused_gc():
+        return _annotate(path)
+
+
+def _annotate(path: str) -> Annotation:
     session = analyze_file(path)
     if session.error is not None:
         raise AnnotateError(str(session.error))

@@ -55,6 +55,9 @@ class Session:
     # The streaming analyze's filter (engine/streaming.py): a syscall it refuses is not kept
     # past its feed. None keeps every syscall, in `syscalls`, as every other front end needs.
     keep_syscall: Callable[[Syscall], bool] | None = None
+    # Called with every run of syscalls as it is fed, before the correlator takes it (the
+    # streaming analyze writes them out at once: a syscall record never changes).
+    on_fed: Callable[[list[Syscall]], None] | None = None
     correlator: Correlator = field(init=False)
     _by_id: dict[int, Syscall] = field(init=False, default_factory=dict)
 
@@ -94,6 +97,8 @@ class Session:
             self.first_call_ns = sc.enter_ns
         if self.last_call_end_ns is None or sc.end_ns > self.last_call_end_ns:
             self.last_call_end_ns = sc.end_ns
+        if self.on_fed is not None:
+            self.on_fed([sc])
         if self.keep_syscall is None:
             self.syscalls.append(sc)
             self._by_id[sc.id] = sc
@@ -113,6 +118,8 @@ class Session:
             self.first_call_ns = first
         if self.last_call_end_ns is None or last > self.last_call_end_ns:
             self.last_call_end_ns = last
+        if self.on_fed is not None:
+            self.on_fed(syscalls)
         if self.keep_syscall is None:
             self.syscalls.extend(syscalls)
             self._by_id.update(zip(map(_ID, syscalls), syscalls, strict=True))

@@ -22,6 +22,7 @@ the sink writes the document in the same order and bytes as the whole-table path
 
 from __future__ import annotations
 
+import gc
 import os
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from typing import Protocol
 from wirecorr.bulk import paused_gc
 from wirecorr.engine import findings, requests
 from wirecorr.engine.ingest import SLICE, LinkTypeCheck, OnProgress, RecordedFeed, feed_packets, reread_payloads
+from wirecorr.engine.packet_feed import compiled_feed_applies, feed_compiled
 from wirecorr.engine.session import Session
 from wirecorr.errors import InputError
 from wirecorr.model import Link, Syscall
@@ -45,6 +47,9 @@ RETIRE_GRACE_NS = 1_000_000_000
 _END_NS = attrgetter("end_ns")
 # Packets between two retirement passes (a pass also follows each block of syscalls).
 RETIRE_EVERY = 8192
+# The compiled feed reads the file in chunks of `every` times this many bytes (≈ a packet
+# of the echo workload, with its share of the recording's syscall blocks).
+CHUNK_BYTES_PER_PACKET = 160
 
 
 class Sink(Protocol):
@@ -84,14 +89,23 @@ class Streamer:
         self._sent = bytearray()
         # Syscalls read but not fed yet (in end order), and the latest packet time seen.
         self._pending: list[Syscall] = []
+        # Syscalls of the Custom Blocks met since the last packet, and how many packets came
+        # before them: one flush of the recorder (its odd rows as format-1 records, then a
+        # block of columns) may straddle the compiled feed's chunks, and its calls go to
+        # `_pending` only as a whole, once a packet follows it, as the record-by-record
+        # feed gives them (it stops a slice at a packet, never between two blocks).
+        self._held: list[Syscall] = []
+        self._held_at = 0
         self._watermark = -(1 << 63)
         self._rows = 0
+        self._shown = 0
         session.keep_syscall = self._keep
+        session.on_fed = sink.syscalls
 
-    def _keep(self, sc: Syscall) -> bool:
+    @staticmethod
+    def _keep(sc: Syscall) -> bool:
         """Syscalls the session keeps past their feed: all but plain transfers on what is
         no TCP socket (files, pipes; UDP flows are never retired, so their calls stay)."""
-        self.sink.syscalls([sc])
         info = sc.fdinfo
         return not (is_plain(sc) and info is not None and not info.kind.startswith(("tcp", "udp")))
 
@@ -107,8 +121,8 @@ class Streamer:
             session.custom_at.append(check.read)
             add_block(recording, block)
             if recording.syscalls or recording.processes:
-                self._pending.extend(recording.syscalls)
-                self._pending.sort(key=_END_NS)
+                self._held.extend(recording.syscalls)
+                self._held_at = check.read
                 feed.add([], recording.processes)
                 recording.syscalls, recording.processes = [], []
 
@@ -116,22 +130,12 @@ class Streamer:
         session.sources.append(path)
         check = LinkTypeCheck(session)
         reread_payloads(session, path)
-        records: Iterator[RawRecord] = reader.records()
         try:
             with paused_gc():
-                while True:
-                    n = feed_packets(session, islice(records, self.every), check)
-                    table = session.analyzer.table
-                    if len(table) > self._rows:
-                        self._watermark = max(self._watermark, max(table.ts_ns[self._rows :]))
-                        self._rows = len(table)
-                    self._feed_ready(feed)
-                    if n < self.every:
-                        break
-                    if check.read % SLICE < self.every:
-                        if on_progress is not None:
-                            on_progress(reader.position, reader.size, check.read)
-                        yield check.read
+                if compiled_feed_applies(session, None):
+                    yield from self._read_compiled(reader, path, check, feed, on_progress)
+                else:
+                    yield from self._read_records(reader, check, feed, on_progress)
         except InputError as e:
             session.error = e
         finally:
@@ -142,6 +146,7 @@ class Streamer:
                     f"{reader.clamped:,} packet(s) of {path} have a timestamp beyond 2116 or before 1823 (first at "
                     f"byte {reader.first_clamped}): shown at that limit"
                 )
+        self._release()
         feed.add(self._pending, [])
         self._pending = []
         feed.close()
@@ -161,6 +166,56 @@ class Streamer:
                 )
         check.done(path)
         yield check.read
+
+    def _read_compiled(
+        self, reader: CaptureReader, path: str, check: LinkTypeCheck, feed: RecordedFeed, on_progress: OnProgress | None
+    ) -> Iterator[int]:
+        """The packets through the compiled walker (`packet_feed.feed_compiled`), a chunk
+        of about `every` packets at a time; the correlator takes each chunk's rows at once."""
+        session = self.session
+        table = session.analyzer.table
+        for read in feed_compiled(
+            session, reader, path, check, packet_filter=None, count=None, chunk=self.every * CHUNK_BYTES_PER_PACKET
+        ):
+            if len(table) > self._rows:
+                self._watermark = max(self._watermark, max(table.ts_ns[self._rows :]))
+                session.correlator.on_rows(self._rows, len(table))
+                self._rows = len(table)
+            if read > self._held_at:
+                self._release()
+            self._feed_ready(feed)
+            if on_progress is not None and read // SLICE != self._shown:
+                self._shown = read // SLICE
+                on_progress(reader.position, reader.size, read)
+            yield read
+
+    def _read_records(
+        self, reader: CaptureReader, check: LinkTypeCheck, feed: RecordedFeed, on_progress: OnProgress | None
+    ) -> Iterator[int]:
+        """The packets one `Packet` at a time (the reference analyzer: WIRECORR_PURE=1)."""
+        session = self.session
+        records: Iterator[RawRecord] = reader.records()
+        while True:
+            n = feed_packets(session, islice(records, self.every), check)
+            table = session.analyzer.table
+            if len(table) > self._rows:
+                self._watermark = max(self._watermark, max(table.ts_ns[self._rows :]))
+                self._rows = len(table)
+            self._release()
+            self._feed_ready(feed)
+            if n < self.every:
+                break
+            if check.read % SLICE < self.every:
+                if on_progress is not None:
+                    on_progress(reader.position, reader.size, check.read)
+                yield check.read
+
+    def _release(self) -> None:
+        """The held calls of a flush a packet followed go to the pending ones."""
+        if self._held:
+            self._pending.extend(self._held)
+            self._pending.sort(key=_END_NS)
+            self._held = []
 
     def _feed_ready(self, feed: RecordedFeed) -> None:
         """Feed the syscalls that ended before the latest packet, then retire.
@@ -199,9 +254,16 @@ class Streamer:
             session.drop_syscalls(plain)
 
     def finish(self) -> None:
-        """After `diagnose`: the links no retirement handed out."""
+        """After `diagnose`: the links no retirement handed out.
+
+        The session's objects then live until the output is written, and the process ends:
+        they are frozen out of the collector, whose first full pass after the run (the
+        analyze pauses it while reading) would otherwise walk millions of them, ≈ 2 s on
+        bench/correlate's recording.
+        """
         sent = self._sent
         self._send([link for link in self.session.correlator.links if link is not None and not _was_sent(sent, link)])
+        gc.freeze()
 
     def _send(self, links: list[Link]) -> None:
         sent = self._sent

@@ -533,8 +533,8 @@ class SyscallRows:
             map(
                 Syscall,
                 col("id").to_pylist(),
-                col("pid").to_pylist(),
-                col("tid").to_pylist(),
+                _shared(col("pid").to_pylist()),
+                _shared(col("tid").to_pylist()),
                 lookup("name"),
                 col("enter_ns").to_pylist(),
                 lookup("args"),
@@ -549,6 +549,13 @@ class SyscallRows:
                 col("msg_lens").to_pylist(),
             )
         )
+
+
+def _shared(values: list[Any]) -> list[Any]:
+    """One int object per distinct value (pids, tids: a few per batch), not one per row:
+    64 bytes a syscall kept (51 MB on bench/correlate's 800k)."""
+    seen: dict[Any, Any] = {}
+    return [seen.setdefault(v, v) for v in values]
 
 
 def links_from_table(table: pa.Table) -> list[Link]:
