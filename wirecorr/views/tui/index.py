@@ -197,7 +197,8 @@ class EventIndex:
                     dirty.add(call)
                 dirty.update(packet_ref(i) for i in link.packets)
         self._nlinks = len(links)
-        self.unowned = [ref for ref in self.unowned if self.conn_of(ref) is None]
+        if self.session.syscall_count:  # before the first, no call has a connection to own
+            self.unowned = [ref for ref in self.unowned if self.conn_of(ref) is None]
         findings = self.findings
         if len(findings) != self._nfindings:
             self._nfindings = len(findings)
