@@ -17,6 +17,7 @@ from wirecorr.engine.session import Session
 from wirecorr.recording import RecordingWriter
 from wirecorr.recording.reader import Recording, add_block, read_recording
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock
+from wirecorr.views.tui import index as index_module
 from wirecorr.views.tui.index import EventIndex
 from wirecorr.views.tui.loader import FileLoader
 from wirecorr.views.tui.packets import LivePackets
@@ -55,11 +56,11 @@ def as_format2(src: Path, dst: Path) -> Path:
     return dst
 
 
-def load(path: Path, *, until_walked: bool = False) -> tuple[EventIndex, FileLoader]:
+def load(path: Path, *, until_walked: bool = False, budget: float = 1.0) -> tuple[EventIndex, FileLoader]:
     index = EventIndex(Session(), LivePackets())
     loader = FileLoader(index, str(path))
     while not loader.done and not (until_walked and loader.walk is None):
-        loader.step(0 if until_walked else 1.0)
+        loader.step(0 if until_walked else budget)
         index.flush()
     return index, loader
 
@@ -107,3 +108,42 @@ def test_rows_of_columns_make_no_syscall_objects_until_looked_at(tmp_path: Path)
     while not loader.done:
         loader.step(1.0)
     assert all(calls.is_made(pos) for pos in range(len(calls)))  # fed to the correlator
+
+
+def test_findings_made_one_detector_per_slice_are_analyzes(tmp_path: Path) -> None:
+    """A zero budget gives one unit of work per step: the engine's finish, then each
+    detector in its own step; the findings and their order are still analyze's."""
+    v2 = as_format2(CAPTURES / "lab-port-bomb.pcapng", tmp_path / "bomb.pcapng")
+    index, loader = load(v2, until_walked=True)
+    while loader.ending is None:
+        loader.step(0)
+    steps = 0
+    while not loader.done:
+        assert not index.session.findings
+        loader.step(0)
+        steps += 1
+    analyzed = analyze_file(str(v2))
+    assert [(f.kind, f.severity, f.message) for f in index.session.findings] == [
+        (f.kind, f.severity, f.message) for f in analyzed.findings
+    ]
+    assert len({f.severity for f in analyzed.findings}) > 1  # the order is tested
+    assert steps > 5
+
+
+@pytest.mark.parametrize("limit", [0, 10**9])
+def test_rows_that_gained_links_are_redrawn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
+    """Past DIRTY_LINKS_MAX new links every row counts as changed; under it, each row of a new link."""
+    monkeypatch.setattr(index_module, "DIRTY_LINKS_MAX", limit)
+    index, loader = load(CAPTURES / "handshake-echo.pcapng", until_walked=True)
+    index.sync()
+    index.dirty.clear()
+    index.dirty_all = False
+    while not loader.done:
+        loader.step(1.0)
+    index.sync()
+    linked = {ref for ref in index.rows.refs if index.links(ref)}
+    assert linked
+    if limit:
+        assert not index.dirty_all and linked <= index.dirty
+    else:
+        assert index.dirty_all and not index.dirty

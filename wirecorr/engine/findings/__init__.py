@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -29,7 +29,19 @@ if TYPE_CHECKING:
 
 Detector = Callable[[Context], Iterable[Finding]]
 
-__all__ = ["ERROR", "INFO", "WARNING", "Detector", "Thresholds", "detect", "detectors", "keeps_data", "kinds"]
+__all__ = [
+    "ERROR",
+    "INFO",
+    "WARNING",
+    "Detector",
+    "Thresholds",
+    "detect",
+    "detecting",
+    "detectors",
+    "keeps_data",
+    "kinds",
+    "ranked",
+]
 
 
 @cache
@@ -81,9 +93,18 @@ def keeps_data(conn: Connection, links: list[Link], thresholds: Thresholds) -> b
 
 def detect(session: Session, thresholds: Thresholds | None = None) -> list[Finding]:
     """Run every detector over the session; errors first, then warnings, then info."""
+    return ranked([finding for found in detecting(session, thresholds) for finding in found])
+
+
+def detecting(session: Session, thresholds: Thresholds | None = None) -> Iterator[list[Finding]]:
+    """`detect`'s detectors one at a time, each one's findings as it ends: the TUI's loader
+    runs one per slice, since all of them at once stall its screen for half a second on a
+    million events."""
     ctx = Context(session, thresholds or Thresholds())
-    out: list[Finding] = []
     for _, run in detectors():
-        out.extend(run(ctx))
-    out.sort(key=lambda f: SEVERITY_RANK[f.severity])
-    return out
+        yield list(run(ctx))
+
+
+def ranked(findings: list[Finding]) -> list[Finding]:
+    """`findings` in `detect`'s order: errors first, then warnings, then info."""
+    return sorted(findings, key=lambda f: SEVERITY_RANK[f.severity])

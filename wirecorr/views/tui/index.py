@@ -40,6 +40,10 @@ _FLAGS = {
 C2S = "c→s"
 S2C = "s→c"
 _BYTES_FIELDS = frozenset({"frame.bytes", "tcp.payload", "udp.payload", "data"})
+# New links past which `sync` marks every row changed instead of naming each: the
+# timeline caches 4096 rows, and the end of a large file's indexing brings 500k links
+# (0.4 s to name their rows one by one, for a cache that is simply dropped).
+DIRTY_LINKS_MAX = 1024
 _WIRESHARK_FIELDS = frozenset(
     {"ip.addr", "ip.src", "ip.dst", "tcp.port", "tcp.srcport", "tcp.dstport", "udp.port", "udp.srcport"}
     | {"udp.dstport", "tcp.stream", "udp.stream", "udp.length", "tcp.analysis.flags"}
@@ -198,14 +202,18 @@ class EventIndex:
         """Pick up what the engine added since: connection owners, findings, and which
         rows gained links (their text changed)."""
         links = self.session.correlator.links
-        dirty = self.dirty
-        for link in links[self._nlinks :]:
-            call = self.ref_of_call_id(link.syscall)
-            if call is not None:
-                dirty.add(call)
-            dirty.update(packet_ref(i) for i in link.packets)
+        if len(links) - self._nlinks > DIRTY_LINKS_MAX:
+            self.dirty_all = True
+        else:
+            dirty = self.dirty
+            for link in links[self._nlinks :]:
+                call = self.ref_of_call_id(link.syscall)
+                if call is not None:
+                    dirty.add(call)
+                dirty.update(packet_ref(i) for i in link.packets)
         self._nlinks = len(links)
-        self.unowned = [ref for ref in self.unowned if self.conn_of(ref) is None]
+        if self.session.syscall_count:  # before the first, no call has a connection to own
+            self.unowned = [ref for ref in self.unowned if self.conn_of(ref) is None]
         findings = self.findings
         if len(findings) != self._nfindings:
             self._nfindings = len(findings)
