@@ -474,6 +474,9 @@ class Filter:
     text: str
     predicate: Predicate
     fields: frozenset[str]
+    # The field when the whole filter is that one field alone (`net`): the index may answer
+    # it for many rows at once from its columns.
+    lone_field: str | None = None
 
     @property
     def depends_on_links(self) -> bool:
@@ -484,4 +487,6 @@ def compile_filter(text: str) -> Filter:
     """Parse `text` into a predicate over (facts, row ref); raise FilterError when invalid."""
     parser = _Parser(text)
     predicate = parser.parse()
-    return Filter(text.strip(), predicate, frozenset(parser.fields))
+    first = parser.tokens[0]
+    lone = ALIASES.get(first.text, first.text) if len(parser.tokens) == 2 and first.kind == "name" else None
+    return Filter(text.strip(), predicate, frozenset(parser.fields), lone)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -53,6 +54,9 @@ _WIRESHARK_FIELDS = frozenset(
 
 @dataclass
 class EventIndex:
+    # Fields `mask` answers for many rows at once, from columns.
+    MASK_FIELDS: ClassVar[frozenset[str]] = frozenset({"net", "packet"})
+
     session: Session
     packets: PacketSource
     calls: CallList = field(default_factory=CallList)
@@ -309,6 +313,17 @@ class EventIndex:
                 fd = sc.ret if sc.name != "connect" and isinstance(sc.ret, int) and sc.ret >= 0 else sc.fd
                 self.owners.setdefault(cid, set()).add(f"{sc.pid}/{fd}")
         return cid
+
+    def mask(self, name: str, refs: np.ndarray) -> np.ndarray:
+        """`field` of a MASK_FIELDS name for every ref in `refs` (int64), as a bool array."""
+        packet = (refs & 1) == 0
+        if name == "packet":
+            return packet
+        net = np.frombuffer(self.calls.net, dtype=np.uint8)
+        hit = packet.copy()
+        calls = ~packet
+        hit[calls] = net[refs[calls] >> 1] != 0
+        return hit
 
     def field(self, ref: int, name: str) -> FieldValue:
         """The display filter's view of a row (display_filter.RowFacts)."""

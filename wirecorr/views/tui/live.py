@@ -139,6 +139,11 @@ class LiveFeed:
         if self._stop is not None and not self.finished:
             self._stop()
 
+    @property
+    def backlog(self) -> bool:
+        """A live feed waits for events; a step that found none means there are none yet."""
+        return False
+
     def step(self, budget_s: float) -> int:
         deadline = time.perf_counter() + budget_s
         index, session = self.index, self.index.session

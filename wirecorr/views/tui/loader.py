@@ -109,6 +109,10 @@ class FileLoader:
     def stop(self) -> None:
         """Nothing to stop: quitting simply abandons the rest of the file."""
 
+    @property
+    def backlog(self) -> bool:
+        return not self.done
+
     def step(self, budget_s: float = 0.02) -> int:
         """Index for about `budget_s` (one chunk of the file, or one batch of syscalls, at
         least); return how many events."""
@@ -120,9 +124,14 @@ class FileLoader:
             elif self.next_call < len(self._order()):
                 self._feed_calls()
             else:
+                # Each of the end's steps takes a slice of its own (the engine's finish alone
+                # is ~0.1 s), never the rest of one that fed syscalls.
+                if self.fed > start:
+                    break
                 if self.ending is None:
                     self.ending = self._ending()
                 next(self.ending, None)
+                break
             if time.perf_counter() >= deadline:
                 break
         return self.fed - start

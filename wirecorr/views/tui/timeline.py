@@ -16,6 +16,8 @@ the cursor must not move the user's place.
 
 from __future__ import annotations
 
+import time
+
 from rich.style import Style
 from rich.text import Text
 from textual import events
@@ -71,6 +73,9 @@ class Timeline(ScrollView, can_focus=True):
         self.view = index.rows
         self.cursor = 0
         self.cursor_key: tuple[int, int] | None = None
+        # When a line was last drawn (perf_counter): the app's indexing stands aside after
+        # a key press until the timeline has been drawn since.
+        self.painted_at = 0.0
         self.related: set[int] = set()
         self.time_view = TimeView()
         self.marks: set[int] = set()
@@ -188,6 +193,7 @@ class Timeline(ScrollView, can_focus=True):
         return max(self.scrollable_content_region.height - HEADER_LINES, 1)
 
     def render_line(self, y: int) -> Strip:
+        self.painted_at = time.perf_counter()
         cols = self.columns()
         width = cols.width
         if y < HEADER_LINES:
