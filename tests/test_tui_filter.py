@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from tui_helpers import REPO
+from tui_helpers import REPO, SIZE, make_app, settle, sync
 
 from wirecorr.engine.session import Session
 from wirecorr.views.tui.display_filter import FilterError, compile_filter
@@ -106,3 +106,35 @@ def test_search_fields_reach_syscall_data_and_row_text() -> None:
 def test_wireshark_operator_errors(text: str, message: str) -> None:
     with pytest.raises(FilterError, match=message.replace("{", r"\{").replace("(", r"\(")):
         compile_filter(text)
+
+
+def test_a_lone_field_is_named_for_the_column_path() -> None:
+    assert compile_filter(" net ").lone_field == "net"
+    assert compile_filter("packet").lone_field == "packet"
+    assert compile_filter("net && net").lone_field is None
+    assert compile_filter("!net").lone_field is None
+    assert compile_filter("tcp.flags.syn == 1").lone_field is None
+
+
+@pytest.mark.parametrize("text", ["net", "packet"])
+@sync
+async def test_the_column_path_keeps_the_rows_the_predicate_keeps(text: str) -> None:
+    """`net` (the filter a session opens with) and `packet` are answered from the index's
+    columns, both while rows arrive and when the filter is applied to every row; the same
+    filter written so that it needs the predicate (`x && x`) must keep the same rows."""
+    path = str(REPO / "captures" / "lab-port-bomb.pcapng")
+
+    async def kept(written: str) -> tuple[list[int], list[int], int]:
+        app = make_app(path, start_filter=written)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot, app)
+            assert app.matches is not None
+            while_arriving = list(app.matches.refs)
+            app.set_filter(written, by_user=False)
+            await settle(pilot, app)
+            return while_arriving, list(app.matches.refs), len(app.index.rows)
+
+    columns = await kept(text)
+    assert columns == await kept(f"{text} && {text}")
+    arriving, applied, total = columns
+    assert arriving == applied and 0 < len(applied) < total

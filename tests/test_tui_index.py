@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from wirecorr.engine.ingest import analyze_file
@@ -93,6 +94,11 @@ def test_format2_recording_indexes_as_analyze_and_as_its_format1_original(name: 
     assert [index.field(ref, "net") for ref in index.rows.refs] == [
         original.field(r, "net") for r in original.rows.refs
     ]
+    # The columns' answer for many rows at once (the app's start filter) is the field's, row by row.
+    refs = np.frombuffer(index.rows.refs, dtype=np.int64).copy()
+    for name in EventIndex.MASK_FIELDS:
+        assert index.mask(name, refs).tolist() == [bool(index.field(int(ref), name)) for ref in refs]
+    assert 0 < int(index.mask("net", refs).sum()) < len(refs)
 
 
 def test_rows_of_columns_make_no_syscall_objects_until_looked_at(tmp_path: Path) -> None:
