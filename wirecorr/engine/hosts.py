@@ -199,6 +199,32 @@ def crossing_rows(path: str, meta: dict[str, Any]) -> dict[int, tuple[int, str, 
     }
 
 
+def one_copy(crossings: dict[int, tuple[int, str, str]], arrived_ns: dict[int, int]) -> PacketFilter:
+    """The packet filter for a merged recording read as one capture (the TUI's timeline):
+    a receiver's copy of a packet on the same connection as its sender's copy is left out,
+    so the one session sees each crossing once — otherwise it reads the copy as a
+    retransmission (a false finding per direction) and counts the connection's bytes twice,
+    and its links end on the sender's copy, the row the timeline shows. Under NAT the
+    receiver's copy carries other addresses: it is its host's own connection and is kept.
+    `crossings` is `crossing_rows`'s; packets must come in file order. The time each
+    copy left out was captured goes into `arrived_ns` (by its index): the one-way delay."""
+    sender_of = {received: sent for sent, (received, _, _) in crossings.items()}
+    sent_as: dict[int, tuple[int, bytes, int, bytes, int]] = {}
+
+    def keep(pkt: Any) -> bool:
+        ends = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        if pkt.index in crossings:
+            sent_as[pkt.index] = ends
+            return True
+        sent = sender_of.get(pkt.index)
+        if sent is None or sent_as.pop(sent, None) != ends:
+            return True
+        arrived_ns[pkt.index] = pkt.ts_ns
+        return False
+
+    return keep
+
+
 def load_merged(path: str, meta: dict[str, Any], *, packet_filter: PacketFilter | None = None) -> MergedSession:
     """Each host of the merged recording at `path` correlated on its own, plus the crossings."""
     merged = MergedSession(path, meta)

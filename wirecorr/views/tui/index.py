@@ -81,6 +81,8 @@ class EventIndex:
     # row, the sender's; `shown_as` sends the receiver's copy there.
     crossings: dict[int, tuple[int, str, str]] = field(default_factory=dict)
     shown_as: dict[int, int] = field(default_factory=dict)
+    # When each receiver's copy the engine was not fed (`hosts.one_copy`) was captured.
+    arrived_ns: dict[int, int] = field(default_factory=dict)
     _hidden: np.ndarray | None = None
     _nlinks: int = 0
     # (pid, fd) strings of the sockets behind each connection, as the app knew them.
@@ -161,6 +163,13 @@ class EventIndex:
                 key = endpoint_key(info.local) if info is not None else None
                 if key is not None:
                     self._local.add(key)
+
+    def one_way_ns(self, sent: int) -> int:
+        """The one-way delay of the crossing whose sender's copy is packet `sent`."""
+        received = self.crossings[sent][0]
+        ts = self.session.analyzer.table.ts_ns
+        arrived = self.arrived_ns.get(received)
+        return (ts[received] if arrived is None else arrived) - ts[sent]
 
     def set_crossings(self, crossings: dict[int, tuple[int, str, str]]) -> None:
         """Show each crossing once (before any packet has a row): its receiver's copy gets none."""

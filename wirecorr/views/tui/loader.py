@@ -28,8 +28,8 @@ from itertools import islice
 import numpy as np
 
 from wirecorr.engine.findings import detecting, ranked
-from wirecorr.engine.hosts import crossing_rows, merged_header
-from wirecorr.engine.ingest import LinkTypeCheck, RecordedFeed, feed_packets, reread_payloads
+from wirecorr.engine.hosts import crossing_rows, merged_header, one_copy
+from wirecorr.engine.ingest import LinkTypeCheck, PacketFilter, RecordedFeed, feed_packets, reread_payloads
 from wirecorr.engine.packet_feed import compiled_feed_applies, feed_compiled
 from wirecorr.errors import InputError
 from wirecorr.model import Finding
@@ -70,15 +70,19 @@ class FileLoader:
         index.packets = FilePackets(path, session.analyzer.table)
         reread_payloads(session, path)
         index.hold_back = True
+        packet_filter = None
         if (merged := merged_header(path)) is not None:
-            index.set_crossings(crossing_rows(path, merged))
+            crossings = crossing_rows(path, merged)
+            index.set_crossings(crossings)
+            # Each crossing once to the engine too (a merged file is small: the Python path).
+            packet_filter = one_copy(crossings, index.arrived_ns) if crossings else None
         session.sources.append(path)
         # Syscalls already in the index (an strace log, loaded and fed first) are not fed again.
         self.first_call = len(index.calls)
         self.walk: Iterator[object] | None = (
             feed_compiled(session, self.reader, path, self.check, packet_filter=None, count=None, chunk=WALK_CHUNK)
-            if compiled_feed_applies(session, None)
-            else self._reference_walk()
+            if packet_filter is None and compiled_feed_applies(session, None)
+            else self._reference_walk(packet_filter)
         )
         self.rows_made = 0  # packets that have rows
         # Syscall blocks met by the walk, decoded one per call of `_walk_chunk` (≈ 20 ms each
@@ -159,12 +163,12 @@ class FileLoader:
         self.fed += made - self.rows_made
         self.rows_made = made
 
-    def _reference_walk(self) -> Iterator[int]:
+    def _reference_walk(self, packet_filter: PacketFilter | None) -> Iterator[int]:
         """The pure-Python packet path (`ingest.feed_packets`), in short batches."""
         session = self.index.session
         records = self.reader.records()
         while True:
-            n = feed_packets(session, islice(records, REFERENCE_BATCH), self.check)
+            n = feed_packets(session, islice(records, REFERENCE_BATCH), self.check, packet_filter=packet_filter)
             yield n
             if n < REFERENCE_BATCH:
                 return

@@ -262,8 +262,8 @@ def row_text(
         direction = index.direction(ref)
         summary = packet_summary(index, i)
         if (crossing := index.crossings.get(i)) is not None:  # a merged recording's crossing, shown once
-            received, sender, receiver = crossing
-            one_way = index.session.analyzer.table.ts_ns[received] - index.session.analyzer.table.ts_ns[i]
+            _, sender, receiver = crossing
+            one_way = index.one_way_ns(i)
             hosts = f"→{receiver}" if short else f"{sender}→{receiver}"  # narrow: the sender is the row's direction
             summary = f"{hosts} {fmt_ns(one_way)} · {summary}"
         style = packet_style(index, i, direction, index.kernel_only(ref))
