@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -45,6 +45,9 @@ from wirecorr.views.tui.timeline import Timeline
 from wirecorr.views.tui.viewer import ViewerScreen
 
 if TYPE_CHECKING:
+    from textual.actions import ActionParseResult
+    from textual.dom import DOMNode
+
     from wirecorr.engine.hosts import MergedSession
     from wirecorr.views.tui.conversations import Conversations
     from wirecorr.views.tui.delays import DelayView
@@ -210,6 +213,7 @@ class WirecorrApp(App[None]):
         self._started = time.perf_counter()
         self._panes_at = 0.0
         self._input_at = 0.0
+        self._acted_at = 0.0
         self._status_text = ""
         self._shown_at = 0.0
         self._unshown = 0
@@ -223,6 +227,18 @@ class WirecorrApp(App[None]):
             self._input_at = time.perf_counter()
         await super().on_event(event)
 
+    async def run_action(
+        self,
+        action: str | ActionParseResult,
+        default_namespace: DOMNode | None = None,
+        namespaces: Mapping[str, DOMNode] | None = None,
+    ) -> bool:
+        """Key bindings run here: when it is done, `_stand_aside` waits only for the draw."""
+        try:
+            return await super().run_action(action, default_namespace, namespaces)
+        finally:
+            self._acted_at = time.perf_counter()
+
     async def _stand_aside(self, at_least: float, woken: asyncio.Event | None = None) -> None:
         """Sleep through the quiet period that follows user input, and at least `at_least`
         (or until `woken` is set: a live feed's first event after a quiet spell)."""
@@ -234,7 +250,10 @@ class WirecorrApp(App[None]):
             woken.clear()
         timeline = self.timeline
         while (wait := self._input_at + INPUT_QUIET_S - time.perf_counter()) > 0:
-            if timeline.painted_at > self._input_at:
+            # Done once the key's action has run and the timeline was drawn after it (a
+            # draw between the key and its action, which comes back to the app from the
+            # focused widget several loop turns later, is not the key's).
+            if timeline.painted_at > self._acted_at > self._input_at:
                 return
             await asyncio.sleep(min(wait, YIELD_S))
 
