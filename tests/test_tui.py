@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pty_helpers import run_with_tty
 from textual import events
+from textual.containers import VerticalScroll
 from textual.keys import _character_to_key
 from textual.widgets import Input
 from tui_helpers import CAPTURE, SIZE, make_app, settle, sync
@@ -288,6 +289,19 @@ async def test_tab_mouse_time_help_and_palette() -> None:
         assert "04:28:54." in app.timeline.render_line(1).text
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
+        await pilot.resize_terminal(80, 24)  # the help is taller than the screen: it scrolls
+        await pilot.pause()
+        box = app.screen.query_one(VerticalScroll)
+        assert box.max_scroll_y > 0
+        await pilot.press("j", "j")
+        assert box.scroll_y == 2
+        await pilot.press("k")
+        assert box.scroll_y == 1
+        await pilot.press("G")
+        assert box.scroll_y == box.max_scroll_y
+        await pilot.press("g")
+        assert box.scroll_y == 0
+        await pilot.resize_terminal(*SIZE)
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
         titles = [c.title for c in app.get_system_commands(app.screen)]

@@ -150,7 +150,15 @@ def help_body(width: int) -> Group:
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+    # j/k/g/G scroll as they move everywhere else in the app (the arrows, pgup/pgdn and
+    # home/end are VerticalScroll's own).
+    BINDINGS = [
+        Binding("escape,q,question_mark", "dismiss", "Close"),
+        Binding("j", "scroll('down')", "Down", show=False),
+        Binding("k", "scroll('up')", "Up", show=False),
+        Binding("g", "scroll('home')", "Top", show=False),
+        Binding("G", "scroll('end')", "Bottom", show=False),
+    ]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll { width: 100%; max-width: 180; height: auto; max-height: 100%;
@@ -161,7 +169,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         box = VerticalScroll()
         box.border_title = "wirecorr — keys"
-        box.border_subtitle = "↑↓ scroll · esc close"
+        box.border_subtitle = "j/k ↑↓ scroll · esc close"
         with box:
             yield Static(id="help-body")
 
@@ -170,6 +178,12 @@ class HelpScreen(ModalScreen[None]):
 
     def on_resize(self) -> None:
         self._lay_out()
+
+    def action_scroll(self, where: str) -> None:
+        box = self.query_one(VerticalScroll)
+        {"down": box.scroll_down, "up": box.scroll_up, "home": box.scroll_home, "end": box.scroll_end}[where](
+            animate=False
+        )
 
     def _lay_out(self) -> None:
         self.query_one("#help-body", Static).update(help_body(self.size.width))
