@@ -919,6 +919,7 @@ def test_live_attaches_to_processes_in_two_namespaces(tmp_path: Path) -> None:
     from wirecorr.commands.live import LiveRecording
     from wirecorr.commands.record import options
     from wirecorr.engine.ingest import annotate
+    from wirecorr.views.tui.rows import is_syscall_ref
 
     (tmp_path / "server.py").write_text(NS_SERVER)
     (tmp_path / "client.py").write_text(NS_CLIENT)
@@ -960,5 +961,24 @@ def test_live_attaches_to_processes_in_two_namespaces(tmp_path: Path) -> None:
     assert [h["pids"] for h in doc["hosts"]] == [[client.pid], [server.pid]]
     assert any((c["client"]["host"], c["server"]["host"]) == (0, 1) for c in doc["conversations"])
     # The feed had every packet of both captures, each once, numbered as they came.
-    table = session.analyzer.table
-    assert len(table) == sum(len(h["report"]["packets"]) for h in doc["hosts"]) > 2 * len(doc["conversations"])
+    total = sum(len(h["report"]["packets"]) for h in doc["hosts"])
+    assert sorted(live.feed.packets.recent) == list(range(total)) and total > 2 * len(doc["conversations"])
+    # A packet both namespaces captured is one row, fed to the engine once (hosts.SecondCopies):
+    # at least as many rows fewer as the merge paired crossings (it pairs only what it can tell
+    # apart: repeated pure ACKs may stay unpaired), no crossing a retransmission of itself, and
+    # each connection's bytes those of the host that saw the most of it (the two captures
+    # begin at different times), not their sum.
+    live.index.flush()
+    rows = sum(1 for ref in live.index.rows.refs if not is_syscall_ref(ref))
+    assert doc["crossings"] and rows <= total - len(doc["crossings"])
+    assert not [f.message for f in session.findings if f.kind == "retransmission"]
+
+    by_ends: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for host in doc["hosts"]:
+        for c in host["report"]["connections"]:
+            octets = (c["bytes"]["client_to_server"], c["bytes"]["server_to_client"])
+            by_ends.setdefault((c["client"], c["server"]), []).append(octets)
+    conns = [c for c in session.analyzer.connections if c.proto == "tcp"]
+    assert conns
+    for conn in conns:
+        assert (conn.bytes_c2s, conn.bytes_s2c) == max(by_ends[(str(conn.client), str(conn.server))])

@@ -217,3 +217,29 @@ def test_merged_json_timeline_has_each_crossing_once() -> None:
         assert r["host"] == c["sender"] and r["crossing"] == {"received": c["received"], "to": c["receiver"],
                                                                "delay_ns": c["delay_ns"]}  # fmt: skip
     assert not {c["received"] for c in doc["crossings"]} & {r["index"] for r in rows}
+
+
+def test_second_copies_are_another_captures_within_the_window() -> None:
+    """live across namespaces: a copy is another capture's equal packet within the window;
+    a repeat of the same capture (a retransmission), a NATed copy (other addresses) and a
+    packet equal to one long gone are not."""
+    from wirecorr.engine.hosts import SecondCopies
+    from wirecorr.model import ACK, PSH, Packet
+
+    def pkt(iface: int, ts_ns: int, src: bytes = b"\x0a\x00\x00\x01", payload: bytes = b"hello") -> Packet:
+        frame = b"\x00" * 54 + payload
+        return Packet(
+            index=0, ts_ns=ts_ns, offset=0, caplen=len(frame), wirelen=len(frame), iface=iface, ip_version=4,
+            src=src, dst=b"\x0a\x00\x00\x02", proto=6, sport=40000, dport=80, seq=1, ack=1, flags=ACK | PSH,
+            window=512, payload_len=len(payload), frame=frame, payload_offset=54,
+        )  # fmt: skip
+
+    copies = SecondCopies(window_ns=1_000_000)
+    assert not copies.is_copy(pkt(0, 0))
+    assert copies.is_copy(pkt(1, 20_000))  # the other namespace's capture, 20 µs later
+    assert copies.is_copy(pkt(2, 30_000))  # and a third one's (a router between them)
+    assert not copies.is_copy(pkt(0, 40_000))  # the first capture again: a retransmission
+    assert copies.is_copy(pkt(1, 60_000))  # ... whose copy is one too
+    assert not copies.is_copy(pkt(1, 70_000, src=b"\x0a\x00\x00\xfe"))  # NATed: its namespace's own connection
+    assert not copies.is_copy(pkt(1, 70_000, payload=b"other"))
+    assert not copies.is_copy(pkt(2, 5_000_000))  # long after the window: not a copy of those

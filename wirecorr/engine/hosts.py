@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 from array import array
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,6 +224,40 @@ def one_copy(crossings: dict[int, tuple[int, str, str]], arrived_ns: dict[int, i
         return False
 
     return keep
+
+
+class SecondCopies:
+    """`live` across network namespaces of one machine: a packet that crosses from one of
+    them to another (a veth) is captured in both, on one clock, before any merge has paired
+    the copies. Read as one capture, the second copy would be its own row and a
+    retransmission of itself to the engine (`one_copy` is the same rule for a merged file).
+
+    A copy is a packet equal in addresses, ports, TCP numbers, flags, window and payload to
+    one another capture (`Packet.iface`: which capture saw it) saw within `window_ns`. A
+    repeat the same capture saw is a retransmission and stays. Under NAT the addresses
+    differ: the copy is its namespace's own connection and stays too.
+    """
+
+    def __init__(self, window_ns: int = 1_000_000_000) -> None:
+        self.window_ns = window_ns
+        self._seen: dict[tuple[Any, ...], tuple[int, int]] = {}  # key → (capture, ts_ns)
+        self._order: deque[tuple[int, tuple[Any, ...]]] = deque()
+
+    def is_copy(self, pkt: Any) -> bool:
+        payload = pkt.frame[pkt.payload_offset :] if pkt.payload_offset else b""
+        key = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.seq, pkt.ack, pkt.flags, pkt.window,
+               pkt.payload_len, hash(payload))  # fmt: skip
+        order, seen = self._order, self._seen
+        while order and order[0][0] < pkt.ts_ns - self.window_ns:
+            ts, old = order.popleft()
+            if seen.get(old, (0, None))[1] == ts:
+                del seen[old]
+        first = seen.get(key)
+        if first is not None and first[0] != pkt.iface and abs(pkt.ts_ns - first[1]) <= self.window_ns:
+            return True
+        seen[key] = (pkt.iface, pkt.ts_ns)
+        order.append((pkt.ts_ns, key))
+        return False
 
 
 def load_merged(path: str, meta: dict[str, Any], *, packet_filter: PacketFilter | None = None) -> MergedSession:

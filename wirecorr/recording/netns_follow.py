@@ -115,6 +115,9 @@ class NamespaceFollower:
         if name is not None:
             info["name"] = name
         path = f"{self.output}.net{inode}.pcapng"
+        # Which capture saw a packet handed on (the session's own is 0): the live view
+        # tells a crossing's second copy by it (hosts.SecondCopies).
+        number = len(self.captures) + 1
         writer = RecordingWriter(path)
         writer.write_header({**self.header, "command": [], "pids": [pid], "attached": False, "netns": info})
 
@@ -124,6 +127,7 @@ class NamespaceFollower:
                 pkt.ts_ns, pkt.frame, pkt.wirelen, capture.linktype, iface_name="any", snaplen=self.snaplen
             )
             if self.listen is not None:
+                pkt.iface = number
                 self.listen(pkt)
 
         capture = LiveCapture(

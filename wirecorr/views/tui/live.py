@@ -16,6 +16,7 @@ from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any
 
+from wirecorr.engine.hosts import SecondCopies
 from wirecorr.engine.ingest import diagnose
 from wirecorr.model import Packet, Syscall
 from wirecorr.views.tui.index import EventIndex
@@ -59,6 +60,9 @@ class LiveFeed:
         # Where the capture runs when not in wirecorr's own network namespace (live -p of a
         # process in a container): said beside the pids, since it decides what is seen.
         self.where: Callable[[], str] | None = None
+        # Captures in several namespaces see a packet crossing between them twice: the
+        # second copy gets no row and is not fed to the engine.
+        self._copies: SecondCopies | None = None
 
     # -- RecordListener: called from the recorder's threads -----------------------------
 
@@ -156,7 +160,10 @@ class LiveFeed:
                 n += 1
                 if kind == _PACKET:
                     self.packets.add(event)
-                    index.add_packet(event)
+                    if event.iface and self._copies is None:  # a second namespace's capture began
+                        self._copies = self._second_copies(event)
+                    if self._copies is None or not self._copies.is_copy(event):
+                        index.add_packet(event)
                 elif kind == _SYSCALL:
                     self.pids.add(event.pid)
                     index.add_syscall(event)
@@ -181,6 +188,16 @@ class LiveFeed:
         while self._times and now - self._times[0][0] > 2.0:
             self._times.popleft()
         return n
+
+    def _second_copies(self, first: Packet) -> SecondCopies:
+        """From now on a packet another capture saw first is left out; the packets of the
+        session's own capture kept so far (the last `LivePackets.keep`) are known to it,
+        since their copies in the new capture may still come."""
+        copies = SecondCopies()
+        for pkt in list(self.packets.recent.values()):
+            if pkt is not first:
+                copies.is_copy(pkt)
+        return copies
 
     def progress(self) -> None:
         return None
