@@ -221,6 +221,7 @@ class WirecorrApp(App[None]):
         # Run before the process leaves on a hang-up whose shutdown hangs (tui: its temporary copy).
         self.cleanups: list[Callable[[], object]] = []
         self._merged: Callable[[], MergedSession] | None = None
+        self._timeline: Timeline | None = None
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, (events.Key, events.MouseEvent)):
@@ -280,7 +281,12 @@ class WirecorrApp(App[None]):
 
     @property
     def timeline(self) -> Timeline:
-        return self.query_one(Timeline)
+        """The one timeline, found once: the ingest worker asks for it every slice, and a
+        query fails once the app has begun to shut down (its screen is gone) or finds
+        nothing while another screen is on top."""
+        if self._timeline is None:
+            self._timeline = self.query_one(Timeline)
+        return self._timeline
 
     def on_mount(self) -> None:
         self._watch_terminal()
