@@ -69,8 +69,9 @@ YIELD_S = 0.002
 # After a key press or mouse event, indexing and filter scans stand aside this long: the
 # key's action, the refresh and the compositor then run back to back instead of each
 # waiting behind a slice (a cursor move took 51 ms instead of 17 while a file was indexed).
-# The wait ends sooner once the timeline has been drawn after the input: the key's effect
-# is then on screen, and a file indexed while keys are pressed no longer loses 100 ms a key.
+# The wait ends sooner once the key's action has run and the timeline was drawn after it:
+# the key's effect is then on screen, and a file indexed while keys are pressed no longer
+# loses 100 ms a key.
 INPUT_QUIET_S = 0.1
 # New rows reach the timeline at most this often (at once while it follows a live tail):
 # each time costs a layout pass and a redraw of every visible line (~12 ms), which after
@@ -282,8 +283,7 @@ class WirecorrApp(App[None]):
     @property
     def timeline(self) -> Timeline:
         """The one timeline, found once: the ingest worker asks for it every slice, and a
-        query fails once the app has begun to shut down (its screen is gone) or finds
-        nothing while another screen is on top."""
+        query fails once the app has begun to shut down (its screen is gone)."""
         if self._timeline is None:
             self._timeline = self.query_one(Timeline)
         return self._timeline
