@@ -14,7 +14,7 @@ Two phases, in the order `analyze` feeds the engine (engine/ingest.py, read_capt
 2. The syscalls, fed to the Session in the order they ended (as `RecordedFeed` does for
    `analyze`), a batch per look at the clock; their objects are made from the columns a
    batch at a time, and the links they get redraw their rows.
-3. The end (`ingest.diagnose`): the engine's finish in one step, then one findings
+3. The end (`ingest.diagnosing`): the engine's finish in one step, then one findings
    detector per step.
 """
 
@@ -27,12 +27,17 @@ from itertools import islice
 
 import numpy as np
 
-from wirecorr.engine.findings import detecting, ranked
 from wirecorr.engine.hosts import crossing_rows, merged_header, one_copy
-from wirecorr.engine.ingest import LinkTypeCheck, PacketFilter, RecordedFeed, feed_packets, reread_payloads
+from wirecorr.engine.ingest import (
+    LinkTypeCheck,
+    PacketFilter,
+    RecordedFeed,
+    diagnosing,
+    feed_packets,
+    reread_payloads,
+)
 from wirecorr.engine.packet_feed import compiled_feed_applies, feed_compiled
 from wirecorr.errors import InputError
-from wirecorr.model import Finding
 from wirecorr.recording import columns
 from wirecorr.recording import format as fmt
 from wirecorr.recording.reader import Recording, add_block
@@ -235,17 +240,8 @@ class FileLoader:
         self.fed += len(batch)
 
     def _ending(self) -> Iterator[None]:
-        """`ingest.diagnose` a step at a time: the engine's finish, then each findings
-        detector (on the bench recording the largest takes ≈ 0.2 s, all of it ≈ 0.6 s,
-        which in one step held every key press that long)."""
-        session = self.index.session
+        """The pipeline's end (`ingest.diagnosing`) one step per slice."""
         self.recorded.close()
         self.check.done(self.path)
-        session.finish()
-        yield
-        found: list[Finding] = []
-        for part in detecting(session):
-            found.extend(part)
-            yield
-        session.findings = ranked(found)
+        yield from diagnosing(self.index.session)
         self.done = True
