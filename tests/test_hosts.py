@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -436,14 +437,14 @@ for i in range(600):
 """
 
 
-def test_record_attaches_to_processes_in_two_namespaces_one_capture_each(tmp_path: Path) -> None:
-    """`record -p CLIENT -p SERVER` across two namespaces: a tcpdump inside each, the two
-    recordings merged into one (a host per namespace, one clock), links on both sides."""
-    _need_namespaces()
+@contextmanager
+def ns_server_and_client(
+    tmp_path: Path, port: int
+) -> Iterator[tuple[LabNet, subprocess.Popen[str], subprocess.Popen[str]]]:
+    """NS_SERVER in one namespace of a veth pair and NS_CLIENT in the other, both ready:
+    (the network, server, client); both killed when the block ends."""
     (tmp_path / "server.py").write_text(NS_SERVER)
     (tmp_path / "client.py").write_text(NS_CLIENT)
-    out = tmp_path / "two-ns.pcapng"
-    port = PORT + 2
     procs: list[subprocess.Popen[str]] = []
     with private_network(pair=True) as net:
         assert net.b is not None
@@ -452,25 +453,34 @@ def test_record_attaches_to_processes_in_two_namespaces_one_capture_each(tmp_pat
                 argv = ["ip", "netns", "exec", ns, sys.executable, "-I", str(tmp_path / script), net.addr_b, str(port)]
                 procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))
                 assert procs[-1].stdout is not None and procs[-1].stdout.readline().strip() == "ready"
-            server, client = procs
-            pids = ["-p", str(client.pid), "-p", str(server.pid)]
-            recorder = subprocess.Popen(
-                [sys.executable, "-m", "wirecorr", "record", "-f", f"tcp port {port}", "-o", str(out), *pids],
-                cwd=ROOT,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            assert recorder.stderr is not None
-            started = [recorder.stderr.readline(), recorder.stderr.readline()]
-            time.sleep(1.5)
-            inodes = [os.stat(f"/run/netns/{ns}").st_ino for ns in (net.a, net.b)]
-            recorder.send_signal(signal.SIGINT)
-            _, err = recorder.communicate(timeout=60)
-            err = "".join(started) + err
+            yield net, procs[0], procs[1]
         finally:
             for p in procs:
                 p.kill()
                 p.wait()
+
+
+def test_record_attaches_to_processes_in_two_namespaces_one_capture_each(tmp_path: Path) -> None:
+    """`record -p CLIENT -p SERVER` across two namespaces: a tcpdump inside each, the two
+    recordings merged into one (a host per namespace, one clock), links on both sides."""
+    _need_namespaces()
+    out = tmp_path / "two-ns.pcapng"
+    port = PORT + 2
+    with ns_server_and_client(tmp_path, port) as (net, server, client):
+        pids = ["-p", str(client.pid), "-p", str(server.pid)]
+        recorder = subprocess.Popen(
+            [sys.executable, "-m", "wirecorr", "record", "-f", f"tcp port {port}", "-o", str(out), *pids],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert recorder.stderr is not None
+        started = [recorder.stderr.readline(), recorder.stderr.readline()]
+        time.sleep(1.5)
+        inodes = [os.stat(f"/run/netns/{ns}").st_ino for ns in (net.a, net.b)]
+        recorder.send_signal(signal.SIGINT)
+        _, err = recorder.communicate(timeout=60)
+        err = "".join(started) + err
     assert recorder.returncode == 130, err
     assert err.count("capturing in the network namespace") == 2, err
     assert "2 network namespaces, one capture each, merged" in err, err
@@ -921,39 +931,25 @@ def test_live_attaches_to_processes_in_two_namespaces(tmp_path: Path) -> None:
     from wirecorr.engine.ingest import annotate
     from wirecorr.views.tui.rows import is_syscall_ref
 
-    (tmp_path / "server.py").write_text(NS_SERVER)
-    (tmp_path / "client.py").write_text(NS_CLIENT)
     out = tmp_path / "live.pcapng"
     port = PORT + 7
-    procs: list[subprocess.Popen[str]] = []
-    with private_network(pair=True) as net:
-        assert net.b is not None
+    with ns_server_and_client(tmp_path, port) as (net, server, client):
+        args = build_parser().parse_args(["live", "-p", f"{client.pid},{server.pid}", "-o", str(out)])
+        live = LiveRecording(options(args, "live"), annotate)
+        live.start()
         try:
-            for ns, script in ((net.b, "server.py"), (net.a, "client.py")):
-                argv = ["ip", "netns", "exec", ns, sys.executable, "-I", str(tmp_path / script), net.addr_b, str(port)]
-                procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))
-                assert procs[-1].stdout is not None and procs[-1].stdout.readline().strip() == "ready"
-            server, client = procs
-            args = build_parser().parse_args(["live", "-p", f"{client.pid},{server.pid}", "-o", str(out)])
-            live = LiveRecording(options(args, "live"), annotate)
-            live.start()
-            try:
-                session = live.index.session
-                deadline = time.monotonic() + 15
-                while time.monotonic() < deadline and not {"connect-syn", "accept-ack"} <= {
-                    lk.kind for lk in session.correlator.links
-                }:
-                    live.feed.step(0.05)
-                    time.sleep(0.05)
-                status = live.feed.status()
-            finally:
-                assert live.join() == 0
-            while not live.feed.done:
+            session = live.index.session
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not {"connect-syn", "accept-ack"} <= {
+                lk.kind for lk in session.correlator.links
+            }:
                 live.feed.step(0.05)
+                time.sleep(0.05)
+            status = live.feed.status()
         finally:
-            for p in procs:
-                p.kill()
-                p.wait()
+            assert live.join() == 0
+        while not live.feed.done:
+            live.feed.step(0.05)
     assert {"connect-syn", "accept-ack"} <= {lk.kind for lk in session.correlator.links}
     assert f"in netns {net.a}, netns {net.b} ·" in status, status
     doc = json.loads(wirecorr("analyze", "--json", "--packets", str(out)).stdout)
