@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -438,6 +439,13 @@ async def test_live_follows_the_tail_then_counts_new_events(tmp_path: Path) -> N
     assert any(sc.name == "connect" for sc in rec.syscalls) and rec.packet_count > 0
 
 
+async def until_done(pilot: Any, live: Any, timeout_s: float) -> None:
+    """Let the app run until the live session's feed is done, at most `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not live.feed.done and time.monotonic() < deadline:
+        await pilot.pause(0.1)
+
+
 @pytest.mark.slow
 @sync
 async def test_live_shows_a_whole_short_run(tmp_path: Path) -> None:
@@ -445,9 +453,7 @@ async def test_live_shows_a_whole_short_run(tmp_path: Path) -> None:
     app = WirecorrApp(live.index, live.feed, title="live", live=True)
     live.start()
     async with app.run_test(size=SIZE) as pilot:
-        deadline = time.monotonic() + 20
-        while not live.feed.done and time.monotonic() < deadline:
-            await pilot.pause(0.1)
+        await until_done(pilot, live, 20)
         assert live.feed.done and "exit status 0" in live.feed.status()
         assert any(link.kind == "write-data" for link in live.index.session.correlator.links)
         await pilot.press("q")
@@ -477,9 +483,7 @@ async def test_live_frame_numbers_are_tsharks_in_the_recording_being_written(tmp
     app = WirecorrApp(live.index, live.feed, title="live", live=True)
     live.start()
     async with app.run_test(size=SIZE) as pilot:
-        deadline = time.monotonic() + 30
-        while not live.feed.done and time.monotonic() < deadline:
-            await pilot.pause(0.1)
+        await until_done(pilot, live, 30)
         assert live.feed.done
         shown = [live.index.frame(i) for i in range(len(live.index.session.analyzer.table))]
         syn = next(i for i, flags in enumerate(live.index.session.analyzer.table.flags) if flags & 0x02)
