@@ -33,7 +33,7 @@ ROUND_NS = 100_000
 _ETH = b"\x00" * 12 + b"\x08\x00"
 _IP = struct.Struct("!BBHHHBBH4s4s")
 _TCP = struct.Struct("!HHIIBBHHH")
-SYN, ACK, PSH, FIN = 0x02, 0x10, 0x08, 0x01
+SYN, ACK, PSH, FIN, RST = 0x02, 0x10, 0x08, 0x01, 0x04
 # The options of a Linux loopback SYN: MSS 65495, SACK permitted, window scale 7.
 _SYN_OPTS = b"\x02\x04\xff\xd7\x04\x02\x01\x03\x03\x07"
 
@@ -72,8 +72,13 @@ class _Writer:
         self.queued = []
 
 
-def write(path: Path, rounds: int, rounds_per_conn: int = 1000) -> dict[str, int]:
-    """Write the recording; returns its packet and syscall counts."""
+def write(path: Path, rounds: int, rounds_per_conn: int = 1000, *, end: str = "fin") -> dict[str, int]:
+    """Write the recording; returns its packet and syscall counts.
+
+    `end` says how each connection ends: "fin" as above; "rst" the client's close sends an
+    RST and the server's next read fails with ECONNRESET before its close; "rst-open" the
+    same without the server's close (its socket is open when the recording ends).
+    """
     w = _Writer(path)
     f = w.f
     f.write(fmt.section_header("wirecorr synth", "Linux"))
@@ -131,11 +136,17 @@ def write(path: Path, rounds: int, rounds_per_conn: int = 1000) -> dict[str, int
             w.flush()
         w.packet(t - 500, _frame(cport, PORT, cseq, sseq, ACK))
         w.call(CLIENT_TID, "close", t, t + 1500, {"fd": 4}, ret=0, fd=4, fdinfo=cinfo)
-        w.packet(t + 1000, _frame(cport, PORT, cseq, sseq, FIN | ACK))
-        w.call(SERVER_TID, "read", server_idle, t + 2000, rargs_s, ret=0, fd=5, fdinfo=sinfo, nbytes=0)
-        w.call(SERVER_TID, "close", t + 2500, t + 3500, {"fd": 5}, ret=0, fd=5, fdinfo=sinfo)
-        w.packet(t + 3000, _frame(PORT, cport, sseq, cseq + 1, FIN | ACK))
-        w.packet(t + 4000, _frame(cport, PORT, cseq + 1, sseq + 1, ACK))
+        if end == "fin":
+            w.packet(t + 1000, _frame(cport, PORT, cseq, sseq, FIN | ACK))
+            w.call(SERVER_TID, "read", server_idle, t + 2000, rargs_s, ret=0, fd=5, fdinfo=sinfo, nbytes=0)
+            w.call(SERVER_TID, "close", t + 2500, t + 3500, {"fd": 5}, ret=0, fd=5, fdinfo=sinfo)
+            w.packet(t + 3000, _frame(PORT, cport, sseq, cseq + 1, FIN | ACK))
+            w.packet(t + 4000, _frame(cport, PORT, cseq + 1, sseq + 1, ACK))
+        else:
+            w.packet(t + 1000, _frame(cport, PORT, cseq, sseq, RST | ACK))
+            w.call(SERVER_TID, "read", server_idle, t + 2000, rargs_s, ret=-1, errno="ECONNRESET", fd=5, fdinfo=sinfo)
+            if end == "rst":
+                w.call(SERVER_TID, "close", t + 2500, t + 3500, {"fd": 5}, ret=0, fd=5, fdinfo=sinfo)
         server_idle = t + 3500
         t += 10_000
         done += n

@@ -113,6 +113,62 @@ def test_streaming_peak_memory_does_not_grow_with_the_recording(tmp_path: Path) 
     assert grow_stream < grow_whole / 3
 
 
+def test_streaming_peak_memory_does_not_grow_with_one_long_connection(tmp_path: Path) -> None:
+    """The same shape on one connection open from start to end (bench/correlate's): only
+    settling within the connection keeps its calls from piling up."""
+    synth = _synth()
+    small, large = tmp_path / "small.pcapng", tmp_path / "large.pcapng"
+    synth.write(small, 15_000, 15_000)
+    synth.write(large, 60_000, 60_000)
+    grow_stream = _peak_kb(large, True) - _peak_kb(small, True)
+    grow_whole = _peak_kb(large, False) - _peak_kb(small, False)
+    print(f"growth 15k → 60k round trips on one connection: streaming {grow_stream} KB, whole-table {grow_whole} KB",
+          file=sys.stderr)  # fmt: skip
+    assert grow_whole > 100_000
+    assert grow_stream < grow_whole / 5
+
+
+@pytest.mark.parametrize("end", ["fin", "rst", "rst-open"])
+def test_a_long_connection_is_settled_as_it_goes_and_put_back_when_a_finding_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, end: str
+) -> None:
+    """One connection of 20k round trips (80k calls in five blocks, the last at the end): its data calls are
+    written out and dropped while it is open (`Streamer.compact`), in chunks spilled to the
+    temporary file. Ended by FIN nothing brings them back; ended by an RST (the server's
+    socket closed, or still open at the end of the input) the reset finding counts the
+    bytes read, so they come back (`Streamer._restore`). Either way the document is the
+    whole-table path's, compiled lane or reference."""
+    from wirecorr.engine import streaming
+
+    monkeypatch.setattr(streaming._Spill, "CHUNK", 1000)
+    restored: list[int] = []
+    real_restore = Streamer._restore
+
+    def restore(self: Streamer, cid: int) -> None:
+        spill = self._spills.get(cid)
+        if spill is not None:
+            restored.append(len(spill.calls()))
+        real_restore(self, cid)
+
+    monkeypatch.setattr(Streamer, "_restore", restore)
+    path = tmp_path / f"{end}.pcapng"
+    _synth().write(path, 20_000, 20_000, end=end)
+    expected = whole(path)
+    assert streamed(path, every=1024) == expected
+    assert streamed(path, every=50, lane=False) == expected
+    if end == "fin":
+        assert not restored
+        session = Session()
+        streamer = Streamer(session, json_report.StreamWriter(), grace_ns=0, every=1024)
+        for _ in streamer.read(str(path)):
+            pass
+        dropped = sum(link is None for link in session.correlator.links)
+        assert dropped > 60_000, dropped
+    else:
+        assert restored and min(restored) > 60_000, restored
+        assert "closed the socket with received data unread (read 1280000 of 1280000)" in expected
+
+
 def _v2_helpers():  # type: ignore[no-untyped-def]
     spec = importlib.util.spec_from_file_location("v2_helpers", REPO / "tests" / "test_recording_v2.py")
     assert spec is not None and spec.loader is not None

@@ -16,6 +16,7 @@ only skips steps that are proved to be no-ops for the call (see `_resolved`).
 (tests/test_correlate_core.py runs both and compares links and connection identity).
 """
 
+from cpython cimport array as carray
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 
 from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION
@@ -41,6 +42,27 @@ cdef Py_ssize_t _bisect(list a, long long x, bint right):
     """bisect_right (or bisect_left) of x in the sorted ints `a`, galloping from the end:
     a call's offsets are nearly always at the end of what its direction holds."""
     cdef Py_ssize_t n = len(a), lo = 0, hi = n, step = 1, mid
+    cdef long long v
+    while step <= n:
+        v = a[n - step]
+        if v < x or (right and v == x):
+            lo = n - step + 1
+            break
+        hi = n - step
+        step <<= 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        v = a[mid]
+        if v < x or (right and v == x):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef Py_ssize_t _bisect_q(const long long* a, Py_ssize_t n, long long x, bint right) noexcept:
+    """`_bisect` over a C array of int64 (a direction's segment starts, `array('q')`)."""
+    cdef Py_ssize_t lo = 0, hi = n, step = 1, mid
     cdef long long v
     while step <= n:
         v = a[n - step]
@@ -322,13 +344,14 @@ cdef class Lane:
         cdef dict calls_by_conn = corr._calls_by_conn
         cdef dict packet_links = corr.packet_links
         cdef list links = corr.links
-        cdef list seg_start, seg_rest, ids, lst
+        cdef carray.array seg_start, seg_end, seg_idx
+        cdef list ids, lst
         cdef const long long[:] ts_col = corr.table.ts_ns
         cdef const unsigned short[:] an_col = corr.table.analysis
         cdef object on_syscall = corr.on_syscall
         cdef object claim_segment = corr._claim_segment
         cdef dict resolved = self.resolved
-        cdef long long idx, ts, first, last, seg_end
+        cdef long long idx, ts, first, last, seg_stop
         for sc in syscalls:
             name = sc.name
             write = name in _WRITES
@@ -429,20 +452,20 @@ cdef class Lane:
                 lst.insert(i, start)
                 claims.claims.insert(i, claim)
             seg_start = dr.seg_start
-            seg_rest = dr.seg_rest
-            lo = _bisect(seg_start, start - <long long>dr.max_len, True)
-            hi = _bisect(seg_start, end, False)
+            seg_end = dr.seg_end
+            seg_idx = dr.seg_idx
+            lo = _bisect_q(seg_start.data.as_longlongs, len(seg_start), start - <long long>dr.max_len, True)
+            hi = _bisect_q(seg_start.data.as_longlongs, len(seg_start), end, False)
             for i in range(lo, hi):
-                rest = seg_rest[i]
-                seg_end = rest[0]
-                if seg_end <= start:
+                seg_stop = seg_end.data.as_longlongs[i]
+                if seg_stop <= start:
                     continue
-                s = seg_start[i]
-                idx = rest[1]
+                s = seg_start.data.as_longlongs[i]
+                idx = seg_idx.data.as_longlongs[i]
                 if an_col[idx] & _RETRANS or claim.retrans is not None:
-                    claim_segment(claim, idx, s, seg_end)
+                    claim_segment(claim, idx, s, seg_stop)
                     continue
-                _claim_fresh(claim, link, idx, s, seg_end, ts_col[idx], packet_links)
+                _claim_fresh(claim, link, idx, s, seg_stop, ts_col[idx], packet_links)
 
     def rows(self, corr, Py_ssize_t lo, Py_ssize_t hi):
         """`Correlator.on_rows`: a TCP segment with no SYN, FIN or RST on a tracked
@@ -534,7 +557,8 @@ cdef _place_packet(object tcp, Py_ssize_t idx, const unsigned char[:] flags, con
     cdef long long top, pos, start, end, seg
     cdef Py_ssize_t i, n
     cdef int d
-    cdef list seg_start, seg_rest, starts, claims_list
+    cdef carray.array seg_start
+    cdef list starts, claims_list
     cdef object dr, claims, claim
     if flags[idx] & _CTRL or tcp.unanchored or (tcp.final_ack is None and tcp.synacks):
         tcp_packet(tcp, idx)
@@ -549,14 +573,16 @@ cdef _place_packet(object tcp, Py_ssize_t idx, const unsigned char[:] flags, con
         start = pos - 1
         end = start + seg
         seg_start = dr.seg_start
-        seg_rest = dr.seg_rest
-        i = _bisect(seg_start, start, True)
-        if i == len(seg_start):
+        n = len(seg_start)
+        i = _bisect_q(seg_start.data.as_longlongs, n, start, True)
+        if i == n:
             seg_start.append(start)
-            seg_rest.append((end, idx))
+            dr.seg_end.append(end)
+            dr.seg_idx.append(idx)
         else:
             seg_start.insert(i, start)
-            seg_rest.insert(i, (end, idx))
+            dr.seg_end.insert(i, end)
+            dr.seg_idx.insert(i, idx)
         if seg > dr.max_len:
             dr.max_len = seg
         for claims in (dr.writes, dr.reads, dr.peeks):

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -164,12 +165,31 @@ class _Claims:
 class _Dir:
     """One direction of a tracked TCP connection: its segments by offset, claims, FIN/RSTs."""
 
-    __slots__ = ("ctrl", "fin", "fin_end", "max_len", "peeks", "reads", "seg_rest", "seg_start", "top", "writes")
+    __slots__ = (
+        "acked",
+        "ctrl",
+        "fin",
+        "fin_end",
+        "max_len",
+        "peeks",
+        "reads",
+        "seg_end",
+        "seg_idx",
+        "seg_start",
+        "top",
+        "writes",
+    )
 
     def __init__(self) -> None:
         self.top = 0
-        self.seg_start: list[int] = []
-        self.seg_rest: list[tuple[int, int]] = []  # (end offset, packet index)
+        # Stream offset the other direction's ACKs acknowledged up to (exclusive), as far as
+        # `Correlator.settled_claims` scanned them.
+        self.acked = 0
+        # Segments by start offset: start, end and packet index, in int64 columns (as
+        # tuples they were ≈ 160 bytes a segment; bench/correlate's connection has 400k).
+        self.seg_start = array("q")
+        self.seg_end = array("q")
+        self.seg_idx = array("q")
         self.max_len = 0
         self.writes = _Claims()
         self.reads = _Claims()
@@ -186,18 +206,16 @@ class _Dir:
     def add_segment(self, start: int, end: int, idx: int) -> None:
         at = bisect.bisect_right(self.seg_start, start)
         self.seg_start.insert(at, start)
-        self.seg_rest.insert(at, (end, idx))
+        self.seg_end.insert(at, end)
+        self.seg_idx.insert(at, idx)
         self.max_len = max(self.max_len, end - start)
 
     def segments(self, start: int, end: int) -> list[tuple[int, int, int]]:
         """(start, end, index) of segments overlapping [start, end)."""
         lo = bisect.bisect_right(self.seg_start, start - self.max_len)
         hi = bisect.bisect_left(self.seg_start, end)
-        return [
-            (self.seg_start[i], self.seg_rest[i][0], self.seg_rest[i][1])
-            for i in range(lo, hi)
-            if self.seg_rest[i][0] > start
-        ]
+        ends = self.seg_end
+        return [(self.seg_start[i], ends[i], self.seg_idx[i]) for i in range(lo, hi) if ends[i] > start]
 
 
 @dataclass(slots=True, eq=False)
@@ -228,6 +246,7 @@ class _Tcp:
     """What the correlator tracks of one TCP connection that a syscall resolved to."""
 
     __slots__ = (
+        "ack_scan",
         "conn",
         "dirs",
         "final_ack",
@@ -252,6 +271,8 @@ class _Tcp:
         self.last_idx = -1
         # Sockets on this connection with claims waiting for their stream to be anchored.
         self.unanchored: list[_SockState] = []
+        # How many of conn.packet_indices `Correlator.settled_claims` read the ACKs of.
+        self.ack_scan = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -552,6 +573,92 @@ class Correlator:
                 if state is not None:
                     state.tcp = None
         return done
+
+    def open_connections(self) -> list[int]:
+        """Ids of the TCP connections the correlator holds state for (not retired)."""
+        return list(self._tcp)
+
+    def settled_claims(self, conn_id: int, horizon_ns: int) -> list[tuple[int, Any]]:
+        """(direction, claim) of the data claims of an open connection that nothing can change any more: the
+        streaming analyze writes their links out and drops them (`drop_claims`, `forget`)
+        while the connection stays open.
+
+        A claim is settled once all its bytes went on the wire in order (`covered_to`), the
+        receiver acknowledged them, no segment of them was retransmitted, its link has no
+        note, and its last segment is older than `horizon_ns`. Only a spurious
+        retransmission of bytes already acknowledged, later than that, would have been
+        added to its link. Connections with a stream still to be anchored keep all.
+        """
+        tcp = self._tcp.get(conn_id)
+        if tcp is None or tcp.unanchored:
+            return []
+        self._scan_acks(tcp)
+        out = []
+        for d, dr in enumerate(tcp.dirs):
+            acked = dr.acked
+            for claims in (dr.writes, dr.reads):
+                for claim in claims.claims:
+                    if claim.start >= acked:
+                        break
+                    last = claim.last_ts
+                    if (
+                        claim.end <= acked
+                        and claim.covered_to == claim.end
+                        and claim.retrans is None
+                        and claim.link.note is None
+                        and last is not None
+                        and last <= horizon_ns
+                    ):
+                        out.append((d, claim))
+        return out
+
+    def _scan_acks(self, tcp: _Tcp) -> None:
+        """Move each direction's `acked` over the ACKs of the packets the correlator took
+        since the last scan."""
+        table = self.table
+        flags, direction, rel_ack = table.flags, table.direction, table.rel_ack
+        indices = tcp.conn.packet_indices
+        last = tcp.last_idx
+        pos = tcp.ack_scan
+        dirs = tcp.dirs
+        while pos < len(indices):
+            idx = indices[pos]
+            if idx > last:
+                break
+            if flags[idx] & ACK:
+                dr = dirs[1 - direction[idx]]
+                off = dr.unwrap(rel_ack[idx]) - 1
+                if off > dr.acked:
+                    dr.acked = off
+            pos += 1
+        tcp.ack_scan = pos
+
+    def drop_claims(self, conn_id: int, claims: list[Any]) -> None:
+        """Take settled claims (`settled_claims`) out of their connection's state."""
+        gone = {id(c) for c in claims}
+        for dr in self._tcp[conn_id].dirs:
+            for side in (dr.writes, dr.reads):
+                if any(id(c) in gone for c in side.claims):
+                    kept = [c for c in side.claims if id(c) not in gone]
+                    side.claims = kept
+                    side.starts = [c.start for c in kept]
+
+    def restore(self, conn_id: int, calls: list[tuple[int, int, Link, int, int, int]]) -> None:
+        """Put back what `forget` dropped of an open connection's data calls, given as
+        (syscall id, side, link, direction, start, end): a finding turned out to read them.
+        Their claims stay dropped (they were settled); a packet's link ids come back in id order."""
+        packet_links = self.packet_links
+        touched = set()
+        for sid, side, link, d, start, end in calls:
+            self._assign(sid, conn_id, side)
+            self._calls.add_link(sid, link)
+            self._calls.set_range(sid, d, start, end)
+            self.links[link.id] = link
+            for idx in link.packets:
+                packet_links.setdefault(idx, []).append(link.id)
+                touched.add(idx)
+        for idx in touched:
+            packet_links[idx].sort()
 
     def forget(self, conn_id: int, syscall_ids: set[int]) -> list[Link]:
         """Drop a retired connection's calls `syscall_ids` from every index and return their

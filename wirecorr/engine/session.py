@@ -134,6 +134,10 @@ class Session:
         for sid in ids:
             by_id.pop(sid, None)
 
+    def restore_syscalls(self, calls: Iterable[Syscall]) -> None:
+        """Keep again syscalls `drop_syscalls` forgot (the streaming analyze re-read them)."""
+        self._by_id.update((sc.id, sc) for sc in calls)
+
     def on_process(self, event: str, pid: int, info: int | None) -> None:
         """Process events (fork, exec, exit) as the Tracer reports them: forks share fds."""
         self.correlator.on_process(event, pid, info)

@@ -15,6 +15,14 @@ recording that was 1.4 GB, two thirds of it objects no output needed any more
   not plain data transfers, and all of them when a detector looks at its data
   (`findings.keeps_data`). The rest is dropped (`Correlator.forget`).
 
+- a connection open for long is settled piece by piece (`Streamer.compact`): its data calls
+  whose claims can no longer change (`Correlator.settled_claims`) go out with their links
+  and are dropped, leaving a few numbers each (`_Spill`). Only connections no framer can
+  take (`requests.protocol_ruled_out`) and no finding reads the data of
+  (`findings.keeps_data`) are settled so; if a finding turns out to read them after all (a
+  reset at the end), they are put back (`Streamer._restore`: the calls re-read from the
+  recording's blocks, the links rebuilt from the numbers).
+
 What stays is what the findings need at the end (their thresholds and messages depend on
 the whole run), the packet table and the connections. `diagnose` then runs as usual, and
 the sink writes the document in the same order and bytes as the whole-table path.
@@ -24,11 +32,14 @@ from __future__ import annotations
 
 import gc
 import os
+import struct
+import tempfile
+from array import array
 from bisect import bisect_right
 from collections.abc import Iterator
 from itertools import islice
 from operator import attrgetter
-from typing import Protocol
+from typing import IO, Protocol
 
 from wirecorr.bulk import paused_gc
 from wirecorr.engine import findings, requests
@@ -37,9 +48,12 @@ from wirecorr.engine.packet_feed import compiled_feed_applies, feed_compiled
 from wirecorr.engine.session import Session
 from wirecorr.errors import InputError
 from wirecorr.model import Link, Syscall
+from wirecorr.recording.format import PEN
 from wirecorr.recording.reader import Recording, add_block
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock, RawRecord
 from wirecorr.vocab import DATA_CALLS
+
+_DATA_KINDS = ("write-data", "read-data")
 
 # A connection's state is dropped once no packet of it came for this long (capture time)
 # after both directions closed: a FIN retransmitted later is no longer added to its link.
@@ -66,6 +80,99 @@ def is_plain(sc: Syscall) -> bool:
     """A data transfer that succeeded: what makes a recording long, and what no finding
     reads unless `findings.keeps_data` says so for its connection."""
     return sc.name in DATA_CALLS and sc.errno is None and isinstance(sc.ret, int) and sc.ret > 0
+
+
+# _Spill's columns: per call its id, its link's id and delay, its stream range, its side,
+# direction and kind (an index into _DATA_KINDS).
+_SPILL_COLUMNS = (
+    ("sids", "q"),
+    ("link_ids", "q"),
+    ("delays", "q"),
+    ("starts", "q"),
+    ("ends", "q"),
+    ("sides", "b"),
+    ("ds", "b"),
+    ("kinds", "b"),
+)
+
+
+class _Spill:
+    """What `Streamer.compact` dropped of one open connection's data calls: per call the
+    numbers `Correlator.restore` needs to rebuild its link and place (43 bytes, plus 8 a
+    packet), instead of ≈ 1 KB of objects. Every `CHUNK` calls the columns go to `file`
+    (one temporary file all connections share), so memory holds one chunk a connection."""
+
+    CHUNK = 1 << 14
+
+    __slots__ = ("bounds", "chunks", "cols", "file", "packets")
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        # (file offset, calls, packets) of each chunk written out
+        self.chunks: list[tuple[int, int, int]] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self.cols = {name: array(code) for name, code in _SPILL_COLUMNS}
+        self.packets = array("q")
+        self.bounds = array("q", [0])
+
+    def add(self, sid: int, side: int, link: Link, d: int, start: int, end: int) -> None:
+        cols = self.cols
+        cols["sids"].append(sid)
+        cols["link_ids"].append(link.id)
+        cols["delays"].append(link.delay_ns if link.delay_ns is not None else 0)
+        cols["starts"].append(start)
+        cols["ends"].append(end)
+        cols["sides"].append(side)
+        cols["ds"].append(d)
+        cols["kinds"].append(_DATA_KINDS.index(link.kind))
+        self.packets.extend(link.packets)
+        self.bounds.append(len(self.packets))
+        if len(cols["sids"]) >= self.CHUNK:
+            f = self.file
+            at = f.seek(0, os.SEEK_END)
+            for name, _ in _SPILL_COLUMNS:
+                cols[name].tofile(f)
+            self.bounds.tofile(f)
+            self.packets.tofile(f)
+            self.chunks.append((at, len(cols["sids"]), len(self.packets)))
+            self._reset()
+
+    def calls(self) -> list[tuple[int, int, Link, int, int, int]]:
+        """(syscall id, side, link, direction, start, end) of every call, as `Correlator.restore` takes them."""
+        out: list[tuple[int, int, Link, int, int, int]] = []
+        f = self.file
+        for at, n, npackets in self.chunks:
+            f.seek(at)
+            cols = {}
+            for name, code in _SPILL_COLUMNS:
+                cols[name] = array(code)
+                cols[name].fromfile(f, n)
+            bounds, packets = array("q"), array("q")
+            bounds.fromfile(f, n + 1)
+            packets.fromfile(f, npackets)
+            out.extend(self._rows(cols, bounds, packets))
+        out.extend(self._rows(self.cols, self.bounds, self.packets))
+        return out
+
+    @staticmethod
+    def _rows(
+        cols: dict[str, array[int]], bounds: array[int], packets: array[int]
+    ) -> list[tuple[int, int, Link, int, int, int]]:
+        sides, ds, starts, ends = cols["sides"], cols["ds"], cols["starts"], cols["ends"]
+        link_ids, kinds, delays = cols["link_ids"], cols["kinds"], cols["delays"]
+        return [
+            (
+                sid,
+                sides[i],
+                Link(link_ids[i], _DATA_KINDS[kinds[i]], sid, packets[bounds[i] : bounds[i + 1]].tolist(), delays[i]),
+                ds[i],
+                starts[i],
+                ends[i],
+            )
+            for i, sid in enumerate(cols["sids"])
+        ]
 
 
 class Streamer:
@@ -99,6 +206,16 @@ class Streamer:
         self._watermark = -(1 << 63)
         self._rows = 0
         self._shown = 0
+        self._path = ""
+        # File offsets of the recording's Custom Blocks, to re-read calls `compact` dropped.
+        self._blocks = array("q")
+        # Per open connection: what `compact` dropped of it; the connections it never
+        # settles (a framer or a finding reads their data); and those no framer takes, by
+        # whether their first bytes are final (`requests.protocol_ruled_out`).
+        self._spills: dict[int, _Spill] = {}
+        self._spill_file: IO[bytes] | None = None
+        self._whole: set[int] = set()
+        self._ruled_out: dict[int, bool] = {}
         session.keep_syscall = self._keep
         session.on_fed = sink.syscalls
 
@@ -117,8 +234,11 @@ class Streamer:
 
         # Called inside `feed_packets`, which decided for its whole slice whether the correlator
         # sees each packet (not before the first syscall): syscalls are fed between slices.
+        self._path = path
+
         def on_custom(block: CustomBlock) -> None:
             session.custom_at.append(check.read)
+            self._blocks.append(block.offset)
             add_block(recording, block)
             if recording.syscalls or recording.processes:
                 self._held.extend(recording.syscalls)
@@ -150,6 +270,7 @@ class Streamer:
         feed.add(self._pending, [])
         self._pending = []
         feed.close()
+        self._end_spills()
         if recording.meta.get("hosts"):
             session.warnings.append(
                 f"{path} is a merged recording of {len(recording.meta['hosts'])} hosts, read here as one capture "
@@ -237,6 +358,8 @@ class Streamer:
         correlator = session.correlator
         connections = session.analyzer.connections
         for cid in correlator.retire(self.grace_ns):
+            if cid in self._spills and self._needs_back(cid):
+                self._restore(cid)
             calls = [sid for sid, _ in correlator.calls_of(cid)]
             links = [link for sid in calls for link in correlator.links_of(sid)]
             # A side the trace had not bound yet (a late accept) may bind after retirement,
@@ -252,6 +375,103 @@ class Streamer:
                     plain.add(sid)
             correlator.forget(cid, plain)
             session.drop_syscalls(plain)
+            self._spills.pop(cid, None)
+        self.compact()
+
+    def compact(self) -> None:
+        """Settle the data calls of open connections that nothing can change any more
+        (`Correlator.settled_claims`): their links go to the sink and the calls are dropped,
+        their numbers kept in the connection's `_Spill`."""
+        session = self.session
+        correlator = session.correlator
+        connections = session.analyzer.connections
+        horizon = self._watermark - self.grace_ns
+        for cid in correlator.open_connections():
+            if cid in self._whole or not self._framed_by_none(cid):
+                continue
+            claims = correlator.settled_claims(cid, horizon)
+            if not claims:
+                continue
+            links = [claim.link for _, claim in claims]
+            if findings.keeps_data(connections[cid], links, self.thresholds):
+                self._whole.add(cid)
+                self._restore(cid)
+                continue
+            spill = self._spills.get(cid)
+            if spill is None:
+                if self._spill_file is None:
+                    self._spill_file = tempfile.TemporaryFile(prefix="wirecorr-analyze-")  # noqa: SIM115 - closed by `finish`
+                spill = self._spills[cid] = _Spill(self._spill_file)
+            sids = set()
+            for d, claim in claims:
+                link = claim.link
+                # Sorted as `Correlator.finish` sorts every link before the document is written.
+                link.packets.sort()
+                spill.add(link.syscall, d if claim.write else 1 - d, link, d, claim.start, claim.end)
+                sids.add(link.syscall)
+            correlator.drop_claims(cid, [claim for _, claim in claims])
+            self._send(links)
+            correlator.forget(cid, sids)
+            session.drop_syscalls(sids)
+
+    def _framed_by_none(self, cid: int) -> bool:
+        """Whether no framer takes connection `cid` (asked again until its first bytes are
+        final); once one does, the connection is kept whole and what was settled comes back."""
+        if self._ruled_out.get(cid):
+            return True
+        answer = requests.protocol_ruled_out(self.session, self.session.analyzer.connections[cid])
+        if answer is None:
+            return False
+        ruled_out, final = answer
+        if not ruled_out:
+            self._whole.add(cid)
+            self._restore(cid)
+            return False
+        self._ruled_out[cid] = final
+        return True
+
+    def _needs_back(self, cid: int) -> bool:
+        """Whether the settled calls of connection `cid` must come back: a framer or a
+        finding reads its data after all."""
+        return not self._framed_by_none(cid) or self._reads_data(cid)
+
+    def _reads_data(self, cid: int) -> bool:
+        """Whether some finding reads the data calls of connection `cid`, as its links stand."""
+        correlator = self.session.correlator
+        links = [link for sid, _ in correlator.calls_of(cid) for link in correlator.links_of(sid)]
+        return findings.keeps_data(self.session.analyzer.connections[cid], links, self.thresholds)
+
+    def _end_spills(self) -> None:
+        """At the end of the input: put back the settled calls of the open connections a
+        framer or a finding reads the data of; the rest stays out for good."""
+        for cid in list(self._spills):
+            if self._needs_back(cid):
+                self._restore(cid)
+        self._spills.clear()
+        if self._spill_file is not None:
+            self._spill_file.close()
+            self._spill_file = None
+
+    def _restore(self, cid: int) -> None:
+        """Put back what `compact` dropped of connection `cid`: the links from its `_Spill`,
+        the calls re-read from the recording's Custom Blocks."""
+        spill = self._spills.pop(cid, None)
+        if spill is None:
+            return
+        calls = spill.calls()
+        wanted = {call[0] for call in calls}
+        found: list[Syscall] = []
+        with open(self._path, "rb") as f:
+            for offset in self._blocks:
+                f.seek(offset)
+                blen, pen = struct.unpack_from("<II", f.read(12), 4)
+                if pen != PEN:
+                    continue
+                scratch = Recording(self._path)
+                add_block(scratch, CustomBlock(pen=pen, data=f.read(blen - 16), offset=offset))
+                found.extend(sc for sc in scratch.syscalls if sc.id in wanted)
+        self.session.restore_syscalls(found)
+        self.session.correlator.restore(cid, calls)
 
     def finish(self) -> None:
         """After `diagnose`: the links no retirement handed out.

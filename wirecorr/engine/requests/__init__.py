@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wirecorr.engine.requests.build import build, connection_requests
+from wirecorr.engine.requests.build import build, connection_requests, protocol_ruled_out
 from wirecorr.engine.requests.request import PROTOCOLS, Gap, Message, Request
 
 if TYPE_CHECKING:
@@ -54,4 +54,4 @@ def framing_gaps(session: Session) -> list[Gap]:
     return _built(session)[1]
 
 
-__all__ = ["PROTOCOLS", "Gap", "Message", "Request", "framing_gaps", "requests_of", "settle"]
+__all__ = ["PROTOCOLS", "Gap", "Message", "Request", "framing_gaps", "protocol_ruled_out", "requests_of", "settle"]

@@ -128,6 +128,37 @@ def _sniff(session: Session, conn: Connection) -> tuple[Direction, Direction]:
     return out
 
 
+def protocol_ruled_out(session: Session, conn: Connection) -> tuple[bool, bool] | None:
+    """Whether no framer takes the TCP connection as its first bytes stand, and whether
+    those bytes are final: None while a direction has carried no data yet.
+
+    The streaming analyze drops an open connection's settled calls only while no framer
+    takes it (framing reads every call of a connection). The first bytes are final when
+    each direction's first data segment starts its stream and was captured whole with at
+    least `SNIFF` bytes; until then a call at offset 0 bound later (a late accept) may
+    still add some, so the answer is asked again.
+    """
+    table = session.analyzer.table
+    direction, seglen, rel_seq = table.direction, table.seglen, table.rel_seq
+    firsts: list[int | None] = [None, None]
+    for idx in conn.packet_indices:
+        d = direction[idx]
+        if firsts[d] is None and seglen[idx]:
+            firsts[d] = idx
+            if firsts[1 - d] is not None:
+                break
+    final = True
+    for idx in firsts:
+        if idx is None:
+            return None
+        if rel_seq[idx] != 1 or seglen[idx] < SNIFF:
+            final = False
+        else:
+            payload = session.correlator.payload(idx)
+            final = final and payload is not None and len(payload) >= seglen[idx]
+    return _protocol(conn, _sniff(session, conn)) is None, final
+
+
 def _tcp_requests(session: Session, conn: Connection, gaps: list[Gap]) -> list[Request]:
     if not conn.packet_indices or _protocol(conn, _sniff(session, conn)) is None:
         return []
