@@ -22,6 +22,8 @@ from wirecorr.errors import InputError
 from wirecorr.model import Finding, Packet, Syscall
 
 _ID = attrgetter("id")
+_ENTER_NS = attrgetter("enter_ns")
+_END_NS = attrgetter("end_ns")
 
 
 @dataclass
@@ -112,8 +114,8 @@ class Session:
         if not syscalls:
             return
         self.syscall_count += len(syscalls)
-        first = min(sc.enter_ns for sc in syscalls)
-        last = max(sc.end_ns for sc in syscalls)
+        first = min(map(_ENTER_NS, syscalls))
+        last = max(map(_END_NS, syscalls))
         if self.first_call_ns is None or first < self.first_call_ns:
             self.first_call_ns = first
         if self.last_call_end_ns is None or last > self.last_call_end_ns:

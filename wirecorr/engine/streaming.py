@@ -39,7 +39,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from itertools import islice
 from operator import attrgetter
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from wirecorr.bulk import paused_gc
 from wirecorr.engine import findings, requests
@@ -117,26 +117,30 @@ class _Spill:
         self.packets = array("q")
         self.bounds = array("q", [0])
 
-    def add(self, sid: int, side: int, link: Link, d: int, start: int, end: int) -> None:
+    def add(self, claims: list[tuple[int, Any]]) -> None:
+        """Settled (direction, claim) pairs of `Correlator.settled_claims`, a column at a time."""
         cols = self.cols
-        cols["sids"].append(sid)
-        cols["link_ids"].append(link.id)
-        cols["delays"].append(link.delay_ns if link.delay_ns is not None else 0)
-        cols["starts"].append(start)
-        cols["ends"].append(end)
-        cols["sides"].append(side)
-        cols["ds"].append(d)
-        cols["kinds"].append(_DATA_KINDS.index(link.kind))
-        self.packets.extend(link.packets)
-        self.bounds.append(len(self.packets))
+        links = [claim.link for _, claim in claims]
+        cols["sids"].extend([link.syscall for link in links])
+        cols["link_ids"].extend([link.id for link in links])
+        cols["delays"].extend([link.delay_ns or 0 for link in links])
+        cols["starts"].extend([claim.start for _, claim in claims])
+        cols["ends"].extend([claim.end for _, claim in claims])
+        cols["sides"].extend([d if claim.write else 1 - d for d, claim in claims])
+        cols["ds"].extend([d for d, _ in claims])
+        cols["kinds"].extend([0 if claim.write else 1 for _, claim in claims])
+        packets, bounds = self.packets, self.bounds
+        for link in links:
+            packets.extend(link.packets)
+            bounds.append(len(packets))
         if len(cols["sids"]) >= self.CHUNK:
             f = self.file
             at = f.seek(0, os.SEEK_END)
             for name, _ in _SPILL_COLUMNS:
                 cols[name].tofile(f)
-            self.bounds.tofile(f)
-            self.packets.tofile(f)
-            self.chunks.append((at, len(cols["sids"]), len(self.packets)))
+            bounds.tofile(f)
+            packets.tofile(f)
+            self.chunks.append((at, len(cols["sids"]), len(packets)))
             self._reset()
 
     def calls(self) -> list[tuple[int, int, Link, int, int, int]]:
@@ -224,7 +228,7 @@ class Streamer:
         """Syscalls the session keeps past their feed: all but plain transfers on what is
         no TCP socket (files, pipes; UDP flows are never retired, so their calls stay)."""
         info = sc.fdinfo
-        return not (is_plain(sc) and info is not None and not info.kind.startswith(("tcp", "udp")))
+        return info is None or info.kind.startswith(("tcp", "udp")) or not is_plain(sc)
 
     def read(self, path: str, on_progress: OnProgress | None = None) -> Iterator[int]:
         """`ingest.read_capture` for one file, streaming: yields packets read after each slice."""
@@ -402,13 +406,12 @@ class Streamer:
                 if self._spill_file is None:
                     self._spill_file = tempfile.TemporaryFile(prefix="wirecorr-analyze-")  # noqa: SIM115 - closed by `finish`
                 spill = self._spills[cid] = _Spill(self._spill_file)
-            sids = set()
-            for d, claim in claims:
-                link = claim.link
+            for link in links:
                 # Sorted as `Correlator.finish` sorts every link before the document is written.
-                link.packets.sort()
-                spill.add(link.syscall, d if claim.write else 1 - d, link, d, claim.start, claim.end)
-                sids.add(link.syscall)
+                if len(link.packets) > 1:
+                    link.packets.sort()
+            spill.add(claims)
+            sids = {link.syscall for link in links}
             correlator.drop_claims(cid, [claim for _, claim in claims])
             self._send(links)
             correlator.forget(cid, sids)
