@@ -3,6 +3,7 @@ record's dict: the same bytes for any syscall or link, whatever orjson refuses."
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,21 @@ def test_the_compiled_build_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert records.__file__.endswith(".so"), records.__file__
     assert json_report.StreamWriter()._encode_calls.func is records.encode_syscalls  # type: ignore[attr-defined]
+
+
+class _Stdout(io.TextIOWrapper):
+    """A text stream over bytes, as sys.stdout is."""
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "UTF8", "latin-1"])
+def test_records_go_to_a_utf8_streams_buffer_as_text_would(encoding: str) -> None:
+    """Bytes to the buffer of a UTF-8 stream, text to any other: the file is the same as
+    if the stream had encoded each piece, and text written before and after keeps its place."""
+    pieces = [b'{"a":"\xc3\xa9"},{"b":1}', b'{"c":"x"}']
+    raw = io.BytesIO()
+    out = _Stdout(raw, encoding=encoding, errors="replace")
+    out.write("[é")
+    json_report._write_encoded(out, iter(pieces))
+    out.write("]")
+    out.flush()
+    assert raw.getvalue() == ("[é" + ",".join(p.decode() for p in pieces) + "]").encode(encoding, "replace")

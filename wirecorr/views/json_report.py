@@ -6,6 +6,7 @@ later the checks read the same records, so the two outputs cannot disagree.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import tempfile
 from collections import Counter
@@ -517,9 +518,25 @@ def _compiled_encoders() -> tuple[Encoder, Encoder]:
 
 
 def _write_encoded(out: TextIO, pieces: Iterator[bytes]) -> None:
-    """Pieces of whole records (`_Spool.merged`), comma-joined; each decodes on its own."""
-    sep = ""
+    """Pieces of whole records (`_Spool.merged`), comma-joined.
+
+    They go to the text stream's binary buffer as they are when the stream writes UTF-8
+    (standard output, as a rule): decoding 444 MB of records for the stream to encode them
+    again cost ≈ 0.35 s on bench/correlate's recording. A stream of another encoding, or
+    with no buffer (a StringIO), is given text: it encodes what it is given its own way.
+    """
+    binary = getattr(out, "buffer", None)
+    encoding = getattr(out, "encoding", None)
+    if binary is None or encoding is None or codecs.lookup(encoding).name != "utf-8":
+        sep = ""
+        for piece in pieces:
+            out.write(sep)
+            out.write(piece.decode())
+            sep = ","
+        return
+    out.flush()
+    comma = b""
     for piece in pieces:
-        out.write(sep)
-        out.write(piece.decode())
-        sep = ","
+        binary.write(comma)
+        binary.write(piece)
+        comma = b","
