@@ -121,6 +121,22 @@ def test_the_rewrite_is_the_references(path: Path, tmp_path: Path, monkeypatch: 
     assert results[0] == results[1] != original.read_bytes()
 
 
+def test_the_rewrite_reads_in_pieces_of_any_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pieces that cut blocks anywhere: the compiled copy stops at a cut block, the
+    reference reads it, and the file is the same."""
+    original = tmp_path / "original.pcapng"
+    _stripped(REPO / "captures" / "lab-multiplex.pcapng", original)
+    results = []
+    for read, pure in ((1 << 20, "1"), (100, ""), (4096, ""), (333, "")):
+        monkeypatch.setattr(an, "_READ", read)
+        monkeypatch.setenv("WIRECORR_PURE", pure)
+        copy = tmp_path / f"copy{read}.pcapng"
+        shutil.copyfile(original, copy)
+        assert annotate(str(copy)) is not None
+        results.append(copy.read_bytes())
+    assert all(r == results[0] for r in results)
+
+
 def test_iter_blocks_reads_blocks_longer_than_its_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(an, "_READ", 64)
     path = RECORDINGS[0]
@@ -139,7 +155,7 @@ def test_a_missing_build_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_pure_selects_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WIRECORR_PURE", "1")
-    assert an.comments() == (an._comment_options, an._with_options)
+    assert an.comments() == (an._comment_options, an._with_options, None)
 
 
 def test_the_compiled_build_is_used(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,6 +16,7 @@ runs the reference alone; tests/test_annotate_core.py holds the two to the same 
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.string cimport memcpy
 
 from wirecorr.recording.format import link_comment
@@ -33,6 +34,8 @@ cdef extern from "Python.h":
 cdef enum:
     OPT_COMMENT = 1
     BT_EPB = 6
+    BT_SPB = 3
+    BT_PB = 2
     # A longer comment goes to the reference (the option's length field takes 65535).
     CAP = 1024
 
@@ -46,7 +49,7 @@ cdef inline Py_ssize_t _u32(const unsigned char* b):
     return b[0] | (<Py_ssize_t>b[1] << 8) | (<Py_ssize_t>b[2] << 16) | (<Py_ssize_t>b[3] << 24)
 
 
-cdef inline void _put32(char* p, Py_ssize_t v):
+cdef inline void _put32(char* p, Py_ssize_t v) noexcept:
     p[0] = <char>(v & 0xFF)
     p[1] = <char>((v >> 8) & 0xFF)
     p[2] = <char>((v >> 16) & 0xFF)
@@ -195,35 +198,103 @@ def comment_options(list links, syscall, fallback):
 def with_options(bytes block, bytes options, rebuild):
     """The EPB `block` with `options` after its own (what `annotate._with_options` gives);
     `rebuild(block, options)` for a block whose lengths run past its end."""
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(block), pos, end, size, keep, data_end, total
-    cdef const unsigned char* b = <const unsigned char*>PyBytes_AS_STRING(block)
-    cdef Py_ssize_t extra = PyBytes_GET_SIZE(options)
-    cdef bytes out
-    cdef char* p
+    return _with(block, options, rebuild)
+
+
+def copy_packets(bytes data, Py_ssize_t pos, Py_ssize_t index, dict options, rebuild):
+    """The packet blocks of `data` from `pos` on, with the comments of `options` (packet
+    index → options) added to their EPBs: (the output, the position after them, the next
+    packet index). It stops at the first block that is not a whole packet block (any other
+    type, one cut by the end of `data`, one of a bad length), which the caller reads the
+    reference way (`annotate._Blocks.next` checks and words errors)."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data), blen, btype, keep, extra = 0, total, at = 0, cap
+    cdef const unsigned char* b = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef char* out = NULL
+    cdef char* grown
+    cdef object own
+    cdef bytes piece
+    # The output is the input plus the comments: room for the input, then grown as needed.
+    cap = n - pos + 4096
+    out = <char*>PyMem_Malloc(cap)
+    if out == NULL:
+        raise MemoryError()
+    try:
+        while pos + 8 <= n:
+            btype = _u32(b + pos)
+            blen = _u32(b + pos + 4)
+            if blen < 12 or blen % 4 or blen > n - pos:
+                break
+            if btype != BT_EPB and btype != BT_SPB and btype != BT_PB:
+                break
+            own = options.get(index) if btype == BT_EPB else None
+            piece = None
+            keep = -1
+            total = blen
+            if own:
+                keep = _kept(b + pos, blen)
+                if keep < 0:
+                    piece = rebuild(data[pos : pos + blen], own)
+                    total = PyBytes_GET_SIZE(piece)
+                else:
+                    extra = PyBytes_GET_SIZE(own)
+                    total = keep + extra + 8
+            if at + total > cap:
+                cap = max(2 * cap, at + total)
+                grown = <char*>PyMem_Realloc(out, cap)
+                if grown == NULL:
+                    raise MemoryError()
+                out = grown
+            if piece is not None:
+                memcpy(out + at, PyBytes_AS_STRING(piece), total)
+            elif keep >= 0:
+                _epb(out + at, b + pos, keep, <const char*>PyBytes_AS_STRING(own), extra)
+            else:
+                memcpy(out + at, b + pos, blen)
+            at += total
+            index += 1
+            pos += blen
+        return PyBytes_FromStringAndSize(out, at), pos, index
+    finally:
+        PyMem_Free(out)
+
+
+cdef Py_ssize_t _kept(const unsigned char* b, Py_ssize_t n):
+    """Where the EPB's own options end (at its end-of-options or its end); -1 when its
+    lengths run past its end, which the reference rebuilds as it does."""
+    cdef Py_ssize_t pos, end, size
     if n < 32:
-        return rebuild(block, options)
-    data_end = 28 + ((_u32(b + 20) + 3) & ~3)
+        return -1
+    pos = 28 + ((_u32(b + 20) + 3) & ~3)
     end = n - 4
-    if data_end > end:
-        return rebuild(block, options)
-    # The block's own options, up to its end-of-options (each as the reference copies it).
-    pos = data_end
+    if pos > end:
+        return -1
     while pos + 4 <= end:
         if _u16(b + pos) == 0:
             break
         size = 4 + ((<Py_ssize_t>_u16(b + pos + 2) + 3) & ~3)
         if pos + size > end:
-            return rebuild(block, options)
+            return -1
         pos += size
-    keep = pos
-    total = 12 + (keep - 8) + extra + 4
-    out = PyBytes_FromStringAndSize(NULL, total)
-    p = PyBytes_AS_STRING(out)
+    return pos
+
+
+cdef void _epb(char* p, const unsigned char* b, Py_ssize_t keep, const char* options, Py_ssize_t extra) noexcept:
+    """The EPB `b` up to `keep`, then `options` and an end-of-options: keep + extra + 8 bytes."""
+    cdef Py_ssize_t total = keep + extra + 8
     _put32(p, BT_EPB)
     _put32(p + 4, total)
     memcpy(p + 8, b + 8, keep - 8)
-    memcpy(p + keep, PyBytes_AS_STRING(options), extra)
+    memcpy(p + keep, options, extra)
     _put32(p + keep + extra, 0)  # the end-of-options option: code 0, length 0
     _put32(p + total - 4, total)
-    return out
 
+
+cdef bytes _with(bytes block, bytes options, rebuild):
+    cdef Py_ssize_t keep = _kept(<const unsigned char*>PyBytes_AS_STRING(block), PyBytes_GET_SIZE(block))
+    cdef Py_ssize_t extra = PyBytes_GET_SIZE(options)
+    cdef bytes out
+    if keep < 0:
+        return rebuild(block, options)
+    out = PyBytes_FromStringAndSize(NULL, keep + extra + 8)
+    _epb(PyBytes_AS_STRING(out), <const unsigned char*>PyBytes_AS_STRING(block), keep, PyBytes_AS_STRING(options), extra)
+    return out

@@ -62,30 +62,48 @@ def iter_blocks(f: BinaryIO, path: str) -> Iterator[tuple[int, bytes]]:
     Only what RecordingWriter writes is accepted (one little-endian section): rewriting a
     file we do not fully understand could damage it, and the caller keeps the original.
     """
-    data, pos, base = b"", 0, 0  # `data` holds the file from byte `base` on
-    unpack = _HEAD.unpack_from
-    while True:
-        if len(data) - pos < 8:
-            data, base, pos = data[pos:] + f.read(_READ), base + pos, 0
-            if not data:
-                return
-            if len(data) < 8:
-                raise AnnotateError(f"{path}: file ends inside a block at byte {base}")
-        offset = base + pos
-        btype, blen = unpack(data, pos)
+    blocks = _Blocks(f, path)
+    while (item := blocks.next()) is not None:
+        yield item
+
+
+class _Blocks:
+    """`iter_blocks` a block at a time; `data[pos:]` is the file from byte `base + pos`
+    on, for `rewrite` to copy runs of packet blocks from without a call per block."""
+
+    def __init__(self, f: BinaryIO, path: str) -> None:
+        self.f = f
+        self.path = path
+        self.data = b""
+        self.pos = 0
+        self.base = 0
+
+    def next(self) -> tuple[int, bytes] | None:
+        """The next block, None at the end of the file."""
+        path, pos = self.path, self.pos
+        if len(self.data) - pos < 8:
+            self.data, self.base, pos = self.data[pos:] + self.f.read(_READ), self.base + pos, 0
+            self.pos = 0
+            if not self.data:
+                return None
+            if len(self.data) < 8:
+                raise AnnotateError(f"{path}: file ends inside a block at byte {self.base}")
+        offset = self.base + pos
+        btype, blen = _HEAD.unpack_from(self.data, pos)
         if blen < 12 or blen % 4:
             raise AnnotateError(f"{path}: corrupt block length {blen} at byte {offset}")
         if offset and btype == fmt.BT_SHB:
             raise AnnotateError(f"{path}: a second pcapng section at byte {offset} (not a wirecorr recording)")
-        if len(data) - pos < blen:
-            data, base, pos = data[pos:] + f.read(max(_READ, blen - (len(data) - pos))), offset, 0
-            if len(data) < blen:
+        if len(self.data) - pos < blen:
+            more = self.f.read(max(_READ, blen - (len(self.data) - pos)))
+            self.data, self.base, pos = self.data[pos:] + more, offset, 0
+            if len(self.data) < blen:
                 raise AnnotateError(f"{path}: file ends inside a block at byte {offset}")
-        block = data[pos : pos + blen]
+        block = self.data[pos : pos + blen]
         if offset == 0 and (btype != fmt.BT_SHB or block[8:12] != _LITTLE_ENDIAN):
             raise AnnotateError(f"{path}: not a little-endian pcapng file")
-        yield btype, block
-        pos += blen
+        self.pos = pos + blen
+        return btype, block
 
 
 def _record_tag(block: bytes) -> str | None:
@@ -146,15 +164,17 @@ class Comments(NamedTuple):
 
     options: Callable[[list[Link], Callable[[int], Syscall | None]], dict[int, bytes]]
     apply: Callable[[bytes, bytes], bytes]
+    # `_core.comments.copy_packets`, compiled only: the reference takes each block as it comes.
+    packets: Callable[[bytes, int, int, dict[int, bytes]], tuple[bytes, int, int]] | None
 
 
 def comments(*, compiled: bool | None = None) -> Comments:
     """`compiled` None lets WIRECORR_PURE decide; a missing build is an error, never a
     silent fall back (as `correlator._new_lane`)."""
     if pure_requested() if compiled is None else not compiled:
-        return Comments(_comment_options, _with_options)
+        return Comments(_comment_options, _with_options, None)
     try:
-        from wirecorr._core.comments import comment_options, with_options
+        from wirecorr._core.comments import comment_options, copy_packets, with_options
     except ImportError as e:
         raise WirecorrError(
             f"the compiled packet comments are not built ({e}): run `make` or `pip install -e .`, "
@@ -163,6 +183,7 @@ def comments(*, compiled: bool | None = None) -> Comments:
     return Comments(
         functools.partial(comment_options, fallback=_link_option),
         functools.partial(with_options, rebuild=_with_options),
+        functools.partial(copy_packets, rebuild=_with_options),
     )
 
 
@@ -198,7 +219,15 @@ def rewrite(
             index = 0
             placed = False
             version = 1
-            for btype, block in iter_blocks(src, path):
+            blocks = _Blocks(src, path)
+            while True:
+                if how.packets is not None and blocks.base + blocks.pos:
+                    copied, blocks.pos, index = how.packets(blocks.data, blocks.pos, index, options)
+                    out.write(copied)
+                item = blocks.next()
+                if item is None:
+                    break
+                btype, block = item
                 if btype in _PACKET_BLOCKS:
                     own = options.get(index) if btype == fmt.BT_EPB else None
                     out.write(how.apply(block, own) if own else block)
