@@ -474,3 +474,23 @@ def test_filter_runs_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
     spy.program = pred.program  # type: ignore[attr-defined]
     session = _load(REPO / "captures" / "lab-udp-vs-tcp.pcapng", False, monkeypatch, packet_filter=spy)
     assert calls == [] and session.packets_kept > 0
+
+
+def test_the_compiled_walk_leaves_no_cycle_holding_the_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session is freed by reference counting once dropped, not at the collector's next
+    pass (`ingest.annotate` drops a recording's whole analysis that way)."""
+    import gc
+    import weakref
+
+    monkeypatch.delenv("WIRECORR_PURE", raising=False)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        session = Session()
+        load_capture(session, str(REPO / "captures" / "lab-echo.pcapng"))
+        dropped = weakref.ref(session)
+        del session
+        assert dropped() is None
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -3,6 +3,7 @@ path, and a peak memory that does not follow the length of the recording."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import os
@@ -221,7 +222,8 @@ def test_the_spool_merges_interleaved_runs_into_key_order(monkeypatch: pytest.Mo
     while at < len(keys):
         part = keys[at : at + rng.randrange(1, 60)]
         at += len(part)
-        spool.add([k[0] for k in part], [k[1] for k in part], (f'{{"k":[{a},{b}],"é":1}}'.encode() for a, b in part))
+        encode = functools.partial(json_report._encode_each, lambda k: f'{{"k":[{k[0]},{k[1]}],"é":1}}'.encode())
+        spool.add([k[0] for k in part], [k[1] for k in part], part, encode)
     text = ",".join(piece.decode() for piece in spool.merged())
     import json
 

@@ -119,6 +119,11 @@ def feed_compiled(
             reader.good_until = walker.good_until
             yield walker.index
     finally:
+        # `custom` holds the walker, which holds it: a cycle that holds the session too
+        # (through the reader's `on_custom`), so that only a pass of the collector could
+        # free it. Broken here, what the session alone holds is freed by reference
+        # counting once it is dropped (`ingest.annotate` counts on that).
+        walker.on_custom = None
         analyzer.sync()
         check.read = walker.index
         check.undecodable += walker.undecodable

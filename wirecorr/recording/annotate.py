@@ -17,13 +17,15 @@ this module knows the file, not what the events mean.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import struct
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
+from wirecorr._core import pure_requested
 from wirecorr.errors import WirecorrError
 from wirecorr.model import Finding, Link, Syscall
 from wirecorr.recording import format as fmt
@@ -48,31 +50,60 @@ class Annotation:
     findings: int
 
 
+# iter_blocks reads the file this much at a time: two reads per block (a syscall's EPB is
+# ≈ 100 bytes) cost more than the rest of its walk.
+_READ = 1 << 20
+_HEAD = struct.Struct("<II")
+
+
 def iter_blocks(f: BinaryIO, path: str) -> Iterator[tuple[int, bytes]]:
     """(block type, whole block) of a little-endian pcapng file, in file order.
 
     Only what RecordingWriter writes is accepted (one little-endian section): rewriting a
     file we do not fully understand could damage it, and the caller keeps the original.
     """
-    offset = 0
-    while True:
-        head = f.read(8)
-        if not head:
-            return
-        if len(head) < 8:
-            raise AnnotateError(f"{path}: file ends inside a block at byte {offset}")
-        btype, blen = struct.unpack("<II", head)
+    blocks = _Blocks(f, path)
+    while (item := blocks.next()) is not None:
+        yield item
+
+
+class _Blocks:
+    """`iter_blocks` a block at a time; `data[pos:]` is the file from byte `base + pos`
+    on, for `rewrite` to copy runs of packet blocks from without a call per block."""
+
+    def __init__(self, f: BinaryIO, path: str) -> None:
+        self.f = f
+        self.path = path
+        self.data = b""
+        self.pos = 0
+        self.base = 0
+
+    def next(self) -> tuple[int, bytes] | None:
+        """The next block, None at the end of the file."""
+        path, pos = self.path, self.pos
+        if len(self.data) - pos < 8:
+            self.data, self.base, pos = self.data[pos:] + self.f.read(_READ), self.base + pos, 0
+            self.pos = 0
+            if not self.data:
+                return None
+            if len(self.data) < 8:
+                raise AnnotateError(f"{path}: file ends inside a block at byte {self.base}")
+        offset = self.base + pos
+        btype, blen = _HEAD.unpack_from(self.data, pos)
         if blen < 12 or blen % 4:
             raise AnnotateError(f"{path}: corrupt block length {blen} at byte {offset}")
         if offset and btype == fmt.BT_SHB:
             raise AnnotateError(f"{path}: a second pcapng section at byte {offset} (not a wirecorr recording)")
-        rest = f.read(blen - 8)
-        if len(rest) < blen - 8:
-            raise AnnotateError(f"{path}: file ends inside a block at byte {offset}")
-        if offset == 0 and (btype != fmt.BT_SHB or rest[:4] != _LITTLE_ENDIAN):
+        if len(self.data) - pos < blen:
+            more = self.f.read(max(_READ, blen - (len(self.data) - pos)))
+            self.data, self.base, pos = self.data[pos:] + more, offset, 0
+            if len(self.data) < blen:
+                raise AnnotateError(f"{path}: file ends inside a block at byte {offset}")
+        block = self.data[pos : pos + blen]
+        if offset == 0 and (btype != fmt.BT_SHB or block[8:12] != _LITTLE_ENDIAN):
             raise AnnotateError(f"{path}: not a little-endian pcapng file")
-        yield btype, head + rest
-        offset += blen
+        self.pos = pos + blen
+        return btype, block
 
 
 def _record_tag(block: bytes) -> str | None:
@@ -82,24 +113,20 @@ def _record_tag(block: bytes) -> str | None:
     return block[12:76].partition(b"\n")[0].decode("ascii", "replace")
 
 
-def _with_comments(block: bytes, comments: list[str]) -> bytes:
-    """The EPB `block` with `comments` appended to its options (existing options kept)."""
+def _with_options(block: bytes, options: bytes) -> bytes:
+    """The EPB `block` with the options `options` appended to its own (existing kept)."""
     caplen = struct.unpack_from("<I", block, 20)[0]
     data_end = 28 + ((caplen + 3) & ~3)
-    options = bytearray()
+    own = bytearray()
     pos, end = data_end, len(block) - 4
     while pos + 4 <= end:
         code, length = struct.unpack_from("<HH", block, pos)
         if code == fmt.OPT_ENDOFOPT:
             break
         size = 4 + ((length + 3) & ~3)
-        options += block[pos : pos + size]
+        own += block[pos : pos + size]
         pos += size
-    for text in comments:
-        value = text.encode()
-        options += struct.pack("<HH", fmt.OPT_COMMENT, len(value)) + value + b"\0" * (-len(value) % 4)
-    options += struct.pack("<HH", fmt.OPT_ENDOFOPT, 0)
-    body = block[8:data_end] + bytes(options)
+    body = block[8:data_end] + bytes(own) + options + struct.pack("<HH", fmt.OPT_ENDOFOPT, 0)
     total = 12 + len(body)
     return struct.pack("<II", fmt.BT_EPB, total) + body + struct.pack("<I", total)
 
@@ -117,6 +144,49 @@ def comments_by_packet(links: Iterable[Link], syscall: Callable[[int], Syscall |
     return out
 
 
+def _comment_option(text: str) -> bytes:
+    value = text.encode()
+    return struct.pack("<HH", fmt.OPT_COMMENT, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def _link_option(sc: Syscall, delay_ns: int | None) -> bytes:
+    return _comment_option(fmt.link_comment(sc, delay_ns))
+
+
+def _comment_options(links: list[Link], syscall: Callable[[int], Syscall | None]) -> dict[int, bytes]:
+    """The reference of `_core.comments.comment_options`: packet index → its comments'
+    `opt_comment` options, in link order."""
+    return {idx: b"".join(map(_comment_option, texts)) for idx, texts in comments_by_packet(links, syscall).items()}
+
+
+class Comments(NamedTuple):
+    """How the rewrite makes its comments: compiled, or the reference (WIRECORR_PURE=1)."""
+
+    options: Callable[[list[Link], Callable[[int], Syscall | None]], dict[int, bytes]]
+    apply: Callable[[bytes, bytes], bytes]
+    # `_core.comments.copy_packets`, compiled only: the reference takes each block as it comes.
+    packets: Callable[[bytes, int, int, dict[int, bytes]], tuple[bytes, int, int]] | None
+
+
+def comments(*, compiled: bool | None = None) -> Comments:
+    """`compiled` None lets WIRECORR_PURE decide; a missing build is an error, never a
+    silent fall back (as `correlator._new_lane`)."""
+    if pure_requested() if compiled is None else not compiled:
+        return Comments(_comment_options, _with_options, None)
+    try:
+        from wirecorr._core.comments import comment_options, copy_packets, with_options
+    except ImportError as e:
+        raise WirecorrError(
+            f"the compiled packet comments are not built ({e}): run `make` or `pip install -e .`, "
+            "or set WIRECORR_PURE=1 for the (slower) pure-Python path"
+        ) from None
+    return Comments(
+        functools.partial(comment_options, fallback=_link_option),
+        functools.partial(with_options, rebuild=_with_options),
+        functools.partial(copy_packets, rebuild=_with_options),
+    )
+
+
 def rewrite(
     path: str, links: list[Link], findings: list[Finding], syscall: Callable[[int], Syscall | None]
 ) -> Annotation:
@@ -126,7 +196,8 @@ def rewrite(
     Raises AnnotateError (or OSError) with the original untouched. A file that already
     holds link records was annotated before: rewriting it would duplicate every comment.
     """
-    comments = comments_by_packet(links, syscall)
+    how = comments()
+    options = how.options(links, syscall)
     found = b"".join(fmt.custom_block(TAG_FINDING, fmt.finding_to_dict(f)) for f in findings)
 
     def extra(version: int) -> bytes:
@@ -148,10 +219,18 @@ def rewrite(
             index = 0
             placed = False
             version = 1
-            for btype, block in iter_blocks(src, path):
+            blocks = _Blocks(src, path)
+            while True:
+                if how.packets is not None and blocks.base + blocks.pos:
+                    copied, blocks.pos, index = how.packets(blocks.data, blocks.pos, index, options)
+                    out.write(copied)
+                item = blocks.next()
+                if item is None:
+                    break
+                btype, block = item
                 if btype in _PACKET_BLOCKS:
-                    texts = comments.get(index) if btype == fmt.BT_EPB else None
-                    out.write(_with_comments(block, texts) if texts else block)
+                    own = options.get(index) if btype == fmt.BT_EPB else None
+                    out.write(how.apply(block, own) if own else block)
                     index += 1
                     continue
                 if btype in (fmt.BT_CUSTOM, _BT_CUSTOM_NOCOPY):
@@ -179,4 +258,4 @@ def rewrite(
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    return Annotation(links=len(links), packets=len(comments), findings=len(findings))
+    return Annotation(links=len(links), packets=len(options), findings=len(findings))

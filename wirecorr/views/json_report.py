@@ -6,21 +6,25 @@ later the checks read the same records, so the two outputs cannot disagree.
 
 from __future__ import annotations
 
+import codecs
+import functools
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from itertools import compress, islice, pairwise
 from typing import IO, Any, TextIO
 
 import numpy as np
 
 from wirecorr import __version__
+from wirecorr._core import pure_requested
 from wirecorr.engine.analysis_flags import flag_names
 from wirecorr.engine.connections import Connection, HandshakeOptions
 from wirecorr.engine.correlator import Anchor
 from wirecorr.engine.requests import Message, Request, framing_gaps, requests_of
 from wirecorr.engine.requests.stats import Group, by_endpoint, by_protocol
 from wirecorr.engine.session import Session
+from wirecorr.errors import WirecorrError
 from wirecorr.json_codec import dumps
 from wirecorr.model import Link, Syscall, format_flags
 from wirecorr.recording.format import finding_to_dict as finding_record
@@ -28,6 +32,9 @@ from wirecorr.recording.format import link_to_dict as link_record
 from wirecorr.recording.format import syscall_to_dict
 
 SCHEMA = "wirecorr.analyze/2"
+# Appends the records of some items to a run's buffer, each followed by a comma, and the
+# records' sizes with their commas to its list (`_Spool.add`).
+Encoder = Callable[[list[Any], bytearray, list[int]], None]
 
 
 def options_record(opts: HandshakeOptions | None) -> dict[str, Any] | None:
@@ -341,26 +348,22 @@ class _Spool:
         self._buf = bytearray()
         self._runs: list[_Run] = []
 
-    def add(self, majors: list[int], minors: list[int], records: Iterable[bytes]) -> None:
-        """Records with their keys (major, minor): int64 values, unique pairs.
+    def add(self, majors: list[int], minors: list[int], items: list[Any], encode: Encoder) -> None:
+        """Items with their keys (major, minor): int64 values, unique pairs.
 
-        Each record is copied into the run's buffer at once: orjson's bytes keep the
-        capacity they were encoded in (≈ 4 KB for a 400-byte record).
+        `encode` appends the items' records to the run's buffer, each followed by a comma,
+        and their sizes with it: a run whose records came in key order (nearly every run of
+        a recording's syscalls) then goes to its file as the one piece of memory it is.
         """
-        buf, sizes = self._buf, self._sizes
         at = 0
-        for record in records:
-            sizes.append(len(record))
-            buf += record
-            if len(sizes) >= self.RUN:
-                taken = len(sizes) - len(self._major)
-                self._major += majors[at : at + taken]
-                self._minor += minors[at : at + taken]
-                at += taken
+        while at < len(items):
+            take = min(len(items) - at, self.RUN - len(self._sizes))
+            encode(items[at : at + take], self._buf, self._sizes)
+            self._major += majors[at : at + take]
+            self._minor += minors[at : at + take]
+            at += take
+            if len(self._sizes) >= self.RUN:
                 self._flush()
-                buf, sizes = self._buf, self._sizes
-        self._major += majors[at:]
-        self._minor += minors[at:]
 
     def _flush(self) -> None:
         if not self._sizes:
@@ -369,20 +372,22 @@ class _Spool:
         minor = np.array(self._minor, dtype=np.int64)
         order = np.lexsort((minor, major))
         sizes = np.array(self._sizes, dtype=np.int64)
-        starts = (np.cumsum(sizes) - sizes)[order].tolist()
+        starts = np.cumsum(sizes) - sizes
+        # Stretches of the sorted run that are consecutive in the buffer, each one write.
+        breaks = np.flatnonzero(order[1:] != order[:-1] + 1) + 1
+        firsts = order[np.concatenate(([0], breaks))]
+        lasts = order[np.concatenate((breaks - 1, [len(order) - 1]))]
         view = memoryview(self._buf)
         f = tempfile.TemporaryFile(prefix="wirecorr-analyze-")  # noqa: SIM115 - closed by `merged`
-        # Written a record at a time from the run's buffer: a joined copy of the run (and a
-        # list of its records) was twice the run's size again at the peak.
-        comma = b","
+        # Written from the run's buffer: a joined copy of the run was twice its size again
+        # at the peak.
         f.writelines(
-            part
-            for at, size in zip(starts, sizes[order].tolist(), strict=True)
-            for part in (view[at : at + size], comma)
+            view[begin:end]
+            for begin, end in zip(starts[firsts].tolist(), (starts[lasts] + sizes[lasts]).tolist(), strict=True)
         )
         view.release()
         # Each record is followed by a comma: its end is the comma's offset.
-        ends = np.cumsum(sizes[order] + 1) - 1
+        ends = np.cumsum(sizes[order]) - 1
         self._runs.append(_Run(f, major[order], minor[order], ends))
         self._major, self._minor, self._sizes, self._buf = [], [], [], bytearray()
 
@@ -446,17 +451,22 @@ class StreamWriter:
     refuses, when `write` encodes that whole chunk with the standard library).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, compiled: bool | None = None) -> None:
+        """`compiled` chooses the records' encoder: `_core.records` or `dumps` of each
+        record's dict (the reference); None lets WIRECORR_PURE decide."""
         self._calls = _Spool()
         self._links = _Spool()
+        if not pure_requested() if compiled is None else compiled:
+            self._encode_calls, self._encode_links = _compiled_encoders()
+        else:
+            self._encode_calls = functools.partial(_encode_each, _syscall_bytes)
+            self._encode_links = functools.partial(_encode_each, _link_bytes)
 
     def syscalls(self, calls: list[Syscall]) -> None:
-        self._calls.add(
-            [sc.enter_ns for sc in calls], [sc.id for sc in calls], (dumps(syscall_record(sc)) for sc in calls)
-        )
+        self._calls.add([sc.enter_ns for sc in calls], [sc.id for sc in calls], calls, self._encode_calls)
 
     def links(self, links: list[Link]) -> None:
-        self._links.add([link.id for link in links], [0] * len(links), (dumps(link_record(link)) for link in links))
+        self._links.add([link.id for link in links], [0] * len(links), links, self._encode_links)
 
     def finish(self, session: Session, out: TextIO) -> None:
         _write_summary(session, out)
@@ -473,10 +483,60 @@ class StreamWriter:
         out.write("]}\n")
 
 
+def _syscall_bytes(sc: Syscall) -> bytes:
+    return dumps(syscall_record(sc))
+
+
+def _link_bytes(link: Link) -> bytes:
+    return dumps(link_record(link))
+
+
+def _encode_each(record: Callable[[Any], bytes], items: list[Any], buf: bytearray, sizes: list[int]) -> None:
+    """The reference `Encoder`: each record copied into the run's buffer at once, as
+    orjson's bytes keep the capacity they were encoded in (≈ 4 KB for a 400-byte record)."""
+    for item in items:
+        data = record(item)
+        buf += data
+        buf += b","
+        sizes.append(len(data) + 1)
+
+
+def _compiled_encoders() -> tuple[Encoder, Encoder]:
+    """The compiled encoders, with the reference for the records they leave to it; a
+    missing build is an error, never a silent fall back (as `correlator._new_lane`)."""
+    try:
+        from wirecorr._core.records import encode_links, encode_syscalls
+    except ImportError as e:
+        raise WirecorrError(
+            f"the compiled JSON records are not built ({e}): run `make` or `pip install -e .`, "
+            "or set WIRECORR_PURE=1 for the (slower) pure-Python path"
+        ) from None
+    return (
+        functools.partial(encode_syscalls, fallback=_syscall_bytes),
+        functools.partial(encode_links, fallback=_link_bytes),
+    )
+
+
 def _write_encoded(out: TextIO, pieces: Iterator[bytes]) -> None:
-    """Pieces of whole records (`_Spool.merged`), comma-joined; each decodes on its own."""
-    sep = ""
+    """Pieces of whole records (`_Spool.merged`), comma-joined.
+
+    They go to the text stream's binary buffer as they are when the stream writes UTF-8
+    (standard output, as a rule): decoding 444 MB of records for the stream to encode them
+    again cost ≈ 0.35 s on bench/correlate's recording. A stream of another encoding, or
+    with no buffer (a StringIO), is given text: it encodes what it is given its own way.
+    """
+    binary = getattr(out, "buffer", None)
+    encoding = getattr(out, "encoding", None)
+    if binary is None or encoding is None or codecs.lookup(encoding).name != "utf-8":
+        sep = ""
+        for piece in pieces:
+            out.write(sep)
+            out.write(piece.decode())
+            sep = ","
+        return
+    out.flush()
+    comma = b""
     for piece in pieces:
-        out.write(sep)
-        out.write(piece.decode())
-        sep = ","
+        binary.write(comma)
+        binary.write(piece)
+        comma = b","
