@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import weakref
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -361,6 +362,22 @@ def _new_call_index(links: list[Link | None]) -> Any:
     return CallIndex(links)
 
 
+def _weak_methods(owner: object, *names: str) -> list[Callable[..., Any]]:
+    """Methods of `owner` that do not keep it alive: the UDP matcher calls back into its
+    correlator, and bound methods made a cycle that left every link and claim to the
+    cyclic collector (≈ 1 s of `record`'s linking pass on bench/correlate's recording,
+    spent after it had ended)."""
+    ref = weakref.ref(owner)
+
+    def method(name: str) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            return getattr(ref(), name)(*args)
+
+        return call
+
+    return [method(name) for name in names]
+
+
 class Correlator:
     """Feed `on_packet(pkt)` right after `analyzer.feed(pkt)` and `on_syscall(sc)` as calls
     complete; read `links`, `packet_links` and `label(i)` at any time; `finish()` at the end.
@@ -393,7 +410,7 @@ class Correlator:
         # can re-read the capture (the session, for a file). Without it recent payloads are kept.
         self.payload_of: Callable[[int], bytes | None] | None = None
         self._recent: dict[int, bytes] = {}
-        self._udp = UdpMatcher(analyzer, self._link, self._add_packet, self._assign, self._sync_connections)
+        self._udp = UdpMatcher(analyzer, *_weak_methods(self, "_link", "_add_packet", "_assign", "_sync_connections"))
         # The matcher's own list (it never rebinds it): on_packet tests it without an attribute hop.
         self._udp_claims = self._udp.claims
         self._lane = _new_lane() if (not pure_requested() if compiled is None else compiled) else None
