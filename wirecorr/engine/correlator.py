@@ -596,9 +596,9 @@ class Correlator:
         return list(self._tcp)
 
     def settled_claims(self, conn_id: int, horizon_ns: int) -> list[tuple[int, Any]]:
-        """(direction, claim) of the data claims of an open connection that nothing can change any more: the
-        streaming analyze writes their links out and drops them (`drop_claims`, `forget`)
-        while the connection stays open.
+        """(direction, claim) of the data claims of an open connection that nothing can
+        change any more: the streaming analyze writes their links out and drops them
+        (`drop_claims`, `forget`) while the connection stays open.
 
         A claim is settled once all its bytes went on the wire in order (`covered_to`), the
         receiver acknowledged them, no segment of them was retransmitted, its link has no
@@ -654,11 +654,11 @@ class Correlator:
         """Take settled claims (`settled_claims`) out of their connection's state."""
         gone = {id(c) for c in claims}
         for dr in self._tcp[conn_id].dirs:
-            for side in (dr.writes, dr.reads):
-                if any(id(c) in gone for c in side.claims):
-                    kept = [c for c in side.claims if id(c) not in gone]
-                    side.claims = kept
-                    side.starts = [c.start for c in kept]
+            for role in (dr.writes, dr.reads):
+                if any(id(c) in gone for c in role.claims):
+                    kept = [c for c in role.claims if id(c) not in gone]
+                    role.claims = kept
+                    role.starts = [c.start for c in kept]
 
     def restore(self, conn_id: int, calls: list[tuple[int, int, Link, int, int, int]]) -> None:
         """Put back what `forget` dropped of an open connection's data calls, given as

@@ -236,10 +236,10 @@ class Streamer:
         recording = Recording(path)
         feed = RecordedFeed(session.feed_syscall, session.on_process_record, feed_batch=session.feed_syscalls)
 
-        # Called inside `feed_packets`, which decided for its whole slice whether the correlator
-        # sees each packet (not before the first syscall): syscalls are fed between slices.
         self._path = path
 
+        # Called inside `feed_packets`, which decided for its whole slice whether the correlator
+        # sees each packet (not before the first syscall): syscalls are fed between slices.
         def on_custom(block: CustomBlock) -> None:
             session.custom_at.append(check.read)
             self._blocks.append(block.offset)
@@ -404,7 +404,7 @@ class Streamer:
             spill = self._spills.get(cid)
             if spill is None:
                 if self._spill_file is None:
-                    self._spill_file = tempfile.TemporaryFile(prefix="wirecorr-analyze-")  # noqa: SIM115 - closed by `finish`
+                    self._spill_file = tempfile.TemporaryFile(prefix="wirecorr-analyze-")  # noqa: SIM115 - closed by `_end_spills`
                 spill = self._spills[cid] = _Spill(self._spill_file)
             for link in links:
                 # Sorted as `Correlator.finish` sorts every link before the document is written.
