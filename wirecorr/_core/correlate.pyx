@@ -18,6 +18,7 @@ only skips steps that are proved to be no-ops for the call (see `_resolved`).
 
 from cpython cimport array as carray
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from libc.string cimport memmove
 
 from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION
 from wirecorr.engine.seq import HALF, M32
@@ -106,6 +107,9 @@ cdef class CallIndex:
 
     cdef Row* rows
     cdef Py_ssize_t cap
+    # rows[i] is the call with id base + i; ids below base are in `sparse` (`shed`).
+    cdef long long base
+    cdef long long top
     cdef dict sparse
     cdef dict more
     cdef list links
@@ -113,6 +117,8 @@ cdef class CallIndex:
     def __cinit__(self, list links):
         self.rows = NULL
         self.cap = 0
+        self.base = 0
+        self.top = -1
         self.sparse = {}
         self.more = {}
         self.links = links
@@ -122,14 +128,19 @@ cdef class CallIndex:
 
     cdef Row* _row(self, long long sid, bint create) except? NULL:
         cdef Py_ssize_t n, i
+        cdef long long at = sid - self.base
         cdef Row* grown
-        if 0 <= sid < self.cap:
-            return &self.rows[sid]
-        if sid < 0 or sid > 2 * self.cap + _DENSE_SLACK:
+        if 0 <= at < self.cap:
+            if create and sid > self.top:
+                self.top = sid
+            return &self.rows[at]
+        if at < 0 or at > 2 * self.cap + _DENSE_SLACK:
             return NULL
         if not create:
             return NULL
-        n = max(sid + 1, 2 * self.cap, 1024)
+        if sid > self.top:
+            self.top = sid
+        n = max(at + 1, 2 * self.cap, 1024)
         grown = <Row*>PyMem_Realloc(self.rows, n * sizeof(Row))
         if grown == NULL:
             raise MemoryError()
@@ -144,14 +155,15 @@ cdef class CallIndex:
         self.cap = n
         if self.sparse:
             self._migrate()
-        return &self.rows[sid]
+        return &self.rows[at]
 
     cdef _migrate(self):
         """Calls kept in `sparse` whose ids the rows now reach move into them."""
         cdef Row* row
-        for key in [k for k in self.sparse if 0 <= k < self.cap]:
+        cdef long long base = self.base, stop = self.base + self.cap
+        for key in [k for k in self.sparse if base <= k < stop]:
             pair, links, found = self.sparse.pop(key)
-            row = &self.rows[<long long>key]
+            row = &self.rows[<long long>key - base]
             if pair is not None:
                 row.conn, row.side = pair
             if links:
@@ -160,6 +172,39 @@ cdef class CallIndex:
                     self.more[key] = links
             if found is not None:
                 row.d, row.start, row.end = found
+
+    def shed(self, long long window):
+        """Keep rows for the `window` most recent ids only: the calls older ones still hold
+        move to `sparse`. The streaming analyze sheds after settling calls, which leaves
+        most old rows empty; the rows then follow the calls in flight, not the recording."""
+        cdef long long new_base = self.top + 1 - window
+        cdef long long shift, i, key
+        cdef Row* row
+        if new_base <= self.base or self.cap == 0:
+            return
+        shift = min(new_base - self.base, <long long>self.cap)
+        for i in range(shift):
+            row = &self.rows[i]
+            if row.conn < 0 and row.link < 0 and row.d < 0:
+                continue
+            key = self.base + i
+            links = None
+            if row.link >= 0:
+                links = self.more.pop(key, None) or [self.links[row.link]]
+            self.sparse[key] = [
+                (row.conn, row.side) if row.conn >= 0 else None,
+                links,
+                (row.d, row.start, row.end) if row.d >= 0 else None,
+            ]
+        memmove(self.rows, self.rows + shift, (self.cap - shift) * sizeof(Row))
+        for i in range(self.cap - shift, self.cap):
+            self.rows[i].conn = -1
+            self.rows[i].side = 0
+            self.rows[i].d = -1
+            self.rows[i].link = -1
+            self.rows[i].start = 0
+            self.rows[i].end = 0
+        self.base = new_base
 
     cdef list _sparse(self, object sid, bint create):
         entry = self.sparse.get(sid)

@@ -91,6 +91,9 @@ ANCHOR_MIN_MATCH = 8
 ANCHOR_EVIDENCE = 3
 # Payloads of this many recent segments are kept when no capture file can be re-read (live).
 RECENT_PAYLOADS = 4096
+# Syscall ids the compiled per-call index keeps rows for once the streaming analyze sheds
+# it; older calls still on a connection move to its dict (≈ 200 B each instead of 32).
+CALL_WINDOW = 1 << 16
 _NOT_FOUND = "no captured segment carries their bytes"
 _NO_DATA = "none of their bytes were recorded (--data-bytes 0?)"
 
@@ -339,6 +342,10 @@ class _CallIndex:
     def range_of(self, sid: int) -> tuple[int, int, int] | None:
         return self._ranges.get(sid)
 
+    def shed(self, window: int) -> None:
+        """The compiled index's rows for old ids, given up (`CallIndex.shed`): the dicts
+        here hold only the calls not forgotten already."""
+
 
 # -- the correlator -----------------------------------------------------------------------
 
@@ -370,8 +377,8 @@ def _weak_methods(owner: object, *names: str) -> list[Callable[..., Any]]:
     ref = weakref.ref(owner)
 
     def method(name: str) -> Callable[..., Any]:
-        def call(*args: Any) -> Any:
-            return getattr(ref(), name)(*args)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return getattr(ref(), name)(*args, **kwargs)
 
         return call
 
@@ -614,17 +621,19 @@ class Correlator:
         for d, dr in enumerate(tcp.dirs):
             acked = dr.acked
             for claims in (dr.writes, dr.reads):
+                # Claims later in the stream are no older: the first one too recent (or not
+                # acknowledged yet) ends the walk, so a pass costs what it settles, not what
+                # is in flight. One that never settles (a note, bytes not captured) is passed.
                 for claim in claims.claims:
-                    if claim.start >= acked:
-                        break
                     last = claim.last_ts
+                    if claim.start >= acked or (last is not None and last > horizon_ns):
+                        break
                     if (
                         claim.end <= acked
                         and claim.covered_to == claim.end
                         and claim.retrans is None
                         and claim.link.note is None
                         and last is not None
-                        and last <= horizon_ns
                     ):
                         out.append((d, claim))
         return out
@@ -649,6 +658,11 @@ class Correlator:
                     dr.acked = off
             pos += 1
         tcp.ack_scan = pos
+
+    def shed_calls(self) -> None:
+        """After `forget`: let the per-call index follow the calls in flight rather than every
+        id seen (`CallIndex.shed`)."""
+        self._calls.shed(CALL_WINDOW)
 
     def drop_claims(self, conn_id: int, claims: list[Any]) -> None:
         """Take settled claims (`settled_claims`) out of their connection's state."""

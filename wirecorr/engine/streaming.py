@@ -37,7 +37,7 @@ import tempfile
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterator
-from itertools import islice
+from itertools import accumulate, chain, islice
 from operator import attrgetter
 from typing import IO, Any, Protocol
 
@@ -130,9 +130,8 @@ class _Spill:
         cols["ds"].extend([d for d, _ in claims])
         cols["kinds"].extend([0 if claim.write else 1 for _, claim in claims])
         packets, bounds = self.packets, self.bounds
-        for link in links:
-            packets.extend(link.packets)
-            bounds.append(len(packets))
+        bounds.extend(islice(accumulate((len(link.packets) for link in links), initial=len(packets)), 1, None))
+        packets.extend(chain.from_iterable(link.packets for link in links))
         if len(cols["sids"]) >= self.CHUNK:
             f = self.file
             at = f.seek(0, os.SEEK_END)
@@ -416,6 +415,7 @@ class Streamer:
             self._send(links)
             correlator.forget(cid, sids)
             session.drop_syscalls(sids)
+        correlator.shed_calls()
 
     def _framed_by_none(self, cid: int) -> bool:
         """Whether no framer takes connection `cid` (asked again until its first bytes are
