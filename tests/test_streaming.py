@@ -224,7 +224,11 @@ def test_the_spool_merges_interleaved_runs_into_key_order(monkeypatch: pytest.Mo
         at += len(part)
         encode = functools.partial(json_report._encode_each, lambda k: f'{{"k":[{k[0]},{k[1]}],"é":1}}'.encode())
         spool.add([k[0] for k in part], [k[1] for k in part], part, encode)
+    # However many runs, two files: one for the records, one for their keys.
+    assert len(spool._runs) > 20 and len({id(r.data) for r in spool._runs} | {id(r.keys) for r in spool._runs}) == 2
     text = ",".join(piece.decode() for piece in spool.merged())
+    # A run that has given all its records holds no keys in memory.
+    assert all(r.pos == r.n and r._major.size == 0 for r in spool._runs)
     import json
 
     got = [tuple(r["k"]) for r in json.loads(f"[{text}]")]

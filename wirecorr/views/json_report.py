@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -306,23 +307,63 @@ def _write_records(out: TextIO, records: Iterator[dict[str, Any]]) -> None:
 
 
 class _Run:
-    """One sorted run of a `_Spool` in its temporary file: the records joined by commas,
-    with each record's key and end offset kept as columns."""
+    """One sorted run of a `_Spool`: its records comma-joined in the spool's data file from
+    `base`, and each record's key (major, minor) and end offset (relative to `base`) as
+    three int64 columns of `n` values in the spool's key file from `keys_at`.
 
-    __slots__ = ("ends", "file", "major", "minor", "pos")
+    The keys stay on disk: only a window of them is read while the run takes part in a
+    merge step, and the key at `pos` (`head`) otherwise (24 bytes a record written were
+    the one part of the streaming analyze's memory that grew with the recording)."""
 
-    def __init__(self, file: IO[bytes], major: np.ndarray, minor: np.ndarray, ends: np.ndarray) -> None:
-        self.file = file
-        self.major = major
-        self.minor = minor
-        self.ends = ends
+    __slots__ = ("_ends", "_major", "_minor", "_wlo", "base", "cursor", "data", "head", "keys", "keys_at", "n", "pos")
+
+    def __init__(self, data: IO[bytes], base: int, keys: IO[bytes], keys_at: int, n: int) -> None:
+        self.data = data
+        self.base = base
+        self.cursor = base
+        self.keys = keys
+        self.keys_at = keys_at
+        self.n = n
         self.pos = 0
+        self._wlo = 0
+        self._major = self._minor = self._ends = np.empty(0, dtype=np.int64)
+        self.head = self.key(0)
 
-    def read(self, lo: int, hi: int) -> bytes:
-        """Records lo..hi-1, comma-joined: one contiguous stretch of the file."""
-        begin = int(self.ends[lo - 1]) + 1 if lo else 0
-        self.file.seek(begin)
-        return self.file.read(int(self.ends[hi - 1]) - begin)
+    def _column(self, col: int, lo: int, hi: int) -> np.ndarray:
+        self.keys.seek(self.keys_at + 8 * (col * self.n + lo))
+        return np.frombuffer(self.keys.read(8 * (hi - lo)), dtype=np.int64)
+
+    def window(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Major, minor and end columns of records lo..hi-1 (read if not held already)."""
+        hi = min(hi, self.n)
+        if not self._wlo <= lo or hi > self._wlo + len(self._major):
+            top = min(max(hi, lo + 2 * _Spool.STEP), self.n)
+            self._major, self._minor, self._ends = (self._column(c, lo, top) for c in range(3))
+            self._wlo = lo
+        at = lo - self._wlo
+        return self._major[at : at + hi - lo], self._minor[at : at + hi - lo], self._ends[at : at + hi - lo]
+
+    def key(self, i: int) -> tuple[int, int]:
+        if self._wlo <= i < self._wlo + len(self._major):
+            return int(self._major[i - self._wlo]), int(self._minor[i - self._wlo])
+        return int(self._column(0, i, i + 1)[0]), int(self._column(1, i, i + 1)[0])
+
+    def release(self) -> None:
+        """Drop the window (the run sits out this merge step)."""
+        self._major = self._minor = self._ends = np.empty(0, dtype=np.int64)
+
+    def take(self, count: int) -> bytes:
+        """The next `count` records, comma-joined: one contiguous stretch of the data file."""
+        end = self.base + int(self.window(self.pos + count - 1, self.pos + count)[2][0])
+        self.data.seek(self.cursor)
+        piece = self.data.read(end - self.cursor)
+        self.cursor = end + 1
+        self.pos += count
+        if self.pos < self.n:
+            self.head = self.key(self.pos)
+        else:
+            self.release()
+        return piece
 
 
 class _Spool:
@@ -330,12 +371,13 @@ class _Spool:
 
     Records come in any order (syscalls as they complete, links as their connection
     retires) and leave sorted: each run of up to `RUN` records is sorted in memory (numpy,
-    on its keys) and written out comma-joined, and `merged` merges the runs in steps of up
-    to `STEP` records a run, sorting each step's keys at once and copying every stretch of
-    records that comes from one run as one piece of its file. Nearly sorted input (a
-    recording's syscalls end about in the order they began) is a few stretches per run, so
-    no Python code runs per record after its encoding. Memory holds one run of records and
-    24 bytes of keys and offsets per record written.
+    on its keys) and appended comma-joined to one data file, its keys to one key file; and
+    `merged` merges the runs in steps of up to `STEP` records a run, sorting each step's
+    keys at once and copying every stretch of records that comes from one run as one piece
+    of the file. Nearly sorted input (a recording's syscalls end about in the order they
+    began) is a few stretches per run, so no Python code runs per record after its
+    encoding, and a step reads the keys of the few runs whose records it takes. Memory
+    holds one run of records, and two files stay open however many runs there are.
     """
 
     RUN = 1 << 16
@@ -347,6 +389,8 @@ class _Spool:
         self._sizes: list[int] = []
         self._buf = bytearray()
         self._runs: list[_Run] = []
+        self._data: IO[bytes] | None = None
+        self._keys: IO[bytes] | None = None
 
     def add(self, majors: list[int], minors: list[int], items: list[Any], encode: Encoder) -> None:
         """Items with their keys (major, minor): int64 values, unique pairs.
@@ -368,6 +412,9 @@ class _Spool:
     def _flush(self) -> None:
         if not self._sizes:
             return
+        if self._data is None or self._keys is None:
+            self._data = tempfile.TemporaryFile(prefix="wirecorr-analyze-")  # noqa: SIM115 - closed by `merged`
+            self._keys = tempfile.TemporaryFile(prefix="wirecorr-analyze-")  # noqa: SIM115 - closed by `merged`
         major = np.array(self._major, dtype=np.int64)
         minor = np.array(self._minor, dtype=np.int64)
         order = np.lexsort((minor, major))
@@ -378,49 +425,56 @@ class _Spool:
         firsts = order[np.concatenate(([0], breaks))]
         lasts = order[np.concatenate((breaks - 1, [len(order) - 1]))]
         view = memoryview(self._buf)
-        f = tempfile.TemporaryFile(prefix="wirecorr-analyze-")  # noqa: SIM115 - closed by `merged`
+        base = self._data.seek(0, os.SEEK_END)
         # Written from the run's buffer: a joined copy of the run was twice its size again
         # at the peak.
-        f.writelines(
+        self._data.writelines(
             view[begin:end]
             for begin, end in zip(starts[firsts].tolist(), (starts[lasts] + sizes[lasts]).tolist(), strict=True)
         )
         view.release()
+        keys_at = self._keys.seek(0, os.SEEK_END)
         # Each record is followed by a comma: its end is the comma's offset.
-        ends = np.cumsum(sizes[order]) - 1
-        self._runs.append(_Run(f, major[order], minor[order], ends))
+        for column in (major[order], minor[order], np.cumsum(sizes[order]) - 1):
+            self._keys.write(column.tobytes())
+        self._runs.append(_Run(self._data, base, self._keys, keys_at, len(order)))
         self._major, self._minor, self._sizes, self._buf = [], [], [], bytearray()
 
     def merged(self) -> Iterator[bytes]:
         """Every record, in key order, as pieces of one or more comma-joined records; the
         files are closed once read."""
         self._flush()
-        runs = self._runs
         try:
             while True:
-                live = [r for r in runs if r.pos < len(r.ends)]
+                live = [r for r in self._runs if r.pos < r.n]
                 if not live:
                     return
                 yield from self._step(live)
         finally:
-            for r in runs:
-                r.file.close()
+            for f in (self._data, self._keys):
+                if f is not None:
+                    f.close()
 
     def _step(self, live: list[_Run]) -> Iterator[bytes]:
         """The records up to the smallest key that ends a run's window: no record of any run
-        past its window can come before it."""
+        past its window can come before it. Runs are visited by their next key; one whose
+        next key is past the cut so far has nothing to give and sits the step out."""
         step = self.STEP
         cut: tuple[int, int] | None = None
-        for r in live:
+        taking: list[_Run] = []
+        for r in sorted(live, key=lambda r: r.head):
+            if cut is not None and r.head > cut:
+                r.release()
+                continue
+            taking.append(r)
             last = r.pos + step - 1
-            if last < len(r.ends) - 1:
-                key = (int(r.major[last]), int(r.minor[last]))
+            if last < r.n - 1:
+                key = r.key(last)
                 if cut is None or key < cut:
                     cut = key
         majors, minors, owners, positions = [], [], [], []
-        for n, r in enumerate(live):
-            major = r.major[r.pos : r.pos + step]
-            minor = r.minor[r.pos : r.pos + step]
+        for n, r in enumerate(taking):
+            major, minor, _ = r.window(r.pos, r.pos + step)
             if cut is not None:
                 take = int(np.count_nonzero((major < cut[0]) | ((major == cut[0]) & (minor <= cut[1]))))
                 major, minor = major[:take], minor[:take]
@@ -436,10 +490,9 @@ class _Spool:
         breaks = np.flatnonzero(owner[1:] != owner[:-1]) + 1
         bounds = np.concatenate(([0], breaks, [len(owner)])).tolist()
         for lo, hi in pairwise(bounds):
-            r = live[int(owner[lo])]
-            first = int(position[lo])
-            yield r.read(first, first + hi - lo)
-            r.pos = first + hi - lo
+            r = taking[int(owner[lo])]
+            assert int(position[lo]) == r.pos, "a run's records leave in order"
+            yield r.take(hi - lo)
 
 
 class StreamWriter:
