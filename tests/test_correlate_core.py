@@ -191,7 +191,7 @@ def test_same_links_and_identity_on_generated_streams(
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["assign", "link", "range", "unassign", "pop"]),
+            st.sampled_from(["assign", "link", "range", "unassign", "pop", "shed"]),
             st.one_of(st.integers(0, 3000), st.integers(-5, -1), st.integers(1 << 21, 1 << 40)),
             st.integers(0, 5),
         ),
@@ -200,7 +200,8 @@ def test_same_links_and_identity_on_generated_streams(
 )
 def test_call_index_answers_as_the_reference(ops: list[tuple[str, int, int]]) -> None:
     """The compiled per-call index (dense rows, sparse ids in a dict, rows that grow over
-    ids kept sparse before) against the dict-based reference, one operation at a time."""
+    ids kept sparse before, rows of old ids shed to the dict) against the dict-based
+    reference, one operation at a time."""
     from wirecorr._core.correlate import CallIndex
 
     from wirecorr.engine.correlator import _CallIndex
@@ -224,6 +225,9 @@ def test_call_index_answers_as_the_reference(ops: list[tuple[str, int, int]]) ->
         elif op == "unassign":
             compiled.unassign(sid)
             reference.unassign(sid)
+        elif op == "shed":
+            compiled.shed(value * 50)
+            reference.shed(value * 50)
         else:
             assert compiled.pop_links(sid) == reference.pop_links(sid)
         for t in touched:
