@@ -39,30 +39,10 @@ cdef long long _M32 = M32
 _BIG = 1 << 60
 
 
-cdef Py_ssize_t _bisect(list a, long long x, bint right):
-    """bisect_right (or bisect_left) of x in the sorted ints `a`, galloping from the end:
-    a call's offsets are nearly always at the end of what its direction holds."""
-    cdef Py_ssize_t n = len(a), lo = 0, hi = n, step = 1, mid
-    cdef long long v
-    while step <= n:
-        v = a[n - step]
-        if v < x or (right and v == x):
-            lo = n - step + 1
-            break
-        hi = n - step
-        step <<= 1
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        v = a[mid]
-        if v < x or (right and v == x):
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
 cdef Py_ssize_t _bisect_q(const long long* a, Py_ssize_t n, long long x, bint right) noexcept:
-    """`_bisect` over a C array of int64 (a direction's segment starts, `array('q')`)."""
+    """bisect_right (or bisect_left) of x in the sorted int64s a[:n] (an `array('q')`:
+    a direction's segment starts, a role's claim starts), galloping from the end: a call's
+    offsets are nearly always at the end of what its direction holds."""
     cdef Py_ssize_t lo = 0, hi = n, step = 1, mid
     cdef long long v
     while step <= n:
@@ -389,7 +369,7 @@ cdef class Lane:
         cdef dict calls_by_conn = corr._calls_by_conn
         cdef dict packet_links = corr.packet_links
         cdef list links = corr.links
-        cdef carray.array seg_start, seg_end, seg_idx
+        cdef carray.array seg_start, seg_end, seg_idx, claim_starts
         cdef list ids, lst
         cdef const long long[:] ts_col = corr.table.ts_ns
         cdef const unsigned short[:] an_col = corr.table.analysis
@@ -488,13 +468,13 @@ cdef class Lane:
                 calls.set_range(sid, d, start, end)
             dr = tcp.dirs[d]
             claims = dr.writes if write else (dr.peeks if peek else dr.reads)
-            lst = claims.starts
-            i = _bisect(lst, start, True)
-            if i == len(lst):
-                lst.append(start)
+            claim_starts = claims.starts
+            i = _bisect_q(claim_starts.data.as_longlongs, len(claim_starts), start, True)
+            if i == len(claim_starts):
+                claim_starts.append(start)
                 claims.claims.append(claim)
             else:
-                lst.insert(i, start)
+                claim_starts.insert(i, start)
                 claims.claims.insert(i, claim)
             seg_start = dr.seg_start
             seg_end = dr.seg_end
@@ -602,8 +582,8 @@ cdef _place_packet(object tcp, Py_ssize_t idx, const unsigned char[:] flags, con
     cdef long long top, pos, start, end, seg
     cdef Py_ssize_t i, n
     cdef int d
-    cdef carray.array seg_start
-    cdef list starts, claims_list
+    cdef carray.array seg_start, starts
+    cdef list claims_list
     cdef object dr, claims, claim
     if flags[idx] & _CTRL or tcp.unanchored or (tcp.final_ack is None and tcp.synacks):
         tcp_packet(tcp, idx)
@@ -636,7 +616,7 @@ cdef _place_packet(object tcp, Py_ssize_t idx, const unsigned char[:] flags, con
             if not n:
                 continue
             claims_list = claims.claims
-            i = _bisect(starts, start, True) - 1
+            i = _bisect_q(starts.data.as_longlongs, n, start, True) - 1
             if i < 0:
                 i = 0
             while i < n:

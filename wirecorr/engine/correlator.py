@@ -147,7 +147,7 @@ class _Claims:
     __slots__ = ("claims", "starts")
 
     def __init__(self) -> None:
-        self.starts: list[int] = []
+        self.starts = array("q")
         self.claims: list[_Claim] = []
 
     def add(self, claim: _Claim) -> None:
@@ -672,7 +672,7 @@ class Correlator:
                 if any(id(c) in gone for c in role.claims):
                     kept = [c for c in role.claims if id(c) not in gone]
                     role.claims = kept
-                    role.starts = [c.start for c in kept]
+                    role.starts = array("q", [c.start for c in kept])
 
     def restore(self, conn_id: int, calls: list[tuple[int, int, Link, int, int, int]]) -> None:
         """Put back what `forget` dropped of an open connection's data calls, given as
