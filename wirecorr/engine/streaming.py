@@ -210,8 +210,11 @@ class Streamer:
         self._rows = 0
         self._shown = 0
         self._path = ""
-        # File offsets of the recording's Custom Blocks, to re-read calls `compact` dropped.
+        # File offsets of the recording's Custom Blocks of syscalls, and the lowest and highest
+        # syscall id each holds: `_restore` re-reads only those that hold calls it wants.
         self._blocks = array("q")
+        self._block_lo = array("q")
+        self._block_hi = array("q")
         # Per open connection: what `compact` dropped of it; the connections it never
         # settles (a framer or a finding reads their data); and those no framer takes, by
         # whether their first bytes are final (`requests.protocol_ruled_out`).
@@ -241,8 +244,12 @@ class Streamer:
         # sees each packet (not before the first syscall): syscalls are fed between slices.
         def on_custom(block: CustomBlock) -> None:
             session.custom_at.append(check.read)
-            self._blocks.append(block.offset)
             add_block(recording, block)
+            if recording.syscalls:
+                ids = [sc.id for sc in recording.syscalls]
+                self._blocks.append(block.offset)
+                self._block_lo.append(min(ids))
+                self._block_hi.append(max(ids))
             if recording.syscalls or recording.processes:
                 self._held.extend(recording.syscalls)
                 self._held_at = check.read
@@ -361,24 +368,27 @@ class Streamer:
         correlator = session.correlator
         connections = session.analyzer.connections
         for cid in correlator.retire(self.grace_ns):
-            if cid in self._spills and self._needs_back(cid):
+            links = self._links_of(cid)
+            # The links `compact` settled could not make a finding read the data (it checked),
+            # so the answer holds once they are back.
+            keeps = findings.keeps_data(connections[cid], links, self.thresholds)
+            if cid in self._spills and (keeps or not self._framed_by_none(cid)):
                 self._restore(cid)
-            calls = [sid for sid, _ in correlator.calls_of(cid)]
-            links = [link for sid in calls for link in correlator.links_of(sid)]
+                links = self._links_of(cid)
+            self._spills.pop(cid, None)
             # A side the trace had not bound yet (a late accept) may bind after retirement,
             # and its connection retire again: only its new links go out then.
             self._send([link for link in links if not _was_sent(self._sent, link)])
             requests.settle(session, cid)
-            if findings.keeps_data(connections[cid], links, self.thresholds):
+            if keeps:
                 continue
             plain = set()
-            for sid in calls:
+            for sid, _ in correlator.calls_of(cid):
                 sc = session.syscall(sid)
                 if sc is not None and is_plain(sc):
                     plain.add(sid)
             correlator.forget(cid, plain)
             session.drop_syscalls(plain)
-            self._spills.pop(cid, None)
         self.compact()
 
     def compact(self) -> None:
@@ -433,16 +443,17 @@ class Streamer:
         self._ruled_out[cid] = final
         return True
 
+    def _links_of(self, cid: int) -> list[Link]:
+        correlator = self.session.correlator
+        return [link for sid, _ in correlator.calls_of(cid) for link in correlator.links_of(sid)]
+
     def _needs_back(self, cid: int) -> bool:
         """Whether the settled calls of connection `cid` must come back: a framer or a
         finding reads its data after all."""
-        return not self._framed_by_none(cid) or self._reads_data(cid)
-
-    def _reads_data(self, cid: int) -> bool:
-        """Whether some finding reads the data calls of connection `cid`, as its links stand."""
-        correlator = self.session.correlator
-        links = [link for sid, _ in correlator.calls_of(cid) for link in correlator.links_of(sid)]
-        return findings.keeps_data(self.session.analyzer.connections[cid], links, self.thresholds)
+        links = self._links_of(cid)
+        return not self._framed_by_none(cid) or findings.keeps_data(
+            self.session.analyzer.connections[cid], links, self.thresholds
+        )
 
     def _end_spills(self) -> None:
         """At the end of the input: put back the settled calls of the open connections a
@@ -463,15 +474,17 @@ class Streamer:
             return
         calls = spill.calls()
         wanted = {call[0] for call in calls}
+        lo, hi = min(wanted), max(wanted)
         found: list[Syscall] = []
         with open(self._path, "rb") as f:
-            for offset in self._blocks:
-                f.seek(offset)
-                blen, pen = struct.unpack_from("<II", f.read(12), 4)
-                if pen != PEN:
+            for offset, first, last in zip(self._blocks, self._block_lo, self._block_hi, strict=True):
+                if last < lo or first > hi:
                     continue
+                f.seek(offset)
+                # A block of syscalls is wirecorr's (its PEN) and little-endian (RecordingWriter's).
+                (blen,) = struct.unpack_from("<I", f.read(12), 4)
                 scratch = Recording(self._path)
-                add_block(scratch, CustomBlock(pen=pen, data=f.read(blen - 16), offset=offset))
+                add_block(scratch, CustomBlock(pen=PEN, data=f.read(blen - 16), offset=offset))
                 found.extend(sc for sc in scratch.syscalls if sc.id in wanted)
         self.session.restore_syscalls(found)
         self.session.correlator.restore(cid, calls)
