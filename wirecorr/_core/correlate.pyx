@@ -17,6 +17,7 @@ only skips steps that are proved to be no-ops for the call (see `_resolved`).
 """
 
 from cpython cimport array as carray
+from cpython.object cimport Py_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.string cimport memmove
 
@@ -60,6 +61,14 @@ cdef Py_ssize_t _bisect_q(const long long* a, Py_ssize_t n, long long x, bint ri
         else:
             hi = mid
     return lo
+
+
+cdef inline int _push(carray.array a, long long v) except -1:
+    """`a.append(v)` for an `array('q')` without a method call and a boxed int."""
+    cdef Py_ssize_t n = Py_SIZE(a)
+    carray.resize_smart(a, n + 1)
+    a.data.as_longlongs[n] = v
+    return 0
 
 
 cdef struct Row:
@@ -471,7 +480,7 @@ cdef class Lane:
             claim_starts = claims.starts
             i = _bisect_q(claim_starts.data.as_longlongs, len(claim_starts), start, True)
             if i == len(claim_starts):
-                claim_starts.append(start)
+                _push(claim_starts, start)
                 claims.claims.append(claim)
             else:
                 claim_starts.insert(i, start)
@@ -601,9 +610,9 @@ cdef _place_packet(object tcp, Py_ssize_t idx, const unsigned char[:] flags, con
         n = len(seg_start)
         i = _bisect_q(seg_start.data.as_longlongs, n, start, True)
         if i == n:
-            seg_start.append(start)
-            dr.seg_end.append(end)
-            dr.seg_idx.append(idx)
+            _push(seg_start, start)
+            _push(dr.seg_end, end)
+            _push(dr.seg_idx, idx)
         else:
             seg_start.insert(i, start)
             dr.seg_end.insert(i, end)
