@@ -11,6 +11,7 @@ setup(
             Extension("wirecorr._core.correlate", ["wirecorr/_core/correlate.pyx"], extra_compile_args=["-O2"]),
             Extension("wirecorr._core.records", ["wirecorr/_core/records.pyx"], extra_compile_args=["-O2"]),
             Extension("wirecorr._core.comments", ["wirecorr/_core/comments.pyx"], extra_compile_args=["-O2"]),
+            Extension("wirecorr._core.rows", ["wirecorr/_core/rows.pyx"], extra_compile_args=["-O2"]),
         ],
         language_level=3,
     )

@@ -9,6 +9,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 
 from wirecorr.engine.ingest import analyze_file
 from wirecorr.engine.session import Session
-from wirecorr.errors import InputError
+from wirecorr.errors import InputError, WirecorrError
 from wirecorr.model import FdInfo, Link, Syscall
 from wirecorr.recording import RecordingWriter, columns, read_recording
 from wirecorr.recording import format as fmt
@@ -446,3 +447,33 @@ def test_equal_but_different_args_stay_apart() -> None:
     scs = [Syscall(i, 1, 1, "ioctl", i, {"x": v}) for i, v in enumerate([0, False, 0.0, -0.0, 1, True, 1.0] * 3)]
     back, _, _ = decode_all(columns.syscall_blocks(scs) + b"".join(map(fmt.syscall_block, scs)))
     assert [repr(sc.args) for sc in back] == [repr(sc.args) for sc in scs] * 2
+
+
+# -- the compiled row builder (_core/rows.pyx) against the reference -------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(plain_syscalls, min_size=columns.SMALL_BATCH, max_size=columns.SMALL_BATCH + 8), st.data())
+def test_compiled_rows_are_the_references(scs: list[Syscall], data: st.DataObject) -> None:
+    """Any slice of a batch, itself a slice of a decoded block (Arrow offsets into shared
+    buffers), nulls anywhere, empty and missing previews: the same objects, field for field."""
+    # All rows plain: one block.
+    block = columns.decode_block(next(body for _, body in blocks_of(columns.syscall_blocks(scs))))
+    batch = block.to_batches()[0]
+    start = data.draw(st.integers(0, len(batch) - 1))
+    batch = batch.slice(start, data.draw(st.integers(1, len(batch) - start)))
+    rows = columns.SyscallRows(batch)
+    lo = data.draw(st.integers(0, len(rows)))
+    hi = data.draw(st.integers(lo, len(rows)))
+    got = rows.rows(lo, hi)
+    assert list(map(repr, got)) == list(map(repr, rows.reference_rows(lo, hi)))
+    assert list(map(repr, got)) == list(map(repr, scs[start + lo : start + hi]))
+
+
+def test_a_missing_row_builder_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WIRECORR_PURE", raising=False)
+    monkeypatch.setitem(sys.modules, "wirecorr._core.rows", None)
+    scs = [Syscall(i, 1, 1, "read", i, {}) for i in range(columns.SMALL_BATCH)]
+    block = next(body for _, body in blocks_of(columns.syscall_blocks(scs)))
+    with pytest.raises(WirecorrError, match="compiled syscall rows are not built"):
+        columns.syscalls_from_table(columns.decode_block(block))

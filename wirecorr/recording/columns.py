@@ -29,7 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc
 
-from wirecorr.errors import InputError
+from wirecorr._core import pure_requested
+from wirecorr.errors import InputError, WirecorrError
 from wirecorr.json_codec import dumps, loads
 from wirecorr.model import FdInfo, Link, Syscall
 from wirecorr.recording import format as fmt
@@ -479,10 +480,11 @@ class SyscallRows:
     converted once per batch, and `rows(lo, hi)` builds only the objects asked for.
     """
 
-    __slots__ = ("_batch", "_dicts", "_indices")
+    __slots__ = ("_batch", "_buffers", "_dicts", "_indices")
 
     def __init__(self, batch: pa.RecordBatch) -> None:
         self._batch = batch
+        self._buffers: tuple[Any, ...] | None = None
         self._dicts: dict[str, list[Any]] = {}
         self._indices: dict[str, np.ndarray] = {}
         dict_columns = (
@@ -523,6 +525,61 @@ class SyscallRows:
         return np.where(exit_ns.is_null().to_numpy(zero_copy_only=False), enter, exit_ns.fill_null(0).to_numpy())
 
     def rows(self, lo: int, hi: int) -> list[Syscall]:
+        """The `Syscall`s of rows lo..hi-1, built compiled (`_core/rows.pyx`) unless
+        `WIRECORR_PURE` asks for the reference."""
+        if pure_requested():
+            return self.reference_rows(lo, hi)
+        if self._buffers is None:
+            self._buffers = self._prepare()
+        return _build_rows()(lo, hi, *self._buffers)
+
+    def _prepare(self) -> tuple[Any, ...]:
+        """The batch's columns as the compiled builder takes them: int64 buffers, a
+        validity mask only where the column has nulls, the dictionary columns as
+        (values, indices), the previews as Arrow's offsets and bytes."""
+        batch = self._batch
+
+        def ints(name: str) -> np.ndarray:
+            return np.ascontiguousarray(batch.column(name).fill_null(0).to_numpy(zero_copy_only=False), np.int64)
+
+        def valid(column: pa.Array) -> np.ndarray:
+            if not column.null_count:
+                return _NO_MASK
+            return np.ascontiguousarray(column.is_valid().to_numpy(zero_copy_only=False), np.uint8)
+
+        def nullable(name: str) -> tuple[np.ndarray, np.ndarray]:
+            return ints(name), valid(batch.column(name))
+
+        def lookup(name: str) -> tuple[list[Any], np.ndarray]:
+            return self._dicts[name], np.ascontiguousarray(self._indices[name], np.int64)
+
+        data = batch.column("data")
+        buffers = data.buffers()
+        offsets = np.frombuffer(buffers[1], np.int32)[data.offset : data.offset + len(data) + 1]
+        values = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else _NO_MASK
+        lens = batch.column("msg_lens")
+        return (
+            ints("id"),
+            ints("pid"),
+            ints("tid"),
+            ints("enter_ns"),
+            *nullable("exit_ns"),
+            *nullable("ret"),
+            *nullable("fd"),
+            *nullable("nbytes"),
+            *lookup("name"),
+            *lookup("args"),
+            *lookup("errno"),
+            *lookup("fdinfo"),
+            *lookup("ret_fdinfo"),
+            np.ascontiguousarray(offsets),
+            valid(data),
+            values,
+            None if lens.null_count == len(lens) else lens.to_pylist(),
+        )
+
+    def reference_rows(self, lo: int, hi: int) -> list[Syscall]:
+        """`rows` in Python: the reference the compiled builder is tested against."""
         part = self._batch.slice(lo, hi - lo)
         col = part.column
 
@@ -549,6 +606,23 @@ class SyscallRows:
                 col("msg_lens").to_pylist(),
             )
         )
+
+
+# A column without nulls: the compiled builder reads an empty mask as "all valid".
+_NO_MASK = np.zeros(0, np.uint8)
+
+
+def _build_rows() -> Any:
+    """The compiled row builder; a missing build is an error, never a silent fall back to
+    the slower path (as `correlator._new_lane`)."""
+    try:
+        from wirecorr._core.rows import build
+    except ImportError as e:
+        raise WirecorrError(
+            f"the compiled syscall rows are not built ({e}): run `make` or `pip install -e .`, "
+            "or set WIRECORR_PURE=1 for the (slower) pure-Python path"
+        ) from None
+    return build
 
 
 def _shared(values: list[Any]) -> list[Any]:

@@ -1,0 +1,160 @@
+# cython: language_level=3, wraparound=False, initializedcheck=False
+"""Syscall objects straight from a format-2 block's columns (recording/columns.py).
+
+Every reader of a recording (`analyze`, the linking pass, `edit`) turns each syscall row
+into a `Syscall`. `SyscallRows.rows` in Python made a list per column (Arrow's `to_pylist`
+boxes through a scalar per value) and ran the dataclass `__init__`, ≈ 1 µs a row: 0.8 s of
+bench/correlate's 800k. Here each object is allocated and its slots are filled from the
+int64 buffers and the per-batch dictionaries, the way `__init__` would have.
+
+Only sound while `Syscall` is a slots dataclass whose `__init__` does nothing but assign
+its fields, in the order given; `_layout` checks that at import and refuses to load
+otherwise (a missing build is an error too, see `_core/__init__.py`). `WIRECORR_PURE=1`
+makes `SyscallRows.rows` use the reference, and tests/test_recording_v2.py holds the two to
+equal objects.
+"""
+
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from libc.stdint cimport int32_t, int64_t, uint8_t
+
+import dataclasses
+
+from wirecorr.model import Syscall
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        const char* name
+        int type
+        Py_ssize_t offset
+        int flags
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+    object PyLong_FromLongLong(long long v)
+    object PyBytes_FromStringAndSize(const char* s, Py_ssize_t n)
+    PyObject* PyType_GenericAlloc(PyTypeObject* t, Py_ssize_t n) except NULL
+    int T_OBJECT_EX
+
+
+# The fields in `Syscall.__init__`'s order, as the builder fills them.
+_FIELDS = (
+    "id", "pid", "tid", "name", "enter_ns", "args", "exit_ns", "ret", "errno",
+    "fd", "fdinfo", "ret_fdinfo", "nbytes", "data", "msg_lens",
+)
+cdef enum:
+    NFIELDS = 15
+cdef Py_ssize_t _OFFSET[NFIELDS]
+
+
+cdef _layout():
+    """Each field's slot offset, after checking the class is what this builder assumes."""
+    names = tuple(f.name for f in dataclasses.fields(Syscall))
+    if names != _FIELDS or tuple(Syscall.__slots__) != _FIELDS:
+        raise ImportError(f"wirecorr._core.rows: Syscall's fields changed ({names}); update rows.pyx")
+    if hasattr(Syscall, "__post_init__") or Syscall.__new__ is not object.__new__:
+        raise ImportError("wirecorr._core.rows: Syscall does more than assign its fields")
+    cdef PyMemberDescrObject* descr
+    for i, name in enumerate(_FIELDS):
+        member = Syscall.__dict__[name]
+        if type(member).__name__ != "member_descriptor":
+            raise ImportError(f"wirecorr._core.rows: Syscall.{name} is not a slot")
+        descr = <PyMemberDescrObject*>member
+        if descr.d_member.type != T_OBJECT_EX:
+            raise ImportError(f"wirecorr._core.rows: Syscall.{name} is not an object slot")
+        _OFFSET[i] = descr.d_member.offset
+
+
+_layout()
+
+
+cdef inline void _set(PyObject* obj, int field, object value):
+    """Fill an empty slot (a fresh object's slots are NULL, so nothing is released)."""
+    Py_INCREF(value)
+    (<PyObject**>((<char*>obj) + _OFFSET[field]))[0] = <PyObject*>value
+
+
+cdef inline object _int_or_none(const int64_t[::1] values, const uint8_t[::1] valid, Py_ssize_t i):
+    if valid.shape[0] and not valid[i]:
+        return None
+    return PyLong_FromLongLong(values[i])
+
+
+cdef inline object _shared(object cache, int64_t value):
+    """One int object per distinct pid or tid (a few per batch), not one per row."""
+    got = cache.get(value)
+    if got is None:
+        got = PyLong_FromLongLong(value)
+        cache[value] = got
+    return got
+
+
+def build(
+    Py_ssize_t lo,
+    Py_ssize_t hi,
+    const int64_t[::1] ids,
+    const int64_t[::1] pids,
+    const int64_t[::1] tids,
+    const int64_t[::1] enter,
+    const int64_t[::1] exit_ns,
+    const uint8_t[::1] exit_valid,
+    const int64_t[::1] ret,
+    const uint8_t[::1] ret_valid,
+    const int64_t[::1] fd,
+    const uint8_t[::1] fd_valid,
+    const int64_t[::1] nbytes,
+    const uint8_t[::1] nbytes_valid,
+    list names,
+    const int64_t[::1] name_idx,
+    list args,
+    const int64_t[::1] args_idx,
+    list errnos,
+    const int64_t[::1] errno_idx,
+    list fdinfos,
+    const int64_t[::1] fdinfo_idx,
+    list ret_fdinfos,
+    const int64_t[::1] ret_fdinfo_idx,
+    const int32_t[::1] data_offsets,
+    const uint8_t[::1] data_valid,
+    const unsigned char[::1] data_values,
+    list msg_lens,
+):
+    """The `Syscall`s of rows lo..hi-1. An empty `*_valid` means the column has no null;
+    `data_offsets` has a row more than the batch (Arrow's binary layout); `msg_lens` is
+    None when every row's is null, else the column as Python lists."""
+    cdef Py_ssize_t i, n = hi - lo, start, end
+    cdef PyObject* obj
+    cdef PyTypeObject* cls = <PyTypeObject*>Syscall
+    cdef const char* base = NULL
+    if data_values.shape[0]:
+        base = <const char*>&data_values[0]
+    out = PyList_New(n)
+    pid_cache = {}
+    tid_cache = {}
+    for i in range(lo, hi):
+        obj = PyType_GenericAlloc(cls, 0)
+        # The list owns the new reference; the slots below are filled before any code
+        # could look at the object.
+        PyList_SET_ITEM(out, i - lo, <object>obj)
+        _set(obj, 0, PyLong_FromLongLong(ids[i]))
+        _set(obj, 1, _shared(pid_cache, pids[i]))
+        _set(obj, 2, _shared(tid_cache, tids[i]))
+        _set(obj, 3, names[name_idx[i]])
+        _set(obj, 4, PyLong_FromLongLong(enter[i]))
+        _set(obj, 5, args[args_idx[i]])
+        _set(obj, 6, _int_or_none(exit_ns, exit_valid, i))
+        _set(obj, 7, _int_or_none(ret, ret_valid, i))
+        _set(obj, 8, errnos[errno_idx[i]])
+        _set(obj, 9, _int_or_none(fd, fd_valid, i))
+        _set(obj, 10, fdinfos[fdinfo_idx[i]])
+        _set(obj, 11, ret_fdinfos[ret_fdinfo_idx[i]])
+        _set(obj, 12, _int_or_none(nbytes, nbytes_valid, i))
+        if data_valid.shape[0] and not data_valid[i]:
+            _set(obj, 13, None)
+        else:
+            start = data_offsets[i]
+            end = data_offsets[i + 1]
+            _set(obj, 13, PyBytes_FromStringAndSize(base + start, end - start) if base != NULL else b"")
+        _set(obj, 14, None if msg_lens is None else msg_lens[i])
+    return out
