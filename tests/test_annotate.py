@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from helpers import ECHO_ONCE, free_port
 
-from wirecorr.engine.ingest import annotate, diagnose, load_capture
+from wirecorr.engine.ingest import diagnose, load_capture
+from wirecorr.engine.linking import annotate
 from wirecorr.engine.session import Session
 from wirecorr.recording import format as fmt
 from wirecorr.recording import read_recording

@@ -3,10 +3,12 @@ recording/annotate.py: the same options, the same rebuilt EPBs, the same rewritt
 
 from __future__ import annotations
 
+import random
 import shutil
 import struct
 import sys
 from collections.abc import Callable
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wirecorr.engine.ingest import annotate
+from wirecorr.engine.linking import annotate
 from wirecorr.errors import WirecorrError
 from wirecorr.model import Link, Syscall
 from wirecorr.recording import annotate as an
@@ -66,6 +68,47 @@ def test_comment_options_are_the_references(calls: list[Syscall], links: list[Li
     if isinstance(expected, dict):
         for idx, texts in an.comments_by_packet(links, by_id.get).items():
             assert expected[idx] == b"".join(an._comment_option(t) for t in texts)
+
+
+BATCHED_LINKS = st.lists(
+    st.builds(
+        Link,
+        id=st.integers(0, 40),
+        kind=st.just("write-data"),
+        syscall=st.integers(0, 6),
+        packets=st.lists(st.integers(0, 5), max_size=4),
+        delay_ns=DELAYS,
+    ),
+    max_size=16,
+    unique_by=lambda link: link.id,
+)
+
+
+@settings(max_examples=400)
+@given(st.lists(SYSCALLS, max_size=6), BATCHED_LINKS, st.randoms(use_true_random=False))
+def test_comments_from_batches_in_any_order_are_the_references(
+    calls: list[Syscall], links: list[Link], rnd: random.Random
+) -> None:
+    """The streaming linking pass hands links over as connections become final: a packet's
+    links (its write's and its read's) may come in any order across batches, and its
+    options still come in link id order, as `comment_options` gives them for sorted links."""
+    by_id = {sc.id: sc for sc in calls}
+    expected = _outcome(lambda: an.comments(compiled=False).options(sorted(links, key=_ID), by_id.get))
+    rnd.shuffle(links)
+    cuts = sorted(rnd.sample(range(len(links) + 1), min(3, len(links) + 1)))
+    batches = [links[a:b] for a, b in zip([0, *cuts], [*cuts, len(links)], strict=True)]
+    for compiled in (True, False):
+
+        def collect(compiled: bool = compiled) -> dict[int, bytes]:
+            collector = an.comments(compiled=compiled).collector()
+            for batch in batches:
+                collector.add(batch, by_id.get)
+            return collector.options
+
+        assert _outcome(collect) == expected
+
+
+_ID = attrgetter("id")
 
 
 def _epb(caplen: int, data_len: int, options: list[tuple[int, bytes]], tail: bytes, total: int | None) -> bytes:
@@ -155,7 +198,7 @@ def test_a_missing_build_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_pure_selects_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WIRECORR_PURE", "1")
-    assert an.comments() == (an._comment_options, an._with_options, None)
+    assert an.comments() == (an._comment_options, an._with_options, None, an.PacketCommentsReference)
 
 
 def test_the_compiled_build_is_used(monkeypatch: pytest.MonkeyPatch) -> None:

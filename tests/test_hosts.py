@@ -648,7 +648,7 @@ def test_live_attaches_inside_the_target_namespace_and_says_which(tmp_path: Path
     from wirecorr.cli import build_parser
     from wirecorr.commands.live import LiveRecording
     from wirecorr.commands.record import options
-    from wirecorr.engine.ingest import annotate
+    from wirecorr.engine.linking import annotate
 
     script = tmp_path / "loop.py"
     script.write_text(LOOP)
@@ -928,7 +928,7 @@ def test_live_attaches_to_processes_in_two_namespaces(tmp_path: Path) -> None:
     from wirecorr.cli import build_parser
     from wirecorr.commands.live import LiveRecording
     from wirecorr.commands.record import options
-    from wirecorr.engine.ingest import annotate
+    from wirecorr.engine.linking import annotate
     from wirecorr.views.tui.rows import is_syscall_ref
 
     out = tmp_path / "live.pcapng"

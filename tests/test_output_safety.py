@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from wirecorr.engine.ingest import annotate
+from wirecorr.engine.linking import annotate
 from wirecorr.errors import UsageError
 from wirecorr.recording import RecordingWriter, read_recording
 

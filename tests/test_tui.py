@@ -379,7 +379,7 @@ with socket.create_connection(srv.getsockname()) as cli:
 def live_session(tmp_path: Path, rounds: int):  # type: ignore[no-untyped-def]
     from wirecorr.commands.live import LiveRecording
     from wirecorr.commands.record import options
-    from wirecorr.engine.ingest import annotate
+    from wirecorr.engine.linking import annotate
 
     if os.geteuid() != 0:
         pytest.skip("live mode traces and captures: needs root")

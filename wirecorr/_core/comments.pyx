@@ -17,7 +17,10 @@ runs the reference alone; tests/test_annotate_core.py holds the two to the same 
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython cimport array as carray
 from libc.string cimport memcpy
+
+from array import array
 
 from wirecorr.recording.format import link_comment
 
@@ -167,32 +170,121 @@ cdef bytes _option(Text* t):
 
 
 def comment_options(list links, syscall, fallback):
-    """Packet index → the `opt_comment` options of the links naming it, in link order.
+    """Packet index → the `opt_comment` options of the links naming it, in link order
+    (`links` in id order, as the correlator lists them).
 
     `syscall(id)` finds a link's call (None: the link gets no comment); `fallback(sc,
     delay_ns)` gives the option of a comment this code does not write itself.
     """
-    cdef dict out = {}
-    cdef Text t
-    cdef object sc, have
-    cdef bytes option
-    for link in links:
-        sc = syscall(link.syscall)
-        if sc is None:
-            continue
-        delay = link.delay_ns
-        _comment(&t, sc, delay)
-        packets = link.packets
-        if not packets:
-            # The reference words the comment of a link without packets, and encodes none.
-            if t.refused:
-                link_comment(sc, delay)
-            continue
-        option = fallback(sc, delay) if t.refused else _option(&t)
-        for idx in packets:
-            have = out.get(idx)
-            out[idx] = option if have is None else have + option
-    return out
+    cdef PacketComments out = PacketComments(fallback)
+    out.add(links, syscall)
+    return out.options
+
+
+cdef class PacketComments:
+    """Packet index → its links' `opt_comment` options in link id order, from links given
+    in batches in any order: the streaming linking pass (engine/linking.py) gets each
+    connection's links when they become final, and a packet's links (a write's and the
+    read's of the same bytes, a partial write settled late) may come in different batches.
+
+    Most packets have one or two links, whose ids the two int64 columns hold (the lowest
+    and the highest); only a packet with three or more, or two of one id, keeps a list of
+    its ids. A part goes in at its place by walking the options it comes between (each
+    part is one option). `annotate.PacketCommentsReference` is the reference.
+    """
+
+    cdef public dict options
+    cdef object _fallback
+    cdef carray.array _first
+    cdef carray.array _last
+    cdef dict _ids
+
+    def __init__(self, fallback):
+        """`fallback` as `comment_options` takes it."""
+        self._fallback = fallback
+        self.options = {}
+        self._first = array("q")
+        self._last = array("q")
+        self._ids = {}
+
+    def add(self, list links, syscall):
+        """The comments of `links`; `syscall` as `comment_options` takes it."""
+        cdef object fallback = self._fallback
+        cdef Text t
+        cdef object sc, delay, packets, idx
+        cdef bytes option
+        cdef long long lid
+        for link in links:
+            sc = syscall(link.syscall)
+            if sc is None:
+                continue
+            delay = link.delay_ns
+            _comment(&t, sc, delay)
+            packets = link.packets
+            if not packets:
+                # The reference words the comment of a link without packets, and encodes none.
+                if t.refused:
+                    link_comment(sc, delay)
+                continue
+            option = fallback(sc, delay) if t.refused else _option(&t)
+            lid = link.id
+            for idx in packets:
+                self._put(idx, lid, option)
+
+    cdef int _put(self, Py_ssize_t idx, long long lid, bytes option) except -1:
+        cdef Py_ssize_t n = len(self._last), grown, i
+        cdef long long* first
+        cdef long long* last
+        cdef list ids
+        cdef bytes have
+        if idx < 0:
+            raise ValueError(f"packet index {idx} is negative")
+        if idx >= n:
+            grown = max(idx + 1, 2 * n, 1024)
+            carray.resize(self._first, grown)
+            carray.resize(self._last, grown)
+        first = self._first.data.as_longlongs
+        last = self._last.data.as_longlongs
+        have = self.options.get(idx)
+        if have is None:
+            self.options[idx] = option
+            first[idx] = lid
+            last[idx] = lid
+            return 0
+        ids = self._ids.get(idx)
+        if ids is None:
+            if first[idx] == last[idx] and lid != first[idx]:
+                # A second part, of another id: before or after the one there.
+                if lid > last[idx]:
+                    self.options[idx] = have + option
+                    last[idx] = lid
+                else:
+                    self.options[idx] = option + have
+                    first[idx] = lid
+                return 0
+            ids = [first[idx]] if first[idx] == last[idx] else [first[idx], last[idx]]
+            self._ids[idx] = ids
+        # After the parts of the same id or lower, as the links' order puts it.
+        i = len(ids)
+        while i and ids[i - 1] > lid:
+            i -= 1
+        ids.insert(i, lid)
+        self.options[idx] = _insert_part(have, i, option)
+        if lid < first[idx]:
+            first[idx] = lid
+        if lid > last[idx]:
+            last[idx] = lid
+        return 0
+
+
+cdef bytes _insert_part(bytes have, Py_ssize_t before, bytes option):
+    """`have`'s options with `option` put after the first `before` of them."""
+    cdef const unsigned char* b = <const unsigned char*>PyBytes_AS_STRING(have)
+    cdef Py_ssize_t pos = 0, n = PyBytes_GET_SIZE(have)
+    while before and pos + 4 <= n:
+        pos += 4 + ((_u16(b + pos + 2) + 3) & ~3)
+        before -= 1
+    return have[:pos] + option + have[pos:]
 
 
 def with_options(bytes block, bytes options, rebuild):

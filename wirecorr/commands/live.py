@@ -153,7 +153,7 @@ class LiveRecording:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wirecorr.engine.ingest import annotate
+    from wirecorr.engine.linking import annotate
     from wirecorr.views.tui.app import WirecorrApp, require_terminal
 
     options = record.options(args, "live")

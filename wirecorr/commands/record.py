@@ -113,7 +113,7 @@ def options(args: argparse.Namespace, command: str = "record") -> RecordOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wirecorr.engine.ingest import annotate
+    from wirecorr.engine.linking import annotate
 
     opts = options(args)
     if opts.pids and opts.capture:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import heapq
 import os
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from operator import attrgetter
@@ -24,7 +23,6 @@ from wirecorr.engine.packet_feed import compiled_feed_applies, feed_compiled
 from wirecorr.engine.session import Session
 from wirecorr.errors import InputError
 from wirecorr.model import Finding, Packet, Syscall
-from wirecorr.recording.annotate import AnnotateError, Annotation, rewrite
 from wirecorr.recording.reader import Recording, add_block
 from wirecorr.sources.capture_file import CaptureReader, CustomBlock, RawRecord, TruncatedCapture
 from wirecorr.sources.packet_at import PacketAt
@@ -304,26 +302,6 @@ def analyze_file(path: str, *, strace: str | None = None) -> Session:
         load_strace(session, strace)
     load_capture(session, path)
     return diagnose(session)
-
-
-def annotate(path: str) -> Annotation | None:
-    """Correlate the recording at `path` and rewrite it with its links; None if not a regular
-    file (a FIFO or a device cannot be rewritten in place)."""
-    # lstat: a symlink put in the recording's place is not followed, nor replaced.
-    if not stat.S_ISREG(os.lstat(path).st_mode):
-        return None
-    # The collector would walk the session's millions of objects again and again (3 of the
-    # pass's 11 s on bench/correlate's recording); nothing here makes reference cycles, and
-    # the session is freed by reference counting when `_annotate` returns, before it resumes.
-    with paused_gc():
-        return _annotate(path)
-
-
-def _annotate(path: str) -> Annotation:
-    session = analyze_file(path)
-    if session.error is not None:
-        raise AnnotateError(str(session.error))
-    return rewrite(path, session.correlator.links, session.findings, session.syscall)
 
 
 def is_truncation(error: InputError | None) -> bool:

@@ -122,7 +122,7 @@ def feed_compiled(
         # `custom` holds the walker, which holds it: a cycle that holds the session too
         # (through the reader's `on_custom`), so that only a pass of the collector could
         # free it. Broken here, what the session alone holds is freed by reference
-        # counting once it is dropped (`ingest.annotate` counts on that).
+        # counting once it is dropped (`linking.annotate` counts on that).
         walker.on_custom = None
         analyzer.sync()
         check.read = walker.index

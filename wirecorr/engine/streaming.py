@@ -210,6 +210,7 @@ class Streamer:
         self._rows = 0
         self._shown = 0
         self._path = ""
+        self._recording: Recording | None = None
         # File offsets of the recording's Custom Blocks of syscalls, and the lowest and highest
         # syscall id each holds: `_restore` re-reads only those that hold calls it wants.
         self._blocks = array("q")
@@ -225,6 +226,11 @@ class Streamer:
         session.keep_syscall = self._keep
         session.on_fed = sink.syscalls
 
+    def format_version(self) -> int:
+        """The format of the recording being read, as its header says (1 before it or without one)."""
+        version = self._recording.meta.get("format") if self._recording is not None else None
+        return version if type(version) is int else 1
+
     @staticmethod
     def _keep(sc: Syscall) -> bool:
         """Syscalls the session keeps past their feed: all but plain transfers on what is
@@ -239,6 +245,7 @@ class Streamer:
         feed = RecordedFeed(session.feed_syscall, session.on_process_record, feed_batch=session.feed_syscalls)
 
         self._path = path
+        self._recording = recording
 
         # Called inside `feed_packets`, which decided for its whole slice whether the correlator
         # sees each packet (not before the first syscall): syscalls are fed between slices.
@@ -489,17 +496,19 @@ class Streamer:
         self.session.restore_syscalls(found)
         self.session.correlator.restore(cid, calls)
 
-    def finish(self) -> None:
+    def finish(self, *, freeze: bool = True) -> None:
         """After `diagnose`: the links no retirement handed out.
 
-        The session's objects then live until the output is written, and the process ends:
-        they are frozen out of the collector, whose first full pass after the run (the
-        analyze pauses it while reading) would otherwise walk millions of them, ≈ 2 s on
-        bench/correlate's recording.
+        For `analyze`, the session's objects then live until the output is written, and the
+        process ends: they are frozen out of the collector, whose first full pass after the
+        run (the analyze pauses it while reading) would otherwise walk millions of them,
+        ≈ 2 s on bench/correlate's recording. The linking pass, which runs inside longer-lived
+        processes (the TUI's live view, labs), frees its session when it returns instead.
         """
         sent = self._sent
         self._send([link for link in self.session.correlator.links if link is not None and not _was_sent(sent, link)])
-        gc.freeze()
+        if freeze:
+            gc.freeze()
 
     def _send(self, links: list[Link]) -> None:
         sent = self._sent

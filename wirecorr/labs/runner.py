@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wirecorr.engine.hosts import load_merged, merged_header
-from wirecorr.engine.ingest import analyze_file, annotate
+from wirecorr.engine.ingest import analyze_file
+from wirecorr.engine.linking import annotate
 from wirecorr.labs import Lab, Workdir
 from wirecorr.labs.evidence import Evidence
 from wirecorr.labs.netns import entered, private_network

@@ -10,7 +10,7 @@ an interrupt at any point leaves the original recording exactly as it was.
 
 Blocks are copied byte for byte except the EPBs that get comments; the packet indices in
 `Link.packets` count packet blocks (EPB, SPB, PB) in file order, as every reader does.
-The links come from the engine (`engine.ingest.annotate` correlates, then calls `rewrite`):
+The links come from the engine (`engine.linking.annotate` correlates, then calls `rewrite_with`):
 this module knows the file, not what the events mean.
 """
 
@@ -21,9 +21,11 @@ import functools
 import os
 import struct
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, NamedTuple
+from operator import itemgetter
+from typing import BinaryIO, NamedTuple, Protocol
 
 from wirecorr._core import pure_requested
 from wirecorr.errors import WirecorrError
@@ -159,6 +161,45 @@ def _comment_options(links: list[Link], syscall: Callable[[int], Syscall | None]
     return {idx: b"".join(map(_comment_option, texts)) for idx, texts in comments_by_packet(links, syscall).items()}
 
 
+class PacketCommentCollector(Protocol):
+    """Packet comments gathered from links given in batches, in any order."""
+
+    options: dict[int, bytes]
+
+    def add(self, links: list[Link], syscall: Callable[[int], Syscall | None]) -> None: ...
+
+
+class PacketCommentsReference:
+    """The reference of `_core.comments.PacketComments`: packet index → its links'
+    options in link id order, each part kept with its id."""
+
+    def __init__(self) -> None:
+        self._parts: dict[int, list[tuple[int, bytes]]] = {}
+
+    def add(self, links: list[Link], syscall: Callable[[int], Syscall | None]) -> None:
+        for link in links:
+            sc = syscall(link.syscall)
+            if sc is None:
+                continue
+            text = fmt.link_comment(sc, link.delay_ns)
+            if not link.packets:
+                continue
+            option = _comment_option(text)
+            for idx in link.packets:
+                if idx < 0:
+                    raise ValueError(f"packet index {idx} is negative")
+                parts = self._parts.setdefault(idx, [])
+                # After the parts of the same id or lower.
+                parts.insert(bisect_right(parts, link.id, key=_PART_ID), (link.id, option))
+
+    @property
+    def options(self) -> dict[int, bytes]:
+        return {idx: b"".join(option for _, option in parts) for idx, parts in self._parts.items()}
+
+
+_PART_ID = itemgetter(0)
+
+
 class Comments(NamedTuple):
     """How the rewrite makes its comments: compiled, or the reference (WIRECORR_PURE=1)."""
 
@@ -166,15 +207,17 @@ class Comments(NamedTuple):
     apply: Callable[[bytes, bytes], bytes]
     # `_core.comments.copy_packets`, compiled only: the reference takes each block as it comes.
     packets: Callable[[bytes, int, int, dict[int, bytes]], tuple[bytes, int, int]] | None
+    # A new collector of comments from links in batches (the streaming linking pass).
+    collector: Callable[[], PacketCommentCollector]
 
 
 def comments(*, compiled: bool | None = None) -> Comments:
     """`compiled` None lets WIRECORR_PURE decide; a missing build is an error, never a
     silent fall back (as `correlator._new_lane`)."""
     if pure_requested() if compiled is None else not compiled:
-        return Comments(_comment_options, _with_options, None)
+        return Comments(_comment_options, _with_options, None, PacketCommentsReference)
     try:
-        from wirecorr._core.comments import comment_options, copy_packets, with_options
+        from wirecorr._core.comments import PacketComments, comment_options, copy_packets, with_options
     except ImportError as e:
         raise WirecorrError(
             f"the compiled packet comments are not built ({e}): run `make` or `pip install -e .`, "
@@ -184,6 +227,7 @@ def comments(*, compiled: bool | None = None) -> Comments:
         functools.partial(comment_options, fallback=_link_option),
         functools.partial(with_options, rebuild=_with_options),
         functools.partial(copy_packets, rebuild=_with_options),
+        functools.partial(PacketComments, _link_option),
     )
 
 
@@ -191,23 +235,38 @@ def rewrite(
     path: str, links: list[Link], findings: list[Finding], syscall: Callable[[int], Syscall | None]
 ) -> Annotation:
     """Rewrite the recording at `path` with the links and findings the engine drew from it
-    (`engine.ingest.annotate` reads and correlates it first).
+    (the whole analysis held in memory; `engine.linking.annotate` streams instead).
 
     Raises AnnotateError (or OSError) with the original untouched. A file that already
     holds link records was annotated before: rewriting it would duplicate every comment.
     """
     how = comments()
     options = how.options(links, syscall)
-    found = b"".join(fmt.custom_block(TAG_FINDING, fmt.finding_to_dict(f)) for f in findings)
 
-    def extra(version: int) -> bytes:
-        """The link and finding records, links in the recording's own format."""
-        if version >= 2:
-            from wirecorr.recording.columns import link_blocks  # pyarrow: see reader._add_batch
+    def records(out: BinaryIO, version: int) -> None:
+        out.write(link_records(links, version))
+        out.write(finding_records(findings))
 
-            return link_blocks(links) + found
-        return b"".join(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in links) + found
+    rewrite_with(path, options, records, how)
+    return Annotation(links=len(links), packets=len(options), findings=len(findings))
 
+
+def link_records(links: Sequence[Link], version: int) -> bytes:
+    """The Custom Blocks of `links` in a recording of format `version`."""
+    if version >= 2:
+        from wirecorr.recording.columns import link_blocks  # pyarrow: see reader._add_batch
+
+        return link_blocks(links)
+    return b"".join(fmt.custom_block(fmt.TAG_LINK, fmt.link_to_dict(link)) for link in links)
+
+
+def finding_records(findings: Iterable[Finding]) -> bytes:
+    return b"".join(fmt.custom_block(TAG_FINDING, fmt.finding_to_dict(f)) for f in findings)
+
+
+def rewrite_with(path: str, options: dict[int, bytes], records: Callable[[BinaryIO, int], None], how: Comments) -> None:
+    """`rewrite` with the packets' comment options (packet index → options) made, and
+    `records(out, version)` writing the link and finding records before the summary."""
     directory = os.path.dirname(os.path.abspath(path))
     # mkstemp creates the file 0600, what the recording itself has (docs/recording-format.md).
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".annotating", dir=directory)
@@ -240,11 +299,11 @@ def rewrite(
                     if tag == fmt.TAG_HEADER:
                         version = fmt.decode_record(block[12:-4])[1]["format"]
                     if tag == fmt.TAG_SUMMARY and not placed:
-                        out.write(extra(version))
+                        records(out, version)
                         placed = True
                 out.write(block)
             if not placed:
-                out.write(extra(version))
+                records(out, version)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
@@ -258,4 +317,3 @@ def rewrite(
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    return Annotation(links=len(links), packets=len(options), findings=len(findings))

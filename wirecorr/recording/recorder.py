@@ -40,7 +40,8 @@ DEFAULT_DATA_BYTES = 64
 
 
 class Linked(Protocol):
-    """What a linker reports about the file it annotated (engine.ingest.Annotation)."""
+    """What a linker reports about the file it annotated (recording.annotate.Annotation,
+    made by engine.linking.annotate)."""
 
     links: int
     packets: int
