@@ -55,7 +55,7 @@ class _LinkSink:
 
     def links(self, links: list[Link]) -> None:
         # The calls are still in the session: the Streamer drops them after handing out their links.
-        self.comments.add(links, self.session.syscall)
+        self.comments.add(links, self.session.syscall_lookup())
         self.links_seen += len(links)
         self._batch.extend(links)
         if len(self._batch) >= BATCH_ROWS:

@@ -74,6 +74,11 @@ class Session:
         """The syscall a link, a finding or `Correlator.connection_of` names by id."""
         return self._by_id.get(syscall_id)
 
+    def syscall_lookup(self) -> Callable[[int], Syscall | None]:
+        """`syscall` without the method call: the linking pass looks up ≈ a call per link
+        (0.3 s of bench/correlate's 800k through the method)."""
+        return self._by_id.get
+
     def feed_packet(self, pkt: Packet) -> None:
         if self.first_ns is None:
             self.first_ns = pkt.ts_ns
