@@ -18,7 +18,8 @@ runs the reference alone; tests/test_annotate_core.py holds the two to the same 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython cimport array as carray
-from libc.string cimport memcpy
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from libc.string cimport memcpy, memset
 
 from array import array
 
@@ -187,25 +188,43 @@ cdef class PacketComments:
     connection's links when they become final, and a packet's links (a write's and the
     read's of the same bytes, a partial write settled late) may come in different batches.
 
-    Most packets have one or two links, whose ids the two int64 columns hold (the lowest
-    and the highest); only a packet with three or more, or two of one id, keeps a list of
-    its ids. A part goes in at its place by walking the options it comes between (each
-    part is one option). `annotate.PacketCommentsReference` is the reference.
+    This is the output the pass holds until the rewrite, so it is kept small (a dict of
+    joined bytes cost ≈ 200 B a packet). Each link's option is stored once in one
+    bytearray (`_arena`) however many packets it names. Most packets have one or two
+    links (a data segment: its write's and its read's): int64 columns indexed by packet
+    hold the offset and length of each of the two parts (length 0: none; the first part's
+    length -1: the packet is in `_many`) and the lowest and highest link id. A packet with
+    three or more parts keeps its joined options in `_many` and its ids in `_ids`; a part
+    goes in at its place by walking the options it comes between (each part is one
+    option). `annotate.PacketCommentsReference` is the reference; `get` and `len` are what
+    the rewrite asks.
     """
 
-    cdef public dict options
     cdef object _fallback
+    cdef bytearray _arena
+    cdef carray.array _off1
+    cdef carray.array _len1
+    cdef carray.array _off2
+    cdef carray.array _len2
     cdef carray.array _first
     cdef carray.array _last
+    cdef dict _many
     cdef dict _ids
+    cdef Py_ssize_t _count
 
     def __init__(self, fallback):
         """`fallback` as `comment_options` takes it."""
         self._fallback = fallback
-        self.options = {}
+        self._arena = bytearray()
+        self._off1 = array("q")
+        self._len1 = array("q")
+        self._off2 = array("q")
+        self._len2 = array("q")
         self._first = array("q")
         self._last = array("q")
+        self._many = {}
         self._ids = {}
+        self._count = 0
 
     def add(self, list links, syscall):
         """The comments of `links`; `syscall` as `comment_options` takes it."""
@@ -214,6 +233,7 @@ cdef class PacketComments:
         cdef object sc, delay, packets, idx
         cdef bytes option
         cdef long long lid
+        cdef Py_ssize_t off
         for link in links:
             sc = syscall(link.syscall)
             if sc is None:
@@ -227,49 +247,107 @@ cdef class PacketComments:
                     link_comment(sc, delay)
                 continue
             option = fallback(sc, delay) if t.refused else _option(&t)
+            off = len(self._arena)
+            self._arena += option
             lid = link.id
             for idx in packets:
-                self._put(idx, lid, option)
+                self._put(idx, lid, option, off)
 
-    cdef int _put(self, Py_ssize_t idx, long long lid, bytes option) except -1:
-        cdef Py_ssize_t n = len(self._last), grown, i
+    cpdef object get(self, Py_ssize_t idx):
+        """Packet `idx`'s options, or None."""
+        cdef long long len1, len2
+        cdef const char* arena
+        cdef bytes out
+        if idx < 0 or idx >= len(self._len1):
+            return None
+        len1 = self._len1.data.as_longlongs[idx]
+        if len1 == 0:
+            return None
+        if len1 < 0:
+            return self._many[idx]
+        arena = PyByteArray_AS_STRING(self._arena)
+        len2 = self._len2.data.as_longlongs[idx]
+        out = PyBytes_FromStringAndSize(NULL, len1 + len2)
+        memcpy(PyBytes_AS_STRING(out), arena + self._off1.data.as_longlongs[idx], len1)
+        if len2:
+            memcpy(PyBytes_AS_STRING(out) + len1, arena + self._off2.data.as_longlongs[idx], len2)
+        return out
+
+    def __len__(self):
+        return self._count
+
+    @property
+    def options(self):
+        """Every packet's options as a dict (the tests' view; the rewrite uses `get`)."""
+        cdef Py_ssize_t idx
+        cdef long long* len1 = self._len1.data.as_longlongs
+        return {idx: self.get(idx) for idx in range(len(self._len1)) if len1[idx] != 0}
+
+    cdef int _grow(self, Py_ssize_t idx) except -1:
+        """Columns long enough for `idx`, the new rows zero (no comment)."""
+        cdef Py_ssize_t n = len(self._len1), grown = max(idx + 1, 2 * n, 1024)
+        cdef carray.array column
+        for column in (self._off1, self._len1, self._off2, self._len2, self._first, self._last):
+            carray.resize(column, grown)
+            memset(column.data.as_longlongs + n, 0, (grown - n) * sizeof(long long))
+        return 0
+
+    cdef int _put(self, Py_ssize_t idx, long long lid, bytes option, Py_ssize_t off) except -1:
+        cdef long long* len1
+        cdef long long* len2
+        cdef long long* off1
+        cdef long long* off2
         cdef long long* first
         cdef long long* last
         cdef list ids
         cdef bytes have
+        cdef Py_ssize_t i
         if idx < 0:
             raise ValueError(f"packet index {idx} is negative")
-        if idx >= n:
-            grown = max(idx + 1, 2 * n, 1024)
-            carray.resize(self._first, grown)
-            carray.resize(self._last, grown)
+        if idx >= len(self._len1):
+            self._grow(idx)
+        len1 = self._len1.data.as_longlongs
+        len2 = self._len2.data.as_longlongs
+        off1 = self._off1.data.as_longlongs
+        off2 = self._off2.data.as_longlongs
         first = self._first.data.as_longlongs
         last = self._last.data.as_longlongs
-        have = self.options.get(idx)
-        if have is None:
-            self.options[idx] = option
+        if len1[idx] == 0:
+            off1[idx] = off
+            len1[idx] = PyBytes_GET_SIZE(option)
             first[idx] = lid
             last[idx] = lid
+            self._count += 1
+            return 0
+        if len1[idx] > 0 and len2[idx] == 0:
+            # A second part: after the one there if its id is not lower (as the links'
+            # order puts a part after those of the same id), else before it.
+            if lid >= first[idx]:
+                off2[idx] = off
+                len2[idx] = PyBytes_GET_SIZE(option)
+                last[idx] = lid
+            else:
+                off2[idx] = off1[idx]
+                len2[idx] = len1[idx]
+                off1[idx] = off
+                len1[idx] = PyBytes_GET_SIZE(option)
+                first[idx] = lid
             return 0
         ids = self._ids.get(idx)
         if ids is None:
-            if first[idx] == last[idx] and lid != first[idx]:
-                # A second part, of another id: before or after the one there.
-                if lid > last[idx]:
-                    self.options[idx] = have + option
-                    last[idx] = lid
-                else:
-                    self.options[idx] = option + have
-                    first[idx] = lid
-                return 0
-            ids = [first[idx]] if first[idx] == last[idx] else [first[idx], last[idx]]
+            have = self.get(idx)
+            len1[idx] = -1
+            len2[idx] = 0
+            ids = [first[idx], last[idx]]
             self._ids[idx] = ids
+        else:
+            have = self._many[idx]
         # After the parts of the same id or lower, as the links' order puts it.
         i = len(ids)
         while i and ids[i - 1] > lid:
             i -= 1
         ids.insert(i, lid)
-        self.options[idx] = _insert_part(have, i, option)
+        self._many[idx] = _insert_part(have, i, option)
         if lid < first[idx]:
             first[idx] = lid
         if lid > last[idx]:
@@ -293,9 +371,9 @@ def with_options(bytes block, bytes options, rebuild):
     return _with(block, options, rebuild)
 
 
-def copy_packets(bytes data, Py_ssize_t pos, Py_ssize_t index, dict options, rebuild):
+def copy_packets(bytes data, Py_ssize_t pos, Py_ssize_t index, options, rebuild):
     """The packet blocks of `data` from `pos` on, with the comments of `options` (packet
-    index → options) added to their EPBs: (the output, the position after them, the next
+    index → options, a dict or a `PacketComments`: what has `get`) added to their EPBs: (the output, the position after them, the next
     packet index). It stops at the first block that is not a whole packet block (any other
     type, one cut by the end of `data`, one of a bad length), which the caller reads the
     reference way (`annotate._Blocks.next` checks and words errors)."""

@@ -5,7 +5,7 @@ The pass used to hold the whole analysis (every syscall, link and claim: 1.1 GB 
 bench/correlate's 800k syscalls) until the rewrite. It now reads the file through the
 streaming analyze's `Streamer`, whose memory follows the connections open at a time, and
 keeps of each link only what the rewrite writes: its packets' comment options (in
-`PacketComments`, packet index → bytes) and its link record, encoded as soon as a batch
+`PacketComments`, ≈ 120 B a linked packet) and its link record, encoded as soon as a batch
 of links is final into a temporary file the rewrite copies. Links come out in the order
 they became final, so a packet's comments are put in link id order as they come, and the
 link records follow that order (readers take them in any order).
@@ -101,7 +101,7 @@ def annotate(path: str) -> Annotation | None:
                 raise AnnotateError(str(session.error))
             diagnose(session, streamer.thresholds)
             streamer.finish(freeze=False)
-            rewrite_with(path, sink.comments.options, sink.write_records, sink.how)
-        return Annotation(links=sink.links_seen, packets=len(sink.comments.options), findings=len(session.findings))
+            rewrite_with(path, sink.comments, sink.write_records, sink.how)
+        return Annotation(links=sink.links_seen, packets=len(sink.comments), findings=len(session.findings))
     finally:
         sink.records.close()

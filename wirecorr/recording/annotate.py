@@ -161,10 +161,19 @@ def _comment_options(links: list[Link], syscall: Callable[[int], Syscall | None]
     return {idx: b"".join(map(_comment_option, texts)) for idx, texts in comments_by_packet(links, syscall).items()}
 
 
-class PacketCommentCollector(Protocol):
+class PacketOptions(Protocol):
+    """What the rewrite asks of the packets' comment options: a dict, or a collector."""
+
+    def get(self, idx: int, /) -> bytes | None: ...
+
+    def __len__(self) -> int: ...
+
+
+class PacketCommentCollector(PacketOptions, Protocol):
     """Packet comments gathered from links given in batches, in any order."""
 
-    options: dict[int, bytes]
+    @property
+    def options(self) -> dict[int, bytes]: ...
 
     def add(self, links: list[Link], syscall: Callable[[int], Syscall | None]) -> None: ...
 
@@ -192,6 +201,13 @@ class PacketCommentsReference:
                 # After the parts of the same id or lower.
                 parts.insert(bisect_right(parts, link.id, key=_PART_ID), (link.id, option))
 
+    def get(self, idx: int) -> bytes | None:
+        parts = self._parts.get(idx)
+        return None if parts is None else b"".join(option for _, option in parts)
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
     @property
     def options(self) -> dict[int, bytes]:
         return {idx: b"".join(option for _, option in parts) for idx, parts in self._parts.items()}
@@ -206,7 +222,7 @@ class Comments(NamedTuple):
     options: Callable[[list[Link], Callable[[int], Syscall | None]], dict[int, bytes]]
     apply: Callable[[bytes, bytes], bytes]
     # `_core.comments.copy_packets`, compiled only: the reference takes each block as it comes.
-    packets: Callable[[bytes, int, int, dict[int, bytes]], tuple[bytes, int, int]] | None
+    packets: Callable[[bytes, int, int, PacketOptions], tuple[bytes, int, int]] | None
     # A new collector of comments from links in batches (the streaming linking pass).
     collector: Callable[[], PacketCommentCollector]
 
@@ -264,7 +280,7 @@ def finding_records(findings: Iterable[Finding]) -> bytes:
     return b"".join(fmt.custom_block(TAG_FINDING, fmt.finding_to_dict(f)) for f in findings)
 
 
-def rewrite_with(path: str, options: dict[int, bytes], records: Callable[[BinaryIO, int], None], how: Comments) -> None:
+def rewrite_with(path: str, options: PacketOptions, records: Callable[[BinaryIO, int], None], how: Comments) -> None:
     """`rewrite` with the packets' comment options (packet index → options) made, and
     `records(out, version)` writing the link and finding records before the summary."""
     directory = os.path.dirname(os.path.abspath(path))
