@@ -251,7 +251,9 @@ def rewrite(
     path: str, links: list[Link], findings: list[Finding], syscall: Callable[[int], Syscall | None]
 ) -> Annotation:
     """Rewrite the recording at `path` with the links and findings the engine drew from it
-    (the whole analysis held in memory; `engine.linking.annotate` streams instead).
+    (the whole analysis held in memory). `record`'s linking pass streams instead
+    (`engine.linking.annotate`); this is its reference in tests/test_linking.py and
+    bench/correlate_scaling --linking.
 
     Raises AnnotateError (or OSError) with the original untouched. A file that already
     holds link records was annotated before: rewriting it would duplicate every comment.
