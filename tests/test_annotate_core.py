@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import stripped
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -143,20 +144,10 @@ def test_rebuilt_epbs_are_the_references(block: bytes, options: bytes) -> None:
     assert _outcome(lambda: compiled.apply(block, options)) == _outcome(lambda: reference.apply(block, options))
 
 
-def _stripped(src: Path, dst: Path) -> None:
-    """The recording without its link and finding records: annotatable again (its packets
-    keep their comments, so the rewrite appends to existing options)."""
-    with src.open("rb") as f, dst.open("wb") as out:
-        for btype, block in an.iter_blocks(f, str(src)):
-            if btype == fmt.BT_CUSTOM and an._record_tag(block) in (fmt.TAG_LINK, fmt.TAG_LINKS, an.TAG_FINDING):
-                continue
-            out.write(block)
-
-
 @pytest.mark.parametrize("path", RECORDINGS, ids=lambda p: p.stem)
 def test_the_rewrite_is_the_references(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = tmp_path / "original.pcapng"
-    _stripped(path, original)
+    stripped(path, original)
     results = []
     for pure in ("", "1"):
         monkeypatch.setenv("WIRECORR_PURE", pure)
@@ -171,7 +162,7 @@ def test_the_rewrite_reads_in_pieces_of_any_size(tmp_path: Path, monkeypatch: py
     """Pieces that cut blocks anywhere: the compiled copy stops at a cut block, the
     reference reads it, and the file is the same."""
     original = tmp_path / "original.pcapng"
-    _stripped(REPO / "captures" / "lab-multiplex.pcapng", original)
+    stripped(REPO / "captures" / "lab-multiplex.pcapng", original)
     results = []
     for read, pure in ((1 << 20, "1"), (100, ""), (4096, ""), (333, "")):
         monkeypatch.setattr(an, "_READ", read)

@@ -4,15 +4,14 @@ memory follows the connections open at a time, not the recording's length."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import REPO, peak_kb, stripped, synth_echo
 
 from wirecorr.engine import streaming
 from wirecorr.engine.ingest import analyze_file
@@ -21,28 +20,8 @@ from wirecorr.recording import annotate as an
 from wirecorr.recording import format as fmt
 from wirecorr.recording import read_recording
 
-REPO = Path(__file__).resolve().parent.parent
-PYTHON = str(REPO / ".venv" / "bin" / "python")
 # Merged recordings are not `record`'s output: they have no linking pass.
 CAPTURES = sorted(p for p in (REPO / "captures").glob("*.pcapng") if "two-hosts" not in p.name)
-
-
-def _synth():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("synth_echo", REPO / "bench" / "synth_echo.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _stripped(src: Path, dst: Path) -> None:
-    """The recording without its link and finding records, as `record` leaves it before the
-    pass (its packets keep any comments, so both rewrites append to the same options)."""
-    with src.open("rb") as f, dst.open("wb") as out:
-        for btype, block in an.iter_blocks(f, str(src)):
-            if btype == fmt.BT_CUSTOM and an._record_tag(block) in (fmt.TAG_LINK, fmt.TAG_LINKS, an.TAG_FINDING):
-                continue
-            out.write(block)
 
 
 def _whole(path: Path) -> an.Annotation:
@@ -77,7 +56,7 @@ def _same_as_the_whole_rewrite(original: Path, tmp_path: Path) -> an.Annotation 
 @pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: p.stem)
 def test_the_pass_writes_what_the_whole_rewrite_writes(capture: Path, tmp_path: Path) -> None:
     original = tmp_path / "original.pcapng"
-    _stripped(capture, original)
+    stripped(capture, original)
     got = _same_as_the_whole_rewrite(original, tmp_path)
     assert got is not None
     if capture.stem != "handshake-echo":  # recorded before links were written into the file
@@ -94,7 +73,7 @@ def test_a_long_connection_settled_as_it_goes_is_linked_as_a_whole(
     the reset finding brings the calls back."""
     monkeypatch.setattr(streaming._Spill, "CHUNK", 1000)
     path = tmp_path / f"{end}.pcapng"
-    _synth().write(path, 20_000, 20_000, end=end)
+    synth_echo().write(path, 20_000, 20_000, end=end)
     got = _same_as_the_whole_rewrite(path, tmp_path)
     assert got is not None and got.links > 60_000 and got.packets > 20_000
 
@@ -105,9 +84,8 @@ def test_the_pass_leaves_a_fifo_alone(tmp_path: Path) -> None:
     assert annotate(str(fifo)) is None
 
 
-# The child reports its own high-water mark (see tests/test_streaming.py: VmHWM, not ru_maxrss).
-_PEAK = """
-import shutil, sys
+# The pass, or the whole-analysis rewrite it replaced, on a copy of the recording.
+_PASS = """
 from wirecorr.engine.ingest import analyze_file
 from wirecorr.engine.linking import annotate
 from wirecorr.recording.annotate import rewrite
@@ -116,26 +94,20 @@ if sys.argv[2] == "stream":
 else:
     s = analyze_file(sys.argv[1])
     rewrite(sys.argv[1], s.correlator.links, s.findings, s.syscall)
-with open("/proc/self/status") as f:
-    sys.stderr.write(next(line for line in f if line.startswith("VmHWM:")))
 """
 
 
 def _peak_kb(path: Path, how: str, tmp_path: Path) -> int:
     copy = tmp_path / f"{how}-{path.name}"
     shutil.copyfile(path, copy)
-    done = subprocess.run(
-        [PYTHON, "-c", _PEAK, str(copy), how], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    return int(done.stderr.split("VmHWM:")[1].split()[0])
+    return peak_kb(_PASS, str(copy), how)
 
 
 def test_the_pass_memory_does_not_grow_with_the_recording(tmp_path: Path) -> None:
     """A memory-shape assertion, not a timing one: on one connection open from start to
     end (bench/correlate's shape), 4x the round trips must not cost the whole analysis's
     growth."""
-    synth = _synth()
+    synth = synth_echo()
     small, large = tmp_path / "small.pcapng", tmp_path / "large.pcapng"
     synth.write(small, 15_000, 15_000)
     synth.write(large, 60_000, 60_000)

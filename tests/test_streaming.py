@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import peak_kb, synth_echo
 
 from wirecorr.engine.ingest import diagnose
 from wirecorr.engine.session import Session
@@ -22,14 +23,6 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON = str(REPO / ".venv" / "bin" / "python")
 # Merged recordings take the per-host path, never the streaming one.
 CAPTURES = sorted(p for p in (REPO / "captures").glob("*.pcap*") if "two-hosts" not in p.name)
-
-
-def _synth():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("synth_echo", REPO / "bench" / "synth_echo.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def whole(path: Path) -> str:
@@ -69,7 +62,7 @@ def test_streaming_gives_the_same_document_for_every_shipped_capture(capture: Pa
 
 def test_the_cli_streams_and_writes_the_same_bytes(tmp_path: Path) -> None:
     path = tmp_path / "echo.pcapng"
-    _synth().write(path, 3000, 500)
+    synth_echo().write(path, 3000, 500)
     env = {**os.environ, "WIRECORR_NO_STREAM": "1"}
     cmd = [PYTHON, "-m", "wirecorr", "analyze", "--json", str(path)]
     plain = subprocess.run(cmd, capture_output=True, check=True, env=env).stdout
@@ -77,27 +70,15 @@ def test_the_cli_streams_and_writes_the_same_bytes(tmp_path: Path) -> None:
     assert streaming == plain and b'"links":[{' in streaming
 
 
-# The child reports its own high-water mark: VmHWM belongs to the process image, while
-# ru_maxrss carries over the forked pytest process's size across exec (≈ 400 MB late in a
-# full suite, which hid any growth below it).
-_PEAK = """
-import runpy, sys
+_ANALYZE = """
+import runpy
 sys.argv = ["wirecorr", "analyze", "--json", sys.argv[1]]
-try:
-    runpy.run_module("wirecorr", run_name="__main__")
-finally:
-    with open("/proc/self/status") as f:
-        sys.stderr.write(next(line for line in f if line.startswith("VmHWM:")))
+runpy.run_module("wirecorr", run_name="__main__")
 """
 
 
 def _peak_kb(path: Path, stream: bool) -> int:
-    env = {**os.environ, **({} if stream else {"WIRECORR_NO_STREAM": "1"})}
-    done = subprocess.run(
-        [PYTHON, "-c", _PEAK, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
-    )
-    assert done.returncode == 0, done.stderr
-    return int(done.stderr.split("VmHWM:")[1].split()[0])
+    return peak_kb(_ANALYZE, str(path), env={} if stream else {"WIRECORR_NO_STREAM": "1"})
 
 
 @pytest.mark.parametrize(
@@ -112,7 +93,7 @@ def test_streaming_peak_memory_does_not_grow_with_the_recording(
     whole-table path's growth. In connections of 1000, about ten are open within the
     retirement grace; on one connection open from start to end (bench/correlate's), only
     settling within the connection keeps its calls from piling up."""
-    synth = _synth()
+    synth = synth_echo()
     small, large = tmp_path / "small.pcapng", tmp_path / "large.pcapng"
     synth.write(small, 15_000, per_conn or 15_000)
     synth.write(large, 60_000, per_conn or 60_000)
@@ -147,7 +128,7 @@ def test_a_long_connection_is_settled_as_it_goes_and_put_back_when_a_finding_rea
 
     monkeypatch.setattr(Streamer, "_restore", restore)
     path = tmp_path / f"{end}.pcapng"
-    _synth().write(path, 20_000, 20_000, end=end)
+    synth_echo().write(path, 20_000, 20_000, end=end)
     expected = whole(path)
     assert streamed(path, every=1024) == expected
     assert streamed(path, every=50, lane=False) == expected

@@ -1,4 +1,6 @@
-"""What the tests share: a free port, the small echo program, and network namespaces.
+"""What the tests share: a free port, the small echo program, network namespaces, the
+synthetic echo recordings of bench/synth_echo.py, a recording stripped of its links, and
+a child's peak memory.
 
 Namespaces are the product's own (`wirecorr.labs.netns.private_network`), so a test runs
 its programs in the same kind of namespace a lab does and there is one implementation to
@@ -8,11 +10,20 @@ keep right (removal on any exit, one MSS per packet on the wire).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
 import socket
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 
 from wirecorr.labs.netns import LabNet, private_network
+from wirecorr.recording import annotate as an
+from wirecorr.recording import format as fmt
+
+REPO = Path(__file__).resolve().parent.parent.parent
+PYTHON = str(REPO / ".venv" / "bin" / "python")
 
 # One client sends "hello!" to an echo server in the same process and checks the answer.
 # argv[1]: the port.
@@ -112,3 +123,49 @@ def run_in(ns: str, *cmd: str, timeout: float = 20) -> subprocess.CompletedProce
     return subprocess.run(
         ["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, timeout=timeout, check=True
     )
+
+
+def synth_echo() -> ModuleType:
+    """bench/synth_echo.py (a script, not a package module): `write(path, rounds,
+    rounds_per_conn, end=...)` makes a format-2 echo recording without tracing anything."""
+    spec = importlib.util.spec_from_file_location("synth_echo", REPO / "bench" / "synth_echo.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def stripped(src: Path, dst: Path) -> None:
+    """The recording without its link and finding records, as `record` leaves it before its
+    linking pass (its packets keep any comments, so a rewrite appends to their options)."""
+    with src.open("rb") as f, dst.open("wb") as out:
+        for btype, block in an.iter_blocks(f, str(src)):
+            if btype == fmt.BT_CUSTOM and an._record_tag(block) in (fmt.TAG_LINK, fmt.TAG_LINKS, an.TAG_FINDING):
+                continue
+            out.write(block)
+
+
+# Appended to a child's script: it reports its own high-water mark. VmHWM belongs to the
+# process image, while ru_maxrss carries over the forked pytest process's size across exec
+# (≈ 400 MB late in a full suite, which hid any growth below it).
+_REPORT_PEAK = """
+with open("/proc/self/status") as _status:
+    sys.stderr.write(next(line for line in _status if line.startswith("VmHWM:")))
+"""
+
+
+def peak_kb(script: str, *args: str, env: dict[str, str] | None = None) -> int:
+    """The peak resident memory of `python -c script args` (which imports sys), in KB."""
+    done = subprocess.run(
+        [PYTHON, "-c", f"import sys\ntry:\n{_indent(script)}\nfinally:\n{_indent(_REPORT_PEAK)}", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert done.returncode == 0, done.stderr
+    return int(done.stderr.split("VmHWM:")[1].split()[0])
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.strip().splitlines())
