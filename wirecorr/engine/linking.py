@@ -47,7 +47,6 @@ class _LinkSink:
         self.comments = self.how.collector()
         self.links_seen = 0
         self._batch: list[Link] = []
-        self._version = 1
         self.records: IO[bytes] = tempfile.TemporaryFile(prefix="wirecorr-annotate-")  # noqa: SIM115 - closed by `annotate`
 
     def syscalls(self, calls: list[Syscall]) -> None:
@@ -65,19 +64,14 @@ class _LinkSink:
         """Encode the links held, in the recording's format (known once its header was
         read, which comes before any syscall and so before any link)."""
         if self._batch:
-            self._version = self.version()
-            self.records.write(link_records(self._batch, self._version))
+            self.records.write(link_records(self._batch, self.version()))
             self._batch = []
 
     def write_records(self, out: BinaryIO, version: int) -> None:
-        """`rewrite_with`'s records: the links encoded so far, then the findings.
-
-        Links encoded as format 1 records in a file whose header says 2 are read all the
-        same (a reader takes both kinds); the other way round cannot happen.
-        """
+        """`rewrite_with`'s records: the links encoded so far, then the findings. The links
+        were encoded in the version the Streamer read from the same header, so `version`
+        (the rewrite's reading of it) has nothing to add."""
         self.flush()
-        if self._version > version:
-            raise AnnotateError(f"links encoded for format {self._version}, the file says {version}")
         self.records.seek(0)
         shutil.copyfileobj(self.records, out, 1 << 20)
         out.write(finding_records(self.session.findings))
