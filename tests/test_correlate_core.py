@@ -234,3 +234,60 @@ def test_call_index_answers_as_the_reference(ops: list[tuple[str, int, int]]) ->
             assert compiled.conn_of(t) == reference.conn_of(t)
             assert compiled.links_of(t) == reference.links_of(t)
             assert compiled.range_of(t) == reference.range_of(t)
+
+
+# -- settling claims of an open connection (`Lane.settled`) against the reference -----------
+
+_claim_state = st.lists(
+    st.tuples(
+        st.integers(1, 300),  # length
+        st.integers(0, 40),  # gap before it
+        st.booleans(),  # compiled Claim (the lane's) or the reference's _Claim
+        st.sampled_from(["covered", "short", "none"]),  # covered_to
+        st.none() | st.integers(0, 1000),  # last_ts
+        st.booleans(),  # retransmitted
+        st.booleans(),  # its link has a note
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_claim_state, min_size=4, max_size=4),
+    st.lists(st.integers(0, 3000), min_size=2, max_size=2),
+    st.integers(0, 1000),
+)
+def test_compiled_settled_claims_are_the_references(
+    roles: list[list[tuple[Any, ...]]], acked: list[int], horizon: int
+) -> None:
+    """Any claims (either class), covered or not, acknowledged up to anywhere, partly
+    acknowledged included: `Lane.settled` returns the pairs `settled_claims` returns."""
+    from wirecorr._core.correlate import Claim  # noqa: I001 - the build, apart from the modules it serves
+    from wirecorr.engine import correlator as c
+    from wirecorr.model import Link
+
+    corr = Session().correlator
+    assert corr.compiled
+    conn = dataclasses.make_dataclass("Conn", [("id", int), ("packet_indices", Any)])(0, c.array("I"))
+    tcp = c._Tcp(conn)  # type: ignore[arg-type]
+    corr._tcp[0] = tcp
+    for d, dr in enumerate(tcp.dirs):
+        dr.acked = acked[d]
+        for role, spec in zip((dr.writes, dr.reads), roles[2 * d : 2 * d + 2], strict=True):
+            at = 0
+            for length, gap, compiled, covered, last, retrans, noted in spec:
+                start = at + gap
+                at = start + length
+                link = Link(0, "write-data", 0, [], None, "a note" if noted else None)
+                make = Claim if compiled else c._Claim
+                claim = make(link, start, at, True, 0, 0, None)
+                claim.covered_to = {"covered": at, "short": at - 1, "none": -1}[covered]
+                claim.last_ts = last
+                claim.retrans = [1] if retrans else None
+                role.add(claim)
+    got = corr.settled_claims(0, horizon)
+    lane, corr._lane = corr._lane, None
+    expected = corr.settled_claims(0, horizon)
+    corr._lane = lane
+    assert [(d, id(cl)) for d, cl in got] == [(d, id(cl)) for d, cl in expected]

@@ -477,3 +477,44 @@ def test_a_missing_row_builder_is_an_error(monkeypatch: pytest.MonkeyPatch) -> N
     block = next(body for _, body in blocks_of(columns.syscall_blocks(scs)))
     with pytest.raises(WirecorrError, match="compiled syscall rows are not built"):
         columns.syscalls_from_table(columns.decode_block(block))
+
+
+# -- the compiled link columns (_core/rows.link_columns) against the reference ------------
+
+odd_links = st.builds(
+    Link,
+    id=INT64 | st.booleans(),
+    kind=st.sampled_from(["write-data", "read-data", "connect-syn"]),
+    syscall=INT64 | st.booleans(),
+    packets=st.lists(INT64, max_size=3) | st.tuples(INT64) | st.lists(st.booleans() | INT64, max_size=3),
+    delay_ns=st.none() | NS | st.booleans(),
+    note=st.none() | st.sampled_from(["partial write: 1 of 2 bytes", "MSG_PEEK"]) | st.just(b"bytes"),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(links | odd_links, max_size=40))
+def test_compiled_link_columns_are_the_references(lks: list[Link]) -> None:
+    """The same table, to the IPC bytes, or the reference's error: a value of an odd type
+    sends the batch the reference way."""
+    try:
+        expected = columns.reference_link_table(lks)
+    except columns._CONVERSION_ERRORS as e:
+        with pytest.raises(type(e)):
+            columns.build_link_table(lks)
+        return
+    got = columns.build_link_table(lks)
+    assert got.equals(expected)
+    assert columns._ipc(got, columns.LINK_SCHEMA) == columns._ipc(expected, columns.LINK_SCHEMA)
+
+
+def test_plain_links_are_gathered_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WIRECORR_PURE", raising=False)
+    lks = [Link(i, "write-data", i, [i, i + 1], 5, None) for i in range(100)]
+    expected = columns.reference_link_table(lks)
+
+    def refused(links: list[Link]) -> None:
+        raise AssertionError("the reference built a batch of plain links")
+
+    monkeypatch.setattr(columns, "reference_link_table", refused)
+    assert columns.build_link_table(lks).equals(expected)

@@ -23,7 +23,7 @@ from libc.string cimport memmove
 
 from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION
 from wirecorr.engine.seq import HALF, M32
-from wirecorr.model import FIN, RST, SYN, Link
+from wirecorr.model import ACK, FIN, RST, SYN, Link
 from wirecorr.vocab import READS, WRITES
 
 # Writes and reads the lane takes: every one the vocabulary lists, except splice (its
@@ -34,6 +34,7 @@ _TCP_KINDS = frozenset(("tcp", "tcp6"))
 
 cdef long long _RETRANS = ANY_RETRANSMISSION
 cdef long long _CTRL = FIN | SYN | RST
+cdef long long _ACK = ACK
 cdef long long _HALF = HALF
 cdef long long _M32 = M32
 # Byte counts beyond this go the reference way (C integers hold the stream offsets here).
@@ -566,6 +567,90 @@ cdef class Lane:
             _place_packet(tcp, idx, flags, direction, seglen, rel_seq, an_col, ts[idx], packet_links,
                           tcp_packet, claim_segment)
 
+    # -- settling data calls of open connections (`Streamer.compact`) ---------------------
+
+    def settled(self, corr, tcp, long long horizon):
+        """`Correlator.settled_claims` for a tracked connection with every stream anchored."""
+        cdef list out = []
+        cdef object dr, role, claim
+        cdef Claim c
+        cdef long long acked
+        cdef int d
+        _scan_acks(corr.table, tcp)
+        for d in range(2):
+            dr = tcp.dirs[d]
+            acked = dr.acked
+            for role in (dr.writes, dr.reads):
+                for claim in role.claims:
+                    if type(claim) is Claim:
+                        c = <Claim>claim
+                        if c.start >= acked or (c._has_last and c._last > horizon):
+                            break
+                        if (
+                            c.end <= acked
+                            and c.covered_to == c.end
+                            and c.retrans is None
+                            and c.link.note is None
+                            and c._has_last
+                        ):
+                            out.append((d, claim))
+                    else:
+                        last = claim.last_ts
+                        if claim.start >= acked or (last is not None and last > horizon):
+                            break
+                        if (
+                            claim.end <= acked
+                            and claim.covered_to == claim.end
+                            and claim.retrans is None
+                            and claim.link.note is None
+                            and last is not None
+                        ):
+                            out.append((d, claim))
+        return out
+
+    def drop_claims(self, tcp, list settled):
+        """`Correlator.drop_claims`: the claims `settled` returned, out of their roles."""
+        cdef set gone = {pair[1] for pair in settled}
+        cdef list kept, claims
+        cdef carray.array starts
+        cdef object dr, role, claim
+        for dr in tcp.dirs:
+            for role in (dr.writes, dr.reads):
+                claims = role.claims
+                kept = []
+                starts = carray.array("q")
+                for claim in claims:
+                    if claim not in gone:
+                        kept.append(claim)
+                        _push(starts, claim.start)
+                if len(kept) != len(claims):
+                    role.claims = kept
+                    role.starts = starts
+
+    def forget(self, corr, int conn_id, syscall_ids):
+        """`Correlator.forget`: a connection's calls out of every index, their links returned."""
+        cdef dict calls_by_conn = corr._calls_by_conn
+        cdef CallIndex calls = corr._calls
+        cdef dict packet_links = corr.packet_links
+        cdef list links = corr.links
+        cdef list out = [], ids
+        cdef object link, idx
+        entries = calls_by_conn.get(conn_id)
+        if entries:
+            calls_by_conn[conn_id] = [e for e in entries if e[0] not in syscall_ids]
+        for sid in syscall_ids:
+            calls.unassign(sid)
+            for link in calls.pop_links(sid):
+                out.append(link)
+                links[link.id] = None
+                for idx in link.packets:
+                    ids = packet_links.get(idx)
+                    if ids is not None:
+                        ids.remove(link.id)
+                        if not ids:
+                            del packet_links[idx]
+        return out
+
     cdef inline void _slow(self, object on_syscall, dict tables, object sc):
         """The reference path, then what it left (pid, fd) bound to, for the next call."""
         on_syscall(sc)
@@ -668,3 +753,76 @@ cdef inline void _claim_fresh(Claim claim, object link, long long idx, long long
     claim._last = last
     claim._has_first = claim._has_last = True
     link.delay_ns = first - claim.enter_ns if claim.write else claim.exit_ns - last
+
+
+cdef _scan_acks(table, tcp):
+    """`Correlator._scan_acks`: each direction's `acked` moved over the ACKs of the packets
+    the correlator took since the last scan."""
+    cdef const unsigned char[:] flags = table.flags
+    cdef const signed char[:] direction = table.direction
+    cdef const unsigned int[:] rel_ack = table.rel_ack
+    cdef const unsigned int[:] indices = tcp.conn.packet_indices
+    cdef Py_ssize_t pos = tcp.ack_scan, n = indices.shape[0]
+    cdef long long last = tcp.last_idx, idx, top, off
+    cdef long long acked[2]
+    cdef long long tops[2]
+    cdef object dirs = tcp.dirs
+    cdef int d
+    for d in range(2):
+        acked[d] = dirs[d].acked
+        tops[d] = dirs[d].top
+    while pos < n:
+        idx = indices[pos]
+        if idx > last:
+            break
+        if flags[idx] & _ACK:
+            d = 1 - direction[idx]
+            top = tops[d]
+            off = top + ((<long long>rel_ack[idx] - top + _HALF) & _M32) - _HALF - 1
+            if off > acked[d]:
+                acked[d] = off
+        pos += 1
+    tcp.ack_scan = pos
+    for d in range(2):
+        if acked[d] != dirs[d].acked:
+            dirs[d].acked = acked[d]
+
+
+cdef inline int _push_b(carray.array a, signed char v) except -1:
+    """`_push` for an `array('b')`."""
+    cdef Py_ssize_t n = Py_SIZE(a)
+    carray.resize_smart(a, n + 1)
+    a.data.as_schars[n] = v
+    return 0
+
+
+def spill_claims(list claims, dict cols, carray.array packets, carray.array bounds):
+    """`streaming._Spill.add`'s columns for settled (direction, claim) pairs: each link's
+    packets sorted, then its numbers appended to the spill's arrays."""
+    cdef carray.array sids = cols["sids"], link_ids = cols["link_ids"], delays = cols["delays"]
+    cdef carray.array starts = cols["starts"], ends = cols["ends"]
+    cdef carray.array sides = cols["sides"], ds = cols["ds"], kinds = cols["kinds"]
+    cdef object link, claim, delay, idx
+    cdef list pk
+    cdef int d
+    cdef bint write
+    for pair in claims:
+        d = pair[0]
+        claim = pair[1]
+        link = claim.link
+        pk = link.packets
+        if len(pk) > 1:
+            pk.sort()
+        write = claim.write
+        _push(sids, link.syscall)
+        _push(link_ids, link.id)
+        delay = link.delay_ns
+        _push(delays, delay if delay else 0)
+        _push(starts, claim.start)
+        _push(ends, claim.end)
+        _push_b(sides, d if write else 1 - d)
+        _push_b(ds, d)
+        _push_b(kinds, 0 if write else 1)
+        for idx in pk:
+            _push(packets, idx)
+        _push(bounds, len(packets))

@@ -1,5 +1,6 @@
 # cython: language_level=3, wraparound=False, initializedcheck=False
-"""Syscall objects straight from a format-2 block's columns (recording/columns.py).
+"""Syscall objects straight from a format-2 block's columns, and a batch of links into
+columns (recording/columns.py).
 
 Every reader of a recording (`analyze`, the linking pass, `edit`) turns each syscall row
 into a `Syscall`. `SyscallRows.rows` in Python made a list per column (Arrow's `to_pylist`
@@ -20,6 +21,8 @@ from cpython.list cimport PyList_New, PyList_SET_ITEM
 from libc.stdint cimport int32_t, int64_t, uint8_t
 
 import dataclasses
+
+import numpy as np
 
 from wirecorr.model import Syscall
 
@@ -158,3 +161,85 @@ def build(
             _set(obj, 13, PyBytes_FromStringAndSize(base + start, end - start) if base != NULL else b"")
         _set(obj, 14, None if msg_lens is None else msg_lens[i])
     return out
+
+
+def link_columns(list links):
+    """The columns of a format-2 `links` block for `links` (`columns.build_link_table`'s
+    values, as numpy arrays and two short lists): ids, kind codes and the kinds in order of
+    first appearance (as `dictionary_encode` numbers them), syscall ids, the packets' list
+    offsets and values, delays with their validity, note codes with their validity and
+    the notes in order of first appearance.
+
+    Raises TypeError on a value of another type than the reference's columns hold (a bool
+    or an int subclass included, which Arrow may take or refuse its own way): the caller
+    then builds the chunk the reference way, which decides what fits.
+    """
+    cdef Py_ssize_t n = len(links), i, total = 0
+    cdef object link, v, pk, p, kind, note
+    cdef dict codes = {}, note_codes = {}
+    cdef list kinds = [], notes = []
+    for link in links:
+        pk = link.packets
+        if type(pk) is not list:
+            raise TypeError("packets is not a list")
+        total += len(<list>pk)
+    if total >= 2**31:
+        raise TypeError("too many packets for one list column")
+    ids_a = np.empty(n, np.int64)
+    sys_a = np.empty(n, np.int64)
+    delay_a = np.zeros(n, np.int64)
+    valid_a = np.empty(n, np.bool_)
+    kind_a = np.empty(n, np.int32)
+    note_a = np.zeros(n, np.int32)
+    noted_a = np.zeros(n, np.bool_)
+    off_a = np.empty(n + 1, np.int32)
+    val_a = np.empty(total, np.int64)
+    cdef int64_t[::1] ids = ids_a, sysc = sys_a, delays = delay_a, values = val_a
+    cdef uint8_t[::1] valid = valid_a.view(np.uint8)
+    cdef uint8_t[::1] noted = noted_a.view(np.uint8)
+    cdef int32_t[::1] kcode = kind_a, ncode = note_a, offsets = off_a
+    cdef Py_ssize_t at = 0
+    offsets[0] = 0
+    for i in range(n):
+        link = links[i]
+        v = link.id
+        if type(v) is not int:
+            raise TypeError("id is not an int")
+        ids[i] = v
+        v = link.syscall
+        if type(v) is not int:
+            raise TypeError("syscall is not an int")
+        sysc[i] = v
+        kind = link.kind
+        if type(kind) is not str:
+            raise TypeError("kind is not a str")
+        v = codes.get(kind)
+        if v is None:
+            v = codes[kind] = len(kinds)
+            kinds.append(kind)
+        kcode[i] = v
+        v = link.delay_ns
+        if v is None:
+            valid[i] = 0
+        elif type(v) is not int:
+            raise TypeError("delay_ns is not an int")
+        else:
+            delays[i] = v
+            valid[i] = 1
+        note = link.note
+        if note is not None:
+            if type(note) is not str:
+                raise TypeError("note is not a str")
+            v = note_codes.get(note)
+            if v is None:
+                v = note_codes[note] = len(notes)
+                notes.append(note)
+            ncode[i] = v
+            noted[i] = 1
+        for p in <list>link.packets:
+            if type(p) is not int:
+                raise TypeError("a packet is not an int")
+            values[at] = p
+            at += 1
+        offsets[i + 1] = at
+    return ids_a, kind_a, kinds, sys_a, off_a, val_a, delay_a, valid_a, note_a, noted_a, notes

@@ -518,6 +518,12 @@ class Correlator:
             self._lane.feed(self, syscalls)
 
     @property
+    def compiled(self) -> bool:
+        """Whether the compiled lane runs (not `WIRECORR_PURE`): the streaming analyze then
+        fills its spills compiled too (`_core/correlate.spill_claims`)."""
+        return self._lane is not None
+
+    @property
     def compiled_calls(self) -> int:
         """How many syscalls the compiled lane took (the rest went through `on_syscall`)."""
         return self._lane.taken if self._lane is not None else 0
@@ -616,6 +622,8 @@ class Correlator:
         tcp = self._tcp.get(conn_id)
         if tcp is None or tcp.unanchored:
             return []
+        if self._lane is not None:
+            return self._lane.settled(self, tcp, horizon_ns)
         self._scan_acks(tcp)
         out = []
         for d, dr in enumerate(tcp.dirs):
@@ -664,9 +672,12 @@ class Correlator:
         id seen (`CallIndex.shed`)."""
         self._calls.shed(CALL_WINDOW)
 
-    def drop_claims(self, conn_id: int, claims: list[Any]) -> None:
-        """Take settled claims (`settled_claims`) out of their connection's state."""
-        gone = {id(c) for c in claims}
+    def drop_claims(self, conn_id: int, claims: list[tuple[int, Any]]) -> None:
+        """Take settled (direction, claim) pairs (`settled_claims`) out of their connection's state."""
+        if self._lane is not None:
+            self._lane.drop_claims(self._tcp[conn_id], claims)
+            return
+        gone = {id(c) for _, c in claims}
         for dr in self._tcp[conn_id].dirs:
             for role in (dr.writes, dr.reads):
                 if any(id(c) in gone for c in role.claims):
@@ -694,6 +705,8 @@ class Correlator:
     def forget(self, conn_id: int, syscall_ids: set[int]) -> list[Link]:
         """Drop a retired connection's calls `syscall_ids` from every index and return their
         links, which become None in `links`: the streaming analyze has written them out."""
+        if self._lane is not None:
+            return self._lane.forget(self, conn_id, syscall_ids)
         calls = self._calls_by_conn.get(conn_id)
         if calls:
             self._calls_by_conn[conn_id] = [c for c in calls if c[0] not in syscall_ids]

@@ -36,7 +36,7 @@ import struct
 import tempfile
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import accumulate, chain, islice
 from operator import attrgetter
 from typing import IO, Any, Protocol
@@ -96,6 +96,17 @@ _SPILL_COLUMNS = (
 )
 
 
+# Fills a _Spill's columns from settled (direction, claim) pairs: (claims, columns, packets, bounds).
+SpillFill = Callable[[list[tuple[int, Any]], dict[str, "array[int]"], "array[int]", "array[int]"], None]
+
+
+def _compiled_fill() -> SpillFill:
+    """`_core/correlate.spill_claims`, whose module the compiled correlator already imported."""
+    from wirecorr._core.correlate import spill_claims
+
+    return spill_claims
+
+
 class _Spill:
     """What `Streamer.compact` dropped of one open connection's data calls: per call the
     numbers `Correlator.restore` needs to rebuild its link and place (43 bytes, plus 8 a
@@ -104,10 +115,13 @@ class _Spill:
 
     CHUNK = 1 << 14
 
-    __slots__ = ("bounds", "chunks", "cols", "file", "packets")
+    __slots__ = ("bounds", "chunks", "cols", "file", "fill", "packets")
 
-    def __init__(self, file: IO[bytes]) -> None:
+    def __init__(self, file: IO[bytes], fill: SpillFill | None) -> None:
         self.file = file
+        # The compiled filler of the columns (`_core/correlate.spill_claims`), None for the
+        # reference, `_fill`.
+        self.fill = fill
         # (file offset, calls, packets) of each chunk written out
         self.chunks: list[tuple[int, int, int]] = []
         self._reset()
@@ -118,9 +132,30 @@ class _Spill:
         self.bounds = array("q", [0])
 
     def add(self, claims: list[tuple[int, Any]]) -> None:
-        """Settled (direction, claim) pairs of `Correlator.settled_claims`, a column at a time."""
+        """Settled (direction, claim) pairs of `Correlator.settled_claims`; each link's packets
+        are sorted first, as `Correlator.finish` sorts every link before the document is written."""
+        if self.fill is not None:
+            self.fill(claims, self.cols, self.packets, self.bounds)
+        else:
+            self._fill(claims)
+        cols, bounds, packets = self.cols, self.bounds, self.packets
+        if len(cols["sids"]) >= self.CHUNK:
+            f = self.file
+            at = f.seek(0, os.SEEK_END)
+            for name, _ in _SPILL_COLUMNS:
+                cols[name].tofile(f)
+            bounds.tofile(f)
+            packets.tofile(f)
+            self.chunks.append((at, len(cols["sids"]), len(packets)))
+            self._reset()
+
+    def _fill(self, claims: list[tuple[int, Any]]) -> None:
+        """The reference of `spill_claims`: the columns a column at a time."""
         cols = self.cols
         links = [claim.link for _, claim in claims]
+        for link in links:
+            if len(link.packets) > 1:
+                link.packets.sort()
         cols["sids"].extend([link.syscall for link in links])
         cols["link_ids"].extend([link.id for link in links])
         cols["delays"].extend([link.delay_ns or 0 for link in links])
@@ -132,15 +167,6 @@ class _Spill:
         packets, bounds = self.packets, self.bounds
         bounds.extend(islice(accumulate((len(link.packets) for link in links), initial=len(packets)), 1, None))
         packets.extend(chain.from_iterable(link.packets for link in links))
-        if len(cols["sids"]) >= self.CHUNK:
-            f = self.file
-            at = f.seek(0, os.SEEK_END)
-            for name, _ in _SPILL_COLUMNS:
-                cols[name].tofile(f)
-            bounds.tofile(f)
-            packets.tofile(f)
-            self.chunks.append((at, len(cols["sids"]), len(packets)))
-            self._reset()
 
     def calls(self) -> list[tuple[int, int, Link, int, int, int]]:
         """(syscall id, side, link, direction, start, end) of every call, as `Correlator.restore` takes them."""
@@ -225,6 +251,7 @@ class Streamer:
         self._ruled_out: dict[int, bool] = {}
         session.keep_syscall = self._keep
         session.on_fed = sink.syscalls
+        self._fill = _compiled_fill() if session.correlator.compiled else None
 
     def format_version(self) -> int:
         """The format of the recording being read, as its header says (1 before it or without one)."""
@@ -421,14 +448,10 @@ class Streamer:
             if spill is None:
                 if self._spill_file is None:
                     self._spill_file = tempfile.TemporaryFile(prefix="wirecorr-analyze-")  # noqa: SIM115 - closed by `_end_spills`
-                spill = self._spills[cid] = _Spill(self._spill_file)
-            for link in links:
-                # Sorted as `Correlator.finish` sorts every link before the document is written.
-                if len(link.packets) > 1:
-                    link.packets.sort()
+                spill = self._spills[cid] = _Spill(self._spill_file, self._fill)
             spill.add(claims)
             sids = {link.syscall for link in links}
-            correlator.drop_claims(cid, [claim for _, claim in claims])
+            correlator.drop_claims(cid, claims)
             self._send(links)
             correlator.forget(cid, sids)
             session.drop_syscalls(sids)

@@ -19,6 +19,7 @@ either format: the common path stays columnar and the round trip stays exact.
 
 from __future__ import annotations
 
+import importlib
 import struct
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
@@ -306,6 +307,29 @@ def link_blocks(links: Sequence[Link]) -> bytes:
 
 
 def build_link_table(links: Sequence[Link]) -> pa.Table:
+    """The columns of `links`, gathered compiled (`_core/rows.link_columns`) unless
+    `WIRECORR_PURE` asks for the reference, or a value is not of its column's exact type:
+    the reference then decides whether Arrow takes it."""
+    if pure_requested() or type(links) is not list:
+        return reference_link_table(links)
+    try:
+        ids, kind_codes, kinds, syscalls, offsets, packets, delays, valid, note_codes, noted, notes = _compiled(
+            "link_columns"
+        )(links)
+    except (TypeError, OverflowError):
+        return reference_link_table(links)
+    columns = [
+        pa.array(ids),
+        pa.DictionaryArray.from_arrays(pa.array(kind_codes), pa.array(kinds, pa.string())),
+        pa.array(syscalls),
+        pa.ListArray.from_arrays(pa.array(offsets), pa.array(packets)),
+        pa.array(delays, mask=~valid),
+        pa.DictionaryArray.from_arrays(pa.array(note_codes, mask=~noted), pa.array(notes, pa.string())),
+    ]
+    return pa.Table.from_arrays(columns, schema=LINK_SCHEMA)
+
+
+def reference_link_table(links: Sequence[Link]) -> pa.Table:
     ids, kinds, syscalls, packets, delays, notes = (list(map(get, links)) for get in _LINK_GETTERS)
     columns = [
         pa.array(ids, _I64),
@@ -615,14 +639,18 @@ _NO_MASK = np.zeros(0, np.uint8)
 def _build_rows() -> Any:
     """The compiled row builder; a missing build is an error, never a silent fall back to
     the slower path (as `correlator._new_lane`)."""
+    return _compiled("build")
+
+
+def _compiled(name: str) -> Any:
     try:
-        from wirecorr._core.rows import build
+        rows = importlib.import_module("wirecorr._core.rows")
     except ImportError as e:
         raise WirecorrError(
             f"the compiled syscall rows are not built ({e}): run `make` or `pip install -e .`, "
             "or set WIRECORR_PURE=1 for the (slower) pure-Python path"
         ) from None
-    return build
+    return getattr(rows, name)
 
 
 def _shared(values: list[Any]) -> list[Any]:
