@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -176,6 +177,28 @@ async def test_cursor_keys_move_and_detail_follows() -> None:
         assert timeline.cursor > 10
         await pilot.press("pageup")
         assert timeline.cursor == 0
+
+
+@sync
+async def test_rows_indexed_above_the_cursor_before_they_are_shown_leave_the_selection_alone() -> None:
+    """Live rows go into the view as they are indexed but are shown (`rows_changed`) at most
+    every so often; rows sorting above the selected one (a recorder's late syscalls) in
+    between must not turn the selection, nor a key pressed then, to another row."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        timeline = app.timeline
+        await pilot.press(*"jjjjjj")
+        view = timeline.view
+        selected, above = view.refs[6], view.refs[5]
+        late = np.array([view.ts[0] - 3, view.ts[0] - 2, view.ts[0] - 1], dtype=np.int64)
+        view.add_arrays(late, np.array([above, above, above], dtype=np.int64))
+        assert view.refs[6] != selected  # the cursor's position now holds another row
+        assert timeline.current_ref == selected
+        await pilot.press("k")
+        assert timeline.current_ref == above and timeline.cursor == 8
+        timeline.rows_changed(3)
+        assert timeline.current_ref == above and timeline.cursor == 8
 
 
 @sync

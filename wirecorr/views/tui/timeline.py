@@ -85,6 +85,9 @@ class Timeline(ScrollView, can_focus=True):
         # the cursor's row in place then hid them above the top of the screen.
         self.user_moved = False
         self.unseen = 0
+        # The cursor's line on screen when `_sync` moved the cursor after rows indexed since
+        # the last `rows_changed`; that call keeps the row on this line.
+        self._line: int | None = None
         self._jump: tuple[int, list[int]] | None = None
         self._cache: LRUCache[int, Strip] = LRUCache(4096)
         self._cols: Columns | None = None
@@ -127,7 +130,8 @@ class Timeline(ScrollView, can_focus=True):
             else:
                 self.refresh()
             return
-        before = self.cursor - self.scroll_offset.y
+        before = self.cursor - self.scroll_offset.y if self._line is None else self._line
+        self._line = None
         at = self._locate()
         if at is not None and at != self.cursor:
             self.cursor = at
@@ -160,7 +164,22 @@ class Timeline(ScrollView, can_focus=True):
 
     @property
     def current_ref(self) -> int | None:
+        """The selected row. The app puts rows into the view as it indexes them but shows
+        them (`rows_changed`) at most every so often: rows sorting above the selected one
+        (a recorder's late syscalls) move it down the view meanwhile, and `cursor` points at
+        another row until then."""
+        if self.cursor_key is not None and self._locate() is not None:
+            return self.cursor_key[1]
         return self.view.refs[self.cursor] if self.cursor < len(self.view) else None
+
+    def _sync(self) -> None:
+        """Put `cursor` back on the selected row before a key moves it from there (see
+        `current_ref`); the screen catches up at the next `rows_changed`."""
+        at = self._locate()
+        if at is not None and at != self.cursor:
+            if self._line is None:
+                self._line = self.cursor - self.scroll_offset.y
+            self.cursor = at
 
     def settle_cursor(self) -> None:
         """A filter scan ended: stay on the selected row if the view has it, else go to the
@@ -226,6 +245,7 @@ class Timeline(ScrollView, can_focus=True):
             self._select(None)
             return
         row = max(0, min(row, len(self.view) - 1))
+        self._line = None
         self.cursor = row
         self.cursor_key = (self.view.ts[row], self.view.refs[row])
         self._show_cursor()
@@ -268,12 +288,14 @@ class Timeline(ScrollView, can_focus=True):
         self.user_moved = True
         if delta < 0:
             self._stop_following()
+        self._sync()
         self._go(self.cursor + delta)
 
     def action_page(self, direction: int) -> None:
         self.user_moved = True
         if direction < 0:
             self._stop_following()
+        self._sync()
         height = self.page_height
         self.scroll_to(y=self.scroll_offset.y + direction * height, animate=False, immediate=True)
         self._go(self.cursor + direction * height)
