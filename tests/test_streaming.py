@@ -282,3 +282,19 @@ def test_compiled_settling_keeps_the_references_state(
     if end == "rst-open":
         # The connection is open at the end: what was settled is still spilled.
         assert sum(map(len, states[0]["spills"].values())) > 5_000
+
+
+def test_an_open_connection_keeps_only_the_segments_a_claim_can_still_reach(tmp_path: Path) -> None:
+    """`Correlator.prune_segments`: a direction of one long connection held all its segments
+    (24 B each) until the connection retired; settled, they go. The document is the
+    whole-table path's (the tests above), this checks they went."""
+    path = tmp_path / "open.pcapng"
+    synth_echo().write(path, 40_000, 40_000, end="rst-open")
+    session = Session()
+    streamer = Streamer(session, json_report.StreamWriter(), grace_ns=0, every=1024)
+    for _ in streamer.read(str(path)):
+        pass
+    (tcp,) = session.correlator._tcp.values()
+    assert len(tcp.conn.packet_indices) > 80_000
+    held = [len(d.seg_start) for d in tcp.dirs]
+    assert max(held) < 20_000, held  # of 40,000 a direction

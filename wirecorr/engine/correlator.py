@@ -685,6 +685,39 @@ class Correlator:
                     role.claims = kept
                     role.starts = array("q", [c.start for c in kept])
 
+    def prune_segments(self, conn_id: int) -> None:
+        """After `drop_claims`: drop the segments of an open connection below where any claim
+        can still reach (each direction's lowest claim left, and its writer's and reader's
+        next stream offsets). A direction of one long connection held every segment, 24 B
+        each, until the connection retired.
+
+        Only once both sides are bound and anchored with nothing waiting: a side bound later
+        (an accept traced late, a socket open before tracing) anchors its stream by walking
+        the segments from the start. What the dropped segments still answered, a close's
+        count of unread bytes (`_unread`), they answer the same without them: all end
+        below what the reader read.
+        """
+        tcp = self._tcp.get(conn_id)
+        if tcp is None or tcp.unanchored:
+            return
+        states = (self._bound.get((conn_id, 0)), self._bound.get((conn_id, 1)))
+        for state in states:
+            if state is None or None in state.shift or state.queue or state.pending[0] or state.pending[1]:
+                return
+        for d, dr in enumerate(tcp.dirs):
+            writer, reader = states[d], states[1 - d]
+            assert writer is not None and reader is not None
+            floor = min(writer.sent + writer.shift[0], reader.received + reader.shift[1])  # type: ignore[operator]
+            for role in (dr.writes, dr.reads, dr.peeks):
+                if role.claims:
+                    floor = min(floor, role.claims[0].start)
+            # A segment is at most `max_len` long: those starting that far below the floor end below it.
+            gone = bisect.bisect_right(dr.seg_start, floor - dr.max_len)
+            if gone:
+                del dr.seg_start[:gone]
+                del dr.seg_end[:gone]
+                del dr.seg_idx[:gone]
+
     def restore(self, conn_id: int, calls: list[tuple[int, int, Link, int, int, int]]) -> None:
         """Put back what `forget` dropped of an open connection's data calls, given as
         (syscall id, side, link, direction, start, end): a finding turned out to read them.

@@ -452,6 +452,7 @@ class Streamer:
             spill.add(claims)
             sids = {link.syscall for link in links}
             correlator.drop_claims(cid, claims)
+            correlator.prune_segments(cid)
             self._send(links)
             correlator.forget(cid, sids)
             session.drop_syscalls(sids)
