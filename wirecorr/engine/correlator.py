@@ -707,7 +707,9 @@ class Correlator:
         for d, dr in enumerate(tcp.dirs):
             writer, reader = states[d], states[1 - d]
             assert writer is not None and reader is not None
-            floor = min(writer.sent + writer.shift[0], reader.received + reader.shift[1])  # type: ignore[operator]
+            sent_shift, read_shift = writer.shift[0], reader.shift[1]
+            assert sent_shift is not None and read_shift is not None
+            floor = min(writer.sent + sent_shift, reader.received + read_shift)
             for role in (dr.writes, dr.reads, dr.peeks):
                 if role.claims:
                     floor = min(floor, role.claims[0].start)

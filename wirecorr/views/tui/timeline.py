@@ -85,9 +85,6 @@ class Timeline(ScrollView, can_focus=True):
         # the cursor's row in place then hid them above the top of the screen.
         self.user_moved = False
         self.unseen = 0
-        # The cursor's line on screen when `_sync` moved the cursor after rows indexed since
-        # the last `rows_changed`; that call keeps the row on this line.
-        self._line: int | None = None
         self._jump: tuple[int, list[int]] | None = None
         self._cache: LRUCache[int, Strip] = LRUCache(4096)
         self._cols: Columns | None = None
@@ -130,8 +127,7 @@ class Timeline(ScrollView, can_focus=True):
             else:
                 self.refresh()
             return
-        before = self.cursor - self.scroll_offset.y if self._line is None else self._line
-        self._line = None
+        before = self.cursor - self.scroll_offset.y
         at = self._locate()
         if at is not None and at != self.cursor:
             self.cursor = at
@@ -174,11 +170,9 @@ class Timeline(ScrollView, can_focus=True):
 
     def _sync(self) -> None:
         """Put `cursor` back on the selected row before a key moves it from there (see
-        `current_ref`); the screen catches up at the next `rows_changed`."""
+        `current_ref`)."""
         at = self._locate()
-        if at is not None and at != self.cursor:
-            if self._line is None:
-                self._line = self.cursor - self.scroll_offset.y
+        if at is not None:
             self.cursor = at
 
     def settle_cursor(self) -> None:
@@ -245,7 +239,6 @@ class Timeline(ScrollView, can_focus=True):
             self._select(None)
             return
         row = max(0, min(row, len(self.view) - 1))
-        self._line = None
         self.cursor = row
         self.cursor_key = (self.view.ts[row], self.view.refs[row])
         self._show_cursor()
