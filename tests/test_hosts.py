@@ -364,6 +364,19 @@ c.close()
 """
 
 
+def _wait_listening(netns: str, port: int, owner: subprocess.Popen[str]) -> None:
+    """Until a socket listens on `port` in `netns` (at most 20 s, or until `owner` ends)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and owner.poll() is None:
+        done = subprocess.run(
+            ["ip", "netns", "exec", netns, "ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True
+        )
+        if done.stdout.strip():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"nothing listens on port {port} in {netns}")
+
+
 def test_merge_matches_repeated_pure_acks_by_ip_id(tmp_path: Path) -> None:
     """Without TCP timestamps, the zero-window probes of a stalled connection and the
     server's answers are pure ACKs with identical headers; only the IPv4 ID tells them
@@ -384,6 +397,9 @@ def test_merge_matches_repeated_pure_acks_by_ip_id(tmp_path: Path) -> None:
             text=True,
         )
         try:
+            # Not before the server listens (its capture runs by then): a connect refused
+            # earlier is a SYN and an RST only the client's capture holds.
+            _wait_listening(net.b, port, server)
             client = wirecorr(
                 *common, "--netns", net.a, "-i", "a0", "-o", str(a), "--",
                 sys.executable, "-I", str(tmp_path / "client.py"), net.addr_b, str(port),
@@ -494,7 +510,18 @@ def test_record_attaches_to_processes_in_two_namespaces_one_capture_each(tmp_pat
     assert [h["pids"] for h in hosts] == [[client.pid], [server.pid]]
     assert hosts[1]["sync"]["model"] == "same clock" and hosts[1]["offset_ns"] == 0
     convs = doc["conversations"]
-    assert len(convs) >= 5 and all((c["client"]["host"], c["server"]["host"]) == (0, 1) for c in convs)
+    reports = [h["report"] for h in hosts]
+    # Which side is the client is a guess for a connection the captures began after its SYN
+    # (the attach lands between the client's connections, which keep coming).
+    handshaken = [
+        c
+        for c in convs
+        if all(
+            reports[c[k]["host"]]["connections"][c[k]["connection"]]["handshake"]["client"] is not None
+            for k in ("client", "server")
+        )
+    ]
+    assert len(handshaken) >= 5 and all((c["client"]["host"], c["server"]["host"]) == (0, 1) for c in handshaken)
     assert all(c["delay_ns"] >= 0 for c in doc["crossings"])
     client_kinds = {lk["kind"] for lk in hosts[0]["report"]["links"]}
     server_kinds = {lk["kind"] for lk in hosts[1]["report"]["links"]}
