@@ -200,14 +200,15 @@ def test_same_links_and_identity_on_generated_streams(
 )
 def test_call_index_answers_as_the_reference(ops: list[tuple[str, int, int]]) -> None:
     """The compiled per-call index (dense rows, sparse ids in a dict, rows that grow over
-    ids kept sparse before, rows of old ids shed to the dict) against the dict-based
-    reference, one operation at a time."""
+    ids kept sparse before, rows of old ids shed to the dict; links read from a shed
+    LinkTable) against the dict-based reference, one operation at a time."""
     from wirecorr._core.correlate import CallIndex
 
     from wirecorr.engine.correlator import _CallIndex
+    from wirecorr.engine.link_table import LinkTable
     from wirecorr.model import Link
 
-    links: list[Link | None] = []
+    links = LinkTable()
     compiled, reference = CallIndex(links), _CallIndex(links)
     touched = set()
     for op, sid, value in ops:
@@ -228,6 +229,7 @@ def test_call_index_answers_as_the_reference(ops: list[tuple[str, int, int]]) ->
         elif op == "shed":
             compiled.shed(value * 50)
             reference.shed(value * 50)
+            links.shed(value * 5)  # the links' own window: held ones move to its dict
         else:
             assert compiled.pop_links(sid) == reference.pop_links(sid)
         for t in touched:

@@ -64,6 +64,14 @@ cdef Py_ssize_t _bisect_q(const long long* a, Py_ssize_t n, long long x, bint ri
     return lo
 
 
+cdef inline object _link_at(object table, long long i):
+    """`table[i]` of the correlator's LinkTable, without its Python `__getitem__`."""
+    cdef long long at = i - <long long>table.base
+    if at >= 0:
+        return (<list>table.items)[at]
+    return table.old.get(i)
+
+
 cdef inline int _push(carray.array a, long long v) except -1:
     """`a.append(v)` for an `array('q')` without a method call and a boxed int."""
     cdef Py_ssize_t n = Py_SIZE(a)
@@ -91,7 +99,7 @@ cdef class CallIndex:
     a call (`correlator._CallIndex`, three dicts of tuples and lists, is the reference and
     held ≈ 400 bytes a call: bench/correlate's one long connection kept 800k of them).
 
-    A call's first link is held by id (into the correlator's `links`); a call with more
+    A call's first link is held by id (into the correlator's `links`, a LinkTable); a call with more
     links (connect, a refused connect) has them all listed in `more`.
     """
 
@@ -102,9 +110,9 @@ cdef class CallIndex:
     cdef long long top
     cdef dict sparse
     cdef dict more
-    cdef list links
+    cdef object links
 
-    def __cinit__(self, list links):
+    def __cinit__(self, object links):
         self.rows = NULL
         self.cap = 0
         self.base = 0
@@ -180,7 +188,7 @@ cdef class CallIndex:
             key = self.base + i
             links = None
             if row.link >= 0:
-                links = self.more.pop(key, None) or [self.links[row.link]]
+                links = self.more.pop(key, None) or [_link_at(self.links, row.link)]
             self.sparse[key] = [
                 (row.conn, row.side) if row.conn >= 0 else None,
                 links,
@@ -244,7 +252,7 @@ cdef class CallIndex:
                 return
             found = self.more.get(sid)
             if found is None:
-                self.more[sid] = [self.links[row.link], link]
+                self.more[sid] = [_link_at(self.links, row.link), link]
             else:
                 found.append(link)
             return
@@ -260,7 +268,7 @@ cdef class CallIndex:
             if row.link < 0:
                 return []
             found = self.more.get(sid)
-            return list(found) if found is not None else [self.links[row.link]]
+            return list(found) if found is not None else [_link_at(self.links, row.link)]
         entry = self._sparse(sid, False)
         return list(entry[1]) if entry is not None and entry[1] is not None else []
 
@@ -378,7 +386,10 @@ cdef class Lane:
         cdef CallIndex calls = corr._calls
         cdef dict calls_by_conn = corr._calls_by_conn
         cdef dict packet_links = corr.packet_links
-        cdef list links = corr.links
+        # The correlator's LinkTable: appended to as a list (only `shed` moves its base, and
+        # not during a batch).
+        cdef list links = corr.links.items
+        cdef long long link_base = corr.links.base
         cdef carray.array seg_start, seg_end, seg_idx, claim_starts
         cdef list ids, lst
         cdef const long long[:] ts_col = corr.table.ts_ns
@@ -462,7 +473,7 @@ cdef class Lane:
                     note = f"partial write: {n} of {count} bytes"
             elif peek:
                 note = "MSG_PEEK: bytes left in the receive queue"
-            link = Link(len(links), "write-data" if write else "read-data", sid, [], None, note)
+            link = Link(link_base + len(links), "write-data" if write else "read-data", sid, [], None, note)
             links.append(link)
             calls.add_link(sid, link)
             enter_ns = sc.enter_ns
@@ -632,7 +643,10 @@ cdef class Lane:
         cdef dict calls_by_conn = corr._calls_by_conn
         cdef CallIndex calls = corr._calls
         cdef dict packet_links = corr.packet_links
-        cdef list links = corr.links
+        cdef object table = corr.links
+        cdef list items = table.items
+        cdef dict old = table.old
+        cdef long long base = table.base, at
         cdef list out = [], ids
         cdef object link, idx
         entries = calls_by_conn.get(conn_id)
@@ -642,7 +656,11 @@ cdef class Lane:
             calls.unassign(sid)
             for link in calls.pop_links(sid):
                 out.append(link)
-                links[link.id] = None
+                at = link.id - base
+                if at >= 0:
+                    items[at] = None
+                else:
+                    old.pop(link.id, None)
                 for idx in link.packets:
                     ids = packet_links.get(idx)
                     if ids is not None:

@@ -42,6 +42,7 @@ from typing import Any
 from wirecorr._core import pure_requested
 from wirecorr.engine.analysis_flags import ANY_RETRANSMISSION, AnalysisFlag
 from wirecorr.engine.connections import Connection
+from wirecorr.engine.link_table import LinkTable
 from wirecorr.engine.seq import GE_SEQ, HALF, M32
 from wirecorr.engine.socket_map import (
     NEVER,
@@ -94,6 +95,8 @@ RECENT_PAYLOADS = 4096
 # Syscall ids the compiled per-call index keeps rows for once the streaming analyze sheds
 # it; older calls still on a connection move to its dict (≈ 200 B each instead of 32).
 CALL_WINDOW = 1 << 16
+# Link ids `Correlator.links` keeps a list slot for once the streaming analyze sheds it.
+LINK_WINDOW = 1 << 16
 _NOT_FOUND = "no captured segment carries their bytes"
 _NO_DATA = "none of their bytes were recorded (--data-bytes 0?)"
 
@@ -308,7 +311,7 @@ class _CallIndex:
 
     __slots__ = ("_conn_of", "_links", "_ranges")
 
-    def __init__(self, links: list[Link | None]) -> None:
+    def __init__(self, links: LinkTable) -> None:
         self._conn_of: dict[int, tuple[int, int]] = {}
         self._links: dict[int, list[Link]] = {}
         self._ranges: dict[int, tuple[int, int, int]] = {}
@@ -363,7 +366,7 @@ def _new_lane() -> Any:
     return Lane()
 
 
-def _new_call_index(links: list[Link | None]) -> Any:
+def _new_call_index(links: LinkTable) -> Any:
     from wirecorr._core.correlate import CallIndex
 
     return CallIndex(links)
@@ -396,7 +399,7 @@ class Correlator:
         self.analyzer = analyzer
         self.table = analyzer.table
         # None where `forget` dropped a link (only the streaming analyze does).
-        self.links: list[Link | None] = []
+        self.links = LinkTable()
         self.packet_links: dict[int, list[int]] = {}
         self.sockets = SocketMap()
         self._index = ConnectionIndex()
@@ -546,9 +549,8 @@ class Correlator:
         for tcp in self._tcp.values():
             self._settle(tcp)
         self._udp.finish()
-        for link in self.links:
-            if link is not None:
-                link.packets.sort()
+        for link in self.links.held():
+            link.packets.sort()
         self._finished = True
 
     def _settle(self, tcp: _Tcp) -> None:
@@ -668,9 +670,10 @@ class Correlator:
         tcp.ack_scan = pos
 
     def shed_calls(self) -> None:
-        """After `forget`: let the per-call index follow the calls in flight rather than every
-        id seen (`CallIndex.shed`)."""
+        """After `forget`: let the per-call index and the links follow the calls in flight
+        rather than every id seen (`CallIndex.shed`, `LinkTable.shed`)."""
         self._calls.shed(CALL_WINDOW)
+        self.links.shed(LINK_WINDOW)
 
     def drop_claims(self, conn_id: int, claims: list[tuple[int, Any]]) -> None:
         """Take settled (direction, claim) pairs (`settled_claims`) out of their connection's state."""

@@ -530,7 +530,7 @@ class Streamer:
         processes (the TUI's live view, labs), frees its session when it returns instead.
         """
         sent = self._sent
-        self._send([link for link in self.session.correlator.links if link is not None and not _was_sent(sent, link)])
+        self._send([link for link in self.session.correlator.links.held() if not _was_sent(sent, link)])
         if freeze:
             gc.freeze()
 

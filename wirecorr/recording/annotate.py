@@ -248,7 +248,7 @@ def comments(*, compiled: bool | None = None) -> Comments:
 
 
 def rewrite(
-    path: str, links: list[Link], findings: list[Finding], syscall: Callable[[int], Syscall | None]
+    path: str, links: Iterable[Link], findings: list[Finding], syscall: Callable[[int], Syscall | None]
 ) -> Annotation:
     """Rewrite the recording at `path` with the links and findings the engine drew from it
     (the whole analysis held in memory). `record`'s linking pass streams instead
@@ -258,6 +258,7 @@ def rewrite(
     Raises AnnotateError (or OSError) with the original untouched. A file that already
     holds link records was annotated before: rewriting it would duplicate every comment.
     """
+    links = list(links)  # the correlator's `LinkTable` too
     how = comments()
     options = how.options(links, syscall)
 

@@ -123,7 +123,7 @@ class Context:
     @cached_property
     def links(self) -> list[Link]:
         """The links a finding may cite; the streaming analyze has forgotten some (None)."""
-        return [link for link in self.session.correlator.links if link is not None]
+        return self.session.correlator.links.held()
 
     @cached_property
     def syscalls(self) -> list[Syscall]:
