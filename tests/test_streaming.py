@@ -113,10 +113,13 @@ def test_a_long_connection_is_settled_as_it_goes_and_put_back_when_a_finding_rea
     temporary file. Ended by FIN nothing brings them back; ended by an RST (the server's
     socket closed, or still open at the end of the input) the reset finding counts the
     bytes read, so they come back (`Streamer._restore`). Either way the document is the
-    whole-table path's, compiled lane or reference."""
-    from wirecorr.engine import streaming
+    whole-table path's, compiled lane or reference, also with the links' ids shed to a
+    window of 1000 (`LinkTable.shed`, `_SentFlags.shed`)."""
+    from wirecorr.engine import correlator, streaming
 
     monkeypatch.setattr(streaming._Spill, "CHUNK", 1000)
+    # The links' list keeps slots for the newest 1000 ids: the restored links land below it.
+    monkeypatch.setattr(correlator, "LINK_WINDOW", 1000)
     restored: list[int] = []
     real_restore = Streamer._restore
 
@@ -140,6 +143,10 @@ def test_a_long_connection_is_settled_as_it_goes_and_put_back_when_a_finding_rea
             pass
         dropped = sum(link is None for link in session.correlator.links)
         assert dropped > 60_000, dropped
+        links = session.correlator.links
+        # A block of syscalls (16,384) and at most twice the window.
+        assert links.base > 60_000 and len(links.items) < 20_000, (links.base, len(links.items))
+        assert streamer._sent.base == links.base
     else:
         assert restored and min(restored) > 60_000, restored
         assert "closed the socket with received data unread (read 1280000 of 1280000)" in expected
