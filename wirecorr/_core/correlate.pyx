@@ -99,8 +99,8 @@ cdef class CallIndex:
     a call (`correlator._CallIndex`, three dicts of tuples and lists, is the reference and
     held ≈ 400 bytes a call: bench/correlate's one long connection kept 800k of them).
 
-    A call's first link is held by id (into the correlator's `links`, a LinkTable); a call with more
-    links (connect, a refused connect) has them all listed in `more`.
+    A call's first link is held by id (into the correlator's `links`, a LinkTable); a call
+    with more links (connect, a refused connect) has them all listed in `more`.
     """
 
     cdef Row* rows
@@ -473,7 +473,8 @@ cdef class Lane:
                     note = f"partial write: {n} of {count} bytes"
             elif peek:
                 note = "MSG_PEEK: bytes left in the receive queue"
-            link = Link(link_base + len(links), "write-data" if write else "read-data", sid, [], None, note)
+            kind = "write-data" if write else "read-data"
+            link = Link(link_base + len(links), kind, sid, [], None, note)
             links.append(link)
             calls.add_link(sid, link)
             enter_ns = sc.enter_ns
