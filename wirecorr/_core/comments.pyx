@@ -373,10 +373,11 @@ def with_options(bytes block, bytes options, rebuild):
 
 def copy_packets(bytes data, Py_ssize_t pos, Py_ssize_t index, options, rebuild):
     """The packet blocks of `data` from `pos` on, with the comments of `options` (packet
-    index → options, a dict or a `PacketComments`: what has `get`) added to their EPBs: (the output, the position after them, the next
-    packet index). It stops at the first block that is not a whole packet block (any other
-    type, one cut by the end of `data`, one of a bad length), which the caller reads the
-    reference way (`annotate._Blocks.next` checks and words errors)."""
+    index → options, a dict or a `PacketComments`: what has `get`) added to their EPBs:
+    (the output, the position after them, the next packet index). It stops at the first
+    block that is not a whole packet block (any other type, one cut by the end of `data`,
+    one of a bad length), which the caller reads the reference way (`annotate._Blocks.next`
+    checks and words errors)."""
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data), blen, btype, keep, extra = 0, total, at = 0, cap
     cdef const unsigned char* b = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef char* out = NULL

@@ -584,8 +584,7 @@ cdef class Lane:
     def settled(self, corr, tcp, long long horizon):
         """`Correlator.settled_claims` for a tracked connection with every stream anchored."""
         cdef list out = []
-        cdef object dr, role, claim
-        cdef Claim c
+        cdef object dr, role, claim, last
         cdef long long acked
         cdef int d
         _scan_acks(corr.table, tcp)
@@ -593,31 +592,19 @@ cdef class Lane:
             dr = tcp.dirs[d]
             acked = dr.acked
             for role in (dr.writes, dr.reads):
+                # Either claim class: the lane's `Claim` or, from `on_syscall`, the reference's.
                 for claim in role.claims:
-                    if type(claim) is Claim:
-                        c = <Claim>claim
-                        if c.start >= acked or (c._has_last and c._last > horizon):
-                            break
-                        if (
-                            c.end <= acked
-                            and c.covered_to == c.end
-                            and c.retrans is None
-                            and c.link.note is None
-                            and c._has_last
-                        ):
-                            out.append((d, claim))
-                    else:
-                        last = claim.last_ts
-                        if claim.start >= acked or (last is not None and last > horizon):
-                            break
-                        if (
-                            claim.end <= acked
-                            and claim.covered_to == claim.end
-                            and claim.retrans is None
-                            and claim.link.note is None
-                            and last is not None
-                        ):
-                            out.append((d, claim))
+                    last = claim.last_ts
+                    if claim.start >= acked or (last is not None and last > horizon):
+                        break
+                    if (
+                        claim.end <= acked
+                        and claim.covered_to == claim.end
+                        and claim.retrans is None
+                        and claim.link.note is None
+                        and last is not None
+                    ):
+                        out.append((d, claim))
         return out
 
     def drop_claims(self, tcp, list settled):

@@ -163,6 +163,15 @@ def build(
     return out
 
 
+cdef inline int32_t _code(dict codes, list values, str value) except -1:
+    """`value`'s index in `values`, appended at its first appearance (as `dictionary_encode` numbers)."""
+    code = codes.get(value)
+    if code is None:
+        code = codes[value] = len(values)
+        values.append(value)
+    return code
+
+
 def link_columns(list links):
     """The columns of a format-2 `links` block for `links` (`columns.build_link_table`'s
     values, as numpy arrays and two short lists): ids, kind codes and the kinds in order of
@@ -213,11 +222,7 @@ def link_columns(list links):
         kind = link.kind
         if type(kind) is not str:
             raise TypeError("kind is not a str")
-        v = codes.get(kind)
-        if v is None:
-            v = codes[kind] = len(kinds)
-            kinds.append(kind)
-        kcode[i] = v
+        kcode[i] = _code(codes, kinds, kind)
         v = link.delay_ns
         if v is None:
             valid[i] = 0
@@ -230,11 +235,7 @@ def link_columns(list links):
         if note is not None:
             if type(note) is not str:
                 raise TypeError("note is not a str")
-            v = note_codes.get(note)
-            if v is None:
-                v = note_codes[note] = len(notes)
-                notes.append(note)
-            ncode[i] = v
+            ncode[i] = _code(note_codes, notes, note)
             noted[i] = 1
         for p in <list>link.packets:
             if type(p) is not int:

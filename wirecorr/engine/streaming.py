@@ -44,7 +44,6 @@ from typing import IO, Any, Protocol
 from wirecorr.bulk import paused_gc
 from wirecorr.engine import findings, requests
 from wirecorr.engine.ingest import SLICE, LinkTypeCheck, OnProgress, RecordedFeed, feed_packets, reread_payloads
-from wirecorr.engine.link_table import LinkTable
 from wirecorr.engine.packet_feed import compiled_feed_applies, feed_compiled
 from wirecorr.engine.session import Session
 from wirecorr.errors import InputError
@@ -222,7 +221,10 @@ class Streamer:
         self.grace_ns = grace_ns
         self.every = every
         self.thresholds = thresholds or findings.Thresholds()
-        self._sent = _SentFlags()
+        # Ids of the links that went to the sink and the correlator still holds (a retired
+        # connection's that a finding reads, its calls that are no plain transfer); a link
+        # forgotten leaves it, so it follows what is held, not the recording.
+        self._sent: set[int] = set()
         # Syscalls read but not fed yet (in end order), and the latest packet time seen.
         self._pending: list[Syscall] = []
         # Syscalls of the Custom Blocks met since the last packet, and how many packets came
@@ -412,7 +414,7 @@ class Streamer:
             self._spills.pop(cid, None)
             # A side the trace had not bound yet (a late accept) may bind after retirement,
             # and its connection retire again: only its new links go out then.
-            self._send([link for link in links if link not in self._sent])
+            self._send([link for link in links if link.id not in self._sent])
             requests.settle(session, cid)
             if keeps:
                 continue
@@ -421,7 +423,7 @@ class Streamer:
                 sc = session.syscall(sid)
                 if sc is not None and is_plain(sc):
                     plain.add(sid)
-            correlator.forget(cid, plain)
+            self._sent.difference_update(link.id for link in correlator.forget(cid, plain))
             session.drop_syscalls(plain)
         self.compact()
 
@@ -453,11 +455,11 @@ class Streamer:
             sids = {link.syscall for link in links}
             correlator.drop_claims(cid, claims)
             correlator.prune_segments(cid)
-            self._send(links)
+            # Written out and forgotten at once: no sent mark to keep.
+            self.sink.links(links)
             correlator.forget(cid, sids)
             session.drop_syscalls(sids)
         correlator.shed_calls()
-        self._sent.shed(correlator.links)
 
     def _framed_by_none(self, cid: int) -> bool:
         """Whether no framer takes connection `cid` (asked again until its first bytes are
@@ -520,8 +522,8 @@ class Streamer:
                 found.extend(sc for sc in scratch.syscalls if sc.id in wanted)
         self.session.restore_syscalls(found)
         self.session.correlator.restore(cid, calls)
-        # Spilled links went to the sink as they were spilled; their flags may have been shed since.
-        self._sent.mark([call[2] for call in calls])
+        # Spilled links went to the sink as they were spilled.
+        self._sent.update(call[2].id for call in calls)
 
     def finish(self, *, freeze: bool = True) -> None:
         """After `diagnose`: the links no retirement handed out.
@@ -533,56 +535,13 @@ class Streamer:
         processes (the TUI's live view, labs), frees its session when it returns instead.
         """
         sent = self._sent
-        self._send([link for link in self.session.correlator.links.held() if link not in sent])
+        self._send([link for link in self.session.correlator.links.held() if link.id not in sent])
         if freeze:
             gc.freeze()
 
     def _send(self, links: list[Link]) -> None:
-        self._sent.mark(links)
+        self._sent.update(link.id for link in links)
         self.sink.links(links)
-
-
-class _SentFlags:
-    """Which links went to the sink: a byte a link id from `base` on, and the ids below it
-    of links the correlator still holds that went (`LinkTable.old`). `shed` follows the
-    correlator's LinkTable, so neither grows with the recording."""
-
-    __slots__ = ("base", "flags", "old")
-
-    def __init__(self) -> None:
-        self.base = 0
-        self.flags = bytearray()
-        self.old: set[int] = set()
-
-    def mark(self, links: list[Link]) -> None:
-        base, flags = self.base, self.flags
-        top = max((link.id for link in links), default=-1) - base
-        if top >= len(flags):
-            flags.extend(bytes(top + 1 - len(flags)))
-        for link in links:
-            at = link.id - base
-            if at >= 0:
-                flags[at] = 1
-            else:
-                self.old.add(link.id)
-
-    def __contains__(self, link: Link) -> bool:
-        at = link.id - self.base
-        if at >= 0:
-            return at < len(self.flags) and self.flags[at] == 1
-        return link.id in self.old
-
-    def shed(self, table: LinkTable) -> None:
-        """Drop the flags of the ids `table` no longer lists, keeping those of the links it still holds."""
-        cut = table.base - self.base
-        if cut <= 0:
-            return
-        flags, base = self.flags, self.base
-        held = table.old
-        self.old = {lid for lid in self.old if lid in held}
-        self.old.update(lid for lid in held if 0 <= lid - base < min(cut, len(flags)) and flags[lid - base])
-        del flags[:cut]
-        self.base = table.base
 
 
 def streamable(path: str | None, *, strace: str | None, packets: bool, count: int | None, filtered: bool) -> bool:
